@@ -1,0 +1,83 @@
+"""The one settings tree, read once at process start and passed down explicitly.
+
+Nothing reads the environment at import time: ``load_settings()`` is called by the
+CLI (or a test) and the resulting object travels through constructors.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Role(StrEnum):
+    IDE = "ide"
+    SERVE = "serve"
+    WORKER = "worker"
+    ALL = "all"
+
+
+OnOff = Literal["on", "off"]
+
+
+class Settings(BaseSettings):
+    """Every knob Quarry has; each maps to a ``QUARRY_*`` environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="QUARRY_", extra="ignore")
+
+    role: Role = Field(Role.ALL, description="ide | serve | worker | all")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the state database; default: SQLite under data_dir.",
+    )
+    blob_url: str | None = Field(
+        None,
+        description="Object store: file:///path or s3://bucket/prefix; default: data_dir/blobs.",
+    )
+    data_dir: Path | None = Field(
+        None, description="Local-mode state folder; default: the workspace's .quarry/."
+    )
+    skip_migrations: bool = Field(False, description="Do not migrate at boot; check only.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    tenant: str = Field("local", description="Tenant that local-mode workspaces belong to.")
+    workspaces_dir: Path | None = Field(None, description="Factory's clone cache (cloud mode).")
+    ide_upstream: str | None = Field(None, description="Factory URL a serve replica proxies to.")
+    self_url: str | None = Field(None, description="This process's own ingress (keep-alive).")
+    inprocess_workers: OnOff | None = None
+    global_driver: OnOff | None = None
+    revision_cache_ttl: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds a replica may keep serving the previous current revision after "
+        "another node promoted a new one.",
+    )
+    definition_cache_size: int = Field(4096, ge=0, description="Definitions kept in memory.")
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("database_url", "blob_url", "ide_upstream", "self_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def with_local_defaults(self, workspace: Path | None) -> Settings:
+        """Fill in the embedded defaults (SQLite + local folder) under ``data_dir``."""
+        data_dir = self.data_dir or ((workspace / ".quarry") if workspace else Path(".quarry"))
+        data_dir = data_dir.resolve()
+        updates: dict[str, object] = {"data_dir": data_dir}
+        if self.database_url is None:
+            updates["database_url"] = f"sqlite:///{data_dir / 'state.db'}"
+        if self.blob_url is None:
+            updates["blob_url"] = (data_dir / "blobs").as_uri()
+        return self.model_copy(update=updates)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read ``QUARRY_*`` once; explicit CLI flags win over the environment."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""State (SQLAlchemy Core tables, migrations, named queries) and the object store."""

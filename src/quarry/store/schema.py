@@ -1,0 +1,12 @@
+"""The complete declared schema: every table module registers on one MetaData.
+
+Alembic's environment and the schema-equals-migrations test import this module, so
+a table declared anywhere in ``quarry.store`` but not imported here is caught.
+"""
+
+from __future__ import annotations
+
+from quarry.store import tables
+from quarry.store.tables import metadata
+
+__all__ = ["metadata", "tables"]

@@ -1,0 +1,102 @@
+"""Shared fixtures: every backend-sensitive test runs on both SQLite + a local folder
+and Postgres + S3 (a real local S3 server), parametrised rather than copied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from quarry.core.settings import Settings
+from quarry.store.db import create_state_engine
+from quarry.store.migrate import migrate
+from tests.support.services import (
+    S3Server,
+    create_database,
+    drop_database,
+    pg_url,
+    running_s3_server,
+)
+
+
+@dataclass
+class Backend:
+    """Where state and objects live for one test, plus the env a child process needs."""
+
+    name: str
+    database_url: str
+    blob_url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": self.database_url,
+            "blob_url": self.blob_url,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    def process_env(self) -> dict[str, str]:
+        return {
+            **self.env,
+            "QUARRY_DATABASE_URL": self.database_url,
+            "QUARRY_BLOB_URL": self.blob_url,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with running_s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database migrated once per test session; each test clones it (fast)."""
+    name = create_database()
+    engine = create_state_engine(pg_url(name))
+    migrate(engine)
+    engine.dispose()
+    yield name
+    drop_database(name)
+
+
+@pytest.fixture
+def pg_database(pg_template: str) -> Iterator[str]:
+    name = create_database(template=pg_template)
+    yield pg_url(name)
+    drop_database(name)
+
+
+@pytest.fixture
+def empty_pg_database() -> Iterator[str]:
+    name = create_database()
+    yield pg_url(name)
+    drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Backend:
+    if request.param == "sqlite":
+        state = tmp_path / "state"
+        state.mkdir()
+        return Backend(
+            name="sqlite",
+            database_url=f"sqlite:///{state / 'state.db'}",
+            blob_url=(state / "blobs").as_uri(),
+        )
+    s3: S3Server = request.getfixturevalue("s3_server")
+    database_url: str = request.getfixturevalue("pg_database")
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    bucket = s3.create_bucket()
+    return Backend(
+        name="postgres",
+        database_url=database_url,
+        blob_url=f"s3://{bucket}/quarry",
+        env=dict(s3.env),
+    )
