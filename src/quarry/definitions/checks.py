@@ -1,0 +1,69 @@
+"""Rules the schemas cannot express: names that must be unique within a file.
+
+Duplicates are legal to pydantic but make the file ambiguous (which ``local``
+database? which task's output does ``{{ load }}`` mean?), so they are errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from pydantic import BaseModel
+from yaml.nodes import Node
+
+from quarry.core.errors import Problem
+from quarry.definitions.models.app import AppConfig
+from quarry.definitions.models.config import WorkspaceConfig
+from quarry.definitions.models.semantic import ViewConfig
+from quarry.definitions.models.tasks import ConditionalTask, LoopSequentialTask, Task
+from quarry.definitions.models.workflow import WorkflowConfig
+from quarry.definitions.yaml_nodes import locate, position
+
+Loc = tuple[str | int, ...]
+# One namespace: what its names are called, and each name with where it is written.
+Scope = tuple[str, list[tuple[str, Loc]]]
+
+
+def unique_name_problems(path: str, root: Node, model: BaseModel) -> list[Problem]:
+    scopes: list[Scope] = []
+    if isinstance(model, WorkspaceConfig):
+        scopes.append(("database", _named((db.name for db in model.databases), ("databases",))))
+        scopes.append(("model", _named((m.name for m in model.models), ("models",))))
+    elif isinstance(model, (WorkflowConfig, AppConfig)):
+        scopes.extend(_task_scopes(model.tasks, ("tasks",)))
+    elif isinstance(model, ViewConfig):
+        scopes.append(("entity", _named((e.name for e in model.entities), ("entities",))))
+        # Dimensions and measures are both queried as ``view.field``: one namespace.
+        fields = _named((d.name for d in model.dimensions), ("dimensions",))
+        fields += _named((m.name for m in model.measures or []), ("measures",))
+        scopes.append(("field", fields))
+    return [problem for scope in scopes for problem in _duplicates(path, root, scope)]
+
+
+def _named(names: Iterable[str], base: Loc) -> list[tuple[str, Loc]]:
+    return [(name, (*base, i, "name")) for i, name in enumerate(names)]
+
+
+def _task_scopes(tasks: Sequence[Task], base: Loc) -> Iterator[Scope]:
+    """Each task list is its own scope; nested lists are checked separately."""
+    yield "task", _named((t.name for t in tasks), base)
+    for i, task in enumerate(tasks):
+        if isinstance(task, LoopSequentialTask):
+            yield from _task_scopes(task.tasks, (*base, i, "tasks"))
+        elif isinstance(task, ConditionalTask):
+            for j, condition in enumerate(task.conditions):
+                yield from _task_scopes(condition.tasks, (*base, i, "conditions", j, "tasks"))
+            if task.else_ is not None:
+                yield from _task_scopes(task.else_, (*base, i, "else"))
+
+
+def _duplicates(path: str, root: Node, scope: Scope) -> Iterator[Problem]:
+    noun, names = scope
+    first_line: dict[str, int] = {}
+    for name, loc in names:
+        line, column = position(locate(root, loc).node)
+        if name in first_line:
+            message = f"duplicate {noun} name '{name}' (first used on line {first_line[name]})"
+            yield Problem(path, line, column, message)
+        else:
+            first_line[name] = line

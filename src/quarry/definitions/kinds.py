@@ -1,0 +1,78 @@
+"""Which workspace files are definitions, and what each one is called.
+
+The kind comes from the file name alone (as in Oxy), so the compiler can route a
+file before reading it and a rename is the only way to change what a file is.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    CONFIG = "config"
+    WORKFLOW = "workflow"
+    APP = "app"
+    AGENT = "agent"
+    AGENTIC = "agentic"
+    VIEW = "view"
+    TOPIC = "topic"
+
+
+_EXTENSIONS = (".yml", ".yaml")
+
+# Longest first is not needed (no suffix is a suffix of another), but the order is
+# the one a reader expects.
+_SUFFIX_KINDS: tuple[tuple[str, Kind], ...] = tuple(
+    (f".{stem}{ext}", kind)
+    for stem, kind in (
+        ("workflow", Kind.WORKFLOW),
+        ("procedure", Kind.WORKFLOW),
+        ("automation", Kind.WORKFLOW),
+        ("app", Kind.APP),
+        ("agent", Kind.AGENT),
+        ("agentic", Kind.AGENTIC),
+        ("view", Kind.VIEW),
+        ("topic", Kind.TOPIC),
+    )
+    for ext in _EXTENSIONS
+)
+
+_CONFIG_NAMES = frozenset(f"config{ext}" for ext in _EXTENSIONS)
+
+
+def _suffix_of(relpath: str) -> tuple[str, Kind] | None:
+    basename = relpath.rsplit("/", 1)[-1]
+    for suffix, kind in _SUFFIX_KINDS:
+        # A bare ".view.yml" has no name to be known by, so it is not a definition.
+        if basename.endswith(suffix) and len(basename) > len(suffix):
+            return suffix, kind
+    return None
+
+
+def classify_path(relpath: str) -> Kind | None:
+    """The kind of a workspace file (posix path relative to the root), or None.
+
+    Only the root ``config.yml`` configures the workspace; a ``config.yml`` deeper
+    down is someone's data file and is left alone.
+    """
+    if relpath in _CONFIG_NAMES:
+        return Kind.CONFIG
+    found = _suffix_of(relpath)
+    return found[1] if found else None
+
+
+def definition_name(relpath: str, kind: Kind) -> str:
+    """The path without its kind suffix: ``workflows/sales.procedure.yml`` -> ``workflows/sales``.
+
+    Keeping the folders makes names unique across the workspace without asking
+    authors to invent unique file names.
+    """
+    if kind is Kind.CONFIG:
+        if relpath not in _CONFIG_NAMES:
+            raise ValueError(f"{relpath!r} is not the workspace config.yml")
+        return "config"
+    found = _suffix_of(relpath)
+    if found is None or found[1] is not kind:
+        raise ValueError(f"{relpath!r} is not a {kind} file")
+    return relpath[: -len(found[0])]

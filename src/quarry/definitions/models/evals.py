@@ -1,0 +1,80 @@
+"""``tests:`` blocks of workflows and agents.
+
+Quarry does not run evaluations yet; the models exist so that workspaces which
+carry tests compile unchanged, and so typos inside them are still caught.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from quarry.definitions.models.common import NonNegativeInt, Strict
+
+
+class DistanceMethod(Strict):
+    distance: Literal["Levenshtein"]
+
+
+class ContextRecallMetric(Strict):
+    type: Literal["context_recall"]
+    distance: DistanceMethod | None = None
+    threshold: float | None = None
+
+
+class SimilarityMetric(Strict):
+    type: Literal["similarity"]
+    model_ref: str | None = None
+    prompt: str | None = None
+    scores: dict[str, float] | None = None
+
+
+class CorrectnessMetric(Strict):
+    type: Literal["correctness"]
+    model_ref: str | None = None
+    prompt: str | None = None
+
+
+Metric = Annotated[
+    ContextRecallMetric | SimilarityMetric | CorrectnessMetric, Field(discriminator="type")
+]
+
+
+class EvalCase(Strict):
+    """One prompt and its expected answer (``TestCase`` in Oxy's schema)."""
+
+    prompt: str
+    expected: str
+    name: str | None = None
+    tags: list[str] = []
+    tool: str | None = None
+
+
+class _EvalBase(Strict):
+    concurrency: NonNegativeInt = 10
+    metrics: list[Metric] | None = None
+    task_ref: str | None = None
+
+
+class ConsistencyEval(_EvalBase):
+    type: Literal["consistency"]
+    n: NonNegativeInt = 10
+    task_description: str | None = None
+
+
+class CustomEval(_EvalBase):
+    type: Literal["custom"]
+    dataset: str
+    is_context_id: bool = False
+    workflow_variable_name: str | None = None
+
+
+class CaseEval(_EvalBase):
+    type: Literal["test_case"]
+    cases: list[EvalCase]
+    runs: NonNegativeInt
+    judge_model: str | None = None
+
+
+EvalConfig = Annotated[ConsistencyEval | CustomEval | CaseEval, Field(discriminator="type")]

@@ -1,0 +1,254 @@
+"""YAML reading that keeps where every value came from.
+
+Pydantic only sees plain values, so we compose the node tree first (it carries line
+and column marks), build the values from that same tree, and later walk it again
+with a pydantic error ``loc`` to point the author at the exact key or value.
+
+Scalars are resolved the way Oxy's YAML 1.2 reader does, not PyYAML's 1.1 default:
+``no``/``on`` stay strings, ``2024-01-01`` stays a string, ``12:30`` is not 750, so
+a workspace means the same thing here as it does in Oxy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from quarry.core.errors import CompileFailed, Problem
+
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_MERGE = "tag:yaml.org,2002:merge"
+
+Loc = Sequence[str | int]
+
+
+class _Loader(_BaseLoader):
+    """SafeLoader with YAML 1.2 core-schema scalar resolution."""
+
+    yaml_implicit_resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+
+
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        _FLOAT,
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    (_MERGE, r"^(?:<<)$", "<"),
+):
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    try:
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
+    except ValueError:  # only reachable through an explicit ``!!int`` tag
+        raise _bad_scalar(node, "an integer") from None
+
+
+def _construct_float(loader: yaml.SafeLoader, node: ScalarNode) -> float:
+    text = str(loader.construct_scalar(node))
+    try:
+        return float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+    except ValueError:  # only reachable through an explicit ``!!float`` tag
+        raise _bad_scalar(node, "a number") from None
+
+
+def _bad_scalar(node: Node, expected: str) -> yaml.MarkedYAMLError:
+    return yaml.constructor.ConstructorError(
+        None, None, f"'{node.value}' is not {expected}", node.start_mark
+    )
+
+
+_Loader.add_constructor(_INT, _construct_int)
+_Loader.add_constructor(_FLOAT, _construct_float)
+
+
+def position(node: Node) -> tuple[int, int]:
+    """1-based line and column of where ``node`` starts."""
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed file: its node tree, the plain value built from it, and soft problems.
+
+    ``problems`` are findings that do not stop validation (duplicate keys), so the
+    author sees them together with the schema errors of the same file.
+    """
+
+    root: MappingNode
+    value: dict[str, Any]
+    problems: list[Problem]
+
+
+def load_document(path: str, data: bytes) -> Document:
+    """Decode and parse one definition file; fatal problems raise CompileFailed."""
+    text = _decode(path, data)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise CompileFailed(problems=[Problem(path, 1, 1, "the file is empty")])
+        if not isinstance(node, MappingNode):
+            line, column = position(node)
+            raise CompileFailed(
+                problems=[Problem(path, line, column, "the top level must be a mapping of keys")]
+            )
+        problems = list(_check_nodes(path, node))
+        value = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise CompileFailed(problems=[_yaml_problem(path, text, exc)]) from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # PyYAML's own constructors for explicit tags (``!!timestamp nonsense``)
+        # fail with plain exceptions and no position.
+        detail = f"a tagged value cannot be read ({exc})"
+        raise CompileFailed(problems=[Problem(path, 1, 1, f"invalid YAML: {detail}")]) from None
+    finally:
+        loader.dispose()
+    assert isinstance(value, dict)
+    return Document(root=node, value=value, problems=problems)
+
+
+def _decode(path: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise CompileFailed(
+            problems=[Problem(path, line, column, "the file is not valid UTF-8 text")]
+        ) from None
+
+
+def _yaml_problem(path: str, text: str, exc: yaml.YAMLError) -> Problem:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        detail = exc.problem or "syntax error"
+        if exc.context:
+            detail = f"{detail} ({exc.context})"
+        if mark is not None:
+            return Problem(path, mark.line + 1, mark.column + 1, f"invalid YAML: {detail}")
+        return Problem(path, 1, 1, f"invalid YAML: {detail}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        column = exc.position - (before.rfind("\n") + 1) + 1
+        return Problem(path, line, column, f"invalid YAML: {exc.reason}")
+    return Problem(path, 1, 1, f"invalid YAML: {exc}")
+
+
+def _check_nodes(path: str, root: Node) -> Iterator[Problem]:
+    """Duplicate keys and non-finite numbers: legal YAML that cannot mean anything here.
+
+    PyYAML silently keeps the last duplicate, which hides edits; NaN and infinity
+    cannot be stored as JSON.
+    """
+    seen: set[int] = set()
+    stack: list[Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # aliases share nodes and may even form cycles
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            first: dict[tuple[str, str], Node] = {}
+            for key, value in node.value:
+                stack.append(value)
+                if not isinstance(key, ScalarNode):
+                    stack.append(key)
+                    continue
+                if key.tag == _MERGE:
+                    continue
+                marker = (key.tag, key.value)
+                if marker in first:
+                    earlier, _ = position(first[marker])
+                    line, column = position(key)
+                    yield Problem(
+                        path,
+                        line,
+                        column,
+                        f"duplicate key '{key.value}' (first defined on line {earlier})",
+                    )
+                else:
+                    first[marker] = key
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, ScalarNode) and node.tag == _FLOAT:
+            lowered = node.value.lower()
+            if "inf" in lowered or "nan" in lowered:
+                line, column = position(node)
+                yield Problem(path, line, column, f"unsupported number '{node.value}' (not finite)")
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a ``loc`` ends: the deepest node it reached, and its key if it is a value.
+
+    A loc element that names no key (a pydantic union tag, or a missing field) leaves
+    the walk on the mapping, which is the right place to report a missing field.
+    ``path`` holds only the elements that were found, i.e. the author's own keys.
+    """
+
+    node: Node
+    key: Node | None
+    path: tuple[str | int, ...]
+
+
+def locate(root: Node, loc: Loc) -> Located:
+    node = root
+    key: Node | None = None
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(node, MappingNode) and isinstance(part, str):
+            pair = find_key(node, part)
+            if pair is not None:
+                key, node = pair
+                path.append(part)
+        elif (
+            isinstance(node, SequenceNode)
+            and isinstance(part, int)
+            and not isinstance(part, bool)
+            and 0 <= part < len(node.value)
+        ):
+            key, node = None, node.value[part]
+            path.append(part)
+    return Located(node=node, key=key, path=tuple(path))
+
+
+def find_key(mapping: MappingNode, name: str) -> tuple[Node, Node] | None:
+    """The (key, value) nodes of ``name``; the last one wins, as when constructing."""
+    for key, value in reversed(mapping.value):
+        if isinstance(key, ScalarNode) and key.tag != _MERGE and key.value == name:
+            return key, value
+    for key, value in mapping.value:
+        if isinstance(key, ScalarNode) and key.tag == _MERGE:
+            sources = value.value if isinstance(value, SequenceNode) else [value]
+            for source in sources:
+                if isinstance(source, MappingNode):
+                    found = find_key(source, name)
+                    if found is not None:
+                        return found
+    return None
