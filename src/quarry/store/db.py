@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 
@@ -32,7 +35,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_state_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalise_url(url)
     if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert rows whose key may already exist (content-addressed data written by racing
+    compiles); returns how many were new."""
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        stmt: Any = pg_insert(table).on_conflict_do_nothing()
+    else:
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
+    result = conn.execute(stmt, rows)
+    return int(result.rowcount or 0)

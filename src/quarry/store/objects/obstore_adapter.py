@@ -31,7 +31,12 @@ def _s3_store(bucket: str, prefix: str | None) -> S3Store:
         config["virtual_hosted_style_request"] = False
     if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         config["region"] = "us-east-1"
-    return S3Store(bucket, prefix=prefix or None, config=config, client_options=client_options)
+    return S3Store(
+        bucket,
+        prefix=prefix or None,
+        config=config,  # type: ignore[arg-type]
+        client_options=client_options,  # type: ignore[arg-type]
+    )
 
 
 class ObstoreObjectStore(ObjectStore):

@@ -1,0 +1,38 @@
+"""The ASGI application, assembled from routers according to the topology.
+
+The serve role gets FleetOk routers only; ``ide`` and ``all`` add the IdeOnly ones.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from quarry import __version__
+from quarry.api.errors import install_error_handlers
+from quarry.api.fleet import health, workspaces
+from quarry.api.services import Services
+from quarry.web import index
+
+log = logging.getLogger(__name__)
+
+
+def create_app(svc: Services) -> FastAPI:
+    app = FastAPI(
+        title="Quarry",
+        version=__version__,
+        description="Compiled workspaces, runs and fleet operations.",
+    )
+    app.state.services = svc
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(workspaces.router)
+    app.include_router(index.router)
+    if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":
+        log.warning(
+            "running OPEN: local mode serves every request as tenant %r without "
+            "authentication; do not expose this port",
+            svc.settings.tenant,
+        )
+    return app

@@ -1,0 +1,1 @@
+"""FleetOk routers: database and object store only. Never import quarry.factory."""

@@ -1,0 +1,40 @@
+"""Liveness, readiness and the effective topology."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from quarry import __version__
+from quarry.api.deps import services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> dict[str, Any]:
+    svc = services(request)
+    return {"status": "ok", "version": __version__, "topology": svc.topology.describe()}
+
+
+@router.get("/readyz")
+async def readyz(request: Request, response: Response) -> dict[str, Any]:
+    svc = services(request)
+    checks: dict[str, str] = {}
+
+    def database() -> None:
+        with svc.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    for name, probe in (("database", database), ("object_store", svc.store.check)):
+        try:
+            await run_in_threadpool(probe)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"failed: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    response.status_code = 200 if ready else 503
+    return {"ready": ready, "checks": checks}

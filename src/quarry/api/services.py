@@ -1,0 +1,47 @@
+"""What a running process holds: built once at start from the settings tree."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from quarry.catalog.reader import Catalog
+from quarry.core.settings import Settings
+from quarry.core.topology import Topology, derive_topology
+from quarry.store.db import create_state_engine
+from quarry.store.migrate import prepare_schema
+from quarry.store.objects import ObjectStore, open_object_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    topology: Topology
+    engine: Engine
+    store: ObjectStore
+    catalog: Catalog
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    """Connect, migrate (or check) the schema and open the object store."""
+    if settings.database_url is None or settings.blob_url is None:
+        raise ValueError("settings need database_url and blob_url (call with_local_defaults)")
+    topology = derive_topology(settings)
+    log.info("topology: %s", topology.describe())
+    engine = create_state_engine(settings.database_url)
+    prepare_schema(engine, skip_migrations=settings.skip_migrations)
+    store = open_object_store(settings.blob_url)
+    catalog = Catalog(
+        engine,
+        store,
+        current_ttl=settings.revision_cache_ttl,
+        cache_size=settings.definition_cache_size,
+    )
+    return Services(settings, topology, engine, store, catalog)

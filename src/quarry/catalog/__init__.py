@@ -1,0 +1,1 @@
+"""Reading compiled revisions: everything the serve fleet needs, from rows and blobs."""

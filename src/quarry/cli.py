@@ -1,0 +1,174 @@
+"""The ``quarry`` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from quarry.core.errors import CompileFailed, QuarryError
+from quarry.core.logs import configure_logging
+from quarry.core.settings import Role, Settings, load_settings
+
+app = typer.Typer(
+    help="Quarry: compile Oxy-format workspaces from git, and serve, schedule and run them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+log = logging.getLogger("quarry")
+
+PathArg = Annotated[
+    Path | None,
+    typer.Argument(help="Workspace folder (default: the current folder).", show_default=False),
+]
+
+
+def _settings(workspace: Path | None, **overrides: object) -> Settings:
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    return settings.with_local_defaults(workspace)
+
+
+def _fail(exc: QuarryError) -> typer.Exit:
+    if isinstance(exc, CompileFailed):
+        for problem in exc.problems:
+            out.print(str(problem), markup=False, highlight=False)
+        console.print(f"[red]compile failed:[/red] {len(exc.problems)} problem(s)")
+    else:
+        console.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+    return typer.Exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending schema migrations (what a dedicated migrate job runs)."""
+    from quarry.store.db import create_state_engine
+    from quarry.store.migrate import migrate as run_migrations
+
+    settings = _settings(None)
+    assert settings.database_url is not None
+    try:
+        outcome = run_migrations(create_state_engine(settings.database_url))
+    except QuarryError as exc:
+        raise _fail(exc) from exc
+    if outcome.applied:
+        out.print(f"applied {len(outcome.applied)} migration(s); schema at {outcome.head}")
+    else:
+        out.print(f"schema current at {outcome.head}")
+
+
+@app.command("compile")
+def compile_cmd(
+    path: PathArg = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate only: store and promote nothing.")
+    ] = False,
+    name: Annotated[str | None, typer.Option(help="Workspace name (default: folder name).")] = None,
+) -> None:
+    """Compile a workspace into a revision and promote it; errors as file:line:col."""
+    from quarry.factory.compiler import analyze
+
+    root = (path or Path.cwd()).resolve()
+    settings = _settings(root)
+    try:
+        if check:
+            analysis = analyze(root)
+            out.print(
+                f"ok: {len(analysis.definitions)} definitions, {len(analysis.files)} files, "
+                f"revision {analysis.revision_id}"
+            )
+            return
+        from quarry.api.services import build_services
+        from quarry.factory.local import compile_local
+
+        svc = build_services(settings)
+        result = compile_local(svc.engine, svc.store, settings.tenant, root, name)
+    except QuarryError as exc:
+        raise _fail(exc) from exc
+    state = "unchanged" if result.unchanged else ("promoted" if result.promoted else "stored")
+    out.print(
+        f"{state}: {result.workspace} @ {result.revision_id} ({result.definitions} definitions, "
+        f"{result.blobs_uploaded} blobs uploaded, {result.seconds:.2f}s)"
+    )
+
+
+def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
+    import uvicorn
+
+    from quarry.api.app import create_app
+    from quarry.api.services import build_services
+
+    try:
+        svc = build_services(settings)
+        if root is not None:
+            from quarry.factory.local import compile_local
+
+            result = compile_local(svc.engine, svc.store, settings.tenant, root, name)
+            console.print(
+                f"compiled [bold]{result.workspace}[/bold] @ {result.revision_id} "
+                f"({result.definitions} definitions)"
+            )
+    except QuarryError as exc:
+        raise _fail(exc) from exc
+    application = create_app(svc)
+    url = f"http://{settings.host}:{settings.port}/"
+    console.print(f"Quarry ({settings.role.value}) listening on [bold]{url}[/bold]")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None)
+
+
+@app.command()
+def serve(
+    path: PathArg = None,
+    role: Annotated[Role | None, typer.Option(help="ide | serve | worker | all")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    name: Annotated[str | None, typer.Option(help="Workspace name (default: folder name).")] = None,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="Shorthand for QUARRY_INPROCESS_WORKERS=off.")
+    ] = False,
+) -> None:
+    """Serve Quarry; with PATH, compile that workspace first (local mode)."""
+    root = path.resolve() if path is not None else None
+    settings = _settings(
+        root,
+        role=role,
+        host=host,
+        port=port,
+        inprocess_workers="off" if no_workers else None,
+    )
+    _serve(settings, root, name)
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to create the demo workspace.")
+    ] = Path("quarry-demo"),
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Create a demo workspace (sample shop data, a semantic view, workflows, an app,
+    an agent), compile it and serve it on SQLite + a local object store."""
+    from quarry.demo import create_demo_workspace
+
+    root = directory.resolve()
+    if root.exists() and any(root.iterdir()):
+        console.print(f"using the existing demo workspace at {root}")
+    else:
+        create_demo_workspace(root)
+        console.print(f"created a demo workspace at {root}")
+    settings = _settings(root, role=Role.ALL, host=host, port=port)
+    _serve(settings, root, "demo")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

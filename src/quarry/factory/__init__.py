@@ -1,0 +1,1 @@
+"""The Factory: working copies, the compiler and promotion. Never imported by serve."""

@@ -1,0 +1,1 @@
+"""Fleet mechanics: route classes and classify, the IDE proxy, admission, keep-alive."""

@@ -1,0 +1,88 @@
+"""The durable task queue's table (see ``docs/queue.md``).
+
+One row per task. A task moves ``queued -> running -> succeeded | failed | cancelled``;
+an expired lease or a retryable failure moves it from ``running`` back to ``queued``
+with ``run_after`` pushed out by exponential backoff. Every write a worker makes while
+it holds a task carries ``lease_token`` (new on each claim) in its ``WHERE``: a worker
+whose lease was taken over matches no row and cannot overwrite the new holder's work.
+
+``tenant_id`` is a label, not a foreign key: the queue is infrastructure shared by
+every tenant and must accept work (schedules, upkeep) before any tenant row exists.
+``dedupe_key`` is unique per tenant when set (NULLs never collide on either backend),
+which makes "enqueue the run for schedule X due at T" idempotent.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from quarry.store.tables import ID, metadata
+
+TASK_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("tenant_id", ID, nullable=False),
+    Column("queue", String(100), nullable=False),
+    Column("kind", String(200), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False, server_default=text("3")),
+    Column("run_after", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_token", String(36), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("result", Text, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("dedupe_key", String(500), nullable=True),
+    UniqueConstraint("tenant_id", "dedupe_key"),
+    CheckConstraint(
+        "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"
+    ),
+)
+
+# Claiming: per queue, the distinct tenants with queued work (a skip scan), then one
+# tenant's next task in (priority, id) order. Partial, so it holds queued rows only.
+Index(
+    "ix_tasks_claim",
+    tasks.c.queue,
+    tasks.c.tenant_id,
+    tasks.c.priority,
+    tasks.c.id,
+    postgresql_where=text("state = 'queued'"),
+    sqlite_where=text("state = 'queued'"),
+)
+# Running tasks: per-tenant load for fair claiming, and expired leases for the reaper.
+Index(
+    "ix_tasks_running",
+    tasks.c.tenant_id,
+    tasks.c.lease_expires_at,
+    postgresql_where=text("state = 'running'"),
+    sqlite_where=text("state = 'running'"),
+)

@@ -1,0 +1,255 @@
+"""Queries on compiled revisions: the rows the serve fleet reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select
+
+from quarry.store.db import insert_ignoring_duplicates
+from quarry.store.tables import blobs, definition_bodies, definitions, revision_files, revisions
+
+
+@dataclass(frozen=True)
+class DefinitionRow:
+    kind: str
+    name: str
+    path: str
+    source_hash: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class FileRow:
+    path: str
+    role: str
+    blob_hash: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    workspace_id: str
+    revision_id: str
+    git_commit: str | None
+    git_branch: str | None
+    git_dirty: bool
+    definition_count: int
+    file_count: int
+    compiler_version: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewRevision:
+    row: RevisionRow
+    definitions: Sequence[DefinitionRow]
+    files: Sequence[FileRow]
+
+
+def revision_exists(conn: Connection, workspace_id: str, revision_id: str) -> bool:
+    found = conn.execute(
+        select(revisions.c.revision_id).where(
+            revisions.c.workspace_id == workspace_id, revisions.c.revision_id == revision_id
+        )
+    ).first()
+    return found is not None
+
+
+def get_revision(conn: Connection, workspace_id: str, revision_id: str) -> RevisionRow | None:
+    r = conn.execute(
+        select(revisions).where(
+            revisions.c.workspace_id == workspace_id, revisions.c.revision_id == revision_id
+        )
+    ).first()
+    if r is None:
+        return None
+    m = r._mapping
+    return RevisionRow(**{**m, "git_dirty": bool(m["git_dirty"])})
+
+
+def list_revisions(conn: Connection, workspace_id: str, limit: int = 50) -> list[RevisionRow]:
+    rows = conn.execute(
+        select(revisions)
+        .where(revisions.c.workspace_id == workspace_id)
+        .order_by(revisions.c.created_at.desc())
+        .limit(limit)
+    )
+    return [RevisionRow(**{**r._mapping, "git_dirty": bool(r.git_dirty)}) for r in rows]
+
+
+def missing_bodies(conn: Connection, hashes: Iterable[str]) -> set[str]:
+    wanted = set(hashes)
+    found: set[str] = set()
+    chunk = sorted(wanted)
+    for i in range(0, len(chunk), 500):
+        part = chunk[i : i + 500]
+        found.update(
+            conn.execute(
+                select(definition_bodies.c.content_hash).where(
+                    definition_bodies.c.content_hash.in_(part)
+                )
+            ).scalars()
+        )
+    return wanted - found
+
+
+def insert_bodies(conn: Connection, bodies: dict[str, tuple[str, str]]) -> None:
+    """``bodies`` maps content hash to (canonical JSON body, refs JSON)."""
+    insert_ignoring_duplicates(
+        conn,
+        definition_bodies,
+        [{"content_hash": h, "body": b, "refs": r} for h, (b, r) in bodies.items()],
+    )
+
+
+def insert_revision(conn: Connection, new: NewRevision) -> bool:
+    """Store an immutable revision; False when an identical one was already stored."""
+    row = new.row
+    inserted = insert_ignoring_duplicates(
+        conn,
+        revisions,
+        [
+            dict(
+                workspace_id=row.workspace_id,
+                revision_id=row.revision_id,
+                git_commit=row.git_commit,
+                git_branch=row.git_branch,
+                git_dirty=int(row.git_dirty),
+                definition_count=row.definition_count,
+                file_count=row.file_count,
+                compiler_version=row.compiler_version,
+                created_at=row.created_at,
+            )
+        ],
+    )
+    if not inserted:
+        return False
+    key = {"workspace_id": row.workspace_id, "revision_id": row.revision_id}
+    if new.definitions:
+        conn.execute(insert(definitions), [{**key, **d.__dict__} for d in new.definitions])
+    if new.files:
+        conn.execute(insert(revision_files), [{**key, **f.__dict__} for f in new.files])
+    return True
+
+
+def definitions_with_refs(
+    conn: Connection, workspace_id: str, revision_id: str
+) -> list[tuple[DefinitionRow, str]]:
+    """Every definition of a revision with its stored refs, for incremental recompiles."""
+    rows = conn.execute(
+        select(
+            definitions.c.kind,
+            definitions.c.name,
+            definitions.c.path,
+            definitions.c.source_hash,
+            definitions.c.content_hash,
+            definition_bodies.c.refs,
+        )
+        .join(definition_bodies, definition_bodies.c.content_hash == definitions.c.content_hash)
+        .where(definitions.c.workspace_id == workspace_id, definitions.c.revision_id == revision_id)
+    )
+    return [
+        (DefinitionRow(r.kind, r.name, r.path, r.source_hash, r.content_hash), r.refs) for r in rows
+    ]
+
+
+def list_definitions(
+    conn: Connection, workspace_id: str, revision_id: str, kind: str | None = None
+) -> list[DefinitionRow]:
+    query = select(
+        definitions.c.kind,
+        definitions.c.name,
+        definitions.c.path,
+        definitions.c.source_hash,
+        definitions.c.content_hash,
+    ).where(definitions.c.workspace_id == workspace_id, definitions.c.revision_id == revision_id)
+    if kind is not None:
+        query = query.where(definitions.c.kind == kind)
+    rows = conn.execute(query.order_by(definitions.c.kind, definitions.c.name))
+    return [DefinitionRow(*r) for r in rows]
+
+
+def get_definition_body(
+    conn: Connection, workspace_id: str, revision_id: str, kind: str, name: str
+) -> tuple[DefinitionRow, str] | None:
+    r = conn.execute(
+        select(
+            definitions.c.kind,
+            definitions.c.name,
+            definitions.c.path,
+            definitions.c.source_hash,
+            definitions.c.content_hash,
+            definition_bodies.c.body,
+        )
+        .join(definition_bodies, definition_bodies.c.content_hash == definitions.c.content_hash)
+        .where(
+            definitions.c.workspace_id == workspace_id,
+            definitions.c.revision_id == revision_id,
+            definitions.c.kind == kind,
+            definitions.c.name == name,
+        )
+    ).first()
+    if r is None:
+        return None
+    return DefinitionRow(r.kind, r.name, r.path, r.source_hash, r.content_hash), r.body
+
+
+def list_files(conn: Connection, workspace_id: str, revision_id: str) -> list[FileRow]:
+    rows = conn.execute(
+        select(
+            revision_files.c.path,
+            revision_files.c.role,
+            revision_files.c.blob_hash,
+            revision_files.c.size,
+        )
+        .where(
+            revision_files.c.workspace_id == workspace_id,
+            revision_files.c.revision_id == revision_id,
+        )
+        .order_by(revision_files.c.path)
+    )
+    return [FileRow(*r) for r in rows]
+
+
+def get_file(conn: Connection, workspace_id: str, revision_id: str, path: str) -> FileRow | None:
+    r = conn.execute(
+        select(
+            revision_files.c.path,
+            revision_files.c.role,
+            revision_files.c.blob_hash,
+            revision_files.c.size,
+        ).where(
+            revision_files.c.workspace_id == workspace_id,
+            revision_files.c.revision_id == revision_id,
+            revision_files.c.path == path,
+        )
+    ).first()
+    return None if r is None else FileRow(*r)
+
+
+def known_blobs(conn: Connection, tenant_id: str, hashes: Iterable[str]) -> set[str]:
+    wanted = sorted(set(hashes))
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        found.update(
+            conn.execute(
+                select(blobs.c.hash).where(
+                    blobs.c.tenant_id == tenant_id, blobs.c.hash.in_(wanted[i : i + 500])
+                )
+            ).scalars()
+        )
+    return found
+
+
+def record_blobs(conn: Connection, tenant_id: str, sizes: dict[str, int], when: datetime) -> None:
+    insert_ignoring_duplicates(
+        conn,
+        blobs,
+        [
+            {"tenant_id": tenant_id, "hash": h, "size": s, "created_at": when}
+            for h, s in sizes.items()
+        ],
+    )
