@@ -1,0 +1,1 @@
+"""Connectors, the workflow engine, apps, durable steps, the queue and workers."""

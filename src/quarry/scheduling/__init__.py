@@ -1,0 +1,1 @@
+"""The global driver: schedules, monitors, the lease reaper (issue 6)."""
