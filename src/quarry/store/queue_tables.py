@@ -86,3 +86,11 @@ Index(
     postgresql_where=text("state = 'running'"),
     sqlite_where=text("state = 'running'"),
 )
+# A tenant's most recent claim, the round-robin tie-break of fair claiming.
+Index(
+    "ix_tasks_started",
+    tasks.c.tenant_id,
+    tasks.c.started_at,
+    postgresql_where=text("started_at IS NOT NULL"),
+    sqlite_where=text("started_at IS NOT NULL"),
+)

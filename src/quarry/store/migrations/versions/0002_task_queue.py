@@ -68,10 +68,18 @@ def upgrade() -> None:
             postgresql_where=sa.text("state = 'running'"),
             sqlite_where=sa.text("state = 'running'"),
         )
+        batch_op.create_index(
+            "ix_tasks_started",
+            ["tenant_id", "started_at"],
+            unique=False,
+            postgresql_where=sa.text("started_at IS NOT NULL"),
+            sqlite_where=sa.text("started_at IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index("ix_tasks_started")
         batch_op.drop_index("ix_tasks_running")
         batch_op.drop_index("ix_tasks_claim")
     op.drop_table("tasks")

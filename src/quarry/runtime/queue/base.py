@@ -1,0 +1,304 @@
+"""The task queue's port: what every backend (Postgres, SQLite) offers.
+
+A task is claimed under a *lease*: an owner, an expiry that heartbeats extend, and a
+``lease_token`` that is new on every claim. Every write made on behalf of a held task
+(heartbeat, complete, fail, release, a checkpoint in another table) carries the token
+in its ``WHERE``; zero rows matched means the lease was lost (expired, reaped and
+perhaps re-claimed by another worker) and raises :class:`LeaseLost`, so a worker that
+lost its lease can never overwrite the work of the one that took over.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Row
+
+from quarry.core.errors import Conflict
+
+DEFAULT_QUEUE = "default"
+NOTIFY_CHANNEL = "quarry_tasks"
+
+
+class LeaseLost(Conflict):
+    """The lease on a task is no longer held by this worker; nothing was written."""
+
+    code = "lease_lost"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: ``min(max, base * 2 ** (attempts - 1))`` seconds."""
+
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.backoff_max, self.backoff_base * 2 ** max(attempts - 1, 0)))
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _required_utc(value: Any) -> datetime:
+    result = _as_utc(value)
+    if result is None:
+        raise ValueError("missing timestamp")
+    return result
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    tenant_id: str
+    queue: str
+    kind: str
+    payload: Any
+    state: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    run_after: datetime
+    lease_owner: str | None
+    lease_token: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_error: str | None
+    result: Any
+    cancel_requested: bool
+    dedupe_key: str | None
+    # Set by the worker when cancellation is requested or the lease is lost: a
+    # long-running handler should check it and stop early.
+    stop_event: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+
+    @classmethod
+    def from_row(cls, row: Row[Any] | Mapping[str, Any]) -> Task:
+        m = cast(Mapping[str, Any], row._mapping if isinstance(row, Row) else row)
+        return cls(
+            id=int(m["id"]),
+            tenant_id=m["tenant_id"],
+            queue=m["queue"],
+            kind=m["kind"],
+            payload=json.loads(m["payload"]),
+            state=m["state"],
+            priority=int(m["priority"]),
+            attempts=int(m["attempts"]),
+            max_attempts=int(m["max_attempts"]),
+            run_after=_required_utc(m["run_after"]),
+            lease_owner=m["lease_owner"],
+            lease_token=m["lease_token"],
+            lease_expires_at=_as_utc(m["lease_expires_at"]),
+            created_at=_required_utc(m["created_at"]),
+            started_at=_as_utc(m["started_at"]),
+            finished_at=_as_utc(m["finished_at"]),
+            last_error=m["last_error"],
+            result=None if m["result"] is None else json.loads(m["result"]),
+            cancel_requested=bool(m["cancel_requested"]),
+            dedupe_key=m["dedupe_key"],
+        )
+
+    def held_token(self) -> str:
+        if self.lease_token is None:
+            raise LeaseLost(f"task {self.id} is not held under a lease", task_id=self.id)
+        return self.lease_token
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    created: bool  # False: a task with the same dedupe key already existed
+
+
+@dataclass(frozen=True)
+class Reaped:
+    id: int
+    tenant_id: str
+    state: str  # queued (retried), failed (attempts exhausted) or cancelled
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Settled:
+    state: str  # queued (will retry), failed or cancelled
+    run_after: datetime | None
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    tenant_id: str
+    queue: str
+    state: str
+    count: int
+    oldest_created_at: datetime | None
+
+
+# Hook for per-tenant caps on queued work (a later issue): called in the enqueue
+# transaction before the insert; raise to refuse the task.
+EnqueueGuard = Callable[[Connection, str, str], None]
+
+
+def new_token() -> str:
+    return str(uuid.uuid4())
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class TaskQueue(ABC):
+    """A durable queue of tasks on the state database."""
+
+    dialect: str
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        retry: RetryPolicy | None = None,
+        enqueue_guard: EnqueueGuard | None = None,
+    ) -> None:
+        self.engine = engine
+        self.retry = retry or RetryPolicy()
+        self.enqueue_guard = enqueue_guard
+
+    # -- producing ---------------------------------------------------------------
+
+    @abstractmethod
+    def enqueue(
+        self,
+        tenant_id: str,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        max_attempts: int = 3,
+        delay: float = 0.0,
+        dedupe_key: str | None = None,
+        conn: Connection | None = None,
+    ) -> Enqueued:
+        """Queue a task. Lower ``priority`` runs first within a tenant.
+
+        With ``conn`` the insert (and the wake-up) joins the caller's transaction, so
+        a scheduler can advance its schedule and enqueue the run atomically.
+        """
+
+    # -- consuming ---------------------------------------------------------------
+
+    @abstractmethod
+    def claim(
+        self, owner: str, *, queue: str = DEFAULT_QUEUE, lease_seconds: float = 30.0
+    ) -> Task | None:
+        """Take the next eligible task (fair across tenants) under a new lease."""
+
+    @abstractmethod
+    def heartbeat(self, task: Task, *, lease_seconds: float = 30.0) -> bool:
+        """Extend the lease; returns whether cancellation was requested.
+
+        Raises :class:`LeaseLost` when the lease is no longer held."""
+
+    @abstractmethod
+    def complete(self, task: Task, result: Any = None) -> None:
+        """Record success. Raises :class:`LeaseLost` when the lease is no longer held."""
+
+    @abstractmethod
+    def fail(self, task: Task, error: str, *, retry: bool = True) -> Settled:
+        """Record a failure: re-queue with backoff while attempts remain (and ``retry``),
+        else fail; a task whose cancellation was requested becomes ``cancelled``."""
+
+    @abstractmethod
+    def release(self, task: Task) -> None:
+        """Give a held task back without counting the attempt (graceful shutdown)."""
+
+    @abstractmethod
+    def acknowledge_cancel(self, task: Task, reason: str = "cancelled") -> None:
+        """The holder stopped a task whose cancellation was requested."""
+
+    # -- control and upkeep --------------------------------------------------------
+
+    @abstractmethod
+    def cancel(self, task_id: int) -> str | None:
+        """Cancel a queued task at once or ask a running one to stop.
+
+        Returns the task's state afterwards, or None if it was already finished."""
+
+    @abstractmethod
+    def reap_expired(self, *, limit: int = 100) -> list[Reaped]:
+        """Re-queue tasks whose lease expired (the attempt stays counted), failing
+        those that have used ``max_attempts``; cancels those asked to stop."""
+
+    @abstractmethod
+    def get(self, task_id: int) -> Task | None: ...
+
+    @abstractmethod
+    def counts(self) -> list[QueueCount]: ...
+
+    @abstractmethod
+    def purge_finished(self, older_than_seconds: float) -> int: ...
+
+    @abstractmethod
+    def fence(self, conn: Connection, task: Task) -> None:
+        """Inside ``conn``'s transaction: lock the task row if this lease still holds
+        it, else raise :class:`LeaseLost`. Writes made after it in the same transaction
+        commit only while the lease is held."""
+
+    @contextmanager
+    def fenced_transaction(self, task: Task) -> Iterator[Connection]:
+        """A transaction that commits only if ``task``'s lease is still held."""
+        with self.engine.begin() as conn:
+            self.fence(conn, task)
+            yield conn
+
+
+def fenced(conn: Connection, task: Task) -> None:
+    """Guard a checkpoint write in another table: call first inside the transaction.
+
+    Works on either backend (dispatching on the connection's dialect)."""
+    if conn.dialect.name == "postgresql":
+        from quarry.runtime.queue.postgres import fence_postgres
+
+        fence_postgres(conn, task)
+    else:
+        from quarry.runtime.queue.sqlite import fence_sqlite
+
+        fence_sqlite(conn, task)
+
+
+def open_queue(engine: Engine, **kwargs: Any) -> TaskQueue:
+    """The queue backend for this state database."""
+    if engine.dialect.name == "postgresql":
+        from quarry.runtime.queue.postgres import PostgresQueue
+
+        return PostgresQueue(engine, **kwargs)
+    from quarry.runtime.queue.sqlite import SqliteQueue
+
+    return SqliteQueue(engine, **kwargs)
+
+
+def utc(value: datetime) -> datetime:
+    return _required_utc(value)
+
+
+def oldest_age_seconds(counts: list[QueueCount], state: str = "queued") -> float:
+    """Age of the oldest task in ``state`` across ``counts`` (0 when there is none)."""
+    oldest = [c.oldest_created_at for c in counts if c.state == state and c.oldest_created_at]
+    if not oldest:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - min(oldest)).total_seconds())

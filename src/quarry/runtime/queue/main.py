@@ -1,0 +1,81 @@
+"""A small worker process: ``python -m quarry.runtime.queue.main --handler mod:func``.
+
+The fleet tests and benchmarks start these; ``quarry worker`` (the CLI) will wrap the
+same :class:`~quarry.runtime.queue.worker.Worker` with the workflow engine's handler.
+It prints ``READY <owner>`` on stdout once it listens for wake-ups, and on SIGTERM
+stops gracefully and prints ``STOPPED <owner> <stats as JSON>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from quarry.runtime.queue.base import Task, open_queue
+from quarry.runtime.queue.worker import Handler, Worker, default_owner
+from quarry.store.db import create_state_engine
+
+
+def noop(task: Task) -> object:
+    return None
+
+
+def load_handler(spec: str) -> Handler:
+    if spec == "noop":
+        return noop
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise SystemExit(f"--handler must be 'noop' or 'module:function', not {spec!r}")
+    handler: Handler = getattr(importlib.import_module(module_name), attr)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m quarry.runtime.queue.main")
+    parser.add_argument("--database-url", default=os.environ.get("QUARRY_DATABASE_URL"))
+    parser.add_argument("--handler", default="noop")
+    parser.add_argument("--queue", action="append", dest="queues")
+    parser.add_argument("--owner", default=None)
+    parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--poll", type=float, default=1.0)
+    parser.add_argument("--reap-interval", type=float, default=5.0)
+    parser.add_argument("--shutdown-grace", type=float, default=None)
+    parser.add_argument("--unfair", action="store_true", help="claim in id order only")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    if not args.database_url:
+        parser.error("--database-url or QUARRY_DATABASE_URL is required")
+    logging.basicConfig(level=args.log_level, stream=sys.stderr)
+    engine = create_state_engine(args.database_url, pool_size=2)
+    kwargs = {"fair": False} if args.unfair and engine.dialect.name == "postgresql" else {}
+    queue = open_queue(engine, **kwargs)
+    owner = args.owner or default_owner()
+    worker = Worker(
+        queue,
+        load_handler(args.handler),
+        queues=args.queues or ["default"],
+        owner=owner,
+        lease_seconds=args.lease,
+        poll_interval=args.poll,
+        shutdown_grace=args.shutdown_grace,
+        reap_interval=args.reap_interval or None,
+    )
+    worker.install_signal_handlers()
+
+    def ready() -> None:
+        print(f"READY {owner}", flush=True)
+
+    stats = worker.run(on_ready=ready)
+    print(f"STOPPED {owner} {json.dumps(dataclasses.asdict(stats))}", flush=True)
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

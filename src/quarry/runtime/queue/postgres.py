@@ -1,0 +1,188 @@
+"""The task queue on Postgres: ``FOR UPDATE SKIP LOCKED`` claims, fair across tenants.
+
+Fairness rule (also in ``docs/queue.md``): among the tenants with queued work in the
+queue, a claim serves the tenant with the fewest running tasks; ties go to the tenant
+served least recently (its latest claim is oldest, never-served first), then to the
+tenant whose next task is oldest. Within a tenant, tasks run in (priority, id) order,
+lower priority first. If the chosen tenant's next task is locked by a concurrent
+claimer, the claim moves on to the next tenant in that order (``SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, TextClause
+
+from quarry.runtime.queue.base import (
+    DEFAULT_QUEUE,
+    Enqueued,
+    LeaseLost,
+    QueueCount,
+    Reaped,
+    Settled,
+    Task,
+    TaskQueue,
+    dump_json,
+    new_token,
+    utc,
+)
+from quarry.store.queries import query
+
+SQL_FILE = "queue_postgres.sql"
+
+
+def q(name: str) -> TextClause:
+    return query(SQL_FILE, name)
+
+
+def fence_postgres(conn: Connection, task: Task) -> None:
+    row = conn.execute(q("fence"), {"id": task.id, "token": task.held_token()}).first()
+    if row is None:
+        raise LeaseLost(f"task {task.id}: lease lost; checkpoint refused", task_id=task.id)
+
+
+class PostgresQueue(TaskQueue):
+    dialect = "postgresql"
+
+    def __init__(self, *args: Any, fair: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fair = fair
+
+    def enqueue(
+        self,
+        tenant_id: str,
+        kind: str,
+        payload: Any = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        max_attempts: int = 3,
+        delay: float = 0.0,
+        dedupe_key: str | None = None,
+        conn: Connection | None = None,
+    ) -> Enqueued:
+        params = {
+            "tenant_id": tenant_id,
+            "queue": queue,
+            "kind": kind,
+            "payload": dump_json(payload),
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "delay": float(delay),
+            "dedupe_key": dedupe_key,
+        }
+        if conn is not None:
+            return self._enqueue(conn, params)
+        with self.engine.begin() as own:
+            return self._enqueue(own, params)
+
+    def _enqueue(self, conn: Connection, params: dict[str, Any]) -> Enqueued:
+        if self.enqueue_guard is not None:
+            self.enqueue_guard(conn, params["tenant_id"], params["queue"])
+        row = conn.execute(q("enqueue"), params).first()
+        if row is not None:
+            return Enqueued(id=int(row.id), created=True)
+        existing = conn.execute(
+            q("find_by_dedupe_key"),
+            {"tenant_id": params["tenant_id"], "dedupe_key": params["dedupe_key"]},
+        ).first()
+        if existing is None:  # the conflicting row was deleted meanwhile: try again
+            return self._enqueue(conn, params)
+        return Enqueued(id=int(existing.id), created=False)
+
+    def claim(
+        self, owner: str, *, queue: str = DEFAULT_QUEUE, lease_seconds: float = 30.0
+    ) -> Task | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                q("claim" if self.fair else "claim_unfair"),
+                {
+                    "queue": queue,
+                    "owner": owner,
+                    "token": new_token(),
+                    "lease_seconds": float(lease_seconds),
+                },
+            ).first()
+        return None if row is None else Task.from_row(row)
+
+    def _fenced_write(self, name: str, task: Task, **params: Any) -> Any:
+        with self.engine.begin() as conn:
+            row = conn.execute(q(name), {"id": task.id, "token": task.held_token(), **params})
+            first = row.first()
+        if first is None:
+            raise LeaseLost(f"task {task.id}: lease lost; {name} refused", task_id=task.id)
+        return first
+
+    def heartbeat(self, task: Task, *, lease_seconds: float = 30.0) -> bool:
+        row = self._fenced_write("heartbeat", task, lease_seconds=float(lease_seconds))
+        return bool(row.cancel_requested)
+
+    def complete(self, task: Task, result: Any = None) -> None:
+        self._fenced_write("complete", task, result=dump_json(result))
+
+    def fail(self, task: Task, error: str, *, retry: bool = True) -> Settled:
+        row = self._fenced_write(
+            "fail",
+            task,
+            error=error,
+            retry=retry,
+            backoff_base=float(self.retry.backoff_base),
+            backoff_max=float(self.retry.backoff_max),
+        )
+        return Settled(state=row.state, run_after=utc(row.run_after))
+
+    def release(self, task: Task) -> None:
+        self._fenced_write("release", task)
+
+    def acknowledge_cancel(self, task: Task, reason: str = "cancelled") -> None:
+        self._fenced_write("acknowledge_cancel", task, error=reason)
+
+    def cancel(self, task_id: int) -> str | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(q("cancel"), {"id": task_id}).first()
+        return None if row is None else str(row.state)
+
+    def reap_expired(self, *, limit: int = 100) -> list[Reaped]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                q("reap"),
+                {
+                    "limit": limit,
+                    "backoff_base": float(self.retry.backoff_base),
+                    "backoff_max": float(self.retry.backoff_max),
+                },
+            ).all()
+        return [
+            Reaped(id=int(r.id), tenant_id=r.tenant_id, state=r.state, attempts=int(r.attempts))
+            for r in rows
+        ]
+
+    def get(self, task_id: int) -> Task | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(q("get"), {"id": task_id}).first()
+        return None if row is None else Task.from_row(row)
+
+    def counts(self) -> list[QueueCount]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(q("counts")).all()
+        return [
+            QueueCount(
+                tenant_id=r.tenant_id,
+                queue=r.queue,
+                state=r.state,
+                count=int(r.n),
+                oldest_created_at=None if r.oldest_created_at is None else utc(r.oldest_created_at),
+            )
+            for r in rows
+        ]
+
+    def purge_finished(self, older_than_seconds: float) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                q("purge_finished"), {"older_than_seconds": float(older_than_seconds)}
+            )
+        return int(result.rowcount or 0)
+
+    def fence(self, conn: Connection, task: Task) -> None:
+        fence_postgres(conn, task)

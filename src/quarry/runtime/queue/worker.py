@@ -1,0 +1,311 @@
+"""A worker loop: claim, run the handler in a thread, heartbeat, settle.
+
+- Idle workers wait for ``NOTIFY quarry_tasks`` (psycopg 3 ``notifies()`` on a
+  dedicated autocommit connection, payload = queue name) and poll every
+  ``poll_interval`` seconds as the fallback (and always on SQLite).
+- While the handler runs, the lease is extended every ``lease_seconds / 3``.
+  A heartbeat that finds the lease lost sets ``task.stop_event`` and the worker
+  records nothing for that task: the complete/fail it would have written is fenced.
+- A handler that returns completes the task (its return value, JSON-encoded, is the
+  result); one that raises fails it, retried with exponential backoff while attempts
+  remain; :class:`PermanentFailure` fails it at once; :class:`TaskCancelled` (or any
+  exit after cancellation was requested) marks it cancelled.
+- ``request_stop()`` (SIGTERM/SIGINT when installed) is graceful: no new claims; the
+  task in flight may finish within ``shutdown_grace`` seconds, else it is released
+  back to the queue (its attempt not counted) and the worker exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from quarry.runtime.queue.base import (
+    DEFAULT_QUEUE,
+    NOTIFY_CHANNEL,
+    LeaseLost,
+    Task,
+    TaskQueue,
+)
+from quarry.runtime.queue.reaper import Reaper
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Task], object]
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler: fail the task now, without retrying."""
+
+
+class TaskCancelled(Exception):
+    """Raised by a handler that stopped because ``task.stop_event`` was set."""
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    released: int = 0
+    lease_lost: int = 0
+
+
+class Notifier:
+    """LISTEN on a dedicated autocommit connection; sets ``wake`` for our queues."""
+
+    def __init__(self, conninfo: str, queues: Sequence[str], wake: threading.Event) -> None:
+        self.conninfo = conninfo
+        self.queues = frozenset(queues)
+        self.wake = wake
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="quarry-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.ready.set()
+                    self.wake.set()  # anything enqueued while we were not listening
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if note.payload in self.queues:
+                                self.wake.set()
+                            if self._stop.is_set():
+                                break
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.warning("listen: connection lost; polling until it is back", exc_info=True)
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
+def conninfo_for(queue: TaskQueue) -> str | None:
+    if queue.engine.dialect.name != "postgresql":
+        return None
+    url = queue.engine.url.set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: TaskQueue,
+        handler: Handler,
+        *,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        owner: str | None = None,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 1.0,
+        shutdown_grace: float | None = None,
+        listen: bool = True,
+        reap_interval: float | None = 5.0,
+    ) -> None:
+        self.queue = queue
+        self.handler = handler
+        self.queues = list(queues)
+        self.owner = owner or default_owner()
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.shutdown_grace = lease_seconds / 2 if shutdown_grace is None else shutdown_grace
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stop_deadline: float | None = None
+        conninfo = conninfo_for(queue) if listen else None
+        self.notifier = Notifier(conninfo, self.queues, self._wake) if conninfo else None
+        self.reaper = Reaper(queue, interval=reap_interval) if reap_interval else None
+        self._next_queue = 0
+
+    # -- control -----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop_deadline = time.monotonic() + self.shutdown_grace
+            self._stop.set()
+            self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("worker %s: signal %d, stopping gracefully", self.owner, signum)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- loop --------------------------------------------------------------------
+
+    def start_background(self) -> None:
+        """Start the listener and the reaper (``run`` does this itself)."""
+        if self.notifier is not None:
+            self.notifier.start()
+        if self.reaper is not None:
+            self.reaper.start()
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        return self.notifier is None or self.notifier.ready.wait(timeout)
+
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> WorkerStats:
+        self.start_background()
+        try:
+            self.wait_ready()
+            if on_ready is not None:
+                on_ready()
+            while not self._stop.is_set():
+                self._wake.clear()
+                if not self.run_one():
+                    self._wake.wait(self.poll_interval)
+        finally:
+            if self.notifier is not None:
+                self.notifier.stop()
+            if self.reaper is not None:
+                self.reaper.stop()
+        return self.stats
+
+    def claim_next(self) -> Task | None:
+        for i in range(len(self.queues)):
+            name = self.queues[(self._next_queue + i) % len(self.queues)]
+            task = self.queue.claim(self.owner, queue=name, lease_seconds=self.lease_seconds)
+            if task is not None:
+                self._next_queue = (self._next_queue + i + 1) % len(self.queues)
+                return task
+        return None
+
+    def run_one(self) -> bool:
+        """Claim and execute one task; False when nothing was eligible."""
+        try:
+            task = self.claim_next()
+        except Exception:
+            log.exception("worker %s: claim failed", self.owner)
+            return False
+        if task is None:
+            return False
+        self.stats.claimed += 1
+        self.execute(task)
+        return True
+
+    def execute(self, task: Task) -> None:
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                outcome["result"] = self.handler(task)
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=target, name=f"quarry-task-{task.id}", daemon=True)
+        thread.start()
+        interval = self.lease_seconds / 3
+        next_beat = time.monotonic() + interval
+        cancel_requested = False
+        while not done.is_set():
+            now = time.monotonic()
+            wait = next_beat - now
+            if self._stop_deadline is not None:
+                wait = min(wait, self._stop_deadline - now)
+            if done.wait(max(wait, 0.0)):
+                break
+            now = time.monotonic()
+            if self._stop_deadline is not None and now >= self._stop_deadline:
+                task.stop_event.set()
+                self._settle_safely(task, self.queue.release, "released")
+                self.stats.released += 1
+                log.info("worker %s: released task %d at shutdown", self.owner, task.id)
+                return
+            if now >= next_beat:
+                next_beat = now + interval
+                try:
+                    cancel_requested = self.queue.heartbeat(task, lease_seconds=self.lease_seconds)
+                except LeaseLost:
+                    self._lost(task, "heartbeat")
+                    done.wait()  # the handler's writes are fenced; let it finish
+                    return
+                except Exception:
+                    log.warning("worker %s: heartbeat failed for task %d", self.owner, task.id)
+                    continue
+                if cancel_requested:
+                    task.stop_event.set()
+        self._settle(task, outcome, cancel_requested)
+
+    def _settle(self, task: Task, outcome: dict[str, Any], cancel_requested: bool) -> None:
+        error = outcome.get("error")
+        try:
+            if error is None:
+                self.queue.complete(task, outcome.get("result"))
+                self.stats.succeeded += 1
+            elif isinstance(error, TaskCancelled) or (
+                cancel_requested and task.stop_event.is_set()
+            ):
+                self.queue.acknowledge_cancel(task, f"cancelled: {error}")
+                self.stats.cancelled += 1
+            else:
+                retry = not isinstance(error, PermanentFailure)
+                settled = self.queue.fail(task, f"{type(error).__name__}: {error}", retry=retry)
+                if settled.state == "queued":
+                    self.stats.retried += 1
+                elif settled.state == "cancelled":
+                    self.stats.cancelled += 1
+                else:
+                    self.stats.failed += 1
+                log.info(
+                    "worker %s: task %d raised %s -> %s",
+                    self.owner,
+                    task.id,
+                    type(error).__name__,
+                    settled.state,
+                )
+        except LeaseLost:
+            self._lost(task, "settle")
+        except Exception:
+            log.exception("worker %s: could not record the outcome of task %d", self.owner, task.id)
+
+    def _settle_safely(self, task: Task, op: Callable[[Task], None], what: str) -> None:
+        try:
+            op(task)
+        except LeaseLost:
+            self._lost(task, what)
+        except Exception:
+            log.exception("worker %s: %s failed for task %d", self.owner, what, task.id)
+
+    def _lost(self, task: Task, where: str) -> None:
+        task.stop_event.set()
+        self.stats.lease_lost += 1
+        log.warning(
+            "worker %s: lease on task %d lost (%s); its outcome is discarded",
+            self.owner,
+            task.id,
+            where,
+        )

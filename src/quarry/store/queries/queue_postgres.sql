@@ -1,0 +1,222 @@
+-- Durable task queue, Postgres dialect. Times come from the database clock (now()),
+-- so a fleet of workers with skewed clocks agrees on what has expired.
+
+-- enqueue: insert one task (a duplicate dedupe key inserts nothing) and wake listeners
+WITH inserted AS (
+    INSERT INTO tasks (
+        tenant_id, queue, kind, payload, state, priority, attempts, max_attempts,
+        run_after, created_at, cancel_requested, dedupe_key
+    )
+    VALUES (
+        :tenant_id, :queue, :kind, :payload, 'queued', :priority, 0, :max_attempts,
+        now() + make_interval(secs => :delay), now(), false, :dedupe_key
+    )
+    ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+    RETURNING id
+)
+SELECT inserted.id, pg_notify('quarry_tasks', :queue) AS notified FROM inserted
+
+-- find_by_dedupe_key: the task an earlier enqueue made with this key
+SELECT id FROM tasks WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key
+
+-- claim: fair claim of one eligible task, see docs/queue.md "Fairness"
+WITH RECURSIVE waiting(tenant_id) AS (
+    (
+        SELECT t.tenant_id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue
+        ORDER BY t.tenant_id
+        LIMIT 1
+    )
+    UNION ALL
+    SELECT (
+        SELECT t.tenant_id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id > w.tenant_id
+        ORDER BY t.tenant_id
+        LIMIT 1
+    )
+    FROM waiting w
+    WHERE w.tenant_id IS NOT NULL
+),
+ranked AS (
+    SELECT
+        w.tenant_id,
+        (
+            SELECT count(*) FROM tasks r
+            WHERE r.state = 'running' AND r.tenant_id = w.tenant_id
+        ) AS running,
+        (
+            SELECT max(s.started_at) FROM tasks s
+            WHERE s.tenant_id = w.tenant_id AND s.started_at IS NOT NULL
+        ) AS last_started,
+        (
+            SELECT t.id FROM tasks t
+            WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = w.tenant_id
+            ORDER BY t.priority, t.id
+            LIMIT 1
+        ) AS head
+    FROM waiting w
+    WHERE w.tenant_id IS NOT NULL
+),
+picked AS (
+    SELECT c.id
+    FROM (
+        SELECT tenant_id, running, last_started, head FROM ranked
+        ORDER BY running, last_started NULLS FIRST, head
+    ) r
+    CROSS JOIN LATERAL (
+        SELECT t.id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = r.tenant_id
+          AND t.run_after <= now()
+        ORDER BY t.priority, t.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) c
+    LIMIT 1
+)
+UPDATE tasks SET
+    state = 'running',
+    attempts = tasks.attempts + 1,
+    lease_owner = :owner,
+    lease_token = :token,
+    lease_expires_at = now() + make_interval(secs => :lease_seconds),
+    started_at = now(),
+    finished_at = NULL
+FROM picked
+WHERE tasks.id = picked.id
+RETURNING tasks.*
+
+-- claim_unfair: one eligible task in (priority, id) order, ignoring tenants
+UPDATE tasks SET
+    state = 'running',
+    attempts = tasks.attempts + 1,
+    lease_owner = :owner,
+    lease_token = :token,
+    lease_expires_at = now() + make_interval(secs => :lease_seconds),
+    started_at = now(),
+    finished_at = NULL
+WHERE tasks.id = (
+    SELECT t.id FROM tasks t
+    WHERE t.state = 'queued' AND t.queue = :queue AND t.run_after <= now()
+    ORDER BY t.priority, t.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING tasks.*
+
+-- heartbeat: extend a held lease; reports whether cancellation was requested
+UPDATE tasks SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING cancel_requested
+
+-- complete: record success, only while the lease is held
+UPDATE tasks SET
+    state = 'succeeded',
+    result = :result,
+    finished_at = now(),
+    lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING id
+
+-- fail: record a failure; retry with exponential backoff while attempts remain
+UPDATE tasks SET
+    state = CASE
+        WHEN cancel_requested THEN 'cancelled'
+        WHEN :retry AND attempts < max_attempts THEN 'queued'
+        ELSE 'failed'
+    END,
+    run_after = CASE
+        WHEN NOT cancel_requested AND :retry AND attempts < max_attempts
+        THEN now() + make_interval(
+            secs => least(:backoff_max, :backoff_base * power(2, greatest(attempts - 1, 0)))
+        )
+        ELSE run_after
+    END,
+    finished_at = CASE
+        WHEN NOT cancel_requested AND :retry AND attempts < max_attempts THEN NULL
+        ELSE now()
+    END,
+    last_error = :error,
+    lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING state, run_after
+
+-- release: give a held task back untouched (graceful stop); the attempt is not counted
+UPDATE tasks SET
+    state = 'queued',
+    attempts = greatest(attempts - 1, 0),
+    run_after = now(),
+    lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING id
+
+-- acknowledge_cancel: the holder stopped because cancellation was requested
+UPDATE tasks SET
+    state = 'cancelled',
+    finished_at = now(),
+    last_error = :error,
+    lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+RETURNING id
+
+-- cancel: cancel a queued task at once; ask a running one to stop
+UPDATE tasks SET
+    state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+    cancel_requested = true
+WHERE id = :id AND state IN ('queued', 'running')
+RETURNING state
+
+-- fence: lock the task row if and only if this lease still holds it
+SELECT 1 FROM tasks
+WHERE id = :id AND lease_token = :token AND state = 'running'
+FOR UPDATE
+
+-- reap: re-queue (or fail, or cancel) tasks whose lease expired
+WITH expired AS (
+    SELECT id FROM tasks
+    WHERE state = 'running' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks SET
+    state = CASE
+        WHEN tasks.cancel_requested THEN 'cancelled'
+        WHEN tasks.attempts >= tasks.max_attempts THEN 'failed'
+        ELSE 'queued'
+    END,
+    run_after = CASE
+        WHEN NOT tasks.cancel_requested AND tasks.attempts < tasks.max_attempts
+        THEN now() + make_interval(
+            secs => least(:backoff_max, :backoff_base * power(2, greatest(tasks.attempts - 1, 0)))
+        )
+        ELSE tasks.run_after
+    END,
+    finished_at = CASE
+        WHEN NOT tasks.cancel_requested AND tasks.attempts < tasks.max_attempts THEN NULL
+        ELSE now()
+    END,
+    last_error = 'lease expired (held by ' || coalesce(tasks.lease_owner, '?') || ')',
+    lease_expires_at = NULL
+FROM expired
+WHERE tasks.id = expired.id
+RETURNING tasks.id, tasks.tenant_id, tasks.state, tasks.attempts, tasks.run_after
+
+-- get: one task by id
+SELECT * FROM tasks WHERE id = :id
+
+-- counts: tasks by tenant, queue and state, with the oldest queued task's age
+SELECT
+    tenant_id,
+    queue,
+    state,
+    count(*) AS n,
+    min(created_at) AS oldest_created_at
+FROM tasks
+GROUP BY tenant_id, queue, state
+ORDER BY tenant_id, queue, state
+
+-- purge_finished: delete finished tasks older than a cutoff
+DELETE FROM tasks
+WHERE state IN ('succeeded', 'failed', 'cancelled')
+  AND finished_at < now() - make_interval(secs => :older_than_seconds)
