@@ -12,7 +12,6 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -23,6 +22,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+from quarry.store.types import UtcDateTime
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -42,7 +43,7 @@ tenants = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 workspaces = Table(
@@ -55,8 +56,8 @@ workspaces = Table(
     Column("source", Text, nullable=False),
     Column("default_branch", String(200), nullable=True),
     Column("current_revision_id", ID, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "name"),
 )
 
@@ -71,7 +72,7 @@ revisions = Table(
     Column("definition_count", Integer, nullable=False),
     Column("file_count", Integer, nullable=False),
     Column("compiler_version", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 definition_bodies = Table(
@@ -121,7 +122,7 @@ blobs = Table(
     Column("tenant_id", ID, ForeignKey("tenants.id"), primary_key=True),
     Column("hash", HASH, primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 Index(

@@ -34,7 +34,9 @@ def test_workspaces_and_current_revision(served: tuple[httpx.Client, Path, Compi
     client, _, result = served
     listing = client.get("/api/v1/workspaces").json()
     assert [w["name"] for w in listing["workspaces"]] == ["shop"]
-    assert client.get(WS).json()["current_revision_id"] == result.revision_id
+    ws = client.get(WS).json()
+    assert ws["current_revision_id"] == result.revision_id
+    assert ws["updated_at"].endswith("+00:00"), "timestamps are UTC on every backend"
     rev = client.get(f"{WS}/revision")
     assert rev.json()["revision_id"] == result.revision_id
     assert rev.headers["x-quarry-revision"] == result.revision_id
