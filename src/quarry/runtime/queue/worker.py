@@ -142,6 +142,7 @@ class Worker:
         self.notifier = Notifier(conninfo, self.queues, self._wake) if conninfo else None
         self.reaper = Reaper(queue, interval=reap_interval) if reap_interval else None
         self._next_queue = 0
+        self._nudge: threading.Event | None = None
 
     # -- control -----------------------------------------------------------------
 
@@ -150,6 +151,8 @@ class Worker:
             self._stop_deadline = time.monotonic() + self.shutdown_grace
             self._stop.set()
             self._wake.set()
+            if self._nudge is not None:
+                self._nudge.set()
 
     def install_signal_handlers(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -217,6 +220,9 @@ class Worker:
     def execute(self, task: Task) -> None:
         outcome: dict[str, Any] = {}
         done = threading.Event()
+        # Set when the handler finishes or a stop is requested: either ends a wait.
+        nudge = threading.Event()
+        self._nudge = nudge
 
         def target() -> None:
             try:
@@ -225,6 +231,7 @@ class Worker:
                 outcome["error"] = exc
             finally:
                 done.set()
+                nudge.set()
 
         thread = threading.Thread(target=target, name=f"quarry-task-{task.id}", daemon=True)
         thread.start()
@@ -236,7 +243,9 @@ class Worker:
             wait = next_beat - now
             if self._stop_deadline is not None:
                 wait = min(wait, self._stop_deadline - now)
-            if done.wait(max(wait, 0.0)):
+            nudge.wait(max(wait, 0.0))
+            nudge.clear()
+            if done.is_set():
                 break
             now = time.monotonic()
             if self._stop_deadline is not None and now >= self._stop_deadline:
