@@ -19,7 +19,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     Index,
     Integer,
     String,
@@ -30,6 +29,7 @@ from sqlalchemy import (
 )
 
 from quarry.store.tables import ID, metadata
+from quarry.store.types import UtcDateTime
 
 TASK_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -50,13 +50,13 @@ tasks = Table(
     Column("priority", Integer, nullable=False, server_default=text("0")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("max_attempts", Integer, nullable=False, server_default=text("3")),
-    Column("run_after", DateTime(timezone=True), nullable=False),
+    Column("run_after", UtcDateTime(), nullable=False),
     Column("lease_owner", String(200), nullable=True),
     Column("lease_token", String(36), nullable=True),
-    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("lease_expires_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
     Column("last_error", Text, nullable=True),
     Column("result", Text, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),

@@ -14,16 +14,18 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import DateTime, TextClause, bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.types import TypeEngine
+
+from quarry.store.types import UtcDateTime
 
 _HEADER = re.compile(r"^-- (?P<name>[a-z_][a-z0-9_]*):(?P<doc>.*)$")
 
 TYPED_PARAMS: dict[str, TypeEngine[Any]] = {
-    "now": DateTime(timezone=True),
-    "run_after": DateTime(timezone=True),
-    "lease_until": DateTime(timezone=True),
-    "cutoff": DateTime(timezone=True),
+    "now": UtcDateTime(),
+    "run_after": UtcDateTime(),
+    "lease_until": UtcDateTime(),
+    "cutoff": UtcDateTime(),
 }
 
 
