@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, and_, insert, select
 
 from quarry.store.db import insert_ignoring_duplicates
 from quarry.store.tables import blobs, definition_bodies, definitions, revision_files, revisions
@@ -80,20 +81,22 @@ def list_revisions(conn: Connection, workspace_id: str, limit: int = 50) -> list
     return [RevisionRow(**{**r._mapping, "git_dirty": bool(r.git_dirty)}) for r in rows]
 
 
+def _present(
+    conn: Connection, column: ColumnElement[str], values: Iterable[str], *where: Any
+) -> set[str]:
+    """Which of ``values`` exist in ``column``, in chunks that keep every backend's
+    bound-parameter limit."""
+    wanted = sorted(set(values))
+    found: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        query = select(column).where(column.in_(wanted[i : i + 500]), *where)
+        found.update(conn.execute(query).scalars())
+    return found
+
+
 def missing_bodies(conn: Connection, hashes: Iterable[str]) -> set[str]:
     wanted = set(hashes)
-    found: set[str] = set()
-    chunk = sorted(wanted)
-    for i in range(0, len(chunk), 500):
-        part = chunk[i : i + 500]
-        found.update(
-            conn.execute(
-                select(definition_bodies.c.content_hash).where(
-                    definition_bodies.c.content_hash.in_(part)
-                )
-            ).scalars()
-        )
-    return wanted - found
+    return wanted - _present(conn, definition_bodies.c.content_hash, wanted)
 
 
 def insert_bodies(conn: Connection, bodies: dict[str, tuple[str, str]]) -> None:
@@ -135,37 +138,45 @@ def insert_revision(conn: Connection, new: NewRevision) -> bool:
     return True
 
 
+_DEFINITION_COLUMNS = (
+    definitions.c.kind,
+    definitions.c.name,
+    definitions.c.path,
+    definitions.c.source_hash,
+    definitions.c.content_hash,
+)
+_FILE_COLUMNS = (
+    revision_files.c.path,
+    revision_files.c.role,
+    revision_files.c.blob_hash,
+    revision_files.c.size,
+)
+
+
+def _in_revision(table: Table, workspace_id: str, revision_id: str) -> ColumnElement[bool]:
+    return and_(table.c.workspace_id == workspace_id, table.c.revision_id == revision_id)
+
+
+def _with_body(column: ColumnElement[str], workspace_id: str, revision_id: str) -> Select[Any]:
+    return (
+        select(*_DEFINITION_COLUMNS, column)
+        .join(definition_bodies, definition_bodies.c.content_hash == definitions.c.content_hash)
+        .where(_in_revision(definitions, workspace_id, revision_id))
+    )
+
+
 def definitions_with_refs(
     conn: Connection, workspace_id: str, revision_id: str
 ) -> list[tuple[DefinitionRow, str]]:
     """Every definition of a revision with its stored refs, for incremental recompiles."""
-    rows = conn.execute(
-        select(
-            definitions.c.kind,
-            definitions.c.name,
-            definitions.c.path,
-            definitions.c.source_hash,
-            definitions.c.content_hash,
-            definition_bodies.c.refs,
-        )
-        .join(definition_bodies, definition_bodies.c.content_hash == definitions.c.content_hash)
-        .where(definitions.c.workspace_id == workspace_id, definitions.c.revision_id == revision_id)
-    )
-    return [
-        (DefinitionRow(r.kind, r.name, r.path, r.source_hash, r.content_hash), r.refs) for r in rows
-    ]
+    rows = conn.execute(_with_body(definition_bodies.c.refs, workspace_id, revision_id))
+    return [(DefinitionRow(*r[:5]), r[5]) for r in rows]
 
 
 def list_definitions(
     conn: Connection, workspace_id: str, revision_id: str, kind: str | None = None
 ) -> list[DefinitionRow]:
-    query = select(
-        definitions.c.kind,
-        definitions.c.name,
-        definitions.c.path,
-        definitions.c.source_hash,
-        definitions.c.content_hash,
-    ).where(definitions.c.workspace_id == workspace_id, definitions.c.revision_id == revision_id)
+    query = select(*_DEFINITION_COLUMNS).where(_in_revision(definitions, workspace_id, revision_id))
     if kind is not None:
         query = query.where(definitions.c.kind == kind)
     rows = conn.execute(query.order_by(definitions.c.kind, definitions.c.name))
@@ -175,40 +186,17 @@ def list_definitions(
 def get_definition_body(
     conn: Connection, workspace_id: str, revision_id: str, kind: str, name: str
 ) -> tuple[DefinitionRow, str] | None:
-    r = conn.execute(
-        select(
-            definitions.c.kind,
-            definitions.c.name,
-            definitions.c.path,
-            definitions.c.source_hash,
-            definitions.c.content_hash,
-            definition_bodies.c.body,
-        )
-        .join(definition_bodies, definition_bodies.c.content_hash == definitions.c.content_hash)
-        .where(
-            definitions.c.workspace_id == workspace_id,
-            definitions.c.revision_id == revision_id,
-            definitions.c.kind == kind,
-            definitions.c.name == name,
-        )
-    ).first()
-    if r is None:
-        return None
-    return DefinitionRow(r.kind, r.name, r.path, r.source_hash, r.content_hash), r.body
+    query = _with_body(definition_bodies.c.body, workspace_id, revision_id).where(
+        definitions.c.kind == kind, definitions.c.name == name
+    )
+    r = conn.execute(query).first()
+    return None if r is None else (DefinitionRow(*r[:5]), r[5])
 
 
 def list_files(conn: Connection, workspace_id: str, revision_id: str) -> list[FileRow]:
     rows = conn.execute(
-        select(
-            revision_files.c.path,
-            revision_files.c.role,
-            revision_files.c.blob_hash,
-            revision_files.c.size,
-        )
-        .where(
-            revision_files.c.workspace_id == workspace_id,
-            revision_files.c.revision_id == revision_id,
-        )
+        select(*_FILE_COLUMNS)
+        .where(_in_revision(revision_files, workspace_id, revision_id))
         .order_by(revision_files.c.path)
     )
     return [FileRow(*r) for r in rows]
@@ -216,14 +204,8 @@ def list_files(conn: Connection, workspace_id: str, revision_id: str) -> list[Fi
 
 def get_file(conn: Connection, workspace_id: str, revision_id: str, path: str) -> FileRow | None:
     r = conn.execute(
-        select(
-            revision_files.c.path,
-            revision_files.c.role,
-            revision_files.c.blob_hash,
-            revision_files.c.size,
-        ).where(
-            revision_files.c.workspace_id == workspace_id,
-            revision_files.c.revision_id == revision_id,
+        select(*_FILE_COLUMNS).where(
+            _in_revision(revision_files, workspace_id, revision_id),
             revision_files.c.path == path,
         )
     ).first()
@@ -231,17 +213,7 @@ def get_file(conn: Connection, workspace_id: str, revision_id: str, path: str) -
 
 
 def known_blobs(conn: Connection, tenant_id: str, hashes: Iterable[str]) -> set[str]:
-    wanted = sorted(set(hashes))
-    found: set[str] = set()
-    for i in range(0, len(wanted), 500):
-        found.update(
-            conn.execute(
-                select(blobs.c.hash).where(
-                    blobs.c.tenant_id == tenant_id, blobs.c.hash.in_(wanted[i : i + 500])
-                )
-            ).scalars()
-        )
-    return found
+    return _present(conn, blobs.c.hash, hashes, blobs.c.tenant_id == tenant_id)
 
 
 def record_blobs(conn: Connection, tenant_id: str, sizes: dict[str, int], when: datetime) -> None:
