@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from quarry import __version__
 from quarry.api.errors import install_error_handlers
-from quarry.api.fleet import health, workspaces
+from quarry.api.fleet import health, runs, workspaces
 from quarry.api.services import Services
 from quarry.web import index
 
@@ -28,6 +28,7 @@ def create_app(svc: Services) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(workspaces.router)
+    app.include_router(runs.router)
     app.include_router(index.router)
     if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":
         log.warning(

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from quarry.catalog.reader import Catalog
 from quarry.core.settings import Settings
 from quarry.core.topology import Topology, derive_topology
+from quarry.runtime.queue import TaskQueue, open_queue
 from quarry.store.db import create_state_engine
 from quarry.store.migrate import prepare_schema
 from quarry.store.objects import ObjectStore, open_object_store
@@ -24,6 +25,7 @@ class Services:
     engine: Engine
     store: ObjectStore
     catalog: Catalog
+    queue: TaskQueue
 
     def close(self) -> None:
         self.engine.dispose()
@@ -44,4 +46,4 @@ def build_services(settings: Settings) -> Services:
         current_ttl=settings.revision_cache_ttl,
         cache_size=settings.definition_cache_size,
     )
-    return Services(settings, topology, engine, store, catalog)
+    return Services(settings, topology, engine, store, catalog, open_queue(engine))

@@ -1,0 +1,204 @@
+"""Runs: create, read, list, follow (server-sent events), step outputs, cancel.
+
+FleetOk: everything here reads or writes the database and the object store only,
+so any replica answers for any run, wherever it executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from quarry.api.deps import services, tenant_id
+from quarry.core.errors import BadRequest, NotFound
+from quarry.runtime.runs.outputs import render_output
+from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
+from quarry.store import runs as runq
+from quarry.store.runs import RunRow, StepRow
+
+router = APIRouter(tags=["runs"])
+EVENT_POLL_SECONDS = 0.2
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["workflow", "app"] = "workflow"
+    name: str = Field(min_length=1, max_length=500)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    revision: str | None = Field(None, pattern=r"^[0-9a-f]{8,64}$")
+
+
+def _step_json(step: StepRow) -> dict[str, Any]:
+    return {
+        "step_key": step.step_key,
+        "name": step.name,
+        "state": step.state,
+        "attempt": step.attempt,
+        "rows": step.rows,
+        "error": step.error,
+        "output_format": step.result_format,
+        "started_at": step.started_at.isoformat() if step.started_at else None,
+        "finished_at": step.finished_at.isoformat() if step.finished_at else None,
+    }
+
+
+def _run_json(run: RunRow, steps: list[StepRow] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": run.id,
+        "state": run.state,
+        "kind": run.target_kind,
+        "name": run.target_name,
+        "revision_id": run.revision_id,
+        "variables": run.variables,
+        "origin": run.origin,
+        "error": run.error,
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+    if steps is not None:
+        body["steps"] = [_step_json(s) for s in steps]
+    return body
+
+
+@router.post("/api/v1/workspaces/{workspace}/runs", status_code=202)
+async def create(request: Request, workspace: str, body: RunCreate) -> dict[str, Any]:
+    svc = services(request)
+    ws = await run_in_threadpool(svc.catalog.workspace, tenant_id(request), workspace)
+    run_request = RunRequest(
+        target_kind=body.kind,
+        target_name=body.name,
+        variables=body.variables,
+        revision=body.revision,
+        request_id=request.headers.get("x-request-id"),
+    )
+    run = await run_in_threadpool(create_run, svc.engine, svc.queue, svc.catalog, ws, run_request)
+    return _run_json(run)
+
+
+def _encode_cursor(run: RunRow) -> str:
+    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, rid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(at), str(rid)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("invalid cursor", parameter="cursor") from exc
+
+
+@router.get("/api/v1/workspaces/{workspace}/runs")
+async def list_runs(
+    request: Request,
+    workspace: str,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    svc = services(request)
+    tenant = tenant_id(request)
+    ws = await run_in_threadpool(svc.catalog.workspace, tenant, workspace)
+    before = _decode_cursor(cursor) if cursor else None
+
+    def page() -> list[RunRow]:
+        with svc.engine.connect() as conn:
+            return runq.list_runs(conn, tenant, ws.id, limit=limit, before=before)
+
+    rows = await run_in_threadpool(page)
+    return {
+        "runs": [_run_json(r) for r in rows],
+        "next_cursor": _encode_cursor(rows[-1]) if len(rows) == limit else None,
+    }
+
+
+@router.get("/api/v1/runs/{run_id}")
+async def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    svc = services(request)
+    tenant = tenant_id(request)
+
+    def load() -> dict[str, Any]:
+        with svc.engine.connect() as conn:
+            run = runq.get_run(conn, tenant, run_id)
+            return _run_json(run, runq.get_steps(conn, run_id))
+
+    return await run_in_threadpool(load)
+
+
+@router.post("/api/v1/runs/{run_id}/cancel")
+async def cancel(request: Request, run_id: str) -> dict[str, Any]:
+    svc = services(request)
+    run = await run_in_threadpool(cancel_run, svc.engine, svc.queue, tenant_id(request), run_id)
+    return _run_json(run)
+
+
+@router.get("/api/v1/runs/{run_id}/steps/{step_key}/output")
+async def step_output(
+    request: Request,
+    run_id: str,
+    step_key: str,
+    format: Annotated[Literal["json", "csv", "parquet"], Query()] = "json",
+) -> Response:
+    svc = services(request)
+    tenant = tenant_id(request)
+
+    def load() -> tuple[bytes, str]:
+        with svc.engine.connect() as conn:
+            runq.get_run(conn, tenant, run_id)
+            step = runq.get_step(conn, run_id, step_key)
+        if step is None or step.result_key is None or step.result_format is None:
+            raise NotFound(f"step {step_key!r} of run {run_id} has no output", step=step_key)
+        return render_output(svc.store.get(step.result_key), step.result_format, format)
+
+    data, media = await run_in_threadpool(load)
+    return Response(data, media_type=media)
+
+
+@router.get("/api/v1/runs/{run_id}/events")
+async def follow(
+    request: Request,
+    run_id: str,
+    last_event_id: Annotated[int, Header(ge=0)] = 0,
+) -> StreamingResponse:
+    """Server-sent events until the run finishes; resumes after ``Last-Event-ID``."""
+    svc = services(request)
+    tenant = tenant_id(request)
+
+    def poll(after: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        with svc.engine.connect() as conn:
+            run = runq.get_run(conn, tenant, run_id)
+            return runq.events_after(conn, run_id, after), run.finished
+
+    await run_in_threadpool(poll, 0)
+
+    async def stream() -> AsyncIterator[bytes]:
+        after = last_event_id
+        while True:
+            events, finished = await run_in_threadpool(poll, after)
+            for event_id, event in events:
+                after = event_id
+                name = str(event.get("type", "message"))
+                yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(event)}\n\n".encode()
+            if finished and not events:
+                yield b"event: end\ndata: {}\n\n"
+                return
+            if not events:
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(EVENT_POLL_SECONDS)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,96 @@
+"""Creating and cancelling runs.
+
+The run row and its task are written in one transaction, so a run is never queued
+without its row nor recorded without its task.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from quarry.catalog.reader import Catalog
+from quarry.core.clock import utcnow
+from quarry.core.errors import BadRequest
+from quarry.runtime.queue import TaskQueue
+from quarry.store import runs as runq
+from quarry.store.runs import RunRow
+from quarry.store.workspaces import WorkspaceRow
+
+RUN_TASK_KIND = "run"
+RUNNABLE_KINDS = frozenset({"workflow", "app"})
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    target_kind: str
+    target_name: str
+    variables: dict[str, Any]
+    revision: str | None = None
+    origin: str = "api"
+    request_id: str | None = None
+
+
+def create_run(
+    engine: Engine,
+    queue: TaskQueue,
+    catalog: Catalog,
+    workspace: WorkspaceRow,
+    request: RunRequest,
+    *,
+    max_attempts: int = 3,
+) -> RunRow:
+    if request.target_kind not in RUNNABLE_KINDS:
+        raise BadRequest(
+            f"cannot run a {request.target_kind!r}; runnable kinds: {sorted(RUNNABLE_KINDS)}",
+            parameter="kind",
+        )
+    revision_id = catalog.resolve(workspace, request.revision)
+    catalog.definition(workspace, revision_id, request.target_kind, request.target_name)
+    run = RunRow(
+        id=uuid.uuid4().hex,
+        tenant_id=workspace.tenant_id,
+        workspace_id=workspace.id,
+        revision_id=revision_id,
+        target_kind=request.target_kind,
+        target_name=request.target_name,
+        variables=request.variables,
+        state="queued",
+        origin=request.origin,
+        task_id=None,
+        error=None,
+        request_id=request.request_id,
+        created_at=utcnow(),
+        started_at=None,
+        finished_at=None,
+    )
+    with engine.begin() as conn:
+        runq.insert_run(conn, run)
+        enqueued = queue.enqueue(
+            workspace.tenant_id,
+            RUN_TASK_KIND,
+            {"run_id": run.id, "request_id": request.request_id},
+            max_attempts=max_attempts,
+            conn=conn,
+        )
+        runq.set_task(conn, run.id, enqueued.id)
+        runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": revision_id})
+        return runq.get_run(conn, workspace.tenant_id, run.id)
+
+
+def cancel_run(engine: Engine, queue: TaskQueue, tenant_id: str, run_id: str) -> RunRow:
+    with engine.connect() as conn:
+        run = runq.get_run(conn, tenant_id, run_id)
+    if run.finished or run.task_id is None:
+        return run
+    state = queue.cancel(run.task_id)
+    with engine.begin() as conn:
+        if state == "cancelled":
+            runq.mark_finished(conn, run_id, "cancelled", "cancelled before it started")
+            runq.append_event(conn, run_id, {"type": "run.cancelled"})
+        else:
+            runq.append_event(conn, run_id, {"type": "run.cancel_requested"})
+        return runq.get_run(conn, tenant_id, run_id)

@@ -1,0 +1,185 @@
+"""Queries on runs, their steps, events and artifacts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from quarry.core.clock import utcnow
+from quarry.core.errors import NotFound
+from quarry.store.db import insert_ignoring_duplicates
+from quarry.store.run_tables import artifacts, run_events, run_steps, runs
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    tenant_id: str
+    workspace_id: str
+    revision_id: str
+    target_kind: str
+    target_name: str
+    variables: dict[str, Any]
+    state: str
+    origin: str
+    task_id: int | None
+    error: str | None
+    request_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step_key: str
+    name: str
+    state: str
+    attempt: int
+    result_key: str | None
+    result_format: str | None
+    rows: int | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    id: str
+    run_id: str
+    step_key: str | None
+    kind: str
+    name: str
+    format: str
+    object_key: str
+    size: int
+    created_at: datetime
+
+
+def _run(r: Any) -> RunRow:
+    m = dict(r._mapping)
+    m["variables"] = json.loads(m["variables"])
+    return RunRow(**m)
+
+
+def insert_run(conn: Connection, run: RunRow) -> None:
+    values = {**run.__dict__, "variables": json.dumps(run.variables, sort_keys=True)}
+    conn.execute(insert(runs).values(**values))
+
+
+def set_task(conn: Connection, run_id: str, task_id: int) -> None:
+    conn.execute(update(runs).where(runs.c.id == run_id).values(task_id=task_id))
+
+
+def get_run(conn: Connection, tenant_id: str, run_id: str) -> RunRow:
+    r = conn.execute(select(runs).where(runs.c.id == run_id, runs.c.tenant_id == tenant_id)).first()
+    if r is None:
+        raise NotFound(f"run {run_id!r} not found", run=run_id)
+    return _run(r)
+
+
+def list_runs(
+    conn: Connection,
+    tenant_id: str,
+    workspace_id: str,
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None = None,
+) -> list[RunRow]:
+    """Newest first; ``before`` is the (created_at, id) cursor of the previous page."""
+    query = select(runs).where(runs.c.tenant_id == tenant_id, runs.c.workspace_id == workspace_id)
+    if before is not None:
+        at, rid = before
+        query = query.where(
+            or_(runs.c.created_at < at, and_(runs.c.created_at == at, runs.c.id < rid))
+        )
+    rows = conn.execute(query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit))
+    return [_run(r) for r in rows]
+
+
+def mark_started(conn: Connection, run_id: str) -> None:
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.state.in_(["queued", "running"]))
+        .values(state="running", started_at=utcnow(), error=None)
+    )
+
+
+def mark_finished(conn: Connection, run_id: str, state: str, error: str | None = None) -> None:
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(state=state, error=error, finished_at=utcnow())
+    )
+
+
+def get_steps(conn: Connection, run_id: str) -> list[StepRow]:
+    rows = conn.execute(
+        select(run_steps).where(run_steps.c.run_id == run_id).order_by(run_steps.c.started_at)
+    )
+    return [StepRow(**{k: v for k, v in r._mapping.items() if k != "run_id"}) for r in rows]
+
+
+def get_step(conn: Connection, run_id: str, step_key: str) -> StepRow | None:
+    r = conn.execute(
+        select(run_steps).where(run_steps.c.run_id == run_id, run_steps.c.step_key == step_key)
+    ).first()
+    if r is None:
+        return None
+    return StepRow(**{k: v for k, v in r._mapping.items() if k != "run_id"})
+
+
+def upsert_step(conn: Connection, run_id: str, step: StepRow) -> None:
+    values = {**step.__dict__}
+    inserted = insert_ignoring_duplicates(conn, run_steps, [{"run_id": run_id, **values}])
+    if not inserted:
+        del values["step_key"]
+        conn.execute(
+            update(run_steps)
+            .where(run_steps.c.run_id == run_id, run_steps.c.step_key == step.step_key)
+            .values(**values)
+        )
+
+
+def append_event(conn: Connection, run_id: str, event: dict[str, Any]) -> None:
+    conn.execute(
+        insert(run_events).values(
+            run_id=run_id, event=json.dumps(event, default=str), created_at=utcnow()
+        )
+    )
+
+
+def events_after(
+    conn: Connection, run_id: str, after_id: int, limit: int = 500
+) -> list[tuple[int, dict[str, Any]]]:
+    rows = conn.execute(
+        select(run_events.c.id, run_events.c.event)
+        .where(run_events.c.run_id == run_id, run_events.c.id > after_id)
+        .order_by(run_events.c.id)
+        .limit(limit)
+    )
+    return [(int(r.id), json.loads(r.event)) for r in rows]
+
+
+def insert_artifact(conn: Connection, tenant_id: str, artifact: ArtifactRow) -> None:
+    conn.execute(insert(artifacts).values(tenant_id=tenant_id, **artifact.__dict__))
+
+
+def list_artifacts(conn: Connection, run_id: str) -> list[ArtifactRow]:
+    rows = conn.execute(
+        select(*[c for c in artifacts.c if c.name != "tenant_id"])
+        .where(artifacts.c.run_id == run_id)
+        .order_by(artifacts.c.created_at, artifacts.c.name)
+    )
+    return [ArtifactRow(**r._mapping) for r in rows]
