@@ -1,0 +1,149 @@
+"""The queue with real worker processes on real Postgres."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, text
+
+from quarry.runtime.queue import open_queue
+from quarry.store.db import create_state_engine
+from quarry.store.queue_tables import tasks
+from tests.fleet.queue.conftest import Fleet
+from tests.integration.queue.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+HANDLERS = "tests.fleet.queue.handlers"
+
+
+def _scalar(engine: Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
+
+
+def test_four_workers_drain_ten_thousand_tasks_exactly_once(fleet: Fleet) -> None:
+    engine = create_state_engine(fleet.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE queue_executions (task_id BIGINT PRIMARY KEY, owner TEXT)"))
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "tenant_id": f"tenant-{i % 3}",
+                "queue": "default",
+                "kind": "record",
+                "payload": "null",
+                "state": "queued",
+                "run_after": now,
+                "created_at": now,
+            }
+            for i in range(10_000)
+        ]
+        conn.execute(insert(tasks), rows)
+    started = time.monotonic()
+    workers = [
+        fleet.start(f"w{i}", "--handler", f"{HANDLERS}:record", "--poll", "0.5") for i in range(4)
+    ]
+    for w in workers:
+        w.wait_line("READY", 30)
+
+    def drained() -> bool:
+        return _scalar(engine, "SELECT count(*) FROM tasks WHERE state = 'succeeded'") == 10_000
+
+    wait_for(drained, timeout=90, what="10,000 tasks to drain")
+    elapsed = time.monotonic() - started
+    stats = [w.stop() for w in workers]
+
+    assert _scalar(engine, "SELECT count(*) FROM queue_executions") == 10_000
+    assert _scalar(engine, "SELECT count(*) FROM tasks WHERE attempts <> 1") == 0
+    assert _scalar(engine, "SELECT count(*) FROM tasks WHERE state <> 'succeeded'") == 0
+    assert sum(s["succeeded"] for s in stats) == 10_000
+    assert all(s["lease_lost"] == 0 for s in stats)
+    # Work was spread: every worker took part.
+    assert all(s["succeeded"] > 0 for s in stats), stats
+    print(f"drained 10,000 tasks with 4 worker processes in {elapsed:.1f}s")
+    engine.dispose()
+
+
+def test_a_paused_worker_cannot_complete_or_checkpoint_a_taken_over_task(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    engine = create_state_engine(fleet.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE queue_checkpoints (task_id BIGINT, owner TEXT)"))
+        conn.execute(text("CREATE TABLE queue_events (task_id BIGINT, owner TEXT, event TEXT)"))
+    gate = tmp_path / "gate"
+    paused = fleet.start(
+        "paused",
+        "--handler",
+        f"{HANDLERS}:gated_step",
+        "--lease",
+        "1.0",
+        "--poll",
+        "0.1",
+        env={"QUARRY_TEST_GATE": str(gate)},
+    )
+    paused.wait_line("READY", 30)
+    task_id = open_queue(engine).enqueue("acme", "step", max_attempts=3).id
+
+    def events(owner: str) -> list[str]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT event FROM queue_events WHERE owner = :o ORDER BY event"),
+                {"o": owner},
+            )
+            return [r[0] for r in rows]
+
+    wait_for(lambda: events("paused") == ["started"], timeout=30, what="the first start")
+    paused.process.send_signal(signal.SIGSTOP)
+
+    taker = fleet.start(
+        "taker",
+        "--handler",
+        f"{HANDLERS}:gated_step",
+        "--lease",
+        "30",
+        "--poll",
+        "0.1",
+        "--reap-interval",
+        "0.2",
+    )
+    queue = open_queue(engine)
+
+    def taken_over() -> bool:
+        task = queue.get(task_id)
+        return task is not None and task.state == "succeeded"
+
+    wait_for(taken_over, timeout=40, what="the take-over to finish")
+    done = queue.get(task_id)
+    assert done is not None
+    assert (done.lease_owner, done.attempts, done.result) == ("taker", 2, {"owner": "taker"})
+
+    # Resume the paused worker: its checkpoint and its completion are refused.
+    gate.touch()
+    paused.process.send_signal(signal.SIGCONT)
+    wait_for(
+        lambda: events("paused") == ["checkpoint_refused", "started"],
+        timeout=30,
+        what="the paused worker to try its checkpoint",
+    )
+    paused_stats = paused.stop()
+    taker_stats = taker.stop()
+    assert paused_stats["lease_lost"] >= 1 and paused_stats["succeeded"] == 0
+    assert taker_stats["succeeded"] == 1
+
+    final = queue.get(task_id)
+    assert final is not None
+    assert (final.state, final.lease_owner, final.result) == (
+        "succeeded",
+        "taker",
+        {"owner": "taker"},
+    )
+    with engine.connect() as conn:
+        checkpoints = conn.execute(text("SELECT task_id, owner FROM queue_checkpoints")).all()
+    assert [tuple(r) for r in checkpoints] == [(task_id, "taker")]
+    engine.dispose()
