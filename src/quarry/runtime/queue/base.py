@@ -178,6 +178,11 @@ class TaskQueue(ABC):
         self.retry = retry or RetryPolicy()
         self.enqueue_guard = enqueue_guard
 
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Let this thread reuse one connection for queue operations (a worker loop)."""
+        yield
+
     # -- producing ---------------------------------------------------------------
 
     @abstractmethod

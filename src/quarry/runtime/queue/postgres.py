@@ -10,6 +10,9 @@ claimer, the claim moves on to the next tenant in that order (``SKIP LOCKED``).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import Connection, TextClause
@@ -48,6 +51,39 @@ class PostgresQueue(TaskQueue):
     def __init__(self, *args: Any, fair: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fair = fair
+        # Every queue operation is one statement, atomic on its own: run them in
+        # autocommit and save the BEGIN/COMMIT round trips (same pool as ``engine``).
+        self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._pinned = threading.local()
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within this block, this thread's queue operations reuse one connection
+        (a worker loop: no pool checkout and ping per claim/heartbeat/complete)."""
+        if getattr(self._pinned, "conn", None) is not None:
+            yield
+            return
+        with self._auto.connect() as conn:
+            self._pinned.conn = conn
+            try:
+                yield
+            finally:
+                self._pinned.conn = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        held: Connection | None = getattr(self._pinned, "conn", None)
+        if held is None:
+            with self._auto.connect() as conn:
+                yield conn
+            return
+        try:
+            yield held
+        except BaseException:
+            # Leave the held connection usable (it reconnects if it was invalidated).
+            with suppress(Exception):
+                held.rollback()
+            raise
 
     def enqueue(
         self,
@@ -74,7 +110,7 @@ class PostgresQueue(TaskQueue):
         }
         if conn is not None:
             return self._enqueue(conn, params)
-        with self.engine.begin() as own:
+        with self._connection() as own:
             return self._enqueue(own, params)
 
     def _enqueue(self, conn: Connection, params: dict[str, Any]) -> Enqueued:
@@ -94,7 +130,7 @@ class PostgresQueue(TaskQueue):
     def claim(
         self, owner: str, *, queue: str = DEFAULT_QUEUE, lease_seconds: float = 30.0
     ) -> Task | None:
-        with self.engine.begin() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 q("claim" if self.fair else "claim_unfair"),
                 {
@@ -107,7 +143,7 @@ class PostgresQueue(TaskQueue):
         return None if row is None else Task.from_row(row)
 
     def _fenced_write(self, name: str, task: Task, **params: Any) -> Any:
-        with self.engine.begin() as conn:
+        with self._connection() as conn:
             row = conn.execute(q(name), {"id": task.id, "token": task.held_token(), **params})
             first = row.first()
         if first is None:
@@ -139,12 +175,12 @@ class PostgresQueue(TaskQueue):
         self._fenced_write("acknowledge_cancel", task, error=reason)
 
     def cancel(self, task_id: int) -> str | None:
-        with self.engine.begin() as conn:
+        with self._connection() as conn:
             row = conn.execute(q("cancel"), {"id": task_id}).first()
         return None if row is None else str(row.state)
 
     def reap_expired(self, *, limit: int = 100) -> list[Reaped]:
-        with self.engine.begin() as conn:
+        with self._connection() as conn:
             rows = conn.execute(
                 q("reap"),
                 {
@@ -178,7 +214,7 @@ class PostgresQueue(TaskQueue):
         ]
 
     def purge_finished(self, older_than_seconds: float) -> int:
-        with self.engine.begin() as conn:
+        with self._connection() as conn:
             result = conn.execute(
                 q("purge_finished"), {"older_than_seconds": float(older_than_seconds)}
             )

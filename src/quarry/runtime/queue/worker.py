@@ -184,10 +184,11 @@ class Worker:
             self.wait_ready()
             if on_ready is not None:
                 on_ready()
-            while not self._stop.is_set():
-                self._wake.clear()
-                if not self.run_one():
-                    self._wake.wait(self.poll_interval)
+            with self.queue.pinned():
+                while not self._stop.is_set():
+                    self._wake.clear()
+                    if not self.run_one():
+                        self._wake.wait(self.poll_interval)
         finally:
             if self.notifier is not None:
                 self.notifier.stop()

@@ -1,0 +1,367 @@
+"""Queue throughput: Quarry's task queue side by side with pgqueuer and procrastinate.
+
+Same Postgres, same run, same work, each system in a fresh database per measurement:
+
+1. **enqueue** -- one producer enqueues N no-op tasks, one call (one transaction)
+   per task, with each system's ordinary single-task API;
+2. **drain** -- W worker processes (1, 2, 4), started and connected beforehand, are
+   released together and claim + complete (execute a no-op) until the queue is empty;
+   each system's own worker in its "exit when empty" mode with default settings
+   (pgqueuer: ``QueueManager.run(mode=drain)``, batch size 10; procrastinate:
+   ``run_worker(wait=False)``, concurrency 1; Quarry: ``Worker.run_one`` in a loop).
+
+The end-to-end figure is ``N / (enqueue seconds + drain seconds)``.
+
+    uv sync --group bench
+    .venv/bin/python bench/queue_throughput.py [--tasks 5000] [--workers 1 2 4]
+
+Needs a Postgres superuser DSN in ``QUARRY_BENCH_PG`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``) to create scratch databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+
+ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SYSTEMS = ("quarry", "pgqueuer", "procrastinate")
+
+
+def dsn_for(dbname: str) -> str:
+    return f"{ADMIN_DSN.rsplit('/', 1)[0]}/{dbname}"
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    name = f"quarry_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    try:
+        yield dsn_for(name)
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def sa_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+# -- per-system setup, enqueue and drain ----------------------------------------------
+
+
+def quarry_setup(dsn: str) -> None:
+    from quarry.store.db import create_state_engine
+    from quarry.store.migrate import migrate
+
+    engine = create_state_engine(sa_url(dsn))
+    migrate(engine)
+    engine.dispose()
+
+
+def quarry_enqueue(dsn: str, n: int) -> float:
+    from quarry.runtime.queue import open_queue
+    from quarry.store.db import create_state_engine
+
+    engine = create_state_engine(sa_url(dsn))
+    queue = open_queue(engine)
+    started = time.perf_counter()
+    for i in range(n):
+        queue.enqueue("bench", "noop", {"i": i})
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return elapsed
+
+
+def quarry_worker(dsn: str, ready: Callable[[], None]) -> int:
+    from quarry.runtime.queue import open_queue
+    from quarry.runtime.queue.worker import Worker
+    from quarry.store.db import create_state_engine
+
+    engine = create_state_engine(sa_url(dsn), pool_size=2)
+    worker = Worker(open_queue(engine), lambda task: None, listen=False, reap_interval=None)
+    with engine.connect():
+        pass  # connect before the start signal, like the others
+    ready()
+    while worker.run_one():
+        pass
+    return worker.stats.succeeded
+
+
+def pgqueuer_setup(dsn: str) -> None:
+    from pgqueuer import Queries
+
+    async def main() -> None:
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        await Queries.from_psycopg_connection(conn).install()
+        await conn.close()
+
+    asyncio.run(main())
+
+
+def pgqueuer_enqueue(dsn: str, n: int) -> float:
+    from pgqueuer import Queries
+
+    async def main() -> float:
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        queries = Queries.from_psycopg_connection(conn)
+        started = time.perf_counter()
+        for i in range(n):
+            await queries.enqueue("noop", str(i).encode())
+        elapsed = time.perf_counter() - started
+        await conn.close()
+        return elapsed
+
+    return asyncio.run(main())
+
+
+def pgqueuer_worker(dsn: str, ready: Callable[[], None]) -> int:
+    from pgqueuer import Queries, QueueManager
+    from pgqueuer.models import Job
+    from pgqueuer.types import QueueExecutionMode
+
+    count = 0
+
+    async def main() -> None:
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        qm = QueueManager(Queries.from_psycopg_connection(conn))
+
+        @qm.entrypoint("noop")
+        async def noop(job: Job) -> None:
+            nonlocal count
+            count += 1
+
+        await asyncio.get_running_loop().run_in_executor(None, ready)
+        await qm.run(mode=QueueExecutionMode.drain)
+        await conn.close()
+
+    asyncio.run(main())
+    return count
+
+
+def _procrastinate_app(dsn: str) -> object:
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+
+    @app.task(name="noop")
+    def noop(i: int) -> None:
+        return None
+
+    return app
+
+
+def procrastinate_setup(dsn: str) -> None:
+    async def main() -> None:
+        app = _procrastinate_app(dsn)
+        async with app.open_async():  # type: ignore[attr-defined]
+            await app.schema_manager.apply_schema_async()  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+
+
+def procrastinate_enqueue(dsn: str, n: int) -> float:
+    async def main() -> float:
+        app = _procrastinate_app(dsn)
+        async with app.open_async():  # type: ignore[attr-defined]
+            task = app.tasks["noop"]  # type: ignore[attr-defined]
+            started = time.perf_counter()
+            for i in range(n):
+                await task.defer_async(i=i)
+            return time.perf_counter() - started
+
+    return asyncio.run(main())
+
+
+def procrastinate_worker(dsn: str, ready: Callable[[], None]) -> int:
+    async def main() -> None:
+        app = _procrastinate_app(dsn)
+        async with app.open_async():  # type: ignore[attr-defined]
+            await asyncio.get_running_loop().run_in_executor(None, ready)
+            await app.run_worker_async(wait=False, install_signal_handlers=False)  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+    return -1  # procrastinate does not report a count; checked in the database
+
+
+SETUP = {"quarry": quarry_setup, "pgqueuer": pgqueuer_setup, "procrastinate": procrastinate_setup}
+ENQUEUE = {
+    "quarry": quarry_enqueue,
+    "pgqueuer": pgqueuer_enqueue,
+    "procrastinate": procrastinate_enqueue,
+}
+WORKER = {
+    "quarry": quarry_worker,
+    "pgqueuer": pgqueuer_worker,
+    "procrastinate": procrastinate_worker,
+}
+REMAINING = {
+    "quarry": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
+    "pgqueuer": "SELECT count(*) FROM pgqueuer",
+    "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
+}
+DONE = {
+    "quarry": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
+    "pgqueuer": "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'",
+    "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
+}
+
+
+def scalar(dsn: str, sql: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+        assert row is not None
+        return int(row[0])
+
+
+# -- child process: one worker ---------------------------------------------------------
+
+
+def child(system: str, dsn: str) -> None:
+    def ready() -> None:
+        print("READY", flush=True)
+        if sys.stdin.readline().strip() != "GO":
+            raise SystemExit("no start signal")
+
+    WORKER[system](dsn, ready)
+    print(f"DONE {time.time():.6f}", flush=True)
+
+
+# -- parent ------------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    system: str
+    workers: int
+    tasks: int
+    enqueue_s: float
+    drain_s: float
+
+    @property
+    def enqueue_rate(self) -> float:
+        return self.tasks / self.enqueue_s
+
+    @property
+    def drain_rate(self) -> float:
+        return self.tasks / self.drain_s
+
+    @property
+    def e2e_rate(self) -> float:
+        return self.tasks / (self.enqueue_s + self.drain_s)
+
+
+def drain(system: str, dsn: str, workers: int) -> float:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--child", system, "--dsn", dsn],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline().strip()
+            if line != "READY":
+                raise RuntimeError(f"{system} worker did not start: {line!r}")
+        started = time.time()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("GO\n")
+            p.stdin.flush()
+        ends = []
+        for p in procs:
+            assert p.stdout is not None
+            out = p.stdout.read().strip().splitlines()
+            done = [line for line in out if line.startswith("DONE ")]
+            if p.wait(120) != 0 or not done:
+                raise RuntimeError(f"{system} worker failed: {out[-5:]}")
+            ends.append(float(done[-1].split()[1]))
+        return max(ends) - started
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            for stream in (p.stdin, p.stdout):
+                if stream is not None:
+                    stream.close()
+
+
+def measure(system: str, workers: int, tasks: int) -> Measurement:
+    with scratch_database() as dsn:
+        SETUP[system](dsn)
+        enqueue_s = ENQUEUE[system](dsn, tasks)
+        drain_s = drain(system, dsn, workers)
+        remaining = scalar(dsn, REMAINING[system])
+        done = scalar(dsn, DONE[system])
+        if remaining or done != tasks:
+            raise RuntimeError(f"{system}: {done} done, {remaining} left of {tasks}")
+    return Measurement(system, workers, tasks, enqueue_s, drain_s)
+
+
+def table(results: list[Measurement], workers: list[int], systems: list[str]) -> str:
+    by = {(m.system, m.workers): m for m in results}
+    lines = []
+    header = "| system | enqueue/s | " + " | ".join(f"drain/s W={w} | e2e/s W={w}" for w in workers)
+    lines.append(header + " |")
+    lines.append("|" + "---|" * (2 + 2 * len(workers)))
+    for s in systems:
+        cells = [s, f"{by[(s, workers[0])].enqueue_rate:,.0f}"]
+        for w in workers:
+            m = by[(s, w)]
+            cells += [f"{m.drain_rate:,.0f}", f"{m.e2e_rate:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "quarry" in systems:
+        for other in (s for s in systems if s != "quarry"):
+            first_q, first_o = by[("quarry", workers[0])], by[(other, workers[0])]
+            cells = [f"quarry / {other}", f"{first_q.enqueue_rate / first_o.enqueue_rate:.2f}x"]
+            for w in workers:
+                q, o = by[("quarry", w)], by[(other, w)]
+                cells += [f"{q.drain_rate / o.drain_rate:.2f}x", f"{q.e2e_rate / o.e2e_rate:.2f}x"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--child", choices=SYSTEMS)
+    parser.add_argument("--dsn")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.dsn)
+        return
+    results = []
+    for w in args.workers:
+        for s in args.systems:
+            m = measure(s, w, args.tasks)
+            results.append(m)
+            print(
+                f"{s:>13} W={w}: enqueue {m.enqueue_rate:8,.0f}/s  drain {m.drain_rate:8,.0f}/s"
+                f"  end-to-end {m.e2e_rate:8,.0f}/s",
+                flush=True,
+            )
+    print()
+    print(f"{args.tasks} no-op tasks per measurement; {os.cpu_count()} CPUs")
+    print(table(results, args.workers, args.systems))
+
+
+if __name__ == "__main__":
+    main()
