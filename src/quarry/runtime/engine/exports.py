@@ -1,0 +1,103 @@
+"""Exports: a step's output as file bytes, handed to the caller to store.
+
+The engine never writes files itself. For each ``export`` it renders the target
+``path`` (a template, so a loop can write one file per value), checks that it stays
+inside the workspace, encodes the output and calls ``on_export(path, data, format)``;
+the caller puts the bytes in the object store and, for a run inside a working copy,
+at ``path`` too. Formats: ``csv``, ``parquet``, ``json`` (an array of row objects),
+``txt`` (a text, or a table as Markdown) and ``sql`` (the SQL the step ran).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from quarry.definitions.models.common import TaskExport
+from quarry.runtime.engine.context import RunContext, Scope
+from quarry.runtime.engine.errors import ExportFailed, NotSupportedYet
+from quarry.runtime.engine.results import MapOutput, Output, TableOutput, TextOutput
+from quarry.runtime.engine.templating import TemplateProblem, render_text
+from quarry.runtime.engine.views import markdown_table
+from quarry.runtime.source import normalise_path
+
+FORMATS = ("csv", "parquet", "json", "txt", "sql")
+
+
+def encode_table(table: pa.Table, fmt: str) -> bytes:
+    if fmt == "csv":
+        sink = io.BytesIO()
+        pa_csv.write_csv(table, sink)
+        return sink.getvalue()
+    if fmt == "parquet":
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        return sink.getvalue()
+    if fmt == "json":
+        return json.dumps(table.to_pylist(), default=_json_default, ensure_ascii=False).encode()
+    if fmt == "txt":
+        return markdown_table(table).encode()
+    raise ValueError(f"a table cannot be exported as {fmt!r}")
+
+
+def encode_output(output: Output, fmt: str, *, sql: str | None = None) -> bytes:
+    if fmt == "docx":
+        raise NotSupportedYet("export format 'docx' is not supported yet")
+    if fmt not in FORMATS:
+        raise ExportFailed(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt == "sql":
+        if sql is None:
+            raise ExportFailed("only an execute_sql step can be exported as 'sql'")
+        return sql.encode()
+    if isinstance(output, MapOutput) and output.outputs:
+        output = list(output.outputs.values())[-1]
+    if isinstance(output, TableOutput):
+        return encode_table(output.table, fmt)
+    if isinstance(output, TextOutput):
+        if fmt == "txt":
+            return output.text.encode()
+        if fmt == "json":
+            return json.dumps(output.text, ensure_ascii=False).encode()
+        raise ExportFailed(f"a text output cannot be exported as {fmt!r}; use txt or json")
+    raise ExportFailed("this step's output cannot be exported (export its tasks instead)")
+
+
+def deliver(
+    ctx: RunContext,
+    export: TaskExport | None,
+    scope: Scope,
+    output: Output,
+    *,
+    sql: str | None = None,
+) -> list[dict[str, Any]]:
+    """Encode and hand over a step's export; the facts go in the step's ``meta``."""
+    if export is None:
+        return []
+    try:
+        path = normalise_path(render_text(export.path, scope.template_context()).strip())
+    except TemplateProblem as exc:
+        raise ExportFailed(f"export path: {exc}") from exc
+    except ValueError as exc:
+        raise ExportFailed(f"export path: {exc}") from exc
+    data = encode_output(output, export.format, sql=sql)
+    if ctx.on_export is not None:
+        ctx.on_export(path, data, export.format)
+    return [{"path": path, "format": export.format, "size": len(data)}]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)

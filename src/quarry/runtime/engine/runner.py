@@ -1,0 +1,165 @@
+"""Running a workflow: steps in order, each checkpointed, each replayable.
+
+Every step has a stable key derived from its position (``tasks.0``,
+``tasks.2.iter.3.tasks.0``, ``tasks.4.workflow.tasks.1``, ``tasks.1.if.0.tasks.0``,
+``tasks.1.else.tasks.0``). Before executing a step the runner asks the journal for
+its checkpoint: if there is one, the step is *replayed* (its stored output is used
+and nothing runs); otherwise the step executes and its result is put in the journal
+once it has finished. Composite steps (loops, sub-workflows, conditionals) are
+checkpointed as a whole too, after their children, so a resumed run skips a whole
+finished loop at once and, inside an unfinished one, only the finished iterations.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from quarry.core.errors import NotFound, QuarryError
+from quarry.definitions.kinds import Kind, classify_path, definition_name
+from quarry.definitions.models.tasks import Task
+from quarry.definitions.models.workflow import WorkflowConfig
+from quarry.runtime.connectors.base import ConnectorError
+from quarry.runtime.connectors.registry import Connections
+from quarry.runtime.engine.context import EventSink, ExportSink, RunContext, Scope
+from quarry.runtime.engine.errors import SqlFailed, StepFailed, UnknownWorkflow, WorkflowError
+from quarry.runtime.engine.journal import NoJournal, StepJournal
+from quarry.runtime.engine.results import Output, StepResult, row_count
+from quarry.runtime.engine.variables import resolve_variables
+from quarry.runtime.source import RevisionSource, normalise_path
+
+Handler = Callable[[RunContext, Any, Scope, str], StepResult]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    workflow: str
+    variables: dict[str, Any]
+    outputs: dict[str, Output]
+
+
+def run_workflow(
+    source: RevisionSource,
+    workflow: str,
+    variables: Mapping[str, Any] | None = None,
+    *,
+    connections: Connections,
+    journal: StepJournal | None = None,
+    on_event: EventSink | None = None,
+    on_export: ExportSink | None = None,
+    coerce_text: bool = False,
+) -> RunResult:
+    """Run ``workflow`` (a name like ``workflows/sales`` or its file path) to the end.
+
+    Raises a :class:`WorkflowError` subclass; errors inside a step name the step.
+    """
+    ctx = RunContext(
+        source=source,
+        connections=connections,
+        journal=journal or NoJournal(),
+        on_event=on_event or (lambda _e: None),
+        on_export=on_export,
+    )
+    name = workflow_name(workflow)
+    config = load_workflow(source, name)
+    values = resolve_variables(name, config.variables, variables, coerce_text=coerce_text)
+    scope = Scope(variables=dict(values))
+    ctx.emit("run_started", "", workflow=name, revision=source.revision_id)
+    started = time.monotonic()
+    try:
+        run_tasks(ctx.entering(name), config.tasks, scope, "tasks")
+    except WorkflowError as exc:
+        ctx.emit("run_failed", exc.step or "", error=exc.to_json())
+        raise
+    ctx.emit("run_finished", "", seconds=round(time.monotonic() - started, 6))
+    return RunResult(workflow=name, variables=values, outputs=dict(scope.outputs))
+
+
+def workflow_name(ref: str) -> str:
+    """``workflows/a.workflow.yml`` -> ``workflows/a``; a bare name is kept as is."""
+    try:
+        path = normalise_path(ref)
+    except ValueError as exc:
+        raise UnknownWorkflow(str(exc), workflow=ref) from exc
+    if classify_path(path) is Kind.WORKFLOW:
+        return definition_name(path, Kind.WORKFLOW)
+    return path
+
+
+def load_workflow(source: RevisionSource, name: str) -> WorkflowConfig:
+    try:
+        model: BaseModel = source.definition(Kind.WORKFLOW, name)
+    except NotFound as exc:
+        raise UnknownWorkflow(
+            f"no workflow named {name!r} in revision {source.revision_id}", workflow=name
+        ) from exc
+    assert isinstance(model, WorkflowConfig)
+    return model
+
+
+def run_tasks(ctx: RunContext, tasks: Sequence[Task], scope: Scope, prefix: str) -> None:
+    """Run ``tasks`` in order, each output becoming visible to the next by name."""
+    for index, task in enumerate(tasks):
+        result = run_step(ctx, task, scope, f"{prefix}.{index}")
+        scope.outputs[task.name] = result.output
+
+
+def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
+    facts = {"task": task.name, "task_type": task.type}
+    stored = ctx.journal.get(key)
+    if stored is not None:
+        ctx.emit("step_replayed", key, rows=row_count(stored.output), **facts)
+        return stored
+    ctx.emit("step_started", key, **facts)
+    started = time.monotonic()
+    try:
+        result = _handlers()[task.type](ctx, task, scope, key)
+    except WorkflowError as exc:
+        located = exc.at(key, task.name)
+        ctx.emit("step_failed", key, error=located.to_json(), **facts)
+        raise located from exc.__cause__
+    except ConnectorError as exc:
+        failed: WorkflowError = SqlFailed(exc.message, step=key, task=task.name)
+        ctx.emit("step_failed", key, error=failed.to_json(), **facts)
+        raise failed from exc
+    except QuarryError as exc:
+        failed = StepFailed(exc.message, step=key, task=task.name)
+        ctx.emit("step_failed", key, error=failed.to_json(), **facts)
+        raise failed from exc
+    except Exception as exc:
+        failed = StepFailed(
+            f"internal error: {type(exc).__name__}: {exc}", step=key, task=task.name
+        )
+        ctx.emit("step_failed", key, error=failed.to_json(), **facts)
+        raise failed from exc
+    seconds = round(time.monotonic() - started, 6)
+    ctx.journal.put(key, result)
+    ctx.emit("step_finished", key, seconds=seconds, rows=row_count(result.output), **facts)
+    return result
+
+
+@functools.cache
+def _handlers() -> dict[str, Handler]:
+    from quarry.runtime.engine.tasks import (
+        conditional,
+        execute_sql,
+        formatter,
+        loop,
+        unsupported,
+        workflow,
+    )
+
+    return {
+        "execute_sql": execute_sql.run,
+        "formatter": formatter.run,
+        "loop_sequential": loop.run,
+        "conditional": conditional.run,
+        "workflow": workflow.run,
+        "semantic_query": unsupported.run,
+        "agent": unsupported.run,
+    }

@@ -1,0 +1,92 @@
+"""What a worker knows of a revision: its compiled definitions and its files.
+
+A worker has no working copy. Definitions come from the catalog (bodies stored at
+compile time, rebuilt into typed models with :func:`load_model`), SQL and data
+files from the object store by content hash. Everything here is immutable per
+revision, so answers are cached for the life of the object.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import threading
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel
+
+from quarry.catalog.reader import Catalog
+from quarry.definitions.kinds import Kind
+from quarry.definitions.models.config import WorkspaceConfig
+from quarry.definitions.parse import load_model
+from quarry.store import revisions as rq
+from quarry.store.objects import ObjectStore
+from quarry.store.revisions import FileRow
+from quarry.store.workspaces import WorkspaceRow
+
+
+class RevisionSource:
+    def __init__(self, catalog: Catalog, workspace: WorkspaceRow, revision_id: str) -> None:
+        self.catalog = catalog
+        self.workspace = workspace
+        self.revision_id = revision_id
+        self._lock = threading.Lock()
+        self._models: dict[tuple[str, str], BaseModel] = {}
+        self._files: list[FileRow] | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        return self.workspace.tenant_id
+
+    @property
+    def store(self) -> ObjectStore:
+        return self.catalog.store
+
+    def definition(self, kind: Kind | str, name: str) -> BaseModel:
+        """The typed model; ``quarry.core.errors.NotFound`` when there is none."""
+        key = (str(kind), name)
+        with self._lock:
+            hit = self._models.get(key)
+        if hit is not None:
+            return hit
+        doc = self.catalog.definition(self.workspace, self.revision_id, str(kind), name)
+        envelope: dict[str, Any] = json.loads(doc.body)
+        model = load_model(Kind(str(kind)), envelope["body"])
+        with self._lock:
+            self._models[key] = model
+        return model
+
+    @cached_property
+    def config(self) -> WorkspaceConfig:
+        model = self.definition(Kind.CONFIG, "config")
+        assert isinstance(model, WorkspaceConfig)
+        return model
+
+    def file_bytes(self, path: str) -> bytes:
+        """A file of the revision (e.g. a ``.sql`` file) by workspace-relative path."""
+        _row, data = self.catalog.file(self.workspace, self.revision_id, normalise_path(path))
+        return data
+
+    def files(self) -> list[FileRow]:
+        with self._lock:
+            if self._files is not None:
+                return self._files
+        with self.catalog.engine.connect() as conn:
+            rows = rq.list_files(conn, self.workspace.id, self.revision_id)
+        with self._lock:
+            self._files = rows
+        return rows
+
+    def dataset_files(self, folder: str) -> list[FileRow]:
+        """The revision's files under ``folder`` (workspace-relative), sorted by path."""
+        prefix = normalise_path(folder).rstrip("/") + "/"
+        return [row for row in self.files() if row.path.startswith(prefix)]
+
+
+def normalise_path(path: str) -> str:
+    """``./queries//a.sql`` -> ``queries/a.sql``; paths never leave the workspace."""
+    cleaned = posixpath.normpath(path.strip().replace("\\", "/"))
+    if cleaned.startswith("/") or cleaned == ".." or cleaned.startswith("../"):
+        raise ValueError(f"path {path!r} points outside the workspace")
+    return cleaned
