@@ -95,7 +95,7 @@ def quarry_process(args: list[str], env: dict[str, str], log_path: Path) -> Iter
 def serve_in_thread(app: Any) -> Iterator[str]:
     """Serve an ASGI app on a real loopback socket from a background thread."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

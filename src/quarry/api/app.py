@@ -6,20 +6,44 @@ The serve role gets FleetOk routers only; ``ide`` and ``all`` add the IdeOnly on
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from quarry import __version__
 from quarry.api.errors import install_error_handlers
 from quarry.api.fleet import health, runs, workspaces
 from quarry.api.services import Services
+from quarry.runtime.runs.workers import BackgroundWorkers, build_worker
 from quarry.web import index
 
 log = logging.getLogger(__name__)
 
 
+def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        workers: BackgroundWorkers | None = None
+        if svc.topology.inprocess_workers:
+            cache = (svc.settings.data_dir or Path(".quarry")) / "cache"
+            worker = build_worker(svc.engine, svc.queue, svc.store, svc.catalog, cache)
+            workers = BackgroundWorkers([worker])
+            await run_in_threadpool(workers.start)
+        try:
+            yield
+        finally:
+            if workers is not None:
+                await run_in_threadpool(workers.stop)
+
+    return lifespan
+
+
 def create_app(svc: Services) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan(svc),
         title="Quarry",
         version=__version__,
         description="Compiled workspaces, runs and fleet operations.",

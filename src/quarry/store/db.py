@@ -49,9 +49,9 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict[s
     compiles); returns how many were new."""
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
-        stmt: Any = pg_insert(table).on_conflict_do_nothing()
-    else:
-        stmt = sqlite_insert(table).on_conflict_do_nothing()
-    result = conn.execute(stmt, rows)
-    return int(result.rowcount or 0)
+    dialect_insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    # rowcount is unreliable for executemany (psycopg reports -1): count what
+    # RETURNING hands back, which is exactly the rows that were new.
+    key = next(iter(table.primary_key.columns))
+    stmt = dialect_insert(table).on_conflict_do_nothing().returning(key)
+    return len(conn.execute(stmt, rows).all())

@@ -87,6 +87,13 @@ def get_workspace(conn: Connection, tenant_id: str, name: str) -> WorkspaceRow:
     return _row(row)
 
 
+def get_workspace_by_id(conn: Connection, workspace_id: str) -> WorkspaceRow:
+    row = conn.execute(select(workspaces).where(workspaces.c.id == workspace_id)).first()
+    if row is None:
+        raise NotFound(f"workspace {workspace_id!r} not found", workspace=workspace_id)
+    return _row(row)
+
+
 def list_workspaces(conn: Connection, tenant_id: str) -> list[WorkspaceRow]:
     rows = conn.execute(
         select(workspaces).where(workspaces.c.tenant_id == tenant_id).order_by(workspaces.c.name)

@@ -1,15 +1,30 @@
-"""Step outputs as stored (Parquet for tables, JSON otherwise) and as served."""
+"""Step outputs as served: tables as JSON, CSV or Parquet; other outputs as JSON.
+
+Checkpoints are stored once, in the engine's own exact format; the serving forms
+are derived on request, so a checkpoint never has a second copy to keep in step.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+from datetime import date, time
+from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from quarry.core.errors import BadRequest
+from quarry.runtime.engine.results import (
+    ListOutput,
+    MapOutput,
+    Output,
+    StepResult,
+    TableOutput,
+    TextOutput,
+)
 
 MEDIA = {
     "json": "application/json",
@@ -18,25 +33,46 @@ MEDIA = {
 }
 
 
-def table_to_parquet(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
+def table_json(table: pa.Table) -> dict[str, Any]:
+    return {"columns": table.column_names, "rows": table.to_pylist()}
+
+
+def _as_json(output: Output) -> Any:
+    if isinstance(output, TableOutput):
+        return table_json(output.table)
+    if isinstance(output, TextOutput):
+        return {"text": output.text}
+    if isinstance(output, ListOutput):
+        return {"items": [{k: _as_json(v) for k, v in item.items()} for item in output.items]}
+    assert isinstance(output, MapOutput)
+    return {"outputs": {k: _as_json(v) for k, v in output.outputs.items()}}
+
+
+def json_value(value: Any) -> Any:
+    """JSON for what Arrow hands back: decimals as numbers (integral ones exact),
+    dates and times as ISO strings, bytes as hex."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
 
 
 def render_output(data: bytes, stored: str, wanted: str) -> tuple[bytes, str]:
-    """Convert a stored output to the requested format (tables: json/csv/parquet)."""
-    if stored == "parquet":
+    if stored != "qsr":
+        raise BadRequest(f"unknown stored output format {stored!r}")
+    output = StepResult.from_bytes(data).output
+    if isinstance(output, TableOutput):
         if wanted == "parquet":
-            return data, MEDIA["parquet"]
-        table = pq.read_table(io.BytesIO(data))
+            sink = io.BytesIO()
+            pq.write_table(output.table, sink)
+            return sink.getvalue(), MEDIA["parquet"]
         if wanted == "csv":
             sink = io.BytesIO()
-            pacsv.write_csv(table, sink)
+            pacsv.write_csv(output.table, sink)
             return sink.getvalue(), MEDIA["csv"]
-        rows = table.to_pylist()
-        body = {"columns": table.column_names, "rows": rows}
-        return json.dumps(body, default=str).encode(), MEDIA["json"]
-    if wanted != "json":
-        raise BadRequest(f"this step's output is {stored}, available as json only")
-    return data, MEDIA["json"]
+    elif wanted != "json":
+        raise BadRequest("this step's output is not a table: available as json only")
+    return json.dumps(_as_json(output), default=json_value).encode(), MEDIA["json"]

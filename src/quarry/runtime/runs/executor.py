@@ -1,0 +1,153 @@
+"""Executing a run on a worker: load it, run it with a durable journal, record the
+outcome. Bad definitions, missing variables and failing SQL are errors *on the run*
+(the task itself succeeds, so the worker moves on); infrastructure failures raise
+and the queue retries the task, and a resumed attempt replays finished steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from quarry.catalog.reader import Catalog
+from quarry.core.clock import utcnow
+from quarry.core.errors import QuarryError
+from quarry.runtime.connectors.datasets import BlobCache
+from quarry.runtime.connectors.registry import Connections
+from quarry.runtime.engine.errors import WorkflowError
+from quarry.runtime.engine.runner import run_workflow
+from quarry.runtime.queue import LeaseLost, Task, TaskQueue
+from quarry.runtime.runs.journal import DurableJournal, RunWriter
+from quarry.runtime.source import RevisionSource
+from quarry.store import runs as runq
+from quarry.store import workspaces as wq
+from quarry.store.objects import ObjectStore
+from quarry.store.runs import ArtifactRow, RunRow
+
+log = logging.getLogger(__name__)
+
+EXPORT_MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "json": "json"}
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        engine: Engine,
+        queue: TaskQueue,
+        store: ObjectStore,
+        catalog: Catalog,
+        cache_dir: Path,
+    ) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.store = store
+        self.catalog = catalog
+        self.cache = BlobCache(cache_dir)
+
+    def handle(self, task: Task) -> object:
+        """The queue handler for ``run`` tasks."""
+        run_id = str(task.payload["run_id"])
+        with self.engine.connect() as conn:
+            run = runq.get_run_by_id(conn, run_id)
+        if run.tenant_id != task.tenant_id:
+            raise QuarryError(f"task {task.id} and run {run_id} belong to different tenants")
+        return self.execute(run, task)
+
+    def execute(self, run: RunRow, task: Task | None) -> dict[str, Any]:
+        if run.finished:
+            return {"run_id": run.id, "state": run.state, "skipped": True}
+        writer = RunWriter(self.engine, self.queue, self.store, run, task)
+        attempt = task.attempts if task else 1
+        extra = {"run_id": run.id, "request_id": run.request_id, "attempt": attempt}
+        log.info("run %s: executing %s %s", run.id, run.target_kind, run.target_name, extra=extra)
+
+        def start(conn: Any) -> None:
+            runq.mark_started(conn, run.id)
+            runq.append_event(conn, run.id, {"type": "run.started", "attempt": attempt})
+
+        writer.write(start)
+        try:
+            self._run(run, writer)
+        except LeaseLost:
+            raise
+        except WorkflowError as exc:
+            return self._finish(writer, "failed", exc.message, exc.to_json())
+        except QuarryError as exc:
+            if task is not None and task.attempts < task.max_attempts:
+                raise
+            return self._finish(writer, "failed", exc.message, exc.to_json())
+        except Exception as exc:
+            if task is not None and task.attempts < task.max_attempts:
+                raise
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            return self._finish(writer, "failed", message, {"error": "internal_error"})
+        return self._finish(writer, "succeeded", None, None)
+
+    def _finish(
+        self, writer: RunWriter, state: str, error: str | None, detail: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        run_id = writer.run.id
+
+        def finish(conn: Any) -> None:
+            runq.mark_finished(conn, run_id, state, error)
+            event: dict[str, Any] = {"type": f"run.{state}"}
+            if detail is not None:
+                event["error"] = detail
+            runq.append_event(conn, run_id, event)
+
+        writer.write(finish)
+        log.info("run %s: %s", run_id, state, extra={"run_id": run_id})
+        return {"run_id": run_id, "state": state}
+
+    def _run(self, run: RunRow, writer: RunWriter) -> None:
+        with self.engine.connect() as conn:
+            workspace = wq.get_workspace_by_id(conn, run.workspace_id)
+        source = RevisionSource(self.catalog, workspace, run.revision_id)
+        journal = DurableJournal(writer)
+        connections = Connections(source, self.cache)
+
+        def on_event(event: dict[str, Any]) -> None:
+            kind = str(event.get("event", "message"))
+            step = str(event.get("step", ""))
+            if kind == "step_started":
+                journal.started(step, str(event.get("task", step)))
+            elif kind == "step_failed":
+                error = event.get("error") or {}
+                journal.failed(step, str(event.get("task", step)), str(error.get("message")))
+            writer.event({"type": kind.replace("_", ".", 1), **event})
+
+        def on_export(path: str, data: bytes, fmt: str) -> None:
+            key = writer.object_key("exports", path)
+            self.store.put(key, data)
+            artifact = ArtifactRow(
+                id=uuid.uuid4().hex,
+                run_id=run.id,
+                step_key=None,
+                kind="export",
+                name=path,
+                format=fmt,
+                object_key=key,
+                size=len(data),
+                created_at=utcnow(),
+            )
+            writer.write(lambda conn: runq.insert_artifact(conn, run.tenant_id, artifact))
+
+        try:
+            if run.target_kind == "workflow":
+                run_workflow(
+                    source,
+                    run.target_name,
+                    run.variables,
+                    connections=connections,
+                    journal=journal,
+                    on_event=on_event,
+                    on_export=on_export,
+                )
+            else:
+                raise WorkflowError(f"running a {run.target_kind!r} is not supported yet")
+        finally:
+            connections.close()

@@ -1,0 +1,122 @@
+"""The durable step journal: checkpoints in ``run_steps``, result bytes in the
+object store, every write fenced by the task's lease.
+
+The result bytes are uploaded first, under a key unique to the lease, and the row
+that points at them is written in a transaction that commits only while the lease is
+held. A worker that lost its lease can upload an orphan object but can never make a
+checkpoint point at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from quarry.core.clock import utcnow
+from quarry.runtime.engine.results import StepResult, row_count
+from quarry.runtime.queue import Task, TaskQueue
+from quarry.store import runs as runq
+from quarry.store.objects import ObjectStore
+from quarry.store.objects.base import tenant_prefix
+from quarry.store.runs import StepRow
+
+CHECKPOINT_FORMAT = "qsr"
+
+
+class RunWriter:
+    """Every write a worker makes for a run, fenced by its lease when it has one
+    (``task`` is None only for a local ``quarry run`` that owns the run outright)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        queue: TaskQueue,
+        store: ObjectStore,
+        run: runq.RunRow,
+        task: Task | None,
+    ) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.store = store
+        self.run = run
+        self.task = task
+
+    def transaction(self) -> Any:
+        if self.task is None:
+            return self.engine.begin()
+        return self.queue.fenced_transaction(self.task)
+
+    def write(self, fn: Any) -> None:
+        with self.transaction() as conn:
+            fn(conn)
+
+    def event(self, event: dict[str, Any]) -> None:
+        self.write(lambda conn: runq.append_event(conn, self.run.id, event))
+
+    def object_key(self, *parts: str) -> str:
+        salt = self.task.lease_token if self.task and self.task.lease_token else "local"
+        return "/".join([tenant_prefix(self.run.tenant_id), "runs", self.run.id, *parts, salt])
+
+
+class DurableJournal:
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
+
+    def get(self, step_key: str) -> StepResult | None:
+        with self.writer.engine.connect() as conn:
+            step = runq.get_step(conn, self.writer.run.id, step_key)
+        if step is None or step.state != "succeeded" or step.result_key is None:
+            return None
+        return StepResult.from_bytes(self.writer.store.get(step.result_key))
+
+    def started(self, step_key: str, name: str) -> None:
+        step = StepRow(
+            step_key, name, "running", self._attempt(), None, None, None, None, utcnow(), None
+        )
+        self.writer.write(lambda conn: runq.upsert_step(conn, self.writer.run.id, step))
+
+    def failed(self, step_key: str, name: str, error: str) -> None:
+        step = StepRow(
+            step_key, name, "failed", self._attempt(), None, None, None, error, None, utcnow()
+        )
+        self.writer.write(lambda conn: self._merge(conn, step))
+
+    def put(self, step_key: str, result: StepResult) -> None:
+        digest = hashlib.sha256(step_key.encode()).hexdigest()[:24]
+        key = self.writer.object_key("steps", digest)
+        self.writer.store.put(key, result.to_bytes())
+        step = StepRow(
+            step_key,
+            str(result.meta.get("name", step_key)),
+            "succeeded",
+            self._attempt(),
+            key,
+            CHECKPOINT_FORMAT,
+            row_count(result.output),
+            None,
+            None,
+            utcnow(),
+        )
+        self.writer.write(lambda conn: self._merge(conn, step))
+
+    def _merge(self, conn: Connection, step: StepRow) -> None:
+        existing = runq.get_step(conn, self.writer.run.id, step.step_key)
+        if existing is not None:
+            step = StepRow(
+                step.step_key,
+                existing.name if step.name == step.step_key else step.name,
+                step.state,
+                step.attempt,
+                step.result_key,
+                step.result_format,
+                step.rows,
+                step.error,
+                existing.started_at,
+                step.finished_at,
+            )
+        runq.upsert_step(conn, self.writer.run.id, step)
+
+    def _attempt(self) -> int:
+        return self.writer.task.attempts if self.writer.task else 1

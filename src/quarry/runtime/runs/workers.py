@@ -1,0 +1,63 @@
+"""Queue workers that execute runs: in process (roles ide and all) or as the
+``quarry worker`` process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from quarry.catalog.reader import Catalog
+from quarry.runtime.queue import Task, TaskQueue
+from quarry.runtime.queue.worker import Worker
+from quarry.runtime.runs.executor import RunExecutor
+from quarry.runtime.runs.service import RUN_TASK_KIND
+from quarry.store.objects import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(
+    engine: Engine,
+    queue: TaskQueue,
+    store: ObjectStore,
+    catalog: Catalog,
+    cache_dir: Path,
+    *,
+    lease_seconds: float = 30.0,
+    shutdown_grace: float | None = None,
+) -> Worker:
+    executor = RunExecutor(engine, queue, store, catalog, cache_dir)
+
+    def handle(task: Task) -> object:
+        if task.kind != RUN_TASK_KIND:
+            raise ValueError(f"this worker runs {RUN_TASK_KIND!r} tasks, not {task.kind!r}")
+        return executor.handle(task)
+
+    return Worker(queue, handle, lease_seconds=lease_seconds, shutdown_grace=shutdown_grace)
+
+
+class BackgroundWorkers:
+    """Workers on threads of a serving process; stopped with the process."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self.threads = [
+            threading.Thread(target=w.run, name=f"quarry-worker-{i}", daemon=True)
+            for i, w in enumerate(workers)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+        for worker in self.workers:
+            worker.wait_ready()
+        log.info("started %d in-process worker(s)", len(self.workers))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for worker in self.workers:
+            worker.request_stop()
+        for thread in self.threads:
+            thread.join(timeout)
