@@ -327,3 +327,19 @@ def test_named_queries_parse_and_bind() -> None:
         query("queue_postgres.sql", "nope")
     claim = query("queue_sqlite.sql", "claim")
     assert {"now", "lease_until", "queue", "owner", "token"} <= set(claim._bindparams)
+
+
+def test_complete_and_claim_is_fenced_and_claims_the_next(queue: TaskQueue) -> None:
+    first = queue.enqueue("acme", "a")
+    second = queue.enqueue("acme", "b")
+    task = queue.claim("w", lease_seconds=30)
+    assert task is not None and task.id == first.id
+    completed, nxt = queue.complete_and_claim(task, {"ok": 1}, "w", lease_seconds=30)
+    assert completed and nxt is not None and nxt.id == second.id and nxt.state == "running"
+    done = queue.get(first.id)
+    assert done is not None and (done.state, done.result) == ("succeeded", {"ok": 1})
+    # A lost lease completes nothing, and the claim still happens (nothing is left).
+    completed, nothing = queue.complete_and_claim(task, {"ok": 2}, "w")
+    assert (completed, nothing) == (False, None)
+    again = queue.get(first.id)
+    assert again is not None and again.result == {"ok": 1}

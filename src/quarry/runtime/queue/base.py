@@ -213,6 +213,26 @@ class TaskQueue(ABC):
     ) -> Task | None:
         """Take the next eligible task (fair across tenants) under a new lease."""
 
+    def complete_and_claim(
+        self,
+        task: Task,
+        result: Any,
+        owner: str,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        lease_seconds: float = 30.0,
+    ) -> tuple[bool, Task | None]:
+        """Complete ``task`` and claim the next one; returns (completed, next task).
+
+        ``completed`` is False when the lease on ``task`` was lost (nothing written for
+        it). Backends may do both in one statement (one round trip, one commit)."""
+        try:
+            self.complete(task, result)
+            completed = True
+        except LeaseLost:
+            completed = False
+        return completed, self.claim(owner, queue=queue, lease_seconds=lease_seconds)
+
     @abstractmethod
     def heartbeat(self, task: Task, *, lease_seconds: float = 30.0) -> bool:
         """Extend the lease; returns whether cancellation was requested.

@@ -142,6 +142,34 @@ class PostgresQueue(TaskQueue):
             ).first()
         return None if row is None else Task.from_row(row)
 
+    def complete_and_claim(
+        self,
+        task: Task,
+        result: Any,
+        owner: str,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        lease_seconds: float = 30.0,
+    ) -> tuple[bool, Task | None]:
+        if not self.fair:
+            return super().complete_and_claim(
+                task, result, owner, queue=queue, lease_seconds=lease_seconds
+            )
+        with self._connection() as conn:
+            row = conn.execute(
+                q("complete_and_claim"),
+                {
+                    "done_id": task.id,
+                    "done_token": task.held_token(),
+                    "result": dump_json(result),
+                    "queue": queue,
+                    "owner": owner,
+                    "token": new_token(),
+                    "lease_seconds": float(lease_seconds),
+                },
+            ).one()
+        return bool(row.completed), None if row.id is None else Task.from_row(row)
+
     def _fenced_write(self, name: str, task: Task, **params: Any) -> Any:
         with self._connection() as conn:
             row = conn.execute(q(name), {"id": task.id, "token": task.held_token(), **params})

@@ -143,6 +143,8 @@ class Worker:
         self.reaper = Reaper(queue, interval=reap_interval) if reap_interval else None
         self._next_queue = 0
         self._nudge: threading.Event | None = None
+        # The next task, claimed in the same statement that completed the last one.
+        self._prefetched: Task | None = None
 
     # -- control -----------------------------------------------------------------
 
@@ -189,6 +191,9 @@ class Worker:
                     self._wake.clear()
                     if not self.run_one():
                         self._wake.wait(self.poll_interval)
+                if self._prefetched is not None:
+                    leftover, self._prefetched = self._prefetched, None
+                    self._settle_safely(leftover, self.queue.release, "released")
         finally:
             if self.notifier is not None:
                 self.notifier.stop()
@@ -197,6 +202,9 @@ class Worker:
         return self.stats
 
     def claim_next(self) -> Task | None:
+        if self._prefetched is not None:
+            ready, self._prefetched = self._prefetched, None
+            return ready
         for i in range(len(self.queues)):
             name = self.queues[(self._next_queue + i) % len(self.queues)]
             task = self.queue.claim(self.owner, queue=name, lease_seconds=self.lease_seconds)
@@ -207,6 +215,7 @@ class Worker:
 
     def run_one(self) -> bool:
         """Claim and execute one task; False when nothing was eligible."""
+        prefetched = self._prefetched is not None
         try:
             task = self.claim_next()
         except Exception:
@@ -214,7 +223,8 @@ class Worker:
             return False
         if task is None:
             return False
-        self.stats.claimed += 1
+        if not prefetched:
+            self.stats.claimed += 1
         self.execute(task)
         return True
 
@@ -274,8 +284,7 @@ class Worker:
         error = outcome.get("error")
         try:
             if error is None:
-                self.queue.complete(task, outcome.get("result"))
-                self.stats.succeeded += 1
+                self._complete(task, outcome.get("result"))
             elif isinstance(error, TaskCancelled) or (
                 cancel_requested and task.stop_event.is_set()
             ):
@@ -301,6 +310,25 @@ class Worker:
             self._lost(task, "settle")
         except Exception:
             log.exception("worker %s: could not record the outcome of task %d", self.owner, task.id)
+
+    def _complete(self, task: Task, result: Any) -> None:
+        if self.stopping:
+            self.queue.complete(task, result)
+            self.stats.succeeded += 1
+            return
+        # Complete and claim the next task from the queue this one came from in one
+        # round trip; a stop requested meanwhile releases the prefetched task at once.
+        completed, self._prefetched = self.queue.complete_and_claim(
+            task, result, self.owner, queue=task.queue, lease_seconds=self.lease_seconds
+        )
+        if not completed:
+            raise LeaseLost(f"task {task.id}: lease lost; complete refused", task_id=task.id)
+        self.stats.succeeded += 1
+        if self._prefetched is not None:
+            self.stats.claimed += 1
+            if self.stopping:
+                prefetched, self._prefetched = self._prefetched, None
+                self._settle_safely(prefetched, self.queue.release, "released")
 
     def _settle_safely(self, task: Task, op: Callable[[Task], None], what: str) -> None:
         try:

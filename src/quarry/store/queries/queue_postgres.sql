@@ -85,6 +85,85 @@ FROM picked
 WHERE tasks.id = picked.id
 RETURNING tasks.*
 
+-- complete_and_claim: complete a held task and claim the next (fair) in one statement
+WITH RECURSIVE done AS (
+    UPDATE tasks SET
+        state = 'succeeded',
+        result = :result,
+        finished_at = now(),
+        lease_expires_at = NULL
+    WHERE id = :done_id AND lease_token = :done_token AND state = 'running'
+    RETURNING id
+),
+waiting(tenant_id) AS (
+    (
+        SELECT t.tenant_id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue
+        ORDER BY t.tenant_id
+        LIMIT 1
+    )
+    UNION ALL
+    SELECT (
+        SELECT t.tenant_id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id > w.tenant_id
+        ORDER BY t.tenant_id
+        LIMIT 1
+    )
+    FROM waiting w
+    WHERE w.tenant_id IS NOT NULL
+),
+ranked AS (
+    SELECT
+        w.tenant_id,
+        (
+            SELECT count(*) FROM tasks r
+            WHERE r.state = 'running' AND r.tenant_id = w.tenant_id
+        ) AS running,
+        (
+            SELECT max(s.started_at) FROM tasks s
+            WHERE s.tenant_id = w.tenant_id AND s.started_at IS NOT NULL
+        ) AS last_started,
+        (
+            SELECT t.id FROM tasks t
+            WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = w.tenant_id
+            ORDER BY t.priority, t.id
+            LIMIT 1
+        ) AS head
+    FROM waiting w
+    WHERE w.tenant_id IS NOT NULL
+),
+picked AS (
+    SELECT c.id
+    FROM (
+        SELECT tenant_id, running, last_started, head FROM ranked
+        ORDER BY running, last_started NULLS FIRST, head
+    ) r
+    CROSS JOIN LATERAL (
+        SELECT t.id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = r.tenant_id
+          AND t.run_after <= now()
+        ORDER BY t.priority, t.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) c
+    LIMIT 1
+),
+claimed AS (
+    UPDATE tasks SET
+        state = 'running',
+        attempts = tasks.attempts + 1,
+        lease_owner = :owner,
+        lease_token = :token,
+        lease_expires_at = now() + make_interval(secs => :lease_seconds),
+        started_at = now(),
+        finished_at = NULL
+    FROM picked
+    WHERE tasks.id = picked.id
+    RETURNING tasks.*
+)
+SELECT (SELECT count(*) FROM done) AS completed, claimed.*
+FROM (SELECT 1) AS one LEFT JOIN claimed ON true
+
 -- claim_unfair: one eligible task in (priority, id) order, ignoring tenants
 UPDATE tasks SET
     state = 'running',
