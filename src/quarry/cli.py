@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from quarry import cli_runs
 from quarry.core.errors import CompileFailed, QuarryError
 from quarry.core.logs import configure_logging
 from quarry.core.settings import Role, Settings, load_settings
@@ -165,6 +166,9 @@ def demo(
         console.print(f"created a demo workspace at {root}")
     settings = _settings(root, role=Role.ALL, host=host, port=port)
     _serve(settings, root, "demo")
+
+
+cli_runs.register(app, _settings, _fail)
 
 
 def main() -> None:

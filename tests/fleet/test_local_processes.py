@@ -127,3 +127,25 @@ def test_demo_command_serves_the_demo(tmp_path: Path) -> None:
         )
         assert wf.status_code == 200
         assert f"listening on {demo.url}/" in " ".join(demo.log().split())
+
+
+def test_quarry_run_in_a_working_copy(tmp_path: Path) -> None:
+    root = create_demo_workspace(tmp_path / "shop")
+    env = {"QUARRY_DATA_DIR": str(tmp_path / "data")}
+    ok = _quarry(["run", "workflows/region_report.procedure.yml"], env, cwd=root)
+    assert ok.returncode == 0, ok.stderr
+    assert "succeeded: run" in ok.stdout
+    assert "tasks.0.iter.3.tasks.1 top_customers" in ok.stderr
+    bad = _quarry(["run", "workflows/monthly_revenue", "--var", "nope=1"], env, cwd=root)
+    assert bad.returncode == 1
+    assert "nope" in bad.stderr
+    missing = _quarry(["run", "workflows/absent"], env, cwd=root)
+    assert missing.returncode == 1
+    assert "absent" in missing.stderr
+
+
+def test_worker_role_refuses_sqlite(tmp_path: Path) -> None:
+    env = {"QUARRY_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"}
+    refused = _quarry(["worker"], env)
+    assert refused.returncode == 1
+    assert "needs a shared PostgreSQL database" in refused.stderr

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from quarry.catalog.reader import Catalog
-from quarry.core.settings import Settings
+from quarry.core.errors import ConfigurationError
+from quarry.core.settings import Role, Settings
 from quarry.core.topology import Topology, derive_topology
 from quarry.runtime.queue import TaskQueue, open_queue
-from quarry.store.db import create_state_engine
+from quarry.store.db import create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
 from quarry.store.objects import ObjectStore, open_object_store
 
@@ -35,6 +36,11 @@ def build_services(settings: Settings) -> Services:
     """Connect, migrate (or check) the schema and open the object store."""
     if settings.database_url is None or settings.blob_url is None:
         raise ValueError("settings need database_url and blob_url (call with_local_defaults)")
+    if settings.role in {Role.SERVE, Role.WORKER} and is_sqlite(settings.database_url):
+        raise ConfigurationError(
+            f"role {settings.role.value!r} needs a shared PostgreSQL database "
+            "(QUARRY_DATABASE_URL=postgresql://...); SQLite serves a single local process only"
+        )
     topology = derive_topology(settings)
     log.info("topology: %s", topology.describe())
     engine = create_state_engine(settings.database_url)

@@ -7,7 +7,9 @@ and the queue retries the task, and a resumed attempt replays finished steps.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,18 @@ log = logging.getLogger(__name__)
 EXPORT_MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "json": "json"}
 
 
+def write_in_workspace(root: Path, relpath: str, data: bytes) -> None:
+    """A local run also writes each export at its path, as existing workspaces expect;
+    atomically, and never outside the workspace."""
+    target = (root / relpath).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise QuarryError(f"export path {relpath!r} leaves the workspace")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -41,12 +55,17 @@ class RunExecutor:
         store: ObjectStore,
         catalog: Catalog,
         cache_dir: Path,
+        *,
+        export_root: Path | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.queue = queue
         self.store = store
         self.catalog = catalog
         self.cache = BlobCache(cache_dir)
+        self.export_root = export_root
+        self.listener = on_event
 
     def handle(self, task: Task) -> object:
         """The queue handler for ``run`` tasks."""
@@ -119,6 +138,8 @@ class RunExecutor:
                 error = event.get("error") or {}
                 journal.failed(step, str(event.get("task", step)), str(error.get("message")))
             writer.event({"type": kind.replace("_", ".", 1), **event})
+            if self.listener is not None:
+                self.listener(event)
 
         def on_export(path: str, data: bytes, fmt: str) -> None:
             key = writer.object_key("exports", path)
@@ -135,6 +156,8 @@ class RunExecutor:
                 created_at=utcnow(),
             )
             writer.write(lambda conn: runq.insert_artifact(conn, run.tenant_id, artifact))
+            if self.export_root is not None:
+                write_in_workspace(self.export_root, path, data)
 
         try:
             if run.target_kind == "workflow":

@@ -42,7 +42,10 @@ def create_run(
     request: RunRequest,
     *,
     max_attempts: int = 3,
+    enqueue: bool = True,
 ) -> RunRow:
+    """Record a run and queue it; ``enqueue=False`` is for a caller that executes the
+    run itself, at once (``quarry run``)."""
     if request.target_kind not in RUNNABLE_KINDS:
         raise BadRequest(
             f"cannot run a {request.target_kind!r}; runnable kinds: {sorted(RUNNABLE_KINDS)}",
@@ -69,6 +72,8 @@ def create_run(
     )
     with engine.begin() as conn:
         runq.insert_run(conn, run)
+        if not enqueue:
+            return run
         enqueued = queue.enqueue(
             workspace.tenant_id,
             RUN_TASK_KIND,

@@ -1,0 +1,159 @@
+"""``quarry run`` and ``quarry worker``: executing runs from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from quarry.core.errors import BadRequest, NotFound, QuarryError
+from quarry.core.settings import Role, Settings
+
+console = Console(stderr=True)
+out = Console()
+
+
+def parse_vars(pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that parses as JSON (numbers, booleans, lists) is taken
+    as such, anything else as text."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise BadRequest(f"--var takes key=value, got {pair!r}", parameter="--var")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def resolve_target(root: Path, target: str) -> tuple[str, str]:
+    """A file path (``workflows/x.workflow.yml``) or a definition name."""
+    from quarry.definitions.kinds import Kind, classify_path, definition_name
+
+    candidate = Path(target)
+    relpath = (candidate if candidate.is_absolute() else (Path.cwd() / candidate)).resolve()
+    if relpath.is_file() and relpath.is_relative_to(root):
+        rel = relpath.relative_to(root).as_posix()
+        kind = classify_path(rel)
+        if kind in {Kind.WORKFLOW, Kind.APP}:
+            assert kind is not None
+            return kind.value, definition_name(rel, kind)
+        raise BadRequest(f"{rel} is not a workflow or an app")
+    return "workflow", target
+
+
+def _progress(event: dict[str, Any]) -> None:
+    kind = event.get("event")
+    step = event.get("step") or ""
+    task = event.get("task", "")
+    if kind == "step_started":
+        console.print(f"[dim]…[/dim] {step} {task}")
+    elif kind == "step_finished":
+        rows = event.get("rows")
+        facts = f"{rows} rows, " if rows is not None else ""
+        console.print(f"[green]✓[/green] {step} {task} ({facts}{event.get('seconds', 0):.2f}s)")
+    elif kind == "step_replayed":
+        console.print(f"[cyan]↺[/cyan] {step} {task} (replayed from checkpoint)")
+    elif kind == "step_failed":
+        message = (event.get("error") or {}).get("message", "")
+        console.print(f"[red]✗[/red] {step} {task}: {message}", markup=True, highlight=False)
+
+
+def run_locally(settings: Settings, root: Path, target: str, variables: dict[str, Any]) -> int:
+    from quarry.api.services import build_services
+    from quarry.factory.local import compile_local
+    from quarry.runtime.runs.executor import RunExecutor
+    from quarry.runtime.runs.service import RunRequest, create_run
+
+    svc = build_services(settings)
+    result = compile_local(svc.engine, svc.store, settings.tenant, root)
+    workspace = svc.catalog.workspace(settings.tenant, result.workspace, fresh=True)
+    kind, name = resolve_target(root, target)
+    request = RunRequest(kind, name, variables, origin="cli")
+    try:
+        run = create_run(svc.engine, svc.queue, svc.catalog, workspace, request, enqueue=False)
+    except NotFound:
+        if kind != "workflow":
+            raise
+        run = create_run(
+            svc.engine,
+            svc.queue,
+            svc.catalog,
+            workspace,
+            RunRequest("app", name, variables, origin="cli"),
+            enqueue=False,
+        )
+    console.print(f"run {run.id}: {run.target_kind} {run.target_name} @ {run.revision_id}")
+    cache = (settings.data_dir or root / ".quarry") / "cache"
+    executor = RunExecutor(
+        svc.engine,
+        svc.queue,
+        svc.store,
+        svc.catalog,
+        cache,
+        export_root=root,
+        on_event=_progress,
+    )
+    outcome = executor.execute(run, None)
+    with svc.engine.connect() as conn:
+        from quarry.store.runs import get_run
+
+        final = get_run(conn, settings.tenant, run.id)
+    if outcome["state"] == "succeeded":
+        out.print(f"succeeded: run {run.id}")
+        return 0
+    console.print(f"[red]failed:[/red] {final.error}", highlight=False)
+    return 1
+
+
+def run_worker(settings: Settings) -> None:
+    from quarry.api.services import build_services
+    from quarry.runtime.runs.workers import build_worker
+
+    svc = build_services(settings)
+    cache = (settings.data_dir or Path(".quarry")) / "cache"
+    worker = build_worker(svc.engine, svc.queue, svc.store, svc.catalog, cache)
+    worker.install_signal_handlers()
+    console.print(f"worker {worker.owner} draining the queue (SIGTERM stops gracefully)")
+    stats = worker.run()
+    console.print(f"worker {worker.owner} stopped: {stats}")
+    svc.close()
+
+
+def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
+    @app.command()
+    def run(
+        target: Annotated[str, typer.Argument(help="A workflow/app file path or name.")],
+        var: Annotated[
+            list[str] | None, typer.Option("--var", help="A variable, key=value (repeatable).")
+        ] = None,
+        workspace: Annotated[
+            Path | None, typer.Option(help="Workspace folder (default: the current folder).")
+        ] = None,
+    ) -> None:
+        """Run a workflow or app of a working copy here, with a progress display;
+        exports are also written at their paths in the workspace."""
+        root = (workspace or Path.cwd()).resolve()
+        settings = settings_for(root)
+        try:
+            code = run_locally(settings, root, target, parse_vars(var or []))
+        except QuarryError as exc:
+            raise fail(exc) from exc
+        raise typer.Exit(code)
+
+    @app.command()
+    def worker() -> None:
+        """Drain the run queue (role worker; needs a shared PostgreSQL database)."""
+        settings = settings_for(None, role=Role.WORKER)
+        try:
+            run_worker(settings)
+        except QuarryError as exc:
+            raise fail(exc) from exc
+
+
+__all__ = ["register"]
