@@ -112,12 +112,10 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
 
 
 def run_worker(settings: Settings) -> None:
-    from quarry.api.services import build_services
-    from quarry.runtime.runs.workers import build_worker
+    from quarry.api.services import build_run_worker, build_services
 
     svc = build_services(settings)
-    cache = (settings.data_dir or Path(".quarry")) / "cache"
-    worker = build_worker(svc.engine, svc.queue, svc.store, svc.catalog, cache)
+    worker = build_run_worker(svc)
     worker.install_signal_handlers()
     console.print(f"worker {worker.owner} draining the queue (SIGTERM stops gracefully)")
     stats = worker.run()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -16,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from quarry import __version__
 from quarry.api.errors import install_error_handlers
 from quarry.api.fleet import health, runs, workspaces
-from quarry.api.services import Services
-from quarry.runtime.runs.workers import BackgroundWorkers, build_worker
+from quarry.api.services import Services, build_run_worker
+from quarry.runtime.runs.workers import BackgroundWorkers
 from quarry.web import index
 
 log = logging.getLogger(__name__)
@@ -28,8 +27,7 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         workers: BackgroundWorkers | None = None
         if svc.topology.inprocess_workers:
-            cache = (svc.settings.data_dir or Path(".quarry")) / "cache"
-            worker = build_worker(svc.engine, svc.queue, svc.store, svc.catalog, cache)
+            worker = build_run_worker(svc)
             workers = BackgroundWorkers([worker])
             await run_in_threadpool(workers.start)
         try:

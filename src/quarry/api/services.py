@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -12,6 +13,8 @@ from quarry.core.errors import ConfigurationError
 from quarry.core.settings import Role, Settings
 from quarry.core.topology import Topology, derive_topology
 from quarry.runtime.queue import TaskQueue, open_queue
+from quarry.runtime.queue.worker import Worker
+from quarry.runtime.runs.workers import build_worker
 from quarry.store.db import create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
 from quarry.store.objects import ObjectStore, open_object_store
@@ -53,3 +56,17 @@ def build_services(settings: Settings) -> Services:
         cache_size=settings.definition_cache_size,
     )
     return Services(settings, topology, engine, store, catalog, open_queue(engine))
+
+
+def build_run_worker(svc: Services) -> Worker:
+    """The queue worker that executes runs, configured from the settings tree."""
+    cache = (svc.settings.data_dir or Path(".quarry")) / "cache"
+    return build_worker(
+        svc.engine,
+        svc.queue,
+        svc.store,
+        svc.catalog,
+        cache,
+        lease_seconds=svc.settings.worker_lease_seconds,
+        shutdown_grace=svc.settings.worker_shutdown_grace,
+    )

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         "another node promoted a new one.",
     )
     definition_cache_size: int = Field(4096, ge=0, description="Definitions kept in memory.")
+    worker_lease_seconds: float = Field(
+        30.0, gt=0, description="A claimed task's lease; heartbeats extend it every third."
+    )
+    worker_shutdown_grace: float = Field(
+        15.0, ge=0, description="Seconds a stopping worker lets its current step finish."
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -1,0 +1,142 @@
+"""SIGKILL a worker process in the middle of a multi-step run: another worker
+finishes it, and a step with a side effect that finished before the kill ran once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import select
+
+from quarry.api.services import build_services
+from quarry.core.settings import Settings
+from quarry.factory.local import compile_local
+from quarry.runtime.runs.service import RunRequest, create_run
+from quarry.store.run_tables import run_steps, runs
+from tests.support.processes import wait_until
+from tests.support.services import PG_ADMIN_DSN
+
+pytestmark = pytest.mark.slow
+
+WORKFLOW = """\
+description: Three steps; the first and last leave a row behind.
+tasks:
+  - name: first
+    type: execute_sql
+    database: warehouse
+    sql_query: insert into side_effects(step) values ('first') returning step
+  - name: slow
+    type: execute_sql
+    database: warehouse
+    sql_query: select pg_sleep(4) is not null as slept
+  - name: last
+    type: execute_sql
+    database: warehouse
+    sql_query: insert into side_effects(step) values ('last') returning step
+"""
+
+
+def _workspace(root: Path, warehouse_db: str) -> Path:
+    (root / "workflows").mkdir(parents=True)
+    (root / "config.yml").write_text(
+        "databases:\n"
+        "  - name: warehouse\n    type: postgres\n    host: 127.0.0.1\n    port: 5432\n"
+        f"    user: postgres\n    database: {warehouse_db}\n"
+        "models: []\n"
+    )
+    (root / "workflows" / "durable.workflow.yml").write_text(WORKFLOW)
+    return root
+
+
+def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "quarry", "worker"],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_killed_worker_loses_nothing(
+    pg_database: str, empty_pg_database: str, tmp_path: Path
+) -> None:
+    warehouse = empty_pg_database.rsplit("/", 1)[1]
+    warehouse_dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}"
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("create table side_effects (step text not null)")
+    root = _workspace(tmp_path / "ws", warehouse)
+    env = {
+        "QUARRY_DATABASE_URL": pg_database,
+        "QUARRY_BLOB_URL": (tmp_path / "blobs").as_uri(),
+        "QUARRY_DATA_DIR": str(tmp_path / "data"),
+        "QUARRY_WORKER_LEASE_SECONDS": "2",
+    }
+    svc = build_services(
+        Settings(
+            database_url=pg_database,
+            blob_url=env["QUARRY_BLOB_URL"],
+            data_dir=tmp_path / "data",
+        )
+    )
+    compile_local(svc.engine, svc.store, "local", root, "ws")
+    workspace = svc.catalog.workspace("local", "ws", fresh=True)
+    run = create_run(
+        svc.engine,
+        svc.queue,
+        svc.catalog,
+        workspace,
+        RunRequest("workflow", "workflows/durable", {}),
+    )
+
+    def step_state(key: str) -> str | None:
+        with svc.engine.connect() as conn:
+            return conn.execute(
+                select(run_steps.c.state).where(
+                    run_steps.c.run_id == run.id, run_steps.c.step_key == key
+                )
+            ).scalar_one_or_none()
+
+    def run_state() -> str:
+        with svc.engine.connect() as conn:
+            return str(conn.execute(select(runs.c.state).where(runs.c.id == run.id)).scalar_one())
+
+    first = _worker(env, tmp_path / "worker-a.log")
+    try:
+        wait_until(lambda: step_state("tasks.1") == "running", 60, "the slow step to start")
+        assert step_state("tasks.0") == "succeeded"
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert run_state() == "running"
+
+    second = _worker(env, tmp_path / "worker-b.log")
+    try:
+        wait_until(lambda: run_state() in {"succeeded", "failed"}, 90, "the run to finish")
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert run_state() == "succeeded", (tmp_path / "worker-b.log").read_text()
+    with psycopg.connect(warehouse_dsn) as conn:
+        counts = dict(
+            conn.execute("select step, count(*) from side_effects group by step").fetchall()
+        )
+    assert counts == {"first": 1, "last": 1}
+    with svc.engine.connect() as conn:
+        attempts = dict(
+            conn.execute(
+                select(run_steps.c.step_key, run_steps.c.attempt).where(
+                    run_steps.c.run_id == run.id
+                )
+            ).all()
+        )
+    assert attempts["tasks.0"] == 1, "the first step was replayed, not executed again"
+    assert attempts["tasks.2"] == 2
+    svc.close()
