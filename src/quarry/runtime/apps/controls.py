@@ -1,0 +1,96 @@
+"""Control values: defaults applied, each value checked against its control.
+
+Values arrive as JSON (a run's variables) or as query text (``?region=North``); both
+resolve to the same typed value, so both reach the same stored result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from quarry.core.errors import BadRequest
+from quarry.definitions.models.app import AppConfig, ControlConfig
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def default_value(control: ControlConfig) -> Any:
+    if control.default is not None:
+        return control.default
+    if control.type == "select" and control.options:
+        return control.options[0]
+    if control.type == "toggle":
+        return False
+    return None
+
+
+def _select(control: ControlConfig, value: Any) -> Any:
+    if not control.options:  # options come from a task (``source``): any scalar goes
+        if isinstance(value, (dict, list)):
+            raise BadRequest(
+                f"control {control.name!r} takes a single value, got {value!r}",
+                control=control.name,
+            )
+        return value
+    for option in control.options:
+        if option == value and type(option) is type(value):
+            return option
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    for option in control.options:
+        option_text = str(option).lower() if isinstance(option, bool) else str(option)
+        if option_text == text:
+            return option
+    raise BadRequest(
+        f"control {control.name!r}: {value!r} is not one of its options {control.options!r}",
+        control=control.name,
+        options=control.options,
+    )
+
+
+def _toggle(control: ControlConfig, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, str)) and str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise BadRequest(
+        f"control {control.name!r} is a toggle: give true or false, not {value!r}",
+        control=control.name,
+    )
+
+
+def _date(control: ControlConfig, value: Any) -> str:
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise BadRequest(
+            f"control {control.name!r} is a date: give YYYY-MM-DD, not {value!r}",
+            control=control.name,
+        ) from None
+
+
+def _check(control: ControlConfig, value: Any) -> Any:
+    if control.type == "select":
+        return _select(control, value)
+    if control.type == "toggle":
+        return _toggle(control, value)
+    return _date(control, value)
+
+
+def resolve_controls(app: AppConfig, given: dict[str, Any]) -> dict[str, Any]:
+    """Every control of ``app`` with its value: given (validated) or its default."""
+    known = {c.name for c in app.controls}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise BadRequest(
+            f"unknown control {unknown[0]!r}; this app's controls are {sorted(known)}",
+            control=unknown[0],
+        )
+    values: dict[str, Any] = {}
+    for control in app.controls:
+        if control.name in given and given[control.name] is not None:
+            values[control.name] = _check(control, given[control.name])
+        else:
+            values[control.name] = default_value(control)
+    return values
