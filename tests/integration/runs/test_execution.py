@@ -19,12 +19,27 @@ from tests.conftest import Backend
 from tests.support.processes import serve_in_thread
 
 WS = "/api/v1/workspaces/shop"
+EXTRAS = """\
+tasks:
+  - name: by_region
+    type: execute_sql
+    database: local
+    sql_query: select region, count(*) as orders from 'orders.csv' group by region order by region
+    export:
+      format: csv
+      path: exports/by_region.csv
+  - name: broken
+    type: execute_sql
+    database: local
+    sql_query: select no_such_column from 'orders.csv'
+"""
 
 
 @pytest.fixture
 def api(backend: Backend, tmp_path: Path) -> Iterator[tuple[httpx.Client, Path]]:
     svc = build_services(backend.settings(data_dir=tmp_path / "data", revision_cache_ttl=0))
     root = create_demo_workspace(tmp_path / "shop")
+    (root / "workflows" / "extras.workflow.yml").write_text(EXTRAS)
     compile_local(svc.engine, svc.store, "local", root, "shop")
     with serve_in_thread(create_app(svc)) as url, httpx.Client(base_url=url, timeout=30) as c:
         yield c, root
@@ -86,3 +101,24 @@ def test_bad_variable_is_an_error_on_the_run_and_the_worker_goes_on(
     assert "no_such_variable" in failed["error"]
     good = client.post(f"{WS}/runs", json={"name": "workflows/monthly_revenue"}).json()
     assert _wait_finished(client, good["id"])["state"] == "succeeded"
+
+
+def test_failing_sql_fails_the_run_after_exports_were_stored(
+    api: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = api
+    run = client.post(f"{WS}/runs", json={"name": "workflows/extras"}).json()
+    done = _wait_finished(client, run["id"])
+    assert done["state"] == "failed"
+    assert "no_such_column" in done["error"]
+    steps = {s["step_key"]: s["state"] for s in done["steps"]}
+    assert steps == {"tasks.0": "succeeded", "tasks.1": "failed"}
+    artifacts = client.get(f"/api/v1/runs/{run['id']}/artifacts").json()["artifacts"]
+    assert [(a["kind"], a["name"], a["format"]) for a in artifacts] == [
+        ("export", "exports/by_region.csv", "csv")
+    ]
+    download = client.get(artifacts[0]["url"])
+    assert download.status_code == 200
+    assert download.text.splitlines()[0].replace('"', "") == "region,orders"
+    assert len(download.text.splitlines()) == 5
+    assert client.get(f"/api/v1/runs/{run['id']}/artifacts/nope").status_code == 404

@@ -23,9 +23,16 @@ from quarry.core.errors import BadRequest, NotFound
 from quarry.runtime.runs.outputs import render_output
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
 from quarry.store import runs as runq
-from quarry.store.runs import RunRow, StepRow
+from quarry.store.runs import ArtifactRow, RunRow, StepRow
 
 router = APIRouter(tags=["runs"])
+EXPORT_MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "sql": "text/plain; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
 EVENT_POLL_SECONDS = 0.2
 
 
@@ -162,6 +169,58 @@ async def step_output(
 
     data, media = await run_in_threadpool(load)
     return Response(data, media_type=media)
+
+
+@router.get("/api/v1/runs/{run_id}/artifacts")
+async def list_artifacts(request: Request, run_id: str) -> dict[str, Any]:
+    """Exports (and, for apps, data) a run wrote to the object store."""
+    svc = services(request)
+    tenant = tenant_id(request)
+
+    def load() -> list[ArtifactRow]:
+        with svc.engine.connect() as conn:
+            runq.get_run(conn, tenant, run_id)
+            return runq.list_artifacts(conn, run_id)
+
+    rows = await run_in_threadpool(load)
+    return {
+        "artifacts": [
+            {
+                "id": a.id,
+                "kind": a.kind,
+                "name": a.name,
+                "format": a.format,
+                "size": a.size,
+                "step_key": a.step_key,
+                "created_at": a.created_at.isoformat(),
+                "url": f"/api/v1/runs/{run_id}/artifacts/{a.id}",
+            }
+            for a in rows
+        ]
+    }
+
+
+@router.get("/api/v1/runs/{run_id}/artifacts/{artifact_id}")
+async def download_artifact(request: Request, run_id: str, artifact_id: str) -> Response:
+    svc = services(request)
+    tenant = tenant_id(request)
+
+    def load() -> tuple[ArtifactRow, bytes]:
+        with svc.engine.connect() as conn:
+            runq.get_run(conn, tenant, run_id)
+            found = [a for a in runq.list_artifacts(conn, run_id) if a.id == artifact_id]
+        if not found:
+            raise NotFound(f"artifact {artifact_id!r} not found in run {run_id}")
+        return found[0], svc.store.get(found[0].object_key)
+
+    artifact, data = await run_in_threadpool(load)
+    filename = artifact.name.rsplit("/", 1)[-1].replace('"', "")
+    media = EXPORT_MEDIA.get(artifact.format, "application/octet-stream")
+    return Response(
+        data,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get("/api/v1/runs/{run_id}/events")

@@ -32,8 +32,6 @@ from quarry.store.runs import ArtifactRow, RunRow
 
 log = logging.getLogger(__name__)
 
-EXPORT_MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "json": "json"}
-
 
 def write_in_workspace(root: Path, relpath: str, data: bytes) -> None:
     """A local run also writes each export at its path, as existing workspaces expect;
