@@ -222,3 +222,37 @@ def test_unsupported_and_undefined(runner: Runner) -> None:
     branch = fine.outputs["choose"]
     assert isinstance(branch, MapOutput)
     assert branch.outputs["fine"] == TextOutput("ok 1")
+
+
+def test_duckdb_database_file_shipped_in_the_revision(
+    make_runner: Callable[..., Runner], tmp_path: Path
+) -> None:
+    root = tmp_path / "filews"
+    (root / "db").mkdir(parents=True)
+    (root / "workflows").mkdir()
+    con = duckdb.connect(str(root / "db" / "shop.duckdb"))
+    con.execute("CREATE TABLE sales AS SELECT * FROM range(5) t(n)")
+    con.close()
+    (root / "config.yml").write_text(
+        "databases:\n"
+        "  - {name: files, type: duckdb, dataset: db/}\n"
+        "  - {name: shop, type: duckdb, path: db/shop.duckdb}\n"
+        "models: []\n"
+    )
+    (root / "workflows" / "read.workflow.yml").write_text(
+        "tasks:\n"
+        "  - {name: total, type: execute_sql, database: shop,"
+        " sql_query: 'SELECT sum(n)::int AS s FROM sales'}\n"
+    )
+    (root / "workflows" / "write.workflow.yml").write_text(
+        "tasks:\n"
+        "  - {name: add, type: execute_sql, database: shop,"
+        " sql_query: 'INSERT INTO sales VALUES (99)'}\n"
+    )
+    runner = make_runner(root)
+    result = runner.run("workflows/read")
+    assert table(result.outputs["total"]).to_pylist() == [{"s": 10}]
+    # The shipped file is shared by every run on the worker: it is opened read-only.
+    with pytest.raises(SqlFailed, match=r"step tasks.0 \(add\): .*read-only"):
+        runner.run("workflows/write")
+    assert table(runner.run("workflows/read").outputs["total"]).to_pylist() == [{"s": 10}]
