@@ -34,6 +34,7 @@ class RevisionSource:
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], BaseModel] = {}
         self._files: list[FileRow] | None = None
+        self._bytes: dict[str, bytes] = {}
 
     @property
     def tenant_id(self) -> str:
@@ -65,7 +66,16 @@ class RevisionSource:
 
     def file_bytes(self, path: str) -> bytes:
         """A file of the revision (e.g. a ``.sql`` file) by workspace-relative path."""
-        _row, data = self.catalog.file(self.workspace, self.revision_id, normalise_path(path))
+        clean = normalise_path(path)
+        with self._lock:
+            hit = self._bytes.get(clean)
+        if hit is not None:
+            return hit
+        _row, data = self.catalog.file(self.workspace, self.revision_id, clean)
+        # Only small files (SQL, documents) are read this way; data goes through the cache.
+        if len(data) <= 1 << 20:
+            with self._lock:
+                self._bytes[clean] = data
         return data
 
     def files(self) -> list[FileRow]:

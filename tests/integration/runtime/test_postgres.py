@@ -74,6 +74,19 @@ tasks:
     template: "{{ check.n[0] }} row(s) for {{ who }}"
 """
 
+SLOW = """\
+tasks:
+  - name: waits
+    type: loop_sequential
+    values: [1, 2, 3]
+    concurrency: 3
+    tasks:
+      - name: nap
+        type: execute_sql
+        database: warehouse
+        sql_query: SELECT {{ waits.value | param }}::int AS v, pg_sleep(0.3)::text AS slept
+"""
+
 
 @pytest.fixture
 def pg_conninfo(pg_database: str) -> dict[str, str]:
@@ -113,6 +126,7 @@ def pg_runner(
     (root / "data" / "t.csv").write_text("a\n1\n")
     (root / "config.yml").write_text(CONFIG)
     (root / "workflows" / "audit.workflow.yml").write_text(AUDIT)
+    (root / "workflows" / "slow.workflow.yml").write_text(SLOW)
     return make_runner(root, secrets=dict(pg_conninfo))
 
 
@@ -212,3 +226,13 @@ def test_postgres_errors_name_the_step(pg_runner: Runner, pg_conninfo: dict[str,
     pg_runner.secrets.pop("T_PGDB")
     with pytest.raises(SqlFailed, match="database_var names 'T_PGDB', which is not set"):
         pg_runner.run("workflows/audit")
+
+
+def test_loop_concurrency_runs_iterations_at_once(pg_runner: Runner) -> None:
+    result = pg_runner.run("workflows/slow")
+    waits = result.outputs["waits"]
+    assert isinstance(waits, ListOutput)
+    assert [table(i["nap"]).column("v").to_pylist() for i in waits.items] == [[1], [2], [3]]
+    inner = [e["event"] for e in pg_runner.events if e["step"].startswith("tasks.0.iter.")]
+    # All three iterations started before any finished: they ran side by side.
+    assert inner[:3] == ["step_started"] * 3 and inner[3:] == ["step_finished"] * 3
