@@ -14,9 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry import __version__
 from quarry.api.errors import install_error_handlers
-from quarry.api.fleet import health, runs, workspaces
+from quarry.api.fleet import apps, health, runs, workspaces
 from quarry.api.services import Services, build_run_worker
 from quarry.runtime.runs.workers import BackgroundWorkers
+from quarry.web import apps as app_pages
 from quarry.web import index
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(workspaces.router)
     app.include_router(runs.router)
     app.include_router(index.router)
+    app.include_router(apps.router)
+    app.include_router(app_pages.router)
+    app_pages.mount_static(app)
     if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":
         log.warning(
             "running OPEN: local mode serves every request as tenant %r without "

@@ -1,0 +1,85 @@
+"""App pages: an HTML shell whose script fetches the app's data and renders it.
+
+The page itself reads the catalog only (the app's title, and that it exists); its
+script asks ``/api/v1/workspaces/{ws}/apps/{name}/data`` for the stored result,
+starts an app run when none is stored yet, follows the run's events and fetches the
+data again. The script, styles and vendored Vega libraries are package files served
+under ``/static`` (no CDN).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
+
+from quarry.core.errors import BadRequest, NotFound
+from quarry.runtime.apps.load import find_app_name, load_app
+from quarry.runtime.apps.result import humanize
+
+router = APIRouter(include_in_schema=False)
+
+STATIC_DIR = Path(__file__).parent / "static"
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def mount_static(app: FastAPI) -> None:
+    """Serve ``quarry/web/static`` (page script, styles, vendored Vega) at ``/static``."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _workspace_name(request: Request, given: str | None) -> str:
+    if given:
+        return given
+    svc = request.app.state.services
+    names = [ws.name for ws in svc.catalog.list_workspaces(svc.settings.tenant)]
+    if len(names) == 1:
+        return str(names[0])
+    if not names:
+        raise NotFound("no workspaces yet: compile one first")
+    raise BadRequest(
+        f"several workspaces have apps; pick one with ?workspace= (one of {sorted(names)})",
+        parameter="workspace",
+        workspaces=sorted(names),
+    )
+
+
+def _page(request: Request, workspace: str | None, name: str) -> str:
+    svc = request.app.state.services
+    tenant = svc.settings.tenant
+    ws = svc.catalog.workspace(tenant, _workspace_name(request, workspace))
+    rev = svc.catalog.resolve(ws, None)
+    app_name = find_app_name(svc.catalog, ws, rev, name)
+    app = load_app(svc.catalog, ws, rev, app_name)
+    config: dict[str, Any] = {
+        "workspace": ws.name,
+        "app": app_name,
+        "dataUrl": f"/api/v1/workspaces/{ws.name}/apps/{app_name}/data",
+        "runsUrl": f"/api/v1/workspaces/{ws.name}/runs",
+        "runUrl": "/api/v1/runs/",
+    }
+    return _TEMPLATES.get_template("app.html").render(
+        title=app.title or humanize(app_name),
+        description=app.description,
+        workspace=ws.name,
+        config=config,
+    )
+
+
+@router.get("/apps/{name:path}", response_class=HTMLResponse)
+async def app_page(request: Request, name: str, workspace: str | None = None) -> HTMLResponse:
+    return HTMLResponse(await run_in_threadpool(_page, request, workspace, name))
+
+
+@router.get("/workspaces/{workspace}/apps/{name:path}", response_class=HTMLResponse)
+async def workspace_app_page(request: Request, workspace: str, name: str) -> HTMLResponse:
+    return HTMLResponse(await run_in_threadpool(_page, request, workspace, name))
