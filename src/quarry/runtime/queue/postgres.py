@@ -10,11 +10,15 @@ claimer, the claim moves on to the next tenant in that order (``SKIP LOCKED``).
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
+from typing import Any, cast
 
+import psycopg
+from psycopg.rows import dict_row
 from sqlalchemy import Connection, TextClause
 
 from quarry.runtime.queue.base import (
@@ -30,13 +34,23 @@ from quarry.runtime.queue.base import (
     new_token,
     utc,
 )
-from quarry.store.queries import query
+from quarry.store.queries import query, sql_text
 
 SQL_FILE = "queue_postgres.sql"
 
 
 def q(name: str) -> TextClause:
     return query(SQL_FILE, name)
+
+
+@cache
+def raw_sql(name: str) -> str:
+    """The named query in psycopg's ``%(name)s`` style (for a pinned connection)."""
+    text = sql_text(SQL_FILE, name).replace("%", "%%")
+    return re.sub(r"(?<![:\w]):([a-z_][a-z0-9_]*)", r"%(\1)s", text)
+
+
+Row = Mapping[str, Any]
 
 
 def fence_postgres(conn: Connection, task: Task) -> None:
@@ -58,8 +72,9 @@ class PostgresQueue(TaskQueue):
 
     @contextmanager
     def pinned(self) -> Iterator[None]:
-        """Within this block, this thread's queue operations reuse one connection
-        (a worker loop: no pool checkout and ping per claim/heartbeat/complete)."""
+        """Within this block, this thread's queue operations reuse one connection and
+        run as prepared statements straight on the driver (a worker loop: no pool
+        checkout, ping or SQL compilation per claim, heartbeat or completion)."""
         if getattr(self._pinned, "conn", None) is not None:
             yield
             return
@@ -70,20 +85,25 @@ class PostgresQueue(TaskQueue):
             finally:
                 self._pinned.conn = None
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
+    def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+        """Run one named statement in autocommit; its rows as mappings."""
         held: Connection | None = getattr(self._pinned, "conn", None)
         if held is None:
             with self._auto.connect() as conn:
-                yield conn
-            return
+                result = conn.execute(q(name), params)
+                return [cast(Row, r._mapping) for r in result] if result.returns_rows else []
+        raw = cast(psycopg.Connection[Any], held.connection.driver_connection)
         try:
-            yield held
-        except BaseException:
-            # Leave the held connection usable (it reconnects if it was invalidated).
-            with suppress(Exception):
-                held.rollback()
+            with raw.cursor(row_factory=dict_row) as cur:
+                cur.execute(raw_sql(name), params, prepare=True)
+                return list(cur.fetchall()) if cur.description else []
+        except psycopg.OperationalError:
+            held.invalidate()  # the next use reconnects
             raise
+
+    def _one(self, name: str, params: dict[str, Any]) -> Row | None:
+        rows = self._rows(name, params)
+        return rows[0] if rows else None
 
     def enqueue(
         self,
@@ -109,37 +129,42 @@ class PostgresQueue(TaskQueue):
             "dedupe_key": dedupe_key,
         }
         if conn is not None:
-            return self._enqueue(conn, params)
-        with self._connection() as own:
-            return self._enqueue(own, params)
+            return self._enqueue_in(conn, params)
+        if self.enqueue_guard is not None:
+            with self.engine.begin() as own:
+                return self._enqueue_in(own, params)
+        while True:
+            row = self._one("enqueue", params)
+            if row is not None:
+                return Enqueued(id=int(row["id"]), created=True)
+            found = self._one("find_by_dedupe_key", _key(params))
+            if found is not None:
+                return Enqueued(id=int(found["id"]), created=False)
+            # the conflicting task was purged in between: insert again
 
-    def _enqueue(self, conn: Connection, params: dict[str, Any]) -> Enqueued:
+    def _enqueue_in(self, conn: Connection, params: dict[str, Any]) -> Enqueued:
         if self.enqueue_guard is not None:
             self.enqueue_guard(conn, params["tenant_id"], params["queue"])
-        row = conn.execute(q("enqueue"), params).first()
-        if row is not None:
-            return Enqueued(id=int(row.id), created=True)
-        existing = conn.execute(
-            q("find_by_dedupe_key"),
-            {"tenant_id": params["tenant_id"], "dedupe_key": params["dedupe_key"]},
-        ).first()
-        if existing is None:  # the conflicting row was deleted meanwhile: try again
-            return self._enqueue(conn, params)
-        return Enqueued(id=int(existing.id), created=False)
+        while True:
+            row = conn.execute(q("enqueue"), params).first()
+            if row is not None:
+                return Enqueued(id=int(row.id), created=True)
+            found = conn.execute(q("find_by_dedupe_key"), _key(params)).first()
+            if found is not None:
+                return Enqueued(id=int(found.id), created=False)
 
     def claim(
         self, owner: str, *, queue: str = DEFAULT_QUEUE, lease_seconds: float = 30.0
     ) -> Task | None:
-        with self._connection() as conn:
-            row = conn.execute(
-                q("claim" if self.fair else "claim_unfair"),
-                {
-                    "queue": queue,
-                    "owner": owner,
-                    "token": new_token(),
-                    "lease_seconds": float(lease_seconds),
-                },
-            ).first()
+        row = self._one(
+            "claim" if self.fair else "claim_unfair",
+            {
+                "queue": queue,
+                "owner": owner,
+                "token": new_token(),
+                "lease_seconds": float(lease_seconds),
+            },
+        )
         return None if row is None else Task.from_row(row)
 
     def complete_and_claim(
@@ -155,32 +180,30 @@ class PostgresQueue(TaskQueue):
             return super().complete_and_claim(
                 task, result, owner, queue=queue, lease_seconds=lease_seconds
             )
-        with self._connection() as conn:
-            row = conn.execute(
-                q("complete_and_claim"),
-                {
-                    "done_id": task.id,
-                    "done_token": task.held_token(),
-                    "result": dump_json(result),
-                    "queue": queue,
-                    "owner": owner,
-                    "token": new_token(),
-                    "lease_seconds": float(lease_seconds),
-                },
-            ).one()
-        return bool(row.completed), None if row.id is None else Task.from_row(row)
+        row = self._one(
+            "complete_and_claim",
+            {
+                "done_id": task.id,
+                "done_token": task.held_token(),
+                "result": dump_json(result),
+                "queue": queue,
+                "owner": owner,
+                "token": new_token(),
+                "lease_seconds": float(lease_seconds),
+            },
+        )
+        assert row is not None
+        return bool(row["completed"]), None if row["id"] is None else Task.from_row(row)
 
-    def _fenced_write(self, name: str, task: Task, **params: Any) -> Any:
-        with self._connection() as conn:
-            row = conn.execute(q(name), {"id": task.id, "token": task.held_token(), **params})
-            first = row.first()
-        if first is None:
+    def _fenced_write(self, name: str, task: Task, **params: Any) -> Row:
+        row = self._one(name, {"id": task.id, "token": task.held_token(), **params})
+        if row is None:
             raise LeaseLost(f"task {task.id}: lease lost; {name} refused", task_id=task.id)
-        return first
+        return row
 
     def heartbeat(self, task: Task, *, lease_seconds: float = 30.0) -> bool:
         row = self._fenced_write("heartbeat", task, lease_seconds=float(lease_seconds))
-        return bool(row.cancel_requested)
+        return bool(row["cancel_requested"])
 
     def complete(self, task: Task, result: Any = None) -> None:
         self._fenced_write("complete", task, result=dump_json(result))
@@ -194,7 +217,7 @@ class PostgresQueue(TaskQueue):
             backoff_base=float(self.retry.backoff_base),
             backoff_max=float(self.retry.backoff_max),
         )
-        return Settled(state=row.state, run_after=utc(row.run_after))
+        return Settled(state=row["state"], run_after=utc(row["run_after"]))
 
     def release(self, task: Task) -> None:
         self._fenced_write("release", task)
@@ -203,50 +226,53 @@ class PostgresQueue(TaskQueue):
         self._fenced_write("acknowledge_cancel", task, error=reason)
 
     def cancel(self, task_id: int) -> str | None:
-        with self._connection() as conn:
-            row = conn.execute(q("cancel"), {"id": task_id}).first()
-        return None if row is None else str(row.state)
+        row = self._one("cancel", {"id": task_id})
+        return None if row is None else str(row["state"])
 
     def reap_expired(self, *, limit: int = 100) -> list[Reaped]:
-        with self._connection() as conn:
-            rows = conn.execute(
-                q("reap"),
-                {
-                    "limit": limit,
-                    "backoff_base": float(self.retry.backoff_base),
-                    "backoff_max": float(self.retry.backoff_max),
-                },
-            ).all()
+        rows = self._rows(
+            "reap",
+            {
+                "limit": limit,
+                "backoff_base": float(self.retry.backoff_base),
+                "backoff_max": float(self.retry.backoff_max),
+            },
+        )
         return [
-            Reaped(id=int(r.id), tenant_id=r.tenant_id, state=r.state, attempts=int(r.attempts))
+            Reaped(
+                id=int(r["id"]),
+                tenant_id=r["tenant_id"],
+                state=r["state"],
+                attempts=int(r["attempts"]),
+            )
             for r in rows
         ]
 
     def get(self, task_id: int) -> Task | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(q("get"), {"id": task_id}).first()
+        row = self._one("get", {"id": task_id})
         return None if row is None else Task.from_row(row)
 
     def counts(self) -> list[QueueCount]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(q("counts")).all()
         return [
             QueueCount(
-                tenant_id=r.tenant_id,
-                queue=r.queue,
-                state=r.state,
-                count=int(r.n),
-                oldest_created_at=None if r.oldest_created_at is None else utc(r.oldest_created_at),
+                tenant_id=r["tenant_id"],
+                queue=r["queue"],
+                state=r["state"],
+                count=int(r["n"]),
+                oldest_created_at=(
+                    None if r["oldest_created_at"] is None else utc(r["oldest_created_at"])
+                ),
             )
-            for r in rows
+            for r in self._rows("counts", {})
         ]
 
     def purge_finished(self, older_than_seconds: float) -> int:
-        with self._connection() as conn:
-            result = conn.execute(
-                q("purge_finished"), {"older_than_seconds": float(older_than_seconds)}
-            )
-        return int(result.rowcount or 0)
+        rows = self._rows("purge_finished", {"older_than_seconds": float(older_than_seconds)})
+        return len(rows)
 
     def fence(self, conn: Connection, task: Task) -> None:
         fence_postgres(conn, task)
+
+
+def _key(params: dict[str, Any]) -> dict[str, Any]:
+    return {"tenant_id": params["tenant_id"], "dedupe_key": params["dedupe_key"]}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue as stdqueue
 import signal
 import socket
 import threading
@@ -66,6 +67,25 @@ class WorkerStats:
     cancelled: int = 0
     released: int = 0
     lease_lost: int = 0
+
+
+class _Runner:
+    """One long-lived daemon thread that runs handlers, one at a time.
+
+    Cheaper than a thread per task; a daemon, so a handler still stuck after a
+    shutdown released its task cannot keep the process from exiting."""
+
+    def __init__(self) -> None:
+        self._jobs: stdqueue.SimpleQueue[Callable[[], None]] = stdqueue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="quarry-handler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._jobs.get()()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
 
 
 class Notifier:
@@ -145,6 +165,7 @@ class Worker:
         self._nudge: threading.Event | None = None
         # The next task, claimed in the same statement that completed the last one.
         self._prefetched: Task | None = None
+        self._runner = _Runner()
 
     # -- control -----------------------------------------------------------------
 
@@ -244,8 +265,7 @@ class Worker:
                 done.set()
                 nudge.set()
 
-        thread = threading.Thread(target=target, name=f"quarry-task-{task.id}", daemon=True)
-        thread.start()
+        self._runner.submit(target)
         interval = self.lease_seconds / 3
         next_beat = time.monotonic() + interval
         cancel_requested = False

@@ -299,3 +299,4 @@ ORDER BY tenant_id, queue, state
 DELETE FROM tasks
 WHERE state IN ('succeeded', 'failed', 'cancelled')
   AND finished_at < now() - make_interval(secs => :older_than_seconds)
+RETURNING id
