@@ -88,6 +88,7 @@ class Runner:
         *,
         journal: StepJournal | None = None,
         source: RevisionSource | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> RunResult:
         src = source or self.source
         connections = Connections(src, self.cache, secrets=self.secrets.get)
@@ -100,6 +101,7 @@ class Runner:
                 journal=journal or MemoryJournal(),
                 on_event=self.events.append,
                 on_export=lambda path, data, fmt: self.exports.append((path, data, fmt)),
+                should_stop=should_stop,
             )
         finally:
             connections.close()

@@ -11,14 +11,17 @@ import pyarrow as pa
 import pytest
 from sqlalchemy.engine import make_url
 
+from quarry.runtime.connectors import Connections
 from quarry.runtime.engine import (
     ListOutput,
     MapOutput,
     MemoryJournal,
+    RunCancelled,
     SqlFailed,
     StepResult,
     TableOutput,
     TextOutput,
+    run_task_list,
 )
 from quarry.runtime.engine.results import Output
 from tests.integration.runtime.conftest import Runner
@@ -236,3 +239,51 @@ def test_loop_concurrency_runs_iterations_at_once(pg_runner: Runner) -> None:
     inner = [e["event"] for e in pg_runner.events if e["step"].startswith("tasks.0.iter.")]
     # All three iterations started before any finished: they ran side by side.
     assert inner[:3] == ["step_started"] * 3 and inner[3:] == ["step_finished"] * 3
+
+
+def test_a_stopped_run_resumes_where_it_stopped(
+    pg_runner: Runner, pg_conninfo: dict[str, str]
+) -> None:
+    journal = MemoryJournal()
+    started: list[str] = []
+    pg_runner.events.clear()
+
+    def stop_after_first_step() -> bool:
+        started.append("?")
+        return len(started) > 1
+
+    with pytest.raises(RunCancelled) as stopped:
+        pg_runner.run("workflows/audit", journal=journal, should_stop=stop_after_first_step)
+    assert stopped.value.step == "tasks.1" and stopped.value.code == "run_cancelled"
+    assert list(journal.entries) == ["tasks.0"]
+    assert pg_runner.events[-1]["event"] == "run_cancelled"
+    assert not [e for e in pg_runner.events if e["event"] == "step_failed"]
+
+    resumed = pg_runner.run("workflows/audit", journal=journal)
+    assert len(audit_rows(pg_conninfo)) == 1
+    assert table(resumed.outputs["check"]).to_pylist() == [{"n": 1, "who": "O'Brien"}]
+
+
+def test_app_style_task_lists_see_their_names(pg_runner: Runner) -> None:
+    from pydantic import TypeAdapter
+
+    from quarry.definitions.models.tasks import Task
+
+    tasks = TypeAdapter(list[Task]).validate_python(
+        [
+            {
+                "name": "pick",
+                "type": "execute_sql",
+                "database": "warehouse",
+                "sql_query": "SELECT {{ controls.region | param }} AS region",
+            }
+        ]
+    )
+    connections = Connections(pg_runner.source, pg_runner.cache, secrets=pg_runner.secrets.get)
+    try:
+        outputs = run_task_list(
+            pg_runner.source, tasks, {"controls": {"region": "O'Brien"}}, connections=connections
+        )
+    finally:
+        connections.close()
+    assert table(outputs["pick"]).to_pylist() == [{"region": "O'Brien"}]

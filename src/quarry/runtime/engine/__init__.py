@@ -8,6 +8,7 @@ output types of :mod:`quarry.runtime.engine.results`.
 from quarry.runtime.engine.errors import (
     ExportFailed,
     NotSupportedYet,
+    RunCancelled,
     SqlFailed,
     StepFailed,
     TemplateFailed,
@@ -24,7 +25,7 @@ from quarry.runtime.engine.results import (
     TableOutput,
     TextOutput,
 )
-from quarry.runtime.engine.runner import RunResult, run_workflow, workflow_name
+from quarry.runtime.engine.runner import RunResult, run_task_list, run_workflow, workflow_name
 
 __all__ = [
     "ExportFailed",
@@ -34,6 +35,7 @@ __all__ = [
     "NoJournal",
     "NotSupportedYet",
     "Output",
+    "RunCancelled",
     "RunResult",
     "SqlFailed",
     "StepFailed",
@@ -45,6 +47,7 @@ __all__ = [
     "UnknownWorkflow",
     "VariableError",
     "WorkflowError",
+    "run_task_list",
     "run_workflow",
     "workflow_name",
 ]

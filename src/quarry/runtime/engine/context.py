@@ -33,6 +33,7 @@ class RunContext:
     journal: StepJournal
     on_event: EventSink = _ignore
     on_export: ExportSink | None = None
+    should_stop: Callable[[], bool] | None = None
     workflows: tuple[str, ...] = ()
 
     def emit(self, event: str, step: str, **fields: Any) -> None:

@@ -52,6 +52,17 @@ class VariableError(WorkflowError):
     code = "invalid_variables"
 
 
+class RunCancelled(WorkflowError):
+    """The run was asked to stop (cancelled, or the worker is shutting down).
+
+    Raised between steps only: every step that finished is checkpointed, so the
+    run can be resumed later exactly where it stopped.
+    """
+
+    status_code = 409
+    code = "run_cancelled"
+
+
 class StepFailed(WorkflowError):
     code = "step_failed"
 

@@ -27,7 +27,13 @@ from quarry.definitions.models.workflow import WorkflowConfig
 from quarry.runtime.connectors.base import ConnectorError
 from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.engine.context import EventSink, ExportSink, RunContext, Scope
-from quarry.runtime.engine.errors import SqlFailed, StepFailed, UnknownWorkflow, WorkflowError
+from quarry.runtime.engine.errors import (
+    RunCancelled,
+    SqlFailed,
+    StepFailed,
+    UnknownWorkflow,
+    WorkflowError,
+)
 from quarry.runtime.engine.journal import NoJournal, StepJournal
 from quarry.runtime.engine.results import Output, StepResult, row_count
 from quarry.runtime.engine.variables import resolve_variables
@@ -53,10 +59,13 @@ def run_workflow(
     on_event: EventSink | None = None,
     on_export: ExportSink | None = None,
     coerce_text: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Run ``workflow`` (a name like ``workflows/sales`` or its file path) to the end.
 
     Raises a :class:`WorkflowError` subclass; errors inside a step name the step.
+    ``should_stop`` is asked before each step; answering True ends the run with
+    :class:`RunCancelled` (finished steps stay checkpointed, so it can resume).
     """
     ctx = RunContext(
         source=source,
@@ -64,6 +73,7 @@ def run_workflow(
         journal=journal or NoJournal(),
         on_event=on_event or (lambda _e: None),
         on_export=on_export,
+        should_stop=should_stop,
     )
     name = workflow_name(workflow)
     config = load_workflow(source, name)
@@ -74,10 +84,40 @@ def run_workflow(
     try:
         run_tasks(ctx.entering(name), config.tasks, scope, "tasks")
     except WorkflowError as exc:
-        ctx.emit("run_failed", exc.step or "", error=exc.to_json())
+        event = "run_cancelled" if isinstance(exc, RunCancelled) else "run_failed"
+        ctx.emit(event, exc.step or "", error=exc.to_json())
         raise
     ctx.emit("run_finished", "", seconds=round(time.monotonic() - started, 6))
     return RunResult(workflow=name, variables=values, outputs=dict(scope.outputs))
+
+
+def run_task_list(
+    source: RevisionSource,
+    tasks: Sequence[Task],
+    names: Mapping[str, Any] | None = None,
+    *,
+    connections: Connections,
+    journal: StepJournal | None = None,
+    on_event: EventSink | None = None,
+    on_export: ExportSink | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Output]:
+    """Run a list of tasks outside a workflow (an app's tasks, with ``controls``).
+
+    ``names`` are visible to templates as variables are, unchecked; step keys are
+    ``tasks.N`` as in a workflow.
+    """
+    ctx = RunContext(
+        source=source,
+        connections=connections,
+        journal=journal or NoJournal(),
+        on_event=on_event or (lambda _e: None),
+        on_export=on_export,
+        should_stop=should_stop,
+    )
+    scope = Scope(variables=dict(names or {}))
+    run_tasks(ctx, tasks, scope, "tasks")
+    return dict(scope.outputs)
 
 
 def workflow_name(ref: str) -> str:
@@ -111,6 +151,8 @@ def run_tasks(ctx: RunContext, tasks: Sequence[Task], scope: Scope, prefix: str)
 
 def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     facts = {"task": task.name, "task_type": task.type}
+    if ctx.should_stop is not None and ctx.should_stop():
+        raise RunCancelled("the run was stopped before this step", step=key, task=task.name)
     stored = ctx.journal.get(key)
     if stored is not None:
         ctx.emit("step_replayed", key, rows=row_count(stored.output), **facts)
@@ -119,6 +161,8 @@ def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     started = time.monotonic()
     try:
         result = _handlers()[task.type](ctx, task, scope, key)
+    except RunCancelled:
+        raise
     except WorkflowError as exc:
         located = exc.at(key, task.name)
         ctx.emit("step_failed", key, error=located.to_json(), **facts)
