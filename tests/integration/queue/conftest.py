@@ -12,19 +12,22 @@ from quarry.store.migrate import migrate
 FAST_RETRY = RetryPolicy(backoff_base=0.05, backoff_max=0.2)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgres", "postgres-pinned"])
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskQueue]:
+    """The queue on each backend; ``postgres-pinned`` runs the test thread's operations
+    on one held connection, through the driver directly (the worker loop's path)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    return url
-
-
-@pytest.fixture
-def queue(queue_url: str) -> Iterator[TaskQueue]:
-    engine = create_state_engine(queue_url)
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    engine = create_state_engine(url)
     migrate(engine)  # a no-op on the Postgres clone of the migrated template
-    yield open_queue(engine, retry=FAST_RETRY)
+    queue = open_queue(engine, retry=FAST_RETRY)
+    if request.param == "postgres-pinned":
+        with queue.pinned():
+            yield queue
+    else:
+        yield queue
     engine.dispose()
 
 
