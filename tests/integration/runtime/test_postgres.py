@@ -72,6 +72,12 @@ tasks:
     database: warehouse
     sql_query: |
       SELECT 1::int AS i, 'x'::text AS t, current_date AS d, true AS b WHERE false
+  - name: odd_types
+    type: execute_sql
+    database: warehouse
+    sql_query: |
+      SELECT * FROM (VALUES ('{"a": 1}'::jsonb, ARRAY[1, 2], 'x'::text),
+                            ('[1, "b"]'::jsonb, ARRAY[3], NULL)) AS v(doc, arr, t)
   - name: done
     type: formatter
     template: "{{ check.n[0] }} row(s) for {{ who }}"
@@ -156,6 +162,10 @@ def test_postgres_binds_values_and_returns_arrow(
     assert empty.num_rows == 0
     assert empty.schema.types == [pa.int32(), pa.string(), pa.date32(), pa.bool_()]
     assert result.outputs["done"] == TextOutput("1 row(s) for O'Brien")
+    assert table(result.outputs["odd_types"]).to_pylist() == [
+        {"doc": '{"a": 1}', "arr": [1, 2], "t": "x"},
+        {"doc": '[1, "b"]', "arr": [3], "t": None},
+    ]
 
     attack = "x'); DELETE FROM audit; --"
     pg_runner.run("workflows/audit", {"who": attack})

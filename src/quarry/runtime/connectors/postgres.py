@@ -7,6 +7,7 @@ a finished step's writes are durable before its checkpoint is written.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -112,7 +113,13 @@ def _array(values: list[Any], oid: int) -> pa.Array:
         return pa.array(values, type=typ)
     if oid == 1700 and not any(isinstance(v, Decimal) for v in values):
         return pa.array(values, type=pa.float64())
-    return pa.array(values)
+    if oid in (114, 3802):  # json, jsonb: documents of any shape, kept as JSON text
+        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Values Arrow cannot type consistently are kept as their text form.
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
 def _unique(names: list[str]) -> list[str]:
