@@ -19,12 +19,15 @@ import os
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from quarry.core.errors import QuarryError
 from quarry.core.hashing import sha256_hex
 from quarry.store.objects import ObjectStore, blob_key
 from quarry.store.revisions import FileRow
+
+_FETCH_THREADS = 8
 
 
 class CorruptBlob(QuarryError):
@@ -82,8 +85,18 @@ class BlobCache:
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
             try:
                 prefix = folder.rstrip("/") + "/"
+                wanted = sorted({row.blob_hash for row in files})
+                with ThreadPoolExecutor(max_workers=_FETCH_THREADS) as pool:
+                    # Missing blobs download side by side; present ones cost a stat.
+                    blobs = dict(
+                        zip(
+                            wanted,
+                            pool.map(lambda h: self.ensure_blob(store, tenant_id, h), wanted),
+                            strict=True,
+                        )
+                    )
                 for row in files:
-                    blob = self.ensure_blob(store, tenant_id, row.blob_hash)
+                    blob = blobs[row.blob_hash]
                     dest = staging / row.path[len(prefix) :]
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     _link_or_copy(blob, dest)
