@@ -44,7 +44,7 @@ class RetrievalConfig(Strict):
 
 
 class TaskExport(Strict):
-    format: Literal["sql", "csv", "json", "txt", "docx"]
+    format: Literal["sql", "csv", "json", "txt", "docx", "parquet"]
     path: str
 
 

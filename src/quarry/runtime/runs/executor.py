@@ -20,9 +20,10 @@ from quarry.core.clock import utcnow
 from quarry.core.errors import QuarryError
 from quarry.runtime.connectors.datasets import BlobCache
 from quarry.runtime.connectors.registry import Connections
-from quarry.runtime.engine.errors import WorkflowError
+from quarry.runtime.engine.errors import RunCancelled, WorkflowError
 from quarry.runtime.engine.runner import run_workflow
 from quarry.runtime.queue import LeaseLost, Task, TaskQueue
+from quarry.runtime.queue.worker import TaskCancelled
 from quarry.runtime.runs.journal import DurableJournal, RunWriter
 from quarry.runtime.source import RevisionSource
 from quarry.store import runs as runq
@@ -91,6 +92,11 @@ class RunExecutor:
             self._run(run, writer)
         except LeaseLost:
             raise
+        except RunCancelled:
+            if task is None or not self._cancel_requested(task):
+                raise  # shutting down or lease lost: the run resumes elsewhere
+            self._finish(writer, "cancelled", "cancelled while running", None)
+            raise TaskCancelled(f"run {run.id} cancelled") from None
         except WorkflowError as exc:
             return self._finish(writer, "failed", exc.message, exc.to_json())
         except QuarryError as exc:
@@ -103,6 +109,10 @@ class RunExecutor:
             message = f"internal error: {type(exc).__name__}: {exc}"
             return self._finish(writer, "failed", message, {"error": "internal_error"})
         return self._finish(writer, "succeeded", None, None)
+
+    def _cancel_requested(self, task: Task) -> bool:
+        current = self.queue.get(task.id)
+        return current is not None and current.cancel_requested
 
     def _finish(
         self, writer: RunWriter, state: str, error: str | None, detail: dict[str, Any] | None
@@ -167,6 +177,7 @@ class RunExecutor:
                     journal=journal,
                     on_event=on_event,
                     on_export=on_export,
+                    should_stop=writer.should_stop,
                 )
             else:
                 raise WorkflowError(f"running a {run.target_kind!r} is not supported yet")

@@ -55,6 +55,10 @@ class RunWriter:
     def event(self, event: dict[str, Any]) -> None:
         self.write(lambda conn: runq.append_event(conn, self.run.id, event))
 
+    def should_stop(self) -> bool:
+        """Asked by the engine between steps: cancellation, lease lost or shutdown."""
+        return self.task is not None and self.task.stop_event.is_set()
+
     def object_key(self, *parts: str) -> str:
         salt = self.task.lease_token if self.task and self.task.lease_token else "local"
         return "/".join([tenant_prefix(self.run.tenant_id), "runs", self.run.id, *parts, salt])
