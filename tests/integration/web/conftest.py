@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from quarry.api.app import create_app
 from quarry.api.services import Services, build_services
@@ -20,23 +21,42 @@ from tests.support.processes import serve_in_thread
 
 
 @dataclass
-class Served:
-    client: httpx.Client
-    url: str
+class Demo:
     svc: Services
     root: Path
     workspace: WorkspaceRow
     revision_id: str
 
 
+@dataclass
+class Served(Demo):
+    url: str
+    client: httpx.Client
+
+
 @contextmanager
-def serve_demo(backend: Backend, tmp_path: Path) -> Iterator[Served]:
-    svc = build_services(backend.settings(data_dir=tmp_path / "data", revision_cache_ttl=0))
+def serve_demo(
+    backend: Backend,
+    tmp_path: Path,
+    wrap: Callable[[FastAPI, Demo], None] | None = None,
+) -> Iterator[Served]:
+    """``wrap`` may add test-only middleware to the app before it serves.
+
+    No in-process workers: results are stored by the tests (the app executor is not
+    under test here), so nothing else may pick up a run the page starts.
+    """
+    settings = backend.settings(
+        data_dir=tmp_path / "data", revision_cache_ttl=0, inprocess_workers="off"
+    )
+    svc = build_services(settings)
     root = create_demo_workspace(tmp_path / "shop")
     result = compile_local(svc.engine, svc.store, "local", root, "shop")
-    ws = svc.catalog.workspace("local", "shop", fresh=True)
-    with serve_in_thread(create_app(svc)) as url, httpx.Client(base_url=url) as client:
-        yield Served(client, url, svc, root, ws, result.revision_id)
+    demo = Demo(svc, root, svc.catalog.workspace("local", "shop", fresh=True), result.revision_id)
+    app = create_app(svc)
+    if wrap is not None:
+        wrap(app, demo)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
+        yield Served(demo.svc, demo.root, demo.workspace, demo.revision_id, url, client)
     svc.close()
 
 
@@ -47,10 +67,14 @@ def served(backend: Backend, tmp_path: Path) -> Iterator[Served]:
 
 
 @pytest.fixture
-def served_sqlite(tmp_path: Path) -> Iterator[Served]:
+def backend_sqlite(tmp_path: Path) -> Backend:
     """One backend is enough for the browser; the data API is checked on both."""
     state = tmp_path / "state"
     state.mkdir()
-    backend = Backend("sqlite", f"sqlite:///{state / 'state.db'}", (state / "blobs").as_uri())
-    with serve_demo(backend, tmp_path) as got:
+    return Backend("sqlite", f"sqlite:///{state / 'state.db'}", (state / "blobs").as_uri())
+
+
+@pytest.fixture
+def served_sqlite(backend_sqlite: Backend, tmp_path: Path) -> Iterator[Served]:
+    with serve_demo(backend_sqlite, tmp_path) as got:
         yield got

@@ -18,6 +18,7 @@ from quarry.runtime.apps import app_result_key, build_app_result, resolve_contro
 from quarry.store.objects import ObjectStore
 
 APP = "apps/sales_overview"
+DATA = f"/api/v1/workspaces/shop/apps/{APP}/data"
 
 
 def demo_app(root: Path) -> AppConfig:

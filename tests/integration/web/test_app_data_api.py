@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.web.conftest import Served
-from tests.integration.web.demo_app import APP, store_demo_result
-
-DATA = f"/api/v1/workspaces/shop/apps/{APP}/data"
+from tests.integration.web.demo_app import APP, DATA, store_demo_result
 
 
 def _store(served: Served, **given: str) -> dict[str, object]:

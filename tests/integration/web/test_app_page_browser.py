@@ -1,54 +1,30 @@
-"""The app page in headless Chromium: charts render (SVG), a screenshot is taken."""
+"""The app page in headless Chromium: charts render (SVG), a screenshot is taken, and
+with nothing stored the page runs the app, follows the run and shows its result."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from tests.integration.web.conftest import Served
-from tests.integration.web.demo_app import APP, store_demo_result
+from quarry.store import runs as runq
+from quarry.store.runs import RunRow
+from tests.conftest import Backend
+from tests.integration.web.browser import DevToolsPage, run_chromium
+from tests.integration.web.conftest import Demo, Served, serve_demo
+from tests.integration.web.demo_app import APP, DATA, store_demo_result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail(
-        "Chromium is not installed: the app page must be checked in a real browser. "
-        "Install it with `apt-get install -y chromium` (scripts/system-deps does)."
-    )
-
-
-def _browse(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,2000",
-        "--virtual-time-budget=10000",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+READY = "document.body.dataset.state === 'ready'"
 
 
 def test_app_page_renders_charts_in_chromium(served_sqlite: Served, tmp_path: Path) -> None:
     served = served_sqlite
-    browser = _chromium()
     store_demo_result(
         served.svc.store,
         served.root,
@@ -58,19 +34,17 @@ def test_app_page_renders_charts_in_chromium(served_sqlite: Served, tmp_path: Pa
     )
     url = f"{served.url}/apps/{APP}"
 
-    dom = _browse(browser, tmp_path / "profile-dom", "--dump-dom", url)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    html = dom.stdout
+    html = run_chromium(tmp_path / "profile-dom", "--dump-dom", url)
     assert 'data-state="ready"' in html, html[-3000:]
     assert html.count('class="marks"') >= 3, "line, bar and pie charts render as SVG"
     assert "<svg" in html
+    assert "<h1>Sales overview</h1>" in html, "markdown renders"
     assert "Top ten products" in html and "Key figures" in html
     assert "$445,833.33" in html, "currency formats apply to table cells"
     assert '<option value="North">North</option>' in html
 
     shot = tmp_path / "app.png"
-    got = _browse(browser, tmp_path / "profile-shot", f"--screenshot={shot}", url)
-    assert got.returncode == 0, got.stderr[-2000:]
+    run_chromium(tmp_path / "profile-shot", f"--screenshot={shot}", url)
     data = shot.read_bytes()
     assert data.startswith(PNG_MAGIC)
     width = int.from_bytes(data[16:20], "big")
@@ -80,3 +54,91 @@ def test_app_page_renders_charts_in_chromium(served_sqlite: Served, tmp_path: Pa
     keep = os.environ.get("QUARRY_KEEP_SCREENSHOT")
     if keep:  # to look at the page yourself
         shutil.copyfile(shot, keep)
+
+
+def execute_app_run(demo: Demo, run: RunRow) -> None:
+    """Play the run executor for an app run: store the result, finish the run with the
+    events a real run writes. The page only ever sees the API."""
+    engine = demo.svc.engine
+    with engine.begin() as conn:
+        runq.mark_started(conn, run.id)
+        runq.append_event(conn, run.id, {"type": "run.started", "attempt": 1})
+        runq.append_event(conn, run.id, {"type": "step.started", "step": "kpis"})
+    store_demo_result(
+        demo.svc.store,
+        demo.root,
+        tenant_id=run.tenant_id,
+        workspace_id=run.workspace_id,
+        revision_id=run.revision_id,
+        given=run.variables,
+    )
+    with engine.begin() as conn:
+        runq.append_event(conn, run.id, {"type": "step.succeeded", "step": "kpis"})
+        runq.mark_finished(conn, run.id, "succeeded")
+        runq.append_event(conn, run.id, {"type": "run.succeeded"})
+
+
+def _executing_on_follow(executed: list[RunRow]) -> Callable[[FastAPI, Demo], None]:
+    """Execute a run when the page starts following it (in place of a worker)."""
+
+    def wrap(app: FastAPI, demo: Demo) -> None:
+        @app.middleware("http")
+        async def run_on_follow(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            path = request.url.path
+            if path.startswith("/api/v1/runs/") and path.endswith("/events"):
+                run_id = path.split("/")[4]
+
+                def execute() -> None:
+                    with demo.svc.engine.connect() as conn:
+                        run = runq.get_run(conn, "local", run_id)
+                    if not run.finished:
+                        execute_app_run(demo, run)
+                        executed.append(run)
+
+                await run_in_threadpool(execute)
+            return await call_next(request)
+
+    return wrap
+
+
+def test_app_page_runs_the_app_when_nothing_is_stored(
+    backend_sqlite: Backend, tmp_path: Path
+) -> None:
+    executed: list[RunRow] = []
+    wrap = _executing_on_follow(executed)
+    with (
+        serve_demo(backend_sqlite, tmp_path, wrap=wrap) as served,
+        DevToolsPage(tmp_path / "profile") as page,
+    ):
+        page.open(f"{served.url}/apps/{APP}?region=North")
+        page.wait_for(READY)
+        assert page.evaluate("document.querySelectorAll('svg.marks').length") >= 3
+        assert page.evaluate("document.getElementById('control-region').value") == "North"
+        steps = page.evaluate("document.getElementById('progress').textContent")
+        assert "run.succeeded" in steps
+
+        # a control change fetches again; nothing stored for South, so it runs again
+        page.evaluate(
+            "(() => { const s = document.getElementById('control-region');"
+            " s.value = 'South'; s.dispatchEvent(new Event('change')); })()"
+        )
+        page.wait_for(READY)
+        assert page.evaluate("window.location.search") == "?region=South"
+        assert page.evaluate("document.getElementById('control-region').value") == "South"
+        assert [(r.target_kind, r.target_name, r.variables) for r in executed] == [
+            ("app", APP, {"region": "North"}),
+            ("app", APP, {"region": "South"}),
+        ]
+        assert {r.revision_id for r in executed} == {served.revision_id}
+        stored = json.loads(served.client.get(DATA, params={"region": "South"}).text)
+        assert stored["controls"][0]["value"] == "South"
+
+        # back to North: stored already, so no run
+        page.evaluate(
+            "(() => { const s = document.getElementById('control-region');"
+            " s.value = 'North'; s.dispatchEvent(new Event('change')); })()"
+        )
+        page.wait_for(READY)
+        assert len(executed) == 2
