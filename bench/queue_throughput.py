@@ -5,7 +5,10 @@ Same Postgres, same run, same work, each system in a fresh database per measurem
 1. **enqueue** -- one producer enqueues N no-op tasks, one call (one transaction)
    per task, with each system's ordinary single-task API;
 2. **drain** -- W worker processes (1, 2, 4), started and connected beforehand, are
-   released together and claim + complete (execute a no-op) until the queue is empty;
+   released together and claim + complete (execute a no-op) until the queue is empty,
+   timed from the start signal to the last handler run (each system's completion
+   writes are checked afterwards; pgqueuer's are buffered, so its figure does not
+   wait for them while Quarry's and procrastinate's completions are synchronous);
    each system's own worker in its "exit when empty" mode with default settings
    (pgqueuer: ``QueueManager.run(mode=drain)``, batch size 10; procrastinate:
    ``run_worker(wait=False)``, concurrency 1; Quarry: ``Worker.run_one`` in a loop).
@@ -13,7 +16,7 @@ Same Postgres, same run, same work, each system in a fresh database per measurem
 The end-to-end figure is ``N / (enqueue seconds + drain seconds)``.
 
     uv sync --group bench
-    .venv/bin/python bench/queue_throughput.py [--tasks 5000] [--workers 1 2 4]
+    .venv/bin/python bench/queue_throughput.py [--tasks 3000] [--workers 1 2 4] [--repeat 3]
 
 Needs a Postgres superuser DSN in ``QUARRY_BENCH_PG`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``) to create scratch databases.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -61,6 +65,16 @@ def sa_url(dsn: str) -> str:
 # -- per-system setup, enqueue and drain ----------------------------------------------
 
 
+# When this worker process last finished running a handler: the drain ends at the
+# latest of these across workers. (A worker's "queue is empty" exit can lag: pgqueuer's
+# drain mode takes seconds to notice, which is not work.)
+LAST_HANDLED = [0.0]
+
+
+def handled() -> None:
+    LAST_HANDLED[0] = time.time()
+
+
 def quarry_setup(dsn: str) -> None:
     from quarry.store.db import create_state_engine
     from quarry.store.migrate import migrate
@@ -91,7 +105,7 @@ def quarry_worker(dsn: str, ready: Callable[[], None]) -> int:
     from quarry.store.db import create_state_engine
 
     engine = create_state_engine(sa_url(dsn), pool_size=2)
-    worker = Worker(open_queue(engine), lambda task: None, listen=False, reap_interval=None)
+    worker = Worker(open_queue(engine), lambda task: handled(), listen=False, reap_interval=None)
     with engine.connect():
         pass  # connect before the start signal, like the others
     ready()
@@ -142,6 +156,7 @@ def pgqueuer_worker(dsn: str, ready: Callable[[], None]) -> int:
         async def noop(job: Job) -> None:
             nonlocal count
             count += 1
+            handled()
 
         await asyncio.get_running_loop().run_in_executor(None, ready)
         await qm.run(mode=QueueExecutionMode.drain)
@@ -158,7 +173,7 @@ def _procrastinate_app(dsn: str) -> object:
 
     @app.task(name="noop")
     def noop(i: int) -> None:
-        return None
+        handled()
 
     return app
 
@@ -236,7 +251,7 @@ def child(system: str, dsn: str) -> None:
             raise SystemExit("no start signal")
 
     WORKER[system](dsn, ready)
-    print(f"DONE {time.time():.6f}", flush=True)
+    print(f"DONE {LAST_HANDLED[0]:.6f}", flush=True)
 
 
 # -- parent ------------------------------------------------------------------------------
@@ -315,6 +330,14 @@ def measure(system: str, workers: int, tasks: int) -> Measurement:
     return Measurement(system, workers, tasks, enqueue_s, drain_s)
 
 
+def median_of(results: list[Measurement]) -> Measurement:
+    """The run with the median drain time (its own enqueue time kept alongside)."""
+    ordered = sorted(results, key=lambda m: m.drain_s)
+    mid = ordered[len(ordered) // 2]
+    enqueue_s = statistics.median(m.enqueue_s for m in results)
+    return Measurement(mid.system, mid.workers, mid.tasks, enqueue_s, mid.drain_s)
+
+
 def table(results: list[Measurement], workers: list[int], systems: list[str]) -> str:
     by = {(m.system, m.workers): m for m in results}
     lines = []
@@ -322,15 +345,17 @@ def table(results: list[Measurement], workers: list[int], systems: list[str]) ->
     lines.append(header + " |")
     lines.append("|" + "---|" * (2 + 2 * len(workers)))
     for s in systems:
-        cells = [s, f"{by[(s, workers[0])].enqueue_rate:,.0f}"]
+        enq = statistics.median(by[(s, w)].enqueue_rate for w in workers)
+        cells = [s, f"{enq:,.0f}"]
         for w in workers:
             m = by[(s, w)]
             cells += [f"{m.drain_rate:,.0f}", f"{m.e2e_rate:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     if "quarry" in systems:
         for other in (s for s in systems if s != "quarry"):
-            first_q, first_o = by[("quarry", workers[0])], by[(other, workers[0])]
-            cells = [f"quarry / {other}", f"{first_q.enqueue_rate / first_o.enqueue_rate:.2f}x"]
+            q_enq = statistics.median(by[("quarry", w)].enqueue_rate for w in workers)
+            o_enq = statistics.median(by[(other, w)].enqueue_rate for w in workers)
+            cells = [f"quarry / {other}", f"{q_enq / o_enq:.2f}x"]
             for w in workers:
                 q, o = by[("quarry", w)], by[(other, w)]
                 cells += [f"{q.drain_rate / o.drain_rate:.2f}x", f"{q.e2e_rate / o.e2e_rate:.2f}x"]
@@ -340,27 +365,35 @@ def table(results: list[Measurement], workers: list[int], systems: list[str]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median")
     parser.add_argument("--child", choices=SYSTEMS)
     parser.add_argument("--dsn")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.dsn)
         return
-    results = []
-    for w in args.workers:
-        for s in args.systems:
-            m = measure(s, w, args.tasks)
-            results.append(m)
-            print(
-                f"{s:>13} W={w}: enqueue {m.enqueue_rate:8,.0f}/s  drain {m.drain_rate:8,.0f}/s"
-                f"  end-to-end {m.e2e_rate:8,.0f}/s",
-                flush=True,
-            )
+    runs: dict[tuple[str, int], list[Measurement]] = {}
+    for r in range(args.repeat):
+        for w in args.workers:
+            # Rotate the order so no system always runs first (or last) in a round.
+            order = args.systems[r % len(args.systems) :] + args.systems[: r % len(args.systems)]
+            for s in order:
+                m = measure(s, w, args.tasks)
+                runs.setdefault((s, w), []).append(m)
+                print(
+                    f"run {r + 1} {s:>13} W={w}: enqueue {m.enqueue_rate:7,.0f}/s"
+                    f"  drain {m.drain_rate:7,.0f}/s  end-to-end {m.e2e_rate:7,.0f}/s",
+                    flush=True,
+                )
+    results = [median_of(v) for v in runs.values()]
     print()
-    print(f"{args.tasks} no-op tasks per measurement; {os.cpu_count()} CPUs")
+    print(
+        f"{args.tasks} no-op tasks per measurement, median of {args.repeat} runs; "
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end"
+    )
     print(table(results, args.workers, args.systems))
 
 
