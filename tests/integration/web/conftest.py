@@ -39,8 +39,10 @@ def serve_demo(
     backend: Backend,
     tmp_path: Path,
     wrap: Callable[[FastAPI, Demo], None] | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> Iterator[Served]:
-    """``wrap`` may add test-only middleware to the app before it serves.
+    """``wrap`` may add test-only middleware to the app before it serves;
+    ``extra_files`` are written into the demo workspace before it compiles.
 
     No in-process workers: results are stored by the tests (the app executor is not
     under test here), so nothing else may pick up a run the page starts.
@@ -50,6 +52,8 @@ def serve_demo(
     )
     svc = build_services(settings)
     root = create_demo_workspace(tmp_path / "shop")
+    for relpath, text in (extra_files or {}).items():
+        (root / relpath).write_text(text)
     result = compile_local(svc.engine, svc.store, "local", root, "shop")
     demo = Demo(svc, root, svc.catalog.workspace("local", "shop", fresh=True), result.revision_id)
     app = create_app(svc)

@@ -12,6 +12,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from quarry.core.hashing import canonical_json
+from quarry.runtime.apps import app_result_key, build_app_result
+from quarry.runtime.apps.load import load_app
 from quarry.store import runs as runq
 from quarry.store.runs import RunRow
 from tests.conftest import Backend
@@ -78,7 +81,19 @@ def execute_app_run(demo: Demo, run: RunRow) -> None:
         runq.append_event(conn, run.id, {"type": "run.succeeded"})
 
 
-def _executing_on_follow(executed: list[RunRow]) -> Callable[[FastAPI, Demo], None]:
+def fail_app_run(demo: Demo, run: RunRow) -> None:
+    with demo.svc.engine.begin() as conn:
+        runq.mark_started(conn, run.id)
+        runq.append_event(conn, run.id, {"type": "step.started", "step": "kpis"})
+        error = {"error": "workflow_error", "message": "Binder Error: column x not found"}
+        runq.append_event(conn, run.id, {"type": "step.failed", "step": "kpis", "error": error})
+        runq.mark_finished(conn, run.id, "failed", error["message"])
+        runq.append_event(conn, run.id, {"type": "run.failed", "error": error})
+
+
+def _executing_on_follow(
+    executed: list[RunRow], execute_run: Callable[[Demo, RunRow], None] = execute_app_run
+) -> Callable[[FastAPI, Demo], None]:
     """Execute a run when the page starts following it (in place of a worker)."""
 
     def wrap(app: FastAPI, demo: Demo) -> None:
@@ -94,7 +109,7 @@ def _executing_on_follow(executed: list[RunRow]) -> Callable[[FastAPI, Demo], No
                     with demo.svc.engine.connect() as conn:
                         run = runq.get_run(conn, "local", run_id)
                     if not run.finished:
-                        execute_app_run(demo, run)
+                        execute_run(demo, run)
                         executed.append(run)
 
                 await run_in_threadpool(execute)
@@ -142,3 +157,73 @@ def test_app_page_runs_the_app_when_nothing_is_stored(
         )
         page.wait_for(READY)
         assert len(executed) == 2
+
+
+def test_app_page_shows_a_failed_run(backend_sqlite: Backend, tmp_path: Path) -> None:
+    executed: list[RunRow] = []
+    wrap = _executing_on_follow(executed, fail_app_run)
+    with (
+        serve_demo(backend_sqlite, tmp_path, wrap=wrap) as served,
+        DevToolsPage(tmp_path / "profile") as page,
+    ):
+        page.open(f"{served.url}/apps/{APP}")
+        page.wait_for("document.body.dataset.state === 'error'")
+        error = page.evaluate("document.getElementById('error').textContent")
+        assert error == "The app run failed: Binder Error: column x not found"
+        assert page.evaluate("document.getElementById('error').hidden") is False
+        steps = page.evaluate("document.getElementById('progress').textContent")
+        assert "step.failed kpis — Binder Error: column x not found" in steps
+        assert page.evaluate("document.getElementById('refresh').disabled") is False
+        assert len(executed) == 1
+
+
+HOSTILE_APP = """
+title: Notes
+tasks: []
+display:
+  - type: markdown
+    content: |
+      ## Safe **text**
+
+      <img src=x onerror="window.pwned = 1"> <script>window.pwned = 2</script>
+      [bad](javascript:window.pwned=3) and [good](https://example.com/docs)
+
+      - one `<b>code</b>`
+      - two
+  - type: row
+    columns: 2
+    children:
+      - type: markdown
+        content: left
+      - type: markdown
+        content: right
+"""
+
+
+def test_markdown_is_escaped_and_rows_lay_out(backend_sqlite: Backend, tmp_path: Path) -> None:
+    files = {"apps/notes.app.yml": HOSTILE_APP}
+    with (
+        serve_demo(backend_sqlite, tmp_path, extra_files=files) as served,
+        DevToolsPage(tmp_path / "profile") as page,
+    ):
+        app = load_app(served.svc.catalog, served.workspace, served.revision_id, "apps/notes")
+        doc = build_app_result(app, {}, {}, revision_id=served.revision_id, app_name="apps/notes")
+        key = app_result_key("local", served.workspace.id, served.revision_id, "apps/notes", {})
+        served.svc.store.put(key, canonical_json(doc))
+
+        page.open(f"{served.url}/apps/notes")
+        page.wait_for(READY)
+        assert page.evaluate("window.pwned === undefined")
+        blocks = "document.getElementById('blocks')"
+        assert page.evaluate(f"{blocks}.querySelectorAll('img, script').length") == 0
+        assert page.evaluate(f"{blocks}.querySelector('h2 strong').textContent") == "text"
+        links = page.evaluate(f"[...{blocks}.querySelectorAll('a')].map(a => a.href)")
+        assert links == [f"{served.url}/apps/notes#", "https://example.com/docs"]
+        text = page.evaluate(f"{blocks}.textContent")
+        assert '<img src=x onerror="window.pwned = 1">' in text
+        assert page.evaluate(f"{blocks}.querySelector('li code').textContent") == "<b>code</b>"
+        assert page.evaluate(f"{blocks}.querySelectorAll('li').length") == 2
+        columns = page.evaluate(
+            f"getComputedStyle({blocks}.querySelector('.block-row')).gridTemplateColumns"
+        )
+        assert len(columns.split()) == 2

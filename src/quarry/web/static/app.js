@@ -198,7 +198,7 @@
     return fetch(config.runUrl + encodeURIComponent(runId)).then(function (r) { return r.json(); })
       .then(function (run) {
         if (run.state !== "succeeded") {
-          throw new Error("run " + run.state + (run.error ? ": " + run.error : ""));
+          throw new Error(run.error || "the run ended " + run.state);
         }
         els.progress.hidden = true;
         return load(true);
