@@ -122,3 +122,33 @@ def test_failing_sql_fails_the_run_after_exports_were_stored(
     assert download.text.splitlines()[0].replace('"', "") == "region,orders"
     assert len(download.text.splitlines()) == 5
     assert client.get(f"/api/v1/runs/{run['id']}/artifacts/nope").status_code == 404
+
+
+def test_app_run_stores_the_page_document_under_its_cache_key(
+    api: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = api
+    data_url = f"{WS}/apps/apps/sales_overview/data"
+    missing = client.get(data_url, params={"region": "North"})
+    assert missing.status_code == 404 and missing.json()["details"]["run_needed"]
+    run = client.post(
+        f"{WS}/runs",
+        json={"kind": "app", "name": "apps/sales_overview", "variables": {"region": "North"}},
+    ).json()
+    assert _wait_finished(client, run["id"])["state"] == "succeeded"
+    page = client.get(data_url, params={"region": "North"})
+    assert page.status_code == 200, page.text
+    document = page.json()
+    kinds = [block["type"] for block in document["display"]]
+    assert {"markdown", "table", "line_chart", "bar_chart", "pie_chart"} <= set(kinds)
+    charts = [b for b in document["display"] if b["type"].endswith("_chart")]
+    assert all(c["spec"]["data"]["values"] for c in charts)
+    assert client.get(data_url, params={"region": "South"}).status_code == 404
+    artifacts = client.get(f"/api/v1/runs/{run['id']}/artifacts").json()["artifacts"]
+    assert [a["kind"] for a in artifacts] == ["app_data"]
+    bad = client.post(
+        f"{WS}/runs",
+        json={"kind": "app", "name": "apps/sales_overview", "variables": {"region": "Mars"}},
+    ).json()
+    failed = _wait_finished(client, bad["id"])
+    assert failed["state"] == "failed" and "region" in failed["error"]

@@ -17,11 +17,15 @@ from sqlalchemy import Engine
 
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
-from quarry.core.errors import QuarryError
+from quarry.core.errors import BadRequest, QuarryError
+from quarry.core.hashing import canonical_json
+from quarry.runtime.apps import app_result_key, build_app_result, resolve_controls
+from quarry.runtime.apps.load import load_app
 from quarry.runtime.connectors.datasets import BlobCache
 from quarry.runtime.connectors.registry import Connections
-from quarry.runtime.engine.errors import RunCancelled, WorkflowError
-from quarry.runtime.engine.runner import run_workflow
+from quarry.runtime.engine.errors import RunCancelled, VariableError, WorkflowError
+from quarry.runtime.engine.results import TableOutput
+from quarry.runtime.engine.runner import run_task_list, run_workflow
 from quarry.runtime.queue import LeaseLost, Task, TaskQueue
 from quarry.runtime.queue.worker import TaskCancelled
 from quarry.runtime.runs.journal import DurableJournal, RunWriter
@@ -110,6 +114,54 @@ class RunExecutor:
             return self._finish(writer, "failed", message, {"error": "internal_error"})
         return self._finish(writer, "succeeded", None, None)
 
+    def _run_app(
+        self,
+        run: RunRow,
+        workspace: wq.WorkspaceRow,
+        source: RevisionSource,
+        writer: RunWriter,
+        connections: Connections,
+        journal: DurableJournal,
+        on_event: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """Refresh an app's data: run its tasks with the controls, store the page
+        document where the app's (revision, controls) cache key says."""
+        app = load_app(self.catalog, workspace, run.revision_id, run.target_name)
+        try:
+            controls = resolve_controls(app, run.variables)
+        except BadRequest as exc:
+            raise VariableError(exc.message) from exc
+        outputs = run_task_list(
+            source,
+            app.tasks,
+            {"controls": controls},
+            connections=connections,
+            journal=journal,
+            on_event=on_event,
+            should_stop=writer.should_stop,
+        )
+        tables = {k: v.table for k, v in outputs.items() if isinstance(v, TableOutput)}
+        document = build_app_result(
+            app, tables, controls, revision_id=run.revision_id, app_name=run.target_name
+        )
+        key = app_result_key(
+            run.tenant_id, run.workspace_id, run.revision_id, run.target_name, controls
+        )
+        data = canonical_json(document)
+        self.store.put(key, data)
+        artifact = ArtifactRow(
+            id=uuid.uuid4().hex,
+            run_id=run.id,
+            step_key=None,
+            kind="app_data",
+            name=run.target_name,
+            format="json",
+            object_key=key,
+            size=len(data),
+            created_at=utcnow(),
+        )
+        writer.write(lambda conn: runq.insert_artifact(conn, run.tenant_id, artifact))
+
     def _cancel_requested(self, task: Task) -> bool:
         current = self.queue.get(task.id)
         return current is not None and current.cancel_requested
@@ -167,6 +219,7 @@ class RunExecutor:
             if self.export_root is not None:
                 write_in_workspace(self.export_root, path, data)
 
+        stop = writer.should_stop
         try:
             if run.target_kind == "workflow":
                 run_workflow(
@@ -177,9 +230,11 @@ class RunExecutor:
                     journal=journal,
                     on_event=on_event,
                     on_export=on_export,
-                    should_stop=writer.should_stop,
+                    should_stop=stop,
                 )
+            elif run.target_kind == "app":
+                self._run_app(run, workspace, source, writer, connections, journal, on_event)
             else:
-                raise WorkflowError(f"running a {run.target_kind!r} is not supported yet")
+                raise WorkflowError(f"running a {run.target_kind!r} is not supported")
         finally:
             connections.close()
