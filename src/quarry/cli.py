@@ -120,7 +120,13 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
     application = create_app(svc)
     url = f"http://{settings.host}:{settings.port}/"
     console.print(f"Quarry ({settings.role.value}) listening on [bold]{url}[/bold]")
-    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=settings.access_log,
+    )
 
 
 @app.command()

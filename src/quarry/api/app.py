@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry import __version__
 from quarry.api.errors import install_error_handlers
+from quarry.api.fastpath import DefinitionFastPath
 from quarry.api.fleet import apps, health, runs, workspaces
 from quarry.api.services import Services, build_run_worker
 from quarry.runtime.runs.workers import BackgroundWorkers
@@ -56,6 +57,8 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(apps.router)
     app.include_router(app_pages.router)
     app_pages.mount_static(app)
+    tenant = svc.settings.tenant
+    app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=lambda _scope: tenant)
     if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":
         log.warning(
             "running OPEN: local mode serves every request as tenant %r without "

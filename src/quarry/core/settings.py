@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     worker_shutdown_grace: float = Field(
         15.0, ge=0, description="Seconds a stopping worker lets its current step finish."
     )
+    access_log: bool = Field(
+        False, description="Log every HTTP request (uvicorn's access log); costly on hot reads."
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

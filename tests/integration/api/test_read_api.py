@@ -127,3 +127,25 @@ def test_openapi_is_published(served: tuple[httpx.Client, Path, CompileResult]) 
     client, _, _ = served
     spec = client.get("/openapi.json").json()
     assert "/api/v1/workspaces/{workspace}/definitions/{kind}/{name}" in spec["paths"]
+
+
+def test_fast_path_answers_exactly_as_the_route(
+    served: tuple[httpx.Client, Path, CompileResult],
+) -> None:
+    """The first GET fills the cache through FastAPI; later ones are answered by the
+    fast path. Both must be the same bytes and headers, 304 included."""
+    client, _, result = served
+    url = f"{WS}/definitions/workflow/workflows/monthly_revenue"
+    slow = client.get(url)
+    fast = client.get(url)
+    keep = ("etag", "x-quarry-revision", "cache-control", "content-type", "content-length")
+    assert {k: slow.headers[k] for k in keep} == {k: fast.headers[k] for k in keep}
+    assert slow.content == fast.content
+    pinned = client.get(url, params={"revision": result.revision_id})
+    assert pinned.content == slow.content
+    again = client.get(url, params={"revision": result.revision_id})
+    assert again.headers["etag"] == pinned.headers["etag"]
+    not_modified = client.get(url, headers={"If-None-Match": fast.headers["etag"]})
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert client.get(url, params={"revision": "zz"}).status_code == 400
+    assert client.get(url, params={"revision": result.revision_id, "x": "1"}).status_code == 200

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import services, tenant_id
+from quarry.api.fastpath import document_headers
 from quarry.catalog.reader import Document
 from quarry.store.workspaces import WorkspaceRow
 
@@ -31,7 +32,7 @@ JSON = "application/json"
 
 
 def _document(request: Request, doc: Document, revision_id: str) -> Response:
-    headers = {"ETag": doc.etag, "X-Quarry-Revision": revision_id, "Cache-Control": "no-cache"}
+    headers = {k.decode(): v.decode() for k, v in document_headers(doc, revision_id)}
     if request.headers.get("if-none-match") == doc.etag:
         return Response(status_code=304, headers=headers)
     return Response(doc.body, media_type=JSON, headers=headers)
