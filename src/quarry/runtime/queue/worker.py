@@ -336,10 +336,12 @@ class Worker:
             self.queue.complete(task, result)
             self.stats.succeeded += 1
             return
-        # Complete and claim the next task from the queue this one came from in one
+        # Complete and claim the next task (from the next of our queues in turn) in one
         # round trip; a stop requested meanwhile releases the prefetched task at once.
+        name = self.queues[self._next_queue % len(self.queues)]
+        self._next_queue = (self._next_queue + 1) % len(self.queues)
         completed, self._prefetched = self.queue.complete_and_claim(
-            task, result, self.owner, queue=task.queue, lease_seconds=self.lease_seconds
+            task, result, self.owner, queue=name, lease_seconds=self.lease_seconds
         )
         if not completed:
             raise LeaseLost(f"task {task.id}: lease lost; complete refused", task_id=task.id)
