@@ -1,4 +1,5 @@
-"""Arrow values as JSON: dates as ISO text, decimals as floats, no NaN."""
+"""Arrow values as JSON: dates as ISO text, decimals as numbers (integral ones
+exact), no NaN. Used by app documents and by step outputs served as JSON."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ def json_value(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Decimal):
-        return float(value) if value.is_finite() else None
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):

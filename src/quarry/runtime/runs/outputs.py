@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date, time
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -17,6 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from quarry.core.errors import BadRequest
+from quarry.runtime.apps.values import json_value
 from quarry.runtime.engine.results import (
     ListOutput,
     MapOutput,
@@ -46,18 +45,6 @@ def _as_json(output: Output) -> Any:
         return {"items": [{k: _as_json(v) for k, v in item.items()} for item in output.items]}
     assert isinstance(output, MapOutput)
     return {"outputs": {k: _as_json(v) for k, v in output.outputs.items()}}
-
-
-def json_value(value: Any) -> Any:
-    """JSON for what Arrow hands back: decimals as numbers (integral ones exact),
-    dates and times as ISO strings, bytes as hex."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
 
 
 def render_output(data: bytes, stored: str, wanted: str) -> tuple[bytes, str]:
