@@ -15,7 +15,8 @@ FAST_RETRY = RetryPolicy(backoff_base=0.05, backoff_max=0.2)
 @pytest.fixture(params=["sqlite", "postgres", "postgres-pinned"])
 def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskQueue]:
     """The queue on each backend; ``postgres-pinned`` runs the test thread's operations
-    on one held connection, through the driver directly (the worker loop's path)."""
+    on one held, asynchronously committing connection, through the driver directly
+    (the worker loop's path)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"
     else:
@@ -24,7 +25,7 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskQueue]
     migrate(engine)  # a no-op on the Postgres clone of the migrated template
     queue = open_queue(engine, retry=FAST_RETRY)
     if request.param == "postgres-pinned":
-        with queue.pinned():
+        with queue.pinned(async_commit=True):
             yield queue
     else:
         yield queue

@@ -343,3 +343,20 @@ def test_complete_and_claim_is_fenced_and_claims_the_next(queue: TaskQueue) -> N
     assert (completed, nothing) == (False, None)
     again = queue.get(first.id)
     assert again is not None and again.result == {"ok": 1}
+
+
+def test_enqueue_never_uses_an_asynchronously_committing_connection(
+    pg_queue: TaskQueue,
+) -> None:
+    with pg_queue.pinned(async_commit=True):
+        held = pg_queue._pinned.conn  # type: ignore[attr-defined]
+        assert held.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        enq = pg_queue.enqueue("acme", "x")
+        # The enqueue ran elsewhere: it is visible and its session was synchronous.
+        with pg_queue.engine.connect() as other:
+            assert other.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        task = pg_queue.claim("w")
+        assert task is not None and task.id == enq.id
+    with pg_queue.engine.connect() as conn:
+        # The held connection went back to the pool with the setting reset.
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"

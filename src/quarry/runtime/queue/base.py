@@ -179,8 +179,9 @@ class TaskQueue(ABC):
         self.enqueue_guard = enqueue_guard
 
     @contextmanager
-    def pinned(self) -> Iterator[None]:
-        """Let this thread reuse one connection for queue operations (a worker loop)."""
+    def pinned(self, *, async_commit: bool = False) -> Iterator[None]:
+        """Let this thread reuse one connection for queue operations (a worker loop);
+        with ``async_commit`` its bookkeeping may commit asynchronously (Postgres)."""
         yield
 
     # -- producing ---------------------------------------------------------------

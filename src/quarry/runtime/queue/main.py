@@ -47,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reap-interval", type=float, default=5.0)
     parser.add_argument("--shutdown-grace", type=float, default=None)
     parser.add_argument("--unfair", action="store_true", help="claim in id order only")
+    parser.add_argument(
+        "--sync-commit",
+        action="store_true",
+        help="wait for the WAL flush on every claim and completion (default: asynchronous)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     if not args.database_url:
@@ -65,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         poll_interval=args.poll,
         shutdown_grace=args.shutdown_grace,
         reap_interval=args.reap_interval or None,
+        async_commit=not args.sync_commit,
     )
     worker.install_signal_handlers()
 

@@ -71,23 +71,39 @@ class PostgresQueue(TaskQueue):
         self._pinned = threading.local()
 
     @contextmanager
-    def pinned(self) -> Iterator[None]:
+    def pinned(self, *, async_commit: bool = False) -> Iterator[None]:
         """Within this block, this thread's queue operations reuse one connection and
         run as prepared statements straight on the driver (a worker loop: no pool
-        checkout, ping or SQL compilation per claim, heartbeat or completion)."""
+        checkout, ping or SQL compilation per claim, heartbeat or completion).
+
+        ``async_commit`` sets ``synchronous_commit = off`` on that connection: claims,
+        heartbeats and completions then return before their WAL is flushed, and a
+        Postgres crash may forget the last fraction of a second of them, which only
+        re-runs those tasks (their leases expire, as after any crash). Enqueues never
+        run on such a connection, so no task is lost; a handler's checkpoints use
+        their own, synchronous transactions."""
         if getattr(self._pinned, "conn", None) is not None:
             yield
             return
         with self._auto.connect() as conn:
+            if async_commit:
+                conn.exec_driver_sql("SET synchronous_commit = off")
             self._pinned.conn = conn
+            self._pinned.async_commit = async_commit
             try:
                 yield
             finally:
                 self._pinned.conn = None
+                self._pinned.async_commit = False
+                if async_commit:
+                    conn.exec_driver_sql("RESET synchronous_commit")
 
-    def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
-        """Run one named statement in autocommit; its rows as mappings."""
+    def _rows(self, name: str, params: dict[str, Any], *, durable: bool = False) -> list[Row]:
+        """Run one named statement in autocommit; its rows as mappings. ``durable``
+        statements never run on an asynchronously committing pinned connection."""
         held: Connection | None = getattr(self._pinned, "conn", None)
+        if held is not None and durable and getattr(self._pinned, "async_commit", False):
+            held = None
         if held is None:
             with self._auto.connect() as conn:
                 result = conn.execute(q(name), params)
@@ -101,8 +117,8 @@ class PostgresQueue(TaskQueue):
             held.invalidate()  # the next use reconnects
             raise
 
-    def _one(self, name: str, params: dict[str, Any]) -> Row | None:
-        rows = self._rows(name, params)
+    def _one(self, name: str, params: dict[str, Any], *, durable: bool = False) -> Row | None:
+        rows = self._rows(name, params, durable=durable)
         return rows[0] if rows else None
 
     def enqueue(
@@ -134,10 +150,10 @@ class PostgresQueue(TaskQueue):
             with self.engine.begin() as own:
                 return self._enqueue_in(own, params)
         while True:
-            row = self._one("enqueue", params)
+            row = self._one("enqueue", params, durable=True)
             if row is not None:
                 return Enqueued(id=int(row["id"]), created=True)
-            found = self._one("find_by_dedupe_key", _key(params))
+            found = self._one("find_by_dedupe_key", _key(params), durable=True)
             if found is not None:
                 return Enqueued(id=int(found["id"]), created=False)
             # the conflicting task was purged in between: insert again
@@ -226,7 +242,7 @@ class PostgresQueue(TaskQueue):
         self._fenced_write("acknowledge_cancel", task, error=reason)
 
     def cancel(self, task_id: int) -> str | None:
-        row = self._one("cancel", {"id": task_id})
+        row = self._one("cancel", {"id": task_id}, durable=True)
         return None if row is None else str(row["state"])
 
     def reap_expired(self, *, limit: int = 100) -> list[Reaped]:

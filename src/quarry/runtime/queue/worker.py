@@ -10,6 +10,9 @@
   result); one that raises fails it, retried with exponential backoff while attempts
   remain; :class:`PermanentFailure` fails it at once; :class:`TaskCancelled` (or any
   exit after cancellation was requested) marks it cancelled.
+- The loop holds one connection; by default its claims, heartbeats and completions
+  commit asynchronously (``synchronous_commit = off``; see ``PostgresQueue.pinned``):
+  a Postgres crash can only make a just-finished task run again, never lose one.
 - ``request_stop()`` (SIGTERM/SIGINT when installed) is graceful: no new claims; the
   task in flight may finish within ``shutdown_grace`` seconds, else it is released
   back to the queue (its attempt not counted) and the worker exits.
@@ -146,6 +149,7 @@ class Worker:
         shutdown_grace: float | None = None,
         listen: bool = True,
         reap_interval: float | None = 5.0,
+        async_commit: bool = True,
     ) -> None:
         self.queue = queue
         self.handler = handler
@@ -166,6 +170,7 @@ class Worker:
         # The next task, claimed in the same statement that completed the last one.
         self._prefetched: Task | None = None
         self._runner = _Runner()
+        self.async_commit = async_commit
 
     # -- control -----------------------------------------------------------------
 
@@ -207,7 +212,7 @@ class Worker:
             self.wait_ready()
             if on_ready is not None:
                 on_ready()
-            with self.queue.pinned():
+            with self.queue.pinned(async_commit=self.async_commit):
                 while not self._stop.is_set():
                     self._wake.clear()
                     if not self.run_one():
