@@ -40,15 +40,20 @@ def serve_demo(
     tmp_path: Path,
     wrap: Callable[[FastAPI, Demo], None] | None = None,
     extra_files: dict[str, str] | None = None,
+    *,
+    workers: bool = False,
 ) -> Iterator[Served]:
     """``wrap`` may add test-only middleware to the app before it serves;
     ``extra_files`` are written into the demo workspace before it compiles.
 
-    No in-process workers: results are stored by the tests (the app executor is not
-    under test here), so nothing else may pick up a run the page starts.
+    Without ``workers`` there are no in-process workers: results are stored by the
+    test, so nothing else may pick up a run the page starts; with them, the real
+    worker executes the app as in production.
     """
     settings = backend.settings(
-        data_dir=tmp_path / "data", revision_cache_ttl=0, inprocess_workers="off"
+        data_dir=tmp_path / "data",
+        revision_cache_ttl=0,
+        inprocess_workers="on" if workers else "off",
     )
     svc = build_services(settings)
     root = create_demo_workspace(tmp_path / "shop")

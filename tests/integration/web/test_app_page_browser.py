@@ -227,3 +227,22 @@ def test_markdown_is_escaped_and_rows_lay_out(backend_sqlite: Backend, tmp_path:
             f"getComputedStyle({blocks}.querySelector('.block-row')).gridTemplateColumns"
         )
         assert len(columns.split()) == 2
+
+
+def test_app_page_with_the_real_worker(backend_sqlite: Backend, tmp_path: Path) -> None:
+    """No stand-in: the page starts a run, the in-process worker executes the app's
+    SQL on DuckDB, stores the document, and the page renders its charts."""
+    with (
+        serve_demo(backend_sqlite, tmp_path, workers=True) as served,
+        DevToolsPage(tmp_path / "profile") as page,
+    ):
+        page.open(f"{served.url}/apps/{APP}?region=East")
+        page.wait_for(READY)
+        assert page.evaluate("document.querySelectorAll('svg.marks').length") >= 3
+        assert "run.succeeded" in page.evaluate("document.getElementById('progress').textContent")
+        stored = served.client.get(DATA, params={"region": "East"}).json()
+        assert stored["revision_id"] == served.revision_id
+        runs = served.client.get("/api/v1/workspaces/shop/runs").json()["runs"]
+        assert [(r["kind"], r["state"], r["variables"]) for r in runs] == [
+            ("app", "succeeded", {"region": "East"})
+        ]
