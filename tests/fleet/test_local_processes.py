@@ -131,7 +131,16 @@ def test_demo_command_serves_the_demo(tmp_path: Path) -> None:
 
 def test_quarry_run_in_a_working_copy(tmp_path: Path) -> None:
     root = create_demo_workspace(tmp_path / "shop")
+    (root / "workflows" / "export.workflow.yml").write_text(
+        "tasks:\n  - name: regions\n    type: execute_sql\n    database: local\n"
+        "    sql_query: select distinct region from 'orders.csv' order by region\n"
+        "    export:\n      format: csv\n      path: out/regions.csv\n"
+    )
     env = {"QUARRY_DATA_DIR": str(tmp_path / "data")}
+    exported = _quarry(["run", "workflows/export"], env, cwd=root)
+    assert exported.returncode == 0, exported.stderr
+    lines = (root / "out" / "regions.csv").read_text().splitlines()
+    assert [line.strip('"') for line in lines] == ["region", "East", "North", "South", "West"]
     ok = _quarry(["run", "workflows/region_report.procedure.yml"], env, cwd=root)
     assert ok.returncode == 0, ok.stderr
     assert "succeeded: run" in ok.stdout
