@@ -9,10 +9,13 @@ promotes it with a compare-and-swap.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +27,18 @@ from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.definitions.kinds import Kind
 from quarry.definitions.parse import config_names, dataset_dirs, parse_definition
 from quarry.definitions.references import Ref, ReferenceIndex, RefKind, check_references
+from quarry.factory import statcache
 from quarry.factory.gitinfo import GitInfo, read_git_info
-from quarry.factory.scan import SourceFile, scan_tree
+from quarry.factory.scan import SourceFile, Tree, scan_tree
 from quarry.store import revisions as rq
 from quarry.store import workspaces as wq
 from quarry.store.objects import ObjectStore, blob_key
 from quarry.store.workspaces import WorkspaceRow
 
 log = logging.getLogger(__name__)
+
+# The target of a FILE ref in stored refs JSON (canonical: keys sorted, no spaces).
+_FILE_TARGET = re.compile(r'"kind":"file","line":\d+,"target":"((?:[^"\\]|\\.)*)"')
 
 COMPILER_VERSION = "1"
 CONFIG_FILES = ("config.yml", "config.yaml")
@@ -44,7 +51,7 @@ Known = Mapping[tuple[str, str], tuple[rq.DefinitionRow, str]]
 class Analysis:
     revision_id: str
     files: list[SourceFile]
-    contents: dict[str, bytes]
+    tree: Tree
     definitions: list[rq.DefinitionRow]
     new_bodies: dict[str, tuple[str, str]]
     git: GitInfo
@@ -86,8 +93,18 @@ def _read_config(root: Path) -> tuple[str, bytes]:
     )
 
 
-def analyze(root: Path, known: Known | None = None) -> Analysis:
-    """Validate a working copy completely; raises ``CompileFailed`` with every problem."""
+def analyze(
+    root: Path,
+    known: Known | None = None,
+    *,
+    stat_cache: Path | None = None,
+    known_revision: str | None = None,
+) -> Analysis:
+    """Validate a working copy completely; raises ``CompileFailed`` with every problem.
+
+    ``known`` holds the definitions of revision ``known_revision``; ``stat_cache`` is
+    the stat cache file of this workspace (see :mod:`quarry.factory.statcache`).
+    """
     root = root.resolve()
     if not root.is_dir():
         raise CompileFailed(problems=[Problem(str(root), 1, 1, "workspace folder not found")])
@@ -95,26 +112,26 @@ def analyze(root: Path, known: Known | None = None) -> Analysis:
     config_path, config_bytes = _read_config(root)
     config = parse_definition(config_path, config_bytes)
     databases, models = config_names(config.model)  # type: ignore[arg-type]
-    tree = scan_tree(root, dataset_dirs(config.model))  # type: ignore[arg-type]
-    files, contents = list(tree.files), tree.contents
+    cache = statcache.load(stat_cache, root)
+    tree = scan_tree(root, dataset_dirs(config.model), cache)  # type: ignore[arg-type]
 
     problems: list[Problem] = []
     rows: list[rq.DefinitionRow] = []
     refs_by_path: dict[str, list[Ref]] = {}
+    reused_refs: dict[str, str] = {}  # path -> stored refs JSON of an unchanged file
     new_bodies: dict[str, tuple[str, str]] = {}
     parsed = reused = 0
-    for f in files:
+    for f in tree.files:
         if f.kind is None:
             continue
         prior = known.get((f.path, f.source_hash))
         if prior is not None:
-            row, refs_json = prior
-            rows.append(row)
-            refs_by_path[f.path] = [Ref.from_json(r) for r in json.loads(refs_json)]
+            rows.append(prior[0])
+            reused_refs[f.path] = prior[1]
             reused += 1
             continue
         try:
-            definition = parse_definition(f.path, contents[f.path])
+            definition = parse_definition(f.path, tree.read(f.path))
         except CompileFailed as failed:
             problems.extend(failed.problems)
             continue
@@ -134,18 +151,42 @@ def analyze(root: Path, known: Known | None = None) -> Analysis:
         )
         refs_by_path[f.path] = list(definition.refs)
 
-    problems.extend(_cross_file_problems(tree.all_paths, rows, refs_by_path, databases, models))
+    index = ReferenceIndex(
+        paths=tree.all_paths,
+        databases=databases,
+        models=models,
+        views={r.name for r in rows if r.kind == Kind.VIEW},
+        topics={r.name for r in rows if r.kind == Kind.TOPIC},
+    )
+    fingerprint = _fingerprint(index)
+    # The refs of unchanged files were checked when ``known_revision`` was compiled;
+    # while no path or name came or went since, they still resolve the same way.
+    incremental = (
+        cache is not None
+        and known_revision is not None
+        and (cache.checked_revision, cache.checked_fingerprint) == (known_revision, fingerprint)
+    )
+    if not incremental:
+        for path, refs_json in reused_refs.items():
+            refs_by_path[path] = [Ref.from_json(r) for r in json.loads(refs_json)]
+        reused_refs = {}
+    problems.extend(_duplicate_names(rows))
+    for path, refs in refs_by_path.items():
+        problems.extend(check_references(path, refs, index))
     if problems:
+        if cache is not None and stat_cache is not None:
+            cache.save(stat_cache)
         raise CompileFailed(problems=sorted(set(problems)))
-    for refs in refs_by_path.values():
-        for ref in refs:
-            if ref.kind == RefKind.FILE:
-                tree.add_context(root, ref.target)
-    files = tree.files
+    for target in _file_targets(refs_by_path, reused_refs):
+        tree.add_context(target)
+    revision_id = _revision_id(tree.files)
+    if cache is not None and stat_cache is not None:
+        cache.mark_checked(revision_id, fingerprint)
+        cache.save(stat_cache)
     return Analysis(
-        revision_id=_revision_id(files),
-        files=files,
-        contents=contents,
+        revision_id=revision_id,
+        files=tree.files,
+        tree=tree,
         definitions=rows,
         new_bodies=new_bodies,
         git=read_git_info(root),
@@ -154,13 +195,13 @@ def analyze(root: Path, known: Known | None = None) -> Analysis:
     )
 
 
-def _cross_file_problems(
-    all_paths: set[str],
-    rows: list[rq.DefinitionRow],
-    refs_by_path: dict[str, list[Ref]],
-    databases: set[str],
-    models: set[str],
-) -> list[Problem]:
+def _fingerprint(index: ReferenceIndex) -> str:
+    """A digest of everything a reference can resolve against."""
+    parts = [index.paths, index.databases, index.models, index.views, index.topics]
+    return sha256_hex("\x00".join("\n".join(sorted(p)) for p in parts).encode())
+
+
+def _duplicate_names(rows: list[rq.DefinitionRow]) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[tuple[str, str], str] = {}
     for row in rows:
@@ -169,16 +210,20 @@ def _cross_file_problems(
             problems.append(
                 Problem(row.path, 1, 1, f"{row.kind} name {row.name!r} is also defined in {other}")
             )
-    index = ReferenceIndex(
-        paths=all_paths,
-        databases=databases,
-        models=models,
-        views={r.name for r in rows if r.kind == Kind.VIEW},
-        topics={r.name for r in rows if r.kind == Kind.TOPIC},
-    )
-    for path, refs in refs_by_path.items():
-        problems.extend(check_references(path, refs, index))
     return problems
+
+
+def _file_targets(refs_by_path: dict[str, list[Ref]], reused_refs: dict[str, str]) -> set[str]:
+    """Files the definitions reference (context documents ship with the revision)."""
+    targets = {r.target for refs in refs_by_path.values() for r in refs if r.kind == RefKind.FILE}
+    for refs_json in reused_refs.values():
+        if '"file"' not in refs_json:
+            continue
+        found = _FILE_TARGET.findall(refs_json)
+        if any("\\" in t for t in found):  # an escaped character: decode properly
+            found = [r["target"] for r in json.loads(refs_json) if r["kind"] == "file"]
+        targets.update(found)
+    return targets
 
 
 def known_from_revision(engine: Engine, workspace_id: str, revision_id: str | None) -> Known:
@@ -190,18 +235,26 @@ def known_from_revision(engine: Engine, workspace_id: str, revision_id: str | No
 
 
 def _upload_blobs(
-    engine: Engine, store: ObjectStore, tenant_id: str, analysis: Analysis
+    engine: Engine,
+    store: ObjectStore,
+    tenant_id: str,
+    analysis: Analysis,
+    *,
+    workspace_id: str,
+    base: str | None,
 ) -> dict[str, int]:
     """Upload each blob the tenant does not have yet; the index row follows the upload,
     so an index row always means the object exists."""
     blobs = {f.source_hash: f for f in analysis.files if f.role != "definition"}
     with engine.connect() as conn:
-        have = rq.known_blobs(conn, tenant_id, blobs)
+        # the blobs of the revision this one replaces are known to be stored
+        have = rq.revision_blob_hashes(conn, workspace_id, base) if base else set()
+        have |= rq.known_blobs(conn, tenant_id, blobs.keys() - have)
     uploaded: dict[str, int] = {}
     for digest, f in blobs.items():
         if digest in have:
             continue
-        store.put(blob_key(tenant_id, digest), analysis.contents[f.path])
+        store.put(blob_key(tenant_id, digest), analysis.tree.read(f.path))
         uploaded[digest] = f.size
     return uploaded
 
@@ -216,7 +269,9 @@ def publish(
     promote: bool = True,
 ) -> tuple[bool, int]:
     """Store the revision (idempotently) and promote it; returns (promoted, uploads)."""
-    uploaded = _upload_blobs(engine, store, workspace.tenant_id, analysis)
+    uploaded = _upload_blobs(
+        engine, store, workspace.tenant_id, analysis, workspace_id=workspace.id, base=expected
+    )
     files = [
         rq.FileRow(path=f.path, role=f.role, blob_hash=f.source_hash, size=f.size)
         for f in analysis.files
@@ -250,6 +305,20 @@ def publish(
     return True, len(uploaded)
 
 
+@contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Analysis allocates tens of thousands of long-lived small objects (rows, files,
+    cache entries) and no cycles; the cyclic collector would scan them all again and
+    again. Pause it for the analysis, then collect once."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def compile_workspace(
     engine: Engine,
     store: ObjectStore,
@@ -257,12 +326,30 @@ def compile_workspace(
     root: Path,
     *,
     promote: bool = True,
+    stat_cache: Path | None = None,
 ) -> CompileResult:
-    """Compile ``root`` for ``workspace`` against its current revision, and promote."""
+    """Compile ``root`` for ``workspace`` against its current revision, and promote.
+
+    ``stat_cache``: this workspace's stat cache file (see :mod:`quarry.factory.statcache`).
+    """
+    with _no_gc_pauses():
+        return _compile(engine, store, workspace, root, promote=promote, stat_cache=stat_cache)
+
+
+def _compile(
+    engine: Engine,
+    store: ObjectStore,
+    workspace: WorkspaceRow,
+    root: Path,
+    *,
+    promote: bool,
+    stat_cache: Path | None,
+) -> CompileResult:
     started = time.perf_counter()
     with engine.connect() as conn:
         expected = wq.current_revision_id(conn, workspace.id)
-    analysis = analyze(root, known_from_revision(engine, workspace.id, expected))
+    known = known_from_revision(engine, workspace.id, expected)
+    analysis = analyze(root, known, stat_cache=stat_cache, known_revision=expected)
     with engine.connect() as conn:
         stored = rq.revision_exists(conn, workspace.id, analysis.revision_id)
     uploads = 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from quarry.factory.compiler import CompileResult, compile_workspace
+from quarry.factory.statcache import cache_path
 from quarry.store.objects import ObjectStore
 from quarry.store.workspaces import WorkspaceRow, register_workspace
 
@@ -28,7 +29,16 @@ def register_local(engine: Engine, tenant_id: str, path: Path, name: str | None)
 
 
 def compile_local(
-    engine: Engine, store: ObjectStore, tenant_id: str, path: Path, name: str | None = None
+    engine: Engine,
+    store: ObjectStore,
+    tenant_id: str,
+    path: Path,
+    name: str | None = None,
+    *,
+    data_dir: Path | None = None,
 ) -> CompileResult:
+    """Compile the folder; its stat cache lives under ``data_dir`` (by default the
+    folder's own ``.quarry/``, local mode's default data folder, which is never scanned)."""
     workspace = register_local(engine, tenant_id, path, name)
-    return compile_workspace(engine, store, workspace, path)
+    cache = cache_path(data_dir or path.resolve() / ".quarry", workspace.id)
+    return compile_workspace(engine, store, workspace, path, stat_cache=cache)

@@ -3,16 +3,21 @@
 A revision holds the definition files, the ``.sql`` files and the files under the
 dataset folders that ``config.yml`` names; everything else in the folder (READMEs,
 editor files) does not change the revision. ``.git`` and ``.quarry`` are never read.
+
+With a :class:`~quarry.factory.statcache.StatCache`, a file whose stat is unchanged
+keeps its cached hash and is not read at all; bytes are read lazily, only for the
+definitions that must be parsed and the blobs that must be uploaded.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from quarry.core.hashing import sha256_hex
 from quarry.definitions.kinds import Kind, classify_path
+from quarry.factory.statcache import StatCache, StatKey, stat_key
 
 SKIPPED_DIRS = frozenset({".git", ".quarry", "__pycache__", "node_modules", ".venv"})
 DATA_SUFFIXES = frozenset(
@@ -29,12 +34,15 @@ class SourceFile:
     size: int
 
 
+_SQL: tuple[str, Kind | None] = ("sql", None)
+
+
 def _role(relpath: str, dataset_dirs: tuple[str, ...]) -> tuple[str, Kind | None] | None:
-    kind = classify_path(relpath)
+    if relpath.endswith(".sql"):
+        return _SQL
+    kind = classify_path(relpath) if relpath.endswith((".yml", ".yaml")) else None
     if kind is not None:
         return "definition", kind
-    if relpath.endswith(".sql"):
-        return "sql", None
     in_dataset = any(relpath.startswith(d) for d in dataset_dirs)
     if in_dataset and os.path.splitext(relpath)[1].lower() in DATA_SUFFIXES:
         return "data", None
@@ -43,43 +51,90 @@ def _role(relpath: str, dataset_dirs: tuple[str, ...]) -> tuple[str, Kind | None
 
 @dataclass
 class Tree:
+    root: Path
     files: list[SourceFile]
     contents: dict[str, bytes]
     all_paths: set[str]
+    cache: StatCache | None = None
+    file_paths: set[str] = field(default_factory=set)
 
-    def add_context(self, root: Path, relpath: str) -> None:
+    def read(self, relpath: str) -> bytes:
+        """The bytes of a file of the revision (read from disk on first use)."""
+        data = self.contents.get(relpath)
+        if data is None:
+            data = self.contents[relpath] = (self.root / relpath).read_bytes()
+        return data
+
+    def add_context(self, relpath: str) -> None:
         """A file a definition references (an agent's context document) ships too."""
-        if relpath in self.contents or relpath not in self.all_paths:
+        if relpath in self.file_paths or relpath not in self.all_paths:
             return
-        data = (root / relpath).read_bytes()
-        self.contents[relpath] = data
-        self.files.append(SourceFile(relpath, "context", None, sha256_hex(data), len(data)))
+        self.files.append(_source_file(self, relpath, ("context", None), None))
         self.files.sort(key=lambda f: f.path)
 
 
-def scan_tree(root: Path, dataset_dirs: list[str]) -> Tree:
-    """Every file of the revision with its hash and bytes (read once), and the paths of
-    every other regular file, which references may name.
+def _source_file(
+    tree: Tree, relpath: str, role: tuple[str, Kind | None], key: StatKey | None
+) -> SourceFile:
+    tree.file_paths.add(relpath)
+    cache = tree.cache
+    if cache is None:
+        data = tree.read(relpath)
+        return SourceFile(relpath, role[0], role[1], sha256_hex(data), len(data))
+    key = key or stat_key(os.stat(tree.root / relpath, follow_symlinks=False))
+    digest = cache.lookup(relpath, key)
+    if digest is not None:
+        cache.record(relpath, key, digest, hit=True)
+        return SourceFile(relpath, role[0], role[1], digest, key[0])
+    data = tree.read(relpath)
+    digest = sha256_hex(data)
+    if len(data) == key[0]:  # otherwise it changed after the stat: not cached
+        cache.record(relpath, key, digest, hit=False)
+    return SourceFile(relpath, role[0], role[1], digest, len(data))
 
-    Symlinks are not followed: a link could point outside the workspace.
+
+def _walk(tree: Tree, path: str, rel: str, dirs: tuple[str, ...]) -> None:
+    subdirs: list[tuple[str, str]] = []
+    found: list[tuple[str, os.DirEntry[str]]] = []
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_symlink():  # not followed: a link could point outside the workspace
+                continue
+            relpath = f"{rel}{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name not in SKIPPED_DIRS:
+                    subdirs.append((entry.name, entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                found.append((relpath, entry))
+    found.sort(key=lambda f: f[0])
+    cache = tree.cache
+    files = tree.files
+    for relpath, entry in found:
+        tree.all_paths.add(relpath)
+        role = _role(relpath, dirs)
+        if role is None:
+            continue
+        if cache is not None:  # the common case inline: an unchanged, cached file
+            key = stat_key(entry.stat(follow_symlinks=False))
+            digest = cache.lookup(relpath, key)
+            if digest is not None:
+                cache.seen[relpath] = [*key, digest]
+                tree.file_paths.add(relpath)
+                files.append(SourceFile(relpath, role[0], role[1], digest, key[0]))
+                continue
+            files.append(_source_file(tree, relpath, role, key))
+        else:
+            files.append(_source_file(tree, relpath, role, None))
+    for name, sub in sorted(subdirs):
+        _walk(tree, sub, f"{rel}{name}/", dirs)
+
+
+def scan_tree(root: Path, dataset_dirs: list[str], cache: StatCache | None = None) -> Tree:
+    """Every file of the revision with its hash (in ``os.walk`` order: a folder's files,
+    then its sub-folders, each sorted), and the paths of every other regular file,
+    which references may name.
     """
     dirs = tuple(d.rstrip("/") + "/" for d in dataset_dirs)
-    files: list[SourceFile] = []
-    contents: dict[str, bytes] = {}
-    all_paths: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        for filename in sorted(filenames):
-            relpath = filename if rel_dir == "." else f"{rel_dir}/{filename}"
-            full = Path(dirpath, filename)
-            if full.is_symlink() or not full.is_file():
-                continue
-            all_paths.add(relpath)
-            role = _role(relpath, dirs)
-            if role is None:
-                continue
-            data = full.read_bytes()
-            contents[relpath] = data
-            files.append(SourceFile(relpath, role[0], role[1], sha256_hex(data), len(data)))
-    return Tree(files, contents, all_paths)
+    tree = Tree(root=root, files=[], contents={}, all_paths=set(), cache=cache)
+    _walk(tree, str(root), "", dirs)
+    return tree

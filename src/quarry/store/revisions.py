@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, and_, insert, select
@@ -130,12 +131,45 @@ def insert_revision(conn: Connection, new: NewRevision) -> bool:
     )
     if not inserted:
         return False
-    key = {"workspace_id": row.workspace_id, "revision_id": row.revision_id}
-    if new.definitions:
-        conn.execute(insert(definitions), [{**key, **d.__dict__} for d in new.definitions])
-    if new.files:
-        conn.execute(insert(revision_files), [{**key, **f.__dict__} for f in new.files])
+    key = (row.workspace_id, row.revision_id)
+    _bulk_insert(conn, definitions, key, new.definitions)
+    _bulk_insert(conn, revision_files, key, new.files)
     return True
+
+
+def _bulk_insert(
+    conn: Connection, table: Table, key: tuple[str, str], rows: Sequence[object]
+) -> None:
+    """Insert a revision's rows (``key`` + the rows' attributes named like the table's
+    other columns): with COPY on Postgres, in the same transaction; else one executemany
+    of one statement."""
+    if not rows:
+        return
+    names = [c.name for c in table.columns]
+    values = attrgetter(*names[2:])
+    tuples: list[tuple[Any, ...]] = [values(r) for r in rows]
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        columns = ", ".join(f'"{n}"' for n in names)
+        with cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+            for t in tuples:
+                copy.write_row((*key, *t))
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), [dict(zip(names, (*key, *t), strict=True)) for t in tuples])
+        return
+    # one prepared statement, executemany'd by sqlite3, without a parameter dict per row
+    marks = ", ".join("?" * len(names))
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
+    conn.exec_driver_sql(sql, [(*key, *t) for t in tuples])
+
+
+def revision_blob_hashes(conn: Connection, workspace_id: str, revision_id: str) -> set[str]:
+    """The blob hashes a stored revision's files point at (all uploaded already)."""
+    query = select(revision_files.c.blob_hash).where(
+        _in_revision(revision_files, workspace_id, revision_id)
+    )
+    return set(conn.execute(query).scalars().all())
 
 
 _DEFINITION_COLUMNS = (
@@ -169,7 +203,7 @@ def definitions_with_refs(
     conn: Connection, workspace_id: str, revision_id: str
 ) -> list[tuple[DefinitionRow, str]]:
     """Every definition of a revision with its stored refs, for incremental recompiles."""
-    rows = conn.execute(_with_body(definition_bodies.c.refs, workspace_id, revision_id))
+    rows = conn.execute(_with_body(definition_bodies.c.refs, workspace_id, revision_id)).all()
     return [(DefinitionRow(*r[:5]), r[5]) for r in rows]
 
 
