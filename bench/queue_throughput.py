@@ -11,7 +11,7 @@ Same Postgres, same run, same work, each system in a fresh database per measurem
    wait for them while Quarry's and procrastinate's completions are synchronous);
    each system's own worker in its "exit when empty" mode with default settings
    (pgqueuer: ``QueueManager.run(mode=drain)``, batch size 10; procrastinate:
-   ``run_worker(wait=False)``, concurrency 1; Quarry: ``Worker.run_one`` in a loop).
+   ``run_worker(wait=False)``, concurrency 1; Quarry: ``Worker.drain()``).
 
 The end-to-end figure is ``N / (enqueue seconds + drain seconds)``.
 
@@ -109,9 +109,7 @@ def quarry_worker(dsn: str, ready: Callable[[], None]) -> int:
     with engine.connect():
         pass  # connect before the start signal, like the others
     ready()
-    while worker.run_one():
-        pass
-    return worker.stats.succeeded
+    return worker.drain().succeeded
 
 
 def pgqueuer_setup(dsn: str) -> None:

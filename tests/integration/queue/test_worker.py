@@ -182,3 +182,16 @@ def test_graceful_stop_lets_a_quick_task_finish(queue: TaskQueue) -> None:
     thread.join(20)
     assert not thread.is_alive()
     assert state_of(queue, task_id) == "succeeded"
+
+
+def test_drain_runs_until_the_queue_is_empty(queue: TaskQueue) -> None:
+    ids = [queue.enqueue("acme", "x", {"n": n}).id for n in range(7)]
+    worker = make_worker(queue, lambda t: t.payload["n"])
+    stats = worker.drain()
+    assert (stats.claimed, stats.succeeded) == (7, 7)
+    results = []
+    for i in ids:
+        task = queue.get(i)
+        assert task is not None and task.state == "succeeded"
+        results.append(task.result)
+    assert results == list(range(7))

@@ -227,6 +227,16 @@ class Worker:
                 self.reaper.stop()
         return self.stats
 
+    def drain(self) -> WorkerStats:
+        """Run tasks until none is eligible, then return (no listening, no reaper)."""
+        with self.queue.pinned(async_commit=self.async_commit):
+            while not self._stop.is_set() and self.run_one():
+                pass
+            if self._prefetched is not None:
+                leftover, self._prefetched = self._prefetched, None
+                self._settle_safely(leftover, self.queue.release, "released")
+        return self.stats
+
     def claim_next(self) -> Task | None:
         if self._prefetched is not None:
             ready, self._prefetched = self._prefetched, None
