@@ -131,7 +131,7 @@ def analyze(
             reused += 1
             continue
         try:
-            definition = parse_definition(f.path, tree.read(f.path))
+            definition = parse_definition(f.path, tree.content(f))
         except CompileFailed as failed:
             problems.extend(failed.problems)
             continue
@@ -254,7 +254,7 @@ def _upload_blobs(
     for digest, f in blobs.items():
         if digest in have:
             continue
-        store.put(blob_key(tenant_id, digest), analysis.tree.read(f.path))
+        store.put(blob_key(tenant_id, digest), analysis.tree.content(f))
         uploaded[digest] = f.size
     return uploaded
 

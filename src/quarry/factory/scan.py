@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quarry.core.errors import CompileFailed, Problem
 from quarry.core.hashing import sha256_hex
 from quarry.definitions.kinds import Kind, classify_path
 from quarry.factory.statcache import StatCache, StatKey, stat_key
@@ -59,10 +60,22 @@ class Tree:
     file_paths: set[str] = field(default_factory=set)
 
     def read(self, relpath: str) -> bytes:
-        """The bytes of a file of the revision (read from disk on first use)."""
+        """The bytes of a file (read from disk on first use)."""
         data = self.contents.get(relpath)
         if data is None:
             data = self.contents[relpath] = (self.root / relpath).read_bytes()
+        return data
+
+    def content(self, f: SourceFile) -> bytes:
+        """The bytes ``f.source_hash`` names. A file the stat cache vouched for is read
+        only now, so it is hashed again: if it changed since the scan, the compile
+        fails rather than store bytes under another file's hash."""
+        lazy = f.path not in self.contents
+        data = self.read(f.path)
+        if lazy and sha256_hex(data) != f.source_hash:
+            raise CompileFailed(
+                problems=[Problem(f.path, 1, 1, "the file changed while compiling; compile again")]
+            )
         return data
 
     def add_context(self, relpath: str) -> None:

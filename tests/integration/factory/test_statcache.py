@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from quarry.api.services import Services
 from quarry.core.errors import CompileFailed
@@ -17,6 +18,7 @@ from quarry.factory import statcache
 from quarry.factory.compiler import analyze
 from quarry.factory.local import compile_local
 from quarry.factory.statcache import RACY_NS, StatCache
+from quarry.store.tables import workspaces
 
 SQL = "queries/top_products.sql"
 WORKFLOW = "workflows/monthly_revenue.workflow.yml"
@@ -25,6 +27,11 @@ WORKFLOW = "workflows/monthly_revenue.workflow.yml"
 def _cache_file(workspace: Path) -> Path:
     (found,) = (workspace / ".quarry" / "statcache").glob("*.json")
     return found
+
+
+def _current(svc: Services) -> str | None:
+    with svc.engine.connect() as conn:
+        return conn.execute(select(workspaces.c.current_revision_id)).scalar_one()  # type: ignore[no-any-return]
 
 
 def _tamper(workspace: Path, relpath: str, *, written_ns: int) -> None:
@@ -99,12 +106,17 @@ def test_racy_entry_is_hashed_again(services: Services, workspace: Path) -> None
 
 def test_settled_entry_is_trusted_as_git_does(services: Services, workspace: Path) -> None:
     """Known limitation, as in git: a change that keeps size, mtime, ctime and inode
-    (the stored hash is forged here to stand for one) is not seen by the cache."""
+    (a forged stored hash stands for one here) is not seen by the scan. Bytes read
+    later (to upload or parse) are hashed again, so they are never stored under it."""
     first = compile_local(services.engine, services.store, "local", workspace, "shop")
     _tamper(workspace, SQL, written_ns=time.time_ns() + 10 * RACY_NS)
-    again = compile_local(services.engine, services.store, "local", workspace, "shop")
-    assert again.revision_id != first.revision_id  # the forged hash was used unread
+    with pytest.raises(CompileFailed, match="changed while compiling"):
+        compile_local(services.engine, services.store, "local", workspace, "shop")
+    _tamper(workspace, SQL, written_ns=time.time_ns() + 10 * RACY_NS)
+    trusted = analyze(workspace, stat_cache=_cache_file(workspace))
+    assert trusted.revision_id != first.revision_id  # the forged hash was used unread
     assert analyze(workspace).revision_id == first.revision_id
+    assert _current(services) == first.revision_id
 
 
 def test_deleting_a_referenced_sql_file_still_fails_at_the_reference(
@@ -145,3 +157,20 @@ def test_a_changed_file_is_checked_incrementally(services: Services, workspace: 
         analyze(workspace)
     assert cached.value.problems == uncached.value.problems
     assert "queries/nope.sql" in str(cached.value.problems[0])
+
+
+def test_a_file_changed_after_the_scan_is_not_stored_under_the_old_hash(
+    tmp_path: Path, workspace: Path
+) -> None:
+    cache = tmp_path / "statcache.json"
+    analyze(workspace, stat_cache=cache)
+    data = json.loads(cache.read_text())
+    data["written_ns"] = time.time_ns() + 10 * RACY_NS  # every entry is trusted
+    cache.write_text(json.dumps(data))
+    analysis = analyze(workspace, stat_cache=cache)
+    (sql,) = [f for f in analysis.files if f.path == SQL]
+    assert analysis.tree.content(sql) == (workspace / SQL).read_bytes()
+    other = next(f for f in analysis.files if f.role == "sql" and f.path != SQL)
+    (workspace / other.path).write_text("select 'changed after the scan'")
+    with pytest.raises(CompileFailed, match="changed while compiling"):
+        analysis.tree.content(other)
