@@ -89,7 +89,9 @@ def compile_cmd(
         from quarry.factory.local import compile_local
 
         svc = build_services(settings)
-        result = compile_local(svc.engine, svc.store, settings.tenant, root, name)
+        result = compile_local(
+            svc.engine, svc.store, settings.tenant, root, name, data_dir=settings.data_dir
+        )
     except QuarryError as exc:
         raise _fail(exc) from exc
     state = "unchanged" if result.unchanged else ("promoted" if result.promoted else "stored")
@@ -110,7 +112,9 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
         if root is not None:
             from quarry.factory.local import compile_local
 
-            result = compile_local(svc.engine, svc.store, settings.tenant, root, name)
+            result = compile_local(
+                svc.engine, svc.store, settings.tenant, root, name, data_dir=settings.data_dir
+            )
             console.print(
                 f"compiled [bold]{result.workspace}[/bold] @ {result.revision_id} "
                 f"({result.definitions} definitions)"

@@ -71,7 +71,7 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
     from quarry.runtime.runs.service import RunRequest, create_run
 
     svc = build_services(settings)
-    result = compile_local(svc.engine, svc.store, settings.tenant, root)
+    result = compile_local(svc.engine, svc.store, settings.tenant, root, data_dir=settings.data_dir)
     workspace = svc.catalog.workspace(settings.tenant, result.workspace, fresh=True)
     kind, name = resolve_target(root, target)
     request = RunRequest(kind, name, variables, origin="cli")
