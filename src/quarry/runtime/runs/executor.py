@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from quarry.catalog.reader import Catalog
-from quarry.core.clock import utcnow
 from quarry.core.errors import BadRequest, QuarryError
 from quarry.core.hashing import canonical_json
 from quarry.runtime.apps import app_result_key, build_app_result, resolve_controls
@@ -33,7 +32,7 @@ from quarry.runtime.source import RevisionSource
 from quarry.store import runs as runq
 from quarry.store import workspaces as wq
 from quarry.store.objects import ObjectStore
-from quarry.store.runs import ArtifactRow, RunRow
+from quarry.store.runs import RunRow
 
 log = logging.getLogger(__name__)
 
@@ -147,20 +146,7 @@ class RunExecutor:
         key = app_result_key(
             run.tenant_id, run.workspace_id, run.revision_id, run.target_name, controls
         )
-        data = canonical_json(document)
-        self.store.put(key, data)
-        artifact = ArtifactRow(
-            id=uuid.uuid4().hex,
-            run_id=run.id,
-            step_key=None,
-            kind="app_data",
-            name=run.target_name,
-            format="json",
-            object_key=key,
-            size=len(data),
-            created_at=utcnow(),
-        )
-        writer.write(lambda conn: runq.insert_artifact(conn, run.tenant_id, artifact))
+        writer.store_artifact("app_data", run.target_name, "json", key, canonical_json(document))
 
     def _cancel_requested(self, task: Task) -> bool:
         current = self.queue.get(task.id)
@@ -202,20 +188,7 @@ class RunExecutor:
                 self.listener(event)
 
         def on_export(path: str, data: bytes, fmt: str) -> None:
-            key = writer.object_key("exports", path)
-            self.store.put(key, data)
-            artifact = ArtifactRow(
-                id=uuid.uuid4().hex,
-                run_id=run.id,
-                step_key=None,
-                kind="export",
-                name=path,
-                format=fmt,
-                object_key=key,
-                size=len(data),
-                created_at=utcnow(),
-            )
-            writer.write(lambda conn: runq.insert_artifact(conn, run.tenant_id, artifact))
+            writer.store_artifact("export", path, fmt, writer.object_key("exports", path), data)
             if self.export_root is not None:
                 write_in_workspace(self.export_root, path, data)
 

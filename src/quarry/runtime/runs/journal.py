@@ -10,6 +10,7 @@ checkpoint point at it.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -20,7 +21,7 @@ from quarry.runtime.queue import Task, TaskQueue
 from quarry.store import runs as runq
 from quarry.store.objects import ObjectStore
 from quarry.store.objects.base import tenant_prefix
-from quarry.store.runs import StepRow
+from quarry.store.runs import ArtifactRow, StepRow
 
 CHECKPOINT_FORMAT = "qsr"
 
@@ -54,6 +55,22 @@ class RunWriter:
 
     def event(self, event: dict[str, Any]) -> None:
         self.write(lambda conn: runq.append_event(conn, self.run.id, event))
+
+    def store_artifact(self, kind: str, name: str, fmt: str, key: str, data: bytes) -> None:
+        """Upload first, then index it (fenced): an index row always has its object."""
+        self.store.put(key, data)
+        artifact = ArtifactRow(
+            id=uuid.uuid4().hex,
+            run_id=self.run.id,
+            step_key=None,
+            kind=kind,
+            name=name,
+            format=fmt,
+            object_key=key,
+            size=len(data),
+            created_at=utcnow(),
+        )
+        self.write(lambda conn: runq.insert_artifact(conn, self.run.tenant_id, artifact))
 
     def should_stop(self) -> bool:
         """Asked by the engine between steps: cancellation, lease lost or shutdown."""
