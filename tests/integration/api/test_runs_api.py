@@ -100,3 +100,20 @@ def test_cancel_a_queued_run_and_follow_its_events(api: tuple[httpx.Client, Serv
     assert "event: run.cancelled" in text
     assert text.rstrip().endswith("data: {}")
     assert client.get("/api/v1/runs/nope").status_code == 404
+
+
+def test_events_resume_after_last_event_id(api: tuple[httpx.Client, Services]) -> None:
+    client, _ = api
+    run = client.post(f"{WS}/runs", json={"name": "workflows/monthly_revenue"}).json()
+    client.post(f"/api/v1/runs/{run['id']}/cancel")
+    with client.stream("GET", f"/api/v1/runs/{run['id']}/events") as stream:
+        full = "".join(stream.iter_text())
+    ids = [int(line[4:]) for line in full.splitlines() if line.startswith("id: ")]
+    assert len(ids) == 2 and ids == sorted(ids)
+    headers = {"Last-Event-ID": str(ids[0])}
+    with client.stream("GET", f"/api/v1/runs/{run['id']}/events", headers=headers) as stream:
+        resumed = "".join(stream.iter_text())
+    assert "event: run.queued" not in resumed
+    assert f"id: {ids[1]}" in resumed and "event: run.cancelled" in resumed
+    bad = client.get(f"/api/v1/runs/{run['id']}/events", headers={"Last-Event-ID": "x"})
+    assert bad.status_code == 400
