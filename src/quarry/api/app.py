@@ -16,6 +16,7 @@ from quarry import __version__
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath
 from quarry.api.fleet import apps, health, runs, workspaces
+from quarry.api.ide import compile as ide_compile
 from quarry.api.services import Services, build_run_worker
 from quarry.runtime.runs.workers import BackgroundWorkers
 from quarry.web import apps as app_pages
@@ -57,6 +58,8 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(apps.router)
     app.include_router(app_pages.router)
     app_pages.mount_static(app)
+    if svc.topology.serves_ide_routes:
+        app.include_router(ide_compile.router)
     tenant = svc.settings.tenant
     app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=lambda _scope: tenant)
     if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":

@@ -19,10 +19,9 @@ class RouteClass(StrEnum):
     FLEET_OK = "FleetOk"
 
 
-# (methods or "*", pattern)
+# (methods or "*", pattern). Every pattern must match a registered route (a drift
+# test checks it): add the file and git API's patterns with their routes.
 IDE_ONLY_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("*", "/api/v1/workspaces/{workspace}/files/{path:path}"),
-    ("*", "/api/v1/workspaces/{workspace}/git/{rest:path}"),
     ("POST", "/api/v1/workspaces/{workspace}/compile"),
 )
 
@@ -30,7 +29,7 @@ FLEET_OK_READ_PATTERNS: tuple[tuple[str, str], ...] = ()
 
 
 @lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
+def pattern_regex(pattern: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^}]+\})", pattern)
     out = []
     for part in parts:
@@ -42,7 +41,9 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 
 def _matches(patterns: tuple[tuple[str, str], ...], method: str, path: str) -> bool:
-    return any((m == "*" or m == method) and _regex(p).match(path) is not None for m, p in patterns)
+    return any(
+        (m == "*" or m == method) and pattern_regex(p).match(path) is not None for m, p in patterns
+    )
 
 
 def classify(method: str, path: str) -> RouteClass:
