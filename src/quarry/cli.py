@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from quarry import cli_runs
-from quarry.core.errors import CompileFailed, QuarryError
+from quarry.core.errors import CompileFailed, ConfigurationError, QuarryError
 from quarry.core.logs import configure_logging
 from quarry.core.settings import Role, Settings, load_settings
 
@@ -107,6 +107,13 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
     from quarry.api.app import create_app
     from quarry.api.services import build_services
 
+    if root is not None and settings.role in {Role.SERVE, Role.WORKER}:
+        raise _fail(
+            ConfigurationError(
+                f"role {settings.role.value!r} does not read workspace folders; compile on the "
+                "Factory (role ide or all) and start serve replicas without a PATH"
+            )
+        )
     try:
         svc = build_services(settings)
         if root is not None:
@@ -122,6 +129,13 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
     except QuarryError as exc:
         raise _fail(exc) from exc
     application = create_app(svc)
+    if not svc.topology.serves_ide_routes:
+        from quarry.fleet.guard import assert_read_only
+
+        try:
+            assert_read_only(settings.role.value)
+        except QuarryError as exc:
+            raise _fail(exc) from exc
     url = f"http://{settings.host}:{settings.port}/"
     console.print(f"Quarry ({settings.role.value}) listening on [bold]{url}[/bold]")
     uvicorn.run(

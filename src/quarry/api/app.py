@@ -16,7 +16,6 @@ from quarry import __version__
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath
 from quarry.api.fleet import apps, health, runs, workspaces
-from quarry.api.ide import compile as ide_compile
 from quarry.api.services import Services, build_run_worker
 from quarry.runtime.runs.workers import BackgroundWorkers
 from quarry.web import apps as app_pages
@@ -59,6 +58,9 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(app_pages.router)
     app_pages.mount_static(app)
     if svc.topology.serves_ide_routes:
+        # Imported only here: a serve replica must never load the Factory package.
+        from quarry.api.ide import compile as ide_compile
+
         app.include_router(ide_compile.router)
     tenant = svc.settings.tenant
     app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=lambda _scope: tenant)

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry import __version__
 from quarry.api.deps import services
+from quarry.fleet.guard import factory_imported
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +18,12 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 async def healthz(request: Request) -> dict[str, Any]:
     svc = services(request)
-    return {"status": "ok", "version": __version__, "topology": svc.topology.describe()}
+    return {
+        "status": "ok",
+        "version": __version__,
+        "topology": svc.topology.describe(),
+        "factory_imported": factory_imported(),
+    }
 
 
 @router.get("/readyz")
