@@ -113,8 +113,10 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
 
 def run_worker(settings: Settings) -> None:
     from quarry.api.services import build_run_worker, build_services
+    from quarry.fleet.guard import assert_read_only
 
     svc = build_services(settings)
+    assert_read_only("worker")
     worker = build_run_worker(svc)
     worker.install_signal_handlers()
     console.print(f"worker {worker.owner} draining the queue (SIGTERM stops gracefully)")
