@@ -2,7 +2,10 @@
 
 Each ``*.sql`` file in this package holds blocks that start with a header line
 ``-- name: what it does``; the block's text up to the next header is the query.
-Parameters are always bound (``:param``), never formatted into the text. Bind
+Parameters are always bound (``:param``), never formatted into the text. A block
+whose name starts with ``_`` is a fragment, not a query: a line
+``--@ include _name`` in another block is replaced by it, so a piece of SQL two
+statements share (the fair pick of the next task) is written once. Bind
 parameters whose names are listed in ``TYPED_PARAMS`` get a SQLAlchemy type, so
 datetimes round-trip the same way on SQLite as the ORM-less Core tables write them.
 """
@@ -20,6 +23,7 @@ from sqlalchemy.types import TypeEngine
 from quarry.store.types import UtcDateTime
 
 _HEADER = re.compile(r"^-- (?P<name>[a-z_][a-z0-9_]*):(?P<doc>.*)$")
+_INCLUDE = re.compile(r"^\s*--@ include (?P<name>_[a-z0-9_]+)\s*$")
 
 TYPED_PARAMS: dict[str, TypeEngine[Any]] = {
     "now": UtcDateTime(),
@@ -51,7 +55,22 @@ def parse(source: str) -> dict[str, str]:
             lines.append(line)
     if name is not None:
         queries[name] = "\n".join(lines).strip()
-    return queries
+    fragments = {k: v for k, v in queries.items() if k.startswith("_")}
+    return {k: _expand(k, v, fragments) for k, v in queries.items() if not k.startswith("_")}
+
+
+def _expand(name: str, sql: str, fragments: dict[str, str]) -> str:
+    out: list[str] = []
+    for line in sql.splitlines():
+        match = _INCLUDE.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        fragment = fragments.get(match.group("name"))
+        if fragment is None:
+            raise ValueError(f"query {name!r} includes unknown fragment {match.group('name')!r}")
+        out.append(fragment)
+    return "\n".join(out)
 
 
 @cache

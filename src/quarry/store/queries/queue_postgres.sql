@@ -20,67 +20,9 @@ SELECT inserted.id, pg_notify('quarry_tasks', :queue) AS notified FROM inserted
 SELECT id FROM tasks WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key
 
 -- claim: fair claim of one eligible task, see docs/queue.md "Fairness"
-WITH RECURSIVE waiting(tenant_id) AS (
-    (
-        SELECT t.tenant_id FROM tasks t
-        WHERE t.state = 'queued' AND t.queue = :queue
-        ORDER BY t.tenant_id
-        LIMIT 1
-    )
-    UNION ALL
-    SELECT (
-        SELECT t.tenant_id FROM tasks t
-        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id > w.tenant_id
-        ORDER BY t.tenant_id
-        LIMIT 1
-    )
-    FROM waiting w
-    WHERE w.tenant_id IS NOT NULL
-),
-ranked AS (
-    SELECT
-        w.tenant_id,
-        (
-            SELECT count(*) FROM tasks r
-            WHERE r.state = 'running' AND r.tenant_id = w.tenant_id
-        ) AS running,
-        (
-            SELECT max(s.started_at) FROM tasks s
-            WHERE s.tenant_id = w.tenant_id AND s.started_at IS NOT NULL
-        ) AS last_started,
-        (
-            SELECT t.id FROM tasks t
-            WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = w.tenant_id
-            ORDER BY t.priority, t.id
-            LIMIT 1
-        ) AS head
-    FROM waiting w
-    WHERE w.tenant_id IS NOT NULL
-),
-picked AS (
-    SELECT c.id
-    FROM (
-        SELECT tenant_id, running, last_started, head FROM ranked
-        ORDER BY running, last_started NULLS FIRST, head
-    ) r
-    CROSS JOIN LATERAL (
-        SELECT t.id FROM tasks t
-        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = r.tenant_id
-          AND t.run_after <= now()
-        ORDER BY t.priority, t.id
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    ) c
-    LIMIT 1
-)
-UPDATE tasks SET
-    state = 'running',
-    attempts = tasks.attempts + 1,
-    lease_owner = :owner,
-    lease_token = :token,
-    lease_expires_at = now() + make_interval(secs => :lease_seconds),
-    started_at = now(),
-    finished_at = NULL
+WITH RECURSIVE
+--@ include _fair_pick
+--@ include _claim_set
 FROM picked
 WHERE tasks.id = picked.id
 RETURNING tasks.*
@@ -95,68 +37,9 @@ WITH RECURSIVE done AS (
     WHERE id = :done_id AND lease_token = :done_token AND state = 'running'
     RETURNING id
 ),
-waiting(tenant_id) AS (
-    (
-        SELECT t.tenant_id FROM tasks t
-        WHERE t.state = 'queued' AND t.queue = :queue
-        ORDER BY t.tenant_id
-        LIMIT 1
-    )
-    UNION ALL
-    SELECT (
-        SELECT t.tenant_id FROM tasks t
-        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id > w.tenant_id
-        ORDER BY t.tenant_id
-        LIMIT 1
-    )
-    FROM waiting w
-    WHERE w.tenant_id IS NOT NULL
-),
-ranked AS (
-    SELECT
-        w.tenant_id,
-        (
-            SELECT count(*) FROM tasks r
-            WHERE r.state = 'running' AND r.tenant_id = w.tenant_id
-        ) AS running,
-        (
-            SELECT max(s.started_at) FROM tasks s
-            WHERE s.tenant_id = w.tenant_id AND s.started_at IS NOT NULL
-        ) AS last_started,
-        (
-            SELECT t.id FROM tasks t
-            WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = w.tenant_id
-            ORDER BY t.priority, t.id
-            LIMIT 1
-        ) AS head
-    FROM waiting w
-    WHERE w.tenant_id IS NOT NULL
-),
-picked AS (
-    SELECT c.id
-    FROM (
-        SELECT tenant_id, running, last_started, head FROM ranked
-        ORDER BY running, last_started NULLS FIRST, head
-    ) r
-    CROSS JOIN LATERAL (
-        SELECT t.id FROM tasks t
-        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = r.tenant_id
-          AND t.run_after <= now()
-        ORDER BY t.priority, t.id
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    ) c
-    LIMIT 1
-),
-claimed AS (
-    UPDATE tasks SET
-        state = 'running',
-        attempts = tasks.attempts + 1,
-        lease_owner = :owner,
-        lease_token = :token,
-        lease_expires_at = now() + make_interval(secs => :lease_seconds),
-        started_at = now(),
-        finished_at = NULL
+--@ include _fair_pick
+, claimed AS (
+    --@ include _claim_set
     FROM picked
     WHERE tasks.id = picked.id
     RETURNING tasks.*
@@ -165,14 +48,7 @@ SELECT (SELECT count(*) FROM done) AS completed, claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON true
 
 -- claim_unfair: one eligible task in (priority, id) order, ignoring tenants
-UPDATE tasks SET
-    state = 'running',
-    attempts = tasks.attempts + 1,
-    lease_owner = :owner,
-    lease_token = :token,
-    lease_expires_at = now() + make_interval(secs => :lease_seconds),
-    started_at = now(),
-    finished_at = NULL
+--@ include _claim_set
 WHERE tasks.id = (
     SELECT t.id FROM tasks t
     WHERE t.state = 'queued' AND t.queue = :queue AND t.run_after <= now()
@@ -300,3 +176,68 @@ DELETE FROM tasks
 WHERE state IN ('succeeded', 'failed', 'cancelled')
   AND finished_at < now() - make_interval(secs => :older_than_seconds)
 RETURNING id
+
+-- _fair_pick: the CTEs that pick the next task fairly (docs/queue.md "Fairness"); ends in picked(id)
+waiting(tenant_id) AS (
+    (
+        SELECT t.tenant_id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue
+        ORDER BY t.tenant_id
+        LIMIT 1
+    )
+    UNION ALL
+    SELECT (
+        SELECT t.tenant_id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id > w.tenant_id
+        ORDER BY t.tenant_id
+        LIMIT 1
+    )
+    FROM waiting w
+    WHERE w.tenant_id IS NOT NULL
+),
+ranked AS (
+    SELECT
+        w.tenant_id,
+        (
+            SELECT count(*) FROM tasks r
+            WHERE r.state = 'running' AND r.tenant_id = w.tenant_id
+        ) AS running,
+        (
+            SELECT max(s.started_at) FROM tasks s
+            WHERE s.tenant_id = w.tenant_id AND s.started_at IS NOT NULL
+        ) AS last_started,
+        (
+            SELECT t.id FROM tasks t
+            WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = w.tenant_id
+            ORDER BY t.priority, t.id
+            LIMIT 1
+        ) AS head
+    FROM waiting w
+    WHERE w.tenant_id IS NOT NULL
+),
+picked AS (
+    SELECT c.id
+    FROM (
+        SELECT tenant_id, running, last_started, head FROM ranked
+        ORDER BY running, last_started NULLS FIRST, head
+    ) r
+    CROSS JOIN LATERAL (
+        SELECT t.id FROM tasks t
+        WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = r.tenant_id
+          AND t.run_after <= now()
+        ORDER BY t.priority, t.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) c
+    LIMIT 1
+)
+
+-- _claim_set: what claiming a task writes
+UPDATE tasks SET
+    state = 'running',
+    attempts = tasks.attempts + 1,
+    lease_owner = :owner,
+    lease_token = :token,
+    lease_expires_at = now() + make_interval(secs => :lease_seconds),
+    started_at = now(),
+    finished_at = NULL
