@@ -17,6 +17,7 @@ from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath
 from quarry.api.fleet import apps, health, runs, workspaces
 from quarry.api.services import Services, build_run_worker
+from quarry.fleet.proxy import IdeRouting, ide_proxy
 from quarry.runtime.runs.workers import BackgroundWorkers
 from quarry.web import apps as app_pages
 from quarry.web import index
@@ -26,8 +27,11 @@ log = logging.getLogger(__name__)
 
 def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers: BackgroundWorkers | None = None
+        proxy = getattr(app.state, "ide_proxy", None)
+        if proxy is not None:
+            await proxy.start()  # the shared connection pool to the Factory
         if svc.topology.inprocess_workers:
             worker = build_run_worker(svc)
             workers = BackgroundWorkers([worker])
@@ -37,6 +41,8 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
         finally:
             if workers is not None:
                 await run_in_threadpool(workers.stop)
+            if proxy is not None:
+                await proxy.close()
 
     return lifespan
 
@@ -62,6 +68,11 @@ def create_app(svc: Services) -> FastAPI:
         from quarry.api.ide import compile as ide_compile
 
         app.include_router(ide_compile.router)
+    if svc.topology.proxies_ide_routes:
+        # classify() decides; IdeOnly requests stream to the Factory (quarry.fleet.proxy).
+        proxy = ide_proxy(svc.settings)
+        app.state.ide_proxy = proxy
+        app.add_middleware(IdeRouting, proxy=proxy)
     tenant = svc.settings.tenant
     app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=lambda _scope: tenant)
     if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":

@@ -47,6 +47,24 @@ class Settings(BaseSettings):
     tenant: str = Field("local", description="Tenant that local-mode workspaces belong to.")
     workspaces_dir: Path | None = Field(None, description="Factory's clone cache (cloud mode).")
     ide_upstream: str | None = Field(None, description="Factory URL a serve replica proxies to.")
+    ide_connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds the IDE proxy waits to connect to the Factory."
+    )
+    ide_read_timeout: float = Field(
+        120.0, gt=0, description="Seconds the IDE proxy waits for each read from the Factory."
+    )
+    ide_connect_retry_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How long the IDE proxy retries a refused connection (a Factory cold "
+        "start) before answering 503.",
+    )
+    ide_retry_after_seconds: int = Field(
+        5, ge=0, description="Retry-After of the proxy's 503 when the Factory is down."
+    )
+    ide_max_connections: int = Field(
+        100, gt=0, description="Connections the IDE proxy pools to the Factory."
+    )
     self_url: str | None = Field(None, description="This process's own ingress (keep-alive).")
     inprocess_workers: OnOff | None = None
     global_driver: OnOff | None = None

@@ -38,7 +38,9 @@ def test_serve_replica_has_not_imported_the_factory(pg_database: str, tmp_path: 
         listing = httpx.get(f"{serve.url}/api/v1/workspaces/shop/definitions", timeout=10)
         assert listing.status_code == 200 and listing.json()["definitions"]
         compile_route = httpx.post(f"{serve.url}/api/v1/workspaces/shop/compile", timeout=10)
-        assert compile_route.status_code == 404  # not mounted; the proxy is issue 5's
+        # Not mounted here: the proxy answers, and with no QUARRY_IDE_UPSTREAM it says so.
+        assert compile_route.status_code == 503
+        assert "QUARRY_IDE_UPSTREAM" in compile_route.json()["message"]
     with quarry_process(["serve"], env, tmp_path / "all.log") as local:
         assert httpx.get(f"{local.url}/healthz", timeout=10).json()["factory_imported"] is True
 

@@ -42,5 +42,12 @@ async def readyz(request: Request, response: Response) -> dict[str, Any]:
         except Exception as exc:
             checks[name] = f"failed: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    proxy = getattr(request.app.state, "ide_proxy", None)
+    if proxy is not None:
+        # Reported, never fatal: a Factory outage must not take the serve fleet out of
+        # the load balancer, since reads keep working without it.
+        checks["upstream"] = await proxy.probe()
+        body["degraded"] = [] if checks["upstream"] == "ok" else ["upstream"]
     response.status_code = 200 if ready else 503
-    return {"ready": ready, "checks": checks}
+    return body

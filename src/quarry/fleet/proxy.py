@@ -1,0 +1,481 @@
+"""A streaming reverse proxy: serve replicas send IdeOnly requests to the Factory.
+
+Raw ASGI on purpose: request and response bodies are streamed chunk by chunk in both
+directions (a server-sent event reaches the client when the upstream writes it, an
+upload is never held in memory), and nothing of FastAPI sits on the path. One
+``httpx.AsyncClient`` per process keeps a pool of connections to the upstream; it is
+opened by the application's lifespan (``start``) and closed with it.
+
+Failure policy, from the client's side:
+
+- a refused connection is retried with backoff for ``connect_retry_seconds`` (a
+  Factory that scales to zero is starting; the first request after an idle period
+  should succeed, not fail), but only while no byte of the request body has been
+  read, so nothing is ever sent twice;
+- the upstream still unreachable: ``503`` with ``Retry-After`` and a JSON error that
+  names the Factory; no response head within the read timeout: ``504``;
+- the upstream failing after the response started: the client connection is aborted
+  (a truncated body must not look like a complete one).
+
+The same class, with several upstreams, is the local fleet's round-robin front door
+(``quarry.fleet.launcher``): a refused connection moves on to the next upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from prometheus_client import Counter
+
+from quarry.core.settings import Settings
+from quarry.fleet.routes import RouteClass, classify
+
+log = logging.getLogger(__name__)
+IDE_ONLY = RouteClass.IDE_ONLY
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# The issue-7 metrics module does not exist yet; this counter moves there with it.
+PROXY_ERRORS = Counter(
+    "quarry_proxy_errors_total",
+    "Requests the IDE proxy could not complete, by reason.",
+    ["reason"],
+)
+PROXY_CONNECT_RETRIES = Counter(
+    "quarry_proxy_connect_retries",
+    "Refused connections the proxy retried (an upstream starting up).",
+)
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+# Request headers the proxy sets itself (``Host`` is the upstream's own).
+_REPLACED = frozenset(
+    {b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"}
+)
+_REQUEST_ID_MAX = 200
+_RETRY_FIRST_DELAY = 0.05
+_RETRY_MAX_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """How to reach the upstream(s) and how long to wait for them."""
+
+    upstreams: tuple[str, ...]
+    connect_timeout: float = 5.0
+    read_timeout: float = 120.0
+    connect_retry_seconds: float = 10.0
+    retry_after_seconds: int = 5
+    max_connections: int = 100
+    #: How the upstream is named in the 503 body (``the Factory (QUARRY_IDE_UPSTREAM=...)``).
+    upstream_name: str = "the Factory"
+    upstream_setting: str = "QUARRY_IDE_UPSTREAM"
+
+
+def hop_by_hop_names(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[str]:
+    """The fixed hop-by-hop set plus every header the ``Connection`` header names."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.decode("latin-1").split(",")
+        if token.strip()
+    }
+    return HOP_BY_HOP | named
+
+
+def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    drop = hop_by_hop_names(headers)
+    return [
+        (name, value)
+        for name, value in headers
+        if (key := name.decode("latin-1").lower()) not in drop and not key.startswith("proxy-")
+    ]
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def forwarded_headers(scope: Scope, request_id: str) -> list[tuple[bytes, bytes]]:
+    """The request's end-to-end headers plus ``X-Forwarded-*`` and ``X-Request-Id``.
+
+    ``Host`` is dropped (the client sets the upstream's); the original goes to
+    ``X-Forwarded-Host``. An incoming ``X-Forwarded-Proto``/``-Host`` (set by a load
+    balancer in front of this replica) is kept, ``X-Forwarded-For`` is appended to.
+    ``Authorization`` passes through untouched: the Factory authenticates itself.
+    """
+    raw: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
+    kept = [(k, v) for k, v in strip_hop_by_hop(raw) if k.lower() not in _REPLACED]
+    client = scope.get("client")
+    client_ip = client[0] if client else "unknown"
+    prior_for = _header(raw, b"x-forwarded-for")
+    xff = client_ip
+    if prior_for:
+        prior = prior_for.decode("latin-1")
+        # uvicorn (proxy_headers) may already have taken the client from this header;
+        # do not name the same address twice.
+        last = prior.rsplit(",", 1)[-1].strip()
+        xff = prior if last == client_ip else f"{prior}, {client_ip}"
+    proto = _header(raw, b"x-forwarded-proto") or str(scope.get("scheme", "http")).encode()
+    host = _header(raw, b"x-forwarded-host") or _header(raw, b"host")
+    kept.append((b"x-forwarded-for", xff.encode("latin-1")))
+    kept.append((b"x-forwarded-proto", proto))
+    if host:
+        kept.append((b"x-forwarded-host", host))
+    kept.append((b"x-request-id", request_id.encode("latin-1")))
+    return kept
+
+
+def request_id_of(scope: Scope) -> str:
+    """Keep a sane incoming ``X-Request-Id`` (so one id follows the request across
+    processes), else make one."""
+    incoming = _header(list(scope.get("headers") or []), b"x-request-id")
+    if incoming:
+        text = incoming.decode("latin-1").strip()
+        if 0 < len(text) <= _REQUEST_ID_MAX and text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+class _Body:
+    """The client's request body as an async byte stream, read only when the
+    upstream connection wants it; ``started`` tells whether a retry is still safe."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.started = False
+        self.done = False
+        self.disconnected = False
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            self.started = True
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                self.done = True
+                raise ClientGone
+            self.done = not message.get("more_body", False)
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class ClientGone(Exception):
+    """The client disconnected while we were reading its request body."""
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = list(scope.get("headers") or [])
+    length = _header(headers, b"content-length")
+    if length is not None:
+        return length.strip() not in (b"", b"0")
+    return _header(headers, b"transfer-encoding") is not None
+
+
+class ReverseProxy:
+    """Forward any HTTP request to one of ``config.upstreams``, streaming both ways."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        if not config.upstreams:
+            raise ValueError("a reverse proxy needs at least one upstream")
+        self.config = config
+        self._client: httpx.AsyncClient | None = None
+        self._next = 0
+        self._bases = [httpx.URL(u.rstrip("/")) for u in config.upstreams]
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        cfg = self.config
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=cfg.connect_timeout,
+                read=cfg.read_timeout,
+                write=cfg.read_timeout,
+                pool=cfg.connect_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=cfg.max_connections,
+                max_keepalive_connections=cfg.max_connections,
+                keepalive_expiry=30.0,
+            ),
+            follow_redirects=False,
+            trust_env=False,  # never route through an HTTP(S)_PROXY from the environment
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("the proxy is not started (the application lifespan starts it)")
+        return self._client
+
+    # -- probing (readiness) -------------------------------------------------------
+    async def probe(self, path: str = "/healthz", limit: float = 2.0) -> str:
+        """``ok`` when the (first) upstream answers ``path``, else why not; no retries."""
+        url = self._bases[0].copy_with(raw_path=self._raw_path(self._bases[0], path.encode()))
+        try:
+            response = await self.client.get(url, timeout=min(limit, self.config.connect_timeout))
+        except httpx.HTTPError as exc:
+            return f"unreachable: {type(exc).__name__}"
+        return "ok" if response.status_code < 500 else f"failed: HTTP {response.status_code}"
+
+    # -- ASGI --------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # WebSockets are not proxied (no IdeOnly route uses them).
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1011})
+            return
+        request_id = request_id_of(scope)
+        body = _Body(receive)
+        try:
+            response = await self._open(scope, body, request_id)
+        except ClientGone:
+            PROXY_ERRORS.labels("client_disconnected").inc()
+            return
+        if isinstance(response, _Failure):
+            await self._send_failure(send, response, request_id)
+            return
+        stream = asyncio.ensure_future(self._relay(response, send, request_id))
+        if body.done or not _has_body(scope):
+            # The request is fully read: the next message can only be a disconnect,
+            # which must stop an endless upstream stream (server-sent events).
+            watch = asyncio.ensure_future(_wait_disconnect(receive))
+            await asyncio.wait({stream, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not stream.done():
+                stream.cancel()
+                PROXY_ERRORS.labels("client_disconnected").inc()
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+        with contextlib.suppress(asyncio.CancelledError):
+            await stream
+
+    def _raw_path(self, base: httpx.URL, path: bytes) -> bytes:
+        prefix = base.raw_path.rstrip(b"/")
+        return prefix + path
+
+    def _pick(self, attempt: int) -> httpx.URL:
+        if len(self._bases) == 1:
+            return self._bases[0]
+        if attempt == 0:
+            self._next = (self._next + 1) % len(self._bases)
+        return self._bases[(self._next + attempt) % len(self._bases)]
+
+    def _build(self, scope: Scope, body: _Body, request_id: str, base: httpx.URL) -> httpx.Request:
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        raw = self._raw_path(base, path) + (b"?" + query if query else b"")
+        headers = forwarded_headers(scope, request_id)
+        content = body.stream() if _has_body(scope) else None
+        return self.client.build_request(
+            scope["method"], base.copy_with(raw_path=raw), headers=headers, content=content
+        )
+
+    async def _open(self, scope: Scope, body: _Body, request_id: str) -> httpx.Response | _Failure:
+        """Send the request; retry refused connections while the body is unread."""
+        deadline = time.monotonic() + self.config.connect_retry_seconds
+        delay = _RETRY_FIRST_DELAY
+        attempt = 0
+        while True:
+            base = self._pick(attempt)
+            request = self._build(scope, body, request_id, base)
+            try:
+                return await self.client.send(request, stream=True)
+            except ClientGone:
+                raise
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if body.started or time.monotonic() + delay > deadline:
+                    PROXY_ERRORS.labels("connect").inc()
+                    log.warning(
+                        "proxy: %s unreachable (%s) after %d attempt(s); request %s",
+                        base,
+                        type(exc).__name__,
+                        attempt + 1,
+                        request_id,
+                    )
+                    return _Failure.unavailable(self.config, str(base))
+                attempt += 1
+                PROXY_CONNECT_RETRIES.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_DELAY)
+            except httpx.TimeoutException:
+                PROXY_ERRORS.labels("timeout").inc()
+                return _Failure.timeout(self.config, str(base))
+            except httpx.HTTPError as exc:
+                if body.disconnected:
+                    raise ClientGone from exc
+                PROXY_ERRORS.labels("upstream_error").inc()
+                log.warning("proxy: %s failed (%s); request %s", base, exc, request_id)
+                return _Failure.unavailable(self.config, str(base))
+
+    async def _relay(self, response: httpx.Response, send: Send, request_id: str) -> None:
+        headers = strip_hop_by_hop(response.headers.raw)
+        if _header(headers, b"x-request-id") is None:
+            headers.append((b"x-request-id", request_id.encode("latin-1")))
+        try:
+            await send(
+                {"type": "http.response.start", "status": response.status_code, "headers": headers}
+            )
+            try:
+                async for chunk in response.aiter_raw():
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except httpx.HTTPError as exc:
+                PROXY_ERRORS.labels("stream_aborted").inc()
+                log.warning("proxy: upstream stream broke (%s); request %s", exc, request_id)
+                raise UpstreamBroke(str(exc)) from exc
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+    @staticmethod
+    async def _send_failure(send: Send, failure: _Failure, request_id: str) -> None:
+        payload = json.dumps(
+            {"error": failure.code, "message": failure.message}, separators=(",", ":")
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-request-id", request_id.encode("latin-1")),
+        ]
+        if failure.retry_after is not None:
+            headers.append((b"retry-after", str(failure.retry_after).encode()))
+        await send({"type": "http.response.start", "status": failure.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+class UpstreamBroke(Exception):
+    """The upstream failed mid-response; raised so the server aborts the connection."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    code: str
+    message: str
+    retry_after: int | None
+
+    @classmethod
+    def unavailable(cls, cfg: ProxyConfig, upstream: str) -> _Failure:
+        return cls(
+            503,
+            "factory_unavailable",
+            f"{cfg.upstream_name} ({cfg.upstream_setting}={upstream}) is unavailable; reads "
+            f"keep working on this replica, retry IDE requests in {cfg.retry_after_seconds}s",
+            cfg.retry_after_seconds,
+        )
+
+    @classmethod
+    def timeout(cls, cfg: ProxyConfig, upstream: str) -> _Failure:
+        return cls(
+            504,
+            "factory_timeout",
+            f"{cfg.upstream_name} ({cfg.upstream_setting}={upstream}) did not answer within "
+            f"{cfg.read_timeout:g}s",
+            None,
+        )
+
+
+class IdeRouting:
+    """ASGI middleware of a serve replica: a request ``classify()`` calls IdeOnly goes
+    to the Factory through ``proxy``; everything else is answered here. No route table
+    exists besides ``classify()``'s pattern lists."""
+
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], proxy: IdeUpstream
+    ) -> None:
+        self.app = app
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and classify(scope["method"], scope["path"]) is IDE_ONLY:
+            await self.proxy(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class UnconfiguredUpstream:
+    """Stands in for the proxy on a serve replica started without
+    ``QUARRY_IDE_UPSTREAM``: reads work, IdeOnly requests get a 503 that says why."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def probe(self, path: str = "/healthz", limit: float = 2.0) -> str:
+        return "not configured (QUARRY_IDE_UPSTREAM is unset)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        failure = _Failure(
+            503,
+            "factory_unavailable",
+            "no Factory is configured for this replica: set QUARRY_IDE_UPSTREAM to the "
+            "Factory's URL to serve IDE routes here",
+            self.retry_after_seconds,
+        )
+        await ReverseProxy._send_failure(send, failure, request_id_of(scope))
+
+
+IdeUpstream = ReverseProxy | UnconfiguredUpstream
+
+
+def ide_proxy(settings: Settings) -> IdeUpstream:
+    """The serve replica's proxy to the Factory, configured from the settings tree."""
+    if settings.ide_upstream is None:
+        log.warning("QUARRY_IDE_UPSTREAM is unset: IDE routes answer 503 on this replica")
+        return UnconfiguredUpstream(settings.ide_retry_after_seconds)
+    return ReverseProxy(
+        ProxyConfig(
+            upstreams=(settings.ide_upstream,),
+            connect_timeout=settings.ide_connect_timeout,
+            read_timeout=settings.ide_read_timeout,
+            connect_retry_seconds=settings.ide_connect_retry_seconds,
+            retry_after_seconds=settings.ide_retry_after_seconds,
+            max_connections=settings.ide_max_connections,
+        )
+    )
