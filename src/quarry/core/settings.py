@@ -68,6 +68,27 @@ class Settings(BaseSettings):
     self_url: str | None = Field(None, description="This process's own ingress (keep-alive).")
     inprocess_workers: OnOff | None = None
     global_driver: OnOff | None = None
+    schedule_tick_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Longest sleep of the global driver between ticks (it wakes "
+        "earlier when a schedule is due).",
+    )
+    schedule_catchup_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Due times at most this far in the past each fire on their own; "
+        "older missed windows fold into one fire on recovery.",
+    )
+    queue_purge_after_seconds: float = Field(
+        7 * 86400.0, gt=0, description="The driver purges finished tasks older than this."
+    )
+    alert_delivery_attempts: int = Field(
+        5, ge=1, description="Attempts per alert webhook delivery (exponential backoff)."
+    )
+    alert_delivery_timeout: float = Field(
+        5.0, gt=0, description="Seconds one webhook delivery attempt may take."
+    )
     revision_cache_ttl: float = Field(
         1.0,
         ge=0,

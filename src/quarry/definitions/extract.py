@@ -26,6 +26,8 @@ from quarry.definitions.models.agent import (
 from quarry.definitions.models.agentic import AgenticConfig
 from quarry.definitions.models.app import AppConfig
 from quarry.definitions.models.config import BuilderAgentModel, WorkspaceConfig
+from quarry.definitions.models.monitor import MonitorConfig
+from quarry.definitions.models.schedule import ScheduleConfig
 from quarry.definitions.models.semantic import TopicConfig, ViewConfig
 from quarry.definitions.models.tasks import (
     AgentTask,
@@ -58,6 +60,13 @@ def extract_refs(path: str, model: BaseModel) -> Iterator[Found]:
             yield from found(RefKind.VIEW, view, ("views", i))
         if model.base_view is not None:
             yield from found(RefKind.VIEW, model.base_view, ("base_view",))
+    elif isinstance(model, ScheduleConfig):
+        if model.target.workflow is not None:
+            yield from found(RefKind.WORKFLOW, model.target.workflow, ("target", "workflow"))
+        if model.target.app is not None:
+            yield from found(RefKind.APP, model.target.app, ("target", "app"))
+    elif isinstance(model, MonitorConfig):
+        yield from found(RefKind.DATABASE, model.query.database, ("query", "database"))
     elif isinstance(model, WorkspaceConfig):
         if model.defaults is not None and model.defaults.database is not None:
             yield from found(RefKind.DATABASE, model.defaults.database, ("defaults", "database"))

@@ -17,6 +17,8 @@ class Kind(StrEnum):
     AGENTIC = "agentic"
     VIEW = "view"
     TOPIC = "topic"
+    SCHEDULE = "schedule"
+    MONITOR = "monitor"
 
 
 _EXTENSIONS = (".yml", ".yaml")
@@ -34,6 +36,8 @@ _SUFFIX_KINDS: tuple[tuple[str, Kind], ...] = tuple(
         ("agentic", Kind.AGENTIC),
         ("view", Kind.VIEW),
         ("topic", Kind.TOPIC),
+        ("schedule", Kind.SCHEDULE),
+        ("monitor", Kind.MONITOR),
     )
     for ext in _EXTENSIONS
 )

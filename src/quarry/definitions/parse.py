@@ -21,6 +21,8 @@ from quarry.definitions.models.agent import AgentConfig
 from quarry.definitions.models.agentic import AgenticConfig
 from quarry.definitions.models.app import AppConfig
 from quarry.definitions.models.config import WorkspaceConfig, config_names, dataset_dirs
+from quarry.definitions.models.monitor import MonitorConfig
+from quarry.definitions.models.schedule import ScheduleConfig
 from quarry.definitions.models.semantic import TopicConfig, ViewConfig
 from quarry.definitions.models.workflow import WorkflowConfig
 from quarry.definitions.references import Ref
@@ -43,6 +45,8 @@ _ADAPTERS: dict[Kind, TypeAdapter[Any]] = {
     Kind.AGENTIC: TypeAdapter(AgenticConfig),
     Kind.VIEW: TypeAdapter(ViewConfig),
     Kind.TOPIC: TypeAdapter(TopicConfig),
+    Kind.SCHEDULE: TypeAdapter(ScheduleConfig),
+    Kind.MONITOR: TypeAdapter(MonitorConfig),
 }
 
 

@@ -26,6 +26,7 @@ class RefKind(StrEnum):
     TOPIC = "topic"
     WORKFLOW = "workflow"
     AGENT = "agent"
+    APP = "app"
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,11 @@ class ReferenceIndex:
     topics: set[str]
 
 
-_PATH_KINDS = {RefKind.WORKFLOW: Kind.WORKFLOW, RefKind.AGENT: Kind.AGENT}
+_PATH_KINDS = {RefKind.WORKFLOW: Kind.WORKFLOW, RefKind.AGENT: Kind.AGENT, RefKind.APP: Kind.APP}
 _PATH_EXPECTED = {
     RefKind.WORKFLOW: "a .workflow.yml, .procedure.yml or .automation.yml file",
     RefKind.AGENT: "an .agent.yml file",
+    RefKind.APP: "an .app.yml file",
 }
 _LISTED = 20
 
@@ -157,6 +159,6 @@ def found(
     """One ref unless it is dynamic; path-like targets are normalised."""
     if not target or is_dynamic(target):
         return
-    if kind in (RefKind.FILE, RefKind.WORKFLOW, RefKind.AGENT):
+    if kind in (RefKind.FILE, RefKind.WORKFLOW, RefKind.AGENT, RefKind.APP):
         target = normalize_path(target, base_dir)
     yield kind, target, loc

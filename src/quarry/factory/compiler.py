@@ -30,6 +30,7 @@ from quarry.definitions.references import Ref, ReferenceIndex, RefKind, check_re
 from quarry.factory import statcache
 from quarry.factory.gitinfo import GitInfo, read_git_info
 from quarry.factory.scan import SourceFile, Tree, scan_tree
+from quarry.scheduling.sync import sync_triggers
 from quarry.store import revisions as rq
 from quarry.store import workspaces as wq
 from quarry.store.objects import ObjectStore, blob_key
@@ -302,6 +303,8 @@ def publish(
         return False, len(uploaded)
     with engine.begin() as conn:
         wq.promote(conn, workspace.id, new=analysis.revision_id, expected=expected)
+        # Schedules and monitors move with the pointer, in the same transaction.
+        sync_triggers(conn, workspace.tenant_id, workspace.id, analysis.revision_id)
     return True, len(uploaded)
 
 

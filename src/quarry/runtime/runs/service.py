@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
@@ -74,16 +74,58 @@ def create_run(
         runq.insert_run(conn, run)
         if not enqueue:
             return run
-        enqueued = queue.enqueue(
-            workspace.tenant_id,
-            RUN_TASK_KIND,
-            {"run_id": run.id, "request_id": request.request_id},
-            max_attempts=max_attempts,
-            conn=conn,
-        )
-        runq.set_task(conn, run.id, enqueued.id)
-        runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": revision_id})
+        queue_run_in(conn, queue, run, max_attempts=max_attempts)
         return runq.get_run(conn, workspace.tenant_id, run.id)
+
+
+def new_run(
+    tenant_id: str,
+    workspace_id: str,
+    revision_id: str,
+    request: RunRequest,
+) -> RunRow:
+    """A queued run row (not yet written) for a target already known to exist."""
+    return RunRow(
+        id=uuid.uuid4().hex,
+        tenant_id=tenant_id,
+        workspace_id=workspace_id,
+        revision_id=revision_id,
+        target_kind=request.target_kind,
+        target_name=request.target_name,
+        variables=request.variables,
+        state="queued",
+        origin=request.origin,
+        task_id=None,
+        error=None,
+        request_id=request.request_id,
+        created_at=utcnow(),
+        started_at=None,
+        finished_at=None,
+    )
+
+
+def queue_run_in(
+    conn: Connection,
+    queue: TaskQueue,
+    run: RunRow,
+    *,
+    max_attempts: int = 3,
+    dedupe_key: str | None = None,
+) -> int:
+    """Inside the caller's transaction: queue the task of an inserted run row, link
+    it and record the event; returns the task id. The scheduler calls this in the
+    transaction of its compare-and-swap, so a fire and its run commit together."""
+    enqueued = queue.enqueue(
+        run.tenant_id,
+        RUN_TASK_KIND,
+        {"run_id": run.id, "request_id": run.request_id},
+        max_attempts=max_attempts,
+        dedupe_key=dedupe_key,
+        conn=conn,
+    )
+    runq.set_task(conn, run.id, enqueued.id)
+    runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": run.revision_id})
+    return enqueued.id
 
 
 def cancel_run(engine: Engine, queue: TaskQueue, tenant_id: str, run_id: str) -> RunRow:

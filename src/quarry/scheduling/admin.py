@@ -1,0 +1,237 @@
+"""Operator views and actions on schedules and alerts (the API and the CLI share them).
+
+Pause and resume are database state, not definition edits: the definitions in git
+say *what* runs *when*; an operator pausing a noisy schedule at 3 a.m. must not need
+a commit, and a later promotion keeps the pause. Resuming recomputes the next due
+time from now, so the windows that passed while paused are not fired.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, desc, select, update
+
+from quarry.core.clock import utcnow
+from quarry.core.errors import BadRequest, NotFound
+from quarry.runtime.queue import TaskQueue
+from quarry.scheduling.sync import TRIGGER_KINDS
+from quarry.scheduling.ticks import Fire, fire_now
+from quarry.scheduling.timing import next_fire
+from quarry.store.schedule_tables import alert_deliveries, alert_events, alerts, schedule_fires
+from quarry.store.schedule_tables import schedules as table
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    id: str
+    kind: str
+    name: str
+    cron: str
+    timezone: str
+    enabled: bool
+    paused: bool
+    overlap: str
+    revision_id: str
+    next_run_at: str | None
+    last_scheduled_for: str | None
+    last_fired_at: str | None
+    last_run_id: str | None
+    target: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _view(row: Any) -> ScheduleView:
+    body = json.loads(row.body)
+    return ScheduleView(
+        id=row.id,
+        kind=row.kind,
+        name=row.name,
+        cron=row.cron,
+        timezone=row.timezone,
+        enabled=bool(row.enabled),
+        paused=bool(row.paused),
+        overlap=row.overlap,
+        revision_id=row.revision_id,
+        next_run_at=_iso(row.next_run_at),
+        last_scheduled_for=_iso(row.last_scheduled_for),
+        last_fired_at=_iso(row.last_fired_at),
+        last_run_id=row.last_run_id,
+        target=body.get("target"),
+    )
+
+
+def list_schedules(
+    conn: Connection, tenant_id: str, workspace_id: str, kind: str | None = None
+) -> list[ScheduleView]:
+    query = select(table).where(
+        table.c.tenant_id == tenant_id, table.c.workspace_id == workspace_id
+    )
+    if kind is not None:
+        query = query.where(table.c.kind == kind)
+    return [_view(r) for r in conn.execute(query.order_by(table.c.kind, table.c.name))]
+
+
+def _find(conn: Connection, tenant_id: str, workspace_id: str, kind: str, name: str) -> Any:
+    if kind not in TRIGGER_KINDS:
+        raise BadRequest(f"kind must be one of {list(TRIGGER_KINDS)}", parameter="kind")
+    row = conn.execute(
+        select(table).where(
+            table.c.tenant_id == tenant_id,
+            table.c.workspace_id == workspace_id,
+            table.c.kind == kind,
+            table.c.name == name,
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no {kind} named {name!r} in this workspace", name=name)
+    return row
+
+
+def get_schedule(
+    conn: Connection, tenant_id: str, workspace_id: str, name: str, kind: str = "schedule"
+) -> ScheduleView:
+    return _view(_find(conn, tenant_id, workspace_id, kind, name))
+
+
+def set_paused(
+    engine: Engine,
+    tenant_id: str,
+    workspace_id: str,
+    name: str,
+    paused: bool,
+    *,
+    kind: str = "schedule",
+    now: datetime | None = None,
+) -> ScheduleView:
+    now = now or utcnow()
+    with engine.begin() as conn:
+        row = _find(conn, tenant_id, workspace_id, kind, name)
+        values: dict[str, Any] = {"paused": paused}
+        if not paused and row.paused and row.enabled:
+            values["next_run_at"] = next_fire(row.cron, row.timezone, now)
+        conn.execute(update(table).where(table.c.id == row.id).values(**values))
+        return _view(conn.execute(select(table).where(table.c.id == row.id)).one())
+
+
+def trigger(
+    engine: Engine,
+    queue: TaskQueue,
+    tenant_id: str,
+    workspace_id: str,
+    name: str,
+    *,
+    kind: str = "schedule",
+) -> Fire:
+    with engine.connect() as conn:
+        row = _find(conn, tenant_id, workspace_id, kind, name)
+    return fire_now(engine, queue, row.id)
+
+
+def list_fires(
+    conn: Connection,
+    tenant_id: str,
+    workspace_id: str,
+    name: str,
+    *,
+    kind: str = "schedule",
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    row = _find(conn, tenant_id, workspace_id, kind, name)
+    rows = conn.execute(
+        select(schedule_fires)
+        .where(schedule_fires.c.schedule_id == row.id)
+        .order_by(desc(schedule_fires.c.scheduled_for))
+        .limit(limit)
+    )
+    return [
+        {
+            "scheduled_for": _iso(r.scheduled_for),
+            "fired_at": _iso(r.fired_at),
+            "node": r.node,
+            "outcome": r.outcome,
+            "run_id": r.run_id,
+            "task_id": r.task_id,
+            "coalesced": r.coalesced,
+        }
+        for r in rows
+    ]
+
+
+def list_alerts(conn: Connection, tenant_id: str, workspace_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(alerts)
+        .where(alerts.c.tenant_id == tenant_id, alerts.c.workspace_id == workspace_id)
+        .order_by(alerts.c.monitor)
+    )
+    return [
+        {
+            "monitor": r.monitor,
+            "state": r.state,
+            "value": None if r.value is None else json.loads(r.value),
+            "checked_at": _iso(r.checked_at),
+            "changed_at": _iso(r.changed_at),
+        }
+        for r in rows
+    ]
+
+
+def alert_history(
+    conn: Connection, tenant_id: str, workspace_id: str, monitor: str, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """State changes of one monitor's alert, newest first, each with its deliveries."""
+    alert = conn.execute(
+        select(alerts).where(
+            alerts.c.tenant_id == tenant_id,
+            alerts.c.workspace_id == workspace_id,
+            alerts.c.monitor == monitor,
+        )
+    ).first()
+    if alert is None:
+        raise NotFound(f"no alert for monitor {monitor!r} (never checked?)", monitor=monitor)
+    events = list(
+        conn.execute(
+            select(alert_events)
+            .where(alert_events.c.alert_id == alert.id)
+            .order_by(desc(alert_events.c.id))
+            .limit(limit)
+        )
+    )
+    deliveries: dict[int, list[dict[str, Any]]] = {}
+    if events:
+        for d in conn.execute(
+            select(alert_deliveries)
+            .where(alert_deliveries.c.event_id.in_([e.id for e in events]))
+            .order_by(alert_deliveries.c.id)
+        ):
+            deliveries.setdefault(int(d.event_id), []).append(
+                {
+                    "target": d.target,
+                    "format": d.format,
+                    "state": d.state,
+                    "attempts": d.attempts,
+                    "last_status": d.last_status,
+                    "last_error": d.last_error,
+                    "finished_at": _iso(d.finished_at),
+                }
+            )
+    return [
+        {
+            "id": int(e.id),
+            "state": e.state,
+            "value": None if e.value is None else json.loads(e.value),
+            "message": e.message,
+            "at": _iso(e.created_at),
+            "deliveries": deliveries.get(int(e.id), []),
+        }
+        for e in events
+    ]

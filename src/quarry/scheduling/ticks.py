@@ -1,0 +1,338 @@
+"""One tick of the global driver: fire what is due, exactly once across all nodes.
+
+Every node runs the same code and there is no leader. For each due row a node
+opens a transaction and tries the compare-and-swap
+
+    UPDATE schedules SET next_run_at = :next WHERE id = :id AND next_run_at = :due
+
+Exactly one node's UPDATE matches (the others find ``next_run_at`` moved and match
+no row). In that same transaction the winner inserts the fire-log row
+``(schedule_id, scheduled_for)`` — a primary key, so even a time put back by a racing
+promotion cannot be fired twice — and queues the run (or the monitor check). Either
+all of it commits or none of it: a node killed mid-tick leaves the row due for the
+next node, never a fire without its run.
+
+Missed windows (every node down): due times later than ``catchup`` seconds in the
+past are folded into the one fire made on recovery, which records how many it
+folded; within ``catchup`` each window fires on its own, so a loaded node that runs
+a little late skips nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, select, update
+
+from quarry.core.clock import utcnow
+from quarry.core.hashing import canonical_json, sha256_hex, short_id
+from quarry.definitions.kinds import classify_path
+from quarry.definitions.kinds import definition_name as name_of
+from quarry.runtime.queue import TaskQueue
+from quarry.runtime.runs.service import RunRequest, new_run, queue_run_in
+from quarry.scheduling.timing import fires_between, next_fire
+from quarry.store import runs as runq
+from quarry.store.db import insert_ignoring_duplicates
+from quarry.store.run_tables import runs
+from quarry.store.runs import TERMINAL
+from quarry.store.schedule_tables import schedule_fires, schedules
+from quarry.store.types import UtcDateTime
+
+log = logging.getLogger(__name__)
+
+MONITOR_QUEUE = "quarry.monitors"
+MONITOR_TASK_KIND = "monitor_check"
+_COUNT_CAP = 10_000
+
+Clock = Callable[[], datetime]
+
+
+def node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Fire:
+    schedule_id: str
+    name: str
+    scheduled_for: datetime
+    outcome: str  # run | check | skipped | manual
+    run_id: str | None
+    task_id: int | None
+    coalesced: int
+
+
+def fire_key(schedule_id: str, scheduled_for: datetime) -> str:
+    """Identifies one fire: the run's ``request_id`` and the task's dedupe key."""
+    stamp = scheduled_for.isoformat(timespec="microseconds")
+    return short_id(sha256_hex(canonical_json(["fire", schedule_id, stamp])))
+
+
+def advance(
+    cron: str, timezone: str, due: datetime, now: datetime, catchup: float
+) -> tuple[datetime, int]:
+    """(next due time after firing ``due``, how many later windows were folded in)."""
+    candidate = next_fire(cron, timezone, due)
+    if candidate > now - timedelta(seconds=catchup):
+        return candidate, 0
+    folded = fires_between(cron, timezone, due, now, limit=_COUNT_CAP)
+    return next_fire(cron, timezone, now), len(folded)
+
+
+def _due(conn: Connection, kind: str, now: datetime, batch: int) -> list[Any]:
+    query = (
+        select(schedules.c.id, schedules.c.next_run_at)
+        .where(
+            schedules.c.kind == kind,
+            schedules.c.next_run_at <= now,
+            schedules.c.enabled.is_(True),
+            schedules.c.paused.is_(False),
+        )
+        .order_by(schedules.c.next_run_at)
+        .limit(batch)
+    )
+    return list(conn.execute(query))
+
+
+def _claim(conn: Connection, schedule_id: str, due: datetime, nxt: datetime, now: datetime) -> Any:
+    """The compare-and-swap; the row as it is now if this node won, else None."""
+    stmt = (
+        update(schedules)
+        .where(
+            and_(
+                schedules.c.id == schedule_id,
+                schedules.c.next_run_at == due,
+                schedules.c.enabled.is_(True),
+                schedules.c.paused.is_(False),
+            )
+        )
+        .values(next_run_at=nxt, last_scheduled_for=due, last_fired_at=now)
+        .returning(*schedules.c)
+    )
+    return conn.execute(stmt).first()
+
+
+def _log_fire(
+    conn: Connection, row: Any, due: datetime, now: datetime, node: str, folded: int, outcome: str
+) -> bool:
+    fresh = insert_ignoring_duplicates(
+        conn,
+        schedule_fires,
+        [
+            {
+                "schedule_id": row.id,
+                "scheduled_for": due,
+                "tenant_id": row.tenant_id,
+                "fired_at": now,
+                "node": node,
+                "outcome": outcome,
+                "coalesced": folded,
+            }
+        ],
+    )
+    return fresh == 1
+
+
+def _still_running(conn: Connection, run_id: str | None) -> bool:
+    if run_id is None:
+        return False
+    state = conn.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar_one_or_none()
+    return state is not None and state not in TERMINAL
+
+
+def _set_fire(conn: Connection, sid: str, due: datetime, **values: Any) -> None:
+    conn.execute(
+        update(schedule_fires)
+        .where(schedule_fires.c.schedule_id == sid, schedule_fires.c.scheduled_for == due)
+        .values(**values)
+    )
+
+
+def _enqueue_run(
+    conn: Connection, queue: TaskQueue, row: Any, due: datetime, origin: str
+) -> tuple[str, int]:
+    body = json.loads(row.body)
+    target = body["target"]
+    kind = "workflow" if target.get("workflow") else "app"
+    path = target.get("workflow") or target.get("app")
+    key = fire_key(row.id, due)
+    request = RunRequest(
+        kind,
+        definition_name(path),
+        dict(body.get("variables") or {}),
+        origin=origin,
+        request_id=key,
+    )
+    run = new_run(row.tenant_id, row.workspace_id, row.revision_id, request)
+    runq.insert_run(conn, run)
+    task_id = queue_run_in(conn, queue, run, dedupe_key=f"schedule:{key}")
+    conn.execute(update(schedules).where(schedules.c.id == row.id).values(last_run_id=run.id))
+    return run.id, task_id
+
+
+def definition_name(path: str) -> str:
+    """``workflows/x.workflow.yml`` -> ``workflows/x`` (the run target's name)."""
+    kind = classify_path(path)
+    if kind is None:
+        raise ValueError(f"{path!r} is not a definition file")
+    return name_of(path, kind)
+
+
+def _enqueue_check(conn: Connection, queue: TaskQueue, row: Any, due: datetime) -> int:
+    key = fire_key(row.id, due)
+    enqueued = queue.enqueue(
+        row.tenant_id,
+        MONITOR_TASK_KIND,
+        {"schedule_id": row.id, "scheduled_for": due.isoformat(), "revision_id": row.revision_id},
+        queue=MONITOR_QUEUE,
+        max_attempts=1,
+        dedupe_key=f"monitor:{key}",
+        conn=conn,
+    )
+    return enqueued.id
+
+
+def _tick(
+    engine: Engine,
+    queue: TaskQueue,
+    kind: str,
+    *,
+    now: datetime,
+    node: str,
+    catchup: float,
+    batch: int,
+) -> list[Fire]:
+    with engine.connect() as conn:
+        due_rows = _due(conn, kind, now, batch)
+    fires: list[Fire] = []
+    for sid, due in due_rows:
+        fire = _fire_one(engine, queue, kind, sid, due, now=now, node=node, catchup=catchup)
+        if fire is not None:
+            fires.append(fire)
+    return fires
+
+
+def _fire_one(
+    engine: Engine,
+    queue: TaskQueue,
+    kind: str,
+    sid: str,
+    due: datetime,
+    *,
+    now: datetime,
+    node: str,
+    catchup: float,
+) -> Fire | None:
+    with engine.begin() as conn:
+        cron, timezone = conn.execute(
+            select(schedules.c.cron, schedules.c.timezone).where(schedules.c.id == sid)
+        ).one_or_none() or (None, None)
+        if cron is None or timezone is None:
+            return None
+        nxt, folded = advance(cron, timezone, due, now, catchup)
+        row = _claim(conn, sid, due, nxt, now)
+        if row is None:
+            return None  # another node won (or the row changed): nothing to do
+        if row.cron != cron or row.timezone != timezone:
+            # Retimed by a promotion between our two statements: the fire stands (its
+            # time was still the row's due time), the next one follows the new timing.
+            nxt, folded = advance(row.cron, row.timezone, due, now, catchup)
+            conn.execute(update(schedules).where(schedules.c.id == sid).values(next_run_at=nxt))
+        if kind == "monitor":
+            outcome = "check"
+        elif row.overlap == "skip" and _still_running(conn, row.last_run_id):
+            outcome = "skipped"
+        else:
+            outcome = "run"
+        if not _log_fire(conn, row, due, now, node, folded, outcome):
+            log.warning("schedule %s already fired for %s; not firing again", row.name, due)
+            return None
+        run_id: str | None = None
+        task_id: int | None = None
+        if outcome == "run":
+            run_id, task_id = _enqueue_run(conn, queue, row, due, "schedule")
+        elif outcome == "check":
+            task_id = _enqueue_check(conn, queue, row, due)
+        if task_id is not None:
+            _set_fire(conn, sid, due, run_id=run_id, task_id=task_id)
+        return Fire(sid, row.name, due, outcome, run_id, task_id, folded)
+
+
+def tick_schedules(
+    engine: Engine,
+    queue: TaskQueue,
+    *,
+    now: datetime | None = None,
+    node: str | None = None,
+    catchup: float = 5.0,
+    batch: int = 500,
+) -> list[Fire]:
+    """Fire every due schedule this node wins; returns what it fired."""
+    return _tick(
+        engine,
+        queue,
+        "schedule",
+        now=now or utcnow(),
+        node=node or node_name(),
+        catchup=catchup,
+        batch=batch,
+    )
+
+
+def tick_monitor_schedules(
+    engine: Engine,
+    queue: TaskQueue,
+    *,
+    now: datetime | None = None,
+    node: str | None = None,
+    catchup: float = 5.0,
+    batch: int = 500,
+) -> list[Fire]:
+    """Queue a check for every due monitor this node wins."""
+    return _tick(
+        engine,
+        queue,
+        "monitor",
+        now=now or utcnow(),
+        node=node or node_name(),
+        catchup=catchup,
+        batch=batch,
+    )
+
+
+def fire_now(
+    engine: Engine, queue: TaskQueue, schedule_id: str, *, node: str | None = None
+) -> Fire:
+    """Trigger now (operator action): fire outside the cron, leaving ``next_run_at`` alone.
+
+    Recorded in the fire log at the current instant with outcome ``manual``."""
+    now = utcnow()
+    with engine.begin() as conn:
+        row = conn.execute(select(schedules).where(schedules.c.id == schedule_id)).one()
+        if not _log_fire(conn, row, now, now, node or node_name(), 0, "manual"):
+            raise RuntimeError("a manual fire at this exact instant exists")  # pragma: no cover
+        run_id: str | None = None
+        if row.kind == "monitor":
+            task_id = _enqueue_check(conn, queue, row, now)
+        else:
+            run_id, task_id = _enqueue_run(conn, queue, row, now, "schedule")
+        _set_fire(conn, schedule_id, now, run_id=run_id, task_id=task_id)
+        return Fire(schedule_id, row.name, now, "manual", run_id, task_id, 0)
+
+
+def earliest_due(engine: Engine) -> datetime | None:
+    """When the next schedule or monitor is due (the driver sleeps until then)."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(func.min(schedules.c.next_run_at, type_=UtcDateTime())).where(
+                schedules.c.enabled.is_(True), schedules.c.paused.is_(False)
+            )
+        ).scalar_one_or_none()
+    return value if isinstance(value, datetime) else None
