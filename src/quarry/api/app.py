@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from quarry import __version__
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath
-from quarry.api.fleet import apps, health, runs, workspaces
+from quarry.api.fleet import apps, compile_status, health, runs, workspaces
 from quarry.api.services import Services, build_run_worker
 from quarry.fleet.proxy import IdeRouting, ide_proxy
 from quarry.runtime.runs.workers import BackgroundWorkers
@@ -36,9 +36,14 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
             worker = build_run_worker(svc)
             workers = BackgroundWorkers([worker])
             await run_in_threadpool(workers.start)
+        factory = getattr(app.state, "factory", None)  # ide/all only (quarry.api.ide.mount)
+        if factory is not None:
+            await run_in_threadpool(factory.start)  # clone what is missing, compile
         try:
             yield
         finally:
+            if factory is not None:
+                await run_in_threadpool(factory.stop)
             if workers is not None:
                 await run_in_threadpool(workers.stop)
             if proxy is not None:
@@ -59,6 +64,7 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(health.router)
     app.include_router(workspaces.router)
     app.include_router(runs.router)
+    app.include_router(compile_status.router)
     app.include_router(index.router)
     app.include_router(apps.router)
     app.include_router(app_pages.router)
@@ -66,8 +72,10 @@ def create_app(svc: Services) -> FastAPI:
     if svc.topology.serves_ide_routes:
         # Imported only here: a serve replica must never load the Factory package.
         from quarry.api.ide import compile as ide_compile
+        from quarry.api.ide import mount as ide_mount
 
         app.include_router(ide_compile.router)
+        ide_mount.install(app, svc)  # files, git, draft runs; app.state.factory
     if svc.topology.proxies_ide_routes:
         # classify() decides; IdeOnly requests stream to the Factory (quarry.fleet.proxy).
         proxy = ide_proxy(svc.settings)

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +46,24 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     tenant: str = Field("local", description="Tenant that local-mode workspaces belong to.")
     workspaces_dir: Path | None = Field(None, description="Factory's clone cache (cloud mode).")
+    git_credentials: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='Origin credentials by host, JSON: {"github.com": "user:token"}; '
+        "handed to git through a credential helper, never logged.",
+    )
+    git_timeout_seconds: float = Field(120.0, gt=0, description="Limit on one git command.")
+    git_allow_local_origins: bool = Field(
+        False, description="Let the API register file:// or path origins (tests, local dev)."
+    )
+    file_max_bytes: int = Field(
+        2_000_000, gt=0, description="Largest text file the file API writes."
+    )
+    dataset_file_max_bytes: int = Field(
+        50_000_000, gt=0, description="Largest file the file API writes under a dataset folder."
+    )
+    compile_debounce_seconds: float = Field(
+        0.5, ge=0, description="Quiet time after a write before the Factory compiles."
+    )
     ide_upstream: str | None = Field(None, description="Factory URL a serve replica proxies to.")
     ide_connect_timeout: float = Field(
         5.0, gt=0, description="Seconds the IDE proxy waits to connect to the Factory."

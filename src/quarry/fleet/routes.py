@@ -23,6 +23,14 @@ class RouteClass(StrEnum):
 # test checks it): add the file and git API's patterns with their routes.
 IDE_ONLY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("POST", "/api/v1/workspaces/{workspace}/compile"),
+    # the Factory: registration, files, git, draft runs (docs/factory.md)
+    ("POST", "/api/v1/workspaces"),
+    ("DELETE", "/api/v1/workspaces/{workspace}"),
+    ("*", "/api/v1/workspaces/{workspace}/files"),
+    ("*", "/api/v1/workspaces/{workspace}/files/{path:path}"),
+    ("POST", "/api/v1/workspaces/{workspace}/move"),
+    ("*", "/api/v1/workspaces/{workspace}/git/{rest:path}"),
+    ("POST", "/api/v1/workspaces/{workspace}/draft-runs"),
 )
 
 FLEET_OK_READ_PATTERNS: tuple[tuple[str, str], ...] = ()

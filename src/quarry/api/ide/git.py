@@ -1,0 +1,217 @@
+"""IdeOnly: the git API of a working copy — status, diff, log, commit, branches,
+pull (fast-forward only) and push.
+
+A refused operation (diverged pull, rejected push, nothing to commit, a switch that
+would overwrite edits) is a 409 with a message saying what to do, and it leaves the
+working copy as it was. Commits are authored by the caller's identity. A commit or
+pull on the default branch compiles and promotes at once (the response says how
+that went); a branch switch requests a debounced compile (a draft on a branch).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from quarry.api.deps import AccessRole, principal
+from quarry.api.ide.common import factory, require, workspace_of
+from quarry.core.errors import CompileFailed
+from quarry.factory.git import Identity
+from quarry.factory.paths import check_relpath
+from quarry.factory.service import Factory
+from quarry.store.workspaces import WorkspaceRow
+
+router = APIRouter(prefix="/api/v1/workspaces/{workspace}/git", tags=["ide: git"])
+
+
+class CommitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=10000)
+    paths: list[str] | None = Field(None, description="Commit only these paths (default: all).")
+
+
+class BranchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    start: str | None = Field(None, alias="from", max_length=200)
+
+
+class SwitchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    branch: str = Field(min_length=1, max_length=200)
+
+
+def _compile_json(fac: Factory, ws: WorkspaceRow) -> dict[str, Any]:
+    """Compile now and describe it; a failed compile is reported, not raised: the git
+    operation itself succeeded."""
+    try:
+        result = fac.compile_now(ws)
+    except CompileFailed as exc:
+        return {
+            "state": "failed",
+            "message": exc.message,
+            "problems": [p.__dict__ for p in exc.problems],
+        }
+    return {
+        "state": "succeeded",
+        "revision_id": result.revision_id,
+        "promoted": result.promoted,
+        "current": fac.workspace(ws.tenant_id, ws.name).current_revision_id == result.revision_id,
+    }
+
+
+async def _in_thread(request: Request, workspace: str, role: AccessRole, fn: Any) -> Any:
+    who = require(request, role) if role > AccessRole.VIEWER else principal(request)
+    fac = factory(request)
+
+    def run() -> Any:
+        ws = workspace_of(request, workspace, who)
+        return fn(fac, ws, who)
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/status")
+async def status(request: Request, workspace: str) -> dict[str, Any]:
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        wc = fac.git(ws)
+        files = wc.status()
+        return {
+            "branch": wc.branch(),
+            "head": wc.head(),
+            "default_branch": ws.default_branch,
+            "clean": not files,
+            "files": files,
+        }
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.VIEWER, run)
+    return result
+
+
+@router.get("/diff")
+async def diff(
+    request: Request,
+    workspace: str,
+    path: Annotated[str | None, Query()] = None,
+    staged: bool = False,
+) -> Response:
+    """The unified diff of the working copy against HEAD (untracked files included)."""
+    rel = check_relpath(path) if path else None
+
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> str:
+        return fac.git(ws).diff(rel, staged=staged)
+
+    text: str = await _in_thread(request, workspace, AccessRole.VIEWER, run)
+    return Response(text, media_type="text/x-diff; charset=utf-8")
+
+
+@router.get("/log")
+async def log(
+    request: Request,
+    workspace: str,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    branch: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        return {"commits": fac.git(ws).log(limit, branch)}
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.VIEWER, run)
+    return result
+
+
+@router.post("/commit")
+async def commit(request: Request, workspace: str, body: CommitBody) -> dict[str, Any]:
+    paths = [check_relpath(p) for p in body.paths] if body.paths else None
+
+    def run(fac: Factory, ws: WorkspaceRow, who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            wc = fac.git(ws)
+            sha = wc.commit(body.message, Identity(who.name, who.email), paths)
+            branch = wc.branch()
+            return {"commit": sha, "branch": branch, "compile": _compile_json(fac, ws)}
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result
+
+
+@router.get("/branches")
+async def branches(request: Request, workspace: str) -> dict[str, Any]:
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        return {"default_branch": ws.default_branch, "branches": fac.git(ws).branches()}
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.VIEWER, run)
+    return result
+
+
+@router.post("/branches", status_code=201)
+async def create_branch(request: Request, workspace: str, body: BranchBody) -> dict[str, Any]:
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            fac.git(ws).create_branch(body.name, body.start)
+        return {"name": body.name}
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result
+
+
+@router.delete("/branches/{name:path}")
+async def delete_branch(
+    request: Request, workspace: str, name: str, force: bool = False
+) -> dict[str, Any]:
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        protected = {ws.default_branch} if ws.default_branch else set()
+        with fac.lock(ws):
+            fac.git(ws).delete_branch(name, force=force, protected=protected)
+        return {"name": name, "deleted": True}
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result
+
+
+@router.post("/switch")
+async def switch(request: Request, workspace: str, body: SwitchBody) -> dict[str, Any]:
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            wc = fac.git(ws)
+            wc.switch(body.branch)
+            head = wc.head()
+        fac.request_compile(ws)
+        return {"branch": body.branch, "head": head, "compile": "pending"}
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result
+
+
+@router.post("/pull")
+async def pull(request: Request, workspace: str) -> dict[str, Any]:
+    """Fast-forward the current branch to the origin's; 409 if it cannot."""
+
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            before, after = fac.git(ws).pull_ff()
+            body: dict[str, Any] = {"before": before, "after": after, "updated": before != after}
+            body["compile"] = _compile_json(fac, ws) if before != after else None
+            return body
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result
+
+
+@router.post("/push")
+async def push(request: Request, workspace: str) -> dict[str, Any]:
+    """Push the current branch to the origin (never forced); 409 when rejected."""
+
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            wc = fac.git(ws)
+            sha = wc.push()
+            return {"branch": wc.branch(), "commit": sha}
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result

@@ -1,0 +1,385 @@
+"""The git service: the git command line, run in a subprocess with a timeout.
+
+Why the CLI rather than pygit2 (see ``docs/factory.md``): it is the git users run, so
+behaviour (merges, refs, config, hooks policy, the network protocols, SSH and
+credential helpers) is exactly theirs; it needs no libgit2 build; and a subprocess can
+be killed on a timeout, where a libgit2 network call blocks a thread until it is done.
+The cost — a process per command, a few milliseconds — is small next to the network.
+
+Every call is blocking: the API runs them on a worker thread, never on the event loop.
+Every call sets ``GIT_TERMINAL_PROMPT=0`` (a prompt would hang), passes author and
+committer explicitly (the host may have no git identity), disables repository hooks
+(the Factory must not execute code a repository ships) and refuses the ``ext::``
+transport. Origin credentials come from settings and reach git through an inline
+credential helper that reads two environment variables of the child process: they
+are never in argv (visible in ``ps``), never in ``.git/config``, and every message
+that leaves this module is scrubbed of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from quarry.core.errors import BadRequest, Conflict, QuarryError
+
+log = logging.getLogger(__name__)
+
+BASE_CONFIG = (
+    "core.quotepath=off",
+    "core.hooksPath=/dev/null",
+    "protocol.ext.allow=never",
+    "advice.detachedHead=false",
+    "init.defaultBranch=main",
+)
+# A git credential helper answering "get" from the child's environment only.
+CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; '
+    'printf "username=%s\\npassword=%s\\n" "$QUARRY_GIT_USERNAME" "$QUARRY_GIT_PASSWORD"; }; f'
+)
+BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_USERINFO = re.compile(r"(://)[^/@\s]+@")
+
+
+class GitError(Conflict):
+    """A git operation refused (non-fast-forward, rejected push, nothing to commit...)."""
+
+    code = "git_conflict"
+
+
+class GitFailed(QuarryError):
+    """Git itself failed (bad repository, network): not the caller's fault."""
+
+    status_code = 502
+    code = "git_failed"
+
+
+class GitTimeout(QuarryError):
+    status_code = 504
+    code = "git_timeout"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+
+@dataclass
+class GitRunner:
+    """How this process runs git: timeout and per-host origin credentials."""
+
+    timeout: float = 120.0
+    credentials: Mapping[str, str] = field(default_factory=dict)
+
+    def _secrets(self) -> list[str]:
+        out: list[str] = []
+        for value in self.credentials.values():
+            out.append(value)
+            out.extend(p for p in value.split(":", 1) if len(p) >= 4)
+        return sorted(set(out), key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """Remove credentials and URL user-info from a message before it leaves."""
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
+        return _USERINFO.sub(r"\1***@", text)
+
+    def _env(self, url: str | None, identity: Identity | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env.update(
+            GIT_TERMINAL_PROMPT="0",
+            GIT_ASKPASS="/bin/false",
+            SSH_ASKPASS="/bin/false",
+            GIT_SSH_COMMAND=os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+            LC_ALL="C",
+            GIT_CONFIG_NOSYSTEM="1",
+        )
+        if identity is not None:
+            env.update(
+                GIT_AUTHOR_NAME=identity.name,
+                GIT_AUTHOR_EMAIL=identity.email,
+                GIT_COMMITTER_NAME=identity.name,
+                GIT_COMMITTER_EMAIL=identity.email,
+            )
+        secret = self.credential_for(url) if url else None
+        if secret is not None:
+            user, sep, password = secret.partition(":")
+            env["QUARRY_GIT_USERNAME"] = user if sep else "x-access-token"
+            env["QUARRY_GIT_PASSWORD"] = password if sep else secret
+        return env
+
+    def credential_for(self, url: str) -> str | None:
+        host = urlsplit(url).hostname if "://" in url else None
+        if host is None:
+            return None
+        return self.credentials.get(host) or self.credentials.get(host.lower())
+
+    def run(
+        self,
+        cwd: Path | None,
+        args: Sequence[str],
+        *,
+        url: str | None = None,
+        identity: Identity | None = None,
+        check: bool = True,
+        input_text: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        config: list[str] = []
+        for item in BASE_CONFIG:
+            config += ["-c", item]
+        if identity is not None:
+            config += ["-c", f"user.name={identity.name}", "-c", f"user.email={identity.email}"]
+        if url is not None and self.credential_for(url) is not None:
+            config += ["-c", "credential.helper=", "-c", f"credential.helper={CREDENTIAL_HELPER}"]
+        command = ["git", *config, *args]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=cwd,
+                env=self._env(url, identity),
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                input=input_text,
+                stdin=None if input_text is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitTimeout(
+                f"git {args[0]} did not finish within {self.timeout:g}s", command=args[0]
+            ) from None
+        except OSError as exc:
+            raise GitFailed(f"cannot run git: {exc}") from None
+        if check and done.returncode != 0:
+            raise GitFailed(
+                f"git {args[0]} failed: {self.scrub(done.stderr.strip() or done.stdout.strip())}",
+                command=args[0],
+            )
+        return done
+
+
+def check_branch_name(name: str) -> str:
+    if not BRANCH_NAME.match(name) or ".." in name or name.endswith((".lock", "/", ".")):
+        raise BadRequest(
+            f"invalid branch name {name!r}: letters, digits, '.', '_', '-' and '/' only",
+            parameter="branch",
+        )
+    if "//" in name or "/." in name or "@{" in name:
+        raise BadRequest(f"invalid branch name {name!r}", parameter="branch")
+    return name
+
+
+@dataclass
+class WorkingCopyGit:
+    """Git operations on one working copy (whose origin, if any, is ``origin``)."""
+
+    root: Path
+    runner: GitRunner
+
+    def _git(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return self.runner.run(self.root, args, **kwargs)
+
+    def origin_url(self) -> str | None:
+        done = self._git("remote", "get-url", "origin", check=False)
+        return done.stdout.strip() or None if done.returncode == 0 else None
+
+    def is_repository(self) -> bool:
+        return (self.root / ".git").exists()
+
+    def head(self) -> str | None:
+        done = self._git("rev-parse", "--verify", "-q", "HEAD", check=False)
+        return done.stdout.strip() or None if done.returncode == 0 else None
+
+    def branch(self) -> str | None:
+        done = self._git("symbolic-ref", "--short", "-q", "HEAD", check=False)
+        return done.stdout.strip() or None if done.returncode == 0 else None
+
+    # -- reading --------------------------------------------------------------------
+    def status(self) -> list[dict[str, str]]:
+        out = self._git("status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
+        entries: list[dict[str, str]] = []
+        items = out.split("\0")
+        i = 0
+        while i < len(items):
+            item = items[i]
+            i += 1
+            if len(item) < 4:
+                continue
+            entry = {"index": item[0], "worktree": item[1], "path": item[3:]}
+            if item[0] in "RC":  # renames carry the old path as the next item
+                entry["from"] = items[i]
+                i += 1
+            entries.append(entry)
+        return entries
+
+    def porcelain(self) -> str:
+        return self._git("status", "--porcelain=v1", "--untracked-files=all").stdout
+
+    def diff(self, path: str | None = None, *, staged: bool = False) -> str:
+        spec = ["--", path] if path else []
+        if self.head() is None:
+            return self._git("diff", "--cached", *spec).stdout
+        base = ["diff", "--cached", "HEAD"] if staged else ["diff", "HEAD"]
+        text = self._git(*base, *spec).stdout
+        if staged:
+            return text
+        untracked = self._git(
+            "ls-files", "--others", "--exclude-standard", "-z", *spec
+        ).stdout.split("\0")
+        for rel in filter(None, untracked):
+            done = self._git("diff", "--no-index", "--", "/dev/null", rel, check=False)
+            text += done.stdout
+        return text
+
+    def log(self, limit: int, ref: str | None = None) -> list[dict[str, str]]:
+        if self.head() is None and ref is None:
+            return []
+        fmt = "%H%x1f%an%x1f%ae%x1f%aI%x1f%s%x1e"
+        args = ["log", f"--max-count={limit}", f"--format={fmt}"]
+        if ref:
+            args += [check_branch_name(ref), "--"]
+        out = self._git(*args).stdout
+        commits = []
+        for record in filter(None, (r.strip("\n") for r in out.split("\x1e"))):
+            sha, name, email, date, subject = record.split("\x1f", 4)
+            commits.append(
+                {
+                    "commit": sha,
+                    "author_name": name,
+                    "author_email": email,
+                    "date": date,
+                    "subject": subject,
+                }
+            )
+        return commits
+
+    def branches(self) -> list[dict[str, Any]]:
+        out = self._git(
+            "for-each-ref", "refs/heads", "--format=%(refname:short)%00%(objectname)"
+        ).stdout
+        current = self.branch()
+        rows = []
+        for line in filter(None, out.splitlines()):
+            name, sha = line.split("\0", 1)
+            rows.append({"name": name, "commit": sha, "current": name == current})
+        return rows
+
+    # -- changing -------------------------------------------------------------------
+    def commit(self, message: str, identity: Identity, paths: list[str] | None = None) -> str:
+        if not message.strip():
+            raise BadRequest("a commit needs a message", parameter="message")
+        self._git("add", "-A", "--", *(paths or ["."]))
+        staged = self._git("diff", "--cached", "--quiet", check=False)
+        if staged.returncode == 0:
+            raise GitError("nothing to commit: the working copy matches the last commit")
+        self._git("commit", "-q", "--no-verify", "-m", message, identity=identity)
+        head = self.head()
+        assert head is not None
+        return head
+
+    def create_branch(self, name: str, start: str | None = None) -> None:
+        check_branch_name(name)
+        if any(b["name"] == name for b in self.branches()):
+            raise GitError(f"branch {name!r} already exists", branch=name)
+        self._git("branch", "--no-track", name, *([check_branch_name(start)] if start else []))
+
+    def switch(self, name: str) -> None:
+        check_branch_name(name)
+        done = self._git("switch", "-q", name, check=False)
+        if done.returncode != 0:
+            raise GitError(
+                f"cannot switch to {name!r}: {self.runner.scrub(done.stderr.strip())}",
+                branch=name,
+            )
+
+    def delete_branch(self, name: str, *, force: bool, protected: set[str]) -> None:
+        check_branch_name(name)
+        if name == self.branch():
+            raise GitError(f"{name!r} is the current branch; switch away first", branch=name)
+        if name in protected:
+            raise GitError(f"{name!r} is the workspace's default branch", branch=name)
+        done = self._git("branch", "-D" if force else "-d", name, check=False)
+        if done.returncode != 0:
+            raise GitError(
+                f"cannot delete {name!r}: {self.runner.scrub(done.stderr.strip())}", branch=name
+            )
+
+    def fetch(self) -> None:
+        url = self.origin_url()
+        if url is None:
+            raise GitError("this working copy has no origin to pull from or push to")
+        self._git("fetch", "-q", "--prune", "origin", url=url)
+
+    def pull_ff(self) -> tuple[str | None, str | None]:
+        """Fast-forward the current branch to the origin's; (before, after) commits.
+        Anything else — diverged history, local edits in the way — is a ``GitError``
+        and leaves HEAD, the index and every file as they were."""
+        branch = self.branch()
+        if branch is None:
+            raise GitError("the working copy is not on a branch (detached HEAD)")
+        self.fetch()
+        remote = f"refs/remotes/origin/{branch}"
+        if self._git("rev-parse", "--verify", "-q", remote, check=False).returncode != 0:
+            raise GitError(f"the origin has no branch {branch!r}; push it first", branch=branch)
+        before = self.head()
+        if before is not None:
+            behind = self._count(f"HEAD..{remote}")
+            ahead = self._count(f"{remote}..HEAD")
+            if behind == 0:
+                return before, before
+            if ahead > 0:
+                raise GitError(
+                    f"cannot fast-forward {branch!r}: it has {ahead} commit(s) the origin does "
+                    f"not have and the origin has {behind} it does not; nothing was changed",
+                    branch=branch,
+                    ahead=ahead,
+                    behind=behind,
+                )
+        done = self._git("merge", "--ff-only", "-q", remote, check=False)
+        if done.returncode != 0:
+            raise GitError(
+                f"cannot fast-forward {branch!r}: {self.runner.scrub(done.stderr.strip())}; "
+                "nothing was changed",
+                branch=branch,
+            )
+        return before, self.head()
+
+    def _count(self, spec: str) -> int:
+        return int(self._git("rev-list", "--count", spec).stdout.strip() or 0)
+
+    def push(self) -> str:
+        branch = self.branch()
+        if branch is None:
+            raise GitError("the working copy is not on a branch (detached HEAD)")
+        url = self.origin_url()
+        if url is None:
+            raise GitError("this working copy has no origin to push to")
+        ref = f"refs/heads/{branch}:refs/heads/{branch}"
+        done = self._git("push", "--porcelain", "origin", ref, url=url, check=False)
+        if done.returncode != 0:
+            text = self.runner.scrub((done.stdout + "\n" + done.stderr).strip())
+            if "[rejected]" in text or "rejected" in text or "fetch first" in text:
+                raise GitError(
+                    f"push of {branch!r} rejected: the origin has commits this branch does not; "
+                    "pull, then push again",
+                    branch=branch,
+                )
+            raise GitFailed(f"push of {branch!r} failed: {text}", branch=branch)
+        self._git("branch", f"--set-upstream-to=origin/{branch}", branch, check=False)
+        head = self.head()
+        assert head is not None
+        return head
+
+
+def clone(runner: GitRunner, url: str, dest: Path, branch: str | None = None) -> None:
+    args = ["clone", "-q", "--no-tags"]
+    if branch:
+        args += ["--branch", check_branch_name(branch)]
+    runner.run(None, [*args, "--", url, str(dest)], url=url)

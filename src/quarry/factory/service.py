@@ -1,0 +1,231 @@
+"""The Factory as one object: working copies, their locks, compiles and draft runs.
+
+Built once by the ide/all application (``quarry.api.ide.mount``) and started with it:
+at start every cloud workspace is cloned if its working copy is missing and compiled,
+so a Factory with a wiped disk comes back serving the same revisions.
+
+Every mutation of a working copy — a file write, a git command, a compile — runs
+under that working copy's lock. One Factory per deployment (the platform guarantees
+at most one) and one lock per working copy inside it make "check the expected hash,
+then rename" and "compile what is on disk" race-free without any database lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from quarry.catalog.reader import Catalog
+from quarry.core.errors import CompileFailed, NotFound, QuarryError
+from quarry.core.settings import Settings
+from quarry.factory import files, git
+from quarry.factory import workspaces as fw
+from quarry.factory.autocompile import AutoCompiler, promotion_for, status_branch
+from quarry.factory.compiler import CompileResult, compile_workspace
+from quarry.factory.gitinfo import read_git_info
+from quarry.factory.statcache import cache_path
+from quarry.runtime.queue import TaskQueue
+from quarry.runtime.runs.executor import RunExecutor
+from quarry.runtime.runs.service import RunRequest, create_run
+from quarry.store import factory_tables as ft
+from quarry.store import runs as runq
+from quarry.store.objects import ObjectStore
+from quarry.store.runs import RunRow
+from quarry.store.workspaces import WorkspaceRow
+
+log = logging.getLogger(__name__)
+
+
+class Factory:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        store: ObjectStore,
+        catalog: Catalog,
+        queue: TaskQueue,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.catalog = catalog
+        self.queue = queue
+        self.data_dir = settings.data_dir or Path(".quarry").resolve()
+        self.workspaces_dir = settings.workspaces_dir or self.data_dir / "workspaces"
+        self.runner = git.GitRunner(
+            timeout=settings.git_timeout_seconds,
+            credentials={h: s.get_secret_value() for h, s in settings.git_credentials.items()},
+        )
+        self.limits = files.Limits(settings.file_max_bytes, settings.dataset_file_max_bytes)
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+        self.auto = AutoCompiler(self._compile_key, settings.compile_debounce_seconds)
+        self._runs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="quarry-draft-run")
+        self._executor: RunExecutor | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        """Clone what is missing and compile every cloud workspace, then start the
+        background compiler. A workspace that fails is logged and skipped."""
+        with self.engine.connect() as conn:
+            names = ft.git_workspaces(conn)
+        for tenant, name in names:
+            try:
+                self.compile_now(self.workspace(tenant, name))
+            except QuarryError as exc:
+                log.error("start-up compile of %s/%s failed: %s", tenant, name, exc.message)
+        self.auto.start()
+
+    def stop(self) -> None:
+        self.auto.stop()
+        self._runs.shutdown(wait=True, cancel_futures=True)
+
+    # -- working copies -------------------------------------------------------------
+    def workspace(self, tenant_id: str, name: str) -> WorkspaceRow:
+        return self.catalog.workspace(tenant_id, name, fresh=True)
+
+    def lock(self, workspace: WorkspaceRow) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(workspace.id, threading.RLock())
+
+    def root(self, workspace: WorkspaceRow) -> Path:
+        """The working copy's folder (cloned first if it is a missing cloud one)."""
+        if workspace.source_kind == "git":
+            with self.lock(workspace):
+                root, _ = fw.ensure_clone(self.engine, self.runner, self.workspaces_dir, workspace)
+            return root
+        root = Path(workspace.source)
+        if not root.is_dir():
+            raise NotFound(
+                f"the folder of workspace {workspace.name!r} is missing on this Factory",
+                workspace=workspace.name,
+            )
+        return root
+
+    def git(self, workspace: WorkspaceRow) -> git.WorkingCopyGit:
+        wc = git.WorkingCopyGit(self.root(workspace), self.runner)
+        if not wc.is_repository():
+            raise git.GitError(f"workspace {workspace.name!r} is not a git repository")
+        return wc
+
+    # -- compiling ------------------------------------------------------------------
+    def request_compile(self, workspace: WorkspaceRow) -> None:
+        """A change: record ``pending`` and let the background compiler run it."""
+        info = read_git_info(self.root(workspace))
+        with self.engine.begin() as conn:
+            ft.mark_requested(conn, workspace.id, status_branch(info))
+        self.auto.request(f"{workspace.tenant_id}/{workspace.name}")
+
+    def _compile_key(self, key: str) -> None:
+        tenant, name = key.split("/", 1)
+        try:
+            workspace = self.workspace(tenant, name)
+        except NotFound:
+            return  # removed meanwhile
+        with contextlib.suppress(QuarryError):  # the outcome is in compile_status
+            self.compile_now(workspace)
+
+    def compile_now(
+        self, workspace: WorkspaceRow, *, draft: bool = False, record: bool = True
+    ) -> CompileResult:
+        """Compile the working copy as it is now; records the outcome in
+        ``compile_status`` (unless ``record`` is off). ``draft`` forbids promotion."""
+        with self.lock(workspace):
+            root = self.root(workspace)
+            workspace = self.workspace(workspace.tenant_id, workspace.name)
+            info = read_git_info(root)
+            promote = not draft and promotion_for(workspace, info)
+            branch = status_branch(info)
+            if record:
+                with self.engine.begin() as conn:
+                    ft.mark_started(conn, workspace.id, branch)
+            try:
+                result = compile_workspace(
+                    self.engine,
+                    self.store,
+                    workspace,
+                    root,
+                    promote=promote,
+                    stat_cache=cache_path(self.data_dir, workspace.id),
+                )
+            except QuarryError as exc:
+                if record:
+                    problems = exc.problems if isinstance(exc, CompileFailed) else []
+                    with self.engine.begin() as conn:
+                        ft.mark_finished(
+                            conn,
+                            workspace.id,
+                            branch,
+                            revision_id=None,
+                            promoted=False,
+                            draft=not promote,
+                            git_commit=info.commit,
+                            error=exc.message,
+                            problems=[p.__dict__ for p in problems],
+                        )
+                raise
+            with self.engine.begin() as conn:
+                if promote and info.commit and not info.dirty:
+                    ft.record_provenance(
+                        conn, workspace.id, result.revision_id, info.commit, info.branch
+                    )
+                if record:
+                    ft.mark_finished(
+                        conn,
+                        workspace.id,
+                        branch,
+                        revision_id=result.revision_id,
+                        promoted=promote,
+                        draft=not promote,
+                        git_commit=info.commit,
+                    )
+            self.catalog.forget_workspace(workspace.tenant_id, workspace.name)
+            return result
+
+    # -- draft runs -----------------------------------------------------------------
+    def start_draft_run(
+        self,
+        workspace: WorkspaceRow,
+        kind: str,
+        name: str,
+        variables: dict[str, Any],
+        request_id: str | None,
+    ) -> RunRow:
+        """Compile the working copy as it is (uncommitted edits included) to a draft
+        revision and execute the run here, on the Factory, on a background thread.
+        Its events and results go to the database and the object store like any
+        run's, so every replica can follow it."""
+        result = self.compile_now(workspace, draft=True, record=False)
+        request = RunRequest(
+            kind,
+            name,
+            variables,
+            revision=result.revision_id,
+            origin="factory",
+            request_id=request_id,
+        )
+        run = create_run(self.engine, self.queue, self.catalog, workspace, request, enqueue=False)
+        with self.engine.begin() as conn:
+            runq.append_event(
+                conn,
+                run.id,
+                {"type": "run.queued", "revision_id": result.revision_id, "draft": True},
+            )
+        self._runs.submit(self._execute, run)
+        return run
+
+    def _execute(self, run: RunRow) -> None:
+        if self._executor is None:
+            self._executor = RunExecutor(
+                self.engine, self.queue, self.store, self.catalog, self.data_dir / "cache"
+            )
+        try:
+            self._executor.execute(run, None)
+        except Exception:
+            log.exception("draft run %s failed outside the run", run.id)
