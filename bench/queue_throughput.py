@@ -12,14 +12,6 @@ Same Postgres, same run, same work, each system in a fresh database per measurem
    each system's own worker in its "exit when empty" mode with default settings
    (pgqueuer: ``QueueManager.run(mode=drain)``, batch size 10; procrastinate:
    ``run_worker(wait=False)``, concurrency 1; Quarry: ``Worker.drain()``).
-   Quarry's figure is timed to the moment ``drain()`` returned, after its last
-   completion was written, which is stricter than the others' last handler run.
-
-Quarry runs in up to three variants: ``quarry`` (the default worker: one statement per
-task, completing one and claiming the next), ``quarry_batch`` (``--batch``, default 10
-like pgqueuer's batch size: claims up to 10 per statement and records their
-completions in the statement that claims the next batch, ``runtime/queue/batch.py``)
-and ``quarry_sync`` (the default worker waiting for the WAL flush on every commit).
 
 The end-to-end figure is ``N / (enqueue seconds + drain seconds)``.
 
@@ -47,10 +39,7 @@ from dataclasses import dataclass
 import psycopg
 
 ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-SYSTEMS = ("quarry", "quarry_batch", "pgqueuer", "procrastinate", "quarry_sync")
-DEFAULT_SYSTEMS = ["quarry", "quarry_batch", "pgqueuer", "procrastinate"]
-QUARRY_VARIANTS = ("quarry", "quarry_batch", "quarry_sync")
-BATCH = [10]  # --batch, for quarry_batch
+SYSTEMS = ("quarry", "pgqueuer", "procrastinate", "quarry_sync")
 
 
 def dsn_for(dbname: str) -> str:
@@ -110,18 +99,15 @@ def quarry_enqueue(dsn: str, n: int) -> float:
     return elapsed
 
 
-def quarry_worker(
-    dsn: str, ready: Callable[[], None], *, async_commit: bool = True, batch: int = 1
-) -> int:
+def quarry_worker(dsn: str, ready: Callable[[], None], *, async_commit: bool = True) -> int:
     from quarry.runtime.queue import open_queue
-    from quarry.runtime.queue.batch import make_worker
+    from quarry.runtime.queue.worker import Worker
     from quarry.store.db import create_state_engine
 
     engine = create_state_engine(sa_url(dsn), pool_size=2)
-    worker = make_worker(
+    worker = Worker(
         open_queue(engine),
-        lambda task: None,
-        batch_size=batch,
+        lambda task: handled(),
         listen=False,
         reap_interval=None,
         async_commit=async_commit,
@@ -129,14 +115,7 @@ def quarry_worker(
     with engine.connect():
         pass  # connect before the start signal, like the others
     ready()
-    succeeded = worker.drain().succeeded
-    handled()  # after the last completion was written, not after the last handler
-    return succeeded
-
-
-def quarry_batch_worker(dsn: str, ready: Callable[[], None]) -> int:
-    """Quarry's batched worker: up to BATCH tasks per claim, completions buffered."""
-    return quarry_worker(dsn, ready, batch=BATCH[0])
+    return worker.drain().succeeded
 
 
 def pgqueuer_setup(dsn: str) -> None:
@@ -243,35 +222,30 @@ def quarry_sync_worker(dsn: str, ready: Callable[[], None]) -> int:
 
 SETUP = {
     "quarry": quarry_setup,
-    "quarry_batch": quarry_setup,
     "quarry_sync": quarry_setup,
     "pgqueuer": pgqueuer_setup,
     "procrastinate": procrastinate_setup,
 }
 ENQUEUE = {
     "quarry": quarry_enqueue,
-    "quarry_batch": quarry_enqueue,
     "quarry_sync": quarry_enqueue,
     "pgqueuer": pgqueuer_enqueue,
     "procrastinate": procrastinate_enqueue,
 }
 WORKER: dict[str, Callable[[str, Callable[[], None]], int]] = {
     "quarry": quarry_worker,
-    "quarry_batch": quarry_batch_worker,
     "quarry_sync": quarry_sync_worker,
     "pgqueuer": pgqueuer_worker,
     "procrastinate": procrastinate_worker,
 }
 REMAINING = {
     "quarry": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
-    "quarry_batch": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
     "quarry_sync": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
     "pgqueuer": "SELECT count(*) FROM pgqueuer",
     "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
 }
 DONE = {
     "quarry": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
-    "quarry_batch": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
     "quarry_sync": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
     "pgqueuer": "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'",
     "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
@@ -325,7 +299,7 @@ class Measurement:
 def drain(system: str, dsn: str, workers: int) -> float:
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--child", system, "--dsn", dsn, "--batch", str(BATCH[0])],
+            [sys.executable, __file__, "--child", system, "--dsn", dsn],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -395,43 +369,15 @@ def table(results: list[Measurement], workers: list[int], systems: list[str]) ->
             m = by[(s, w)]
             cells += [f"{m.drain_rate:,.0f}", f"{m.e2e_rate:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    for mine, other in ratio_pairs(systems):
-        q_enq = statistics.median(by[(mine, w)].enqueue_rate for w in workers)
-        o_enq = statistics.median(by[(other, w)].enqueue_rate for w in workers)
-        cells = [f"{mine} / {other}", f"{q_enq / o_enq:.2f}x"]
-        for w in workers:
-            q, o = by[(mine, w)], by[(other, w)]
-            cells += [f"{q.drain_rate / o.drain_rate:.2f}x", f"{q.e2e_rate / o.e2e_rate:.2f}x"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def ratio_pairs(systems: list[str]) -> list[tuple[str, str]]:
-    mine = [s for s in systems if s in ("quarry", "quarry_batch")]
-    return [(m, o) for m in mine for o in systems if o not in QUARRY_VARIANTS]
-
-
-def worst_table(
-    runs: dict[tuple[str, int], list[Measurement]], workers: list[int], systems: list[str]
-) -> str:
-    """The lowest ratio over the rounds, each round's figures paired with the same
-    round's (the systems of one round and one W run back to back)."""
-    lines = [
-        "| worst round | enqueue | "
-        + " | ".join(f"drain W={w} | e2e W={w}" for w in workers)
-        + " |",
-        "|" + "---|" * (2 + 2 * len(workers)),
-    ]
-    for mine, other in ratio_pairs(systems):
-        pairs = {w: list(zip(runs[(mine, w)], runs[(other, w)], strict=True)) for w in workers}
-        enq = min(q.enqueue_rate / o.enqueue_rate for w in workers for q, o in pairs[w])
-        cells = [f"{mine} / {other}", f"{enq:.2f}x"]
-        for w in workers:
-            cells += [
-                f"{min(q.drain_rate / o.drain_rate for q, o in pairs[w]):.2f}x",
-                f"{min(q.e2e_rate / o.e2e_rate for q, o in pairs[w]):.2f}x",
-            ]
-        lines.append("| " + " | ".join(cells) + " |")
+    if "quarry" in systems:
+        for other in (s for s in systems if not s.startswith("quarry")):
+            q_enq = statistics.median(by[("quarry", w)].enqueue_rate for w in workers)
+            o_enq = statistics.median(by[(other, w)].enqueue_rate for w in workers)
+            cells = [f"quarry / {other}", f"{q_enq / o_enq:.2f}x"]
+            for w in workers:
+                q, o = by[("quarry", w)], by[(other, w)]
+                cells += [f"{q.drain_rate / o.drain_rate:.2f}x", f"{q.e2e_rate / o.e2e_rate:.2f}x"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -439,15 +385,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=SYSTEMS)
-    parser.add_argument(
-        "--batch", type=int, default=10, help="quarry_batch's batch size (pgqueuer's is 10)"
-    )
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS[:3]), choices=SYSTEMS)
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median")
     parser.add_argument("--child", choices=SYSTEMS)
     parser.add_argument("--dsn")
     args = parser.parse_args()
-    BATCH[0] = args.batch
     if args.child:
         child(args.child, args.dsn)
         return
@@ -471,9 +413,6 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end"
     )
     print(table(results, args.workers, args.systems))
-    if args.repeat > 1:
-        print()
-        print(worst_table(runs, args.workers, args.systems))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from quarry import __version__
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath
 from quarry.api.fleet import apps, compile_status, health, runs, workspaces
+from quarry.api.fleet.keepalive import ScaleToZero, ScaleToZeroMiddleware
+from quarry.api.fleet.keepalive import router as keepalive_router
 from quarry.api.services import Services, build_run_worker
 from quarry.fleet.proxy import IdeRouting, ide_proxy
 from quarry.runtime.runs.workers import BackgroundWorkers
@@ -36,6 +38,8 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
             worker = build_run_worker(svc)
             workers = BackgroundWorkers([worker])
             await run_in_threadpool(workers.start)
+        scale: ScaleToZero = app.state.scale_to_zero
+        scale.start(workers.workers if workers is not None else [])
         factory = getattr(app.state, "factory", None)  # ide/all only (quarry.api.ide.mount)
         if factory is not None:
             await run_in_threadpool(factory.start)  # clone what is missing, compile
@@ -44,6 +48,7 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
         finally:
             if factory is not None:
                 await run_in_threadpool(factory.stop)
+            await run_in_threadpool(scale.stop)
             if workers is not None:
                 await run_in_threadpool(workers.stop)
             if proxy is not None:
@@ -62,6 +67,7 @@ def create_app(svc: Services) -> FastAPI:
     app.state.services = svc
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(keepalive_router)
     app.include_router(workspaces.router)
     app.include_router(runs.router)
     app.include_router(compile_status.router)
@@ -83,6 +89,9 @@ def create_app(svc: Services) -> FastAPI:
         app.add_middleware(IdeRouting, proxy=proxy)
     tenant = svc.settings.tenant
     app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=lambda _scope: tenant)
+    # Outermost: recovery on the first request; write requests end with a drain kick.
+    app.state.scale_to_zero = ScaleToZero(svc)
+    app.add_middleware(ScaleToZeroMiddleware, scale=app.state.scale_to_zero)
     if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":
         log.warning(
             "running OPEN: local mode serves every request as tenant %r without "

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import ConfigurationError
+from quarry.core.holds import Holds
 from quarry.core.settings import Role, Settings
 from quarry.core.topology import Topology, derive_topology
 from quarry.runtime.queue import TaskQueue, open_queue
@@ -30,6 +31,9 @@ class Services:
     store: ObjectStore
     catalog: Catalog
     queue: TaskQueue
+    # Keep-alive holds (docs/scale-to-zero.md): work that outlives a request — a
+    # compile, a run, the drain loop — takes one with ``svc.holds.hold("compile")``.
+    holds: Holds = field(default_factory=Holds)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -59,7 +63,8 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_run_worker(svc: Services) -> Worker:
-    """The queue worker that executes runs, configured from the settings tree."""
+    """The queue worker that executes runs, configured from the settings tree. On the
+    Factory (roles ide and all) it drains under keep-alive holds."""
     cache = (svc.settings.data_dir or Path(".quarry")) / "cache"
     return build_worker(
         svc.engine,
@@ -69,4 +74,5 @@ def build_run_worker(svc: Services) -> Worker:
         cache,
         lease_seconds=svc.settings.worker_lease_seconds,
         shutdown_grace=svc.settings.worker_shutdown_grace,
+        holds=svc.holds if svc.topology.serves_ide_routes else None,
     )

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         100, gt=0, description="Connections the IDE proxy pools to the Factory."
     )
     self_url: str | None = Field(None, description="This process's own ingress (keep-alive).")
+    # -- scale-to-zero (docs/scale-to-zero.md) --
+    min_replicas: int = Field(
+        0, ge=0, description="1 or more: the platform keeps the Factory always on; keep-alive off."
+    )
+    keepalive_hold_seconds: float = Field(
+        45.0, gt=0, description="Hold of each self long-poll GET /keepalive while work is held."
+    )
+    keepalive_max_hold_seconds: float = Field(
+        60.0, gt=0, description="Longest hold GET /keepalive grants (caps ?hold=)."
+    )
     inprocess_workers: OnOff | None = None
     global_driver: OnOff | None = None
     schedule_tick_seconds: float = Field(

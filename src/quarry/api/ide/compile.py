@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from quarry.api.deps import AccessRole
+from quarry.api.deps import AccessRole, services
 from quarry.api.ide.common import factory, require, workspace_of
 
 router = APIRouter(tags=["ide"])
@@ -35,5 +35,8 @@ async def compile_workspace(request: Request, workspace: str) -> dict[str, Any]:
         body["current"] = current == result.revision_id
         return body
 
-    result: dict[str, Any] = await run_in_threadpool(run)
+    # A compile may outlive its request (a client that gave up): hold the Factory up
+    # until it is done (docs/scale-to-zero.md).
+    with services(request).holds.hold("compile"):
+        result: dict[str, Any] = await run_in_threadpool(run)
     return result

@@ -10,7 +10,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from quarry.catalog.reader import Catalog
+from quarry.core.holds import Holds
 from quarry.runtime.queue import Task, TaskQueue
+from quarry.runtime.queue.drain import DrainingWorker
 from quarry.runtime.queue.worker import Worker
 from quarry.runtime.runs.executor import RunExecutor
 from quarry.runtime.runs.service import RUN_TASK_KIND
@@ -28,14 +30,24 @@ def build_worker(
     *,
     lease_seconds: float = 30.0,
     shutdown_grace: float | None = None,
+    holds: Holds | None = None,
 ) -> Worker:
+    """With ``holds`` (the Factory, which may scale to zero) the worker drains under
+    keep-alive holds and every run it executes holds one too (``docs/scale-to-zero.md``)."""
     executor = RunExecutor(engine, queue, store, catalog, cache_dir)
 
     def handle(task: Task) -> object:
         if task.kind != RUN_TASK_KIND:
             raise ValueError(f"this worker runs {RUN_TASK_KIND!r} tasks, not {task.kind!r}")
-        return executor.handle(task)
+        if holds is None:
+            return executor.handle(task)
+        with holds.hold("run"):
+            return executor.handle(task)
 
+    if holds is not None:
+        return DrainingWorker(
+            queue, handle, holds=holds, lease_seconds=lease_seconds, shutdown_grace=shutdown_grace
+        )
     return Worker(queue, handle, lease_seconds=lease_seconds, shutdown_grace=shutdown_grace)
 
 

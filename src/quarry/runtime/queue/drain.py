@@ -1,0 +1,256 @@
+"""The Factory's queue drain loop, under keep-alive holds with no gap in coverage.
+
+The invariant (DESIGN.md section 9, ``docs/scale-to-zero.md``) — removing it or
+"simplifying" its order lets the platform evict the Factory mid-task:
+
+- ``kick()`` takes a hold *before* anything looks at the queue, and hands it to the
+  drain pass that serves it;
+- the pass releases its holds only after a final double-check of the queue finds
+  nothing (queued work that is not yet eligible — a retry's backoff — keeps the hold:
+  it is queued work);
+- a re-kick (a kick while a pass runs) takes its own hold first; the pass adopts it
+  and only then releases the earlier ones, so the count never touches zero while
+  work is queued or in flight.
+
+The pass is written as a generator of :class:`Step` values so the same code runs on
+the worker thread (:class:`DrainLoop`) and, step by step, under a deterministic
+scheduler in the property test (``tests/unit/runtime/test_drain_holds.py``).
+
+Who kicks: a NOTIFY or a local wake-up (another thread's ``kick()``), every write
+request that ends on the Factory (the middleware in ``quarry.api.app``), startup
+recovery, and the poll fallback when a read-only peek finds queued work that nobody
+kicked for (a delayed task, a lease the reaper re-queued).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from quarry.core.holds import Holds, HoldToken
+from quarry.runtime.queue.base import TaskQueue
+from quarry.runtime.queue.worker import Handler, Worker, WorkerStats
+from quarry.store.queue_tables import tasks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a look at the queue found: work eligible now, and when the next queued
+    task (eligible or not) becomes eligible (None: nothing queued)."""
+
+    eligible: bool
+    next_at: float | None  # time.monotonic() of the earliest queued run_after
+
+    @classmethod
+    def nothing(cls) -> Pending:
+        return cls(False, None)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a pass did; the driver of the generator waits accordingly."""
+
+    kind: str  # "idle" | "ran" | "wait"
+    until: float | None = None  # for "wait": time.monotonic() to wait until
+
+    @property
+    def idle(self) -> bool:
+        return self.kind == "idle"
+
+
+IDLE = Step("idle")
+RAN = Step("ran")
+
+
+class Drain:
+    """Kick bookkeeping and the drain pass; thread-safe ``kick()``."""
+
+    def __init__(
+        self,
+        holds: Holds,
+        run_one: Callable[[], bool],
+        look: Callable[[], Pending],
+        *,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self.holds = holds
+        self._run_one = run_one
+        self._look = look
+        self._wake = wake or threading.Event()
+        self._lock = threading.Lock()
+        self._kicks: list[HoldToken] = []
+        self.passes = 0
+
+    def kick(self, reason: str = "drain") -> None:
+        """Ask for a drain pass; the hold is taken here, before anyone looks."""
+        token = self.holds.acquire(reason)
+        with self._lock:
+            self._kicks.append(token)
+        self._wake.set()
+
+    def has_kicks(self) -> bool:
+        with self._lock:
+            return bool(self._kicks)
+
+    def _take_kicks(self) -> list[HoldToken]:
+        with self._lock:
+            taken, self._kicks = self._kicks, []
+        return taken
+
+    def _release(self, tokens: list[HoldToken]) -> None:
+        for token in tokens:
+            self.holds.release(token)
+
+    def steps(self) -> Iterator[Step]:
+        """The drain loop, one step per ``next()``; never ends by itself."""
+        held: list[HoldToken] = []
+        while True:
+            fresh = self._take_kicks()
+            if not held and not fresh:
+                yield IDLE
+                continue
+            # Re-kicks arrived holding their own hold: adopt them, then let go of
+            # the older ones (never the other way round).
+            if fresh:
+                self._release(held)
+                held = fresh
+                self.passes += 1
+            if self._run_one():
+                yield RAN
+                continue
+            # The final double-check, still under the hold.
+            pending = self._look()
+            if pending.eligible:
+                # Claimable yet not claimed (a peer holds the row lock, or the claim
+                # failed): look again shortly, still holding.
+                yield Step("wait", None)
+                continue
+            later = self._take_kicks()
+            if later:
+                self._release(held)
+                held = later
+                continue
+            if pending.next_at is not None:
+                yield Step("wait", pending.next_at)
+                continue
+            self._release(held)
+            held = []
+            # A kick that landed after the double-check already holds its own hold;
+            # the next iteration serves it.
+
+
+def look_at_queue(engine: Engine, queues: Sequence[str]) -> Pending:
+    """A read-only look at ``queues``: is anything queued, and when is the earliest
+    of it eligible? (One aggregate over the claim index; claims nothing.)"""
+    stmt = select(func.min(tasks.c.run_after)).where(
+        tasks.c.state == "queued", tasks.c.queue.in_(list(queues))
+    )
+    with engine.connect() as conn:
+        earliest = conn.execute(stmt).scalar_one_or_none()
+    if earliest is None:
+        return Pending.nothing()
+    if isinstance(earliest, str):
+        earliest = datetime.fromisoformat(earliest)
+    if earliest.tzinfo is None:
+        earliest = earliest.replace(tzinfo=UTC)
+    delay = (earliest - datetime.now(UTC)).total_seconds()
+    return Pending(eligible=delay <= 0, next_at=time.monotonic() + max(delay, 0.0))
+
+
+class DrainingWorker(Worker):
+    """A :class:`Worker` whose loop is a :class:`Drain` under keep-alive holds: the
+    Factory's in-process worker (roles ide and all).
+
+    Only the idle loop differs from ``Worker.run``: NOTIFY still sets the wake event
+    (now a kick), and the poll fallback peeks read-only and kicks only when it finds
+    queued work, so an idle Factory takes no holds and its platform may scale it to
+    zero. Claiming, heartbeats, settling and shutdown are the base class's.
+    """
+
+    def __init__(
+        self,
+        queue: TaskQueue,
+        handler: Handler,
+        *,
+        holds: Holds,
+        retry_interval: float = 0.2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(queue, handler, **kwargs)
+        self.holds = holds
+        self.retry_interval = retry_interval
+        self.drainer = Drain(holds, self._drain_one, self._look, wake=self._wake)
+
+    def kick(self, reason: str = "drain") -> None:
+        """Ask for a drain pass; the hold is taken before this returns."""
+        self.drainer.kick(reason)
+
+    def _drain_one(self) -> bool:
+        return not self.stopping and self.run_one()
+
+    def _look(self) -> Pending:
+        try:
+            return look_at_queue(self.queue.engine, self.queues)
+        except Exception:
+            # Cannot tell: keep the hold and look again shortly.
+            log.warning("drain: looking at the queue failed; retrying", exc_info=True)
+            return Pending(False, time.monotonic() + self.retry_interval)
+
+    def _peek(self) -> bool:
+        try:
+            return look_at_queue(self.queue.engine, self.queues).next_at is not None
+        except Exception:
+            log.warning("drain: peek failed", exc_info=True)
+            return False
+
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> WorkerStats:
+        self.start_background()
+        try:
+            self.wait_ready()
+            if on_ready is not None:
+                on_ready()
+            with self.queue.pinned(async_commit=self.async_commit):
+                self._loop()
+                if self._prefetched is not None:
+                    leftover, self._prefetched = self._prefetched, None
+                    self._settle_safely(leftover, self.queue.release, "released")
+        finally:
+            if self.notifier is not None:
+                self.notifier.stop()
+            if self.reaper is not None:
+                self.reaper.stop()
+        return self.stats
+
+    def _loop(self) -> None:
+        wake = self._wake
+        for step in self.drainer.steps():
+            if self.stopping:
+                return
+            if step is RAN:
+                continue
+            if step.kind == "wait":
+                # Queued but not yet eligible (backing off, or locked by a peer):
+                # a bounded wait that a kick or a NOTIFY cuts short.
+                until = step.until if step.until is not None else time.monotonic()
+                delay = min(max(until - time.monotonic(), 0.0), self.poll_interval)
+                if wake.wait(max(delay, 0.01)):
+                    wake.clear()
+                continue
+            woke = wake.wait(self.poll_interval)
+            wake.clear()
+            if self.stopping:
+                return
+            if woke and self.drainer.has_kicks():
+                continue  # a local kick: its hold is already taken
+            if woke or self._peek():
+                # A NOTIFY, or the poll finding work nobody kicked for.
+                self.drainer.kick("drain")
