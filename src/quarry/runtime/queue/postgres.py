@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any, cast
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, TextClause
 
@@ -112,7 +113,10 @@ class PostgresQueue(TaskQueue):
         try:
             with raw.cursor(row_factory=dict_row) as cur:
                 cur.execute(raw_sql(name), params, prepare=True)
-                return list(cur.fetchall()) if cur.description else []
+                # Not ``cur.description``: it builds a Column object per field, per call.
+                res = cur.pgresult
+                returned = res is not None and res.status == pq.ExecStatus.TUPLES_OK
+                return list(cur.fetchall()) if returned else []
         except psycopg.OperationalError:
             held.invalidate()  # the next use reconnects
             raise
@@ -211,6 +215,53 @@ class PostgresQueue(TaskQueue):
         assert row is not None
         return bool(row["completed"]), None if row["id"] is None else Task.from_row(row)
 
+    def complete_many_and_claim(
+        self,
+        done: Sequence[tuple[Task, Any]],
+        owner: str,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        lease_seconds: float = 30.0,
+        limit: int = 10,
+    ) -> tuple[set[int], list[Task]]:
+        if not self.fair:
+            return super().complete_many_and_claim(
+                done, owner, queue=queue, lease_seconds=lease_seconds, limit=limit
+            )
+        rows = self._rows(
+            "complete_many_and_claim",
+            {
+                **_done_params(done),
+                "queue": queue,
+                "owner": owner,
+                "token": new_token(),
+                "lease_seconds": float(lease_seconds),
+                "batch": int(limit),
+            },
+        )
+        completed = set(rows[0]["completed_ids"]) if rows else set()
+        return completed, [Task.from_row(r) for r in rows if r["id"] is not None]
+
+    def complete_many(self, done: Sequence[tuple[Task, Any]]) -> set[int]:
+        if not done:
+            return set()
+        return {int(r["id"]) for r in self._rows("complete_many", _done_params(done))}
+
+    def heartbeat_many(
+        self, tasks: Sequence[Task], *, lease_seconds: float = 30.0
+    ) -> dict[int, bool]:
+        if not tasks:
+            return {}
+        rows = self._rows(
+            "heartbeat_many", {**_held_params(tasks), "lease_seconds": float(lease_seconds)}
+        )
+        return {int(r["id"]): bool(r["cancel_requested"]) for r in rows}
+
+    def release_many(self, tasks: Sequence[Task]) -> set[int]:
+        if not tasks:
+            return set()
+        return {int(r["id"]) for r in self._rows("release_many", _held_params(tasks))}
+
     def _fenced_write(self, name: str, task: Task, **params: Any) -> Row:
         row = self._one(name, {"id": task.id, "token": task.held_token(), **params})
         if row is None:
@@ -292,3 +343,15 @@ class PostgresQueue(TaskQueue):
 
 def _key(params: dict[str, Any]) -> dict[str, Any]:
     return {"tenant_id": params["tenant_id"], "dedupe_key": params["dedupe_key"]}
+
+
+def _done_params(done: Sequence[tuple[Task, Any]]) -> dict[str, Any]:
+    return {
+        "done_ids": [t.id for t, _ in done],
+        "done_tokens": [t.held_token() for t, _ in done],
+        "results": [dump_json(r) for _, r in done],
+    }
+
+
+def _held_params(tasks: Sequence[Task]) -> dict[str, Any]:
+    return {"ids": [t.id for t in tasks], "tokens": [t.held_token() for t in tasks]}
