@@ -46,6 +46,13 @@ class Backend:
         }
 
 
+@pytest.fixture(autouse=True)
+def _open_auth_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps and processes a test starts run open (local mode) unless the test opts
+    into tokens (``auth="tokens"`` or ``QUARRY_AUTH=tokens`` in a process's env)."""
+    monkeypatch.setenv("QUARRY_AUTH", "open")
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     with running_s3_server() as server:

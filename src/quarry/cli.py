@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from quarry import cli_runs
+from quarry import cli_runs, cli_tokens
 from quarry.core.errors import CompileFailed, ConfigurationError, QuarryError
 from quarry.core.logs import configure_logging
 from quarry.core.settings import Role, Settings, load_settings
@@ -193,6 +193,7 @@ def demo(
 
 
 cli_runs.register(app, _settings, _fail)
+cli_tokens.register(app, _settings, _fail)
 
 
 def main() -> None:

@@ -119,10 +119,45 @@ def run_worker(settings: Settings) -> None:
     assert_read_only("worker")
     worker = build_run_worker(svc)
     worker.install_signal_handlers()
+    driver = None
+    if svc.topology.global_driver:
+        from quarry.scheduling.node import build_scheduling_node
+
+        driver = build_scheduling_node(svc.engine, svc.queue, svc.catalog, settings)
+        driver.start()
+    http = None if settings.worker_port is None else _worker_http(svc, settings.worker_port)
     console.print(f"worker {worker.owner} draining the queue (SIGTERM stops gracefully)")
     stats = worker.run()
+    if driver is not None:
+        driver.stop()
     console.print(f"worker {worker.owner} stopped: {stats}")
+    if http is not None:
+        http.stop()
     svc.close()
+
+
+def _worker_http(svc: Any, port: int) -> Any:
+    """Health, readiness and metrics for the worker (docs/autoscaling.md)."""
+    from sqlalchemy import text
+
+    from quarry import __version__
+    from quarry.fleet.metrics import QueueCollector
+    from quarry.fleet.worker_http import WorkerHttp
+
+    def database() -> None:
+        with svc.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    http = WorkerHttp(
+        svc.settings.host,
+        port,
+        health=lambda: {"status": "ok", "version": __version__, "role": "worker"},
+        probes={"database": database, "object_store": svc.store.check},
+        collectors=[QueueCollector(svc.queue, svc.settings.metrics_cache_seconds)],
+        metrics_token=svc.settings.metrics_token,
+    )
+    http.start()
+    return http
 
 
 def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
@@ -147,9 +182,14 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         raise typer.Exit(code)
 
     @app.command()
-    def worker() -> None:
+    def worker(
+        port: Annotated[
+            int | None,
+            typer.Option(help="Serve /healthz, /readyz and /metrics here (QUARRY_WORKER_PORT)."),
+        ] = None,
+    ) -> None:
         """Drain the run queue (role worker; needs a shared PostgreSQL database)."""
-        settings = settings_for(None, role=Role.WORKER)
+        settings = settings_for(None, role=Role.WORKER, worker_port=port)
         try:
             run_worker(settings)
         except QuarryError as exc:

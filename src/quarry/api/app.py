@@ -13,12 +13,15 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from quarry import __version__
+from quarry.api.auth import Authenticator, AuthMiddleware, decide_open
 from quarry.api.errors import install_error_handlers
-from quarry.api.fastpath import DefinitionFastPath
-from quarry.api.fleet import apps, compile_status, health, runs, workspaces
+from quarry.api.fastpath import DefinitionFastPath, scope_tenant
+from quarry.api.fleet import apps, compile_status, health, metrics, runs, workspaces
 from quarry.api.fleet.keepalive import ScaleToZero, ScaleToZeroMiddleware
 from quarry.api.fleet.keepalive import router as keepalive_router
+from quarry.api.request_id import RequestIdMiddleware
 from quarry.api.services import Services, build_run_worker
+from quarry.fleet.admission import Admission, AdmissionMiddleware, Limits
 from quarry.fleet.proxy import IdeRouting, ide_proxy
 from quarry.runtime.runs.workers import BackgroundWorkers
 from quarry.web import apps as app_pages
@@ -87,15 +90,38 @@ def create_app(svc: Services) -> FastAPI:
         proxy = ide_proxy(svc.settings)
         app.state.ide_proxy = proxy
         app.add_middleware(IdeRouting, proxy=proxy)
-    tenant = svc.settings.tenant
-    app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=lambda _scope: tenant)
+    app.include_router(metrics.router)
+    # Middleware, innermost first: fast path < admission < authentication < request id.
+    app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=scope_tenant)
+    settings = svc.settings
+    admission = Admission(
+        Limits(
+            expensive=settings.admission_expensive_max,
+            cheap=settings.admission_cheap_max,
+            stream=settings.admission_stream_max,
+            tenant_share=settings.admission_tenant_share,
+            retry_after=settings.admission_retry_after,
+        )
+    )
+    app.state.admission = admission
+    app.add_middleware(
+        AdmissionMiddleware,
+        admission=admission,
+        tenant_of=lambda scope: scope_tenant(scope) or "",
+        enabled=settings.admission == "on",
+    )
+    authenticator = Authenticator(svc.engine, settings, open_mode=decide_open(settings, svc.engine))
+    app.state.authenticator = authenticator
+    app.add_middleware(AuthMiddleware, authenticator=authenticator)
+    app.add_middleware(RequestIdMiddleware)
     # Outermost: recovery on the first request; write requests end with a drain kick.
     app.state.scale_to_zero = ScaleToZero(svc)
     app.add_middleware(ScaleToZeroMiddleware, scale=app.state.scale_to_zero)
-    if svc.settings.role.value in {"all"} and svc.settings.tenant == "local":
+    if authenticator.open:
         log.warning(
-            "running OPEN: local mode serves every request as tenant %r without "
-            "authentication; do not expose this port",
-            svc.settings.tenant,
+            "running OPEN (auth=%s): every request is served as an admin of tenant %r "
+            "without authentication; do not expose this port (QUARRY_AUTH=tokens to close)",
+            settings.auth,
+            settings.tenant,
         )
     return app

@@ -7,10 +7,11 @@ route added later is scoped to its tenant without doing anything of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 
 from quarry.api.services import Services
 
@@ -40,9 +41,12 @@ def services(request: Request) -> Services:
     return svc
 
 
-def principal(request: Request) -> Principal:
-    """Local mode serves its one configured tenant as an admin (tokens: issue 7)."""
-    tenant = services(request).settings.tenant
+# Where the authentication middleware (quarry.api.auth) leaves the caller in the scope.
+PRINCIPAL_KEY = "quarry.principal"
+
+
+def local_principal(tenant: str) -> Principal:
+    """Open (local) mode: every request is its one configured tenant's admin."""
     return Principal(
         tenant_id=tenant,
         role=AccessRole.ADMIN,
@@ -52,5 +56,32 @@ def principal(request: Request) -> Principal:
     )
 
 
+def principal(request: Request) -> Principal:
+    """The authenticated caller. ``AuthMiddleware`` authenticates every non-public
+    request before routing; reaching a route without a principal means the route is
+    served without that middleware, which is refused unless the process runs open."""
+    found = request.scope.get(PRINCIPAL_KEY)
+    if isinstance(found, Principal):
+        return found
+    auth = getattr(request.app.state, "authenticator", None)
+    if auth is not None and auth.open:
+        p: Principal = auth.local
+        return p
+    raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Bearer"})
+
+
 def tenant_id(request: Request) -> str:
     return principal(request).tenant_id
+
+
+def require_role(role: AccessRole) -> Callable[[Request], Principal]:
+    """A route dependency raising the bar above the method's default (viewer for safe
+    methods, editor otherwise): ``dependencies=[Depends(require_role(AccessRole.ADMIN))]``."""
+
+    def check(request: Request) -> Principal:
+        who = principal(request)
+        if who.role < role:
+            raise HTTPException(403, f"this needs the {role.name.lower()} role")
+        return who
+
+    return check

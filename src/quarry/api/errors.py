@@ -18,7 +18,9 @@ async def _quarry_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QuarryError)
     if exc.status_code >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return JSONResponse(exc.to_json(), status_code=exc.status_code)
+    retry = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

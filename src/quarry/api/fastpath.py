@@ -31,6 +31,14 @@ _ROUTE = re.compile(
 _REVISION = re.compile(r"^[0-9a-f]{8,64}$")
 
 
+def scope_tenant(scope: Scope) -> str | None:
+    """The tenant the authentication middleware (which runs first) admitted this
+    request for; None sends the request on to the full application."""
+    found = scope.get("quarry.principal")
+    tenant = getattr(found, "tenant_id", None)
+    return tenant if isinstance(tenant, str) else None
+
+
 def document_headers(doc: Document, revision_id: str) -> list[tuple[bytes, bytes]]:
     return [
         (b"etag", doc.etag.encode()),

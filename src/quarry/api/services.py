@@ -14,6 +14,7 @@ from quarry.core.holds import Holds
 from quarry.core.settings import Role, Settings
 from quarry.core.topology import Topology, derive_topology
 from quarry.runtime.queue import TaskQueue, open_queue
+from quarry.runtime.queue.caps import queued_cap
 from quarry.runtime.queue.worker import Worker
 from quarry.runtime.runs.workers import build_worker
 from quarry.store.db import create_state_engine, is_sqlite
@@ -59,7 +60,8 @@ def build_services(settings: Settings) -> Services:
         current_ttl=settings.revision_cache_ttl,
         cache_size=settings.definition_cache_size,
     )
-    return Services(settings, topology, engine, store, catalog, open_queue(engine))
+    queue = open_queue(engine, enqueue_guard=queued_cap(settings.queue_max_queued_per_tenant))
+    return Services(settings, topology, engine, store, catalog, queue)
 
 
 def build_run_worker(svc: Services) -> Worker:

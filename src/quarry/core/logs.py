@@ -4,10 +4,46 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+# The id of the HTTP request (or the run it created) this code is working for: set by
+# the request-id middleware per request and by the worker per run, so every log
+# record carries it without threading it through calls.
+REQUEST_ID: ContextVar[str | None] = ContextVar("quarry_request_id", default=None)
+_GOOD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def accept_request_id(given: str | None) -> str:
+    """A caller's ``X-Request-Id`` when it is a sane token, else a new one."""
+    if given and _GOOD_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def request_context(request_id: str | None) -> Iterator[None]:
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on every record (unless the call gave one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = REQUEST_ID.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,6 +62,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

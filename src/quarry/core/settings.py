@@ -135,8 +135,41 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # -- authentication and backpressure (docs/security.md, docs/configuration.md) --
+    auth: Literal["auto", "open", "tokens"] = Field(
+        "auto",
+        description="open: every request is the local tenant's admin (loud warning); tokens: "
+        "bearer tokens required; auto: open only for role all on SQLite with no active token.",
+    )
+    auth_cache_ttl: float = Field(
+        5.0, ge=0, description="Seconds a token lookup is cached in memory (revocation bound)."
+    )
+    metrics_token: str | None = Field(
+        None, description="If set, GET /metrics needs 'Authorization: Bearer <this>'."
+    )
+    admission: OnOff = Field("on", description="Admission control on HTTP requests.")
+    admission_expensive_max: int = Field(
+        32, ge=1, description="Global ceiling on in-flight expensive requests (runs, compile…)."
+    )
+    admission_cheap_max: int = Field(512, ge=1, description="Ceiling on in-flight other requests.")
+    admission_stream_max: int = Field(256, ge=1, description="Ceiling on open event streams.")
+    admission_tenant_share: float = Field(
+        0.5, gt=0, le=1, description="Fraction of each ceiling one tenant may hold."
+    )
+    admission_retry_after: int = Field(1, ge=1, description="Retry-After seconds on a 503.")
+    queue_max_queued_per_tenant: int = Field(
+        1000, ge=0, description="Queued tasks one tenant may have; over it: 429 (0: no cap)."
+    )
+    worker_port: int | None = Field(
+        None, ge=0, le=65535, description="quarry worker: port of /healthz, /readyz, /metrics."
+    )
+    metrics_cache_seconds: float = Field(
+        2.0, ge=0, description="Seconds queue figures read at scrape time are reused."
+    )
 
-    @field_validator("database_url", "blob_url", "ide_upstream", "self_url", mode="before")
+    @field_validator(
+        "database_url", "blob_url", "ide_upstream", "self_url", "metrics_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from quarry.core.clock import utcnow
 from quarry.core.errors import CompileFailed, Problem
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
+from quarry.core.metrics import COMPILE_DURATION
 from quarry.definitions.kinds import Kind
 from quarry.definitions.parse import config_names, dataset_dirs, parse_definition
 from quarry.definitions.references import Ref, ReferenceIndex, RefKind, check_references
@@ -335,8 +336,17 @@ def compile_workspace(
 
     ``stat_cache``: this workspace's stat cache file (see :mod:`quarry.factory.statcache`).
     """
-    with _no_gc_pauses():
-        return _compile(engine, store, workspace, root, promote=promote, stat_cache=stat_cache)
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        with _no_gc_pauses():
+            result = _compile(
+                engine, store, workspace, root, promote=promote, stat_cache=stat_cache
+            )
+        outcome = "ok"
+        return result
+    finally:
+        COMPILE_DURATION.labels(outcome).observe(time.perf_counter() - started)
 
 
 def _compile(

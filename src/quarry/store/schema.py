@@ -7,7 +7,7 @@ a table declared anywhere in ``quarry.store`` but not imported here is caught.
 from __future__ import annotations
 
 import quarry.store.schedule_tables  # noqa: F401  (schedules, monitors, alerts)
-from quarry.store import factory_tables, queue_tables, run_tables, tables  # noqa: F401
+from quarry.store import auth_tables, factory_tables, queue_tables, run_tables, tables  # noqa: F401
 from quarry.store.tables import metadata
 
 __all__ = ["metadata", "tables"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
@@ -37,11 +37,20 @@ def mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
+def request_tenant(request: Request) -> str:
+    """The tenant the authentication middleware admitted this request for (the web
+    layer sits below ``quarry.api`` and reads the principal it left in the scope)."""
+    tenant = getattr(request.scope.get("quarry.principal"), "tenant_id", None)
+    if not isinstance(tenant, str):
+        raise HTTPException(401, "authentication required")
+    return tenant
+
+
 def _workspace_name(request: Request, given: str | None) -> str:
     if given:
         return given
     svc = request.app.state.services
-    names = [ws.name for ws in svc.catalog.list_workspaces(svc.settings.tenant)]
+    names = [ws.name for ws in svc.catalog.list_workspaces(request_tenant(request))]
     if len(names) == 1:
         return str(names[0])
     if not names:
@@ -55,7 +64,7 @@ def _workspace_name(request: Request, given: str | None) -> str:
 
 def _page(request: Request, workspace: str | None, name: str) -> str:
     svc = request.app.state.services
-    tenant = svc.settings.tenant
+    tenant = request_tenant(request)
     ws = svc.catalog.workspace(tenant, _workspace_name(request, workspace))
     rev = svc.catalog.resolve(ws, None)
     app_name = find_app_name(svc.catalog, ws, rev, name)

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from quarry.catalog.reader import Catalog
+from quarry.web.apps import request_tenant
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,5 +45,5 @@ def _render(catalog: Catalog, tenant: str) -> str:
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request) -> HTMLResponse:
     svc = request.app.state.services
-    page = await run_in_threadpool(_render, svc.catalog, svc.settings.tenant)
+    page = await run_in_threadpool(_render, svc.catalog, request_tenant(request))
     return HTMLResponse(page)

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import services, tenant_id
 from quarry.core.errors import BadRequest, NotFound
+from quarry.core.logs import REQUEST_ID
 from quarry.runtime.runs.outputs import render_output
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
 from quarry.store import runs as runq
@@ -87,7 +88,7 @@ async def create(request: Request, workspace: str, body: RunCreate) -> dict[str,
         target_name=body.name,
         variables=body.variables,
         revision=body.revision,
-        request_id=request.headers.get("x-request-id"),
+        request_id=REQUEST_ID.get(),
     )
     run = await run_in_threadpool(create_run, svc.engine, svc.queue, svc.catalog, ws, run_request)
     return _run_json(run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from sqlalchemy import Engine
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import BadRequest, QuarryError
 from quarry.core.hashing import canonical_json
+from quarry.core.logs import request_context
+from quarry.core.metrics import RUN_DURATION
 from quarry.runtime.apps import app_result_key, build_app_result, resolve_controls
 from quarry.runtime.apps.load import load_app
 from quarry.runtime.connectors.datasets import BlobCache
@@ -79,6 +82,18 @@ class RunExecutor:
         return self.execute(run, task)
 
     def execute(self, run: RunRow, task: Task | None) -> dict[str, Any]:
+        """Execute with the creating request's id as the logging context, and record
+        the attempt's duration when it reaches an outcome."""
+        started = time.monotonic()
+        with request_context(run.request_id):
+            outcome = self._execute(run, task)
+        if not outcome.get("skipped"):
+            RUN_DURATION.labels(run.target_kind, outcome["state"]).observe(
+                time.monotonic() - started
+            )
+        return outcome
+
+    def _execute(self, run: RunRow, task: Task | None) -> dict[str, Any]:
         if run.finished:
             return {"run_id": run.id, "state": run.state, "skipped": True}
         writer = RunWriter(self.engine, self.queue, self.store, run, task)

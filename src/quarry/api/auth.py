@@ -1,0 +1,186 @@
+"""Authentication for every request, as raw ASGI in front of the application.
+
+``AuthMiddleware`` runs before routing, so a route added later by anyone is covered
+without doing anything: a request without a valid bearer token is a ``401``; a safe
+method (GET, HEAD, OPTIONS) needs the viewer role and any other method the editor
+role, else ``403``. A route that needs more declares it with
+``dependencies=[Depends(require_role(AccessRole.ADMIN))]`` (``quarry.api.deps``).
+Public paths (health, readiness, metrics, keep-alive, static files, the OpenAPI
+document) are not authenticated; ``/metrics`` may require its own scrape token.
+
+Token lookups are cached in memory by the secret's SHA-256 for ``auth_cache_ttl``
+seconds (hits and misses alike), which keeps the hot read path free of database round
+trips; a revoked token therefore stops working within that many seconds on every
+process. Expiry is checked on every request against the cached row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy import Engine
+
+from quarry.api.deps import PRINCIPAL_KEY, AccessRole, Principal, local_principal
+from quarry.core.clock import utcnow
+from quarry.core.settings import Role, Settings
+from quarry.store import tokens as tokq
+from quarry.store.db import is_sqlite
+from quarry.store.tokens import TOKEN_PREFIX, TokenRow
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/livez", "/metrics", "/keepalive", "/api/v1/keepalive"}
+)
+PUBLIC_PREFIXES = ("/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
+CACHE_LIMIT = 10_000
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def required_role(method: str) -> AccessRole:
+    return AccessRole.VIEWER if method.upper() in SAFE_METHODS else AccessRole.EDITOR
+
+
+class Denied(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def token_principal(row: TokenRow) -> Principal:
+    return Principal(
+        tenant_id=row.tenant_id,
+        role=AccessRole[row.role.upper()],
+        subject=f"token:{row.id}",
+        name=row.name,
+        email=row.email,
+    )
+
+
+def decide_open(settings: Settings, engine: Engine) -> bool:
+    """Whether this process serves without authentication (see docs/security.md)."""
+    if settings.auth == "open":
+        return True
+    if settings.auth == "tokens":
+        return False
+    if settings.role is not Role.ALL or not is_sqlite(str(engine.url)):
+        return False
+    with engine.connect() as conn:
+        return not tokq.any_active_token(conn)
+
+
+class Authenticator:
+    """Resolves a presented secret to a principal, with a short in-memory cache."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, open_mode: bool) -> None:
+        self.engine = engine
+        self.open = open_mode
+        self.ttl = settings.auth_cache_ttl
+        self.local = local_principal(settings.tenant)
+        self._cache: dict[str, tuple[float, TokenRow | None]] = {}
+
+    def _load(self, secret: str) -> TokenRow | None:
+        with self.engine.connect() as conn:
+            return tokq.find_by_secret(conn, secret)
+
+    async def row_for(self, secret: str) -> TokenRow | None:
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await to_thread.run_sync(self._load, secret)
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[digest] = (now + self.ttl, row)
+        return row
+
+    async def authenticate(self, scope: Scope) -> Principal:
+        if self.open:
+            return self.local
+        header = _header(scope, b"authorization")
+        if header is None:
+            raise Denied(
+                401, "unauthorized", "authentication required: Authorization: Bearer <token>"
+            )
+        scheme, _, secret = header.decode("latin-1").strip().partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise Denied(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+            raise Denied(401, "unauthorized", "invalid token")
+        row = await self.row_for(secret)
+        if row is None:
+            raise Denied(401, "unauthorized", "invalid token")
+        if row.revoked_at is not None:
+            raise Denied(401, "unauthorized", "token revoked")
+        if row.expires_at is not None and row.expires_at <= utcnow():
+            raise Denied(401, "unauthorized", "token expired")
+        return token_principal(row)
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.auth = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
+        try:
+            principal = await self.auth.authenticate(scope)
+            need = required_role(method)
+            if principal.role < need:
+                raise Denied(
+                    403,
+                    "forbidden",
+                    f"{method} needs the {need.name.lower()} role; this token is "
+                    f"{principal.role.name.lower()}",
+                )
+        except Denied as denied:
+            await _deny(scope, send, denied)
+            return
+        scope[PRINCIPAL_KEY] = principal
+        await self.app(scope, receive, send)
+
+
+async def _deny(scope: Scope, send: Send, denied: Denied) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4000 + denied.status})
+        return
+    body = json.dumps({"error": denied.code, "message": denied.message}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if denied.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="quarry"'))
+    await send({"type": "http.response.start", "status": denied.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
