@@ -90,18 +90,25 @@ class Drain:
         self._kicks: list[HoldToken] = []
         self.passes = 0
 
-    def kick(self, reason: str = "drain") -> None:
-        """Ask for a drain pass; the hold is taken here, before anyone looks."""
+    def kick(self, reason: str = "drain", *, wake: bool = True) -> None:
+        """Ask for a drain pass; the hold is taken here, before anyone looks.
+
+        ``wake=False`` is for the drain thread itself (it is awake already; setting
+        the event would read as one more NOTIFY)."""
         token = self.holds.acquire(reason)
         with self._lock:
             self._kicks.append(token)
-        self._wake.set()
+        if wake:
+            self._wake.set()
 
     def has_kicks(self) -> bool:
         with self._lock:
             return bool(self._kicks)
 
     def _take_kicks(self) -> list[HoldToken]:
+        # Whatever woke us is served by this pass (its final double-check looks at
+        # the queue after this), so the wake-up is consumed here.
+        self._wake.clear()
         with self._lock:
             taken, self._kicks = self._kicks, []
         return taken
@@ -253,4 +260,4 @@ class DrainingWorker(Worker):
                 continue  # a local kick: its hold is already taken
             if woke or self._peek():
                 # A NOTIFY, or the poll finding work nobody kicked for.
-                self.drainer.kick("drain")
+                self.drainer.kick("drain", wake=False)
