@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import quarry.cli_schedules
 from quarry import cli_runs, cli_tokens
 from quarry.core.errors import CompileFailed, ConfigurationError, QuarryError
 from quarry.core.logs import configure_logging
@@ -193,6 +194,7 @@ def demo(
 
 
 cli_runs.register(app, _settings, _fail)
+quarry.cli_schedules.register(app, _settings, _fail)
 cli_tokens.register(app, _settings, _fail)
 
 

@@ -24,6 +24,7 @@ from quarry.api.services import Services, build_run_worker
 from quarry.fleet.admission import Admission, AdmissionMiddleware, Limits
 from quarry.fleet.proxy import IdeRouting, ide_proxy
 from quarry.runtime.runs.workers import BackgroundWorkers
+from quarry.scheduling.node import SchedulingNode, build_scheduling_node
 from quarry.web import apps as app_pages
 from quarry.web import index
 
@@ -41,6 +42,10 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
             worker = build_run_worker(svc)
             workers = BackgroundWorkers([worker])
             await run_in_threadpool(workers.start)
+        driver: SchedulingNode | None = None
+        if svc.topology.global_driver:
+            driver = build_scheduling_node(svc.engine, svc.queue, svc.catalog, svc.settings)
+            await run_in_threadpool(driver.start)
         scale: ScaleToZero = app.state.scale_to_zero
         scale.start(workers.workers if workers is not None else [])
         factory = getattr(app.state, "factory", None)  # ide/all only (quarry.api.ide.mount)
@@ -52,6 +57,8 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
             if factory is not None:
                 await run_in_threadpool(factory.stop)
             await run_in_threadpool(scale.stop)
+            if driver is not None:
+                await run_in_threadpool(driver.stop)
             if workers is not None:
                 await run_in_threadpool(workers.stop)
             if proxy is not None:
