@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 import quarry.cli_schedules
-from quarry import cli_runs, cli_tokens
+from quarry import cli_fleet, cli_runs, cli_tokens
 from quarry.core.errors import CompileFailed, ConfigurationError, QuarryError
 from quarry.core.logs import configure_logging
 from quarry.core.settings import Role, Settings, load_settings
@@ -194,6 +194,7 @@ def demo(
 
 
 cli_runs.register(app, _settings, _fail)
+cli_fleet.register(app, _settings, _fail)
 quarry.cli_schedules.register(app, _settings, _fail)
 cli_tokens.register(app, _settings, _fail)
 
