@@ -1,8 +1,8 @@
 """The split fleet as real processes: 1 Factory (ide) + 2 serve replicas + 2 workers on
 Postgres and a local S3 server (moto's), talking HTTP over real sockets.
 
-- a change made through a serve replica (proxied to the Factory) is compiled,
-  promoted and then served by both replicas;
+- a file written through a serve replica (the file API, proxied to the Factory) is
+  compiled, promoted and then served by both replicas;
 - a run created on replica A is executed by a worker and read from replica B;
 - with the Factory SIGKILLed, reads, run results and app documents keep working on
   both replicas while IdeOnly routes answer 503 with Retry-After; a Factory started
@@ -168,24 +168,33 @@ def test_split_fleet_compiles_runs_and_degrades(split_fleet: SplitFleet) -> None
     assert factory_health["factory_imported"] is True
     assert factory_health["topology"]["inprocess_workers"] is False
 
-    # 1. A change made through replica A reaches the Factory, compiles, promotes, and
-    #    is then served by both replicas.
+    # 1. A file written through replica A (the file API, proxied to the Factory) is
+    #    compiled, promoted, and then served by both replicas.
+    path = "workflows/fleet_check.workflow.yml"
     assert _definition(a, "workflows/fleet_check").status_code == 404
-    (fleet.root / "workflows" / "fleet_check.workflow.yml").write_text(NEW_WORKFLOW)
-    compiled = httpx.post(f"{a}{WS}/compile", timeout=120, headers={"X-Request-Id": "rq-fleet-1"})
-    assert compiled.status_code == 200, (compiled.text, fleet.logs())
-    assert compiled.headers["x-request-id"] == "rq-fleet-1"
-    body = compiled.json()
-    assert body["promoted"] is True
-    revision = body["revision_id"]
+    written = httpx.put(
+        f"{a}{WS}/files/{path}",
+        json={"content": NEW_WORKFLOW, "expected_hash": None},
+        headers={"X-Request-Id": "rq-fleet-1"},
+        timeout=30,
+    )
+    assert written.status_code == 200, (written.text, fleet.logs())
+    assert written.headers["x-request-id"] == "rq-fleet-1"
+    assert (fleet.root / path).read_text() == NEW_WORKFLOW, "the Factory wrote it"
     for url in (a, b):
         wait_until(
             lambda url=url: _definition(url, "workflows/fleet_check").status_code == 200,
-            15,
-            f"{url} to serve the new revision",
+            60,
+            f"{url} to serve the compiled change",
         )
-        got = _definition(url, "workflows/fleet_check")
-        assert got.headers["x-quarry-revision"] == revision
+    revision = _definition(a, "workflows/fleet_check").headers["x-quarry-revision"]
+    assert _definition(b, "workflows/fleet_check").headers["x-quarry-revision"] == revision
+    read_back = _get(f"{b}{WS}/files/{path}")
+    assert read_back.status_code == 200 and read_back.text == NEW_WORKFLOW
+    assert read_back.headers["x-quarry-content-hash"] == written.json()["hash"]
+    compiled = httpx.post(f"{a}{WS}/compile", timeout=120)
+    assert compiled.status_code == 200, compiled.text
+    assert compiled.json()["revision_id"] == revision, "the write was already compiled"
 
     # 2. A workflow run created on replica A is executed by a worker process (the
     #    Factory runs no workers here) and read from replica B; so is an app run.
@@ -218,12 +227,20 @@ def test_split_fleet_compiles_runs_and_degrades(split_fleet: SplitFleet) -> None
         assert _get(f"{url}/api/v1/runs/{run_id}/steps/tasks.0/output").content == output.content
         charts = _get(f"{url}{data_url}", params={"region": "North"})
         assert charts.status_code == 200 and charts.content == document.content
-        assert any(b["type"].endswith("_chart") for b in charts.json()["display"])
-        down = httpx.post(f"{url}{WS}/compile", timeout=15)
-        assert down.status_code == 503, down.text
-        assert down.headers["retry-after"] == "3"
-        assert down.json()["error"] == "factory_unavailable"
-        assert "Factory (QUARRY_IDE_UPSTREAM=http://127.0.0.1:" in down.json()["message"]
+        assert any(block["type"].endswith("_chart") for block in charts.json()["display"])
+        for down in (
+            httpx.post(f"{url}{WS}/compile", timeout=15),
+            httpx.put(
+                f"{url}{WS}/files/{path}",
+                json={"content": "x", "expected_hash": None},
+                timeout=15,
+            ),
+            _get(f"{url}{WS}/files/{path}"),
+        ):
+            assert down.status_code == 503, down.text
+            assert down.headers["retry-after"] == "3"
+            assert down.json()["error"] == "factory_unavailable"
+            assert "Factory (QUARRY_IDE_UPSTREAM=http://127.0.0.1:" in down.json()["message"]
         ready = _get(f"{url}/readyz")
         assert ready.status_code == 200, "a Factory outage must not take replicas out"
         assert ready.json()["degraded"] == ["upstream"]
