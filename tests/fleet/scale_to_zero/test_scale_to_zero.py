@@ -182,8 +182,12 @@ def test_long_run_holds_the_factory_and_eviction_is_recovered(stack: Stack) -> N
     harness = stack.harness
     # 1. A run lasting four cooldowns, no client connected while it runs.
     long_run = stack.start_run("long")
-    wait_until(lambda: stack.run_state(long_run) == "succeeded", 60, "the long run to finish")
-    assert harness.count("stop") == 0, harness.events
+
+    def finished_unstopped() -> bool:
+        assert harness.count("stop") == 0, f"stopped mid-run: {harness.events}"
+        return stack.run_state(long_run) == "succeeded"
+
+    wait_until(finished_unstopped, 60, "the long run to finish")
     assert harness.count("start") == 1
     # Its 2-second long-polls were renewed (overlapping) through the scaler.
     assert harness.keepalive_requests() >= 3
@@ -201,7 +205,12 @@ def test_long_run_holds_the_factory_and_eviction_is_recovered(stack: Stack) -> N
     assert not harness.running
     assert httpx.get(f"{stack.url}/healthz", timeout=120).status_code == 200
     assert harness.count("start") == 3
-    wait_until(lambda: stack.run_state(durable) == "succeeded", 60, "recovery to finish the run")
+
+    def recovered_unstopped() -> bool:
+        assert harness.count("stop") == 1, f"stopped while recovering: {harness.events}"
+        return stack.run_state(durable) == "succeeded"
+
+    wait_until(recovered_unstopped, 60, "recovery to finish the run")
     assert stack.side_effects() == ["first", "last"]  # nothing that finished ran twice
     stops_before_idle = harness.count("stop")
     assert stops_before_idle == 1, harness.events  # not stopped while recovering
