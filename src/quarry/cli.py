@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 import quarry.cli_schedules
+import quarry.cli_workspaces
 from quarry import cli_fleet, cli_runs, cli_tokens
 from quarry.core.errors import CompileFailed, ConfigurationError, QuarryError
 from quarry.core.logs import configure_logging
@@ -194,6 +195,7 @@ def demo(
 
 
 cli_runs.register(app, _settings, _fail)
+quarry.cli_workspaces.register(app, _settings, _fail)
 cli_fleet.register(app, _settings, _fail)
 quarry.cli_schedules.register(app, _settings, _fail)
 cli_tokens.register(app, _settings, _fail)

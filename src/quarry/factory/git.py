@@ -18,9 +18,11 @@ that leaves this module is scrubbed of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,22 +143,30 @@ class GitRunner:
             config += ["-c", "credential.helper=", "-c", f"credential.helper={CREDENTIAL_HELPER}"]
         command = ["git", *config, *args]
         try:
-            done = subprocess.run(
+            # Its own session, so a timeout kills git's children too (ssh, helpers),
+            # which would otherwise hold the pipes open past the deadline.
+            proc = subprocess.Popen(
                 command,
                 cwd=cwd,
                 env=self._env(url, identity),
-                capture_output=True,
+                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=self.timeout,
-                input=input_text,
-                stdin=None if input_text is not None else subprocess.DEVNULL,
+                start_new_session=True,
             )
+        except OSError as exc:
+            raise GitFailed(f"cannot run git: {exc}") from None
+        try:
+            stdout, stderr = proc.communicate(input_text, timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             raise GitTimeout(
                 f"git {args[0]} did not finish within {self.timeout:g}s", command=args[0]
             ) from None
-        except OSError as exc:
-            raise GitFailed(f"cannot run git: {exc}") from None
+        done = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
         if check and done.returncode != 0:
             raise GitFailed(
                 f"git {args[0]} failed: {self.scrub(done.stderr.strip() or done.stdout.strip())}",

@@ -19,6 +19,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
@@ -50,6 +51,12 @@ def check_origin(url: str, *, allow_local: bool) -> str:
     url = url.strip()
     if not url or url.startswith("-") or any(ord(c) < 32 for c in url):
         raise BadRequest(f"invalid origin URL {url!r}", parameter="origin")
+    if "://" in url and urlsplit(url).password is not None:
+        raise BadRequest(
+            "the origin URL carries a password; give credentials in QUARRY_GIT_CREDENTIALS "
+            "(per host), never in the URL (it would be stored and shown)",
+            parameter="origin",
+        )
     if url.startswith(REMOTE_SCHEMES) or _SCP_LIKE.match(url):
         return url
     if url.startswith("file://") or url.startswith("/"):
