@@ -17,6 +17,7 @@ from quarry.api.auth import Authenticator, AuthMiddleware, decide_open
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath, scope_tenant
 from quarry.api.fleet import apps, compile_status, health, metrics, runs, workspaces
+from quarry.api.fleet import schedules as fleet_schedules
 from quarry.api.fleet.keepalive import ScaleToZero, ScaleToZeroMiddleware
 from quarry.api.fleet.keepalive import router as keepalive_router
 from quarry.api.request_id import RequestIdMiddleware
@@ -80,6 +81,7 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(keepalive_router)
     app.include_router(workspaces.router)
     app.include_router(runs.router)
+    app.include_router(fleet_schedules.router)
     app.include_router(compile_status.router)
     app.include_router(index.router)
     app.include_router(apps.router)
