@@ -285,7 +285,12 @@ class WorkingCopyGit:
     def commit(self, message: str, identity: Identity, paths: list[str] | None = None) -> str:
         if not message.strip():
             raise BadRequest("a commit needs a message", parameter="message")
-        self._git("add", "-A", "--", *(paths or ["."]))
+        added = self._git("add", "-A", "--", *(paths or ["."]), check=False)
+        if added.returncode != 0:
+            raise BadRequest(
+                f"cannot stage {paths or '.'}: {self.runner.scrub(added.stderr.strip())}",
+                parameter="paths",
+            )
         staged = self._git("diff", "--cached", "--quiet", check=False)
         if staged.returncode == 0:
             raise GitError("nothing to commit: the working copy matches the last commit")

@@ -120,6 +120,7 @@ class Factory:
         info = read_git_info(self.root(workspace))
         with self.engine.begin() as conn:
             ft.mark_requested(conn, workspace.id, status_branch(info))
+        self.auto.start()  # idempotent: also when the app runs without its lifespan
         self.auto.request(f"{workspace.tenant_id}/{workspace.name}")
 
     def _compile_key(self, key: str) -> None:

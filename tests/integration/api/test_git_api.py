@@ -71,6 +71,10 @@ def test_write_commit_push_reaches_origin_and_is_served(api: FactoryApi) -> None
     log = api.client.get(f"{WS}/git/log", params={"limit": 5}).json()["commits"]
     assert [c["subject"] for c in log] == ["Rename the label", "demo workspace"]
 
+    missing = api.client.post(f"{WS}/git/commit", json={"message": "m", "paths": ["nope.yml"]})
+    assert missing.status_code == 400 and "nope.yml" in missing.json()["message"]
+    outside = api.client.post(f"{WS}/git/commit", json={"message": "m", "paths": ["../x"]})
+    assert outside.status_code == 400
     again = api.client.post(f"{WS}/git/commit", json={"message": "nothing"})
     assert again.status_code == 409 and "nothing to commit" in again.json()["message"]
 

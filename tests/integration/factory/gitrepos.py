@@ -134,6 +134,7 @@ def factory_api(backend: Backend, tmp: Path, **settings: Any) -> Iterator[Factor
         "revision_cache_ttl": 0,
         "inprocess_workers": "off",
         "compile_debounce_seconds": 0.05,
+        "auth": "open",  # tenancy and roles: test_factory_tenancy.py
     }
     values.update(settings)
     svc = build_services(backend.settings(**values))
