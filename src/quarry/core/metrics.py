@@ -47,3 +47,10 @@ PROXY_ERRORS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+
+# Children that exist from the start, so a dashboard sees zeros rather than gaps.
+for _cls in ("expensive", "cheap", "stream"):
+    HTTP_IN_FLIGHT.labels(_cls)
+    ADMISSION_REJECTIONS.labels(f"{_cls}_global")
+    ADMISSION_REJECTIONS.labels(f"{_cls}_tenant")
+ADMISSION_REJECTIONS.labels("queue_full")

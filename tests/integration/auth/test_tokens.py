@@ -1,0 +1,199 @@
+"""Tokens over a real socket: expiry, revocation within the cache bound, the raw read
+fast path authenticating too, hashes (never secrets) at rest, and the role rule
+covering a route added without any authentication code of its own."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select, update
+
+from quarry.api.app import create_app
+from quarry.api.auth import decide_open
+from quarry.api.deps import AccessRole, principal, require_role
+from quarry.api.services import build_services
+from quarry.core.clock import utcnow
+from quarry.core.settings import Settings
+from quarry.store import tokens as tokq
+from quarry.store.auth_tables import api_tokens
+from quarry.store.db import create_state_engine
+from quarry.store.migrate import migrate
+from quarry.store.workspaces import ensure_tenant
+from tests.support.processes import serve_in_thread, wait_until
+from tests.support.tenancy import (
+    ACME,
+    ACME_WS,
+    Deployment,
+    postgres_settings,
+    s3_url,
+    two_tenants,
+)
+
+DEFINITION = f"/api/v1/workspaces/{ACME_WS}/definitions/workflow/workflows/monthly_revenue"
+TTL = 1.0
+
+
+@pytest.fixture
+def short_ttl(
+    request: pytest.FixtureRequest,
+    pg_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Deployment]:
+    settings = postgres_settings(
+        pg_database, s3_url(request, monkeypatch), tmp_path, auth_cache_ttl=TTL
+    )
+    with two_tenants(settings, tmp_path) as dep:
+        yield dep
+
+
+def _get(dep: Deployment, path: str, secret: str | None) -> httpx.Response:
+    headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
+    return httpx.get(dep.url + path, headers=headers, timeout=10)
+
+
+def test_revocation_takes_effect_within_the_cache_ttl(short_ttl: Deployment) -> None:
+    dep = short_ttl
+    token_id, secret = dep.token(ACME, "viewer")
+    assert _get(dep, DEFINITION, secret).status_code == 200
+    with dep.svc.engine.begin() as conn:
+        tokq.revoke_token(conn, token_id)
+    revoked_at = time.monotonic()
+    wait_until(lambda: _get(dep, DEFINITION, secret).status_code == 401, 10, "revocation")
+    assert time.monotonic() - revoked_at <= TTL + 1.0
+    got = _get(dep, f"/api/v1/workspaces/{ACME_WS}", secret)
+    assert got.status_code == 401 and got.json()["message"] == "token revoked"
+
+
+def test_an_expired_token_is_refused(short_ttl: Deployment) -> None:
+    dep = short_ttl
+    token_id, secret = dep.token(ACME, "admin", expires_at=utcnow() + timedelta(days=1))
+    with dep.svc.engine.begin() as conn:
+        conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == token_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    got = _get(dep, f"/api/v1/workspaces/{ACME_WS}", secret)
+    assert got.status_code == 401 and got.json()["message"] == "token expired"
+
+
+def test_the_warm_fast_path_authenticates(short_ttl: Deployment) -> None:
+    dep = short_ttl
+    viewer = dep.tokens[f"{ACME}:viewer"]
+    first = _get(dep, DEFINITION, viewer)
+    assert first.status_code == 200
+    assert _get(dep, DEFINITION, viewer).content == first.content  # now served warm
+    for secret, status in (
+        (None, 401),
+        ("qk_forged", 401),
+        ("not-even-a-token", 401),
+        (dep.tokens["globex:admin"], 404),
+    ):
+        got = _get(dep, DEFINITION, secret)
+        assert got.status_code == status, (secret, got.text)
+        assert first.content not in got.content
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Basic dXNlcjpwYXNz", "Bearer", "Bearer qk_", "qk_abc", "Token qk_abc"],
+)
+def test_malformed_authorization_is_401(short_ttl: Deployment, header: str) -> None:
+    got = httpx.get(
+        short_ttl.url + "/api/v1/workspaces", headers={"Authorization": header}, timeout=10
+    )
+    assert got.status_code == 401 and got.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_only_the_hash_is_stored(short_ttl: Deployment) -> None:
+    dep = short_ttl
+    token_id, secret = dep.token(ACME, "editor")
+    with dep.svc.engine.connect() as conn:
+        row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).one()
+    assert row.token_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert all(secret not in str(value) for value in row)
+    assert secret.startswith("qk_") and len(secret) >= 40
+
+
+@pytest.fixture
+def extended(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A route added the way another module would, with no authentication code, and
+    one that declares the admin role."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'state.db'}",
+        blob_url=(tmp_path / "blobs").as_uri(),
+        data_dir=tmp_path,
+        auth="tokens",
+        inprocess_workers="off",
+        global_driver="off",
+    )
+    svc = build_services(settings)
+    app = create_app(svc)
+    router = APIRouter()
+
+    @router.post("/api/v1/things")
+    async def add_thing(request: Request) -> dict[str, str]:
+        return {"tenant": principal(request).tenant_id}
+
+    @router.post("/api/v1/settings", dependencies=[Depends(require_role(AccessRole.ADMIN))])
+    async def change_settings() -> dict[str, str]:
+        return {"changed": "yes"}
+
+    app.include_router(router)
+    secrets = {}
+    with svc.engine.begin() as conn:
+        ensure_tenant(conn, ACME)
+        for role in tokq.ROLES:
+            secrets[role] = tokq.create_token(conn, ACME, role, role)[1]
+    with serve_in_thread(app) as url:
+        yield url, secrets
+    svc.close()
+
+
+def test_routes_added_later_are_covered(extended: tuple[str, dict[str, str]]) -> None:
+    url, secrets = extended
+
+    def post(path: str, role: str | None) -> int:
+        headers = {} if role is None else {"Authorization": f"Bearer {secrets[role]}"}
+        return httpx.post(url + path, headers=headers, timeout=10).status_code
+
+    assert [post("/api/v1/things", r) for r in (None, "viewer", "editor", "admin")] == [
+        401,
+        403,
+        200,
+        200,
+    ]
+    assert [post("/api/v1/settings", r) for r in (None, "viewer", "editor", "admin")] == [
+        401,
+        403,
+        403,
+        200,
+    ]
+
+
+def test_auto_mode_is_open_only_for_a_local_sqlite_process_without_tokens(
+    tmp_path: Path,
+) -> None:
+    engine = create_state_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine)
+    auto = Settings(auth="auto")
+    assert decide_open(auto, engine)
+    assert not decide_open(Settings(auth="auto", role="serve"), engine)
+    assert not decide_open(Settings(auth="tokens"), engine)
+    with engine.begin() as conn:
+        ensure_tenant(conn, ACME)
+        token_id = tokq.create_token(conn, ACME, "viewer", "v")[0].id
+    assert not decide_open(auto, engine)
+    with engine.begin() as conn:
+        tokq.revoke_token(conn, token_id)
+    assert decide_open(auto, engine)
+    assert decide_open(Settings(auth="open", role="serve"), engine)
+    engine.dispose()
