@@ -84,6 +84,11 @@ class AutoCompiler:
             self._due[key] = time.monotonic() + self.debounce
             self._cond.notify_all()
 
+    def is_due(self, key: str) -> bool:
+        """Whether a compile of ``key`` is waiting (requested and not yet started)."""
+        with self._cond:
+            return key in self._due
+
     def pending(self) -> bool:
         with self._cond:
             return bool(self._due or self._busy)

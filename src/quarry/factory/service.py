@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import CompileFailed, NotFound, QuarryError
+from quarry.core.holds import Holds, HoldToken
 from quarry.core.settings import Settings
 from quarry.factory import files, git
 from quarry.factory import workspaces as fw
@@ -50,8 +51,13 @@ class Factory:
         store: ObjectStore,
         catalog: Catalog,
         queue: TaskQueue,
+        holds: Holds | None = None,
     ) -> None:
         self.settings = settings
+        # Keep-alive holds (docs/scale-to-zero.md): a requested compile holds from the
+        # request until it is done, like start-up cloning and draft runs.
+        self.holds = holds or Holds()
+        self._compile_holds: dict[str, HoldToken] = {}
         self.engine = engine
         self.store = store
         self.catalog = catalog
@@ -75,11 +81,12 @@ class Factory:
         background compiler. A workspace that fails is logged and skipped."""
         with self.engine.connect() as conn:
             names = ft.git_workspaces(conn)
-        for tenant, name in names:
-            try:
-                self.compile_now(self.workspace(tenant, name))
-            except QuarryError as exc:
-                log.error("start-up compile of %s/%s failed: %s", tenant, name, exc.message)
+        with self.holds.hold("factory start"):
+            for tenant, name in names:
+                try:
+                    self.compile_now(self.workspace(tenant, name))
+                except QuarryError as exc:
+                    log.error("start-up compile of %s/%s failed: %s", tenant, name, exc.message)
         self.auto.start()
 
     def stop(self) -> None:
@@ -120,17 +127,29 @@ class Factory:
         info = read_git_info(self.root(workspace))
         with self.engine.begin() as conn:
             ft.mark_requested(conn, workspace.id, status_branch(info))
+        key = f"{workspace.tenant_id}/{workspace.name}"
+        with self._locks_guard:
+            if key not in self._compile_holds:
+                self._compile_holds[key] = self.holds.acquire("compile")
         self.auto.start()  # idempotent: also when the app runs without its lifespan
-        self.auto.request(f"{workspace.tenant_id}/{workspace.name}")
+        self.auto.request(key)
 
     def _compile_key(self, key: str) -> None:
-        tenant, name = key.split("/", 1)
+        with self._locks_guard:
+            token = self._compile_holds.pop(key, None) or self.holds.acquire("compile")
         try:
-            workspace = self.workspace(tenant, name)
-        except NotFound:
-            return  # removed meanwhile
-        with contextlib.suppress(QuarryError):  # the outcome is in compile_status
-            self.compile_now(workspace)
+            tenant, name = key.split("/", 1)
+            try:
+                workspace = self.workspace(tenant, name)
+            except NotFound:
+                return  # removed meanwhile
+            with contextlib.suppress(QuarryError):  # the outcome is in compile_status
+                self.compile_now(workspace)
+        finally:
+            with self._locks_guard:  # requested again meanwhile: hold on for that one
+                if self.auto.is_due(key) and key not in self._compile_holds:
+                    self._compile_holds[key] = self.holds.acquire("compile")
+            self.holds.release(token)
 
     def compile_now(
         self, workspace: WorkspaceRow, *, draft: bool = False, record: bool = True
@@ -218,10 +237,21 @@ class Factory:
                 run.id,
                 {"type": "run.queued", "revision_id": result.revision_id, "draft": True},
             )
-        self._runs.submit(self._execute, run)
+        token = self.holds.acquire("draft run")
+        try:
+            self._runs.submit(self._execute, run, token)
+        except BaseException:
+            self.holds.release(token)
+            raise
         return run
 
-    def _execute(self, run: RunRow) -> None:
+    def _execute(self, run: RunRow, token: HoldToken) -> None:
+        try:
+            self._execute_run(run)
+        finally:
+            self.holds.release(token)
+
+    def _execute_run(self, run: RunRow) -> None:
         if self._executor is None:
             self._executor = RunExecutor(
                 self.engine, self.queue, self.store, self.catalog, self.data_dir / "cache"

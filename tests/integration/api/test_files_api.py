@@ -229,3 +229,16 @@ def test_local_mode_write_compiles_and_promotes(backend: Backend, tmp_path: Path
         status = client.get(f"{WS}/compile/status").json()["branches"]
         assert status[0]["state"] == "succeeded" and status[0]["promoted"]
     svc.close()
+
+
+def test_a_requested_compile_holds_the_factory_up_until_done(
+    backend: Backend, tmp_path: Path
+) -> None:
+    with factory_api(backend, tmp_path, compile_debounce_seconds=1.0) as api:
+        holds = api.svc.holds
+        assert holds.by_reason().get("compile", 0) == 0
+        text, digest = api.read(VIEW)
+        assert api.put(VIEW, text + "\n# a\n", digest).status_code == 200
+        assert holds.by_reason().get("compile") == 1, "held from the request on"
+        api.wait_compiled("main")
+        wait_until(lambda: holds.by_reason().get("compile", 0) == 0, 10, "the hold's release")

@@ -17,7 +17,7 @@ from quarry.factory.service import Factory
 
 
 def install(app: FastAPI, svc: Services) -> Factory:
-    factory = Factory(svc.settings, svc.engine, svc.store, svc.catalog, svc.queue)
+    factory = Factory(svc.settings, svc.engine, svc.store, svc.catalog, svc.queue, holds=svc.holds)
     app.state.factory = factory
     for module in (workspaces_api, files_api, git_api, runs_api):
         app.include_router(module.router)
