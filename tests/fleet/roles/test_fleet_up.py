@@ -67,6 +67,7 @@ def fleet_up(pg_database: str, tmp_path: Path) -> Iterator[FleetUp]:
         **os.environ,
         "QUARRY_DATABASE_URL": pg_database,
         "PYTHONUNBUFFERED": "1",
+        "QUARRY_AUTH": "tokens",
     }
     env.pop("QUARRY_BLOB_URL", None)
     process = subprocess.Popen(
@@ -117,16 +118,22 @@ def fleet_up(pg_database: str, tmp_path: Path) -> Iterator[FleetUp]:
         process.stdout.close()
 
 
-def test_fleet_up_serves_and_sigint_leaves_no_children(fleet_up: FleetUp) -> None:
+def test_fleet_up_serves_and_sigint_leaves_no_children(
+    fleet_up: FleetUp, auth_headers: dict[str, str]
+) -> None:
     up = fleet_up
     assert set(up.children) == {"factory", "serve-1", "serve-2", "worker-1"}
     pids = [pid for _url, pid in up.children.values()]
     assert all(not _gone(pid) for pid in pids)
     # Reads and an IdeOnly compile, both through the front door and a replica.
     for _ in range(4):
-        listing = httpx.get(f"{up.front}/api/v1/workspaces/shop/definitions", timeout=15)
+        listing = httpx.get(
+            f"{up.front}/api/v1/workspaces/shop/definitions", headers=auth_headers, timeout=15
+        )
         assert listing.status_code == 200 and listing.json()["definitions"]
-    compiled = httpx.post(f"{up.front}/api/v1/workspaces/shop/compile", timeout=120)
+    compiled = httpx.post(
+        f"{up.front}/api/v1/workspaces/shop/compile", headers=auth_headers, timeout=120
+    )
     assert compiled.status_code == 200, compiled.text
     for name in ("serve-1", "serve-2"):
         url = up.children[name][0]

@@ -73,10 +73,6 @@ class SplitFleet:
         )
 
 
-def _get(url: str, **kwargs: Any) -> httpx.Response:
-    return httpx.get(url, timeout=15, **kwargs)
-
-
 @pytest.fixture
 def split_fleet(s3_server: S3Server, pg_database: str, tmp_path: Path) -> Iterator[SplitFleet]:
     env = {
@@ -84,6 +80,8 @@ def split_fleet(s3_server: S3Server, pg_database: str, tmp_path: Path) -> Iterat
         "QUARRY_DATABASE_URL": pg_database,
         "QUARRY_BLOB_URL": f"s3://{s3_server.create_bucket()}/quarry",
         "QUARRY_REVISION_CACHE_TTL": "0.2",
+        # Every process authenticates every request itself (the suite defaults to open).
+        "QUARRY_AUTH": "tokens",
     }
     root = create_demo_workspace(tmp_path / "shop")
     port = free_port()
@@ -137,11 +135,11 @@ def split_fleet(s3_server: S3Server, pg_database: str, tmp_path: Path) -> Iterat
             fleet.factory.stop()
 
 
-def _wait_run(url: str, run_id: str, timeout: float = 90) -> dict[str, Any]:
+def _wait_run(client: httpx.Client, url: str, run_id: str, timeout: float = 90) -> dict[str, Any]:
     final: dict[str, Any] = {}
 
     def finished() -> bool:
-        body = _get(f"{url}/api/v1/runs/{run_id}").json()
+        body = client.get(f"{url}/api/v1/runs/{run_id}").json()
         final.update(body)
         return body["state"] in {"succeeded", "failed", "cancelled"}
 
@@ -149,30 +147,43 @@ def _wait_run(url: str, run_id: str, timeout: float = 90) -> dict[str, Any]:
     return final
 
 
-def _definition(url: str, name: str) -> httpx.Response:
-    return _get(f"{url}{WS}/definitions/workflow/{name}")
+def _definition(client: httpx.Client, url: str, name: str) -> httpx.Response:
+    return client.get(f"{url}{WS}/definitions/workflow/{name}")
 
 
-def test_split_fleet_compiles_runs_and_degrades(split_fleet: SplitFleet) -> None:
+def test_split_fleet_compiles_runs_and_degrades(
+    split_fleet: SplitFleet, auth_headers: dict[str, str]
+) -> None:
     fleet = split_fleet
     a, b = (r.url for r in fleet.replicas)
+    client = httpx.Client(headers=auth_headers, timeout=30)
+    try:
+        _exercise(fleet, client, a, b)
+    finally:
+        client.close()
+
+
+def _exercise(fleet: SplitFleet, client: httpx.Client, a: str, b: str) -> None:
+    # Replicas authenticate every request themselves, before any routing.
+    assert httpx.get(f"{a}{WS}/definitions", timeout=15).status_code == 401
+    assert httpx.post(f"{a}{WS}/compile", timeout=15).status_code == 401
 
     # The serve processes never loaded the Factory, and know where it is.
     for url in (a, b):
-        health = _get(f"{url}/healthz").json()
+        health = client.get(f"{url}/healthz").json()
         assert health["topology"]["role"] == "serve"
         assert health["factory_imported"] is False
-        ready = _get(f"{url}/readyz")
+        ready = client.get(f"{url}/readyz")
         assert ready.status_code == 200 and ready.json()["checks"]["upstream"] == "ok"
-    factory_health = _get(f"{fleet.factory.url}/healthz").json()
+    factory_health = client.get(f"{fleet.factory.url}/healthz").json()
     assert factory_health["factory_imported"] is True
     assert factory_health["topology"]["inprocess_workers"] is False
 
     # 1. A file written through replica A (the file API, proxied to the Factory) is
     #    compiled, promoted, and then served by both replicas.
     path = "workflows/fleet_check.workflow.yml"
-    assert _definition(a, "workflows/fleet_check").status_code == 404
-    written = httpx.put(
+    assert _definition(client, a, "workflows/fleet_check").status_code == 404
+    written = client.put(
         f"{a}{WS}/files/{path}",
         json={"content": NEW_WORKFLOW, "expected_hash": None},
         headers={"X-Request-Id": "rq-fleet-1"},
@@ -183,37 +194,37 @@ def test_split_fleet_compiles_runs_and_degrades(split_fleet: SplitFleet) -> None
     assert (fleet.root / path).read_text() == NEW_WORKFLOW, "the Factory wrote it"
     for url in (a, b):
         wait_until(
-            lambda url=url: _definition(url, "workflows/fleet_check").status_code == 200,
+            lambda url=url: _definition(client, url, "workflows/fleet_check").status_code == 200,
             60,
             f"{url} to serve the compiled change",
         )
-    revision = _definition(a, "workflows/fleet_check").headers["x-quarry-revision"]
-    assert _definition(b, "workflows/fleet_check").headers["x-quarry-revision"] == revision
-    read_back = _get(f"{b}{WS}/files/{path}")
+    revision = _definition(client, a, "workflows/fleet_check").headers["x-quarry-revision"]
+    assert _definition(client, b, "workflows/fleet_check").headers["x-quarry-revision"] == revision
+    read_back = client.get(f"{b}{WS}/files/{path}")
     assert read_back.status_code == 200 and read_back.text == NEW_WORKFLOW
     assert read_back.headers["x-quarry-content-hash"] == written.json()["hash"]
-    compiled = httpx.post(f"{a}{WS}/compile", timeout=120)
+    compiled = client.post(f"{a}{WS}/compile", timeout=120)
     assert compiled.status_code == 200, compiled.text
     assert compiled.json()["revision_id"] == revision, "the write was already compiled"
 
     # 2. A workflow run created on replica A is executed by a worker process (the
     #    Factory runs no workers here) and read from replica B; so is an app run.
-    run = httpx.post(f"{a}{WS}/runs", json={"name": "workflows/fleet_check"}, timeout=15)
+    run = client.post(f"{a}{WS}/runs", json={"name": "workflows/fleet_check"}, timeout=15)
     assert run.status_code == 202, run.text
     run_id = run.json()["id"]
-    done = _wait_run(b, run_id)
+    done = _wait_run(client, b, run_id)
     assert done["state"] == "succeeded", (done, fleet.logs())
     assert done["revision_id"] == revision
-    output = _get(f"{b}/api/v1/runs/{run_id}/steps/tasks.0/output")
+    output = client.get(f"{b}/api/v1/runs/{run_id}/steps/tasks.0/output")
     assert output.status_code == 200 and output.json()
-    app_run = httpx.post(
+    app_run = client.post(
         f"{b}{WS}/runs",
         json={"kind": "app", "name": "apps/sales_overview", "variables": {"region": "North"}},
         timeout=15,
     ).json()
-    assert _wait_run(a, app_run["id"])["state"] == "succeeded", fleet.logs()
+    assert _wait_run(client, a, app_run["id"])["state"] == "succeeded", fleet.logs()
     data_url = f"{WS}/apps/apps/sales_overview/data"
-    document = _get(f"{a}{data_url}", params={"region": "North"})
+    document = client.get(f"{a}{data_url}", params={"region": "North"})
     assert document.status_code == 200, document.text
 
     # 3. SIGKILL the Factory: reads, run results and charts keep working on both
@@ -221,39 +232,41 @@ def test_split_fleet_compiles_runs_and_degrades(split_fleet: SplitFleet) -> None
     fleet.factory.process.send_signal(signal.SIGKILL)
     fleet.factory.process.wait(timeout=15)
     for url in (a, b):
-        assert _definition(url, "workflows/fleet_check").status_code == 200
-        assert _get(f"{url}{WS}/definitions").status_code == 200
-        assert _get(f"{url}/api/v1/runs/{run_id}").json()["state"] == "succeeded"
-        assert _get(f"{url}/api/v1/runs/{run_id}/steps/tasks.0/output").content == output.content
-        charts = _get(f"{url}{data_url}", params={"region": "North"})
+        assert _definition(client, url, "workflows/fleet_check").status_code == 200
+        assert client.get(f"{url}{WS}/definitions").status_code == 200
+        assert client.get(f"{url}/api/v1/runs/{run_id}").json()["state"] == "succeeded"
+        assert (
+            client.get(f"{url}/api/v1/runs/{run_id}/steps/tasks.0/output").content == output.content
+        )
+        charts = client.get(f"{url}{data_url}", params={"region": "North"})
         assert charts.status_code == 200 and charts.content == document.content
         assert any(block["type"].endswith("_chart") for block in charts.json()["display"])
         for down in (
-            httpx.post(f"{url}{WS}/compile", timeout=15),
-            httpx.put(
+            client.post(f"{url}{WS}/compile", timeout=15),
+            client.put(
                 f"{url}{WS}/files/{path}",
                 json={"content": "x", "expected_hash": None},
                 timeout=15,
             ),
-            _get(f"{url}{WS}/files/{path}"),
+            client.get(f"{url}{WS}/files/{path}"),
         ):
             assert down.status_code == 503, down.text
             assert down.headers["retry-after"] == "3"
             assert down.json()["error"] == "factory_unavailable"
             assert "Factory (QUARRY_IDE_UPSTREAM=http://127.0.0.1:" in down.json()["message"]
-        ready = _get(f"{url}/readyz")
+        ready = client.get(f"{url}/readyz")
         assert ready.status_code == 200, "a Factory outage must not take replicas out"
         assert ready.json()["degraded"] == ["upstream"]
     # Workers do not need the Factory either: a run created now still executes.
-    late = httpx.post(f"{b}{WS}/runs", json={"name": "workflows/fleet_check"}, timeout=15)
-    assert _wait_run(a, late.json()["id"])["state"] == "succeeded"
+    late = client.post(f"{b}{WS}/runs", json={"name": "workflows/fleet_check"}, timeout=15)
+    assert _wait_run(client, a, late.json()["id"])["state"] == "succeeded"
 
     # 4. Start the Factory again on the same address: IDE routes recover through the
     #    same replicas, which were never restarted.
     pids = [r.process.pid for r in fleet.replicas]
     fleet.start_factory("factory-again.log")
     for url in (a, b):
-        again = httpx.post(f"{url}{WS}/compile", timeout=120)
+        again = client.post(f"{url}{WS}/compile", timeout=120)
         assert again.status_code == 200, again.text
         assert again.json()["revision_id"] == revision
     assert [r.process.pid for r in fleet.replicas] == pids
