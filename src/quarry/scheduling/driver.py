@@ -37,6 +37,9 @@ from quarry.scheduling.ticks import (
 
 log = logging.getLogger(__name__)
 
+# Seconds before looking again at rows that were still due after a tick.
+BUSY_RETRY = 0.05
+
 
 @dataclass
 class DriverStats:
@@ -132,8 +135,12 @@ class Driver:
         due = earliest_due(self.engine)
         if due is None:
             return self._interval
-        # A floor, so a due row this node cannot fire never turns the loop into a spin.
-        return max(0.005, min(self._interval, (due - self.clock()).total_seconds()))
+        ahead = (due - self.clock()).total_seconds()
+        if ahead > 0:
+            return min(self._interval, ahead)
+        # Still due after our tick: another node holds those rows (it is firing them)
+        # or they failed. Look again soon, but never spin against the database.
+        return min(self._interval, BUSY_RETRY)
 
     def run(self) -> None:
         log.info("driver %s: ticking every %.3gs", self.node, self._interval)

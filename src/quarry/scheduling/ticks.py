@@ -24,8 +24,9 @@ import json
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,7 @@ from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.definitions.kinds import classify_path
 from quarry.definitions.kinds import definition_name as name_of
 from quarry.runtime.queue import TaskQueue
-from quarry.runtime.runs.service import RunRequest, new_run, queue_run_in
+from quarry.runtime.runs.service import RunRequest, enqueue_run_task, new_run
 from quarry.scheduling.timing import fires_between, next_fire
 from quarry.store import runs as runq
 from quarry.store.db import insert_ignoring_duplicates
@@ -87,8 +88,18 @@ def advance(
 
 
 def _due(conn: Connection, kind: str, now: datetime, batch: int) -> list[Any]:
+    """Due rows, locked for this transaction; rows another node is firing right now
+    are skipped rather than waited for (Postgres), so nodes never queue up behind
+    each other. The lock only spreads the work: exactly-once is the CAS's job."""
     query = (
-        select(schedules.c.id, schedules.c.next_run_at)
+        select(
+            schedules.c.id,
+            schedules.c.next_run_at,
+            schedules.c.cron,
+            schedules.c.timezone,
+            schedules.c.overlap,
+            schedules.c.last_run_id,
+        )
         .where(
             schedules.c.kind == kind,
             schedules.c.next_run_at <= now,
@@ -98,10 +109,19 @@ def _due(conn: Connection, kind: str, now: datetime, batch: int) -> list[Any]:
         .order_by(schedules.c.next_run_at)
         .limit(batch)
     )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
     return list(conn.execute(query))
 
 
-def _claim(conn: Connection, schedule_id: str, due: datetime, nxt: datetime, now: datetime) -> Any:
+def _claim(
+    conn: Connection,
+    schedule_id: str,
+    due: datetime,
+    nxt: datetime,
+    now: datetime,
+    **extra: Any,
+) -> Any:
     """The compare-and-swap; the row as it is now if this node won, else None."""
     stmt = (
         update(schedules)
@@ -113,14 +133,21 @@ def _claim(conn: Connection, schedule_id: str, due: datetime, nxt: datetime, now
                 schedules.c.paused.is_(False),
             )
         )
-        .values(next_run_at=nxt, last_scheduled_for=due, last_fired_at=now)
+        .values(next_run_at=nxt, last_scheduled_for=due, last_fired_at=now, **extra)
         .returning(*schedules.c)
     )
     return conn.execute(stmt).first()
 
 
 def _log_fire(
-    conn: Connection, row: Any, due: datetime, now: datetime, node: str, folded: int, outcome: str
+    conn: Connection,
+    row: Any,
+    due: datetime,
+    now: datetime,
+    node: str,
+    folded: int,
+    outcome: str,
+    run_id: str | None = None,
 ) -> bool:
     fresh = insert_ignoring_duplicates(
         conn,
@@ -134,6 +161,7 @@ def _log_fire(
                 "node": node,
                 "outcome": outcome,
                 "coalesced": folded,
+                "run_id": run_id,
             }
         ],
     )
@@ -155,9 +183,9 @@ def _set_fire(conn: Connection, sid: str, due: datetime, **values: Any) -> None:
     )
 
 
-def _enqueue_run(
-    conn: Connection, queue: TaskQueue, row: Any, due: datetime, origin: str
-) -> tuple[str, int]:
+def _enqueue_run(conn: Connection, queue: TaskQueue, row: Any, due: datetime, run_id: str) -> int:
+    """The run row and its task, in the caller's transaction (four statements: the
+    task, the run carrying its task id, its first event)."""
     body = json.loads(row.body)
     target = body["target"]
     kind = "workflow" if target.get("workflow") else "app"
@@ -167,14 +195,14 @@ def _enqueue_run(
         kind,
         definition_name(path),
         dict(body.get("variables") or {}),
-        origin=origin,
+        origin="schedule",
         request_id=key,
     )
-    run = new_run(row.tenant_id, row.workspace_id, row.revision_id, request)
-    runq.insert_run(conn, run)
-    task_id = queue_run_in(conn, queue, run, dedupe_key=f"schedule:{key}")
-    conn.execute(update(schedules).where(schedules.c.id == row.id).values(last_run_id=run.id))
-    return run.id, task_id
+    run = replace(new_run(row.tenant_id, row.workspace_id, row.revision_id, request), id=run_id)
+    task_id = enqueue_run_task(conn, queue, run, dedupe_key=f"schedule:{key}")
+    runq.insert_run(conn, replace(run, task_id=task_id))
+    runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": run.revision_id})
+    return task_id
 
 
 def definition_name(path: str) -> str:
@@ -209,60 +237,70 @@ def _tick(
     catchup: float,
     batch: int,
 ) -> list[Fire]:
-    with engine.connect() as conn:
-        due_rows = _due(conn, kind, now, batch)
+    """Fire due rows in transactions of up to ``batch`` rows (one commit for all of
+    them), each fire in a savepoint so one bad row cannot undo the others."""
     fires: list[Fire] = []
-    for sid, due in due_rows:
-        fire = _fire_one(engine, queue, kind, sid, due, now=now, node=node, catchup=catchup)
-        if fire is not None:
-            fires.append(fire)
-    return fires
+    while True:
+        before = len(fires)
+        with engine.begin() as conn:
+            due_rows = _due(conn, kind, now, batch)
+            for due_row in due_rows:
+                try:
+                    with conn.begin_nested():
+                        fire = _fire_in(
+                            conn, queue, kind, due_row, now=now, node=node, catchup=catchup
+                        )
+                except Exception:
+                    log.exception(
+                        "schedule %s: fire for %s failed; retried next tick",
+                        due_row.id,
+                        due_row.next_run_at,
+                    )
+                    continue
+                if fire is not None:
+                    fires.append(fire)
+        if len(due_rows) < batch or len(fires) == before:
+            return fires
 
 
-def _fire_one(
-    engine: Engine,
+def _fire_in(
+    conn: Connection,
     queue: TaskQueue,
     kind: str,
-    sid: str,
-    due: datetime,
+    due_row: Any,
     *,
     now: datetime,
     node: str,
     catchup: float,
 ) -> Fire | None:
-    with engine.begin() as conn:
-        cron, timezone = conn.execute(
-            select(schedules.c.cron, schedules.c.timezone).where(schedules.c.id == sid)
-        ).one_or_none() or (None, None)
-        if cron is None or timezone is None:
-            return None
-        nxt, folded = advance(cron, timezone, due, now, catchup)
-        row = _claim(conn, sid, due, nxt, now)
-        if row is None:
-            return None  # another node won (or the row changed): nothing to do
-        if row.cron != cron or row.timezone != timezone:
-            # Retimed by a promotion between our two statements: the fire stands (its
-            # time was still the row's due time), the next one follows the new timing.
-            nxt, folded = advance(row.cron, row.timezone, due, now, catchup)
-            conn.execute(update(schedules).where(schedules.c.id == sid).values(next_run_at=nxt))
-        if kind == "monitor":
-            outcome = "check"
-        elif row.overlap == "skip" and _still_running(conn, row.last_run_id):
-            outcome = "skipped"
-        else:
-            outcome = "run"
-        if not _log_fire(conn, row, due, now, node, folded, outcome):
-            log.warning("schedule %s already fired for %s; not firing again", row.name, due)
-            return None
-        run_id: str | None = None
-        task_id: int | None = None
-        if outcome == "run":
-            run_id, task_id = _enqueue_run(conn, queue, row, due, "schedule")
-        elif outcome == "check":
-            task_id = _enqueue_check(conn, queue, row, due)
-        if task_id is not None:
-            _set_fire(conn, sid, due, run_id=run_id, task_id=task_id)
-        return Fire(sid, row.name, due, outcome, run_id, task_id, folded)
+    sid, due = due_row.id, due_row.next_run_at
+    if kind == "monitor":
+        outcome = "check"
+    elif due_row.overlap == "skip" and _still_running(conn, due_row.last_run_id):
+        outcome = "skipped"
+    else:
+        outcome = "run"
+    run_id = uuid.uuid4().hex if outcome == "run" else None
+    extra = {"last_run_id": run_id} if run_id is not None else {}
+    nxt, folded = advance(due_row.cron, due_row.timezone, due, now, catchup)
+    row = _claim(conn, sid, due, nxt, now, **extra)
+    if row is None:
+        return None  # another node won (or the row changed): nothing to do
+    if row.cron != due_row.cron or row.timezone != due_row.timezone:
+        # Retimed by a promotion since we read it: the fire stands (its time was still
+        # the row's due time), the next one follows the new timing.
+        nxt, folded = advance(row.cron, row.timezone, due, now, catchup)
+        conn.execute(update(schedules).where(schedules.c.id == sid).values(next_run_at=nxt))
+    if not _log_fire(conn, row, due, now, node, folded, outcome, run_id):
+        log.warning("schedule %s already fired for %s; not firing again", row.name, due)
+        return None
+    task_id: int | None = None
+    if run_id is not None:
+        task_id = _enqueue_run(conn, queue, row, due, run_id)
+    elif outcome == "check":
+        task_id = _enqueue_check(conn, queue, row, due)
+        _set_fire(conn, sid, due, task_id=task_id)
+    return Fire(sid, row.name, due, outcome, run_id, task_id, folded)
 
 
 def tick_schedules(
@@ -272,7 +310,7 @@ def tick_schedules(
     now: datetime | None = None,
     node: str | None = None,
     catchup: float = 5.0,
-    batch: int = 500,
+    batch: int = 5,
 ) -> list[Fire]:
     """Fire every due schedule this node wins; returns what it fired."""
     return _tick(
@@ -293,7 +331,7 @@ def tick_monitor_schedules(
     now: datetime | None = None,
     node: str | None = None,
     catchup: float = 5.0,
-    batch: int = 500,
+    batch: int = 5,
 ) -> list[Fire]:
     """Queue a check for every due monitor this node wins."""
     return _tick(
@@ -316,14 +354,17 @@ def fire_now(
     now = utcnow()
     with engine.begin() as conn:
         row = conn.execute(select(schedules).where(schedules.c.id == schedule_id)).one()
-        if not _log_fire(conn, row, now, now, node or node_name(), 0, "manual"):
+        run_id = None if row.kind == "monitor" else uuid.uuid4().hex
+        if not _log_fire(conn, row, now, now, node or node_name(), 0, "manual", run_id):
             raise RuntimeError("a manual fire at this exact instant exists")  # pragma: no cover
-        run_id: str | None = None
-        if row.kind == "monitor":
+        if run_id is None:
             task_id = _enqueue_check(conn, queue, row, now)
         else:
-            run_id, task_id = _enqueue_run(conn, queue, row, now, "schedule")
-        _set_fire(conn, schedule_id, now, run_id=run_id, task_id=task_id)
+            task_id = _enqueue_run(conn, queue, row, now, run_id)
+            conn.execute(
+                update(schedules).where(schedules.c.id == schedule_id).values(last_run_id=run_id)
+            )
+        _set_fire(conn, schedule_id, now, task_id=task_id)
         return Fire(schedule_id, row.name, now, "manual", run_id, task_id, 0)
 
 

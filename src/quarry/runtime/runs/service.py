@@ -113,19 +113,32 @@ def queue_run_in(
     dedupe_key: str | None = None,
 ) -> int:
     """Inside the caller's transaction: queue the task of an inserted run row, link
-    it and record the event; returns the task id. The scheduler calls this in the
-    transaction of its compare-and-swap, so a fire and its run commit together."""
-    enqueued = queue.enqueue(
+    it and record the event; returns the task id."""
+    task_id = enqueue_run_task(conn, queue, run, max_attempts=max_attempts, dedupe_key=dedupe_key)
+    runq.set_task(conn, run.id, task_id)
+    runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": run.revision_id})
+    return task_id
+
+
+def enqueue_run_task(
+    conn: Connection,
+    queue: TaskQueue,
+    run: RunRow,
+    *,
+    max_attempts: int = 3,
+    dedupe_key: str | None = None,
+) -> int:
+    """Only the task of ``run`` (its row may be inserted after it, in the same
+    transaction, already carrying the task id: the scheduler saves a statement per
+    fire that way, inside the transaction of its compare-and-swap)."""
+    return queue.enqueue(
         run.tenant_id,
         RUN_TASK_KIND,
         {"run_id": run.id, "request_id": run.request_id},
         max_attempts=max_attempts,
         dedupe_key=dedupe_key,
         conn=conn,
-    )
-    runq.set_task(conn, run.id, enqueued.id)
-    runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": run.revision_id})
-    return enqueued.id
+    ).id
 
 
 def cancel_run(engine: Engine, queue: TaskQueue, tenant_id: str, run_id: str) -> RunRow:
