@@ -21,13 +21,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import Engine
 
 from quarry.api.deps import PRINCIPAL_KEY, AccessRole, Principal, local_principal
-from quarry.core.clock import utcnow
 from quarry.core.settings import Role, Settings
 from quarry.store import tokens as tokq
 from quarry.store.db import is_sqlite
@@ -87,6 +87,16 @@ def decide_open(settings: Settings, engine: Engine) -> bool:
         return not tokq.any_active_token(conn)
 
 
+@dataclass(frozen=True)
+class _Cached:
+    """One cached lookup: the row (None: no such token) and what a hit needs."""
+
+    until: float  # time.monotonic() after which the lookup is repeated
+    row: TokenRow | None
+    principal: Principal | None
+    expires: float | None  # the token's expiry as a POSIX timestamp
+
+
 class Authenticator:
     """Resolves a presented secret to a principal, with a short in-memory cache."""
 
@@ -95,23 +105,29 @@ class Authenticator:
         self.open = open_mode
         self.ttl = settings.auth_cache_ttl
         self.local = local_principal(settings.tenant)
-        self._cache: dict[str, tuple[float, TokenRow | None]] = {}
+        self._cache: dict[str, _Cached] = {}
 
     def _load(self, secret: str) -> TokenRow | None:
         with self.engine.connect() as conn:
             return tokq.find_by_secret(conn, secret)
 
-    async def row_for(self, secret: str) -> TokenRow | None:
+    async def lookup(self, secret: str) -> _Cached:
         digest = hashlib.sha256(secret.encode()).hexdigest()
         hit = self._cache.get(digest)
         now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None and hit.until > now:
+            return hit
         row = await to_thread.run_sync(self._load, secret)
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
-        self._cache[digest] = (now + self.ttl, row)
-        return row
+        entry = _Cached(
+            until=now + self.ttl,
+            row=row,
+            principal=None if row is None else token_principal(row),
+            expires=None if row is None or row.expires_at is None else row.expires_at.timestamp(),
+        )
+        self._cache[digest] = entry
+        return entry
 
     async def authenticate(self, scope: Scope) -> Principal:
         if self.open:
@@ -127,14 +143,14 @@ class Authenticator:
             raise Denied(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             raise Denied(401, "unauthorized", "invalid token")
-        row = await self.row_for(secret)
-        if row is None:
+        found = await self.lookup(secret)
+        if found.row is None or found.principal is None:
             raise Denied(401, "unauthorized", "invalid token")
-        if row.revoked_at is not None:
+        if found.row.revoked_at is not None:
             raise Denied(401, "unauthorized", "token revoked")
-        if row.expires_at is not None and row.expires_at <= utcnow():
+        if found.expires is not None and found.expires <= time.time():
             raise Denied(401, "unauthorized", "token expired")
-        return token_principal(row)
+        return found.principal
 
 
 class AuthMiddleware:

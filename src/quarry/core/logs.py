@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,7 +25,7 @@ def accept_request_id(given: str | None) -> str:
     """A caller's ``X-Request-Id`` when it is a sane token, else a new one."""
     if given and _GOOD_ID.match(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @contextmanager

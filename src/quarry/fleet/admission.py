@@ -42,9 +42,16 @@ CLASSES: tuple[tuple[str, re.Pattern[str], str], ...] = (
 UNLIMITED = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/keepalive"})
 
 
+_BY_METHOD: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {}
+
+
 def classify(method: str, path: str) -> str:
-    for m, pattern, cls in CLASSES:
-        if (m == "*" or m == method) and pattern.match(path):
+    patterns = _BY_METHOD.get(method)
+    if patterns is None:
+        patterns = tuple((p, c) for m, p, c in CLASSES if m in ("*", method))
+        _BY_METHOD[method] = patterns
+    for pattern, cls in patterns:
+        if pattern.match(path):
             return cls
     return CHEAP
 
@@ -114,6 +121,7 @@ class AdmissionMiddleware:
         self.admission = admission
         self.tenant_of = tenant_of
         self.enabled = enabled
+        self._gauges = {cls: HTTP_IN_FLIGHT.labels(cls) for cls in (EXPENSIVE, CHEAP, STREAM)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNLIMITED:
@@ -121,7 +129,7 @@ class AdmissionMiddleware:
             return
         cls = classify(scope["method"], scope["path"])
         tenant = self.tenant_of(scope)
-        gauge = HTTP_IN_FLIGHT.labels(cls)
+        gauge = self._gauges[cls]
         if self.enabled:
             reason = self.admission.try_acquire(cls, tenant)
             if reason is not None:
