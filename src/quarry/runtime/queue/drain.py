@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,10 +62,6 @@ class Step:
 
     kind: str  # "idle" | "ran" | "wait"
     until: float | None = None  # for "wait": time.monotonic() to wait until
-
-    @property
-    def idle(self) -> bool:
-        return self.kind == "idle"
 
 
 IDLE = Step("idle")
@@ -106,9 +103,6 @@ class Drain:
             return bool(self._kicks)
 
     def _take_kicks(self) -> list[HoldToken]:
-        # Whatever woke us is served by this pass (its final double-check looks at
-        # the queue after this), so the wake-up is consumed here.
-        self._wake.clear()
         with self._lock:
             taken, self._kicks = self._kicks, []
         return taken
@@ -117,19 +111,30 @@ class Drain:
         for token in tokens:
             self.holds.release(token)
 
-    def steps(self) -> Iterator[Step]:
-        """The drain loop, one step per ``next()``; never ends by itself."""
+    def steps(self) -> Generator[Step, None, None]:
+        """The drain loop, one step per ``next()``; never ends by itself (closing
+        the generator, as a stopping worker does, releases what it holds)."""
         held: list[HoldToken] = []
+        try:
+            yield from self._pass(held)
+        finally:
+            self._release(held)
+            held.clear()
+
+    def _pass(self, held: list[HoldToken]) -> Iterator[Step]:
         while True:
             fresh = self._take_kicks()
             if not held and not fresh:
-                yield IDLE
+                yield IDLE  # the wake-up, if any, is left for the driver to see
                 continue
+            # In a pass: whatever woke us is served by this pass, whose final
+            # double-check looks at the queue after this point.
+            self._wake.clear()
             # Re-kicks arrived holding their own hold: adopt them, then let go of
             # the older ones (never the other way round).
             if fresh:
                 self._release(held)
-                held = fresh
+                held[:] = fresh
                 self.passes += 1
             if self._run_one():
                 yield RAN
@@ -144,13 +149,13 @@ class Drain:
             later = self._take_kicks()
             if later:
                 self._release(held)
-                held = later
+                held[:] = later
                 continue
             if pending.next_at is not None:
                 yield Step("wait", pending.next_at)
                 continue
             self._release(held)
-            held = []
+            held.clear()
             # A kick that landed after the double-check already holds its own hold;
             # the next iteration serves it.
 
@@ -238,8 +243,12 @@ class DrainingWorker(Worker):
         return self.stats
 
     def _loop(self) -> None:
+        with closing(self.drainer.steps()) as steps:
+            self._drive(steps)
+
+    def _drive(self, steps: Iterator[Step]) -> None:
         wake = self._wake
-        for step in self.drainer.steps():
+        for step in steps:
             if self.stopping:
                 return
             if step is RAN:
