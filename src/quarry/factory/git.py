@@ -213,21 +213,42 @@ class WorkingCopyGit:
 
     # -- reading --------------------------------------------------------------------
     def status(self) -> list[dict[str, str]]:
-        out = self._git("status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
-        entries: list[dict[str, str]] = []
+        return self.snapshot()[2]
+
+    def snapshot(self) -> tuple[str | None, str | None, list[dict[str, str]]]:
+        """(branch, head commit, changed files) from one ``git status --porcelain=v2``.
+        Status codes are the v1 letters (``' '`` unchanged, ``'?'`` untracked)."""
+        out = self._git(
+            "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"
+        ).stdout
         items = out.split("\0")
+        branch = head = None
+        entries: list[dict[str, str]] = []
         i = 0
         while i < len(items):
             item = items[i]
             i += 1
-            if len(item) < 4:
+            if item.startswith("# branch.oid "):
+                head = None if item[13:] == "(initial)" else item[13:]
                 continue
-            entry = {"index": item[0], "worktree": item[1], "path": item[3:]}
-            if item[0] in "RC":  # renames carry the old path as the next item
+            if item.startswith("# branch.head "):
+                branch = None if item[14:] == "(detached)" else item[14:]
+                continue
+            kind = item[:1]
+            if kind == "?":
+                entries.append({"index": "?", "worktree": "?", "path": item[2:]})
+                continue
+            fields = {"1": 8, "2": 9, "u": 10}.get(kind)
+            if fields is None:
+                continue  # headers, ignored files, the empty tail
+            parts = item.split(" ", fields)
+            xy = parts[1].replace(".", " ")
+            entry = {"index": xy[0], "worktree": xy[1], "path": parts[fields]}
+            if kind == "2":  # a rename or copy: the old path is the next item
                 entry["from"] = items[i]
                 i += 1
             entries.append(entry)
-        return entries
+        return branch, head, entries
 
     def porcelain(self) -> str:
         return self._git("status", "--porcelain=v1", "--untracked-files=all").stdout
@@ -398,3 +419,19 @@ def clone(runner: GitRunner, url: str, dest: Path, branch: str | None = None) ->
     if branch:
         args += ["--branch", check_branch_name(branch)]
     runner.run(None, [*args, "--", url, str(dest)], url=url)
+
+
+def head_branch(root: Path) -> str | None:
+    """The checked-out branch read from ``.git/HEAD`` without running git (a compile
+    status key for a change about to be compiled): ``''`` outside git, ``(detached)``,
+    or ``None`` when only git can tell (a linked worktree's ``.git`` file)."""
+    dot_git = root / ".git"
+    if not dot_git.exists():
+        return ""
+    try:
+        text = (dot_git / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text.startswith("ref: refs/heads/"):
+        return text[len("ref: refs/heads/") :]
+    return "(detached)" if text else None

@@ -74,20 +74,37 @@ class Factory:
         self.auto = AutoCompiler(self._compile_key, settings.compile_debounce_seconds)
         self._runs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="quarry-draft-run")
         self._executor: RunExecutor | None = None
+        self.ready = threading.Event()  # the start-up clone-and-compile pass is done
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
-        """Clone what is missing and compile every cloud workspace, then start the
-        background compiler. A workspace that fails is logged and skipped."""
+        """Clone what is missing and compile every cloud workspace — on a background
+        thread, under a keep-alive hold: reads never need a working copy (they read
+        revisions), and one slow or unreachable origin must not keep the Factory's
+        other workspaces (or its health check) waiting. IDE requests that arrive
+        first clone on demand, under the same per-workspace lock. ``ready`` is set
+        when the pass is done; a workspace that fails is logged and skipped."""
         with self.engine.connect() as conn:
             names = ft.git_workspaces(conn)
-        with self.holds.hold("factory start"):
+        token = self.holds.acquire("factory start")
+        self.auto.start()
+        thread = threading.Thread(
+            target=self._start_all, args=(names, token), name="quarry-factory-start", daemon=True
+        )
+        thread.start()
+
+    def _start_all(self, names: list[tuple[str, str]], token: HoldToken) -> None:
+        try:
             for tenant, name in names:
                 try:
                     self.compile_now(self.workspace(tenant, name))
                 except QuarryError as exc:
                     log.error("start-up compile of %s/%s failed: %s", tenant, name, exc.message)
-        self.auto.start()
+                except Exception:
+                    log.exception("start-up compile of %s/%s failed", tenant, name)
+        finally:
+            self.holds.release(token)
+            self.ready.set()
 
     def stop(self) -> None:
         self.auto.stop()
@@ -124,9 +141,12 @@ class Factory:
     # -- compiling ------------------------------------------------------------------
     def request_compile(self, workspace: WorkspaceRow) -> None:
         """A change: record ``pending`` and let the background compiler run it."""
-        info = read_git_info(self.root(workspace))
+        root = self.root(workspace)
+        branch = git.head_branch(root)
+        if branch is None:
+            branch = status_branch(read_git_info(root))
         with self.engine.begin() as conn:
-            ft.mark_requested(conn, workspace.id, status_branch(info))
+            ft.mark_requested(conn, workspace.id, branch)
         key = f"{workspace.tenant_id}/{workspace.name}"
         with self._locks_guard:
             if key not in self._compile_holds:

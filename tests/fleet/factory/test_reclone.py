@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Backend
 from tests.integration.factory.gitrepos import git, make_origin
-from tests.support.processes import quarry_process
+from tests.support.processes import quarry_process, wait_until
 
 pytestmark = pytest.mark.slow
 WS = "/api/v1/workspaces/shop"
@@ -32,6 +32,17 @@ def _cli(env: dict[str, str], *args: str) -> str:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def _wait_compiled(client: httpx.Client, after: str) -> None:
+    """The start-up pass clones and compiles in the background: wait for it."""
+
+    def done() -> bool:
+        got = client.get(f"{WS}/compile/status")
+        rows = got.json()["branches"] if got.status_code == 200 else []
+        return bool(rows) and rows[0]["state"] == "succeeded" and rows[0]["finished_at"] > after
+
+    wait_until(done, 60, "the start-up clone and compile")
 
 
 def test_wiped_clone_cache_is_recloned_to_the_same_revision(
@@ -53,6 +64,7 @@ def test_wiped_clone_cache_is_recloned_to_the_same_revision(
 
     with quarry_process(["serve"], env, tmp_path / "first.log") as server:
         client = httpx.Client(base_url=server.url, timeout=60)
+        _wait_compiled(client, "")
         first = client.get(WS).json()
         assert first["current_revision_id"] and first["default_branch"] == "main"
         assert (clone / ".git").is_dir()
@@ -75,6 +87,7 @@ def test_wiped_clone_cache_is_recloned_to_the_same_revision(
     shutil.rmtree(workspaces_dir)
     with quarry_process(["serve"], env, tmp_path / "second.log") as server:
         client = httpx.Client(base_url=server.url, timeout=60)
+        _wait_compiled(client, before)
         assert (clone / ".git").is_dir(), "re-cloned at start"
         assert git(clone, "rev-parse", "HEAD") == commit["commit"]
         assert client.get(WS).json()["current_revision_id"] == revision

@@ -226,8 +226,14 @@ def test_local_mode_write_compiles_and_promotes(backend: Backend, tmp_path: Path
         wait_until(promoted, 30, "the debounced compile to promote")
         label = client.get(f"{WS}/definitions/view/orders").json()["body"]["label"]
         assert label == "Local"
+
+        def recorded() -> bool:  # the status row is written just after the promotion
+            rows = client.get(f"{WS}/compile/status").json()["branches"]
+            return bool(rows) and rows[0]["state"] == "succeeded"
+
+        wait_until(recorded, 30, "the compile status")
         status = client.get(f"{WS}/compile/status").json()["branches"]
-        assert status[0]["state"] == "succeeded" and status[0]["promoted"]
+        assert status[0]["promoted"] and status[0]["draft"] is False
     svc.close()
 
 

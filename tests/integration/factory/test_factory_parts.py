@@ -181,3 +181,30 @@ def test_cli_add_list_remove_locally(tmp_path: Path) -> None:
     assert "other" not in cli("list")
     assert "not found" in cli("remove", "other", code=1)
     assert root.is_dir(), "a local folder is never deleted"
+
+
+def test_status_snapshot_parses_renames_untracked_and_spaces(tmp_path: Path) -> None:
+    from quarry.factory.git import WorkingCopyGit, head_branch
+    from tests.integration.factory.gitrepos import git
+
+    assert head_branch(tmp_path) == ""
+    git(tmp_path, "init", "-q", "-b", "trunk")
+    assert head_branch(tmp_path) == "trunk"
+    wc = WorkingCopyGit(tmp_path, GitRunner())
+    assert wc.snapshot() == ("trunk", None, [])
+    (tmp_path / "a.yml").write_text("a: 1\n")
+    (tmp_path / "b.yml").write_text("b: 1\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    git(tmp_path, "mv", "a.yml", "renamed one.yml")
+    (tmp_path / "b.yml").write_text("b: 2\n")
+    (tmp_path / "new file.md").write_text("x")
+    branch, head, files = wc.snapshot()
+    assert branch == "trunk" and head == git(tmp_path, "rev-parse", "HEAD")
+    assert files == [
+        {"index": " ", "worktree": "M", "path": "b.yml"},
+        {"index": "R", "worktree": " ", "path": "renamed one.yml", "from": "a.yml"},
+        {"index": "?", "worktree": "?", "path": "new file.md"},
+    ]
+    git(tmp_path, "checkout", "-q", "--detach")
+    assert head_branch(tmp_path) == "(detached)" and wc.snapshot()[0] is None

@@ -80,11 +80,10 @@ async def _in_thread(request: Request, workspace: str, role: AccessRole, fn: Any
 @router.get("/status")
 async def status(request: Request, workspace: str) -> dict[str, Any]:
     def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
-        wc = fac.git(ws)
-        files = wc.status()
+        branch, head, files = fac.git(ws).snapshot()
         return {
-            "branch": wc.branch(),
-            "head": wc.head(),
+            "branch": branch,
+            "head": head,
             "default_branch": ws.default_branch,
             "clean": not files,
             "files": files,
