@@ -10,11 +10,9 @@ promotes it with a compare-and-swap.
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +25,8 @@ from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.core.metrics import COMPILE_DURATION
 from quarry.definitions.kinds import Kind
 from quarry.definitions.parse import config_names, dataset_dirs, parse_definition
-from quarry.definitions.references import Ref, ReferenceIndex, RefKind, check_references
-from quarry.factory import statcache
+from quarry.definitions.references import Ref, ReferenceIndex, check_references
+from quarry.factory import prior, statcache
 from quarry.factory.gitinfo import GitInfo, read_git_info
 from quarry.factory.scan import SourceFile, Tree, scan_tree
 from quarry.scheduling.sync import sync_triggers
@@ -39,14 +37,11 @@ from quarry.store.workspaces import WorkspaceRow
 
 log = logging.getLogger(__name__)
 
-# The target of a FILE ref in stored refs JSON (canonical: keys sorted, no spaces).
-_FILE_TARGET = re.compile(r'"kind":"file","line":\d+,"target":"((?:[^"\\]|\\.)*)"')
-
 COMPILER_VERSION = "1"
 CONFIG_FILES = ("config.yml", "config.yaml")
 
 # What an earlier revision already knows of a file, keyed by (path, source hash).
-Known = Mapping[tuple[str, str], tuple[rq.DefinitionRow, str]]
+Known = prior.Known
 
 
 @dataclass
@@ -59,6 +54,9 @@ class Analysis:
     git: GitInfo
     parsed: int = 0
     reused: int = 0
+    base_revision: str | None = None
+    # the blob hashes of ``base_revision``'s files, when the stat cache knew them
+    base_blobs: set[str] | None = None
 
 
 @dataclass
@@ -97,61 +95,59 @@ def _read_config(root: Path) -> tuple[str, bytes]:
 
 def analyze(
     root: Path,
-    known: Known | None = None,
+    known: Known | Callable[[], Known] | None = None,
     *,
     stat_cache: Path | None = None,
     known_revision: str | None = None,
 ) -> Analysis:
     """Validate a working copy completely; raises ``CompileFailed`` with every problem.
 
-    ``known`` holds the definitions of revision ``known_revision``; ``stat_cache`` is
-    the stat cache file of this workspace (see :mod:`quarry.factory.statcache`).
+    ``known`` holds (or, called, loads) the definitions of revision ``known_revision``;
+    ``stat_cache`` is the stat cache file of this workspace (see
+    :mod:`quarry.factory.statcache`). When that cache describes ``known_revision``
+    itself, the definitions come from it and ``known`` is consulted only for the
+    stored references a full reference check needs.
     """
     root = root.resolve()
     if not root.is_dir():
         raise CompileFailed(problems=[Problem(str(root), 1, 1, "workspace folder not found")])
-    known = known or {}
     config_path, config_bytes = _read_config(root)
     config = parse_definition(config_path, config_bytes)
     databases, models = config_names(config.model)  # type: ignore[arg-type]
     cache = statcache.load(stat_cache, root)
     tree = scan_tree(root, dataset_dirs(config.model), cache)  # type: ignore[arg-type]
+    cached = cache.revision_facts(known_revision) if cache is not None else None
+    if cached is not None:
+        priors = prior.from_cache(cached)
+    else:
+        priors = prior.from_known((known() if callable(known) else known) or {})
 
     problems: list[Problem] = []
     rows: list[rq.DefinitionRow] = []
     refs_by_path: dict[str, list[Ref]] = {}
-    reused_refs: dict[str, str] = {}  # path -> stored refs JSON of an unchanged file
+    targets: dict[str, list[str]] = {}  # path -> the files its refs name
+    # path -> stored refs JSON (or file targets, from the cache) of an unchanged file
+    reused_info: dict[str, str | list[str]] = {}
     new_bodies: dict[str, tuple[str, str]] = {}
     parsed = reused = 0
+    known_rows = priors.rows
     for f in tree.files:
         if f.kind is None:
             continue
-        prior = known.get((f.path, f.source_hash))
-        if prior is not None:
-            rows.append(prior[0])
-            reused_refs[f.path] = prior[1]
+        found = known_rows.get((f.path, f.source_hash))
+        if found is not None:
+            rows.append(found[0])
+            reused_info[f.path] = found[1]
             reused += 1
             continue
         try:
-            definition = parse_definition(f.path, tree.content(f))
+            row, refs = _parse(tree, f, new_bodies)
         except CompileFailed as failed:
             problems.extend(failed.problems)
             continue
         parsed += 1
-        body = canonical_json(definition.body).decode("utf-8")
-        refs_json = canonical_json([r.to_json() for r in definition.refs]).decode("utf-8")
-        content_hash = sha256_hex(f"{definition.kind}\n{body}".encode())
-        new_bodies[content_hash] = (body, refs_json)
-        rows.append(
-            rq.DefinitionRow(
-                kind=definition.kind.value,
-                name=definition.name,
-                path=f.path,
-                source_hash=f.source_hash,
-                content_hash=content_hash,
-            )
-        )
-        refs_by_path[f.path] = list(definition.refs)
+        rows.append(row)
+        refs_by_path[f.path] = refs
 
     index = ReferenceIndex(
         paths=tree.all_paths,
@@ -169,21 +165,30 @@ def analyze(
         and (cache.checked_revision, cache.checked_fingerprint) == (known_revision, fingerprint)
     )
     if not incremental:
-        for path, refs_json in reused_refs.items():
-            refs_by_path[path] = [Ref.from_json(r) for r in json.loads(refs_json)]
-        reused_refs = {}
+        sources = {r.path: r.source_hash for r in rows}
+        stored, missing = prior.stored_refs(reused_info, sources, known)
+        refs_by_path.update(stored)
+        for path in missing:  # the cache knew a definition the database does not
+            refs_by_path[path] = _parse(
+                tree, next(f for f in tree.files if f.path == path), new_bodies
+            )[1]
+        reused_info = {}
     problems.extend(_duplicate_names(rows))
     for path, refs in refs_by_path.items():
         problems.extend(check_references(path, refs, index))
+        targets[path] = prior.targets_of(refs)
     if problems:
         if cache is not None and stat_cache is not None:
             cache.save(stat_cache)
         raise CompileFailed(problems=sorted(set(problems)))
-    for target in _file_targets(refs_by_path, reused_refs):
+    for path, info in reused_info.items():
+        targets[path] = prior.targets_of_json(info) if isinstance(info, str) else info
+    for target in {t for found in targets.values() for t in found}:
         tree.add_context(target)
     revision_id = _revision_id(tree.files)
     if cache is not None and stat_cache is not None:
         cache.mark_checked(revision_id, fingerprint)
+        cache.remember(prior.facts(revision_id, rows, targets, tree.files))
         cache.save(stat_cache)
     return Analysis(
         revision_id=revision_id,
@@ -194,7 +199,28 @@ def analyze(
         git=read_git_info(root),
         parsed=parsed,
         reused=reused,
+        base_revision=known_revision,
+        base_blobs=priors.blobs,
     )
+
+
+def _parse(
+    tree: Tree, f: SourceFile, new_bodies: dict[str, tuple[str, str]]
+) -> tuple[rq.DefinitionRow, list[Ref]]:
+    """Parse one definition file; its body and refs JSON go into ``new_bodies``."""
+    definition = parse_definition(f.path, tree.content(f))
+    body = canonical_json(definition.body).decode("utf-8")
+    refs_json = canonical_json([r.to_json() for r in definition.refs]).decode("utf-8")
+    content_hash = sha256_hex(f"{definition.kind}\n{body}".encode())
+    new_bodies[content_hash] = (body, refs_json)
+    row = rq.DefinitionRow(
+        kind=definition.kind.value,
+        name=definition.name,
+        path=f.path,
+        source_hash=f.source_hash,
+        content_hash=content_hash,
+    )
+    return row, list(definition.refs)
 
 
 def _fingerprint(index: ReferenceIndex) -> str:
@@ -215,25 +241,8 @@ def _duplicate_names(rows: list[rq.DefinitionRow]) -> list[Problem]:
     return problems
 
 
-def _file_targets(refs_by_path: dict[str, list[Ref]], reused_refs: dict[str, str]) -> set[str]:
-    """Files the definitions reference (context documents ship with the revision)."""
-    targets = {r.target for refs in refs_by_path.values() for r in refs if r.kind == RefKind.FILE}
-    for refs_json in reused_refs.values():
-        if '"file"' not in refs_json:
-            continue
-        found = _FILE_TARGET.findall(refs_json)
-        if any("\\" in t for t in found):  # an escaped character: decode properly
-            found = [r["target"] for r in json.loads(refs_json) if r["kind"] == "file"]
-        targets.update(found)
-    return targets
-
-
 def known_from_revision(engine: Engine, workspace_id: str, revision_id: str | None) -> Known:
-    if revision_id is None:
-        return {}
-    with engine.connect() as conn:
-        pairs = rq.definitions_with_refs(conn, workspace_id, revision_id)
-    return {(row.path, row.source_hash): (row, refs) for row, refs in pairs}
+    return prior.from_database(engine, workspace_id, revision_id)
 
 
 def _upload_blobs(
@@ -250,7 +259,10 @@ def _upload_blobs(
     blobs = {f.source_hash: f for f in analysis.files if f.role != "definition"}
     with engine.connect() as conn:
         # the blobs of the revision this one replaces are known to be stored
-        have = rq.revision_blob_hashes(conn, workspace_id, base) if base else set()
+        if base is not None and base == analysis.base_revision and analysis.base_blobs is not None:
+            have = set(analysis.base_blobs)
+        else:
+            have = rq.revision_blob_hashes(conn, workspace_id, base) if base else set()
         have |= rq.known_blobs(conn, tenant_id, blobs.keys() - have)
     uploaded: dict[str, int] = {}
     for digest, f in blobs.items():
@@ -361,7 +373,10 @@ def _compile(
     started = time.perf_counter()
     with engine.connect() as conn:
         expected = wq.current_revision_id(conn, workspace.id)
-    known = known_from_revision(engine, workspace.id, expected)
+
+    def known() -> Known:  # loaded only when the stat cache does not describe ``expected``
+        return known_from_revision(engine, workspace.id, expected)
+
     analysis = analyze(root, known, stat_cache=stat_cache, known_revision=expected)
     with engine.connect() as conn:
         stored = rq.revision_exists(conn, workspace.id, analysis.revision_id)

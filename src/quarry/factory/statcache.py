@@ -12,8 +12,22 @@ The cache also remembers, for the last revision it saw validated, a fingerprint 
 the workspace's paths and names: while that is unchanged, references of unchanged
 files need not be checked again.
 
-The file is written atomically (a temporary file, then ``os.replace``); a missing,
-unreadable or foreign cache is simply empty. Saving is best effort.
+After a successful analysis it also keeps what that revision (``revision["id"]``)
+holds: each definition's path, source hash, kind, name and content hash, the files
+its references name, and the hashes of the revision's blob files. A recompile whose
+base is that very revision takes the previous definitions from here instead of
+loading them from the database (see :mod:`quarry.factory.prior`). This is sound
+because a revision id is derived from its files' paths, roles and hashes: whichever
+process stored that revision, its rows are what these files give. The revision's
+hashes are kept apart from the stat hashes, so a damaged stat hash still differs
+from what the revision holds and the file is read (and re-hashed). A failed analysis
+saves the stat entries and no revision.
+
+The file is JSON in columns (one list per field rather than one list per file): that
+is about half the encoding and decoding work of a list per entry, and the compile
+reads and writes it once each. It is written atomically (a temporary file, then
+``os.replace``); a missing, unreadable or foreign cache is simply empty. Saving is
+best effort.
 """
 
 from __future__ import annotations
@@ -22,11 +36,12 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 RACY_NS = 2_000_000_000
-VERSION = 1
+VERSION = 2
 
 # (size, mtime_ns, inode, ctime_ns)
 StatKey = tuple[int, int, int, int]
@@ -43,27 +58,32 @@ def cache_path(data_dir: Path, workspace_id: str) -> Path:
 @dataclass
 class StatCache:
     root: str
-    # path -> [size, mtime_ns, inode, ctime_ns, sha256], as stored (not converted on load)
-    entries: dict[str, list[Any]] = field(default_factory=dict)
+    # path -> stat key and path -> sha256, as loaded
+    keys: dict[str, StatKey] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
     written_ns: int = 0
     checked_revision: str | None = None
     checked_fingerprint: str | None = None
-    # what this run saw, saved by ``save``
-    seen: dict[str, list[Any]] = field(default_factory=dict)
+    # what the last successful analysis's revision holds (``prior.facts`` layout)
+    revision: dict[str, Any] | None = None
+    # what this run saw (path -> (stat key, sha256)), saved by ``save``
+    seen: dict[str, tuple[StatKey, str]] = field(default_factory=dict)
+    seen_revision: dict[str, Any] | None = None
     dirty: bool = False
+
+    @property
+    def racy_limit(self) -> int:
+        """An entry whose mtime or ctime is at or after this is racy."""
+        return self.written_ns - RACY_NS
 
     def lookup(self, path: str, key: StatKey) -> str | None:
         """The cached hash of ``path`` when its stat is unchanged and not racy."""
-        entry = self.entries.get(path)
-        if entry is None or len(entry) != 5 or (entry[0], entry[1], entry[2], entry[3]) != key:
+        if self.keys.get(path) != key or max(key[1], key[3]) >= self.written_ns - RACY_NS:
             return None
-        if max(key[1], key[3]) >= self.written_ns - RACY_NS:
-            return None
-        digest = entry[4]
-        return digest if isinstance(digest, str) else None
+        return self.hashes.get(path)
 
     def record(self, path: str, key: StatKey, digest: str, *, hit: bool) -> None:
-        self.seen[path] = [*key, digest]
+        self.seen[path] = (key, digest)
         if not hit:
             self.dirty = True
 
@@ -72,15 +92,34 @@ class StatCache:
             self.checked_revision, self.checked_fingerprint = revision_id, fingerprint
             self.dirty = True
 
+    def revision_facts(self, revision_id: str | None) -> dict[str, Any] | None:
+        """What the cache holds of revision ``revision_id``, if it describes it."""
+        facts = self.revision
+        if revision_id is None or facts is None or facts.get("id") != revision_id:
+            return None
+        return facts
+
+    def remember(self, facts: dict[str, Any]) -> None:
+        """Keep what this run's revision holds (``facts["id"]`` names it)."""
+        old = self.revision
+        if old is None or old.get("id") != facts.get("id"):
+            self.dirty = True
+        self.seen_revision = facts
+
     def save(self, path: Path) -> None:
-        if not self.dirty and self.seen.keys() == self.entries.keys():
+        if not self.dirty and self.seen.keys() == self.keys.keys():
             return
+        paths = list(self.seen)
+        entries = self.seen.values()
         payload = {
             "version": VERSION,
             "root": self.root,
             "written_ns": time.time_ns(),
             "checked": [self.checked_revision, self.checked_fingerprint],
-            "entries": self.seen,
+            "paths": paths,
+            "stats": list(chain.from_iterable(k for k, _ in entries)),
+            "hashes": [h for _, h in entries],
+            "revision": self.seen_revision,
         }
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -89,6 +128,11 @@ class StatCache:
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+def only_strings(values: Any) -> bool:
+    """A list whose items are all ``str`` (checked without a Python-level loop)."""
+    return isinstance(values, list) and set(map(type, values)) <= {str}
 
 
 def load(path: Path | None, root: Path) -> StatCache | None:
@@ -100,12 +144,26 @@ def load(path: Path | None, root: Path) -> StatCache | None:
         data = json.loads(path.read_bytes())
         if data.get("version") != VERSION or data.get("root") != str(root):
             return cache
-        cache.written_ns = int(data["written_ns"])
-        cache.checked_revision, cache.checked_fingerprint = data["checked"]
-        entries = data["entries"]
-        if not isinstance(entries, dict):
-            return StatCache(root=str(root))
-        cache.entries = entries
+        written_ns = int(data["written_ns"])
+        checked_revision, checked_fingerprint = data["checked"]
+        paths, stats, hashes = data["paths"], data["stats"], data["hashes"]
+        revision = data["revision"]
+        if not (
+            only_strings(paths)
+            and only_strings(hashes)
+            and isinstance(stats, list)
+            and set(map(type, stats)) <= {int}
+            and len(stats) == 4 * len(paths)
+            and len(hashes) == len(paths)
+            and isinstance(revision, dict | None)
+        ):
+            return cache
+        it = iter(stats)
+        cache.keys = dict(zip(paths, zip(it, it, it, it, strict=True), strict=True))
+        cache.hashes = dict(zip(paths, hashes, strict=True))
+        cache.written_ns = written_ns
+        cache.checked_revision, cache.checked_fingerprint = checked_revision, checked_fingerprint
+        cache.revision = revision
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return StatCache(root=str(root))
     return cache

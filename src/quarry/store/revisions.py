@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Select, Table, and_, insert, select
 
@@ -14,8 +14,10 @@ from quarry.store.db import insert_ignoring_duplicates
 from quarry.store.tables import blobs, definition_bodies, definitions, revision_files, revisions
 
 
-@dataclass(frozen=True)
-class DefinitionRow:
+class DefinitionRow(NamedTuple):
+    """A revision's membership row for one definition (a tuple in the table's column
+    order after the key: a compile builds 10,000 of them and inserts them as they are)."""
+
     kind: str
     name: str
     path: str
@@ -23,8 +25,10 @@ class DefinitionRow:
     content_hash: str
 
 
-@dataclass(frozen=True)
-class FileRow:
+class FileRow(NamedTuple):
+    """A revision's row for one blob file (a tuple in the table's column order after
+    the key, like ``DefinitionRow``)."""
+
     path: str
     role: str
     blob_hash: str
@@ -146,8 +150,11 @@ def _bulk_insert(
     if not rows:
         return
     names = [c.name for c in table.columns]
-    values = attrgetter(*names[2:])
-    tuples: list[tuple[Any, ...]] = [values(r) for r in rows]
+    if getattr(type(rows[0]), "_fields", None) == tuple(names[2:]):
+        tuples: Sequence[tuple[Any, ...]] = rows  # type: ignore[assignment]  # column order
+    else:
+        values = attrgetter(*names[2:])
+        tuples = [values(r) for r in rows]
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         columns = ", ".join(f'"{n}"' for n in names)

@@ -38,7 +38,7 @@ def _tamper(workspace: Path, relpath: str, *, written_ns: int) -> None:
     """Pretend ``relpath`` changed without its stat changing: store a wrong hash."""
     path = _cache_file(workspace)
     data = json.loads(path.read_text())
-    data["entries"][relpath][4] = "0" * 64
+    data["hashes"][data["paths"].index(relpath)] = "0" * 64
     data["written_ns"] = written_ns
     path.write_text(json.dumps(data))
 
@@ -47,7 +47,8 @@ def test_lookup_trusts_only_unchanged_and_settled_entries() -> None:
     old = (10, 1_000_000_000, 7, 1_000_000_000)
     fresh = (10, 9_000_000_000, 7, 9_000_000_000)
     cache = StatCache(root="/w", written_ns=10_000_000_000)
-    cache.entries = {"old.sql": [*old, "a" * 64], "fresh.sql": [*fresh, "b" * 64]}
+    cache.keys = {"old.sql": old, "fresh.sql": fresh}
+    cache.hashes = {"old.sql": "a" * 64, "fresh.sql": "b" * 64}
     assert cache.lookup("old.sql", old) == "a" * 64
     assert cache.lookup("old.sql", (11, *old[1:])) is None  # size changed
     assert cache.lookup("old.sql", (10, 2_000_000_000, 7, 1_000_000_000)) is None  # mtime
@@ -60,9 +61,16 @@ def test_unusable_cache_files_are_empty(tmp_path: Path) -> None:
     assert statcache.load(None, tmp_path) is None
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert statcache.load(bad, tmp_path).entries == {}  # type: ignore[union-attr]
-    bad.write_text(json.dumps({"version": 1, "root": "/elsewhere", "written_ns": 0}))
-    assert statcache.load(bad, tmp_path).entries == {}  # type: ignore[union-attr]
+    assert statcache.load(bad, tmp_path).keys == {}  # type: ignore[union-attr]
+    bad.write_text(json.dumps({"version": 2, "root": "/elsewhere", "written_ns": 0}))
+    assert statcache.load(bad, tmp_path).keys == {}  # type: ignore[union-attr]
+    good = {"version": 2, "root": str(tmp_path), "written_ns": 0, "checked": [None, None]}
+    good |= {"paths": ["a.sql"], "stats": [1, 2, 3, 4], "hashes": ["h"], "revision": None}
+    bad.write_text(json.dumps(good))
+    assert statcache.load(bad, tmp_path).keys == {"a.sql": (1, 2, 3, 4)}  # type: ignore[union-attr]
+    for broken in ({"stats": [1, 2, 3]}, {"stats": [1, 2, 3, "4"]}, {"hashes": [7]}):
+        bad.write_text(json.dumps(good | broken))
+        assert statcache.load(bad, tmp_path).keys == {}  # type: ignore[union-attr]
 
 
 def test_revision_is_identical_with_and_without_the_cache(
