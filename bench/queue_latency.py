@@ -7,7 +7,11 @@ before ``enqueue()`` was called, and the handler reports ``now - then`` when it
 starts. The next task is enqueued 5-20 ms after the previous one started, so every
 task meets idle workers. Reports p50, p90, p99 and max.
 
-    .venv/bin/python bench/queue_latency.py [--tasks 1000] [--workers 4]
+    .venv/bin/python bench/queue_latency.py [--tasks 1000] [--workers 4] [--batch 10]
+
+``--batch N`` runs the batched worker (``runtime/queue/batch.py``) instead of the
+default one: an idle batched worker claims whatever one statement finds (here one
+task), so its latency should match the default worker's.
 
 Needs a Postgres superuser DSN in ``QUARRY_BENCH_PG`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``) to create a scratch database.
@@ -54,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1, help="the workers' --batch (default 1)")
     args = parser.parse_args()
 
     with scratch_database() as dsn:
@@ -80,6 +85,8 @@ def main() -> None:
                     "10",
                     "--owner",
                     f"lat-{i}",
+                    "--batch",
+                    str(args.batch),
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
@@ -121,7 +128,10 @@ def main() -> None:
                     p.stdout.close()
             engine.dispose()
 
-    print(f"{args.tasks} tasks, {args.workers} idle worker processes, {os.cpu_count()} CPUs")
+    print(
+        f"{args.tasks} tasks, {args.workers} idle worker processes (batch {args.batch}), "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
+    )
     print(
         f"enqueue -> start latency: p50 {percentile(samples, 50):.1f} ms, "
         f"p90 {percentile(samples, 90):.1f} ms, p99 {percentile(samples, 99):.1f} ms, "

@@ -12,6 +12,14 @@ Same Postgres, same run, same work, each system in a fresh database per measurem
    each system's own worker in its "exit when empty" mode with default settings
    (pgqueuer: ``QueueManager.run(mode=drain)``, batch size 10; procrastinate:
    ``run_worker(wait=False)``, concurrency 1; Quarry: ``Worker.drain()``).
+   Quarry's figure is timed to the moment ``drain()`` returned, after its last
+   completion was written, which is stricter than the others' last handler run.
+
+Quarry runs in up to three variants: ``quarry`` (the default worker: one statement per
+task, completing one and claiming the next), ``quarry_batch`` (``--batch``, default 10
+like pgqueuer's batch size: claims up to 10 per statement and records their
+completions in the statement that claims the next batch, ``runtime/queue/batch.py``)
+and ``quarry_sync`` (the default worker waiting for the WAL flush on every commit).
 
 The end-to-end figure is ``N / (enqueue seconds + drain seconds)``.
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -35,11 +44,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
 ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-SYSTEMS = ("quarry", "pgqueuer", "procrastinate", "quarry_sync")
+SYSTEMS = ("quarry", "quarry_batch", "pgqueuer", "procrastinate", "quarry_sync")
+DEFAULT_SYSTEMS = ["quarry", "quarry_batch", "pgqueuer", "procrastinate"]
+QUARRY_VARIANTS = ("quarry", "quarry_batch", "quarry_sync")
+BATCH = [10]  # --batch, for quarry_batch
 
 
 def dsn_for(dbname: str) -> str:
@@ -99,15 +112,18 @@ def quarry_enqueue(dsn: str, n: int) -> float:
     return elapsed
 
 
-def quarry_worker(dsn: str, ready: Callable[[], None], *, async_commit: bool = True) -> int:
+def quarry_worker(
+    dsn: str, ready: Callable[[], None], *, async_commit: bool = True, batch: int = 1
+) -> int:
     from quarry.runtime.queue import open_queue
-    from quarry.runtime.queue.worker import Worker
+    from quarry.runtime.queue.batch import make_worker
     from quarry.store.db import create_state_engine
 
     engine = create_state_engine(sa_url(dsn), pool_size=2)
-    worker = Worker(
+    worker = make_worker(
         open_queue(engine),
-        lambda task: handled(),
+        lambda task: None,
+        batch_size=batch,
         listen=False,
         reap_interval=None,
         async_commit=async_commit,
@@ -115,7 +131,14 @@ def quarry_worker(dsn: str, ready: Callable[[], None], *, async_commit: bool = T
     with engine.connect():
         pass  # connect before the start signal, like the others
     ready()
-    return worker.drain().succeeded
+    succeeded = worker.drain().succeeded
+    handled()  # after the last completion was written, not after the last handler
+    return succeeded
+
+
+def quarry_batch_worker(dsn: str, ready: Callable[[], None]) -> int:
+    """Quarry's batched worker: up to BATCH tasks per claim, completions buffered."""
+    return quarry_worker(dsn, ready, batch=BATCH[0])
 
 
 def pgqueuer_setup(dsn: str) -> None:
@@ -222,30 +245,35 @@ def quarry_sync_worker(dsn: str, ready: Callable[[], None]) -> int:
 
 SETUP = {
     "quarry": quarry_setup,
+    "quarry_batch": quarry_setup,
     "quarry_sync": quarry_setup,
     "pgqueuer": pgqueuer_setup,
     "procrastinate": procrastinate_setup,
 }
 ENQUEUE = {
     "quarry": quarry_enqueue,
+    "quarry_batch": quarry_enqueue,
     "quarry_sync": quarry_enqueue,
     "pgqueuer": pgqueuer_enqueue,
     "procrastinate": procrastinate_enqueue,
 }
 WORKER: dict[str, Callable[[str, Callable[[], None]], int]] = {
     "quarry": quarry_worker,
+    "quarry_batch": quarry_batch_worker,
     "quarry_sync": quarry_sync_worker,
     "pgqueuer": pgqueuer_worker,
     "procrastinate": procrastinate_worker,
 }
 REMAINING = {
     "quarry": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
+    "quarry_batch": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
     "quarry_sync": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
     "pgqueuer": "SELECT count(*) FROM pgqueuer",
     "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
 }
 DONE = {
     "quarry": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
+    "quarry_batch": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
     "quarry_sync": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
     "pgqueuer": "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'",
     "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
@@ -299,7 +327,7 @@ class Measurement:
 def drain(system: str, dsn: str, workers: int) -> float:
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--child", system, "--dsn", dsn],
+            [sys.executable, __file__, "--child", system, "--dsn", dsn, "--batch", str(BATCH[0])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -369,29 +397,147 @@ def table(results: list[Measurement], workers: list[int], systems: list[str]) ->
             m = by[(s, w)]
             cells += [f"{m.drain_rate:,.0f}", f"{m.e2e_rate:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    if "quarry" in systems:
-        for other in (s for s in systems if not s.startswith("quarry")):
-            q_enq = statistics.median(by[("quarry", w)].enqueue_rate for w in workers)
-            o_enq = statistics.median(by[(other, w)].enqueue_rate for w in workers)
-            cells = [f"quarry / {other}", f"{q_enq / o_enq:.2f}x"]
-            for w in workers:
-                q, o = by[("quarry", w)], by[(other, w)]
-                cells += [f"{q.drain_rate / o.drain_rate:.2f}x", f"{q.e2e_rate / o.e2e_rate:.2f}x"]
-            lines.append("| " + " | ".join(cells) + " |")
+    for mine, other in ratio_pairs(systems):
+        q_enq = statistics.median(by[(mine, w)].enqueue_rate for w in workers)
+        o_enq = statistics.median(by[(other, w)].enqueue_rate for w in workers)
+        cells = [f"{mine} / {other}", f"{q_enq / o_enq:.2f}x"]
+        for w in workers:
+            q, o = by[(mine, w)], by[(other, w)]
+            cells += [f"{q.drain_rate / o.drain_rate:.2f}x", f"{q.e2e_rate / o.e2e_rate:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def ratio_pairs(systems: list[str]) -> list[tuple[str, str]]:
+    mine = [s for s in systems if s in ("quarry", "quarry_batch")]
+    return [(m, o) for m in mine for o in systems if o not in QUARRY_VARIANTS]
+
+
+def worst_table(
+    runs: dict[tuple[str, int], list[Measurement]], workers: list[int], systems: list[str]
+) -> str:
+    """The lowest ratio over the rounds, each round's figures paired with the same
+    round's (the systems of one round and one W run back to back)."""
+    lines = [
+        "| worst round | enqueue | "
+        + " | ".join(f"drain W={w} | e2e W={w}" for w in workers)
+        + " |",
+        "|" + "---|" * (2 + 2 * len(workers)),
+    ]
+    for mine, other in ratio_pairs(systems):
+        pairs = {w: list(zip(runs[(mine, w)], runs[(other, w)], strict=True)) for w in workers}
+        enq = min(q.enqueue_rate / o.enqueue_rate for w in workers for q, o in pairs[w])
+        cells = [f"{mine} / {other}", f"{enq:.2f}x"]
+        for w in workers:
+            cells += [
+                f"{min(q.drain_rate / o.drain_rate for q, o in pairs[w]):.2f}x",
+                f"{min(q.e2e_rate / o.e2e_rate for q, o in pairs[w]):.2f}x",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- enqueue, interleaved --------------------------------------------------------------
+
+
+def interleaved_enqueue(tasks: int, chunk: int, systems: list[str]) -> None:
+    """Enqueue into every system's own database in alternating chunks of ``chunk``
+    tasks, timing each system's chunks only: under a load that changes from second to
+    second every system sees the same moments, so the ratio is stable where separate
+    runs are not. Same calls as the enqueue phase above (one transaction per task)."""
+    import pgqueuer
+
+    from quarry.runtime.queue import open_queue
+    from quarry.store.db import create_state_engine
+
+    loop = asyncio.new_event_loop()
+    elapsed = dict.fromkeys(systems, 0.0)
+    with contextlib.ExitStack() as stack:
+        steps: dict[str, Callable[[int], None]] = {}
+        for s in systems:
+            dsn = stack.enter_context(scratch_database())
+            SETUP[s](dsn)
+            if s.startswith("quarry"):
+                engine = create_state_engine(sa_url(dsn), pool_size=2)
+                stack.callback(engine.dispose)
+                queue = open_queue(engine)
+                stack.enter_context(queue.pinned())
+
+                def quarry_step(start: int, queue: Any = queue) -> None:
+                    for i in range(start, start + chunk):
+                        queue.enqueue("bench", "noop", {"i": i})
+
+                steps[s] = quarry_step
+            elif s == "pgqueuer":
+                conn = loop.run_until_complete(
+                    psycopg.AsyncConnection.connect(dsn, autocommit=True)
+                )
+                stack.callback(lambda c=conn: loop.run_until_complete(c.close()))
+                queries = pgqueuer.Queries.from_psycopg_connection(conn)
+
+                async def pgq(start: int, queries: Any = queries) -> None:
+                    for i in range(start, start + chunk):
+                        await queries.enqueue("noop", str(i).encode())
+
+                steps[s] = lambda start, f=pgq: loop.run_until_complete(f(start))
+            else:
+                app: Any = _procrastinate_app(dsn)
+                loop.run_until_complete(app.open_async())
+                stack.callback(lambda a=app: loop.run_until_complete(a.close_async()))
+
+                async def pro(start: int, app: Any = app) -> None:
+                    task = app.tasks["noop"]
+                    for i in range(start, start + chunk):
+                        await task.defer_async(i=i)
+
+                steps[s] = lambda start, f=pro: loop.run_until_complete(f(start))
+        for n, start in enumerate(range(0, tasks - chunk + 1, chunk)):
+            order = systems[n % len(systems) :] + systems[: n % len(systems)]
+            for s in order:
+                began = time.perf_counter()
+                steps[s](start)
+                elapsed[s] += time.perf_counter() - began
+    loop.close()
+    done = (tasks // chunk) * chunk
+    print(
+        f"{done} enqueues per system, interleaved in chunks of {chunk}; "
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end"
+    )
+    print("| system | enqueue/s |\n|---|---|")
+    for s in systems:
+        print(f"| {s} | {done / elapsed[s]:,.0f} |")
+    for s in systems:
+        for o in systems:
+            if s.startswith("quarry") and not o.startswith("quarry"):
+                print(f"| {s} / {o} | {elapsed[o] / elapsed[s]:.2f}x |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS[:3]), choices=SYSTEMS)
+    parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=SYSTEMS)
+    parser.add_argument(
+        "--batch", type=int, default=10, help="quarry_batch's batch size (pgqueuer's is 10)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median")
+    parser.add_argument(
+        "--interleaved-enqueue",
+        type=int,
+        metavar="CHUNK",
+        help="only measure enqueueing, the systems taking turns in chunks of CHUNK tasks",
+    )
     parser.add_argument("--child", choices=SYSTEMS)
     parser.add_argument("--dsn")
     args = parser.parse_args()
+    BATCH[0] = args.batch
     if args.child:
         child(args.child, args.dsn)
+        return
+    if args.interleaved_enqueue:
+        # One Quarry variant is enough: they share the enqueue path.
+        others = [s for s in args.systems if s not in QUARRY_VARIANTS]
+        interleaved_enqueue(args.tasks, args.interleaved_enqueue, ["quarry", *others])
         return
     runs: dict[tuple[str, int], list[Measurement]] = {}
     for r in range(args.repeat):
@@ -413,6 +559,9 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end"
     )
     print(table(results, args.workers, args.systems))
+    if args.repeat > 1:
+        print()
+        print(worst_table(runs, args.workers, args.systems))
 
 
 if __name__ == "__main__":
