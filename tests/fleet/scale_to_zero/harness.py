@@ -35,6 +35,10 @@ HOP_BY_HOP = frozenset(
 )
 
 
+class ScalerClosed(Exception):
+    """A request arrived after the harness closed: answered 503, nothing started."""
+
+
 @dataclass
 class Event:
     at: float
@@ -140,6 +144,8 @@ class ScalerHarness:
 
     def _ensure_running(self) -> None:
         with self._lifecycle:
+            if self._closed:
+                raise ScalerClosed("the scaler is closed")  # never start an orphan
             if self.running:
                 return
             self.process = self.start_factory()
@@ -176,6 +182,8 @@ class ScalerHarness:
             self._lock.notify_all()
         try:
             await self._forward(scope, receive, send)
+        except ScalerClosed as exc:
+            await _plain(send, 503, f"scaler: {exc}")
         finally:
             with self._lock:
                 self.in_flight -= 1

@@ -191,27 +191,25 @@ def test_long_run_holds_the_factory_and_eviction_is_recovered(stack: Stack) -> N
     assert harness.count("start") == 1
     # Its 2-second long-polls were renewed (overlapping) through the scaler.
     assert harness.keepalive_requests() >= 3
-    # ... and once it is done the Factory goes idle and is scaled to zero.
-    wait_until(lambda: harness.count("stop") == 1, COOLDOWN + 30, "the idle Factory to stop")
 
-    # 2. A run evicted mid-step by the platform.
+    # 2. A run evicted mid-step by the platform (the Factory may have gone idle and
+    # been stopped after the first run; the request starts it again if so).
     durable = stack.start_run("durable")
-    assert harness.count("start") == 2
     wait_until(lambda: stack.step_state(durable, "tasks.1") == "running", 60, "the slow step")
     assert stack.step_state(durable, "tasks.0") == "succeeded"
+    stops, starts = harness.count("stop"), harness.count("start")
     harness.evict()
     assert stack.run_state(durable) == "running"
     # Nobody is there to finish it until a request arrives (the accepted gap).
     assert not harness.running
     assert httpx.get(f"{stack.url}/healthz", timeout=120).status_code == 200
-    assert harness.count("start") == 3
+    assert harness.count("start") == starts + 1
 
     def recovered_unstopped() -> bool:
-        assert harness.count("stop") == 1, f"stopped while recovering: {harness.events}"
+        assert harness.count("stop") == stops, f"stopped while recovering: {harness.events}"
         return stack.run_state(durable) == "succeeded"
 
     wait_until(recovered_unstopped, 60, "recovery to finish the run")
     assert stack.side_effects() == ["first", "last"]  # nothing that finished ran twice
-    stops_before_idle = harness.count("stop")
-    assert stops_before_idle == 1, harness.events  # not stopped while recovering
-    wait_until(lambda: harness.count("stop") == 2, COOLDOWN + 30, "the idle Factory to stop")
+    # Recovery and the drain let go: the idle Factory is scaled to zero again.
+    wait_until(lambda: harness.count("stop") == stops + 1, COOLDOWN + 30, "the Factory to stop")
