@@ -237,14 +237,40 @@ def _tick(
     catchup: float,
     batch: int,
 ) -> list[Fire]:
-    """Fire due rows in transactions of up to ``batch`` rows (one commit for all of
-    them), each fire in a savepoint so one bad row cannot undo the others."""
+    """Fire due rows in transactions of up to ``batch`` rows, one commit for all of
+    them. The fast path has no savepoints; if any fire in a batch fails, the batch is
+    rolled back and done again with a savepoint per fire, so one bad row (or a
+    refused enqueue) cannot hold the others back."""
     fires: list[Fire] = []
     while True:
-        before = len(fires)
-        with engine.begin() as conn:
-            due_rows = _due(conn, kind, now, batch)
-            for due_row in due_rows:
+        args = (engine, queue, kind, now, node, catchup, batch)
+        try:
+            done, seen = _batch(*args, isolate=False)
+        except Exception:
+            done, seen = _batch(*args, isolate=True)
+        fires += done
+        if seen < batch or not done:
+            return fires
+
+
+def _batch(
+    engine: Engine,
+    queue: TaskQueue,
+    kind: str,
+    now: datetime,
+    node: str,
+    catchup: float,
+    batch: int,
+    *,
+    isolate: bool,
+) -> tuple[list[Fire], int]:
+    fires: list[Fire] = []
+    with engine.begin() as conn:
+        due_rows = _due(conn, kind, now, batch)
+        for due_row in due_rows:
+            if not isolate:
+                fire = _fire_in(conn, queue, kind, due_row, now=now, node=node, catchup=catchup)
+            else:
                 try:
                     with conn.begin_nested():
                         fire = _fire_in(
@@ -257,10 +283,9 @@ def _tick(
                         due_row.next_run_at,
                     )
                     continue
-                if fire is not None:
-                    fires.append(fire)
-        if len(due_rows) < batch or len(fires) == before:
-            return fires
+            if fire is not None:
+                fires.append(fire)
+    return fires, len(due_rows)
 
 
 def _fire_in(

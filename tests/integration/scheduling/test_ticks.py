@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from quarry.api.services import Services
@@ -118,4 +119,22 @@ def test_trigger_now_fires_outside_the_cron(ws: Workspace, svc: Services) -> Non
     fire = trigger(svc.engine, svc.queue, "local", ws.workspace_id, NAME)
     assert fire.outcome == "manual" and fire.run_id is not None
     assert next_run(svc.engine, NAME) == before
+    assert len(scheduled_runs(svc.engine)) == 1
+
+
+def test_a_failing_fire_does_not_hold_the_others_back(
+    ws: Workspace, svc: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws.write(PATH, schedule_yaml("* * * * * *"))
+    ws.write("schedules/other.schedule.yml", schedule_yaml("* * * * * *"))
+    ws.compile()
+    due = max(next_run(svc.engine, NAME), next_run(svc.engine, "schedules/other"))
+    with svc.engine.begin() as conn:  # a row this release cannot fire
+        conn.execute(update(schedules).where(schedules.c.name == NAME).values(body="{}"))
+    fired = tick_schedules(svc.engine, svc.queue, now=due)
+    assert [f.name for f in fired] == ["schedules/other"]
+    assert "fire for" in caplog.text and "retried next tick" in caplog.text
+    # Nothing of the failed fire was kept: still due, no fire-log row, no run.
+    bad = schedule_row(svc.engine, NAME)
+    assert bad.next_run_at <= due and fires(svc.engine, bad.id) == []
     assert len(scheduled_runs(svc.engine)) == 1
