@@ -46,6 +46,8 @@ CREDENTIAL_HELPER = (
     '!f() { test "$1" = get || exit 0; '
     'printf "username=%s\\npassword=%s\\n" "$QUARRY_GIT_USERNAME" "$QUARRY_GIT_PASSWORD"; }; f'
 )
+NEVER_COMMITTED = (":(exclude).quarry", ":(exclude,glob)**/*.quarry-tmp")
+EXCLUDED_PATTERNS = ".quarry/\n*.quarry-tmp\n"
 BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _USERINFO = re.compile(r"(://)[^/@\s]+@")
 
@@ -306,7 +308,8 @@ class WorkingCopyGit:
     def commit(self, message: str, identity: Identity, paths: list[str] | None = None) -> str:
         if not message.strip():
             raise BadRequest("a commit needs a message", parameter="message")
-        added = self._git("add", "-A", "--", *(paths or ["."]), check=False)
+        # never Quarry's own files: local mode's state folder, a crashed write's leftover
+        added = self._git("add", "-A", "--", *(paths or ["."]), *NEVER_COMMITTED, check=False)
         if added.returncode != 0:
             raise BadRequest(
                 f"cannot stage {paths or '.'}: {self.runner.scrub(added.stderr.strip())}",
@@ -415,10 +418,15 @@ class WorkingCopyGit:
 
 
 def clone(runner: GitRunner, url: str, dest: Path, branch: str | None = None) -> None:
+    """Clone ``url`` into ``dest``; Quarry's own files are excluded from its status."""
     args = ["clone", "-q", "--no-tags"]
     if branch:
         args += ["--branch", check_branch_name(branch)]
     runner.run(None, [*args, "--", url, str(dest)], url=url)
+    exclude = dest / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    with exclude.open("a", encoding="utf-8") as fh:
+        fh.write("\n# Quarry's own files\n" + EXCLUDED_PATTERNS)
 
 
 def head_branch(root: Path) -> str | None:

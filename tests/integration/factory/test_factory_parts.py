@@ -208,3 +208,20 @@ def test_status_snapshot_parses_renames_untracked_and_spaces(tmp_path: Path) -> 
     ]
     git(tmp_path, "checkout", "-q", "--detach")
     assert head_branch(tmp_path) == "(detached)" and wc.snapshot()[0] is None
+
+
+def test_commit_never_includes_quarry_state_or_partial_writes(tmp_path: Path) -> None:
+    from quarry.factory.git import Identity, WorkingCopyGit
+    from tests.integration.factory.gitrepos import git
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "config.yml").write_text("databases: []\n")
+    (tmp_path / ".quarry").mkdir()
+    (tmp_path / ".quarry" / "state.db").write_bytes(b"sqlite")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".x.yml.0123.quarry-tmp").write_text("partial")
+    wc = WorkingCopyGit(tmp_path, GitRunner())
+    wc.commit("first", Identity("Ann", "ann@example.com"))
+    committed = git(tmp_path, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert committed == ["config.yml"]
+    assert git(tmp_path, "log", "-1", "--format=%an <%ae>") == "Ann <ann@example.com>"
