@@ -34,6 +34,7 @@ EXPENSIVE, CHEAP, STREAM = "expensive", "cheap", "stream"
 CLASSES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"^/api/v1/workspaces/[^/]+/(runs|draft-runs)$"), EXPENSIVE),
     ("POST", re.compile(r"^/api/v1/workspaces/[^/]+/compile$"), EXPENSIVE),
+    ("POST", re.compile(r"^/api/v1/workspaces/[^/]+/schedules/.+/trigger$"), EXPENSIVE),
     ("POST", re.compile(r"^/api/v1/workspaces/[^/]+/(query|sql|views/.+/query)$"), EXPENSIVE),
     ("POST", re.compile(r"^/api/v1/workspaces/[^/]+/agents/.+/(chat|messages)$"), EXPENSIVE),
     ("POST", re.compile(r"^/api/v1/.*/(chat|query)$"), EXPENSIVE),

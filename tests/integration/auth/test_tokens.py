@@ -197,3 +197,25 @@ def test_auto_mode_is_open_only_for_a_local_sqlite_process_without_tokens(
     assert decide_open(auto, engine)
     assert decide_open(Settings(auth="open", role="serve"), engine)
     engine.dispose()
+
+
+def test_metrics_may_require_a_scrape_token(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'state.db'}",
+        blob_url=(tmp_path / "blobs").as_uri(),
+        data_dir=tmp_path,
+        auth="tokens",
+        metrics_token="scrape-secret",
+        inprocess_workers="off",
+        global_driver="off",
+    )
+    svc = build_services(settings)
+    with serve_in_thread(create_app(svc)) as url:
+        assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.get(f"{url}/metrics", headers=wrong, timeout=10).status_code == 401
+        right = {"Authorization": "Bearer scrape-secret"}
+        got = httpx.get(f"{url}/metrics", headers=right, timeout=10)
+        assert got.status_code == 200 and "quarry_queue_active_tasks" in got.text
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    svc.close()
