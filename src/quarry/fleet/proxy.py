@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from prometheus_client import Counter
 
+from quarry.core.metrics import PROXY_ERRORS, REGISTRY
 from quarry.core.settings import Settings
 from quarry.fleet.routes import RouteClass, classify
 
@@ -47,15 +48,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# The issue-7 metrics module does not exist yet; this counter moves there with it.
-PROXY_ERRORS = Counter(
-    "quarry_proxy_errors_total",
-    "Requests the IDE proxy could not complete, by reason.",
-    ["reason"],
-)
 PROXY_CONNECT_RETRIES = Counter(
     "quarry_proxy_connect_retries",
     "Refused connections the proxy retried (an upstream starting up).",
+    registry=REGISTRY,
 )
 
 HOP_BY_HOP = frozenset(
@@ -274,6 +270,10 @@ class ReverseProxy:
             return
         if isinstance(response, _Failure):
             await self._send_failure(send, response, request_id)
+            return
+        if "content-length" in response.headers:
+            # A sized body ends by itself: relay it without a disconnect watcher.
+            await self._relay(response, send, request_id)
             return
         stream = asyncio.ensure_future(self._relay(response, send, request_id))
         if body.done or not _has_body(scope):

@@ -254,6 +254,8 @@ def _exercise(fleet: SplitFleet, client: httpx.Client, a: str, b: str) -> None:
             assert down.headers["retry-after"] == "3"
             assert down.json()["error"] == "factory_unavailable"
             assert "Factory (QUARRY_IDE_UPSTREAM=http://127.0.0.1:" in down.json()["message"]
+        metrics = client.get(f"{url}/metrics").text
+        assert 'quarry_proxy_errors_total{reason="connect"}' in metrics
         ready = client.get(f"{url}/readyz")
         assert ready.status_code == 200, "a Factory outage must not take replicas out"
         assert ready.json()["degraded"] == ["upstream"]

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from prometheus_client import REGISTRY
 
+from quarry.core.metrics import REGISTRY
 from quarry.fleet.proxy import ProxyConfig, ReverseProxy
 from tests.support.processes import serve_in_thread, wait_until
 from tests.support.services import free_port
