@@ -286,8 +286,9 @@ async def run_fleet(plan: FleetPlan, echo: Callable[[str], None] = print) -> int
             ProxyConfig(
                 upstreams=tuple(r.url for r in replicas if r.url),
                 connect_retry_seconds=2.0,
-                upstream_name="no serve replica",
-                upstream_setting="replica",
+                upstream_name="every serve replica",
+                upstream_setting="last tried",
+                unavailable_hint="see the replicas' logs; retry in {retry}s",
             )
         )
         await proxy.start()

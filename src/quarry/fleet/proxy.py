@@ -89,6 +89,8 @@ class ProxyConfig:
     #: How the upstream is named in the 503 body (``the Factory (QUARRY_IDE_UPSTREAM=...)``).
     upstream_name: str = "the Factory"
     upstream_setting: str = "QUARRY_IDE_UPSTREAM"
+    #: What the client should know besides "unavailable" (``{retry}``: Retry-After).
+    unavailable_hint: str = "reads keep working on this replica, retry IDE requests in {retry}s"
 
 
 def hop_by_hop_names(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[str]:
@@ -400,8 +402,8 @@ class _Failure:
         return cls(
             503,
             "factory_unavailable",
-            f"{cfg.upstream_name} ({cfg.upstream_setting}={upstream}) is unavailable; reads "
-            f"keep working on this replica, retry IDE requests in {cfg.retry_after_seconds}s",
+            f"{cfg.upstream_name} ({cfg.upstream_setting}={upstream}) is unavailable; "
+            + cfg.unavailable_hint.format(retry=cfg.retry_after_seconds),
             cfg.retry_after_seconds,
         )
 
