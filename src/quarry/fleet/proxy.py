@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -233,7 +234,15 @@ class ReverseProxy:
             ),
             follow_redirects=False,
             trust_env=False,  # never route through an HTTP(S)_PROXY from the environment
+            # One client serves every user: it must never keep a Set-Cookie from one
+            # response and send it with another user's request.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
+        # httpx adds its own Accept, Accept-Encoding and User-Agent to every request;
+        # a proxy sends exactly the client's (an added gzip would reach a client that
+        # never asked for it).
+        for name in ("accept", "accept-encoding", "user-agent"):
+            del self._client.headers[name]
 
     async def close(self) -> None:
         if self._client is not None:

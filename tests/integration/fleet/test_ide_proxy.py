@@ -8,6 +8,7 @@ test talks HTTP to the proxy's port.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import threading
 import time
@@ -254,6 +255,30 @@ def test_strips_hop_by_hop_response_headers(upstream: tuple[Upstream, str]) -> N
     assert "proxy-authenticate" not in got.headers
     assert got.headers["x-end-to-end"] == "kept"
     assert got.headers.get_list("set-cookie") == ["a=1", "b=2"]
+
+
+def test_sends_only_the_clients_own_headers(upstream: tuple[Upstream, str]) -> None:
+    app, url = upstream
+    with proxy_to(url) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", int(proxy.rsplit(":", 1)[1]), timeout=10)
+        conn.putrequest("GET", "/bare", skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", "front.example")
+        conn.endheaders()
+        assert conn.getresponse().status == 200
+        conn.close()
+    names = {name for name, _ in app.seen[-1]["headers"]}
+    assert names & {"accept", "accept-encoding", "user-agent"} == set()
+
+
+def test_cookies_never_cross_between_clients(upstream: tuple[Upstream, str]) -> None:
+    app, url = upstream
+    with proxy_to(url) as proxy:
+        first = httpx.get(f"{proxy}/hop")  # the upstream sets cookies a and b
+        assert first.headers.get_list("set-cookie") == ["a=1", "b=2"]
+        httpx.get(f"{proxy}/other-user")
+        httpx.get(f"{proxy}/own-cookie", headers={"Cookie": "mine=1"})
+    assert "cookie" not in dict(app.seen[-2]["headers"]), "a pooled client kept a cookie"
+    assert dict(app.seen[-1]["headers"])["cookie"] == "mine=1"
 
 
 def test_server_sent_events_flow_event_by_event(upstream: tuple[Upstream, str]) -> None:
