@@ -64,3 +64,21 @@ def gated_step(task: Task) -> object:
         _event(task, "checkpoint_refused")
         result["checkpoint"] = "refused"
     return result  # the worker's complete() is fenced too
+
+
+def record_or_block(task: Task) -> object:
+    """Record the run (unfenced: every execution counts), then, for a task whose
+    payload says ``block``, wait for the gate file."""
+    with engine().begin() as conn:
+        conn.execute(
+            text("INSERT INTO queue_runs (task_id, owner) VALUES (:id, :owner)"),
+            {"id": task.id, "owner": task.lease_owner},
+        )
+    gate = os.environ.get("QUARRY_TEST_GATE")
+    if task.payload.get("block") and gate:
+        deadline = time.monotonic() + 60
+        while not Path(gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("gate never opened")
+            time.sleep(0.02)
+    return None

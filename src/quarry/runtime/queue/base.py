@@ -14,7 +14,7 @@ import json
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -233,6 +233,67 @@ class TaskQueue(ABC):
         except LeaseLost:
             completed = False
         return completed, self.claim(owner, queue=queue, lease_seconds=lease_seconds)
+
+    # -- batches (a batched worker; see runtime/queue/batch.py) -------------------------
+    # The defaults loop over the single-task operations; Postgres does each in one
+    # statement. Every task in a batch keeps its own lease and is fenced on its own.
+
+    def complete_many_and_claim(
+        self,
+        done: Sequence[tuple[Task, Any]],
+        owner: str,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        lease_seconds: float = 30.0,
+        limit: int = 10,
+    ) -> tuple[set[int], list[Task]]:
+        """Complete the held ``(task, result)`` pairs and claim up to ``limit`` tasks
+        (fair across tenants); returns (ids completed, tasks claimed in order).
+
+        A task missing from the ids had lost its lease: nothing was written for it."""
+        completed = self.complete_many(done)
+        claimed: list[Task] = []
+        while len(claimed) < limit:
+            task = self.claim(owner, queue=queue, lease_seconds=lease_seconds)
+            if task is None:
+                break
+            claimed.append(task)
+        return completed, claimed
+
+    def complete_many(self, done: Sequence[tuple[Task, Any]]) -> set[int]:
+        """Record success for each held task; returns the ids whose lease still held."""
+        completed: set[int] = set()
+        for task, result in done:
+            try:
+                self.complete(task, result)
+            except LeaseLost:
+                continue
+            completed.add(task.id)
+        return completed
+
+    def heartbeat_many(
+        self, tasks: Sequence[Task], *, lease_seconds: float = 30.0
+    ) -> dict[int, bool]:
+        """Extend every held lease; returns {id: cancellation requested} for those
+        still held (a task missing from it lost its lease)."""
+        held: dict[int, bool] = {}
+        for task in tasks:
+            try:
+                held[task.id] = self.heartbeat(task, lease_seconds=lease_seconds)
+            except LeaseLost:
+                continue
+        return held
+
+    def release_many(self, tasks: Sequence[Task]) -> set[int]:
+        """Give held tasks back without counting their attempts; the ids released."""
+        released: set[int] = set()
+        for task in tasks:
+            try:
+                self.release(task)
+            except LeaseLost:
+                continue
+            released.add(task.id)
+        return released
 
     @abstractmethod
     def heartbeat(self, task: Task, *, lease_seconds: float = 30.0) -> bool:

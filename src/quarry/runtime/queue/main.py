@@ -18,7 +18,8 @@ import sys
 from collections.abc import Sequence
 
 from quarry.runtime.queue.base import Task, open_queue
-from quarry.runtime.queue.worker import Handler, Worker, default_owner
+from quarry.runtime.queue.batch import DEFAULT_FLUSH_INTERVAL, make_worker
+from quarry.runtime.queue.worker import Handler, default_owner
 from quarry.store.db import create_state_engine
 
 
@@ -52,18 +53,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="wait for the WAL flush on every claim and completion (default: asynchronous)",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="claim up to N tasks per statement and buffer their completions (default 1)",
+    )
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=DEFAULT_FLUSH_INTERVAL,
+        help="with --batch: record a finished task's success within this many seconds",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("--database-url or QUARRY_DATABASE_URL is required")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
     logging.basicConfig(level=args.log_level, stream=sys.stderr)
     engine = create_state_engine(args.database_url, pool_size=2)
     kwargs = {"fair": False} if args.unfair and engine.dialect.name == "postgresql" else {}
     queue = open_queue(engine, **kwargs)
     owner = args.owner or default_owner()
-    worker = Worker(
+    worker = make_worker(
         queue,
         load_handler(args.handler),
+        batch_size=args.batch,
+        flush_interval=args.flush_interval,
         queues=args.queues or ["default"],
         owner=owner,
         lease_seconds=args.lease,

@@ -217,9 +217,7 @@ class Worker:
                     self._wake.clear()
                     if not self.run_one():
                         self._wake.wait(self.poll_interval)
-                if self._prefetched is not None:
-                    leftover, self._prefetched = self._prefetched, None
-                    self._settle_safely(leftover, self.queue.release, "released")
+                self.release_held()
         finally:
             if self.notifier is not None:
                 self.notifier.stop()
@@ -232,10 +230,16 @@ class Worker:
         with self.queue.pinned(async_commit=self.async_commit):
             while not self._stop.is_set() and self.run_one():
                 pass
-            if self._prefetched is not None:
-                leftover, self._prefetched = self._prefetched, None
-                self._settle_safely(leftover, self.queue.release, "released")
+            self.release_held()
         return self.stats
+
+    def release_held(self) -> None:
+        """At the end of the loop: give back what was claimed but not started (the
+        task prefetched by the last completion). A batched worker also flushes its
+        buffered completions here."""
+        if self._prefetched is not None:
+            leftover, self._prefetched = self._prefetched, None
+            self._settle_safely(leftover, self.queue.release, "released")
 
     def claim_next(self) -> Task | None:
         if self._prefetched is not None:
@@ -282,18 +286,22 @@ class Worker:
 
         self._runner.submit(target)
         interval = self.lease_seconds / 3
-        next_beat = time.monotonic() + interval
+        next_beat = self._first_beat(interval)
         cancel_requested = False
         while not done.is_set():
             now = time.monotonic()
             wait = next_beat - now
             if self._stop_deadline is not None:
                 wait = min(wait, self._stop_deadline - now)
+            chore = self._chore_due()
+            if chore is not None:
+                wait = min(wait, chore - now)
             nudge.wait(max(wait, 0.0))
             nudge.clear()
             if done.is_set():
                 break
             now = time.monotonic()
+            self._chores(now)
             if self._stop_deadline is not None and now >= self._stop_deadline:
                 task.stop_event.set()
                 self._settle_safely(task, self.queue.release, "released")
@@ -303,7 +311,7 @@ class Worker:
             if now >= next_beat:
                 next_beat = now + interval
                 try:
-                    cancel_requested = self.queue.heartbeat(task, lease_seconds=self.lease_seconds)
+                    cancel_requested = self._heartbeat(task)
                 except LeaseLost:
                     self._lost(task, "heartbeat")
                     done.wait()  # the handler's writes are fenced; let it finish
@@ -314,6 +322,23 @@ class Worker:
                 if cancel_requested:
                     task.stop_event.set()
         self._settle(task, outcome, cancel_requested)
+
+    # -- hooks a batched worker (runtime/queue/batch.py) overrides ---------------------
+
+    def _first_beat(self, interval: float) -> float:
+        """When the first heartbeat for a task that starts now is due."""
+        return time.monotonic() + interval
+
+    def _heartbeat(self, task: Task) -> bool:
+        """Extend the running task's lease; True if cancellation was requested."""
+        return self.queue.heartbeat(task, lease_seconds=self.lease_seconds)
+
+    def _chore_due(self) -> float | None:
+        """A monotonic time at which ``_chores`` has work while a handler runs."""
+        return None
+
+    def _chores(self, now: float) -> None:
+        """Work the loop does while a handler runs (nothing here)."""
 
     def _settle(self, task: Task, outcome: dict[str, Any], cancel_requested: bool) -> None:
         error = outcome.get("error")

@@ -21,7 +21,8 @@ SELECT id FROM tasks WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key
 
 -- claim: fair claim of one eligible task, see docs/queue.md "Fairness"
 WITH RECURSIVE
---@ include _fair_pick
+--@ include _fair_rank
+--@ include _pick_one
 --@ include _claim_set
 FROM picked
 WHERE tasks.id = picked.id
@@ -37,7 +38,8 @@ WITH RECURSIVE done AS (
     WHERE id = :done_id AND lease_token = :done_token AND state = 'running'
     RETURNING id
 ),
---@ include _fair_pick
+--@ include _fair_rank
+--@ include _pick_one
 , claimed AS (
     --@ include _claim_set
     FROM picked
@@ -57,6 +59,61 @@ WHERE tasks.id = (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING tasks.*
+
+-- complete_many_and_claim: complete held tasks (each fenced by its own token) and claim up to :batch more (fair) in one statement
+WITH RECURSIVE done AS (
+    UPDATE tasks SET
+        state = 'succeeded',
+        result = d.result,
+        finished_at = now(),
+        lease_expires_at = NULL
+    FROM unnest(
+        CAST(:done_ids AS bigint[]), CAST(:done_tokens AS text[]), CAST(:results AS text[])
+    ) AS d(id, token, result)
+    WHERE tasks.id = d.id AND tasks.lease_token = d.token AND tasks.state = 'running'
+    RETURNING tasks.id
+),
+--@ include _fair_rank
+--@ include _pick_many
+, claimed AS (
+    --@ include _claim_set
+    FROM picked
+    WHERE tasks.id = picked.id
+    RETURNING tasks.*, picked.ord
+)
+SELECT
+    coalesce((SELECT array_agg(done.id) FROM done), CAST('{}' AS bigint[])) AS completed_ids,
+    claimed.*
+FROM (SELECT 1) AS one LEFT JOIN claimed ON true
+ORDER BY claimed.ord
+
+-- complete_many: record success for held tasks, each fenced by its own lease token
+UPDATE tasks SET
+    state = 'succeeded',
+    result = d.result,
+    finished_at = now(),
+    lease_expires_at = NULL
+FROM unnest(
+    CAST(:done_ids AS bigint[]), CAST(:done_tokens AS text[]), CAST(:results AS text[])
+) AS d(id, token, result)
+WHERE tasks.id = d.id AND tasks.lease_token = d.token AND tasks.state = 'running'
+RETURNING tasks.id
+
+-- heartbeat_many: extend every held lease in the list; the rows still held, with cancellation requests
+UPDATE tasks SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS text[])) AS h(id, token)
+WHERE tasks.id = h.id AND tasks.lease_token = h.token AND tasks.state = 'running'
+RETURNING tasks.id, tasks.cancel_requested
+
+-- release_many: give held tasks back untouched (graceful stop); their attempts are not counted
+UPDATE tasks SET
+    state = 'queued',
+    attempts = greatest(tasks.attempts - 1, 0),
+    run_after = now(),
+    lease_expires_at = NULL
+FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS text[])) AS h(id, token)
+WHERE tasks.id = h.id AND tasks.lease_token = h.token AND tasks.state = 'running'
+RETURNING tasks.id
 
 -- heartbeat: extend a held lease; reports whether cancellation was requested
 UPDATE tasks SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
@@ -177,7 +234,7 @@ WHERE state IN ('succeeded', 'failed', 'cancelled')
   AND finished_at < now() - make_interval(secs => :older_than_seconds)
 RETURNING id
 
--- _fair_pick: the CTEs that pick the next task fairly (docs/queue.md "Fairness"); ends in picked(id)
+-- _fair_rank: the tenants with queued work, ranked for fairness (docs/queue.md "Fairness"); ends in ranked
 waiting(tenant_id) AS (
     (
         SELECT t.tenant_id FROM tasks t
@@ -214,8 +271,10 @@ ranked AS (
         ) AS head
     FROM waiting w
     WHERE w.tenant_id IS NOT NULL
-),
-picked AS (
+)
+
+-- _pick_one: after _fair_rank, the next task of the first tenant in rank order whose head is free; ends in picked(id)
+, picked AS (
     SELECT c.id
     FROM (
         SELECT tenant_id, running, last_started, head FROM ranked
@@ -230,6 +289,39 @@ picked AS (
         FOR UPDATE SKIP LOCKED
     ) c
     LIMIT 1
+)
+
+-- _pick_many: after _fair_rank, up to :batch tasks, interleaved across the first :batch tenants in rank order; ends in picked(id, ord)
+, top AS (
+    SELECT
+        tenant_id,
+        row_number() OVER (ORDER BY running, last_started NULLS FIRST, head) AS rank
+    FROM ranked
+    ORDER BY running, last_started NULLS FIRST, head
+    LIMIT :batch
+),
+share AS (
+    -- each of the T tenants may give up to (batch - T + 1) tasks: the batch fills
+    -- whenever they have that many due, and at most T * (batch - T + 1) rows are locked
+    SELECT :batch - count(*) + 1 AS n FROM top
+),
+picked AS (
+    SELECT c.id, row_number() OVER (ORDER BY c.k, top.rank) AS ord
+    FROM top
+    CROSS JOIN share
+    CROSS JOIN LATERAL (
+        SELECT l.id, row_number() OVER (ORDER BY l.priority, l.id) AS k
+        FROM (
+            SELECT t.id, t.priority FROM tasks t
+            WHERE t.state = 'queued' AND t.queue = :queue AND t.tenant_id = top.tenant_id
+              AND t.run_after <= now()
+            ORDER BY t.priority, t.id
+            LIMIT share.n
+            FOR UPDATE SKIP LOCKED
+        ) l
+    ) c
+    ORDER BY c.k, top.rank
+    LIMIT :batch
 )
 
 -- _claim_set: what claiming a task writes
