@@ -25,7 +25,7 @@ elapsed one as a cross-check; the goal is judged on elapsed time.
 Goal (issue 2): the one-file recompile of 10,000 definitions under 10% of the full
 compile (``1-file/full`` column).
 
-    .venv/bin/python bench/compile_bench.py [--sizes 100 1000 10000] [--postgres]
+    .venv/bin/python bench/compile_bench.py [--sizes 100,1000,10000] [--postgres]
 """
 
 from __future__ import annotations
@@ -315,7 +315,13 @@ def print_tables(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Quarry compile benchmark")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument(
+        "--sizes",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        nargs="+",
+        default=[[100, 1000, 10000]],
+        help="definition counts, e.g. --sizes 100,1000,10000 or --sizes 100 1000",
+    )
     parser.add_argument("--postgres", action="store_true", help="also Postgres + local folder")
     parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
@@ -328,6 +334,7 @@ def main() -> None:
     parser.add_argument("--blobs", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.sizes = [n for group in args.sizes for n in group]
     if args.child:
         child(args)
         return
