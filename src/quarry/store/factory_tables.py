@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from quarry.core.clock import utcnow
-from quarry.store.tables import ID, metadata, revisions, workspaces
+from quarry.store.tables import ID, definitions, metadata, revision_files, revisions, workspaces
 from quarry.store.types import UtcDateTime
 
 COMPILE_STATES = ("pending", "compiling", "succeeded", "failed")
@@ -217,7 +217,10 @@ def set_default_branch(conn: Connection, workspace_id: str, branch: str) -> None
 
 
 def delete_workspace(conn: Connection, workspace_id: str) -> bool:
-    """Unregister: revisions, definitions, runs and status go with it (cascades)."""
+    """Unregister: revisions, runs and status go with it by cascade; the membership
+    tables carry no foreign keys (see ``store.tables``), so they are deleted here."""
+    for membership in (definitions, revision_files):
+        conn.execute(membership.delete().where(membership.c.workspace_id == workspace_id))
     result = conn.execute(workspaces.delete().where(workspaces.c.id == workspace_id))
     return result.rowcount == 1
 

@@ -5,6 +5,13 @@ than a table per kind: every kind is read the same way (by workspace, revision, 
 and name), and a new kind then needs no migration. Bodies are content-addressed in
 ``definition_bodies`` so a revision that changes one file re-inserts only small
 membership rows for the other definitions, never their bodies.
+
+The membership tables (``definitions``, ``revision_files``) carry no foreign keys
+(migration 0007): they are written only by the compiler, in the same transaction
+as their ``revisions`` row and after their bodies, and a recompile of a large
+workspace writes tens of thousands of them, where per-row foreign-key checks were
+most of the insert's cost. Removing a workspace deletes them explicitly
+(``store.factory_tables.delete_workspace``) instead of by cascade.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -92,12 +98,7 @@ definitions = Table(
     Column("name", String(500), primary_key=True),
     Column("path", Text, nullable=False),
     Column("source_hash", HASH, nullable=False),
-    Column("content_hash", HASH, ForeignKey("definition_bodies.content_hash"), nullable=False),
-    ForeignKeyConstraint(
-        ["workspace_id", "revision_id"],
-        ["revisions.workspace_id", "revisions.revision_id"],
-        ondelete="CASCADE",
-    ),
+    Column("content_hash", HASH, nullable=False),
 )
 
 revision_files = Table(
@@ -109,11 +110,6 @@ revision_files = Table(
     Column("role", String(16), nullable=False),
     Column("blob_hash", HASH, nullable=False),
     Column("size", BigInteger, nullable=False),
-    ForeignKeyConstraint(
-        ["workspace_id", "revision_id"],
-        ["revisions.workspace_id", "revisions.revision_id"],
-        ondelete="CASCADE",
-    ),
 )
 
 blobs = Table(
