@@ -3,8 +3,16 @@
 Raw ASGI on purpose: request and response bodies are streamed chunk by chunk in both
 directions (a server-sent event reaches the client when the upstream writes it, an
 upload is never held in memory), and nothing of FastAPI sits on the path. One
-``httpx.AsyncClient`` per process keeps a pool of connections to the upstream; it is
-opened by the application's lifespan (``start``) and closed with it.
+``httpcore.AsyncConnectionPool`` per process keeps a pool of connections to the
+upstream; it is opened by the application's lifespan (``start``) and closed with it.
+
+Why httpcore and not httpx's ``AsyncClient`` (which is built on it): a proxy wants
+none of what the high-level client adds per request (URL and header models, cookie
+jar, default headers, redirect and auth hooks, an INFO log line per request), and
+that layer was a measurable share of the proxy's per-request cost
+(``bench/proxy_bench.py``). httpcore sends exactly the headers it is given, keeps no
+cookies and reads no ``HTTP(S)_PROXY`` from the environment, which is what a proxy
+needs anyway.
 
 Failure policy, from the client's side:
 
@@ -31,10 +39,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 from prometheus_client import Counter
 
 from quarry.core.metrics import PROXY_ERRORS, REGISTRY
@@ -75,6 +83,46 @@ _REPLACED = frozenset(
 _REQUEST_ID_MAX = 200
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 1.0
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Everything httpcore raises for a failed exchange (it has no common base class).
+_HTTP_ERRORS: tuple[type[Exception], ...] = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+)
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (httpcore.ConnectError, httpcore.ConnectTimeout)
+
+
+@dataclass(frozen=True)
+class _Upstream:
+    """One upstream base URL, parsed once: what every request to it reuses."""
+
+    url: str
+    scheme: bytes
+    host: bytes
+    port: int | None
+    prefix: bytes  # the base path, without a trailing slash
+    host_header: bytes
+
+    @classmethod
+    def parse(cls, url: str) -> _Upstream:
+        parts = urlsplit(url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"an upstream must be an http(s) URL, got {url!r}")
+        netloc = parts.netloc.rpartition("@")[2]  # never send userinfo as Host
+        return cls(
+            url=url.rstrip("/"),
+            scheme=parts.scheme.encode(),
+            host=parts.hostname.encode("idna"),
+            port=parts.port,
+            prefix=parts.path.rstrip("/").encode(),
+            host_header=netloc.encode("idna"),
+        )
+
+    def target(self, path: bytes, query: bytes = b"") -> httpcore.URL:
+        raw = self.prefix + path + (b"?" + query if query else b"")
+        return httpcore.URL(scheme=self.scheme, host=self.host, port=self.port, target=raw)
 
 
 @dataclass(frozen=True)
@@ -211,59 +259,64 @@ class ReverseProxy:
         if not config.upstreams:
             raise ValueError("a reverse proxy needs at least one upstream")
         self.config = config
-        self._client: httpx.AsyncClient | None = None
+        self._pool: httpcore.AsyncConnectionPool | None = None
         self._next = 0
-        self._bases = [httpx.URL(u.rstrip("/")) for u in config.upstreams]
+        self._bases = [_Upstream.parse(u) for u in config.upstreams]
+        self._timeouts = {
+            "connect": config.connect_timeout,
+            "read": config.read_timeout,
+            "write": config.read_timeout,
+            "pool": config.connect_timeout,
+        }
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
-        if self._client is not None:
+        if self._pool is not None:
             return
-        cfg = self.config
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=cfg.connect_timeout,
-                read=cfg.read_timeout,
-                write=cfg.read_timeout,
-                pool=cfg.connect_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=cfg.max_connections,
-                max_keepalive_connections=cfg.max_connections,
-                keepalive_expiry=30.0,
-            ),
-            follow_redirects=False,
-            trust_env=False,  # never route through an HTTP(S)_PROXY from the environment
-            # One client serves every user: it must never keep a Set-Cookie from one
-            # response and send it with another user's request.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        # HTTP/1.1 only, no retries of its own (the connect-retry policy is ours, see
+        # ``_open``). httpcore adds no header, keeps no cookie (one pool serves every
+        # user) and ignores HTTP(S)_PROXY in the environment.
+        self._pool = httpcore.AsyncConnectionPool(
+            max_connections=self.config.max_connections,
+            max_keepalive_connections=self.config.max_connections,
+            keepalive_expiry=30.0,
+            http1=True,
+            http2=False,
+            retries=0,
         )
-        # httpx adds its own Accept, Accept-Encoding and User-Agent to every request;
-        # a proxy sends exactly the client's (an added gzip would reach a client that
-        # never asked for it).
-        for name in ("accept", "accept-encoding", "user-agent"):
-            del self._client.headers[name]
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def pool(self) -> httpcore.AsyncConnectionPool:
+        if self._pool is None:
             raise RuntimeError("the proxy is not started (the application lifespan starts it)")
-        return self._client
+        return self._pool
 
     # -- probing (readiness) -------------------------------------------------------
     async def probe(self, path: str = "/healthz", limit: float = 2.0) -> str:
         """``ok`` when the (first) upstream answers ``path``, else why not; no retries."""
-        url = self._bases[0].copy_with(raw_path=self._raw_path(self._bases[0], path.encode()))
+        base = self._bases[0]
+        wait = min(limit, self.config.connect_timeout)
+        request = httpcore.Request(
+            b"GET",
+            base.target(path.encode()),
+            headers=[(b"host", base.host_header)],
+            extensions={"timeout": {"connect": wait, "read": wait, "write": wait, "pool": wait}},
+        )
         try:
-            response = await self.client.get(url, timeout=min(limit, self.config.connect_timeout))
-        except httpx.HTTPError as exc:
+            response = await self.pool.handle_async_request(request)
+            try:
+                async for _chunk in response.aiter_stream():
+                    pass
+            finally:
+                await response.aclose()
+        except _HTTP_ERRORS as exc:
             return f"unreachable: {type(exc).__name__}"
-        return "ok" if response.status_code < 500 else f"failed: HTTP {response.status_code}"
+        return "ok" if response.status < 500 else f"failed: HTTP {response.status}"
 
     # -- ASGI --------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -282,7 +335,7 @@ class ReverseProxy:
         if isinstance(response, _Failure):
             await self._send_failure(send, response, request_id)
             return
-        if "content-length" in response.headers:
+        if _header(response.headers, b"content-length") is not None:
             # A sized body ends by itself: relay it without a disconnect watcher.
             await self._relay(response, send, request_id)
             return
@@ -301,28 +354,39 @@ class ReverseProxy:
         with contextlib.suppress(asyncio.CancelledError):
             await stream
 
-    def _raw_path(self, base: httpx.URL, path: bytes) -> bytes:
-        prefix = base.raw_path.rstrip(b"/")
-        return prefix + path
-
-    def _pick(self, attempt: int) -> httpx.URL:
+    def _pick(self, attempt: int) -> _Upstream:
         if len(self._bases) == 1:
             return self._bases[0]
         if attempt == 0:
             self._next = (self._next + 1) % len(self._bases)
         return self._bases[(self._next + attempt) % len(self._bases)]
 
-    def _build(self, scope: Scope, body: _Body, request_id: str, base: httpx.URL) -> httpx.Request:
+    def _build(
+        self, scope: Scope, body: _Body, request_id: str, base: _Upstream
+    ) -> httpcore.Request:
         path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string") or b""
-        raw = self._raw_path(base, path) + (b"?" + query if query else b"")
+        method: str = scope["method"]
         headers = forwarded_headers(scope, request_id)
-        content = body.stream() if _has_body(scope) else None
-        return self.client.build_request(
-            scope["method"], base.copy_with(raw_path=raw), headers=headers, content=content
+        headers.insert(0, (b"host", base.host_header))
+        content: AsyncIterator[bytes] | bytes = b""
+        if _has_body(scope):
+            content = body.stream()
+            if _header(headers, b"content-length") is None:
+                # The client's own framing is hop-by-hop (stripped); re-frame it.
+                headers.append((b"transfer-encoding", b"chunked"))
+        elif method in _BODY_METHODS and _header(headers, b"content-length") is None:
+            headers.append((b"content-length", b"0"))
+        return httpcore.Request(
+            method.encode("ascii"),
+            base.target(path, scope.get("query_string") or b""),
+            headers=headers,
+            content=content,
+            extensions={"timeout": self._timeouts},
         )
 
-    async def _open(self, scope: Scope, body: _Body, request_id: str) -> httpx.Response | _Failure:
+    async def _open(
+        self, scope: Scope, body: _Body, request_id: str
+    ) -> httpcore.Response | _Failure:
         """Send the request; retry refused connections while the body is unread."""
         deadline = time.monotonic() + self.config.connect_retry_seconds
         delay = _RETRY_FIRST_DELAY
@@ -331,10 +395,10 @@ class ReverseProxy:
             base = self._pick(attempt)
             request = self._build(scope, body, request_id, base)
             try:
-                return await self.client.send(request, stream=True)
+                return await self.pool.handle_async_request(request)
             except ClientGone:
                 raise
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            except _CONNECT_ERRORS as exc:
                 if body.started or time.monotonic() + delay > deadline:
                     PROXY_ERRORS.labels("connect").inc()
                     log.warning(
@@ -344,34 +408,34 @@ class ReverseProxy:
                         attempt + 1,
                         request_id,
                     )
-                    return _Failure.unavailable(self.config, str(base))
+                    return _Failure.unavailable(self.config, base.url)
                 attempt += 1
                 PROXY_CONNECT_RETRIES.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_DELAY)
-            except httpx.TimeoutException:
+            except httpcore.TimeoutException:
                 PROXY_ERRORS.labels("timeout").inc()
-                return _Failure.timeout(self.config, str(base))
-            except httpx.HTTPError as exc:
+                return _Failure.timeout(self.config, base.url)
+            except _HTTP_ERRORS as exc:
                 if body.disconnected:
                     raise ClientGone from exc
                 PROXY_ERRORS.labels("upstream_error").inc()
-                log.warning("proxy: %s failed (%s); request %s", base, exc, request_id)
-                return _Failure.unavailable(self.config, str(base))
+                log.warning("proxy: %s failed (%s); request %s", base.url, exc, request_id)
+                return _Failure.unavailable(self.config, base.url)
 
-    async def _relay(self, response: httpx.Response, send: Send, request_id: str) -> None:
-        headers = strip_hop_by_hop(response.headers.raw)
+    async def _relay(self, response: httpcore.Response, send: Send, request_id: str) -> None:
+        headers = strip_hop_by_hop(response.headers)
         if _header(headers, b"x-request-id") is None:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
         try:
             await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": headers}
+                {"type": "http.response.start", "status": response.status, "headers": headers}
             )
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_stream():
                     if chunk:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.HTTPError as exc:
+            except _HTTP_ERRORS as exc:
                 PROXY_ERRORS.labels("stream_aborted").inc()
                 log.warning("proxy: upstream stream broke (%s); request %s", exc, request_id)
                 raise UpstreamBroke(str(exc)) from exc
