@@ -45,8 +45,10 @@ from urllib.parse import urlsplit
 import httpcore
 from prometheus_client import Counter
 
+from quarry.core.logs import REQUEST_ID
 from quarry.core.metrics import PROXY_ERRORS, REGISTRY
 from quarry.core.settings import Settings
+from quarry.fleet.proxy_net import backend_for
 from quarry.fleet.routes import RouteClass, classify
 
 log = logging.getLogger(__name__)
@@ -201,8 +203,13 @@ def forwarded_headers(scope: Scope, request_id: str) -> list[tuple[bytes, bytes]
 
 
 def request_id_of(scope: Scope) -> str:
-    """Keep a sane incoming ``X-Request-Id`` (so one id follows the request across
-    processes), else make one."""
+    """The id this process already gave the request (``RequestIdMiddleware`` runs in
+    front of the proxy on a serve replica, and puts that id on the response), else a
+    sane incoming ``X-Request-Id``, else a new one: one id follows the request across
+    processes, and the client sees the id the Factory logged."""
+    current = REQUEST_ID.get()
+    if current:
+        return current
     incoming = _header(list(scope.get("headers") or []), b"x-request-id")
     if incoming:
         text = incoming.decode("latin-1").strip()
@@ -244,6 +251,13 @@ class ClientGone(Exception):
     """The client disconnected while we were reading its request body."""
 
 
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    value = _header(headers, b"content-length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
 def _has_body(scope: Scope) -> bool:
     headers = list(scope.get("headers") or [])
     length = _header(headers, b"content-length")
@@ -283,6 +297,7 @@ class ReverseProxy:
             http1=True,
             http2=False,
             retries=0,
+            network_backend=backend_for([base.scheme for base in self._bases]),
         )
 
     async def close(self) -> None:
@@ -431,15 +446,28 @@ class ReverseProxy:
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": headers}
             )
+            # A sized body's last chunk is sent as the last message (one ASGI message
+            # fewer through every middleware); h11 enforces the length, so a chunk
+            # that reaches it is the end. Any other body ends with an empty message.
+            remaining = _content_length(headers)
             try:
                 async for chunk in response.aiter_stream():
                     if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        if remaining is not None:
+                            remaining -= len(chunk)
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": chunk,
+                                "more_body": remaining != 0,
+                            }
+                        )
             except _HTTP_ERRORS as exc:
                 PROXY_ERRORS.labels("stream_aborted").inc()
                 log.warning("proxy: upstream stream broke (%s); request %s", exc, request_id)
                 raise UpstreamBroke(str(exc)) from exc
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if remaining != 0:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
 

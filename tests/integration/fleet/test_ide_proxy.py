@@ -21,6 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
+from quarry.api.request_id import RequestIdMiddleware
 from quarry.core.metrics import REGISTRY
 from quarry.fleet.proxy import ProxyConfig, ReverseProxy
 from tests.support.processes import serve_in_thread, wait_until
@@ -245,6 +246,21 @@ def test_generates_a_request_id_when_none_or_junk_comes_in(upstream: tuple[Upstr
     assert len(ids[1]) == 32 and ids[1] != ids[0] and junk.headers["x-request-id"] == ids[1]
 
 
+def test_a_replica_forwards_the_request_id_it_answers_with(
+    upstream: tuple[Upstream, str],
+) -> None:
+    """On a serve replica ``RequestIdMiddleware`` runs in front of the proxy and puts
+    its id on the response: the Factory must get that same id, generated or given."""
+    app, url = upstream
+    proxy = ReverseProxy(ProxyConfig(upstreams=(url,)))
+    with serve_in_thread(RequestIdMiddleware(_Served(proxy))) as front:
+        plain = httpx.get(f"{front}/x")
+        given = httpx.get(f"{front}/x", headers={"X-Request-Id": "rq-7"})
+    ids = [dict(s["headers"])["x-request-id"] for s in app.seen]
+    assert ids[0] == plain.headers["x-request-id"] and len(ids[0]) == 32
+    assert ids[1] == given.headers["x-request-id"] == "rq-7"
+
+
 def test_strips_hop_by_hop_response_headers(upstream: tuple[Upstream, str]) -> None:
     _app, url = upstream
     with proxy_to(url) as proxy:
@@ -380,3 +396,45 @@ def test_cold_start_retry_succeeds_when_the_upstream_comes_up() -> None:
     got = result["response"]
     assert got.status_code == 200, got.text
     assert got.json()["bytes"] == len(b"payload-after-cold-start")
+
+
+def test_a_restarted_upstream_gets_a_fresh_connection() -> None:
+    """The pooled keep-alive connection dies with the upstream; the next request must
+    notice (the end of stream it left) and connect anew, not fail on the dead one."""
+    port = free_port()
+    with proxy_to(f"http://127.0.0.1:{port}", connect_retry_seconds=0) as proxy:
+        with serve_at(Upstream(), port):
+            first = httpx.get(f"{proxy}/x", timeout=10)
+        with serve_at(Upstream(), port):
+            second = httpx.get(f"{proxy}/x", timeout=10)
+    assert first.status_code == 200 and second.status_code == 200, second.text
+
+
+def test_a_large_body_reaches_a_slow_client_whole() -> None:
+    """Reading from the upstream pauses while the client is slow (back-pressure), and
+    every byte still arrives in order."""
+    size = 3 * 1024 * 1024
+    payload = bytes(range(256)) * (size // 256)
+
+    async def big(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for start in range(0, size, 65536):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": payload[start : start + 65536],
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b""})
+
+    with serve_in_thread(big) as url, proxy_to(url) as proxy:
+        received = bytearray()
+        with httpx.stream("GET", f"{proxy}/big", timeout=30) as response:
+            for chunk in response.iter_raw(16384):
+                received += chunk
+                if len(received) < 512 * 1024:
+                    time.sleep(0.001)  # a slow reader, not synchronisation
+    assert response.status_code == 200 and bytes(received) == payload
