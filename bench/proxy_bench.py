@@ -103,6 +103,15 @@ def issue_token(database_url: str) -> str:
     return secret
 
 
+def cpu_seconds(process: subprocess.Popen[bytes]) -> float | None:
+    """User + system CPU of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -159,6 +168,7 @@ def main() -> None:
         targets = {"direct": direct, "via replica": proxied}
         samples: dict[str, list[float]] = {name: [] for name in targets}
         bodies = set()
+        cpu_before = {"factory": cpu_seconds(factory), "replica": cpu_seconds(replica)}
         for i in range(args.warmup + args.requests):
             order = list(targets.items()) if i % 2 == 0 else list(reversed(targets.items()))
             for name, conn in order:
@@ -167,6 +177,7 @@ def main() -> None:
                 if i >= args.warmup:
                     samples[name].append(elapsed)
         assert len(bodies) == 1, "the proxy must return the Factory's bytes"
+        cpu_after = {"factory": cpu_seconds(factory), "replica": cpu_seconds(replica)}
 
         print(f"IdeOnly GET {PATH}, {args.requests} requests each, 1 connection, interleaved")
         print(f"{'target':<14}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
@@ -185,6 +196,16 @@ def main() -> None:
             f"ratio via/direct: p50 {p50_ratio:.2f}x, p99 {p99_ratio:.2f}x "
             f"(goal p50 < 1.5x: {verdict})"
         )
+        total = args.warmup + args.requests
+        before, after = cpu_before, cpu_after
+        if before["factory"] is not None and after["factory"] is not None:
+            # The Factory answers both targets' requests, the replica one of them.
+            factory_cpu = (after["factory"] - before["factory"]) / (2 * total)
+            replica_cpu = (after["replica"] or 0.0) - (before["replica"] or 0.0)
+            print(
+                f"CPU per request: Factory {factory_cpu * 1e3:.3f} ms, "
+                f"replica (proxying) {replica_cpu / total * 1e3:.3f} ms"
+            )
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
