@@ -8,9 +8,8 @@
   answers 500 twice: the delivery is retried, and the schedules keep firing on
   time meanwhile), stays firing without new notifications, resolves once.
 
-The exactly-once window is 30 s (the issue asks for a minute; shortened to keep the
-whole test near a minute on a shared 2-core machine; ``QUARRY_TEST_FIRE_SECONDS``
-lengthens it).
+The exactly-once window is a minute, as the issue asks (``QUARRY_TEST_FIRE_SECONDS``
+changes it for a quicker local run).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from tests.support.processes import wait_until
 pytestmark = pytest.mark.slow
 
 COUNT = 20
-WINDOW = float(os.environ.get("QUARRY_TEST_FIRE_SECONDS", "30"))
+WINDOW = float(os.environ.get("QUARRY_TEST_FIRE_SECONDS", "60"))
 MONITOR = "monitors/level"
 
 
