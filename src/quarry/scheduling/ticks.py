@@ -336,12 +336,14 @@ def tick_schedules(
     node: str | None = None,
     catchup: float = 5.0,
     batch: int = 5,
+    kind: str = "schedule",
 ) -> list[Fire]:
-    """Fire every due schedule this node wins; returns what it fired."""
+    """Fire every due schedule (``kind="monitor"``: queue a check for every due
+    monitor) this node wins; returns what it fired."""
     return _tick(
         engine,
         queue,
-        "schedule",
+        kind,
         now=now or utcnow(),
         node=node or node_name(),
         catchup=catchup,
@@ -359,14 +361,8 @@ def tick_monitor_schedules(
     batch: int = 5,
 ) -> list[Fire]:
     """Queue a check for every due monitor this node wins."""
-    return _tick(
-        engine,
-        queue,
-        "monitor",
-        now=now or utcnow(),
-        node=node or node_name(),
-        catchup=catchup,
-        batch=batch,
+    return tick_schedules(
+        engine, queue, now=now, node=node, catchup=catchup, batch=batch, kind="monitor"
     )
 
 

@@ -53,23 +53,7 @@ def create_run(
         )
     revision_id = catalog.resolve(workspace, request.revision)
     catalog.definition(workspace, revision_id, request.target_kind, request.target_name)
-    run = RunRow(
-        id=uuid.uuid4().hex,
-        tenant_id=workspace.tenant_id,
-        workspace_id=workspace.id,
-        revision_id=revision_id,
-        target_kind=request.target_kind,
-        target_name=request.target_name,
-        variables=request.variables,
-        state="queued",
-        origin=request.origin,
-        task_id=None,
-        error=None,
-        request_id=request.request_id,
-        created_at=utcnow(),
-        started_at=None,
-        finished_at=None,
-    )
+    run = new_run(workspace.tenant_id, workspace.id, revision_id, request)
     with engine.begin() as conn:
         runq.insert_run(conn, run)
         if not enqueue:
