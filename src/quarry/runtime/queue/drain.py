@@ -37,7 +37,7 @@ from sqlalchemy import Engine, func, select
 
 from quarry.core.holds import Holds, HoldToken
 from quarry.runtime.queue.base import TaskQueue
-from quarry.runtime.queue.worker import Handler, Worker, WorkerStats
+from quarry.runtime.queue.worker import Handler, Worker
 from quarry.store.queue_tables import tasks
 
 log = logging.getLogger(__name__)
@@ -223,24 +223,6 @@ class DrainingWorker(Worker):
         except Exception:
             log.warning("drain: peek failed", exc_info=True)
             return False
-
-    def run(self, *, on_ready: Callable[[], None] | None = None) -> WorkerStats:
-        self.start_background()
-        try:
-            self.wait_ready()
-            if on_ready is not None:
-                on_ready()
-            with self.queue.pinned(async_commit=self.async_commit):
-                self._loop()
-                if self._prefetched is not None:
-                    leftover, self._prefetched = self._prefetched, None
-                    self._settle_safely(leftover, self.queue.release, "released")
-        finally:
-            if self.notifier is not None:
-                self.notifier.stop()
-            if self.reaper is not None:
-                self.reaper.stop()
-        return self.stats
 
     def _loop(self) -> None:
         with closing(self.drainer.steps()) as steps:

@@ -213,10 +213,7 @@ class Worker:
             if on_ready is not None:
                 on_ready()
             with self.queue.pinned(async_commit=self.async_commit):
-                while not self._stop.is_set():
-                    self._wake.clear()
-                    if not self.run_one():
-                        self._wake.wait(self.poll_interval)
+                self._loop()
                 self.release_held()
         finally:
             if self.notifier is not None:
@@ -224,6 +221,13 @@ class Worker:
             if self.reaper is not None:
                 self.reaper.stop()
         return self.stats
+
+    def _loop(self) -> None:
+        """Work until asked to stop (a draining worker orders its passes differently)."""
+        while not self._stop.is_set():
+            self._wake.clear()
+            if not self.run_one():
+                self._wake.wait(self.poll_interval)
 
     def drain(self) -> WorkerStats:
         """Run tasks until none is eligible, then return (no listening, no reaper)."""
