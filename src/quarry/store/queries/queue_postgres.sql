@@ -62,16 +62,7 @@ RETURNING tasks.*
 
 -- complete_many_and_claim: complete held tasks (each fenced by its own token) and claim up to :batch more (fair) in one statement
 WITH RECURSIVE done AS (
-    UPDATE tasks SET
-        state = 'succeeded',
-        result = d.result,
-        finished_at = now(),
-        lease_expires_at = NULL
-    FROM unnest(
-        CAST(:done_ids AS bigint[]), CAST(:done_tokens AS text[]), CAST(:results AS text[])
-    ) AS d(id, token, result)
-    WHERE tasks.id = d.id AND tasks.lease_token = d.token AND tasks.state = 'running'
-    RETURNING tasks.id
+    --@ include _complete_many
 ),
 --@ include _fair_rank
 --@ include _pick_many
@@ -88,16 +79,7 @@ FROM (SELECT 1) AS one LEFT JOIN claimed ON true
 ORDER BY claimed.ord
 
 -- complete_many: record success for held tasks, each fenced by its own lease token
-UPDATE tasks SET
-    state = 'succeeded',
-    result = d.result,
-    finished_at = now(),
-    lease_expires_at = NULL
-FROM unnest(
-    CAST(:done_ids AS bigint[]), CAST(:done_tokens AS text[]), CAST(:results AS text[])
-) AS d(id, token, result)
-WHERE tasks.id = d.id AND tasks.lease_token = d.token AND tasks.state = 'running'
-RETURNING tasks.id
+--@ include _complete_many
 
 -- heartbeat_many: extend every held lease in the list; the rows still held, with cancellation requests
 UPDATE tasks SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
@@ -333,3 +315,15 @@ UPDATE tasks SET
     lease_expires_at = now() + make_interval(secs => :lease_seconds),
     started_at = now(),
     finished_at = NULL
+
+-- _complete_many: record success for the held tasks in :done_ids, each fenced by its own lease token; returns the ids it recorded
+UPDATE tasks SET
+    state = 'succeeded',
+    result = d.result,
+    finished_at = now(),
+    lease_expires_at = NULL
+FROM unnest(
+    CAST(:done_ids AS bigint[]), CAST(:done_tokens AS text[]), CAST(:results AS text[])
+) AS d(id, token, result)
+WHERE tasks.id = d.id AND tasks.lease_token = d.token AND tasks.state = 'running'
+RETURNING tasks.id
