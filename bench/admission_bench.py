@@ -9,14 +9,17 @@ overload, with admission control on and off, in the same run.
 * Load: closed-loop clients on keep-alive connections (a minimal HTTP/1.1 client on
   asyncio, so the client costs little CPU). A refused client (503) waits
   ``--backoff`` seconds and tries again, as a client honouring back-pressure would.
-  Phases per server, interleaved: *unloaded* (1 client), *saturated* (``ceiling``
-  clients) and *overload* (``10 x ceiling`` clients), ``--duration`` seconds each.
+  Phases per server: *unloaded* (1 client), *saturated* (``ceiling`` clients) and
+  *overload* (``10 x ceiling`` clients), ``--duration`` seconds each, repeated for
+  ``--rounds`` rounds with the servers and phases interleaved, so a drift of the
+  machine (or of the growing tables) spreads over every phase instead of landing on
+  the last one; each phase's figures pool its rounds.
 * Figures: goodput = accepted (202) per second; latency percentiles of accepted
   requests only; ratios against the same server's unloaded p99 and saturated goodput.
   Goal (issue 7), with admission on: overload p99 <= 2x unloaded p99, and overload
   goodput >= saturated goodput (it does not fall).
 
-    .venv/bin/python bench/admission_bench.py [--duration 10] [--ceiling 4]
+    .venv/bin/python bench/admission_bench.py [--duration 10] [--rounds 3] [--ceiling 2]
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ class Phase:
     refused: list[float] = field(default_factory=list)
     other: int = 0
     seconds: float = 0.0
+    rounds: list[tuple[float, float]] = field(default_factory=list)  # (goodput, p99 ms)
+
+    def absorb(self, other: Phase) -> None:
+        self.rounds.append((other.goodput, other.pct(0.99)))
+        self.ok += other.ok
+        self.refused += other.refused
+        self.other += other.other
+        self.seconds += other.seconds
 
     @property
     def goodput(self) -> float:
@@ -173,8 +184,15 @@ def start_server(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--ceiling", type=int, default=4)
-    parser.add_argument("--backoff", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ceiling", type=int, default=2)
+    parser.add_argument("--backoff", type=float, default=1.0, help="= Retry-After")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        help="first measure 1..N clients on the admission-off server (sizing the ceiling)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -186,15 +204,20 @@ def main() -> None:
     try:
         for name in ("on", "off"):
             servers[name] = start_server(name, name, args.ceiling, root, tmp)
-        results: dict[tuple[str, str], Phase] = {}
         plan = [("unloaded", 1), ("saturated", args.ceiling), ("overload", 10 * args.ceiling)]
-        for phase_name, clients in plan:
-            for name in ("on", "off"):
-                port = servers[name][1]
-                asyncio.run(load(port, clients, min(2.0, args.duration), args.backoff))  # warm
-                results[(name, phase_name)] = asyncio.run(
-                    load(port, clients, args.duration, args.backoff)
-                )
+        results = {(name, phase): Phase() for name in servers for phase, _ in plan}
+        for name in servers:  # warm both servers once, at the largest load
+            asyncio.run(load(servers[name][1], 10 * args.ceiling, 2.0, args.backoff))
+        if args.sweep:
+            sweep(servers["off"][1], args)
+        for round_no in range(args.rounds):
+            for phase_name, clients in plan:
+                order = ("on", "off") if round_no % 2 == 0 else ("off", "on")
+                for name in order:
+                    measured = asyncio.run(
+                        load(servers[name][1], clients, args.duration, args.backoff)
+                    )
+                    results[(name, phase_name)].absorb(measured)
         report(results, args)
     finally:
         for proc, _port, db in servers.values():
@@ -205,10 +228,25 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sweep(port: int, args: argparse.Namespace) -> None:
+    """Goodput and latency by concurrency without admission: where the ceiling belongs
+    (the smallest concurrency past which goodput stops growing)."""
+    print(f"\nsizing sweep (admission off, {args.duration:.0f}s per step)")
+    print(f"{'clients':>8}{'goodput/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'p99/1':>8}")
+    first = None
+    for clients in range(1, args.sweep + 1):
+        p = asyncio.run(load(port, clients, args.duration, args.backoff))
+        first = first or p.pct(0.99)
+        print(
+            f"{clients:>8}{p.goodput:>11.1f}{p.pct(0.5):>9.1f}{p.pct(0.99):>9.1f}"
+            f"{p.pct(0.99) / first:>8.2f}"
+        )
+
+
 def report(results: dict[tuple[str, str], Phase], args: argparse.Namespace) -> None:
     print(
-        f"\nadmission benchmark: POST {PATH}, ceiling {args.ceiling}, {args.duration:.0f}s "
-        f"per phase, refused clients back off {args.backoff * 1000:.0f} ms\n"
+        f"\nadmission benchmark: POST {PATH}, ceiling {args.ceiling}, {args.rounds} rounds of "
+        f"{args.duration:.0f}s per phase, refused clients back off {args.backoff * 1000:.0f} ms\n"
     )
     head = (
         f"{'admission':<10}{'phase':<11}{'clients':>8}{'goodput/s':>11}{'p50 ms':>9}"
@@ -240,6 +278,10 @@ def report(results: dict[tuple[str, str], Phase], args: argparse.Namespace) -> N
         f"goal (on): overload p99 <= 2x unloaded p99: {'met' if p99_ok else 'NOT met'}; "
         f"goodput does not fall (>= 95% of saturated): {'met' if good_ok else 'NOT met'}"
     )
+    print("\nper round (goodput/s, p99 ms):")
+    for (name, phase_name), p in results.items():
+        rounds = "  ".join(f"{g:7.1f} {q:6.1f}" for g, q in p.rounds)
+        print(f"  {name:<4}{phase_name:<11}{rounds}")
     others = sum(p.other for p in results.values())
     if others:
         print(f"(non-202/503 answers: {others})")
