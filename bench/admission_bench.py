@@ -3,23 +3,26 @@ overload, with admission control on and off, in the same run.
 
 * Two ``quarry serve`` processes (role all, Postgres state, in-process workers off,
   open auth, no queued-task cap), identical except ``QUARRY_ADMISSION=on|off``; the
-  expensive ceiling is ``--ceiling`` (default 4, tenant share 1.0).
+  expensive ceiling is ``--ceiling`` (default 2, tenant share 1.0).
 * The request: ``POST /api/v1/workspaces/bench/runs`` (resolve the revision, check the
   definition, insert the run and its task in one transaction): an *expensive* request.
 * Load: closed-loop clients on keep-alive connections (a minimal HTTP/1.1 client on
   asyncio, so the client costs little CPU). A refused client (503) waits
   ``--backoff`` seconds and tries again, as a client honouring back-pressure would.
   Phases per server: *unloaded* (1 client), *saturated* (``ceiling`` clients) and
-  *overload* (``10 x ceiling`` clients), ``--duration`` seconds each, repeated for
-  ``--rounds`` rounds with the servers and phases interleaved, so a drift of the
-  machine (or of the growing tables) spreads over every phase instead of landing on
-  the last one; each phase's figures pool its rounds.
-* Figures: goodput = accepted (202) per second; latency percentiles of accepted
+  *overload* (``10 x ceiling`` clients), ``--duration`` seconds each in all, run as
+  ``--slice``-second slices that cycle through every phase of both servers (the
+  servers' order alternating): a disturbance of the shared machine (or the growing
+  tables) lands on every phase alike instead of on whichever phase ran then.
+* Figures: goodput = accepted (202) answers completed inside the slices' windows per
+  second of window (a client backing off stops at the window's end, so no phase is
+  charged for idle tail time); latency percentiles of accepted
   requests only; ratios against the same server's unloaded p99 and saturated goodput.
   Goal (issue 7), with admission on: overload p99 <= 2x unloaded p99, and overload
   goodput >= saturated goodput (it does not fall).
 
-    .venv/bin/python bench/admission_bench.py [--duration 10] [--rounds 3] [--ceiling 2]
+    .venv/bin/python bench/admission_bench.py [--duration 30] [--slice 2.5] [--ceiling 2] \
+        [--sweep 6]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import psycopg
 
 PG = os.environ.get("QUARRY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PATH = "/api/v1/workspaces/bench/runs"
+BLOCKS = 5  # the slices are also pooled in this many consecutive blocks (the spread)
 BODY = b'{"name": "workflows/monthly_revenue"}'
 
 
@@ -57,10 +61,15 @@ class Phase:
     refused: list[float] = field(default_factory=list)
     other: int = 0
     seconds: float = 0.0
-    rounds: list[tuple[float, float]] = field(default_factory=list)  # (goodput, p99 ms)
+    parts: list[Phase] = field(default_factory=list)  # consecutive blocks, for the spread
 
-    def absorb(self, other: Phase) -> None:
-        self.rounds.append((other.goodput, other.pct(0.99)))
+    def absorb(self, other: Phase, block: int) -> None:
+        while len(self.parts) <= block:
+            self.parts.append(Phase())
+        self.parts[block].add(other)
+        self.add(other)
+
+    def add(self, other: Phase) -> None:
         self.ok += other.ok
         self.refused += other.refused
         self.other += other.other
@@ -104,13 +113,16 @@ async def client(port: int, until: float, backoff: float, phase: Phase) -> None:
                 elif name.lower() == "connection" and "close" in value.lower():
                     close = True
             await reader.readexactly(length)
-            took = time.monotonic() - started
+            finished = time.monotonic()
+            took = finished - started
             status = int(status_line.split()[1])
-            if status == 202:
+            if finished > until:
+                pass  # past the window: counted in no phase
+            elif status == 202:
                 phase.ok.append(took)
             elif status == 503:
                 phase.refused.append(took)
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(min(backoff, until - finished))
             else:
                 phase.other += 1
             if close:
@@ -125,7 +137,7 @@ async def load(port: int, clients: int, duration: float, backoff: float) -> Phas
     started = time.monotonic()
     until = started + duration
     await asyncio.gather(*(client(port, until, backoff, phase) for _ in range(clients)))
-    phase.seconds = time.monotonic() - started
+    phase.seconds = duration
     return phase
 
 
@@ -183,8 +195,8 @@ def start_server(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    parser.add_argument("--slice", type=float, default=2.5, help="seconds per slice")
     parser.add_argument("--ceiling", type=int, default=2)
     parser.add_argument("--backoff", type=float, default=1.0, help="= Retry-After")
     parser.add_argument(
@@ -210,14 +222,16 @@ def main() -> None:
             asyncio.run(load(servers[name][1], 10 * args.ceiling, 2.0, args.backoff))
         if args.sweep:
             sweep(servers["off"][1], args)
-        for round_no in range(args.rounds):
+        cycles = max(1, round(args.duration / args.slice))
+        for cycle in range(cycles):
+            block = cycle * min(BLOCKS, cycles) // cycles
             for phase_name, clients in plan:
-                order = ("on", "off") if round_no % 2 == 0 else ("off", "on")
+                order = ("on", "off") if cycle % 2 == 0 else ("off", "on")
                 for name in order:
                     measured = asyncio.run(
-                        load(servers[name][1], clients, args.duration, args.backoff)
+                        load(servers[name][1], clients, args.slice, args.backoff)
                     )
-                    results[(name, phase_name)].absorb(measured)
+                    results[(name, phase_name)].absorb(measured, block)
         report(results, args)
     finally:
         for proc, _port, db in servers.values():
@@ -245,8 +259,8 @@ def sweep(port: int, args: argparse.Namespace) -> None:
 
 def report(results: dict[tuple[str, str], Phase], args: argparse.Namespace) -> None:
     print(
-        f"\nadmission benchmark: POST {PATH}, ceiling {args.ceiling}, {args.rounds} rounds of "
-        f"{args.duration:.0f}s per phase, refused clients back off {args.backoff * 1000:.0f} ms\n"
+        f"\nadmission benchmark: POST {PATH}, ceiling {args.ceiling}, {args.duration:.0f}s per "
+        f"phase in {args.slice:g}s slices, refused clients back off {args.backoff * 1000:.0f} ms\n"
     )
     head = (
         f"{'admission':<10}{'phase':<11}{'clients':>8}{'goodput/s':>11}{'p50 ms':>9}"
@@ -278,10 +292,10 @@ def report(results: dict[tuple[str, str], Phase], args: argparse.Namespace) -> N
         f"goal (on): overload p99 <= 2x unloaded p99: {'met' if p99_ok else 'NOT met'}; "
         f"goodput does not fall (>= 95% of saturated): {'met' if good_ok else 'NOT met'}"
     )
-    print("\nper round (goodput/s, p99 ms):")
+    print("\nby block of consecutive slices (goodput/s, p99 ms):")
     for (name, phase_name), p in results.items():
-        rounds = "  ".join(f"{g:7.1f} {q:6.1f}" for g, q in p.rounds)
-        print(f"  {name:<4}{phase_name:<11}{rounds}")
+        blocks = "  ".join(f"{b.goodput:7.1f} {b.pct(0.99):6.1f}" for b in p.parts)
+        print(f"  {name:<4}{phase_name:<11}{blocks}")
     others = sum(p.other for p in results.values())
     if others:
         print(f"(non-202/503 answers: {others})")
