@@ -11,12 +11,14 @@ document) are not authenticated; ``/metrics`` may require its own scrape token.
 Token lookups are cached in memory by the secret's SHA-256 for ``auth_cache_ttl``
 seconds (hits and misses alike), which keeps the hot read path free of database round
 trips; a revoked token therefore stops working within that many seconds on every
-process. Expiry is checked on every request against the cached row.
+process. Expiry is checked on every request against the cached row. A string that
+does not have a token's exact shape is refused before the cache and the database, and
+a full cache evicts its least recently used entry: a flood of made-up tokens neither reaches the
+database for free nor empties the cache of the real ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -31,7 +33,7 @@ from quarry.api.deps import PRINCIPAL_KEY, AccessRole, Principal, local_principa
 from quarry.core.settings import Role, Settings
 from quarry.store import tokens as tokq
 from quarry.store.db import is_sqlite
-from quarry.store.tokens import TOKEN_PREFIX, TokenRow
+from quarry.store.tokens import TokenRow
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +114,16 @@ class Authenticator:
             return tokq.find_by_secret(conn, secret)
 
     async def lookup(self, secret: str) -> _Cached:
-        digest = hashlib.sha256(secret.encode()).hexdigest()
+        digest = tokq.hash_secret(secret)
         hit = self._cache.get(digest)
         now = time.monotonic()
         if hit is not None and hit.until > now:
+            self._cache[digest] = self._cache.pop(digest)  # now the most recently used
             return hit
         row = await to_thread.run_sync(self._load, secret)
+        self._cache.pop(digest, None)
         if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()
+            del self._cache[next(iter(self._cache))]  # the least recently used
         entry = _Cached(
             until=now + self.ttl,
             row=row,
@@ -141,7 +145,7 @@ class Authenticator:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise Denied(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
-        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        if not tokq.looks_like_secret(secret):
             raise Denied(401, "unauthorized", "invalid token")
         found = await self.lookup(secret)
         if found.row is None or found.principal is None:

@@ -31,8 +31,19 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+_SECRET_BYTES = 32
+# What ``new_secret`` makes: the prefix and the URL-safe base64 of 32 random bytes.
+_SECRET_SHAPE = re.compile(r"^qk_[A-Za-z0-9_-]{43}$")
+
+
 def new_secret() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return TOKEN_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
+
+
+def looks_like_secret(presented: str) -> bool:
+    """Whether a presented string could be a token at all: anything else is refused
+    without a database lookup (or a cache entry)."""
+    return _SECRET_SHAPE.match(presented) is not None
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
+from quarry.api import auth as auth_module
 from quarry.api.app import create_app
 from quarry.api.auth import decide_open
 from quarry.api.deps import AccessRole, principal, require_role
@@ -219,3 +220,75 @@ def test_metrics_may_require_a_scrape_token(tmp_path: Path) -> None:
         assert got.status_code == 200 and "quarry_queue_active_tasks" in got.text
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
     svc.close()
+
+
+def _token_queries(dep: Deployment) -> list[str]:
+    """Statements against the token table, recorded from the server's own engine."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "api_tokens" in statement:
+            seen.append(statement)
+
+    event.listen(dep.svc.engine, "before_cursor_execute", record)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "qk_forged",
+        "qk_" + "a" * 42,  # one character short
+        "qk_" + "a" * 44,  # one character long
+        "qk_" + "a" * 42 + "!",  # the right length, a character base64url never has
+        "qk_" + "a" * 300,
+    ],
+)
+def test_a_string_without_a_tokens_shape_never_reaches_the_database(
+    short_ttl: Deployment, secret: str
+) -> None:
+    queries = _token_queries(short_ttl)
+    assert _get(short_ttl, DEFINITION, secret).status_code == 401
+    assert queries == []
+    # A string of the right shape is looked up (and is not a token either).
+    assert _get(short_ttl, DEFINITION, "qk_" + "a" * 43).status_code == 401
+    assert len(queries) == 1
+
+
+@pytest.fixture
+def long_ttl(
+    request: pytest.FixtureRequest,
+    pg_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Deployment]:
+    """Cache entries that outlive the test: every lookup it counts is an eviction's."""
+    settings = postgres_settings(
+        pg_database, s3_url(request, monkeypatch), tmp_path, auth_cache_ttl=3600
+    )
+    with two_tenants(settings, tmp_path) as dep:
+        yield dep
+
+
+def test_a_full_cache_evicts_the_least_recently_used_entry(
+    long_ttl: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of made-up tokens pushes out older made-up ones, never a token in use."""
+    dep = long_ttl
+    monkeypatch.setattr(auth_module, "CACHE_LIMIT", 4)
+    _token_id, secret = dep.token(ACME, "viewer")
+    made_up = [f"qk_{n:043d}" for n in range(4)]
+    queries = _token_queries(dep)
+
+    def lookups(presented: str, status: int) -> int:
+        before = len(queries)
+        assert _get(dep, DEFINITION, presented).status_code == status
+        return len(queries) - before
+
+    assert lookups(secret, 200) == 1
+    assert [lookups(s, 401) for s in made_up[:3]] == [1, 1, 1]  # the cache is full
+    assert lookups(secret, 200) == 0  # a hit: now the most recently used
+    assert lookups(made_up[3], 401) == 1  # evicts made_up[0], the least recently used
+    assert lookups(secret, 200) == 0
+    assert lookups(made_up[2], 401) == 0
+    assert lookups(made_up[0], 401) == 1  # it was the one evicted
