@@ -26,13 +26,17 @@ def tenant_row_locked(database_url: str, tenant: str) -> Iterator[psycopg.Connec
 
 
 def async_client(url: str, connections: int, secret: str | None = None) -> httpx.AsyncClient:
+    """A client whose idle connections expire well before uvicorn's keep-alive timeout
+    (5 s): reusing one the server is closing just then is a ReadError, not a refusal."""
     headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
     return httpx.AsyncClient(
         base_url=url,
         headers=headers,
         timeout=120,
         limits=httpx.Limits(
-            max_connections=connections + 10, max_keepalive_connections=connections + 10
+            max_connections=connections + 10,
+            max_keepalive_connections=connections + 10,
+            keepalive_expiry=2.0,
         ),
     )
 

@@ -59,27 +59,26 @@ def test_over_the_ceiling_is_refused_at_once_while_admitted_runs_are_in_flight(
     admission = app.state.admission  # type: ignore[attr-defined]
 
     async def scenario() -> None:
-        client = async_client(url, REQUESTS)
-        with tenant_row_locked(pg_database, "local") as lock:
-            tasks = post_runs(client, "/api/v1/workspaces/shop/runs", REQUESTS)
-            deadline = time.monotonic() + 60
-            while sum(t.done() for t in tasks) < REQUESTS - CEILING:
-                assert time.monotonic() < deadline, "refusals did not arrive"
-                await asyncio.sleep(0.02)
-            finished = [t.result() for t in tasks if t.done()]
-            # the admitted ones are still blocked on the lock: nothing else finished
-            assert len(finished) == REQUESTS - CEILING
-            assert admission.in_flight("expensive") == CEILING
-            for seconds, got in finished:
-                assert got.status_code == 503, got.text
-                assert got.headers["retry-after"] == "2"
-                assert got.json()["details"]["reason"] == "expensive_global"
-                assert seconds < 10
-            # (asked on the lock's own connection: the admitted requests hold the pool)
-            assert lock.execute("SELECT count(*) FROM runs").fetchone() == (0,)
-            await asyncio.to_thread(lock.rollback)
-            results = [got for _, got in await asyncio.gather(*tasks)]
-        await client.aclose()
+        async with async_client(url, REQUESTS) as client:
+            with tenant_row_locked(pg_database, "local") as lock:
+                tasks = post_runs(client, "/api/v1/workspaces/shop/runs", REQUESTS)
+                deadline = time.monotonic() + 60
+                while sum(t.done() for t in tasks) < REQUESTS - CEILING:
+                    assert time.monotonic() < deadline, "refusals did not arrive"
+                    await asyncio.sleep(0.02)
+                finished = [t.result() for t in tasks if t.done()]
+                # the admitted ones are still blocked on the lock: nothing else finished
+                assert len(finished) == REQUESTS - CEILING
+                assert admission.in_flight("expensive") == CEILING
+                for seconds, got in finished:
+                    assert got.status_code == 503, got.text
+                    assert got.headers["retry-after"] == "2"
+                    assert got.json()["details"]["reason"] == "expensive_global"
+                    assert seconds < 10
+                # (asked on the lock's own connection: the admitted requests hold the pool)
+                assert lock.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+                await asyncio.to_thread(lock.rollback)
+                results = [got for _, got in await asyncio.gather(*tasks)]
         admitted = [got for got in results if got.status_code == 202]
         assert len(admitted) == CEILING, [g.status_code for g in results]
         assert sum(got.status_code == 503 for got in results) == REQUESTS - CEILING

@@ -57,43 +57,44 @@ def test_a_flooding_tenant_leaves_the_others_their_share(
     globex_runs = f"/api/v1/workspaces/{GLOBEX_WS}/runs"
 
     async def scenario() -> None:
-        acme = async_client(dep.url, 100, dep.tokens[f"{ACME}:editor"])
-        globex = async_client(dep.url, 20, dep.tokens[f"{GLOBEX}:editor"])
-        with tenant_row_locked(pg_database, ACME) as lock:
-            first = post_runs(acme, acme_runs, 60)
-            deadline = time.monotonic() + 60
-            while sum(t.done() for t in first) < 60 - PER_TENANT:
-                assert time.monotonic() < deadline, "acme's refusals did not arrive"
-                await asyncio.sleep(0.02)
-            assert admission.in_flight("expensive", ACME) == PER_TENANT
-            refused = [t.result()[1] for t in first if t.done()]
-            assert {r.status_code for r in refused} == {503}
-            assert {r.json()["details"]["reason"] for r in refused} == {"expensive_tenant"}
+        async with (
+            async_client(dep.url, 100, dep.tokens[f"{ACME}:editor"]) as acme,
+            async_client(dep.url, 20, dep.tokens[f"{GLOBEX}:editor"]) as globex,
+        ):
+            with tenant_row_locked(pg_database, ACME) as lock:
+                first = post_runs(acme, acme_runs, 60)
+                deadline = time.monotonic() + 60
+                while sum(t.done() for t in first) < 60 - PER_TENANT:
+                    assert time.monotonic() < deadline, "acme's refusals did not arrive"
+                    await asyncio.sleep(0.02)
+                assert admission.in_flight("expensive", ACME) == PER_TENANT
+                refused = [t.result()[1] for t in first if t.done()]
+                assert {r.status_code for r in refused} == {503}
+                assert {r.json()["details"]["reason"] for r in refused} == {"expensive_tenant"}
 
-            # acme keeps flooding while globex sends one request every 50 ms
-            stop = asyncio.Event()
+                # acme keeps flooding while globex sends one request every 50 ms
+                stop = asyncio.Event()
 
-            async def keep_flooding() -> list[int]:
-                codes = []
-                while not stop.is_set():
-                    batch = post_runs(acme, acme_runs, 20)
-                    codes += [got.status_code for _, got in await asyncio.gather(*batch)]
-                return codes
+                async def keep_flooding() -> list[int]:
+                    codes = []
+                    while not stop.is_set():
+                        batch = post_runs(acme, acme_runs, 20)
+                        codes += [got.status_code for _, got in await asyncio.gather(*batch)]
+                    return codes
 
-            flood = asyncio.create_task(keep_flooding())
-            modest: list[httpx.Response] = []
-            for _ in range(20):
-                modest.append(await globex.post(globex_runs, json={"name": WORKFLOW}))
-                await asyncio.sleep(0.05)
-            # and its whole share at once, still beside acme's held share
-            burst = [got for _, got in await asyncio.gather(*post_runs(globex, globex_runs, 10))]
-            stop.set()
-            flood_codes = await flood
-            assert admission.in_flight("expensive", ACME) == PER_TENANT
-            await asyncio.to_thread(lock.rollback)
-            held = [got for _, got in await asyncio.gather(*[t for t in first if not t.done()])]
-        await acme.aclose()
-        await globex.aclose()
+                flood = asyncio.create_task(keep_flooding())
+                modest: list[httpx.Response] = []
+                for _ in range(20):
+                    modest.append(await globex.post(globex_runs, json={"name": WORKFLOW}))
+                    await asyncio.sleep(0.05)
+                # and its whole share at once, still beside acme's held share
+                whole_share = post_runs(globex, globex_runs, PER_TENANT)
+                burst = [got for _, got in await asyncio.gather(*whole_share)]
+                stop.set()
+                flood_codes = await flood
+                assert admission.in_flight("expensive", ACME) == PER_TENANT
+                await asyncio.to_thread(lock.rollback)
+                held = [got for _, got in await asyncio.gather(*[t for t in first if not t.done()])]
         assert [r.status_code for r in modest] == [202] * 20, [r.text for r in modest][:3]
         assert [r.status_code for r in burst] == [202] * PER_TENANT
         assert flood_codes and set(flood_codes) == {503}
