@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,6 +42,21 @@ DEFINITION = f"/api/v1/workspaces/{ACME_WS}/definitions/workflow/workflows/month
 TTL = 1.0
 
 
+@contextmanager
+def _deployment(
+    request: pytest.FixtureRequest,
+    pg_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cache_ttl: float,
+) -> Iterator[Deployment]:
+    settings = postgres_settings(
+        pg_database, s3_url(request, monkeypatch), tmp_path, auth_cache_ttl=cache_ttl
+    )
+    with two_tenants(settings, tmp_path) as dep:
+        yield dep
+
+
 @pytest.fixture
 def short_ttl(
     request: pytest.FixtureRequest,
@@ -48,10 +64,19 @@ def short_ttl(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Deployment]:
-    settings = postgres_settings(
-        pg_database, s3_url(request, monkeypatch), tmp_path, auth_cache_ttl=TTL
-    )
-    with two_tenants(settings, tmp_path) as dep:
+    with _deployment(request, pg_database, tmp_path, monkeypatch, TTL) as dep:
+        yield dep
+
+
+@pytest.fixture
+def long_ttl(
+    request: pytest.FixtureRequest,
+    pg_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Deployment]:
+    """Cache entries that outlive the test: every lookup it counts is an eviction's."""
+    with _deployment(request, pg_database, tmp_path, monkeypatch, 3600) as dep:
         yield dep
 
 
@@ -253,21 +278,6 @@ def test_a_string_without_a_tokens_shape_never_reaches_the_database(
     # A string of the right shape is looked up (and is not a token either).
     assert _get(short_ttl, DEFINITION, "qk_" + "a" * 43).status_code == 401
     assert len(queries) == 1
-
-
-@pytest.fixture
-def long_ttl(
-    request: pytest.FixtureRequest,
-    pg_database: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Deployment]:
-    """Cache entries that outlive the test: every lookup it counts is an eviction's."""
-    settings = postgres_settings(
-        pg_database, s3_url(request, monkeypatch), tmp_path, auth_cache_ttl=3600
-    )
-    with two_tenants(settings, tmp_path) as dep:
-        yield dep
 
 
 def test_a_full_cache_evicts_the_least_recently_used_entry(
