@@ -13,8 +13,8 @@ seconds (hits and misses alike), which keeps the hot read path free of database 
 trips; a revoked token therefore stops working within that many seconds on every
 process. Expiry is checked on every request against the cached row. A string that
 does not have a token's exact shape is refused before the cache and the database, and
-a full cache evicts its least recently used entry: a flood of made-up tokens neither reaches the
-database for free nor empties the cache of the real ones.
+a full cache evicts its least recently used entry: a flood of made-up tokens neither
+reaches the database for free nor empties the cache of the real ones.
 """
 
 from __future__ import annotations

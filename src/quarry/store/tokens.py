@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import uuid
@@ -32,8 +33,10 @@ def hash_secret(secret: str) -> str:
 
 
 _SECRET_BYTES = 32
-# What ``new_secret`` makes: the prefix and the URL-safe base64 of 32 random bytes.
-_SECRET_SHAPE = re.compile(r"^qk_[A-Za-z0-9_-]{43}$")
+# What ``new_secret`` makes: the prefix, then the unpadded URL-safe base64 of the bytes.
+_SECRET_SHAPE = re.compile(
+    rf"^{re.escape(TOKEN_PREFIX)}[A-Za-z0-9_-]{{{math.ceil(_SECRET_BYTES * 4 / 3)}}}$"
+)
 
 
 def new_secret() -> str:
