@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -149,18 +150,24 @@ def test_only_the_hash_is_stored(short_ttl: Deployment) -> None:
     assert secret.startswith("qk_") and len(secret) >= 40
 
 
-@pytest.fixture
-def extended(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A route added the way another module would, with no authentication code, and
-    one that declares the admin role."""
-    settings = Settings(
+def _sqlite_tokens(tmp_path: Path, **extra: Any) -> Settings:
+    """A local SQLite process that requires tokens, with nothing running beside it."""
+    return Settings(
         database_url=f"sqlite:///{tmp_path / 'state.db'}",
         blob_url=(tmp_path / "blobs").as_uri(),
         data_dir=tmp_path,
         auth="tokens",
         inprocess_workers="off",
         global_driver="off",
+        **extra,
     )
+
+
+@pytest.fixture
+def extended(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A route added the way another module would, with no authentication code, and
+    one that declares the admin role."""
+    settings = _sqlite_tokens(tmp_path)
     svc = build_services(settings)
     app = create_app(svc)
     router = APIRouter()
@@ -226,15 +233,7 @@ def test_auto_mode_is_open_only_for_a_local_sqlite_process_without_tokens(
 
 
 def test_metrics_may_require_a_scrape_token(tmp_path: Path) -> None:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'state.db'}",
-        blob_url=(tmp_path / "blobs").as_uri(),
-        data_dir=tmp_path,
-        auth="tokens",
-        metrics_token="scrape-secret",
-        inprocess_workers="off",
-        global_driver="off",
-    )
+    settings = _sqlite_tokens(tmp_path, metrics_token="scrape-secret")
     svc = build_services(settings)
     with serve_in_thread(create_app(svc)) as url:
         assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
