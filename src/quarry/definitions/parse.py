@@ -26,10 +26,17 @@ from quarry.definitions.models.schedule import ScheduleConfig
 from quarry.definitions.models.semantic import TopicConfig, ViewConfig
 from quarry.definitions.models.workflow import WorkflowConfig
 from quarry.definitions.references import Ref
-from quarry.definitions.yaml_nodes import load_document, locate, position
+from quarry.definitions.yaml_nodes import (
+    DEFAULT_LIMITS,
+    YamlLimits,
+    load_document,
+    locate,
+    position,
+)
 
 __all__ = [
     "ParsedDefinition",
+    "YamlLimits",
     "config_names",
     "dataset_dirs",
     "load_model",
@@ -66,16 +73,19 @@ class ParsedDefinition:
     refs: tuple[Ref, ...]
 
 
-def parse_definition(path: str, data: bytes) -> ParsedDefinition:
+def parse_definition(
+    path: str, data: bytes, limits: YamlLimits = DEFAULT_LIMITS
+) -> ParsedDefinition:
     """Parse and validate one workspace file (``path`` is workspace-relative posix).
 
     Raises CompileFailed listing every problem found in the file, sorted, so an
-    author fixes them in one round instead of one per compile.
+    author fixes them in one round instead of one per compile. ``limits`` bound the
+    YAML's nesting and alias expansion (hostile input; see :class:`YamlLimits`).
     """
     kind = classify_path(path)
     if kind is None:
         raise ValueError(f"{path!r} is not a definition file")
-    document = load_document(path, data)
+    document = load_document(path, data, limits)
     problems: list[Problem] = list(document.problems)
     model: BaseModel | None = None
     try:

@@ -7,10 +7,17 @@ with a pydantic error ``loc`` to point the author at the exact key or value.
 Scalars are resolved the way Oxy's YAML 1.2 reader does, not PyYAML's 1.1 default:
 ``no``/``on`` stay strings, ``2024-01-01`` stays a string, ``12:30`` is not 750, so
 a workspace means the same thing here as it does in Oxy.
+
+Hostile input is bounded before it can cost anything (:class:`YamlLimits`): nesting
+deeper than ``max_depth`` is refused before the C composer, which recurses on the C
+stack without a guard, sees the text; and aliases may add at most ``max_alias_nodes``
+nodes to the document once expanded ("billion laughs" is a few hundred bytes that
+expand to gigabytes in validation and in the stored body).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +39,23 @@ _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
 
 Loc = Sequence[str | int]
+
+
+@dataclass(frozen=True)
+class YamlLimits:
+    """Bounds on one document (settings ``yaml_max_depth``, ``yaml_max_alias_nodes``).
+
+    ``max_depth`` counts nested collections, aliases followed; ``max_alias_nodes``
+    counts the nodes that alias resolution adds (an alias of a 20-node mapping used
+    three times adds 60). Ordinary anchors (shared defaults merged with ``<<``) stay
+    far below both.
+    """
+
+    max_depth: int = 100
+    max_alias_nodes: int = 10_000
+
+
+DEFAULT_LIMITS = YamlLimits()
 
 
 class _Loader(_BaseLoader):
@@ -103,9 +127,11 @@ class Document:
     problems: list[Problem]
 
 
-def load_document(path: str, data: bytes) -> Document:
+def load_document(path: str, data: bytes, limits: YamlLimits = DEFAULT_LIMITS) -> Document:
     """Decode and parse one definition file; fatal problems raise CompileFailed."""
     text = _decode(path, data)
+    if _may_be_too_deep(text, limits.max_depth):
+        _check_depth(path, text, limits.max_depth)  # the exact (slower) check
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -116,6 +142,8 @@ def load_document(path: str, data: bytes) -> Document:
             raise CompileFailed(
                 problems=[Problem(path, line, column, "the top level must be a mapping of keys")]
             )
+        if "&" in text:  # no anchor, no alias
+            _check_aliases(path, node, limits)
         problems = list(_check_nodes(path, node))
         value = loader.construct_document(node)
     except yaml.YAMLError as exc:
@@ -129,6 +157,129 @@ def load_document(path: str, data: bytes) -> Document:
         loader.dispose()
     assert isinstance(value, dict)
     return Document(root=node, value=value, problems=problems)
+
+
+_FLOW = re.compile(r"[\[\]{}]")
+
+
+@functools.lru_cache(maxsize=8)
+def _wide_prefix(columns: int) -> re.Pattern[str]:
+    """A line whose indentation and block indicators ("- ", "? ", ": ", each of which
+    can open one more block collection) span at least ``columns`` characters."""
+    return re.compile(rf"^[ \t?:-]{{{columns},}}", re.MULTILINE)
+
+
+def _may_be_too_deep(text: str, max_depth: int) -> bool:
+    """Whether the document might nest deeper than ``max_depth``, in one cheap pass.
+
+    A block collection nested in another starts at least one column further right,
+    or at the same column for a sequence that is a mapping's value, so block depth is
+    at most twice the widest line prefix plus two; flow collections add at most the
+    running count of open brackets (brackets in quoted text only raise the bound).
+    ``True`` is not a refusal: :func:`_check_depth` then counts exactly.
+    """
+    flow = text.count("[") + text.count("{")  # at most every opener nested
+    if flow > max_depth // 2:
+        flow = depth = 0
+        for match in _FLOW.finditer(text):
+            if match.group() in "[{":
+                depth += 1
+                flow = max(flow, depth)
+            else:
+                depth -= 1
+    room = max_depth - flow - 2  # what block nesting may still use
+    if room < 0:
+        return True
+    return _wide_prefix(room // 2 + 1).search(text) is not None
+
+
+def _check_depth(path: str, text: str, max_depth: int) -> None:
+    """Count nesting on the parser's events (libyaml's parser keeps its own stack on
+    the heap; only composing recurses) and refuse the first collection too deep."""
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > max_depth:
+                    line, column = event.start_mark.line + 1, event.start_mark.column + 1
+                    raise CompileFailed(
+                        problems=[Problem(path, line, column, _too_deep(max_depth))]
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.StreamEndEvent):
+                return
+    except yaml.YAMLError as exc:
+        raise CompileFailed(problems=[_yaml_problem(path, text, exc)]) from None
+    finally:
+        loader.dispose()
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"invalid YAML: nested more than {max_depth} levels deep (limit yaml_max_depth)"
+
+
+def _check_aliases(path: str, root: Node, limits: YamlLimits) -> None:
+    """Refuse a recursive alias, and aliases that would add more than
+    ``max_alias_nodes`` nodes or nest deeper than ``max_depth`` once expanded.
+
+    Composing shares an anchored node among its aliases, so the graph stays small;
+    this walks it once (iteratively, memoised), adding an alias's expanded size each
+    time a node already walked is met again. The problem points at the alias's key
+    (or its sequence, for an item).
+    """
+    size: dict[int, int] = {}  # id -> nodes once expanded; present = done
+    height: dict[int, int] = {}
+    open_: set[int] = set()
+    added = 0
+    stack: list[tuple[Node, Node, bool]] = [(root, root, False)]
+    while stack:
+        node, where, children_done = stack.pop()
+        ident = id(node)
+        if children_done:
+            kids = _children(node)
+            size[ident] = 1 + sum(size[id(kid)] for kid, _ in kids)
+            own = 0 if isinstance(node, ScalarNode) else 1
+            height[ident] = own + max((height[id(kid)] for kid, _ in kids), default=0)
+            open_.discard(ident)
+            if height[ident] > limits.max_depth:
+                line, column = position(where)
+                raise CompileFailed(
+                    problems=[Problem(path, line, column, _too_deep(limits.max_depth))]
+                )
+            continue
+        if ident in open_:
+            line, column = position(where)
+            message = "invalid YAML: an alias refers to a collection that contains it"
+            raise CompileFailed(problems=[Problem(path, line, column, message)])
+        if ident in size:  # met again: an alias
+            added += size[ident]
+            if added > limits.max_alias_nodes:
+                line, column = position(where)
+                message = (
+                    f"invalid YAML: aliases expand to more than {limits.max_alias_nodes} "
+                    "nodes (limit yaml_max_alias_nodes)"
+                )
+                raise CompileFailed(problems=[Problem(path, line, column, message)])
+            continue
+        open_.add(ident)
+        stack.append((node, where, True))
+        stack.extend((kid, at, False) for kid, at in reversed(_children(node)))
+
+
+def _children(node: Node) -> list[tuple[Node, Node]]:
+    """The child nodes of ``node``, each with the node that marks where it is used."""
+    if isinstance(node, MappingNode):
+        out: list[tuple[Node, Node]] = []
+        for key, value in node.value:
+            out.append((key, key))
+            out.append((value, key))
+        return out
+    if isinstance(node, SequenceNode):
+        return [(item, node) for item in node.value]
+    return []
 
 
 def _decode(path: str, data: bytes) -> str:
