@@ -1,13 +1,15 @@
-"""Semantic layer: ``*.view.yml`` (one table's entities, dimensions, measures) and
-``*.topic.yml`` (a set of views queried together).
+"""Semantic layer: ``*.view.yml`` (one table's entities, dimensions, measures),
+``*.topic.yml`` (a set of views queried together), ``*.motif.yml`` (a reusable
+post-aggregation pattern) and ``*.query.yml`` (saved multi-step queries).
 
 Views and topics are referenced by their declared ``name``, not their path, so the
-name is what the compiler indexes them by.
+name is what the compiler indexes them by. The fields are airlayer's (Oxy's
+engine); ``quarry.semantic`` compiles them to SQL.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -16,20 +18,21 @@ from quarry.definitions.models.common import RetrievalConfig, Scalar, Strict
 
 class Entity(Strict):
     name: str
-    type: Literal["primary", "foreign"]
-    description: str
+    type: Literal["primary", "foreign"] = "primary"
+    description: str | None = None
     key: str | None = None
     keys: list[str] | None = None
 
 
 class Dimension(Strict):
     name: str
-    type: Literal["string", "number", "date", "datetime", "boolean"]
+    type: Literal["string", "number", "date", "datetime", "boolean", "geo"]
     expr: str
     description: str | None = None
     original_expr: str | None = None
     samples: list[Scalar] | None = None
     synonyms: list[str] | None = None
+    primary_key: bool | None = None
 
 
 class MeasureFilter(Strict):
@@ -40,7 +43,19 @@ class MeasureFilter(Strict):
 
 class Measure(Strict):
     name: str
-    type: Literal["count", "sum", "average", "min", "max", "count_distinct", "median", "custom"]
+    type: Literal[
+        "count",
+        "sum",
+        "average",
+        "avg",
+        "min",
+        "max",
+        "count_distinct",
+        "count_distinct_approx",
+        "median",
+        "number",
+        "custom",
+    ]
     expr: str | None = None
     description: str | None = None
     original_expr: str | None = None
@@ -49,16 +64,26 @@ class Measure(Strict):
     synonyms: list[str] | None = None
 
 
+class Segment(Strict):
+    """A named, reusable row condition (airlayer ``segments``), applied by name."""
+
+    name: str
+    expr: str
+    description: str | None = None
+
+
 class ViewConfig(Strict):
     name: str
-    description: str
+    description: str | None = None
     entities: list[Entity]
     dimensions: list[Dimension]
     measures: list[Measure] | None = None
     datasource: str | None = None
+    dialect: str | None = None
     table: str | None = None
     sql: str | None = None
     label: str | None = None
+    segments: list[Segment] = []
 
 
 class ScalarFilterValue(Strict):
@@ -113,10 +138,79 @@ class TopicFilter(Strict):
         return self
 
 
+class RowFilterRule(Strict):
+    """Rows of ``member`` are visible only where it equals the caller's ``attribute``.
+
+    ``attribute`` names a principal attribute (``tenant`` is always there); a caller
+    without it sees nothing rather than everything.
+    """
+
+    member: str
+    attribute: str
+
+
+class TopicSecurity(Strict):
+    row_filters: list[RowFilterRule] = []
+
+
 class TopicConfig(Strict):
     name: str
-    description: str
+    description: str | None = None
     views: list[str]
     base_view: str | None = None
     default_filters: list[TopicFilter] | None = None
     retrieval: RetrievalConfig | None = None
+    security: TopicSecurity | None = None
+
+
+class MotifParam(Strict):
+    type: Literal["measure", "dimension", "time", "number", "string"]
+    description: str | None = None
+    default: Scalar = None
+    constraints: list[str] = []
+
+
+class MotifOutput(Strict):
+    name: str
+    expr: str
+    description: str | None = None
+
+
+class MotifConfig(Strict):
+    """``*.motif.yml``: output columns computed over the aggregated base query."""
+
+    name: str
+    description: str | None = None
+    params: dict[str, MotifParam] = {}
+    outputs: list[MotifOutput] = Field(min_length=1)
+
+
+class SavedQueryParam(Strict):
+    type: str
+    values: list[Scalar] | None = None
+    default: Any = None
+    description: str | None = None
+
+
+class SavedQueryStep(Strict):
+    name: str
+    description: str | None = None
+    # A semantic query (airlayer's QueryRequest shape); ``quarry.semantic`` checks it.
+    query: dict[str, Any]
+
+
+class SavedQueryConfig(Strict):
+    """``*.query.yml``: named steps, each a semantic query, run in order."""
+
+    name: str
+    description: str | None = None
+    params: dict[str, SavedQueryParam] = {}
+    steps: list[SavedQueryStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_steps(self) -> Self:
+        names = [step.name for step in self.steps]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError("step names must be unique; repeated: " + ", ".join(duplicated))
+        return self

@@ -1,0 +1,377 @@
+"""The semantic model: views, topics and the join graph, indexed once per revision.
+
+A :class:`SemanticModel` is immutable after :meth:`SemanticModel.from_definitions`;
+everything a query needs (members by qualified name, the entity graph, parsed
+expressions per dialect, compiled plans) is looked up, never rebuilt, so serving a
+query is cheap. Plans are cached on the model itself, so their lifetime is the
+revision's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from quarry.definitions.models.semantic import (
+    Dimension,
+    Measure,
+    MotifConfig,
+    SavedQueryConfig,
+    TopicConfig,
+    ViewConfig,
+)
+from quarry.semantic.errors import SemanticError, SemanticProblem
+
+MemberKind = Literal["dimension", "measure", "time"]
+_PLAN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Member:
+    """One queryable field, ``view.name``."""
+
+    view: str
+    name: str
+    kind: MemberKind
+    type: str
+    definition: Dimension | Measure
+    index: int  # position in the view's dimensions or measures list
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.view}.{self.name}"
+
+    @property
+    def is_measure(self) -> bool:
+        return self.kind == "measure"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A join from ``source`` to ``target`` through a shared entity.
+
+    ``fans_out`` is true when one ``source`` row can meet many ``target`` rows
+    (primary side to foreign side): aggregating ``source`` measures across it
+    would count them more than once.
+    """
+
+    source: str
+    target: str
+    entity: str
+    source_keys: tuple[str, ...]
+    target_keys: tuple[str, ...]
+    fans_out: bool
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """A bound condition added to every subquery: ``member`` equals one of ``values``.
+
+    Built from the topic's ``security:`` block and the caller's principal
+    (:meth:`SemanticModel.row_filters_for`); the query cannot remove or widen it.
+    """
+
+    member: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class JoinPath:
+    edges: tuple[Edge, ...]
+
+
+@dataclass
+class _Index:
+    members: dict[str, Member] = field(default_factory=dict)
+    edges: dict[str, list[Edge]] = field(default_factory=dict)
+    problems: list[SemanticProblem] = field(default_factory=list)
+
+
+class SemanticModel:
+    """Views, topics, motifs and saved queries of one revision, ready to query."""
+
+    def __init__(
+        self,
+        views: Mapping[str, ViewConfig],
+        topics: Mapping[str, TopicConfig],
+        motifs: Mapping[str, MotifConfig],
+        saved_queries: Mapping[str, SavedQueryConfig],
+        index: _Index,
+    ) -> None:
+        self.views: Mapping[str, ViewConfig] = dict(views)
+        self.topics: Mapping[str, TopicConfig] = dict(topics)
+        self.motifs: Mapping[str, MotifConfig] = dict(motifs)
+        self.saved_queries: Mapping[str, SavedQueryConfig] = dict(saved_queries)
+        self.members: Mapping[str, Member] = index.members
+        self._edges = index.edges
+        self._build_problems = tuple(index.problems)
+        self._lock = threading.Lock()
+        self._plans: OrderedDict[Any, Any] = OrderedDict()
+        self._memo: dict[Any, Any] = {}
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_definitions(
+        cls,
+        views: Sequence[ViewConfig],
+        topics: Sequence[TopicConfig],
+        motifs: Sequence[MotifConfig] = (),
+        saved_queries: Sequence[SavedQueryConfig] = (),
+    ) -> SemanticModel:
+        index = _Index()
+        by_name: dict[str, ViewConfig] = {}
+        for view in views:
+            if view.name in by_name:
+                index.problems.append(
+                    SemanticProblem("view", view.name, "name", "duplicate view name")
+                )
+                continue
+            by_name[view.name] = view
+            _index_members(view, index)
+        _index_edges(by_name, index)
+        topic_map: dict[str, TopicConfig] = {}
+        for topic in topics:
+            if topic.name in topic_map:
+                index.problems.append(
+                    SemanticProblem("topic", topic.name, "name", "duplicate topic name")
+                )
+            topic_map.setdefault(topic.name, topic)
+        return cls(
+            by_name,
+            topic_map,
+            {m.name: m for m in motifs},
+            {q.name: q for q in saved_queries},
+            index,
+        )
+
+    # -- lookups --------------------------------------------------------------------
+
+    def member(self, qualified: str, *, topic: TopicConfig | None = None) -> Member:
+        """The member ``view.name``; a :class:`SemanticError` naming it otherwise."""
+        found = self.members.get(qualified)
+        if found is None:
+            view = qualified.split(".", 1)[0] if "." in qualified else None
+            if "." not in qualified:
+                raise SemanticError(
+                    f"unknown member '{qualified}': members are named view.field",
+                    member=qualified,
+                )
+            if view not in self.views:
+                raise SemanticError(
+                    f"unknown member '{qualified}': no view named '{view}'", member=qualified
+                )
+            raise SemanticError(
+                f"unknown member '{qualified}': view '{view}' has no field "
+                f"'{qualified.split('.', 1)[1]}'",
+                member=qualified,
+            )
+        if topic is not None and found.view not in topic.views:
+            raise SemanticError(
+                f"member '{qualified}' is outside topic '{topic.name}' "
+                f"(its views: {', '.join(topic.views)})",
+                member=qualified,
+            )
+        return found
+
+    def topic(self, name: str) -> TopicConfig:
+        found = self.topics.get(name)
+        if found is None:
+            raise SemanticError(f"unknown topic '{name}'", topic=name)
+        return found
+
+    def edges_from(self, view: str) -> list[Edge]:
+        return self._edges.get(view, [])
+
+    def join_path(self, source: str, target: str, allowed: Collection[str] | None) -> JoinPath:
+        """The unique shortest join path; ambiguous or missing paths are errors."""
+        key = ("path", source, target, tuple(sorted(allowed)) if allowed is not None else None)
+        cached = self._memo.get(key)
+        if cached is None:
+            cached = _shortest_path(self, source, target, allowed)
+            self._memo[key] = cached
+        if isinstance(cached, SemanticError):
+            raise cached
+        assert isinstance(cached, JoinPath)
+        return cached
+
+    def row_filters_for(self, topic: str | None, principal: Mapping[str, Any]) -> list[RowFilter]:
+        """The row filters the topic's ``security:`` block demands of this principal.
+
+        A principal without a demanded attribute gets a filter that matches nothing:
+        a missing attribute must never mean "sees everything".
+        """
+        if topic is None:
+            return []
+        config = self.topic(topic)
+        if config.security is None:
+            return []
+        filters = []
+        for rule in config.security.row_filters:
+            value = principal.get(rule.attribute)
+            if value is None:
+                values: tuple[Any, ...] = ()
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                values = tuple(value)
+            else:
+                values = (value,)
+            filters.append(RowFilter(rule.member, values))
+        return filters
+
+    # -- plan cache -----------------------------------------------------------------
+
+    def cached_plan(self, key: Any) -> Any:
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+            return plan
+
+    def remember_plan(self, key: Any, plan: Any) -> None:
+        with self._lock:
+            self._plans[key] = plan
+            while len(self._plans) > _PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+
+    def memo(self, key: Any) -> Any:
+        return self._memo.get(key)
+
+    def remember(self, key: Any, value: Any) -> None:
+        self._memo[key] = value
+
+    # -- catalog and validation -----------------------------------------------------
+
+    def catalog(self) -> dict[str, Any]:
+        from quarry.semantic.catalog import build_catalog
+
+        return build_catalog(self)
+
+    def validate(self, databases: Collection[str] | None = None) -> list[SemanticProblem]:
+        """Every compile-time problem; ``databases`` are config.yml's names, if known."""
+        from quarry.semantic.validate import validate_model
+
+        return sorted({*self._build_problems, *validate_model(self, databases)})
+
+
+def member_kind(dimension: Dimension) -> MemberKind:
+    return "time" if dimension.type in ("date", "datetime") else "dimension"
+
+
+def _index_members(view: ViewConfig, index: _Index) -> None:
+    for i, dim in enumerate(view.dimensions):
+        name = f"{view.name}.{dim.name}"
+        if name in index.members:
+            continue  # reported by validate as a duplicate
+        index.members[name] = Member(view.name, dim.name, member_kind(dim), dim.type, dim, i)
+    for i, measure in enumerate(view.measures or []):
+        name = f"{view.name}.{measure.name}"
+        if name in index.members:
+            continue
+        index.members[name] = Member(view.name, measure.name, "measure", measure.type, measure, i)
+
+
+def entity_keys(keys: str | None, many: list[str] | None) -> tuple[str, ...]:
+    if many:
+        return tuple(many)
+    return (keys,) if keys else ()
+
+
+def _index_edges(views: Mapping[str, ViewConfig], index: _Index) -> None:
+    primaries: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    foreigns: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for view in views.values():
+        for entity in view.entities:
+            keys = entity_keys(entity.key, entity.keys)
+            side = primaries if entity.type == "primary" else foreigns
+            side.setdefault(entity.name, []).append((view.name, keys))
+    for name, owners in primaries.items():
+        for p_view, p_keys in owners:
+            for f_view, f_keys in foreigns.get(name, []):
+                if f_view == p_view:
+                    continue
+                index.edges.setdefault(f_view, []).append(
+                    Edge(f_view, p_view, name, f_keys, p_keys, fans_out=False)
+                )
+                index.edges.setdefault(p_view, []).append(
+                    Edge(p_view, f_view, name, p_keys, f_keys, fans_out=True)
+                )
+            for other, o_keys in owners:
+                if other != p_view:  # two primaries of one entity: one to one
+                    index.edges.setdefault(p_view, []).append(
+                        Edge(p_view, other, name, p_keys, o_keys, fans_out=False)
+                    )
+
+
+def _shortest_path(
+    model: SemanticModel, source: str, target: str, allowed: Collection[str] | None
+) -> JoinPath | SemanticError:
+    """Breadth-first search counting shortest paths, so a tie is reported, not guessed."""
+    if source == target:
+        return JoinPath(())
+    depth = {source: 0}
+    ways = {source: 1}
+    parent: dict[str, Edge] = {}
+    frontier = [source]
+    while frontier and target not in depth:
+        following: list[str] = []
+        for view in frontier:
+            for edge in model.edges_from(view):
+                nxt = edge.target
+                if allowed is not None and nxt not in allowed:
+                    continue
+                if nxt not in depth:
+                    depth[nxt] = depth[view] + 1
+                    ways[nxt] = ways[view]
+                    parent[nxt] = edge
+                    following.append(nxt)
+                elif depth[nxt] == depth[view] + 1:
+                    ways[nxt] += ways[view]
+        frontier = following
+    if target not in depth:
+        return SemanticError(
+            f"view '{target}' cannot be joined to view '{source}': no shared entity "
+            "links them" + (" within the topic" if allowed is not None else ""),
+            view=target,
+        )
+    if ways[target] > 1:
+        routes = _describe_routes(model, source, target, depth, allowed)
+        return SemanticError(
+            f"ambiguous join path from view '{source}' to view '{target}': {routes}; "
+            "narrow the topic's views so only one path remains",
+            view=target,
+        )
+    edges = []
+    at = target
+    while at != source:
+        edge = parent[at]
+        edges.append(edge)
+        at = edge.source
+    return JoinPath(tuple(reversed(edges)))
+
+
+def _describe_routes(
+    model: SemanticModel,
+    source: str,
+    target: str,
+    depth: Mapping[str, int],
+    allowed: Collection[str] | None,
+) -> str:
+    routes: list[str] = []
+
+    def walk(at: str, trail: list[str]) -> None:
+        if len(routes) >= 3:
+            return
+        if at == target:
+            routes.append(" -> ".join(trail))
+            return
+        for edge in model.edges_from(at):
+            if allowed is not None and edge.target not in allowed:
+                continue
+            if depth.get(edge.target) == depth[at] + 1:
+                walk(edge.target, [*trail, f"{edge.target} (via {edge.entity})"])
+
+    walk(source, [source])
+    return " or ".join(routes)
