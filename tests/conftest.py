@@ -53,6 +53,16 @@ def _open_auth_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUARRY_AUTH", "open")
 
 
+@pytest.fixture(autouse=True)
+def _test_warehouses_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test warehouses live on the test cluster (loopback, the state database's own
+    cluster) and name their secrets freely; tests/integration/security sets the
+    production defaults explicitly."""
+    monkeypatch.setenv("QUARRY_WAREHOUSE_ALLOW_LOOPBACK", "true")
+    monkeypatch.setenv("QUARRY_WAREHOUSE_ALLOW_STATE_CLUSTER", "true")
+    monkeypatch.setenv("QUARRY_SECRET_ENV_ALLOW", '{"*": ["*"]}')
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     with running_s3_server() as server:

@@ -13,9 +13,11 @@ from quarry.core.errors import ConfigurationError
 from quarry.core.holds import Holds
 from quarry.core.settings import Role, Settings
 from quarry.core.topology import Topology, derive_topology
+from quarry.runtime.connectors.policy import ConnectorPolicy, install_policy
 from quarry.runtime.queue import TaskQueue, open_queue
 from quarry.runtime.queue.caps import queued_cap
 from quarry.runtime.queue.worker import Worker
+from quarry.runtime.runs.executor import RunLimits
 from quarry.runtime.runs.workers import build_worker
 from quarry.store.db import create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
@@ -53,6 +55,8 @@ def build_services(settings: Settings) -> Services:
     log.info("topology: %s", topology.describe())
     engine = create_state_engine(settings.database_url)
     prepare_schema(engine, skip_migrations=settings.skip_migrations)
+    # What workspace code may reach from this process (docs/security.md).
+    install_policy(ConnectorPolicy.from_settings(settings, engine))
     store = open_object_store(settings.blob_url)
     catalog = Catalog(
         engine,
@@ -77,4 +81,5 @@ def build_run_worker(svc: Services) -> Worker:
         lease_seconds=svc.settings.worker_lease_seconds,
         shutdown_grace=svc.settings.worker_shutdown_grace,
         holds=svc.holds if svc.topology.serves_ide_routes else None,
+        limits=RunLimits.from_settings(svc.settings),
     )

@@ -166,6 +166,39 @@ class Settings(BaseSettings):
     metrics_cache_seconds: float = Field(
         2.0, ge=0, description="Seconds queue figures read at scrape time are reused."
     )
+    # -- containment of workspace code (docs/security.md) --
+    duckdb_memory_limit: str = Field("2GB", description="memory_limit of each DuckDB database.")
+    duckdb_threads: int = Field(2, ge=1, description="threads of each DuckDB database.")
+    duckdb_max_temp_size: str = Field(
+        "10GB", description="Spill space each DuckDB database may use in its run's temp folder."
+    )
+    duckdb_allowed_paths: list[Path] = Field(
+        default_factory=list,
+        description="Fleet mode: files or folders a config.yml DuckDB path: may name outside "
+        'the revision, JSON: ["/data/shared.duckdb"]. Local mode allows any path.',
+    )
+    warehouse_allow: list[str] = Field(
+        default_factory=list,
+        description="If set, warehouse hosts must match one entry (host glob, IP or CIDR).",
+    )
+    warehouse_deny: list[str] = Field(
+        default_factory=list, description="Warehouse hosts refused (host glob, IP or CIDR)."
+    )
+    warehouse_allow_loopback: bool | None = Field(
+        None,
+        description="Let warehouses resolve to loopback/link-local addresses; "
+        "default: yes on SQLite (local mode), no on PostgreSQL (fleet).",
+    )
+    warehouse_allow_state_cluster: bool = Field(
+        False,
+        description="Tests only: let warehouses be the state database's own cluster.",
+    )
+    secret_env_allow: dict[str, list[str]] | None = Field(
+        None,
+        description='Environment variables *_var fields may name, per tenant, JSON: {"acme": '
+        '["ACME_*"], "*": ["SHARED_PG_PASSWORD"]}; default: none in fleet mode, all in local '
+        "mode. QUARRY_* and AWS_* are never resolvable.",
+    )
 
     @field_validator(
         "database_url", "blob_url", "ide_upstream", "self_url", "metrics_token", mode="before"

@@ -78,5 +78,10 @@ class Connector(ABC):
     def query(self, sql: BoundSql) -> pa.Table:
         """Run one statement; a statement without a result gives an empty table."""
 
+    def interrupt(self) -> None:
+        """Stop every statement running now, from another thread (a run cancelled or
+        over its time); each fails with a :class:`ConnectorError`. A connector that
+        talks HTTP closes its client here. Default: nothing can be interrupted."""
+
     @abstractmethod
     def close(self) -> None: ...

@@ -1,13 +1,25 @@
-"""DuckDB: a dataset folder queried by file name, or a database file.
+"""DuckDB: a dataset folder queried by file name, or a database file, sandboxed.
 
-One in-memory (or file) database per run; each statement runs on its own cursor,
-so concurrent loop iterations never share a DuckDB connection object. For a
-dataset, ``file_search_path`` points at the revision's folder in the local cache,
-so ``FROM 'orders.csv'`` resolves without a working copy or a ``chdir``.
+One in-memory database per database of a run; each statement runs on its own
+cursor, so concurrent loop iterations never share a DuckDB connection object.
+
+Every database is sandboxed before workspace SQL runs (``docs/security.md``): file
+access only inside the run's private snapshot of its dataset folder, no extension
+installing or loading, memory and thread limits, spill space in a private temp
+folder, and the configuration locked so SQL cannot ``SET`` or ``RESET`` its way out.
+A database file is attached (read-only when it is part of the revision) before the
+lock, so SQL cannot attach anything else.
+
+DuckDB resolves a relative path against the process's working directory, which a
+sandbox cannot allow; so string literals naming a file of the dataset folder
+(``FROM 'orders.csv'``, ``read_csv('sub/*.csv')``) are anchored to the snapshot
+before the statement runs.
 """
 
 from __future__ import annotations
 
+import posixpath
+import re
 import threading
 from pathlib import Path
 
@@ -15,6 +27,63 @@ import duckdb
 import pyarrow as pa
 
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.policy import ConnectorPolicy
+
+_DATA_GLOB = re.compile(
+    r"^[\w./*?=\-]+\.(csv|tsv|txt|parquet|json|jsonl|ndjson)(\.gz|\.zst)?$", re.IGNORECASE
+)
+_SANDBOX_REFUSAL = "file system operations are disabled by configuration"
+_SANDBOX_HINT = (
+    " (workspace SQL may read only the files of its dataset folder, named by their path "
+    "inside it; see docs/security.md)"
+)
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_identifier(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def open_sandboxed(
+    *,
+    policy: ConnectorPolicy,
+    temp_dir: Path,
+    readable: list[Path],
+    database: Path | None = None,
+    alias: str = "db",
+    read_only: bool = False,
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that may open only ``readable`` folders and ``database``."""
+    db = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_persistent_secrets": False,
+            "threads": policy.duckdb_threads,
+            "memory_limit": policy.duckdb_memory_limit,
+            "max_temp_directory_size": policy.duckdb_max_temp_size,
+            "temp_directory": str(temp_dir),
+        },
+    )
+    try:
+        if database is not None:
+            mode = " (READ_ONLY)" if read_only else ""
+            db.execute(f"ATTACH {quote_literal(str(database))} AS {quote_identifier(alias)}{mode}")
+            db.execute(f"USE {quote_identifier(alias)}")
+        folders = ", ".join(quote_literal(str(path).rstrip("/") + "/") for path in readable)
+        # This order matters: allowed_directories cannot change once access is off.
+        db.execute(f"SET allowed_directories = [{folders}]")
+        db.execute("SET enable_external_access = false")
+        db.execute("SET lock_configuration = true")
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 class DuckDbConnector(Connector):
@@ -24,34 +93,107 @@ class DuckDbConnector(Connector):
         self,
         name: str,
         *,
+        policy: ConnectorPolicy,
+        temp_dir: Path,
         search_path: Path | None = None,
         database: Path | None = None,
+        alias: str = "db",
         read_only: bool = False,
     ) -> None:
         self.name = name
-        config: dict[str, str | bool | int | float | list[str]] = {}
-        if search_path is not None:
-            config["file_search_path"] = str(search_path)
-        target = ":memory:" if database is None else str(database)
+        self._folder = search_path
+        # Each cursor is a new DuckDB connection whose default catalog is memory.
+        self._use = None if database is None else f"USE {quote_identifier(alias)}"
         try:
-            self._db = duckdb.connect(target, read_only=read_only, config=config)
+            self._db = open_sandboxed(
+                policy=policy,
+                temp_dir=temp_dir,
+                readable=[] if search_path is None else [search_path],
+                database=database,
+                alias=alias,
+                read_only=read_only,
+            )
         except duckdb.Error as exc:
-            raise ConnectorError(f"cannot open DuckDB database {name!r}: {exc}") from exc
+            raise ConnectorError(
+                f"cannot open DuckDB database {name!r}: {_explain(str(exc))}", database=name
+            ) from exc
         self._lock = threading.Lock()
+        self._running: set[duckdb.DuckDBPyConnection] = set()
 
     def query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda i: f"${i + 1}")
+        if self._folder is not None:
+            text = anchor_dataset_paths(text, self._folder)
         with self._lock:
             cursor = self._db.cursor()
+            self._running.add(cursor)
         try:
+            if self._use is not None:
+                cursor.execute(self._use)
             relation = cursor.sql(text, params=params or None)
             if relation is None:
                 return pa.table({})
             return relation.to_arrow_table()
         except duckdb.Error as exc:
-            raise ConnectorError(str(exc).strip(), database=self.name) from exc
+            raise ConnectorError(_explain(str(exc).strip()), database=self.name) from exc
         finally:
+            with self._lock:
+                self._running.discard(cursor)
             cursor.close()
+
+    def interrupt(self) -> None:
+        """Stop the statements running on this database (for cancel and timeouts).
+
+        Each statement has its own cursor, which the database's ``interrupt()`` does
+        not reach: every running cursor is interrupted (under the lock, so never one
+        already closed)."""
+        with self._lock:
+            for cursor in self._running:
+                cursor.interrupt()
 
     def close(self) -> None:
         self._db.close()
+
+
+def _explain(message: str) -> str:
+    return message + _SANDBOX_HINT if _SANDBOX_REFUSAL in message else message
+
+
+def anchor_dataset_paths(text: str, folder: Path) -> str:
+    """``text`` with string literals that name dataset files made absolute in ``folder``."""
+    pieces: list[str] = []
+    last = 0
+    for offset, kind in duckdb.tokenize(text):
+        if kind != duckdb.token_type.string_const or text[offset : offset + 1] != "'":
+            continue
+        end = _literal_end(text, offset)
+        if end is None:
+            continue
+        anchored = _dataset_path(text[offset + 1 : end - 1].replace("''", "'"), folder)
+        if anchored is not None:
+            pieces += [text[last:offset], quote_literal(anchored)]
+            last = end
+    return "".join(pieces) + text[last:] if pieces else text
+
+
+def _literal_end(text: str, start: int) -> int | None:
+    index = start + 1
+    while True:
+        index = text.find("'", index)
+        if index < 0:
+            return None
+        if text[index + 1 : index + 2] == "'":
+            index += 2
+            continue
+        return index + 1
+
+
+def _dataset_path(value: str, folder: Path) -> str | None:
+    if not value or value.startswith(("/", "~")) or "://" in value or "\\" in value:
+        return None
+    clean = posixpath.normpath(value)
+    if clean == ".." or clean.startswith("../") or clean == ".":
+        return None
+    if any(ch in clean for ch in "*?["):
+        return str(folder / clean) if _DATA_GLOB.match(clean) else None
+    return str(folder / clean) if (folder / clean).exists() else None

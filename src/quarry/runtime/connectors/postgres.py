@@ -8,6 +8,7 @@ a finished step's writes are durable before its checkpoint is written.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -18,8 +19,12 @@ import pyarrow as pa
 
 from quarry.definitions.models.config import PostgresDatabase
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.guard import CheckedTarget, check_host, check_identity
+from quarry.runtime.connectors.policy import ConnectorPolicy
+from quarry.runtime.connectors.secrets import SecretResolver
+from quarry.store.identity import cluster_identity
 
-SecretLookup = Callable[[str], str | None]
+Redact = Callable[[str], str]
 
 # Built-in type OIDs -> Arrow types, so an empty result still has typed columns.
 _OID_TYPES: Mapping[int, pa.DataType] = {
@@ -37,17 +42,12 @@ _OID_TYPES: Mapping[int, pa.DataType] = {
 }
 
 
-def connection_info(config: PostgresDatabase, secrets: SecretLookup) -> dict[str, Any]:
-    """psycopg keyword arguments from ``config.yml``; ``*_var`` names a secret."""
+def connection_info(config: PostgresDatabase, secrets: SecretResolver) -> dict[str, Any]:
+    """psycopg keyword arguments from ``config.yml``; ``*_var`` names an allowed secret."""
 
     def pick(key: str, value: str | None, var: str | None) -> str | None:
         if var is not None:
-            found = secrets(var)
-            if found is None:
-                raise ConnectorError(
-                    f"database {config.name!r}: {key}_var names {var!r}, which is not set"
-                )
-            return found
+            return secrets.resolve(config.name, f"{key}_var", var)
         return value
 
     info: dict[str, Any] = {
@@ -62,22 +62,72 @@ def connection_info(config: PostgresDatabase, secrets: SecretLookup) -> dict[str
 
 
 class PostgresConnector(Connector):
+    """A warehouse reached only where the policy allows (see ``guard``): the host is
+    checked before connecting and the server's identity after, on every connection."""
+
     dialect = "postgres"
 
-    def __init__(self, name: str, conninfo: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        conninfo: Mapping[str, Any],
+        *,
+        policy: ConnectorPolicy | None = None,
+        redact: Redact = lambda message: message,
+    ) -> None:
         self.name = name
         self._conninfo = dict(conninfo)
+        self._policy = policy or ConnectorPolicy.local()
+        self._redact = redact
+        self._target: CheckedTarget | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[psycopg.Connection[Any]] = []
+        self._running: set[psycopg.Connection[Any]] = set()
+
+    def _checked_conninfo(self) -> dict[str, Any]:
+        if self._target is None:
+            try:
+                port = int(self._conninfo.get("port") or 5432)
+            except ValueError:
+                raise ConnectorError(
+                    f"database {self.name!r}: the port is not a number", database=self.name
+                ) from None
+            self._target = check_host(self.name, self._conninfo.get("host"), port, self._policy)
+        info = dict(self._conninfo)
+        if self._target.addresses:
+            # Connect to the address that was checked, not to a second DNS answer.
+            info["hostaddr"] = self._target.addresses[0]
+        if self._policy.fleet:
+            # The worker's own ~/.pgpass is not a workspace's credential store.
+            info["passfile"] = os.devnull
+        return info
+
+    def _open(self) -> psycopg.Connection[Any]:
+        info = self._checked_conninfo()
+        try:
+            conn = psycopg.connect(autocommit=True, **info)
+        except psycopg.Error as exc:
+            message = self._redact(str(exc).strip())
+            raise ConnectorError(
+                f"cannot connect to database {self.name!r}: {message}", database=self.name
+            ) from None
+        try:
+            try:
+                with conn.cursor() as cur:
+                    identity = cluster_identity(cur)
+            except psycopg.Error:
+                identity = None
+            check_identity(self.name, identity, self._policy)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            try:
-                conn = psycopg.connect(autocommit=True, **self._conninfo)
-            except psycopg.Error as exc:
-                raise ConnectorError(f"cannot connect to database {self.name!r}: {exc}") from exc
+            conn = self._open()
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -88,9 +138,16 @@ class PostgresConnector(Connector):
         conn = self._connection()
         with conn.cursor() as cur:
             try:
-                cur.execute(text.encode(), params or None)
+                with self._lock:
+                    self._running.add(conn)
+                try:
+                    cur.execute(text.encode(), params or None)
+                finally:
+                    with self._lock:
+                        self._running.discard(conn)
             except psycopg.Error as exc:
-                raise ConnectorError(str(exc).strip(), database=self.name) from exc
+                message = self._redact(str(exc).strip())
+                raise ConnectorError(message, database=self.name) from exc
             if cur.description is None:
                 return pa.table({})
             rows = cur.fetchall()
@@ -99,6 +156,16 @@ class PostgresConnector(Connector):
             types = [col.type_code for col in cur.description]
             arrays = [_array(values, oid) for values, oid in zip(columns, types, strict=True)]
         return pa.Table.from_arrays(arrays, names=_unique(names))
+
+    def interrupt(self) -> None:
+        """Send the server a cancel request for each statement running now."""
+        with self._lock:
+            running = list(self._running)
+        for conn in running:
+            try:
+                conn.cancel_safe(timeout=5.0)
+            except psycopg.Error:
+                pass  # the statement ended, or the server is gone: nothing to stop
 
     def close(self) -> None:
         with self._lock:

@@ -1,10 +1,14 @@
-"""The databases of one run: opened on first use by name, closed when the run ends."""
+"""The databases of one run: opened on first use by name, closed when the run ends.
+
+Everything a workspace names is opened under the process's :class:`ConnectorPolicy`
+(``docs/security.md``): DuckDB sandboxed to the run's private folder, warehouses
+checked by host and by server identity, ``*_var`` secrets resolved only when allowed.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from quarry.core.errors import QuarryError
@@ -12,10 +16,11 @@ from quarry.definitions.models.config import DuckDbDatabase, PostgresDatabase
 from quarry.runtime.connectors.base import Connector, ConnectorError
 from quarry.runtime.connectors.datasets import BlobCache
 from quarry.runtime.connectors.duckdb import DuckDbConnector
+from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 from quarry.runtime.connectors.postgres import PostgresConnector, connection_info
+from quarry.runtime.connectors.sandbox import RunSandbox
+from quarry.runtime.connectors.secrets import SecretLookup, SecretResolver
 from quarry.runtime.source import RevisionSource, normalise_path
-
-SecretLookup = Callable[[str], str | None]
 
 
 class UnknownDatabase(QuarryError):
@@ -32,10 +37,13 @@ class Connections:
         cache: BlobCache,
         *,
         secrets: SecretLookup = os.environ.get,
+        policy: ConnectorPolicy | None = None,
     ) -> None:
         self.source = source
         self.cache = cache
-        self.secrets = secrets
+        self.policy = policy or current_policy()
+        self.secrets = SecretResolver(self.policy, source.tenant_id, secrets)
+        self.sandbox = RunSandbox(cache.root / "runs")
         self._open: dict[str, Connector] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +65,12 @@ class Connections:
         if isinstance(config, DuckDbDatabase):
             return self._duckdb(config)
         if isinstance(config, PostgresDatabase):
-            return PostgresConnector(name, connection_info(config, self.secrets))
+            return PostgresConnector(
+                name,
+                connection_info(config, self.secrets),
+                policy=self.policy,
+                redact=self.secrets.redact,
+            )
         raise ConnectorError(
             f"database {name!r} is of type {config.type!r}, which is not supported yet",
             database=name,
@@ -65,34 +78,73 @@ class Connections:
 
     def _duckdb(self, config: DuckDbDatabase) -> DuckDbConnector:
         src = self.source
+        temp = self.sandbox.temp_dir(config.name)
         if config.dataset is not None:
             folder = normalise_path(config.dataset)
             local = self.cache.dataset_folder(
                 src.store, src.tenant_id, src.revision_id, folder, src.dataset_files(folder)
             )
-            return DuckDbConnector(config.name, search_path=local)
+            # The cached folder is shared by every run (and tenant) of the revision.
+            private = self.sandbox.snapshot(local)
+            return DuckDbConnector(
+                config.name, policy=self.policy, temp_dir=temp, search_path=private
+            )
         if config.path is not None:
+            alias = _alias(config.path)
             shipped = _revision_file(src, config.path)
             if shipped is not None:
                 blob = self.cache.ensure_blob(src.store, src.tenant_id, shipped)
                 # The cached blob is shared: a database shipped in a revision is read-only.
-                return DuckDbConnector(config.name, database=blob, read_only=True)
-            if Path(config.path).is_absolute():
-                return DuckDbConnector(config.name, database=Path(config.path))
-            raise ConnectorError(
-                f"database {config.name!r}: {config.path!r} is not part of the revision "
-                "(put it under a dataset folder, or use an absolute path on the worker)",
-                database=config.name,
+                return DuckDbConnector(
+                    config.name,
+                    policy=self.policy,
+                    temp_dir=temp,
+                    database=blob,
+                    alias=alias,
+                    read_only=True,
+                )
+            outside = self._outside_path(config)
+            return DuckDbConnector(
+                config.name, policy=self.policy, temp_dir=temp, database=outside, alias=alias
             )
         raise ConnectorError(
             f"database {config.name!r}: DuckLake is not supported yet", database=config.name
         )
 
+    def _outside_path(self, config: DuckDbDatabase) -> Path:
+        """A ``path:`` that is not part of the revision: a file on this machine, allowed
+        in local mode or under an operator's ``QUARRY_DUCKDB_ALLOWED_PATHS``."""
+        assert config.path is not None
+        path = Path(config.path)
+        if not path.is_absolute():
+            raise ConnectorError(
+                f"database {config.name!r}: path {config.path!r} is not part of the revision "
+                "(put the file in the workspace, or use an absolute path the operator allows)",
+                database=config.name,
+                field="path",
+            )
+        if self.policy.absolute_duckdb_paths:
+            return path
+        real = path.resolve()
+        if any(
+            real == root or real.is_relative_to(root) for root in self.policy.duckdb_allowed_paths
+        ):
+            return real
+        raise ConnectorError(
+            f"database {config.name!r}: path {config.path!r} is outside the workspace and "
+            "not on the operator's list (QUARRY_DUCKDB_ALLOWED_PATHS)",
+            database=config.name,
+            field="path",
+        )
+
     def close(self) -> None:
         with self._lock:
             opened, self._open = list(self._open.values()), {}
-        for connector in opened:
-            connector.close()
+        try:
+            for connector in opened:
+                connector.close()
+        finally:
+            self.sandbox.close()
 
 
 def _revision_file(source: RevisionSource, path: str) -> str | None:
@@ -101,3 +153,9 @@ def _revision_file(source: RevisionSource, path: str) -> str | None:
     except ValueError:
         return None
     return next((row.blob_hash for row in source.files() if row.path == wanted), None)
+
+
+def _alias(path: str) -> str:
+    """The catalog name of an attached database file: its name without extension."""
+    stem = Path(path).stem
+    return stem if stem and stem.isidentifier() else "db"

@@ -1,0 +1,109 @@
+"""What tenant-driven connections may reach: one policy per process, from the settings.
+
+Workspace code (workflow SQL, app tasks, monitors) runs on workers and on the
+Factory, next to Quarry's own state and secrets. The policy says what a
+``config.yml`` database may touch there: which DuckDB files, which warehouse hosts,
+which environment variables its ``*_var`` fields may name. See ``docs/security.md``.
+
+Fleet mode (a PostgreSQL state database) is strict by default; local single-user
+mode (SQLite) keeps the conveniences of a developer machine (loopback warehouses,
+absolute DuckDB paths, every environment variable except Quarry's own).
+
+The policy is installed once per process by ``build_services`` (as logging is
+configured once), because connectors are opened deep inside run execution by code
+that is handed a catalog and a cache, not the settings tree; a test that drives
+:class:`~quarry.runtime.connectors.registry.Connections` directly passes its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from quarry.core.settings import Settings
+from quarry.store.db import is_sqlite
+from quarry.store.identity import state_cluster_identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConnectorPolicy:
+    """Limits on what a workspace's databases may reach; the defaults are fleet-strict."""
+
+    fleet: bool = True
+    duckdb_memory_limit: str = "2GB"
+    duckdb_threads: int = 2
+    duckdb_max_temp_size: str = "10GB"
+    duckdb_allowed_paths: tuple[Path, ...] = ()
+    warehouse_allow: tuple[str, ...] = ()
+    warehouse_deny: tuple[str, ...] = ()
+    warehouse_allow_loopback: bool = False
+    warehouse_allow_state_cluster: bool = False
+    # Tenant id (or "*" for every tenant) -> environment variable names or globs.
+    secret_env_allow: dict[str, tuple[str, ...]] | None = None
+    # ``pg_control_system().system_identifier`` of the state database, if PostgreSQL.
+    state_cluster: str | None = None
+
+    @property
+    def absolute_duckdb_paths(self) -> bool:
+        """Local mode lets a ``path:`` name any file of the single user's machine."""
+        return not self.fleet
+
+    @classmethod
+    def local(cls) -> ConnectorPolicy:
+        """Single-user mode: the person running Quarry is also its operator."""
+        return cls(fleet=False, warehouse_allow_loopback=True)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> ConnectorPolicy:
+        fleet = settings.database_url is not None and not is_sqlite(settings.database_url)
+        loopback = settings.warehouse_allow_loopback
+        allow = settings.secret_env_allow
+        state = None
+        if engine is not None and engine.dialect.name == "postgresql":
+            state = state_cluster_identity(engine)
+            if state is None:
+                log.warning(
+                    "cannot read the state database's system_identifier: connectors are "
+                    "checked against its host names only"
+                )
+        return cls(
+            fleet=fleet,
+            duckdb_memory_limit=settings.duckdb_memory_limit,
+            duckdb_threads=settings.duckdb_threads,
+            duckdb_max_temp_size=settings.duckdb_max_temp_size,
+            duckdb_allowed_paths=tuple(p.resolve() for p in settings.duckdb_allowed_paths),
+            warehouse_allow=tuple(settings.warehouse_allow),
+            warehouse_deny=tuple(settings.warehouse_deny),
+            warehouse_allow_loopback=(not fleet) if loopback is None else loopback,
+            warehouse_allow_state_cluster=settings.warehouse_allow_state_cluster,
+            secret_env_allow=None if allow is None else {k: tuple(v) for k, v in allow.items()},
+            state_cluster=state,
+        )
+
+
+_installed: ConnectorPolicy | None = None
+_lock = threading.Lock()
+
+
+def install_policy(policy: ConnectorPolicy) -> None:
+    """Make ``policy`` the one every later :class:`Connections` of this process uses."""
+    global _installed
+    with _lock:
+        _installed = policy
+    if not policy.fleet and policy.secret_env_allow is None:
+        log.warning(
+            "local mode: workspace *_var fields may name any environment variable of this "
+            "process except Quarry's own (set QUARRY_SECRET_ENV_ALLOW to restrict them)"
+        )
+
+
+def current_policy() -> ConnectorPolicy:
+    """The installed policy; fleet-strict when nothing was installed."""
+    with _lock:
+        return _installed if _installed is not None else ConnectorPolicy()
