@@ -1,5 +1,21 @@
 -- Durable task queue, Postgres dialect. Times come from the database clock (now()),
 -- so a fleet of workers with skewed clocks agrees on what has expired.
+--
+-- Lock order (docs/queue.md "Lock order"): a statement that completes held tasks and
+-- claims new ones must finish its completions -- the only part that may *wait* for a
+-- row lock -- before it takes any claim lock. A claim's FOR UPDATE SKIP LOCKED never
+-- waits, but it can leave a lock on a row it then rejects: its snapshot saw the row
+-- queued, a peer has claimed it since, and the lock is taken on the newest version
+-- before the recheck discards it. That row is now the peer's running task, and the
+-- peer's next completion waits for our statement to end. If our statement were
+-- itself waiting on its own completion (behind a third worker's stray lock), the
+-- waits close a cycle: the three-way deadlock of issue #20. So every pick fragment
+-- is gated on before_pick(n), which each statement defines: ``SELECT 0`` for a plain
+-- claim, ``SELECT count(*) FROM done`` where the statement completes tasks. The
+-- gate is an uncorrelated subquery, so Postgres evaluates it (running the done
+-- UPDATE to the end) as a one-time filter before the first candidate row is locked.
+-- A statement then waits only while it holds no claim locks, and a statement that
+-- holds claim locks never waits: no cycle can form.
 
 -- enqueue: insert one task (a duplicate dedupe key inserts nothing) and wake listeners
 WITH inserted AS (
@@ -20,7 +36,7 @@ SELECT inserted.id, pg_notify('quarry_tasks', :queue) AS notified FROM inserted
 SELECT id FROM tasks WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key
 
 -- claim: fair claim of one eligible task, see docs/queue.md "Fairness"
-WITH RECURSIVE
+WITH RECURSIVE before_pick(n) AS (SELECT 0),
 --@ include _fair_rank
 --@ include _pick_one
 --@ include _claim_set
@@ -38,6 +54,7 @@ WITH RECURSIVE done AS (
     WHERE id = :done_id AND lease_token = :done_token AND state = 'running'
     RETURNING id
 ),
+before_pick(n) AS (SELECT count(*) FROM done),
 --@ include _fair_rank
 --@ include _pick_one
 , claimed AS (
@@ -64,6 +81,7 @@ RETURNING tasks.*
 WITH RECURSIVE done AS (
     --@ include _complete_many
 ),
+before_pick(n) AS (SELECT count(*) FROM done),
 --@ include _fair_rank
 --@ include _pick_many
 , claimed AS (
@@ -255,11 +273,12 @@ ranked AS (
     WHERE w.tenant_id IS NOT NULL
 )
 
--- _pick_one: after _fair_rank, the next task of the first tenant in rank order whose head is free; ends in picked(id)
+-- _pick_one: after _fair_rank, the next task of the first tenant in rank order whose head is free; ends in picked(id). Locks nothing before before_pick(n) has run (see _lock_order)
 , picked AS (
     SELECT c.id
     FROM (
         SELECT tenant_id, running, last_started, head FROM ranked
+        WHERE (SELECT n FROM before_pick) >= 0
         ORDER BY running, last_started NULLS FIRST, head
     ) r
     CROSS JOIN LATERAL (
@@ -273,12 +292,13 @@ ranked AS (
     LIMIT 1
 )
 
--- _pick_many: after _fair_rank, up to :batch tasks, interleaved across the first :batch tenants in rank order; ends in picked(id, ord)
+-- _pick_many: after _fair_rank, up to :batch tasks, interleaved across the first :batch tenants in rank order; ends in picked(id, ord). Locks nothing before before_pick(n) has run (see _lock_order)
 , top AS (
     SELECT
         tenant_id,
         row_number() OVER (ORDER BY running, last_started NULLS FIRST, head) AS rank
     FROM ranked
+    WHERE (SELECT n FROM before_pick) >= 0
     ORDER BY running, last_started NULLS FIRST, head
     LIMIT :batch
 ),
