@@ -863,64 +863,66 @@ class _Compiler:
         parts = {view: self._per_view(view, ms, groups, where) for view, ms in by_view.items()}
         if len(parts) == 1:
             return next(iter(parts.values()))
-        branches: list[exp.Select] = []
-        for view, select in parts.items():
-            own = {m.alias for m in by_view[view]}
-            branch = exp.select(
-                *[exp.column(s.alias, table="__v", quoted=True) for s in groups],
-                *[
-                    exp.alias_(
-                        exp.column(m.alias, table="__v", quoted=True)
-                        if m.alias in own
-                        else exp.null(),
-                        m.alias,
-                        quoted=True,
-                    )
-                    for m in measures
-                ],
+        return self._stitched(parts, by_view, groups, measures)
+
+    def _stitched(
+        self,
+        parts: dict[str, exp.Select],
+        by_view: dict[str, list[_Selected]],
+        groups: list[_Selected],
+        measures: list[_Selected],
+    ) -> exp.Select:
+        """Per-view results side by side: one row per dimension group, no join fan-out.
+
+        Each per-view result is a CTE with one row per group. The groups of all of
+        them (a UNION, so each appears once) are the spine the results are LEFT
+        JOINed to, with NULL-safe key equality so a NULL group matches itself.
+        """
+        names = {view: f"__m{i}" for i, view in enumerate(parts)}
+        owner = {m.alias: names[view] for view, ms in by_view.items() for m in ms}
+        measure_columns = [
+            exp.alias_(exp.column(m.alias, table=owner[m.alias], quoted=True), m.alias, quoted=True)
+            for m in measures
+        ]
+        if not groups:
+            select = exp.select(*measure_columns).from_(
+                exp.to_identifier(names[next(iter(parts))], quoted=True)
+            )
+            for view in list(parts)[1:]:
+                select = select.join(
+                    exp.to_identifier(names[view], quoted=True), join_type="cross", copy=False
+                )
+        else:
+            spine: exp.Query | None = None
+            for name in names.values():
+                branch = exp.select(
+                    *[exp.column(s.alias, table=name, quoted=True) for s in groups]
+                ).from_(exp.to_identifier(name, quoted=True))
+                spine = branch if spine is None else exp.union(spine, branch, distinct=True)
+            assert spine is not None
+            select = exp.select(
+                *[exp.column(s.alias, table="__s", quoted=True) for s in groups], *measure_columns
             ).from_(
                 exp.Subquery(
-                    this=select, alias=exp.TableAlias(this=exp.to_identifier("__v", quoted=True))
+                    this=spine, alias=exp.TableAlias(this=exp.to_identifier("__s", quoted=True))
                 )
             )
-            branches.append(branch)
-        union: exp.Query = branches[0]
-        for branch in branches[1:]:
-            union = exp.union(union, branch, distinct=False)
-        return (
-            exp.select(
-                *[exp.column(s.alias, table="__u", quoted=True) for s in groups],
-                *[
-                    exp.alias_(
-                        exp.Max(this=exp.column(m.alias, table="__u", quoted=True)),
-                        m.alias,
-                        quoted=True,
-                    )
-                    for m in measures
-                ],
-            )
-            .from_(
-                exp.Subquery(
-                    this=union, alias=exp.TableAlias(this=exp.to_identifier("__u", quoted=True))
+            for name in names.values():
+                on = exp.and_(
+                    *[
+                        _null_safe_eq(
+                            exp.column(s.alias, table="__s", quoted=True),
+                            exp.column(s.alias, table=name, quoted=True),
+                        )
+                        for s in groups
+                    ]
                 )
-            )
-            .group_by(*[exp.Literal.number(i + 1) for i in range(len(groups))])
-            if groups
-            else exp.select(
-                *[
-                    exp.alias_(
-                        exp.Max(this=exp.column(m.alias, table="__u", quoted=True)),
-                        m.alias,
-                        quoted=True,
-                    )
-                    for m in measures
-                ],
-            ).from_(
-                exp.Subquery(
-                    this=union, alias=exp.TableAlias(this=exp.to_identifier("__u", quoted=True))
+                select = select.join(
+                    exp.to_identifier(name, quoted=True), on=on, join_type="left", copy=False
                 )
-            )
-        )
+        for view, part in parts.items():
+            select = select.with_(exp.to_identifier(names[view], quoted=True), as_=part, copy=False)
+        return select
 
     def _finish(
         self,
@@ -978,6 +980,15 @@ class _Compiler:
             "dimensions or time_dimensions",
             member=qualified,
         )
+
+
+def _null_safe_eq(left: exp.Expr, right: exp.Expr) -> exp.Expr:
+    """``left = right``, where NULL equals NULL (spelled out: every dialect has it)."""
+    both_null = exp.and_(
+        exp.Is(this=left.copy(), expression=exp.null()),
+        exp.Is(this=right.copy(), expression=exp.null()),
+    )
+    return exp.Paren(this=exp.or_(exp.EQ(this=left, expression=right), both_null))
 
 
 def _raise() -> Any:
