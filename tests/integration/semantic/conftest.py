@@ -66,8 +66,15 @@ def _rows() -> dict[str, list[tuple[Any, ...]]]:
         status = rnd.choice(["paid", "paid", "paid", "refunded", "pending"])
         amount = Decimal(rnd.randint(500, 50000)) / 100
         orders.append(
-            (i, rnd.randint(1, 30), status, amount, created, "acme" if i % 2 else "globex",
-             i % 7 == 0)
+            (
+                i,
+                rnd.randint(1, 30),
+                status,
+                amount,
+                created,
+                "acme" if i % 2 else "globex",
+                i % 7 == 0,
+            )
         )
         for _ in range(rnd.randint(0, 4)):  # some orders have no line items
             item_id += 1
@@ -76,8 +83,12 @@ def _rows() -> dict[str, list[tuple[Any, ...]]]:
         for _ in range(rnd.randint(1, 3)):
             payment_id += 1
             payments.append(
-                (payment_id, i, rnd.choice(["card", "cash", "wire"]),
-                 Decimal(rnd.randint(100, 20000)) / 100)
+                (
+                    payment_id,
+                    i,
+                    rnd.choice(["card", "cash", "wire"]),
+                    Decimal(rnd.randint(100, 20000)) / 100,
+                )
             )
     return {
         "customers": customers,
@@ -308,15 +319,15 @@ def db(request: pytest.FixtureRequest) -> Iterator[Database]:
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for statement in _SCHEMA:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
             for table, rows in ROWS.items():
                 marks = ", ".join(["%s"] * len(rows[0]))
                 with conn.cursor() as cur:
-                    cur.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)  # type: ignore[arg-type]
+                    cur.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
 
             def run_pg(text: str, values: list[Any]) -> list[tuple[Any, ...]]:
                 with conn.cursor() as cur:
-                    cur.execute(text, values)  # type: ignore[arg-type]
+                    cur.execute(text, values or None)
                     return cur.fetchall() if cur.description else []
 
             yield Database("postgres", "postgres", run_pg)

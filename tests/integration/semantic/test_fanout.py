@@ -79,7 +79,10 @@ CASES = [
     ),
     (
         "children-grouped-by-each-other",
-        {"measures": ["orders.revenue", "payments.paid_amount"], "dimensions": ["products.category"]},
+        {
+            "measures": ["orders.revenue", "payments.paid_amount"],
+            "dimensions": ["products.category"],
+        },
         """WITH rev AS (
                SELECT category, SUM(amount) AS revenue FROM (
                    SELECT DISTINCT p.category, o.id, o.amount FROM orders o
