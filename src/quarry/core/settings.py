@@ -64,6 +64,33 @@ class Settings(BaseSettings):
     compile_debounce_seconds: float = Field(
         0.5, ge=0, description="Quiet time after a write before the Factory compiles."
     )
+    # -- hostile input: compile isolation and request limits (docs/factory.md) --
+    yaml_max_depth: int = Field(100, ge=1, description="Deepest nesting a YAML file may have.")
+    yaml_max_alias_nodes: int = Field(
+        10_000, ge=0, description="Nodes YAML aliases may add to a file once expanded."
+    )
+    compile_isolation: Literal["process", "inline"] = Field(
+        "process", description="Parse definitions in a limited child process, or inline."
+    )
+    compile_memory_bytes: int = Field(
+        1 << 30, ge=0, description="Address-space cap of the compile process (0: none)."
+    )
+    compile_stack_bytes: int = Field(
+        8 << 20, ge=0, description="Stack cap of the compile process (0: inherited)."
+    )
+    compile_file_timeout_seconds: float = Field(
+        30.0, gt=0, description="Time one definition file may take in the compile process."
+    )
+    request_max_body_bytes: int = Field(
+        1_048_576, gt=0, description="Largest request body (file writes: see file_max_bytes)."
+    )
+    request_max_query_bytes: int = Field(
+        16_384, gt=0, description="Longest query string (app control values travel there)."
+    )
+    run_max_variables: int = Field(100, ge=0, description="Variables one run request may set.")
+    run_variable_max_bytes: int = Field(
+        65_536, gt=0, description="Largest value of one run variable, as JSON."
+    )
     ide_upstream: str | None = Field(None, description="Factory URL a serve replica proxies to.")
     ide_connect_timeout: float = Field(
         5.0, gt=0, description="Seconds the IDE proxy waits to connect to the Factory."

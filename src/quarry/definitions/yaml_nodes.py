@@ -199,11 +199,12 @@ def _check_depth(path: str, text: str, max_depth: int) -> None:
     loader = _Loader(text)
     depth = 0
     try:
-        while (event := loader.get_event()) is not None:
+        while (event := loader.get_event()) is not None:  # type: ignore[no-untyped-call]
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > max_depth:
-                    line, column = event.start_mark.line + 1, event.start_mark.column + 1
+                    mark = event.start_mark
+                    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
                     raise CompileFailed(
                         problems=[Problem(path, line, column, _too_deep(max_depth))]
                     )

@@ -7,6 +7,10 @@ editor files) does not change the revision. ``.git`` and ``.quarry`` are never r
 With a :class:`~quarry.factory.statcache.StatCache`, a file whose stat is unchanged
 keeps its cached hash and is not read at all; bytes are read lazily, only for the
 definitions that must be parsed and the blobs that must be uploaded.
+
+Every file is held to the file API's size caps (:class:`~quarry.factory.files.Limits`)
+however it got into the folder (a git pull, a local edit): an oversized file is a
+problem of that file, decided on its stat, and no read takes more than the cap.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import NamedTuple
 from quarry.core.errors import CompileFailed, Problem
 from quarry.core.hashing import sha256_hex
 from quarry.definitions.kinds import Kind, classify_path
+from quarry.factory.files import Limits
 from quarry.factory.statcache import StatCache, StatKey, stat_key
 
 SKIPPED_DIRS = frozenset({".git", ".quarry", "__pycache__", "node_modules", ".venv"})
@@ -40,6 +45,29 @@ class SourceFile(NamedTuple):
 
 
 _SQL: tuple[str, Kind | None] = ("sql", None)
+
+# The file API's defaults (settings file_max_bytes, dataset_file_max_bytes).
+DEFAULT_LIMITS = Limits(text_bytes=2_000_000, dataset_bytes=50_000_000)
+
+
+def too_large(relpath: str, size: int, limit: int, setting: str) -> Problem:
+    return Problem(
+        relpath, 1, 1, f"the file is {size} bytes; the limit is {limit} bytes ({setting})"
+    )
+
+
+def read_capped(path: Path, relpath: str, limit: int, setting: str = "file_max_bytes") -> bytes:
+    """The bytes of ``path``, or ``CompileFailed`` if it holds more than ``limit``
+    (read at most ``limit + 1`` bytes: a file that grew after its stat is not read
+    whole either)."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise CompileFailed(problems=[too_large(relpath, size, limit, setting)])
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise CompileFailed(problems=[too_large(relpath, len(data), limit, setting)])
+    return data
 
 
 # The kind of a file below the root by the last two extensions of its name
@@ -82,13 +110,33 @@ class Tree:
     all_paths: set[str]
     cache: StatCache | None = None
     file_paths: set[str] = field(default_factory=set)
+    limits: Limits = DEFAULT_LIMITS
+    dataset_dirs: tuple[str, ...] = ()
+    # files left out for their size (a problem each: the compile fails)
+    problems: list[Problem] = field(default_factory=list)
+
+    def cap(self, relpath: str) -> tuple[int, str]:
+        """The size cap of a file and the setting that sets it."""
+        if self.dataset_dirs and relpath.startswith(self.dataset_dirs):
+            return self.limits.dataset_bytes, "dataset_file_max_bytes"
+        return self.limits.text_bytes, "file_max_bytes"
 
     def read(self, relpath: str) -> bytes:
-        """The bytes of a file (read from disk on first use)."""
+        """The bytes of a file (read from disk on first use, never past its cap)."""
         data = self.contents.get(relpath)
         if data is None:
-            data = self.contents[relpath] = (self.root / relpath).read_bytes()
+            limit, setting = self.cap(relpath)
+            data = read_capped(self.root / relpath, relpath, limit, setting)
+            self.contents[relpath] = data
         return data
+
+    def oversized(self, relpath: str, size: int) -> bool:
+        """Whether a file of ``size`` bytes is over its cap (recorded as a problem)."""
+        limit, setting = self.cap(relpath)
+        if size <= limit:
+            return False
+        self.problems.append(too_large(relpath, size, limit, setting))
+        return True
 
     def content(self, f: SourceFile) -> bytes:
         """The bytes ``f.source_hash`` names. A file the stat cache vouched for is read
@@ -106,6 +154,9 @@ class Tree:
         """A file a definition references (an agent's context document) ships too."""
         if relpath in self.file_paths or relpath not in self.all_paths:
             return
+        size = os.stat(self.root / relpath, follow_symlinks=False).st_size
+        if self.oversized(relpath, size):
+            raise CompileFailed(problems=self.problems[-1:])
         self.files.append(_source_file(self, relpath, ("context", None), None))
         self.files.sort(key=lambda f: f.path)
 
@@ -150,10 +201,12 @@ def _walk(tree: Tree, path: str, rel: str, dirs: tuple[str, ...]) -> None:
     files = tree.files
     add_path = tree.all_paths.add
     if cache is None:
-        for relpath, _entry in found:
+        for relpath, entry in found:
             add_path(relpath)
             role = _role(relpath, dirs)
             if role is not None:
+                if tree.oversized(relpath, entry.stat(follow_symlinks=False).st_size):
+                    continue
                 files.append(_source_file(tree, relpath, role, None))
     else:
         # the common case inline (this loop runs once per file of the workspace): an
@@ -161,6 +214,7 @@ def _walk(tree: Tree, path: str, rel: str, dirs: tuple[str, ...]) -> None:
         cached_key, cached_hash, seen = cache.keys.get, cache.hashes, cache.seen
         limit = cache.racy_limit
         add_file = tree.file_paths.add
+        text_cap = min(tree.limits.text_bytes, tree.limits.dataset_bytes)
         for relpath, entry in found:
             add_path(relpath)
             role = _role(relpath, dirs)
@@ -168,6 +222,8 @@ def _walk(tree: Tree, path: str, rel: str, dirs: tuple[str, ...]) -> None:
                 continue
             st = entry.stat(follow_symlinks=False)
             key = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            if key[0] > text_cap and tree.oversized(relpath, key[0]):
+                continue
             if cached_key(relpath) == key and key[1] < limit and key[3] < limit:
                 digest = cached_hash[relpath]
                 seen[relpath] = (key, digest)
@@ -179,12 +235,26 @@ def _walk(tree: Tree, path: str, rel: str, dirs: tuple[str, ...]) -> None:
         _walk(tree, sub, f"{rel}{name}/", dirs)
 
 
-def scan_tree(root: Path, dataset_dirs: list[str], cache: StatCache | None = None) -> Tree:
+def scan_tree(
+    root: Path,
+    dataset_dirs: list[str],
+    cache: StatCache | None = None,
+    limits: Limits | None = None,
+) -> Tree:
     """Every file of the revision with its hash (in ``os.walk`` order: a folder's files,
     then its sub-folders, each sorted), and the paths of every other regular file,
-    which references may name.
+    which references may name. A file over its size cap is left out with a problem
+    in ``tree.problems``.
     """
     dirs = tuple(d.rstrip("/") + "/" for d in dataset_dirs)
-    tree = Tree(root=root, files=[], contents={}, all_paths=set(), cache=cache)
+    tree = Tree(
+        root=root,
+        files=[],
+        contents={},
+        all_paths=set(),
+        cache=cache,
+        limits=limits or DEFAULT_LIMITS,
+        dataset_dirs=dirs,
+    )
     _walk(tree, str(root), "", dirs)
     return tree
