@@ -67,7 +67,7 @@ def _progress(event: dict[str, Any]) -> None:
 def run_locally(settings: Settings, root: Path, target: str, variables: dict[str, Any]) -> int:
     from quarry.api.services import build_services
     from quarry.factory.local import compile_local
-    from quarry.runtime.runs.executor import RunExecutor
+    from quarry.runtime.runs.executor import RunExecutor, RunLimits
     from quarry.runtime.runs.service import RunRequest, create_run
 
     svc = build_services(settings)
@@ -98,6 +98,7 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
         cache,
         export_root=root,
         on_event=_progress,
+        limits=RunLimits.from_settings(settings),
     )
     outcome = executor.execute(run, None)
     with svc.engine.connect() as conn:
@@ -155,6 +156,7 @@ def _worker_http(svc: Any, port: int) -> Any:
         probes={"database": database, "object_store": svc.store.check},
         collectors=[QueueCollector(svc.queue, svc.settings.metrics_cache_seconds)],
         metrics_token=svc.settings.metrics_token,
+        unready_after=svc.settings.queue_unready_after_seconds,
     )
     http.start()
     return http

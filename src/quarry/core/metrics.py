@@ -47,6 +47,12 @@ PROXY_ERRORS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+QUEUE_RECONNECTS = Counter(
+    "quarry_queue_reconnects",
+    "Queue worker connections replaced after a database error left them unusable "
+    "(a restarted server, a terminated backend).",
+    registry=REGISTRY,
+)
 
 # Children that exist from the start, so a dashboard sees zeros rather than gaps.
 for _cls in ("expensive", "cheap", "stream"):

@@ -1,7 +1,10 @@
 """The worker's own small HTTP server: ``/healthz``, ``/readyz`` and ``/metrics``.
 
 A ``quarry worker`` serves no API, but an orchestrator still probes it and Prometheus
-still scrapes it. The standard library's threading server is enough for three
+still scrapes it. ``/readyz`` runs the given probes and also reports the process's
+database loops (the worker, the schedule driver, reapers): one that has failed for
+``unready_after`` seconds without a success makes it 503, naming the loop
+(:mod:`quarry.runtime.queue.health`). The standard library's threading server is enough for three
 read-only endpoints and keeps the worker free of an event loop; it runs on daemon
 threads, so it never holds up the worker's graceful shutdown.
 """
@@ -19,6 +22,7 @@ from typing import Any
 from prometheus_client.registry import Collector
 
 from quarry.fleet.metrics import CONTENT_TYPE, render_metrics
+from quarry.runtime.queue.health import DEFAULT_UNREADY_AFTER, LOOPS
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,10 @@ class WorkerHttp:
         probes: dict[str, Probe],
         collectors: Iterable[Collector],
         metrics_token: str | None = None,
+        unready_after: float = DEFAULT_UNREADY_AFTER,
     ) -> None:
         outer = self
+        self.unready_after = unready_after
         self.health = health
         self.probes = probes
         self.collectors = list(collectors)
@@ -76,6 +82,7 @@ class WorkerHttp:
                     checks[name] = "ok"
                 except Exception as exc:
                     checks[name] = f"failed: {type(exc).__name__}"
+            checks["work_loops"] = LOOPS.check(self.unready_after)
             ready = all(v == "ok" for v in checks.values())
             self._json(request, 200 if ready else 503, {"ready": ready, "checks": checks})
         elif path == "/metrics":

@@ -11,6 +11,11 @@ a tick. The same loop runs the queue's lease reaper (every ``reap_interval``) an
 purges finished tasks older than ``purge_after`` (every ``purge_interval``).
 Exactly-once does not depend on the nodes' clocks agreeing; a node whose clock is
 ahead only fires early.
+
+A failed tick (the database restarting, a deadlock, a lost connection) is retried
+with capped, jittered backoff on fresh pool connections (pre-pinged); ticking longer
+than ``QUARRY_QUEUE_UNREADY_AFTER_SECONDS`` without success makes the node's
+``/readyz`` answer 503 (:mod:`quarry.runtime.queue.health`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from sqlalchemy import Engine
 
 from quarry.core.clock import utcnow
 from quarry.runtime.queue import TaskQueue
+from quarry.runtime.queue.health import LOOPS, LoopHealth
 from quarry.runtime.queue.reaper import reap_once
 from quarry.scheduling.ticks import (
     Clock,
@@ -82,6 +88,7 @@ class Driver:
         self._thread: threading.Thread | None = None
         self._next_reap = 0.0
         self._next_purge = time.monotonic() + purge_interval
+        self.health = LoopHealth(f"driver {self.node}")
 
     @property
     def interval(self) -> float:
@@ -144,17 +151,22 @@ class Driver:
 
     def run(self) -> None:
         log.info("driver %s: ticking every %.3gs", self.node, self._interval)
-        while not self._stop.is_set():
-            try:
-                self.tick()
-                wait = self._sleep_for()
-            except Exception:
-                self.stats.errors += 1
-                log.exception("driver %s: tick failed; retrying next interval", self.node)
-                wait = self._interval
-            self._wake.clear()
-            if wait > 0:
-                self._wake.wait(wait)
+        LOOPS.register(self.health)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.tick()
+                    wait = self._sleep_for()
+                except Exception as exc:
+                    self.stats.errors += 1
+                    wait = min(self._interval, self.health.failed("tick", exc))
+                else:
+                    self.health.succeeded()
+                self._wake.clear()
+                if wait > 0:
+                    self._wake.wait(wait)
+        finally:
+            LOOPS.unregister(self.health)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="quarry-driver", daemon=True)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from quarry import __version__
 from quarry.api.deps import services
 from quarry.fleet.guard import factory_imported
+from quarry.runtime.queue.health import LOOPS
 
 router = APIRouter(tags=["health"])
 
@@ -41,6 +42,9 @@ async def readyz(request: Request, response: Response) -> dict[str, Any]:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"failed: {type(exc).__name__}"
+    # In-process workers and the schedule driver, when this process runs them: one
+    # that cannot recover from a database failure takes the process out (503).
+    checks["work_loops"] = LOOPS.check(svc.settings.queue_unready_after_seconds)
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"ready": ready, "checks": checks}
     proxy = getattr(request.app.state, "ide_proxy", None)

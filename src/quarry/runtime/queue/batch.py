@@ -32,6 +32,11 @@ On a graceful stop the buffer is flushed and tasks claimed but not started are
 released (their attempts not counted); if that last write fails, their leases expire
 and they run again.
 
+A database error costs the statement that hit it: a failed claim-and-complete keeps
+the buffered successes for the next statement, a failed flush is retried with
+backoff, a failed heartbeat is retried soon after (see :class:`Worker`). Each retry is
+fenced by the lease tokens as the first attempt was.
+
 Use it for short tasks. A batch runs sequentially on one worker, so long tasks
 (workflow runs) would wait behind each other while other workers idle.
 """
@@ -71,6 +76,8 @@ class BatchWorker(Worker):
         self._pending: deque[Task] = deque()  # claimed, not started
         self._done: list[tuple[Task, Any]] = []  # finished, success not yet recorded
         self._done_since: float | None = None
+        # After a failed flush: not before this (monotonic) time.
+        self._flush_retry_at: float | None = None
         self._last_beat = time.monotonic()
 
     @property
@@ -81,11 +88,7 @@ class BatchWorker(Worker):
     # -- claiming --------------------------------------------------------------------
 
     def run_one(self) -> bool:
-        try:
-            task = self.claim_next()
-        except Exception:
-            log.exception("worker %s: claim failed", self.owner)
-            return False
+        task = self._claim()  # counts its own claims (several per statement)
         if task is None:
             return False
         self.execute(task)
@@ -111,6 +114,7 @@ class BatchWorker(Worker):
                 self._restore_done(done)
                 raise
             self._recorded(done, completed)
+            self._flush_retry_at = None
             if tasks:
                 self._last_beat = time.monotonic()  # every held lease is fresh now
                 self._next_queue = (self._next_queue + i + 1) % len(self.queues)
@@ -121,17 +125,37 @@ class BatchWorker(Worker):
 
     # -- buffered completions --------------------------------------------------------------
 
-    def _complete(self, task: Task, result: Any) -> None:
+    def _complete(self, task: Task, result: Any, *, retrying: bool = False) -> None:
+        """Buffer the success (never raises for a database error: a failed flush
+        keeps the buffer and is retried with backoff, so the task is buffered once)."""
         self._done.append((task, result))
         if self._done_since is None:
             self._done_since = time.monotonic()
         # With nothing pending, the next claim records the buffer in its statement.
+        due = self._flush_due()
         if (
             self.stopping
             or (self._pending and len(self._done) >= self.batch_size)
-            or (self._pending and time.monotonic() >= self._done_since + self.flush_interval)
+            or (self._pending and due is not None and time.monotonic() >= due)
         ):
+            self._try_flush()
+
+    def _flush_due(self) -> float | None:
+        """When the buffer should be flushed (None: it is empty)."""
+        if self._done_since is None:
+            return None
+        due = self._done_since + self.flush_interval
+        return due if self._flush_retry_at is None else max(due, self._flush_retry_at)
+
+    def _try_flush(self) -> None:
+        try:
             self.flush()
+        except Exception as exc:
+            delay = self.health.failed(f"recording {len(self._done)} successes", exc)
+            self._flush_retry_at = time.monotonic() + delay
+        else:
+            self._flush_retry_at = None
+            self.health.succeeded()
 
     def flush(self) -> None:
         """Record the buffered successes now (one fenced statement)."""
@@ -170,16 +194,12 @@ class BatchWorker(Worker):
         return self._beat(task)
 
     def _chore_due(self) -> float | None:
-        return None if self._done_since is None else self._done_since + self.flush_interval
+        return self._flush_due()
 
     def _chores(self, now: float) -> None:
-        if self._done_since is not None and now >= self._done_since + self.flush_interval:
-            try:
-                self.flush()
-            except Exception:
-                log.exception(
-                    "worker %s: could not record %d successes", self.owner, len(self._done)
-                )
+        due = self._flush_due()
+        if due is not None and now >= due:
+            self._try_flush()
 
     def _beat(self, running: Task | None) -> bool:
         """Extend every held lease in one statement; drop what was lost or cancelled.

@@ -207,22 +207,29 @@ class DrainingWorker(Worker):
         self.drainer.kick(reason)
 
     def _drain_one(self) -> bool:
+        if self._retry_delay is not None and not self.stopping:
+            # The last claim failed (the database is away): back off before the next,
+            # still under the pass's hold -- queued work may be waiting.
+            self._stop.wait(self._retry_delay)
         return not self.stopping and self.run_one()
 
     def _look(self) -> Pending:
         try:
             return look_at_queue(self.queue.engine, self.queues)
-        except Exception:
+        except Exception as exc:
             # Cannot tell: keep the hold and look again shortly.
-            log.warning("drain: looking at the queue failed; retrying", exc_info=True)
-            return Pending(False, time.monotonic() + self.retry_interval)
+            delay = self.health.failed("look at the queue", exc)
+            return Pending(False, time.monotonic() + max(delay, self.retry_interval))
 
     def _peek(self) -> bool:
         try:
-            return look_at_queue(self.queue.engine, self.queues).next_at is not None
-        except Exception:
-            log.warning("drain: peek failed", exc_info=True)
+            found = look_at_queue(self.queue.engine, self.queues).next_at is not None
+        except Exception as exc:
+            self.health.failed("peek at the queue", exc)
             return False
+        # Idle, and the database answers: whatever failed before has passed.
+        self.health.succeeded()
+        return found
 
     def _loop(self) -> None:
         with closing(self.drainer.steps()) as steps:

@@ -10,6 +10,7 @@ claimer, the claim moves on to the next tenant in that order (``SKIP LOCKED``).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from psycopg import pq
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, TextClause
 
+from quarry.core.metrics import QUEUE_RECONNECTS
 from quarry.runtime.queue.base import (
     DEFAULT_QUEUE,
     Enqueued,
@@ -38,6 +40,9 @@ from quarry.runtime.queue.base import (
 from quarry.store.queries import query, sql_text
 
 SQL_FILE = "queue_postgres.sql"
+IDLE = pq.TransactionStatus.IDLE
+
+log = logging.getLogger(__name__)
 
 
 def q(name: str) -> TextClause:
@@ -82,33 +87,78 @@ class PostgresQueue(TaskQueue):
         Postgres crash may forget the last fraction of a second of them, which only
         re-runs those tasks (their leases expire, as after any crash). Enqueues never
         run on such a connection, so no task is lost; a handler's checkpoints use
-        their own, synchronous transactions."""
-        if getattr(self._pinned, "conn", None) is not None:
+        their own, synchronous transactions.
+
+        The connection is opened on first use and replaced after a failure that
+        leaves it unusable (see :meth:`_after_error`): a restarted server, a
+        terminated backend or a network cut costs the statement that hit it, never
+        the worker (the caller retries with backoff; the next use reconnects)."""
+        if getattr(self._pinned, "active", False):
             yield
             return
-        with self._auto.connect() as conn:
-            if async_commit:
-                conn.exec_driver_sql("SET synchronous_commit = off")
-            self._pinned.conn = conn
-            self._pinned.async_commit = async_commit
+        self._pinned.active = True
+        self._pinned.async_commit = async_commit
+        self._pinned.conn = None
+        self._pinned.lost = False
+        try:
             try:
-                yield
-            finally:
-                self._pinned.conn = None
-                self._pinned.async_commit = False
-                if async_commit:
-                    conn.exec_driver_sql("RESET synchronous_commit")
+                self._held()
+            except Exception:
+                # The database is away: the first operation will try again.
+                log.warning("queue: could not open the pinned connection yet", exc_info=True)
+            yield
+        finally:
+            held: Connection | None = self._pinned.conn
+            self._pinned.active = False
+            self._pinned.conn = None
+            if held is not None:
+                _close_pinned(held, reset=async_commit)
+
+    def _held(self) -> Connection:
+        """This thread's pinned connection, opened (again) if there is none."""
+        held: Connection | None = self._pinned.conn
+        if held is not None:
+            return held
+        held = self._auto.connect()
+        try:
+            if self._pinned.async_commit:
+                held.exec_driver_sql("SET synchronous_commit = off")
+        except BaseException:
+            _discard(held)
+            raise
+        self._pinned.conn = held
+        if self._pinned.lost:
+            self._pinned.lost = False
+            QUEUE_RECONNECTS.inc()
+            log.warning("queue: reconnected the pinned connection")
+        return held
+
+    def _after_error(self, held: Connection) -> None:
+        """After a statement on the pinned connection raised: keep the connection if
+        it is still usable (a deadlock or serialization failure in autocommit leaves
+        it idle), else discard it so the next operation reconnects. Never leaves it
+        half-open: that is what used to wedge a worker on PendingRollbackError."""
+        try:
+            raw = cast(psycopg.Connection[Any], held.connection.driver_connection)
+            if not raw.closed and not raw.broken and raw.info.transaction_status == IDLE:
+                return
+        except Exception:
+            log.debug("queue: inspecting the pinned connection failed", exc_info=True)
+        self._pinned.conn = None
+        self._pinned.lost = True
+        _discard(held)
 
     def _rows(self, name: str, params: dict[str, Any], *, durable: bool = False) -> list[Row]:
         """Run one named statement in autocommit; its rows as mappings. ``durable``
         statements never run on an asynchronously committing pinned connection."""
-        held: Connection | None = getattr(self._pinned, "conn", None)
-        if held is not None and durable and getattr(self._pinned, "async_commit", False):
-            held = None
-        if held is None:
+        pinned = getattr(self._pinned, "active", False)
+        if pinned and durable and self._pinned.async_commit:
+            pinned = False
+        if not pinned:
             with self._auto.connect() as conn:
                 result = conn.execute(q(name), params)
                 return [cast(Row, r._mapping) for r in result] if result.returns_rows else []
+        held = self._held()
         raw = cast(psycopg.Connection[Any], held.connection.driver_connection)
         try:
             with raw.cursor(row_factory=dict_row) as cur:
@@ -117,8 +167,8 @@ class PostgresQueue(TaskQueue):
                 res = cur.pgresult
                 returned = res is not None and res.status == pq.ExecStatus.TUPLES_OK
                 return list(cur.fetchall()) if returned else []
-        except psycopg.OperationalError:
-            held.invalidate()  # the next use reconnects
+        except BaseException:
+            self._after_error(held)
             raise
 
     def _one(self, name: str, params: dict[str, Any], *, durable: bool = False) -> Row | None:
@@ -339,6 +389,29 @@ class PostgresQueue(TaskQueue):
 
     def fence(self, conn: Connection, task: Task) -> None:
         fence_postgres(conn, task)
+
+
+def _discard(conn: Connection) -> None:
+    """Drop a connection that may be broken: invalidated (the pool will not reuse
+    it), then closed; neither step may raise."""
+    try:
+        conn.invalidate()
+    except Exception:
+        log.debug("queue: invalidating a broken connection failed", exc_info=True)
+    try:
+        conn.close()
+    except Exception:
+        log.debug("queue: closing a broken connection failed", exc_info=True)
+
+
+def _close_pinned(conn: Connection, *, reset: bool) -> None:
+    """Give the pinned connection back to the pool as it was taken (or drop it)."""
+    try:
+        if reset:
+            conn.exec_driver_sql("RESET synchronous_commit")
+        conn.close()
+    except Exception:
+        _discard(conn)
 
 
 def _key(params: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import logging
 import threading
 
 from quarry.runtime.queue.base import Reaped, TaskQueue
+from quarry.runtime.queue.health import LOOPS, LoopHealth
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,28 @@ class Reaper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reaped = 0
+        self.health = LoopHealth("reaper")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="quarry-reaper", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.reaped += len(reap_once(self.queue))
-            except Exception:
-                log.exception("reaper: pass failed; retrying next interval")
-            self._stop.wait(self.interval)
+        LOOPS.register(self.health)
+        try:
+            while not self._stop.is_set():
+                wait = self.interval
+                try:
+                    self.reaped += len(reap_once(self.queue))
+                except Exception as exc:
+                    # Back off (capped well below a lease) rather than wait a whole
+                    # interval: leases keep expiring while the database is away.
+                    wait = min(self.interval, self.health.failed("reap", exc))
+                else:
+                    self.health.succeeded()
+                self._stop.wait(wait)
+        finally:
+            LOOPS.unregister(self.health)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

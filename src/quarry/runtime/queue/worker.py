@@ -16,6 +16,14 @@
 - ``request_stop()`` (SIGTERM/SIGINT when installed) is graceful: no new claims; the
   task in flight may finish within ``shutdown_grace`` seconds, else it is released
   back to the queue (its attempt not counted) and the worker exits.
+- A database error never wedges the loop (docs/queue.md "When the database fails"):
+  the statement that hit it fails, a connection it left unusable is discarded (the
+  next statement reconnects), and the loop retries with capped, jittered backoff
+  (:class:`~quarry.runtime.queue.health.LoopHealth`) -- the claim, a heartbeat, and
+  the recording of a finished task's outcome alike. Retried writes are fenced by the
+  lease token as the first attempt was, so a task whose lease was lost meanwhile is
+  refused, never completed by its stale owner. A worker failing for longer than the
+  readiness threshold makes its process's ``/readyz`` answer 503.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from quarry.runtime.queue.base import (
     Task,
     TaskQueue,
 )
+from quarry.runtime.queue.health import LOOPS, LoopHealth
 from quarry.runtime.queue.reaper import Reaper
 
 log = logging.getLogger(__name__)
@@ -171,6 +180,9 @@ class Worker:
         self._prefetched: Task | None = None
         self._runner = _Runner()
         self.async_commit = async_commit
+        self.health = LoopHealth(f"worker {self.owner}")
+        # Set after a failed claim: how long to back off before the next one.
+        self._retry_delay: float | None = None
 
     # -- control -----------------------------------------------------------------
 
@@ -207,6 +219,7 @@ class Worker:
         return self.notifier is None or self.notifier.ready.wait(timeout)
 
     def run(self, *, on_ready: Callable[[], None] | None = None) -> WorkerStats:
+        LOOPS.register(self.health)
         self.start_background()
         try:
             self.wait_ready()
@@ -216,6 +229,7 @@ class Worker:
                 self._loop()
                 self.release_held()
         finally:
+            LOOPS.unregister(self.health)
             if self.notifier is not None:
                 self.notifier.stop()
             if self.reaper is not None:
@@ -227,7 +241,11 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()
             if not self.run_one():
-                self._wake.wait(self.poll_interval)
+                # Idle: wait for a wake-up or the poll; after a failed claim, back off
+                # (a NOTIFY still cuts it short: the listener reconnecting means the
+                # database is back).
+                pause = self.poll_interval if self._retry_delay is None else self._retry_delay
+                self._wake.wait(pause)
 
     def drain(self) -> WorkerStats:
         """Run tasks until none is eligible, then return (no listening, no reaper)."""
@@ -258,19 +276,27 @@ class Worker:
         return None
 
     def run_one(self) -> bool:
-        """Claim and execute one task; False when nothing was eligible."""
+        """Claim and execute one task; False when nothing was eligible (or the claim
+        failed: ``_retry_delay`` then says how long to back off)."""
         prefetched = self._prefetched is not None
-        try:
-            task = self.claim_next()
-        except Exception:
-            log.exception("worker %s: claim failed", self.owner)
-            return False
+        task = self._claim()
         if task is None:
             return False
         if not prefetched:
             self.stats.claimed += 1
         self.execute(task)
         return True
+
+    def _claim(self) -> Task | None:
+        """``claim_next`` with the failure streak kept: a failure returns None."""
+        try:
+            task = self.claim_next()
+        except Exception as exc:
+            self._retry_delay = self.health.failed("claim", exc)
+            return None
+        self._retry_delay = None
+        self.health.succeeded()
+        return task
 
     def execute(self, task: Task) -> None:
         outcome: dict[str, Any] = {}
@@ -320,9 +346,13 @@ class Worker:
                     self._lost(task, "heartbeat")
                     done.wait()  # the handler's writes are fenced; let it finish
                     return
-                except Exception:
-                    log.warning("worker %s: heartbeat failed for task %d", self.owner, task.id)
+                except Exception as exc:
+                    # Retried soon (the next statement reconnects), not a third of a
+                    # lease later: the lease may run out meanwhile.
+                    retry = self.health.failed(f"heartbeat of task {task.id}", exc)
+                    next_beat = now + min(retry, interval)
                     continue
+                self.health.succeeded()
                 if cancel_requested:
                     task.stop_event.set()
         self._settle(task, outcome, cancel_requested)
@@ -345,38 +375,75 @@ class Worker:
         """Work the loop does while a handler runs (nothing here)."""
 
     def _settle(self, task: Task, outcome: dict[str, Any], cancel_requested: bool) -> None:
-        error = outcome.get("error")
-        try:
-            if error is None:
-                self._complete(task, outcome.get("result"))
-            elif isinstance(error, TaskCancelled) or (
-                cancel_requested and task.stop_event.is_set()
-            ):
-                self.queue.acknowledge_cancel(task, f"cancelled: {error}")
-                self.stats.cancelled += 1
-            else:
-                retry = not isinstance(error, PermanentFailure)
-                settled = self.queue.fail(task, f"{type(error).__name__}: {error}", retry=retry)
-                if settled.state == "queued":
-                    self.stats.retried += 1
-                elif settled.state == "cancelled":
-                    self.stats.cancelled += 1
-                else:
-                    self.stats.failed += 1
-                log.info(
-                    "worker %s: task %d raised %s -> %s",
-                    self.owner,
-                    task.id,
-                    type(error).__name__,
-                    settled.state,
-                )
-        except LeaseLost:
-            self._lost(task, "settle")
-        except Exception:
-            log.exception("worker %s: could not record the outcome of task %d", self.owner, task.id)
+        """Record the outcome; a database error retries it with backoff (each retry
+        fenced by the lease token) until it is written, the lease is found lost, or a
+        stopping worker's grace runs out (the lease then expires and the task runs
+        again)."""
+        retrying = False
+        while True:
+            try:
+                self._record(task, outcome, cancel_requested, retrying=retrying)
+            except LeaseLost:
+                self._lost(task, "settle")
+                return
+            except Exception as exc:
+                delay = self.health.failed(f"recording the outcome of task {task.id}", exc)
+                if not self._wait_to_retry(delay):
+                    log.error(
+                        "worker %s: gave up recording the outcome of task %d at shutdown; "
+                        "its lease will expire and it will run again",
+                        self.owner,
+                        task.id,
+                    )
+                    return
+                retrying = True
+                continue
+            self.health.succeeded()
+            return
 
-    def _complete(self, task: Task, result: Any) -> None:
-        if self.stopping:
+    def _wait_to_retry(self, delay: float) -> bool:
+        """Wait ``delay`` before retrying a write; False once a stopping worker's
+        grace has run out (nothing more may be written)."""
+        if self._stop_deadline is not None:
+            left = self._stop_deadline - time.monotonic()
+            if left <= 0:
+                return False
+            delay = min(delay, left)
+        time.sleep(delay)
+        return True
+
+    def _record(
+        self, task: Task, outcome: dict[str, Any], cancel_requested: bool, *, retrying: bool
+    ) -> None:
+        error = outcome.get("error")
+        if error is None:
+            self._complete(task, outcome.get("result"), retrying=retrying)
+            return
+        if isinstance(error, TaskCancelled) or (cancel_requested and task.stop_event.is_set()):
+            self.queue.acknowledge_cancel(task, f"cancelled: {error}")
+            self.stats.cancelled += 1
+            return
+        retry = not isinstance(error, PermanentFailure)
+        settled = self.queue.fail(task, f"{type(error).__name__}: {error}", retry=retry)
+        if settled.state == "queued":
+            self.stats.retried += 1
+        elif settled.state == "cancelled":
+            self.stats.cancelled += 1
+        else:
+            self.stats.failed += 1
+        log.info(
+            "worker %s: task %d raised %s -> %s",
+            self.owner,
+            task.id,
+            type(error).__name__,
+            settled.state,
+        )
+
+    def _complete(self, task: Task, result: Any, *, retrying: bool = False) -> None:
+        """Record success. A retry after a failed attempt completes only: the failed
+        attempt may have claimed a next task we never saw (its lease expires and the
+        reaper re-queues it), and a retry should not risk that again."""
+        if self.stopping or retrying:
             self.queue.complete(task, result)
             self.stats.succeeded += 1
             return
