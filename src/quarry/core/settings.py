@@ -151,15 +151,6 @@ class Settings(BaseSettings):
         "another node promoted a new one.",
     )
     definition_cache_size: int = Field(4096, ge=0, description="Definitions kept in memory.")
-    semantic_cache_ttl: float = Field(
-        300.0,
-        ge=0,
-        description="Seconds a semantic query answer is shared from the object store "
-        "(0: every request runs its query).",
-    )
-    semantic_max_body: int = Field(
-        65536, ge=1024, description="Largest semantic query request body, in bytes."
-    )
     worker_lease_seconds: float = Field(
         30.0, gt=0, description="A claimed task's lease; heartbeats extend it every third."
     )
@@ -171,17 +162,6 @@ class Settings(BaseSettings):
         gt=0,
         description="/readyz answers 503 once a worker's claims (or the driver's ticks) "
         "have failed without a success for this long.",
-    )
-    step_timeout_seconds: float = Field(
-        3600.0,
-        ge=0,
-        description="Default limit on one SQL/formatter step of a run (a task's timeout: "
-        "overrides it); 0: none.",
-    )
-    run_deadline_seconds: float = Field(
-        86400.0,
-        ge=0,
-        description="A run fails if it has not finished this long after it was created; 0: none.",
     )
     access_log: bool = Field(
         False, description="Log every HTTP request (uvicorn's access log); costly on hot reads."
