@@ -13,7 +13,7 @@ from rich.console import Console
 import quarry.cli_schedules
 import quarry.cli_workspaces
 from quarry import cli_fleet, cli_runs, cli_tokens
-from quarry.core.errors import CompileFailed, ConfigurationError, QuarryError
+from quarry.core.errors import CompileFailed, ConfigurationError, Problem, QuarryError
 from quarry.core.logs import configure_logging
 from quarry.core.settings import Role, Settings, load_settings
 
@@ -42,7 +42,12 @@ def _fail(exc: QuarryError) -> typer.Exit:
     if isinstance(exc, CompileFailed):
         for problem in exc.problems:
             out.print(str(problem), markup=False, highlight=False)
-        console.print(f"[red]compile failed:[/red] {len(exc.problems)} problem(s)")
+        errors = sum(1 for p in exc.problems if not p.is_warning)
+        warnings = len(exc.problems) - errors
+        console.print(
+            f"[red]compile failed:[/red] {errors} error(s)"
+            + (f", {warnings} warning(s)" if warnings else "")
+        )
     else:
         console.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
     return typer.Exit(1)
@@ -73,18 +78,29 @@ def compile_cmd(
         bool, typer.Option("--check", help="Validate only: store and promote nothing.")
     ] = False,
     name: Annotated[str | None, typer.Option(help="Workspace name (default: folder name).")] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Treat warnings (keys and files Oxy would ignore) as errors."
+        ),
+    ] = False,
 ) -> None:
-    """Compile a workspace into a revision and promote it; errors as file:line:col."""
+    """Compile a workspace into a revision and promote it; problems as file:line:col.
+
+    Warnings (what Oxy ignores: unknown keys where Oxy allows them, file kinds Quarry
+    does not read yet) are printed but do not stop the compile unless ``--strict``.
+    """
     from quarry.factory.compiler import analyze
 
     root = (path or Path.cwd()).resolve()
     settings = _settings(root)
     try:
         if check:
-            analysis = analyze(root)
+            analysis = analyze(root, strict=strict)
+            _print_problems(analysis.warnings)
             out.print(
                 f"ok: {len(analysis.definitions)} definitions, {len(analysis.files)} files, "
-                f"revision {analysis.revision_id}"
+                f"revision {analysis.revision_id}" + _warning_count(analysis.warnings)
             )
             return
         from quarry.api.services import build_services
@@ -92,15 +108,33 @@ def compile_cmd(
 
         svc = build_services(settings)
         result = compile_local(
-            svc.engine, svc.store, settings.tenant, root, name, data_dir=settings.data_dir
+            svc.engine,
+            svc.store,
+            settings.tenant,
+            root,
+            name,
+            data_dir=settings.data_dir,
+            strict=strict,
         )
     except QuarryError as exc:
         raise _fail(exc) from exc
+    _print_problems(result.problems)
     state = "unchanged" if result.unchanged else ("promoted" if result.promoted else "stored")
     out.print(
         f"{state}: {result.workspace} @ {result.revision_id} ({result.definitions} definitions, "
         f"{result.blobs_uploaded} blobs uploaded, {result.seconds:.2f}s)"
+        + _warning_count(result.problems)
     )
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        out.print(str(problem), markup=False, highlight=False)
+
+
+def _warning_count(warnings: list[Problem]) -> str:
+    count = len(warnings)
+    return f"; {count} warning{'s' if count != 1 else ''}" if count else ""
 
 
 def _serve(settings: Settings, root: Path | None, name: str | None) -> None:

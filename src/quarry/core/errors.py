@@ -68,17 +68,35 @@ class ReadOnlyViolation(QuarryError):
     code = "super_read_only"
 
 
+ERROR = "error"
+WARNING = "warning"
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One finding about a workspace file, positioned for an editor (1-based)."""
+    """One finding about a workspace file, positioned for an editor (1-based).
+
+    ``severity`` is ``"error"`` (the file cannot be used) or ``"warning"`` (it is
+    used, but something in it is ignored, as Oxy ignores it); warnings never block
+    a promotion unless the compile is strict.
+    """
 
     path: str
     line: int
     column: int
     message: str
+    severity: str = ERROR
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity == WARNING
+
+    def as_error(self) -> Problem:
+        return Problem(self.path, self.line, self.column, self.message, ERROR)
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}: {self.message}"
+        marker = "warning: " if self.severity == WARNING else ""
+        return f"{self.path}:{self.line}:{self.column}: {marker}{self.message}"
 
 
 @dataclass

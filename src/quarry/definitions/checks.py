@@ -1,18 +1,22 @@
-"""Rules the schemas cannot express: names that must be unique within a file.
+"""Rules the schemas cannot express: names that must be unique within a file, and
+display blocks that must draw a task of their app.
 
 Duplicates are legal to pydantic but make the file ambiguous (which ``local``
-database? which task's output does ``{{ load }}`` mean?), so they are errors.
+database? which task's output does ``{{ load }}`` mean?), so they are errors. A
+display block's ``data`` naming no task of the app is an error in Oxy too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 from yaml.nodes import Node
 
 from quarry.core.errors import Problem
-from quarry.definitions.models.app import AppConfig
+from quarry.definitions.models.app import DATA_DISPLAYS, AppConfig, RowDisplay
+from quarry.definitions.models.common import close_match
 from quarry.definitions.models.config import WorkspaceConfig
 from quarry.definitions.models.semantic import ViewConfig
 from quarry.definitions.models.tasks import ConditionalTask, LoopSequentialTask, Task
@@ -37,7 +41,32 @@ def unique_name_problems(path: str, root: Node, model: BaseModel) -> list[Proble
         fields = _named((d.name for d in model.dimensions), ("dimensions",))
         fields += _named((m.name for m in model.measures or []), ("measures",))
         scopes.append(("field", fields))
-    return [problem for scope in scopes for problem in _duplicates(path, root, scope)]
+    problems = [problem for scope in scopes for problem in _duplicates(path, root, scope)]
+    if isinstance(model, AppConfig):
+        problems += _display_data_problems(path, root, model)
+    return problems
+
+
+def _display_data_problems(path: str, root: Node, app: AppConfig) -> list[Problem]:
+    """Oxy's rule: ``data`` names a task of the app (``task.sub`` checks ``task``,
+    the part inside a sub-workflow can only be known at run time)."""
+    tasks = sorted({task.name for task in app.tasks})
+
+    def walk(blocks: Sequence[Any], base: Loc) -> Iterator[Problem]:
+        for i, block in enumerate(blocks):
+            if isinstance(block, RowDisplay):
+                yield from walk(block.children, (*base, i, "children"))
+            elif isinstance(block, DATA_DISPLAYS) and block.data.split(".", 1)[0] not in tasks:
+                line, column = position(locate(root, (*base, i, "data")).node)
+                hint = close_match(block.data.split(".", 1)[0], tasks)
+                listed = ", ".join(tasks) or "none"
+                message = (
+                    f"display block draws task '{block.data}', which this app does not "
+                    f"define (its tasks: {listed}){hint}"
+                )
+                yield Problem(path, line, column, message)
+
+    return list(walk(app.display, ("display",)))
 
 
 def _named(names: Iterable[str], base: Loc) -> list[tuple[str, Loc]]:

@@ -8,6 +8,7 @@ through the YAML node tree and reworded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from quarry.core.errors import Problem
-from quarry.definitions.models.common import UNSUPPORTED_TYPE
+from quarry.definitions.models.common import UNSUPPORTED_TYPE, Strict, close_match
 from quarry.definitions.yaml_nodes import find_key, locate, position
 
 _INPUT_SHOULD_BE = "input should be "
@@ -51,7 +52,9 @@ def _describe(root: Node, error: ErrorDetails) -> tuple[int, int, str, str]:
 
     if kind == "extra_forbidden":
         line, column = position(where.key or node)
-        return line, column, "", f"unknown field '{loc[-1]}'"
+        parent = locate(root, loc[:-1]).node
+        hint = close_match(str(loc[-1]), strict_keys(parent, str(loc[-1])))
+        return line, column, "", f"unknown field '{loc[-1]}'{hint}"
     if kind == "invalid_key":
         # pydantic's loc for a non-text key is unreliable (True shows as 1); the
         # input is the key itself.
@@ -88,7 +91,7 @@ def _describe(root: Node, error: ErrorDetails) -> tuple[int, int, str, str]:
 
 def _unsupported(node: Node, value: Any, ctx: dict[str, Any]) -> tuple[int, int, str, str]:
     label = str(ctx.get("label", "type"))
-    supported = ctx.get("supported", "")
+    supported = str(ctx.get("supported", ""))
     line, column = position(node)
     if not isinstance(value, dict):
         noun = label.rsplit(" ", 1)[0]
@@ -99,7 +102,38 @@ def _unsupported(node: Node, value: Any, ctx: dict[str, Any]) -> tuple[int, int,
     tag = value["type"]
     if not isinstance(tag, str):
         return line, column, "", "'type' must be text"
-    return line, column, "", f"{label} '{tag}' is not supported yet (supported: {supported})"
+    hint = close_match(tag, supported.split(", "))
+    return line, column, "", f"unknown {label} '{tag}'{hint} (expected one of: {supported})"
+
+
+def strict_keys(mapping: Node, unknown: str) -> list[str]:
+    """The keys of the strict model a mapping was most likely meant to be.
+
+    pydantic names the unknown key but not the model that refused it; the model is
+    the strict one whose keys include the most of the mapping's other keys.
+    """
+    present = set()
+    if isinstance(mapping, MappingNode):
+        present = {k.value for k, _ in mapping.value if isinstance(k, ScalarNode)} - {unknown}
+    best: list[str] = []
+    best_score = -1
+    for model in _strict_models():
+        keys = [field.alias or name for name, field in model.model_fields.items()]
+        score = len(present & set(keys))
+        if score > best_score:
+            best, best_score = keys, score
+    return best
+
+
+@functools.cache
+def _strict_models() -> tuple[type[Strict], ...]:
+    found: list[type[Strict]] = []
+    stack: list[type[Strict]] = [Strict]
+    while stack:
+        model = stack.pop()
+        found.extend(model.__subclasses__())
+        stack.extend(model.__subclasses__())
+    return tuple(sorted(set(found), key=lambda m: m.__qualname__))
 
 
 def _key_node(node: Node, key: object) -> ScalarNode | None:

@@ -80,3 +80,34 @@ def definition_name(relpath: str, kind: Kind) -> str:
     if found is None or found[1] is not kind:
         raise ValueError(f"{relpath!r} is not a {kind} file")
     return relpath[: -len(found[0])]
+
+
+# Oxy file kinds Quarry does not read yet, by how their path ends (or begins).
+_UNREAD_SUFFIXES = (
+    (".aw.yml", "an Oxy agentic workflow (.aw.yml)"),
+    (".aw.yaml", "an Oxy agentic workflow (.aw.yml)"),
+    (".test.yml", "an Oxy test file (.test.yml)"),
+    (".test.yaml", "an Oxy test file (.test.yml)"),
+)
+# Folders whose files Oxy reads as one thing: reported once per folder.
+_UNREAD_FOLDERS = (
+    (".databases/", "Oxy's database schema files (.databases/, written by `oxy sync`)"),
+    ("modeling/", "an airform/dbt modeling project (modeling/)"),
+)
+
+
+def unread_kind(relpath: str) -> tuple[str, str] | None:
+    """(where, what) for a file of an Oxy kind Quarry does not read yet, else None.
+
+    ``where`` is the file itself, or the folder when the whole folder is one thing
+    (so a folder of 500 schema files is one warning, not 500). Such files are
+    listed with a warning rather than skipped silently.
+    """
+    for folder, what in _UNREAD_FOLDERS:
+        if relpath.startswith(folder) and relpath.endswith(_EXTENSIONS):
+            return folder, what
+    basename = relpath.rsplit("/", 1)[-1]
+    for suffix, what in _UNREAD_SUFFIXES:
+        if basename.endswith(suffix) and len(basename) > len(suffix):
+            return relpath, what
+    return None

@@ -17,6 +17,7 @@ from quarry.definitions.checks import unique_name_problems
 from quarry.definitions.errors import validation_problems
 from quarry.definitions.extract import extract_refs
 from quarry.definitions.kinds import Kind, classify_path, definition_name
+from quarry.definitions.leniency import model_warnings
 from quarry.definitions.models.agent import AgentConfig
 from quarry.definitions.models.agentic import AgenticConfig
 from quarry.definitions.models.app import AppConfig
@@ -71,6 +72,8 @@ class ParsedDefinition:
     model: BaseModel
     body: dict[str, Any]
     refs: tuple[Ref, ...]
+    # What the file holds that is ignored, as Oxy ignores it (severity "warning").
+    warnings: tuple[Problem, ...] = ()
 
 
 def parse_definition(
@@ -92,10 +95,12 @@ def parse_definition(
         model = _ADAPTERS[kind].validate_python(document.value)
     except ValidationError as exc:
         problems += validation_problems(path, document.root, exc.errors())
+    warnings: list[Problem] = []
     if model is not None:
         problems += unique_name_problems(path, document.root, model)
+        warnings = model_warnings(path, document.root, model)
     if problems or model is None:
-        raise CompileFailed(problems=sorted(set(problems)))
+        raise CompileFailed(problems=sorted(set(problems + warnings)))
 
     refs = []
     for ref_kind, target, loc in extract_refs(path, model):
@@ -115,6 +120,7 @@ def parse_definition(
         model=model,
         body=_body(model),
         refs=tuple(refs),
+        warnings=tuple(warnings),
     )
 
 

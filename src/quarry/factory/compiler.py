@@ -5,6 +5,11 @@ the folder and validates everything (reusing the previous revision's parse of an
 file whose bytes did not change, which is what makes a one-file recompile of a large
 workspace cheap), and ``publish`` uploads new blobs, stores the revision and
 promotes it with a compare-and-swap.
+
+Definition files are parsed by a :class:`~quarry.factory.isolation.Parser`: in a
+compile process with memory, stack and time limits (a poison file fails its own
+parse, never the Factory) and under the YAML limits; no file over the file API's
+size caps is read (:class:`~quarry.factory.isolation.CompileLimits`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +25,16 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from quarry.core.clock import utcnow
-from quarry.core.errors import CompileFailed, Problem
+from quarry.core.errors import WARNING, CompileFailed, Problem
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.core.metrics import COMPILE_DURATION
-from quarry.definitions.kinds import Kind
-from quarry.definitions.parse import config_names, dataset_dirs, parse_definition
+from quarry.definitions.config_salvage import ConfigFacts, facts_of, salvage
+from quarry.definitions.kinds import Kind, unread_kind
 from quarry.definitions.references import Ref, ReferenceIndex, check_references
 from quarry.factory import prior, statcache
 from quarry.factory.gitinfo import GitInfo, read_git_info
-from quarry.factory.scan import SourceFile, Tree, scan_tree
+from quarry.factory.isolation import CompileLimits, Parser
+from quarry.factory.scan import DEFAULT_LIMITS, SourceFile, Tree, read_capped, scan_tree
 from quarry.scheduling.sync import sync_triggers
 from quarry.store import revisions as rq
 from quarry.store import workspaces as wq
@@ -57,6 +63,8 @@ class Analysis:
     base_revision: str | None = None
     # the blob hashes of ``base_revision``'s files, when the stat cache knew them
     base_blobs: set[str] | None = None
+    # what the files parsed by this analysis hold that is ignored, as Oxy ignores it
+    warnings: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -83,11 +91,11 @@ def _revision_id(files: list[SourceFile]) -> str:
     return short_id(sha256_hex(canonical_json(manifest)))
 
 
-def _read_config(root: Path) -> tuple[str, bytes]:
+def _read_config(root: Path, limit: int = DEFAULT_LIMITS.text_bytes) -> tuple[str, bytes]:
     for name in CONFIG_FILES:
         candidate = root / name
         if candidate.is_file() and not candidate.is_symlink():
-            return name, candidate.read_bytes()
+            return name, read_capped(candidate, name, limit)
     raise CompileFailed(
         problems=[Problem("config.yml", 1, 1, "config.yml is missing at the workspace root")]
     )
@@ -99,6 +107,8 @@ def analyze(
     *,
     stat_cache: Path | None = None,
     known_revision: str | None = None,
+    strict: bool = False,
+    limits: CompileLimits | None = None,
 ) -> Analysis:
     """Validate a working copy completely; raises ``CompileFailed`` with every problem.
 
@@ -107,22 +117,42 @@ def analyze(
     :mod:`quarry.factory.statcache`). When that cache describes ``known_revision``
     itself, the definitions come from it and ``known`` is consulted only for the
     stored references a full reference check needs.
+
+    Every problem of every file is collected before failing, a broken config.yml
+    included (the rest is checked against what could be read of it). Warnings
+    (what Oxy would ignore) do not fail the analysis unless ``strict``; they are
+    reported for the files parsed by this analysis (all of them without ``known``).
+    ``limits``: what files may cost and where they are parsed (default: the
+    settings' defaults).
     """
     root = root.resolve()
     if not root.is_dir():
         raise CompileFailed(problems=[Problem(str(root), 1, 1, "workspace folder not found")])
-    config_path, config_bytes = _read_config(root)
-    config = parse_definition(config_path, config_bytes)
-    databases, models = config_names(config.model)  # type: ignore[arg-type]
+    limits = limits or CompileLimits()
+    with Parser(limits) as parser:
+        return _analyze(root, known, stat_cache, known_revision, strict, limits, parser)
+
+
+def _analyze(
+    root: Path,
+    known: Known | Callable[[], Known] | None,
+    stat_cache: Path | None,
+    known_revision: str | None,
+    strict: bool,
+    limits: CompileLimits,
+    parser: Parser,
+) -> Analysis:
+    problems: list[Problem] = []
+    facts = _config_facts(root, problems, parser, limits.file_bytes)
     cache = statcache.load(stat_cache, root)
-    tree = scan_tree(root, dataset_dirs(config.model), cache)  # type: ignore[arg-type]
+    tree = scan_tree(root, facts.dataset_dirs, cache, limits.file_caps)
+    problems.extend(tree.problems)
     cached = cache.revision_facts(known_revision) if cache is not None else None
     if cached is not None:
         priors = prior.from_cache(cached)
     else:
         priors = prior.from_known((known() if callable(known) else known) or {})
 
-    problems: list[Problem] = []
     rows: list[rq.DefinitionRow] = []
     refs_by_path: dict[str, list[Ref]] = {}
     targets: dict[str, list[str]] = {}  # path -> the files its refs name
@@ -131,6 +161,7 @@ def analyze(
     new_bodies: dict[str, tuple[str, str]] = {}
     parsed = reused = 0
     known_rows = priors.rows
+    parser.prefetch(_changed(tree, known_rows))  # one batch to the compile process
     for f in tree.files:
         if f.kind is None:
             continue
@@ -141,18 +172,20 @@ def analyze(
             reused += 1
             continue
         try:
-            row, refs = _parse(tree, f, new_bodies)
+            row, refs, found_warnings = _parse(tree, f, new_bodies, parser)
         except CompileFailed as failed:
             problems.extend(failed.problems)
             continue
+        problems.extend(found_warnings)
         parsed += 1
         rows.append(row)
         refs_by_path[f.path] = refs
 
+    problems.extend(_unread_files(tree.all_paths))
     index = ReferenceIndex(
         paths=tree.all_paths,
-        databases=databases,
-        models=models,
+        databases=facts.databases or set(),
+        models=facts.models or set(),
         views={r.name for r in rows if r.kind == Kind.VIEW},
         topics={r.name for r in rows if r.kind == Kind.TOPIC},
     )
@@ -170,14 +203,19 @@ def analyze(
         refs_by_path.update(stored)
         for path in missing:  # the cache knew a definition the database does not
             refs_by_path[path] = _parse(
-                tree, next(f for f in tree.files if f.path == path), new_bodies
+                tree, next(f for f in tree.files if f.path == path), new_bodies, parser
             )[1]
         reused_info = {}
     problems.extend(_duplicate_names(rows))
+    unchecked = facts.unchecked_refs()
     for path, refs in refs_by_path.items():
-        problems.extend(check_references(path, refs, index))
+        checkable = [r for r in refs if r.kind not in unchecked]
+        problems.extend(check_references(path, checkable, index))
         targets[path] = prior.targets_of(refs)
-    if problems:
+    if strict:
+        problems = [p.as_error() for p in problems]
+    warnings = sorted({p for p in problems if p.severity == WARNING})
+    if len(warnings) < len(set(problems)):
         if cache is not None and stat_cache is not None:
             cache.save(stat_cache)
         raise CompileFailed(problems=sorted(set(problems)))
@@ -201,16 +239,27 @@ def analyze(
         reused=reused,
         base_revision=known_revision,
         base_blobs=priors.blobs,
+        warnings=warnings,
     )
 
 
+def _changed(tree: Tree, known_rows: Container[tuple[str, str]]) -> Iterator[tuple[str, bytes]]:
+    """The definition files no earlier revision parsed, with their bytes."""
+    for f in tree.files:
+        if f.kind is None or (f.path, f.source_hash) in known_rows:
+            continue
+        try:
+            yield f.path, tree.content(f)
+        except CompileFailed:
+            tree.contents.pop(f.path, None)  # read (and fail) again where it is parsed
+
+
 def _parse(
-    tree: Tree, f: SourceFile, new_bodies: dict[str, tuple[str, str]]
-) -> tuple[rq.DefinitionRow, list[Ref]]:
+    tree: Tree, f: SourceFile, new_bodies: dict[str, tuple[str, str]], parser: Parser
+) -> tuple[rq.DefinitionRow, list[Ref], list[Problem]]:
     """Parse one definition file; its body and refs JSON go into ``new_bodies``."""
-    definition = parse_definition(f.path, tree.content(f))
-    body = canonical_json(definition.body).decode("utf-8")
-    refs_json = canonical_json([r.to_json() for r in definition.refs]).decode("utf-8")
+    definition = parser.parse_definition(f.path, tree.content(f))
+    body, refs_json = definition.body_json, definition.refs_json
     content_hash = sha256_hex(f"{definition.kind}\n{body}".encode())
     new_bodies[content_hash] = (body, refs_json)
     row = rq.DefinitionRow(
@@ -220,7 +269,38 @@ def _parse(
         source_hash=f.source_hash,
         content_hash=content_hash,
     )
-    return row, list(definition.refs)
+    return row, list(definition.refs), list(definition.warnings)
+
+
+def _config_facts(root: Path, problems: list[Problem], parser: Parser, limit: int) -> ConfigFacts:
+    """Read config.yml first (other files are checked against it). Its problems go
+    to ``problems`` and the analysis goes on with what could be read of it; the
+    loop over the files parses it again (or reuses it) like any definition, and the
+    repeated problems are merged."""
+    try:
+        config_path, config_bytes = _read_config(root, limit)
+    except CompileFailed as failed:
+        problems.extend(failed.problems)
+        return ConfigFacts(databases=None, models=None, dataset_dirs=[])
+    try:
+        definition = parser.parse_definition(config_path, config_bytes)
+    except CompileFailed as failed:
+        problems.extend(failed.problems)
+        return salvage(config_path, config_bytes)
+    return facts_of(definition.model)  # type: ignore[arg-type]
+
+
+def _unread_files(paths: set[str]) -> list[Problem]:
+    """One warning per file (or folder) of an Oxy kind Quarry does not read yet."""
+    seen: dict[str, str] = {}
+    for path in sorted(paths):
+        found = unread_kind(path)
+        if found is not None:
+            seen.setdefault(*found)
+    return [
+        Problem(where, 1, 1, f"{what}: Quarry does not read these yet; not compiled", WARNING)
+        for where, what in seen.items()
+    ]
 
 
 def _fingerprint(index: ReferenceIndex) -> str:
@@ -343,17 +423,29 @@ def compile_workspace(
     *,
     promote: bool = True,
     stat_cache: Path | None = None,
+    strict: bool = False,
+    limits: CompileLimits | None = None,
 ) -> CompileResult:
     """Compile ``root`` for ``workspace`` against its current revision, and promote.
 
     ``stat_cache``: this workspace's stat cache file (see :mod:`quarry.factory.statcache`).
+    ``strict``: warnings (what Oxy would ignore) fail the compile like errors.
+    ``limits``: what the files may cost and where they are parsed
+    (:class:`~quarry.factory.isolation.CompileLimits`; default: the settings' defaults).
     """
     started = time.perf_counter()
     outcome = "failed"
     try:
         with _no_gc_pauses():
             result = _compile(
-                engine, store, workspace, root, promote=promote, stat_cache=stat_cache
+                engine,
+                store,
+                workspace,
+                root,
+                promote=promote,
+                stat_cache=stat_cache,
+                strict=strict,
+                limits=limits,
             )
         outcome = "ok"
         return result
@@ -369,6 +461,8 @@ def _compile(
     *,
     promote: bool,
     stat_cache: Path | None,
+    strict: bool = False,
+    limits: CompileLimits | None = None,
 ) -> CompileResult:
     started = time.perf_counter()
     with engine.connect() as conn:
@@ -377,7 +471,9 @@ def _compile(
     def known() -> Known:  # loaded only when the stat cache does not describe ``expected``
         return known_from_revision(engine, workspace.id, expected)
 
-    analysis = analyze(root, known, stat_cache=stat_cache, known_revision=expected)
+    analysis = analyze(
+        root, known, stat_cache=stat_cache, known_revision=expected, strict=strict, limits=limits
+    )
     with engine.connect() as conn:
         stored = rq.revision_exists(conn, workspace.id, analysis.revision_id)
     uploads = 0
@@ -398,6 +494,7 @@ def _compile(
         blobs_uploaded=uploads,
         seconds=time.perf_counter() - started,
         git_commit=analysis.git.commit,
+        problems=analysis.warnings,
     )
     log.info(
         "compiled %s -> %s (%d definitions, %d parsed, %d reused, %d blobs uploaded, "

@@ -36,9 +36,10 @@ def compile_local(
     name: str | None = None,
     *,
     data_dir: Path | None = None,
+    strict: bool = False,
 ) -> CompileResult:
     """Compile the folder; its stat cache lives under ``data_dir`` (by default the
     folder's own ``.quarry/``, local mode's default data folder, which is never scanned)."""
     workspace = register_local(engine, tenant_id, path, name)
     cache = cache_path(data_dir or path.resolve() / ".quarry", workspace.id)
-    return compile_workspace(engine, store, workspace, path, stat_cache=cache)
+    return compile_workspace(engine, store, workspace, path, stat_cache=cache, strict=strict)

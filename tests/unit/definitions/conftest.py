@@ -25,5 +25,11 @@ def problems_of(path: str, text: str | bytes) -> list[str]:
     return [str(problem) for problem in caught.value.problems]
 
 
+def warnings_of(path: str, text: str | bytes) -> list[str]:
+    """The warnings of a file that must compile, as ``path:line:col: warning: ...``."""
+    data = text if isinstance(text, bytes) else textwrap.dedent(text).encode()
+    return [str(problem) for problem in parse_definition(path, data).warnings]
+
+
 def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()

@@ -6,11 +6,12 @@ import pytest
 
 from quarry.core.errors import CompileFailed
 from quarry.definitions import parse_definition
-from tests.unit.definitions.conftest import problems_of
+from tests.unit.definitions.conftest import parse_text, problems_of, warnings_of
 
 
-def test_unknown_key_is_reported_at_the_key() -> None:
-    assert problems_of(
+def test_unknown_key_of_a_task_is_a_warning_at_the_key() -> None:
+    # Oxy reads tasks without deny_unknown_fields: the key is ignored, with a warning.
+    assert warnings_of(
         "w.workflow.yml",
         """\
         tasks:
@@ -20,12 +21,19 @@ def test_unknown_key_is_reported_at_the_key() -> None:
             sql_query: select 1
             retries: 3
         """,
-    ) == ["w.workflow.yml:6:5: unknown field 'retries'"]
+    ) == ["w.workflow.yml:6:5: warning: unknown field 'retries' is ignored (as Oxy ignores it)"]
 
 
-def test_unknown_top_level_key() -> None:
+def test_unknown_top_level_key_is_an_error_with_a_did_you_mean() -> None:
+    # config.yml, workflows and apps are read with deny_unknown_fields in Oxy.
     assert problems_of("config.yml", "databases: []\nmodels: []\nfoo: 1\n") == [
         "config.yml:3:1: unknown field 'foo'"
+    ]
+    assert problems_of("config.yml", "databases: []\ndefault:\n  database: x\n") == [
+        "config.yml:2:1: unknown field 'default'; did you mean 'defaults'?"
+    ]
+    assert problems_of("w.workflow.yml", "tasks: []\ndescripton: x\n") == [
+        "w.workflow.yml:2:1: unknown field 'descripton'; did you mean 'description'?"
     ]
 
 
@@ -78,28 +86,45 @@ def test_bad_indentation() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("task_type", "column"),
-    [("omni_query", 11), ("looker_query", 11), ("visualize", 11), ("exeucte_sql", 11)],
-)
-def test_unsupported_task_type_is_named_at_the_type_value(task_type: str, column: int) -> None:
-    problems = problems_of(
+def test_task_types_quarry_does_not_run_are_read_with_a_warning_at_the_type() -> None:
+    assert warnings_of(
         "w.workflow.yml",
-        f"""\
+        """\
         tasks:
           - name: q
-            type: {task_type}
-            topic: orders
+            type: visualize
+            prompt: a chart
         """,
-    )
-    assert problems == [
-        f"w.workflow.yml:3:{column}: task type '{task_type}' is not supported yet "
-        "(supported: agent, conditional, execute_sql, formatter, loop_sequential, "
-        "semantic_query, workflow)"
+    ) == [
+        "w.workflow.yml:3:11: warning: Quarry does not run 'visualize' tasks yet "
+        "(a run stops at this task)"
     ]
 
 
-def test_unsupported_display_kind_is_named_at_the_type_value() -> None:
+def test_task_types_quarry_does_not_run_are_still_validated() -> None:
+    assert problems_of(
+        "w.workflow.yml",
+        "tasks:\n  - {name: q, type: omni_query, topic: orders}\n",
+    ) == ["w.workflow.yml:2:5: missing required field 'integration'"]
+
+
+def test_unknown_task_type_is_a_warning_with_a_did_you_mean() -> None:
+    # Oxy's TaskType has #[serde(other)]: an unknown type is accepted (and skipped).
+    assert warnings_of(
+        "w.workflow.yml",
+        """\
+        tasks:
+          - name: q
+            type: exeucte_sql
+            topic: orders
+        """,
+    ) == [
+        "w.workflow.yml:3:11: warning: unknown task type 'exeucte_sql' (Oxy accepts and "
+        "skips it; Quarry cannot run it); did you mean 'execute_sql'?"
+    ]
+
+
+def test_unknown_display_kind_is_an_error_with_a_did_you_mean() -> None:
     problems = problems_of(
         "d.app.yml",
         """\
@@ -109,14 +134,19 @@ def test_unsupported_display_kind_is_named_at_the_type_value() -> None:
             items: []
           - type: row
             children:
+              - type: bar_chrat
+                data: x
               - type: area_chart
                 data: x
         """,
     )
-    supported = "(supported: bar_chart, line_chart, markdown, pie_chart, row, table)"
+    kinds = (
+        "(expected one of: bar_chart, control, controls, line_chart, markdown, pie_chart, "
+        "row, table)"
+    )
     assert problems == [
-        f"d.app.yml:3:11: display kind 'controls' is not supported yet {supported}",
-        f"d.app.yml:7:15: display kind 'area_chart' is not supported yet {supported}",
+        f"d.app.yml:7:15: unknown display kind 'bar_chrat'; did you mean 'bar_chart'? {kinds}",
+        f"d.app.yml:9:15: unknown display kind 'area_chart'; did you mean 'bar_chart'? {kinds}",
     ]
 
 
@@ -145,44 +175,47 @@ def test_duplicate_key_is_an_error() -> None:
     ) == ["w.workflow.yml:5:5: duplicate key 'template' (first defined on line 4)"]
 
 
-def test_errors_deep_inside_loops_and_conditionals_have_their_own_lines() -> None:
-    problems = problems_of(
-        "w.workflow.yml",
-        """\
+TEXT_DEEP = """\
+tasks:
+  - name: outer
+    type: loop_sequential
+    values: [1, 2]
+    tasks:
+      - name: inner
+        type: loop_sequential
+        values: "{{ x }}"
         tasks:
-          - name: outer
-            type: loop_sequential
-            values: [1, 2]
+          - name: deepest
+            type: execute_sql
+            database: local
+            sql_query: select 1
+            colour: red
+      - name: branch
+        type: conditional
+        conditions:
+          - if: "{{ a }}"
             tasks:
-              - name: inner
-                type: loop_sequential
-                values: "{{ x }}"
-                tasks:
-                  - name: deepest
-                    type: execute_sql
-                    database: local
-                    sql_query: select 1
-                    colour: red
-              - name: branch
-                type: conditional
-                conditions:
-                  - if: "{{ a }}"
-                    tasks:
-                      - name: c
-                        type: formatter
-                        template: [1]
-                else:
-                  - name: d
-                    type: visualize
-        """,
-    )
+              - name: c
+                type: formatter
+                template: [1]
+        else:
+          - name: d
+            type: visualize
+"""
+
+
+def test_errors_deep_inside_loops_and_conditionals_have_their_own_lines() -> None:
+    problems = problems_of("w.workflow.yml", TEXT_DEEP)
+    # A file with errors reports its errors; its warnings follow once it validates.
     assert problems == [
-        "w.workflow.yml:14:13: unknown field 'colour'",
         "w.workflow.yml:22:27: tasks.0.tasks.1.conditions.0.tasks.0.template: "
         "input should be a valid string",
-        "w.workflow.yml:25:19: task type 'visualize' is not supported yet "
-        "(supported: agent, conditional, execute_sql, formatter, loop_sequential, "
-        "semantic_query, workflow)",
+    ]
+    fixed = parse_text("w.workflow.yml", TEXT_DEEP.replace("template: [1]", "template: x"))
+    assert [str(w) for w in fixed.warnings] == [
+        "w.workflow.yml:14:13: warning: unknown field 'colour' is ignored (as Oxy ignores it)",
+        "w.workflow.yml:25:19: warning: Quarry does not run 'visualize' tasks yet "
+        "(a run stops at this task)",
     ]
 
 
@@ -201,8 +234,6 @@ def test_all_problems_of_a_file_are_reported_sorted() -> None:
         """,
     )
     assert problems == [
-        "w.workflow.yml:3:11: task type 'nope' is not supported yet (supported: agent, "
-        "conditional, execute_sql, formatter, loop_sequential, semantic_query, workflow)",
         "w.workflow.yml:4:5: missing required field 'database'",
         "w.workflow.yml:8:1: duplicate key 'bogus' (first defined on line 7)",
         "w.workflow.yml:8:1: unknown field 'bogus'",
@@ -217,13 +248,17 @@ def test_compile_failed_carries_problems_with_positions() -> None:
     assert caught.value.status_code == 422
 
 
-def test_sql_task_needs_exactly_one_source() -> None:
-    message = "an execute_sql task needs exactly one of 'sql_file' or 'sql_query'"
-    both = "tasks:\n  - name: a\n    type: execute_sql\n    database: x\n"
-    assert problems_of("w.workflow.yml", both) == [f"w.workflow.yml:2:5: tasks.0: {message}"]
-    assert problems_of(
-        "w.workflow.yml", both + "    sql_file: a.sql\n    sql_query: select 1\n"
-    ) == [f"w.workflow.yml:2:5: tasks.0: {message}"]
+def test_sql_task_needs_a_source_and_prefers_sql_file_as_oxy_does() -> None:
+    message = "an execute_sql task needs one of 'sql_file' or 'sql_query'"
+    task = "tasks:\n  - name: a\n    type: execute_sql\n    database: x\n"
+    assert problems_of("w.workflow.yml", task) == [f"w.workflow.yml:2:5: tasks.0: {message}"]
+    both = task + "    sql_file: a.sql\n    sql_query: select 1\n"
+    parsed = parse_text("w.workflow.yml", both)
+    assert [str(w) for w in parsed.warnings] == [
+        "w.workflow.yml:6:16: warning: 'sql_query' is ignored: Oxy runs 'sql_file' "
+        "when both are given"
+    ]
+    assert "sql_query" not in parsed.body["tasks"][0]
 
 
 def test_literal_choices_are_listed() -> None:
@@ -249,26 +284,31 @@ def test_model_vendor_discriminator() -> None:
     assert problem.startswith("config.yml:3:23: unknown vendor 'mistral' (expected one of: ")
 
 
-def test_duckdb_needs_one_storage() -> None:
-    assert problems_of(
-        "config.yml",
-        "databases:\n  - {name: a, type: duckdb, dataset: x, path: y}\nmodels: []\n",
-    ) == [
-        "config.yml:2:5: databases.0: a duckdb database needs exactly one of 'dataset' "
+def test_duckdb_needs_a_storage_and_prefers_dataset_as_oxy_does() -> None:
+    assert problems_of("config.yml", "databases:\n  - {name: a, type: duckdb}\n") == [
+        "config.yml:2:5: databases.0: a duckdb database needs one of 'dataset' "
         "(a folder), 'path' (a database file) or 'data_path' (DuckLake)"
     ]
+    both = "databases:\n  - {name: a, type: duckdb, dataset: x, path: y}\n"
+    parsed = parse_text("config.yml", both)
+    assert [str(w) for w in parsed.warnings] == [
+        "config.yml:2:47: warning: 'path' is ignored: Oxy uses 'dataset' when both are given"
+    ]
+    assert parsed.body["databases"][0] == {"name": "a", "type": "duckdb", "dataset": "x"}
 
 
-def test_routing_and_default_agents_reject_each_others_keys() -> None:
+def test_routing_and_default_agents_warn_about_each_others_keys() -> None:
+    # Oxy reads agents without deny_unknown_fields: the other kind's keys are ignored.
     assert problems_of("a.agent.yml", "model: m\nroutes: [x]\n") == [
         "a.agent.yml:1:1: missing required field 'system_instructions'",
-        "a.agent.yml:2:1: unknown field 'routes'",
     ]
-    assert problems_of("a.agent.yml", "type: routing\nmodel: m\nroutes: []\ntools: []\n") == [
-        "a.agent.yml:4:1: unknown field 'tools'"
+    assert warnings_of("a.agent.yml", "type: routing\nmodel: m\nroutes: []\ntools: []\n") == [
+        "a.agent.yml:4:1: warning: unknown field 'tools' is ignored (as Oxy ignores it)"
     ]
-    assert problems_of("a.agent.yml", "type: planner\nmodel: m\n") == [
-        "a.agent.yml:1:7: agent type 'planner' is not supported yet (supported: default, routing)"
+    # Any type but "routing" is a default agent in Oxy.
+    assert warnings_of("a.agent.yml", "type: planner\nmodel: m\nsystem_instructions: x\n") == [
+        "a.agent.yml:1:7: warning: agent type 'planner' is read as a default agent, as Oxy "
+        "reads it (the agent types are: default, routing)"
     ]
 
 
@@ -366,7 +406,7 @@ def test_keys_that_are_not_text(text: str, expected: str) -> None:
 
 
 def test_merge_keys_are_followed_for_positions() -> None:
-    assert problems_of(
+    assert warnings_of(
         "w.workflow.yml",
         """\
         tasks:
@@ -378,7 +418,7 @@ def test_merge_keys_are_followed_for_positions() -> None:
             name: b
             colour: red
         """,
-    ) == ["w.workflow.yml:8:5: unknown field 'colour'"]
+    ) == ["w.workflow.yml:8:5: warning: unknown field 'colour' is ignored (as Oxy ignores it)"]
 
 
 def test_not_a_definition_path_is_a_programming_error() -> None:

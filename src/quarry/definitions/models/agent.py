@@ -1,23 +1,24 @@
 """``*.agent.yml``: a default (tool-using) agent or a routing agent.
 
 Oxy tells them apart by ``type: routing`` on the agent itself; everything else is
-a default agent. The two are separate models so that a routing-only key on a
-default agent (or the reverse) is reported as unknown rather than ignored.
+a default agent. Oxy reads agents, tools and contexts without
+``deny_unknown_fields``, so unknown keys (a routing-only key on a default agent
+included) are accepted with a warning.
 Tool types are all accepted: they describe what an agent may do, and refusing a
 workspace for a tool it might never call would be worse than not offering it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, Tag
+from pydantic import Field, Tag, model_validator
 
 from quarry.definitions.models.common import (
     JsonObject,
+    Lenient,
     NonNegativeInt,
     RetrievalConfig,
-    Strict,
     VariableSchemas,
     by_type,
 )
@@ -26,7 +27,7 @@ from quarry.definitions.models.evals import EvalConfig
 AGENT_TYPES = ("default", "routing")
 
 
-class FileContext(Strict):
+class FileContext(Lenient):
     """Files (``src`` entries may be glob patterns) whose text is given to the agent."""
 
     type: Literal["file"]
@@ -34,7 +35,7 @@ class FileContext(Strict):
     src: list[str]
 
 
-class SemanticModelContext(Strict):
+class SemanticModelContext(Lenient):
     type: Literal["semantic_model"]
     name: str
     src: str
@@ -43,15 +44,15 @@ class SemanticModelContext(Strict):
 AgentContext = Annotated[FileContext | SemanticModelContext, Field(discriminator="type")]
 
 
-class ReasoningConfig(Strict):
+class ReasoningConfig(Lenient):
     effort: Literal["low", "medium", "high"]
 
 
-class ToolVariables(Strict):
+class ToolVariables(Lenient):
     variables: VariableSchemas
 
 
-class _Tool(Strict):
+class _Tool(Lenient):
     # Oxy defaults both to the tool type and a stock sentence; None means "default".
     name: str | None = None
     description: str | None = None
@@ -178,7 +179,9 @@ Tool = Annotated[
 ]
 
 
-class _AgentBase(Strict):
+class _AgentBase(Lenient):
+    # Accepted as in Oxy; the agent is known by its path either way.
+    name: str | None = None
     model: str
     description: str = ""
     public: bool = True
@@ -192,12 +195,22 @@ class _AgentBase(Strict):
 
 
 class DefaultAgentConfig(_AgentBase):
-    # Oxy ignores any ``type`` but "routing"; only the explicit "default" is kept.
-    type: Literal["default"] | None = None
+    # Oxy reads any ``type`` but "routing" as a default agent.
+    type: str | None = None
     system_instructions: str
     tools: list[Tool] = []
     max_tool_calls: NonNegativeInt = 10
     max_tool_concurrency: NonNegativeInt = 10
+
+    @model_validator(mode="after")
+    def _other_type(self) -> Self:
+        if self.type not in (None, "default"):
+            self.note(
+                ("type",),
+                f"agent type '{self.type}' is read as a default agent, as Oxy reads it "
+                "(the agent types are: default, routing)",
+            )
+        return self
 
 
 class RoutingAgentConfig(_AgentBase):
@@ -215,5 +228,5 @@ class RoutingAgentConfig(_AgentBase):
 
 AgentConfig = Annotated[
     Annotated[DefaultAgentConfig, Tag("default")] | Annotated[RoutingAgentConfig, Tag("routing")],
-    by_type("agent type", AGENT_TYPES, absent="default"),
+    by_type("agent type", AGENT_TYPES, absent="default", other="default"),
 ]

@@ -2,6 +2,8 @@
 
 Quarry does not run these yet; they are modelled so that workspaces containing
 them compile, and so that their database references are checked like any other.
+Oxy's model of this file is not in the reference source, so unknown keys are
+treated as in most of Oxy's formats: accepted, with a warning.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag
 
-from quarry.definitions.models.common import NonNegativeInt, Strict
+from quarry.definitions.models.common import Lenient, NonNegativeInt
 
 
-class BudgetThinking(Strict):
+class BudgetThinking(Lenient):
     budget_tokens: NonNegativeInt
 
 
-class EffortThinking(Strict):
+class EffortThinking(Lenient):
     effort: str
 
 
@@ -51,12 +53,12 @@ Thinking = Annotated[
 ]
 
 
-class ExtendedThinkingConfig(Strict):
+class ExtendedThinkingConfig(Lenient):
     model: str | None = None
     thinking: Thinking | None = None
 
 
-class LlmConfig(Strict):
+class LlmConfig(Lenient):
     ref: str | None = None
     # Oxy defaults to Anthropic unless ``ref`` names a model of another vendor, so
     # an absent vendor must stay absent rather than become "anthropic".
@@ -69,7 +71,7 @@ class LlmConfig(Strict):
     extended_thinking: ExtendedThinkingConfig | None = None
 
 
-class SemanticEngineConfig(Strict):
+class SemanticEngineConfig(Lenient):
     vendor: Literal["cube", "looker"]
     base_url: str
     api_token: str | None = None
@@ -77,7 +79,7 @@ class SemanticEngineConfig(Strict):
     client_secret: str | None = None
 
 
-class StateConfig(Strict):
+class StateConfig(Lenient):
     instructions: str | None = None
     model: str | None = None
     max_retries: NonNegativeInt | None = None
@@ -93,17 +95,17 @@ class RuleEntry(BaseModel):
     enabled: bool = True
 
 
-class RuleSetConfig(Strict):
+class RuleSetConfig(Lenient):
     specified: list[RuleEntry] = []
     solvable: list[RuleEntry] = []
     solved: list[RuleEntry] = []
 
 
-class ValidationConfig(Strict):
+class ValidationConfig(Lenient):
     rules: RuleSetConfig = RuleSetConfig()
 
 
-class AgenticConfig(Strict):
+class AgenticConfig(Lenient):
     llm: LlmConfig | None = None
     databases: list[str] = []
     # Glob patterns relative to the folder of the .agentic.yml file.

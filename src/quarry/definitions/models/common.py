@@ -2,20 +2,61 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+)
+from pydantic_core import PydanticCustomError
+
+from quarry.definitions.jsonschemas import schema_problem
+
+# A note a model leaves about its own input: (loc relative to the model, message).
+Note = tuple[tuple[str | int, ...], str]
 
 
-class Strict(BaseModel):
-    """Base of every definition model.
+class _Model(BaseModel):
+    """What both bases share: numbers read as text, and notes for the author.
 
-    ``extra="forbid"`` turns a misspelt key into an error instead of a silently
-    ignored setting. Numbers are accepted where text is expected because Oxy reads
-    ``port: 5432`` or ``name: 2024`` as text too.
+    Numbers are accepted where text is expected because Oxy reads ``port: 5432`` or
+    ``name: 2024`` as text too. ``_notes`` holds warnings a validator found about a
+    value it accepted (e.g. a field Oxy reads but then ignores); the parser reports
+    them with the file's other warnings.
+    """
+
+    _notes: list[Note] = PrivateAttr(default_factory=list)
+
+    def note(self, loc: tuple[str | int, ...], message: str) -> None:
+        self._notes.append((loc, message))
+
+
+class Strict(_Model):
+    """A mapping Oxy reads with ``deny_unknown_fields``: an unknown key is an error.
+
+    Also the base of Quarry's own formats (schedules, monitors), where a misspelt
+    key must never be silently ignored.
     """
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class Lenient(_Model):
+    """A mapping Oxy reads without ``deny_unknown_fields``: Oxy ignores unknown keys.
+
+    Quarry accepts them too, so an Oxy workspace compiles unchanged, but reports each
+    one as a warning (``quarry compile --strict`` makes them errors). The unknown keys
+    are kept in ``model_extra`` only until the parser has reported them.
+    """
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
 
 
 def _scalar(value: Any) -> Any:
@@ -30,25 +71,53 @@ Scalar = Annotated[Any, AfterValidator(_scalar)]
 # Free-form JSON objects: where Oxy's own schema is open we stay open too.
 JsonObject = dict[str, Any]
 
+
+def _variable_shorthand(value: Any) -> Any:
+    """Oxy's ``name: text`` shorthand means ``{type: string, default: text}``."""
+    if isinstance(value, str):
+        return {"type": "string", "default": value}
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "variable_form", "expected a JSON Schema (a mapping) or a text default"
+        )
+    return value
+
+
+def _valid_schema(value: dict[str, Any]) -> dict[str, Any]:
+    problem = schema_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("variable_schema", "{problem}", {"problem": problem})
+    return value
+
+
+# One variable of ``variables:``: a JSON Schema (valid, with a default that fits it).
+VariableSchema = Annotated[
+    JsonObject, BeforeValidator(_variable_shorthand), AfterValidator(_valid_schema)
+]
+
 # ``variables:`` of workflows and agents map a name to a JSON Schema for it.
-VariableSchemas = dict[str, JsonObject]
+VariableSchemas = dict[str, VariableSchema]
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
-class RetrievalConfig(Strict):
+class RetrievalConfig(Lenient):
     """Which prompts route to a definition (used by routing agents, not run yet)."""
 
     include: list[str] = []
     exclude: list[str] = []
 
 
-class TaskExport(Strict):
-    format: Literal["sql", "csv", "json", "txt", "docx", "parquet"]
+# Oxy's export formats, plus Quarry's parquet.
+ExportFormat = Literal["sql", "csv", "json", "txt", "docx", "parquet"]
+
+
+class TaskExport(Lenient):
+    format: ExportFormat
     path: str
 
 
-class TaskCache(Strict):
+class TaskCache(Lenient):
     path: str
     enabled: bool = False
 
@@ -56,13 +125,27 @@ class TaskCache(Strict):
 UNSUPPORTED_TYPE = "unsupported_type"
 
 
-def by_type(label: str, tags: tuple[str, ...], *, absent: str | None = None) -> Discriminator:
+def close_match(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
+    found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=cutoff)
+    return f"; did you mean '{found[0]}'?" if found else ""
+
+
+def by_type(
+    label: str,
+    tags: tuple[str, ...],
+    *,
+    absent: str | None = None,
+    other: str | None = None,
+) -> Discriminator:
     """Pick a union member by its ``type`` before validating any other field.
 
-    Deciding on ``type`` first means an unsupported task or display kind is reported
-    once, by name, rather than as a wall of errors against every member. The error
-    context carries what the message needs, so the error mapper stays generic.
-    ``absent`` is the member to use when there is no ``type`` at all.
+    Deciding on ``type`` first means an unknown task or display kind is reported
+    once, by name (with a did-you-mean), rather than as a wall of errors against
+    every member. The error context carries what the message needs, so the error
+    mapper stays generic. ``absent`` is the member to use when there is no ``type``
+    at all; ``other`` the member for a ``type`` not in ``tags`` (Oxy's
+    ``#[serde(other)]``), where there is one.
     """
 
     def tag(value: Any) -> str | None:
@@ -70,11 +153,15 @@ def by_type(label: str, tags: tuple[str, ...], *, absent: str | None = None) -> 
             raw = value.get("type", absent)
         else:
             raw = getattr(value, "type", None) or absent
-        return raw if isinstance(raw, str) else None
+        if not isinstance(raw, str):
+            return None
+        if other is not None and raw not in tags and raw != absent:
+            return other
+        return raw
 
     return Discriminator(
         tag,
         custom_error_type=UNSUPPORTED_TYPE,
-        custom_error_message=f"{label} is not supported yet",
+        custom_error_message=f"unknown {label}",
         custom_error_context={"label": label, "supported": ", ".join(sorted(tags))},
     )

@@ -7,14 +7,22 @@ elsewhere); the models never resolve them, which keeps this package free of I/O.
 from __future__ import annotations
 
 import posixpath
-from typing import Annotated, Any, Literal, Self
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import AliasChoices, Discriminator, Field, Tag, model_validator
 
-from quarry.definitions.models.common import JsonObject, NonNegativeInt, Strict
+from quarry.definitions.models.common import JsonObject, Lenient, NonNegativeInt, Strict
+
+# A secret store: the value of a named variable, or None when it is not set.
+SecretLookup = Callable[[str], "str | None"]
 
 
-class _Database(Strict):
+class MissingSecret(LookupError):
+    """A ``*_var`` key names a variable that is not set."""
+
+
+class _Database(Lenient):
     name: str
 
 
@@ -28,7 +36,11 @@ class BigQueryDatabase(_Database):
 
 
 class DuckDbDatabase(_Database):
-    """A folder of data files (``dataset``), a database file (``path``), or DuckLake."""
+    """A folder of data files (``dataset``), a database file (``path``), or DuckLake.
+
+    Oxy tries the three forms in that order and takes the first that fits, so a
+    ``dataset`` wins over a ``path`` given next to it (reported as a warning).
+    """
 
     type: Literal["duckdb"]
     dataset: str | None = None
@@ -49,11 +61,16 @@ class DuckDbDatabase(_Database):
     @model_validator(mode="after")
     def _one_storage(self) -> Self:
         given = [k for k in ("dataset", "path", "data_path") if getattr(self, k) is not None]
-        if len(given) != 1:
+        if not given:
             raise ValueError(
-                "a duckdb database needs exactly one of 'dataset' (a folder), "
+                "a duckdb database needs one of 'dataset' (a folder), "
                 "'path' (a database file) or 'data_path' (DuckLake)"
             )
+        for ignored in given[1:]:
+            self.note(
+                (ignored,), f"'{ignored}' is ignored: Oxy uses '{given[0]}' when both are given"
+            )
+            setattr(self, ignored, None)
         if self.data_path is not None:
             missing = [k for k in ("schema_name", "s3_secret_type") if getattr(self, k) is None]
             # "config" names a credential mode, it is not a secret.
@@ -81,8 +98,32 @@ class SnowflakeDatabase(_Database):
     filters: dict[str, JsonObject] = {}
 
 
-class _ServerDatabase(_Database):
-    """Host/port/user style connections; each value may come from a variable."""
+class _Resolved:
+    """Oxy's way to read a connection setting (see :meth:`setting`)."""
+
+    _DEFAULTS: ClassVar[dict[str, str]] = {}
+
+    def setting(self, key: str, secrets: SecretLookup) -> str | None:
+        """``key`` as Oxy resolves it: ``key`` beats ``key_var`` beats the default.
+
+        Raises :class:`MissingSecret` when only ``key_var`` is given and it is unset.
+        """
+        value = getattr(self, key, None)
+        if value is not None:
+            return str(value)
+        var = getattr(self, f"{key}_var", None)
+        if var is not None:
+            found = secrets(var)
+            if found is None:
+                name = getattr(self, "name", "?")
+                raise MissingSecret(f"database {name!r}: {key}_var names {var!r}, which is not set")
+            return found
+        return self._DEFAULTS.get(key)
+
+
+class _ServerDatabase(_Resolved, _Database):
+    """Host/port/user style connections; each value may come from a variable, and
+    Oxy has a default for each (by database type) but the password."""
 
     host: str | None = None
     host_var: str | None = None
@@ -90,24 +131,53 @@ class _ServerDatabase(_Database):
     port_var: str | None = None
     user: str | None = None
     user_var: str | None = None
+    # Accepted as in Oxy (its JSON Schema hides it: secrets belong in a variable).
+    password: str | None = None
     password_var: str | None = None
     database: str | None = None
     database_var: str | None = None
 
 
 class PostgresDatabase(_ServerDatabase):
+    _DEFAULTS: ClassVar[dict[str, str]] = {
+        "host": "localhost",
+        "port": "5432",
+        "user": "postgres",
+        "database": "postgres",
+    }
     type: Literal["postgres"]
 
 
 class RedshiftDatabase(_ServerDatabase):
+    _DEFAULTS: ClassVar[dict[str, str]] = {
+        "host": "localhost",
+        "port": "5439",
+        "user": "awsuser",
+        "database": "dev",
+    }
     type: Literal["redshift"]
 
 
 class MysqlDatabase(_ServerDatabase):
+    _DEFAULTS: ClassVar[dict[str, str]] = {
+        "host": "localhost",
+        "port": "3306",
+        "user": "root",
+        "database": "mysql",
+    }
     type: Literal["mysql"]
 
 
 class AirhouseDatabase(_ServerDatabase):
+    """Postgres wire protocol, DuckDB SQL dialect."""
+
+    _DEFAULTS: ClassVar[dict[str, str]] = {
+        "host": "localhost",
+        "port": "5445",
+        "user": "admin",
+        "password": "airhouse",
+        "database": "airhouse",
+    }
     type: Literal["airhouse"]
 
 
@@ -115,8 +185,19 @@ class AirhouseManagedDatabase(_Database):
     type: Literal["airhouse_managed"]
 
 
-class ClickHouseDatabase(_ServerDatabase):
+class ClickHouseDatabase(_Resolved, _Database):
+    """As Oxy reads it: no port, and no defaults (host, user and database must be
+    given, as a value or a variable)."""
+
     type: Literal["clickhouse"]
+    host: str | None = None
+    host_var: str | None = None
+    user: str | None = None
+    user_var: str | None = None
+    password: str | None = None
+    password_var: str | None = None
+    database: str | None = None
+    database_var: str | None = None
     role: str | None = None
     schemas: dict[str, list[str]] = {}
     filters: dict[str, JsonObject] = {}
@@ -153,14 +234,14 @@ Database = Annotated[
 ]
 
 
-class EnvHeader(Strict):
+class EnvHeader(Lenient):
     env_var: str
 
 
 def _text_or_mapping(value: Any) -> str | None:
     if isinstance(value, str):
         return "text"
-    if isinstance(value, (dict, Strict)):
+    if isinstance(value, (dict, Lenient)):
         return "mapping"
     return None
 
@@ -175,12 +256,12 @@ HeaderValue = Annotated[
 ]
 
 
-class _Model(Strict):
+class _LlmModel(Lenient):
     name: str
     model_ref: str
 
 
-class OpenAIModel(_Model):
+class OpenAIModel(_LlmModel):
     vendor: Literal["openai"]
     key_var: str
     api_url: str | None = None
@@ -189,18 +270,18 @@ class OpenAIModel(_Model):
     headers: dict[str, HeaderValue] | None = None
 
 
-class GoogleModel(_Model):
+class GoogleModel(_LlmModel):
     vendor: Literal["google"]
     key_var: str
 
 
-class OllamaModel(_Model):
+class OllamaModel(_LlmModel):
     vendor: Literal["ollama"]
     api_key: str
     api_url: str
 
 
-class AnthropicModel(_Model):
+class AnthropicModel(_LlmModel):
     vendor: Literal["anthropic"]
     key_var: str
     api_url: str | None = None
@@ -212,12 +293,12 @@ Model = Annotated[
 ]
 
 
-class OmniTopic(Strict):
+class OmniTopic(Lenient):
     name: str
     model_id: str
 
 
-class OmniIntegration(Strict):
+class OmniIntegration(Lenient):
     type: Literal["omni"]
     name: str
     base_url: str
@@ -226,13 +307,13 @@ class OmniIntegration(Strict):
     arrow_threshold_rows: NonNegativeInt = 1000
 
 
-class LookerExplore(Strict):
+class LookerExplore(Lenient):
     name: str
     model: str
     description: str | None = None
 
 
-class LookerIntegration(Strict):
+class LookerIntegration(Lenient):
     type: Literal["looker"]
     name: str
     base_url: str
@@ -244,25 +325,25 @@ class LookerIntegration(Strict):
 Integration = Annotated[OmniIntegration | LookerIntegration, Field(discriminator="type")]
 
 
-class Defaults(Strict):
+class Defaults(Lenient):
     database: str | None = None
     agent: str | None = None
 
 
-class A2aAgent(Strict):
+class A2aAgent(Lenient):
     name: str
     ref: str
 
 
-class A2aConfig(Strict):
+class A2aConfig(Lenient):
     agents: list[A2aAgent] = []
 
 
-class McpConfig(Strict):
+class McpConfig(Lenient):
     tools: list[str] = []
 
 
-class Repository(Strict):
+class Repository(Lenient):
     name: str
     path: str | None = None
     git_url: str | None = None
@@ -270,7 +351,7 @@ class Repository(Strict):
     git_namespace_id: str | None = None
 
 
-class BuilderAgentModel(Strict):
+class BuilderAgentModel(Lenient):
     model: str
 
 
@@ -286,16 +367,39 @@ BuilderAgent = Annotated[
 
 
 class WorkspaceConfig(Strict):
+    """Oxy reads config.yml with ``deny_unknown_fields``: an unknown key is an error."""
+
     databases: list[Database]
-    models: list[Model]
+    # Required by Oxy; Quarry asks for models only where something names one.
+    models: list[Model] = []
     defaults: Defaults | None = None
     integrations: list[Integration] = []
     builder_agent: BuilderAgent | None = None
     a2a: A2aConfig | None = None
     mcp: McpConfig | None = None
-    repositories: list[Repository] | None = None
+    # ``data_repos`` is the older spelling Oxy still reads.
+    repositories: list[Repository] | None = Field(
+        default=None, validation_alias=AliasChoices("repositories", "data_repos")
+    )
     base_branch: str | None = None
     protected_branches: list[str] | None = None
+    # Deprecated in Oxy, tolerated so old files still load; neither is read.
+    slack: Any = Field(default=None, exclude=True)
+    admins: list[str] = Field(default=[], exclude=True)
+
+    @model_validator(mode="after")
+    def _deprecated(self) -> Self:
+        if self.slack is not None:
+            self.note(
+                ("slack",),
+                "'slack' is no longer read (Oxy configures Slack per organisation); it is ignored",
+            )
+        if self.admins:
+            self.note(
+                ("admins",),
+                "'admins' is no longer read (Oxy takes its owner from OXY_OWNER); it is ignored",
+            )
+        return self
 
 
 def config_names(config: WorkspaceConfig) -> tuple[set[str], set[str]]:

@@ -10,27 +10,27 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from quarry.definitions.models.common import NonNegativeInt, Strict
+from quarry.definitions.models.common import Lenient, NonNegativeInt, Strict
 
 
-class DistanceMethod(Strict):
+class DistanceMethod(Lenient):
     distance: Literal["Levenshtein"]
 
 
-class ContextRecallMetric(Strict):
+class ContextRecallMetric(Lenient):
     type: Literal["context_recall"]
     distance: DistanceMethod | None = None
     threshold: float | None = None
 
 
-class SimilarityMetric(Strict):
+class SimilarityMetric(Lenient):
     type: Literal["similarity"]
     model_ref: str | None = None
     prompt: str | None = None
     scores: dict[str, float] | None = None
 
 
-class CorrectnessMetric(Strict):
+class CorrectnessMetric(Lenient):
     type: Literal["correctness"]
     model_ref: str | None = None
     prompt: str | None = None
@@ -42,7 +42,8 @@ Metric = Annotated[
 
 
 class EvalCase(Strict):
-    """One prompt and its expected answer (``TestCase`` in Oxy's schema)."""
+    """One prompt and its expected answer (``TestCase`` in Oxy's schema, read with
+    ``deny_unknown_fields``: an unknown key is an error)."""
 
     prompt: str
     expected: str
@@ -51,7 +52,7 @@ class EvalCase(Strict):
     tool: str | None = None
 
 
-class _EvalBase(Strict):
+class _EvalBase(Lenient):
     concurrency: NonNegativeInt = 10
     metrics: list[Metric] | None = None
     task_ref: str | None = None

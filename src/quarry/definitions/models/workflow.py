@@ -12,6 +12,10 @@ from quarry.definitions.models.tasks import Task
 
 
 class WorkflowConfig(Strict):
+    """Oxy reads workflows with ``deny_unknown_fields``: an unknown key is an error."""
+
+    # Accepted as in Oxy, which documents it but addresses a workflow by its path.
+    name: str | None = None
     tasks: list[Task]
     description: str = ""
     variables: VariableSchemas | None = None

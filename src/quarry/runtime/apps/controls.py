@@ -80,7 +80,8 @@ def _check(control: ControlConfig, value: Any) -> Any:
 
 def resolve_controls(app: AppConfig, given: dict[str, Any]) -> dict[str, Any]:
     """Every control of ``app`` with its value: given (validated) or its default."""
-    known = {c.name for c in app.controls}
+    controls = app.all_controls()  # top-level and inline (display) controls
+    known = {c.name for c in controls}
     unknown = sorted(set(given) - known)
     if unknown:
         raise BadRequest(
@@ -88,7 +89,7 @@ def resolve_controls(app: AppConfig, given: dict[str, Any]) -> dict[str, Any]:
             control=unknown[0],
         )
     values: dict[str, Any] = {}
-    for control in app.controls:
+    for control in controls:
         if control.name in given and given[control.name] is not None:
             values[control.name] = _check(control, given[control.name])
         else:

@@ -13,6 +13,8 @@ import pyarrow as pa
 from quarry.definitions.models.app import (
     AppConfig,
     BarChartDisplay,
+    ControlDisplay,
+    ControlsDisplay,
     Display,
     LineChartDisplay,
     MarkdownDisplay,
@@ -101,14 +103,18 @@ def _chart_block(block: ChartBlock, tables: Tables) -> dict[str, Any]:
     }
 
 
-def _block(block: Display, tables: Tables) -> dict[str, Any]:
+def _block(block: Display, tables: Tables) -> dict[str, Any] | None:
+    """The page document of one block; None for inline controls (listed with the
+    app's controls, as Oxy lists them)."""
+    if isinstance(block, (ControlDisplay, ControlsDisplay)):
+        return None
     if isinstance(block, MarkdownDisplay):
         return {"type": "markdown", "content": block.content}
     if isinstance(block, RowDisplay):
         return {
             "type": "row",
             "columns": block.columns or max(len(block.children), 1),
-            "children": [_block(child, tables) for child in block.children],
+            "children": _blocks(block.children, tables),
         }
     try:
         if isinstance(block, TableDisplay):
@@ -116,6 +122,10 @@ def _block(block: Display, tables: Tables) -> dict[str, Any]:
         return _chart_block(block, tables)
     except _MissingData as exc:
         return {"type": block.type, "title": block.title, "data": block.data, "error": str(exc)}
+
+
+def _blocks(blocks: list[Display], tables: Tables) -> list[dict[str, Any]]:
+    return [doc for doc in (_block(block, tables) for block in blocks) if doc is not None]
 
 
 def _options(source: str | None, static: list[Any] | None, tables: Tables) -> list[Any] | None:
@@ -158,7 +168,7 @@ def build_app_result(
                 "source": c.source,
                 "value": json_value(controls.get(c.name)),
             }
-            for c in app.controls
+            for c in app.all_controls()
         ],
-        "display": [_block(block, tables) for block in app.display],
+        "display": _blocks(app.display, tables),
     }

@@ -1,0 +1,42 @@
+"""Variable schemas are JSON Schema, checked with the ``jsonschema`` library.
+
+Oxy stores each variable as a JSON Schema object (draft 7, as ``schemars`` writes
+them). Checking the schema itself at compile time, and its ``default`` against it,
+turns a typo like ``type: strng`` into a positioned error instead of a run failure;
+:func:`value_problem` is the same check for a value given at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """Why ``schema`` is not a usable variable schema, or None."""
+    try:
+        Draft7Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        return f"not a valid JSON Schema ({where + ': ' if where else ''}{exc.message})"
+    if "default" in schema:
+        problem = value_problem(schema, schema["default"])
+        if problem is not None:
+            return f"its default does not fit its schema: {problem}"
+    return None
+
+
+def value_problem(schema: Mapping[str, Any], value: Any) -> str | None:
+    """Why ``value`` does not satisfy ``schema`` (the most relevant error), or None."""
+    validator = Draft7Validator(schema)
+    error: ValidationError | None = None
+    for found in validator.iter_errors(value):
+        if error is None or len(found.path) > len(error.path):
+            error = found
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.path)
+    return f"{where + ': ' if where else ''}{error.message}"
