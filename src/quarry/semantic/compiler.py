@@ -951,11 +951,22 @@ class _Compiler:
         groups: list[_Selected],
         measures: list[_Selected],
         extra: Sequence[str] = (),
+        *,
+        table: str | None = None,
     ) -> exp.Select:
+        """ORDER BY (output columns), LIMIT and OFFSET of the outermost select.
+
+        ``table`` qualifies the base columns (a motif's outer query joins its base
+        twice, so a bare name could be ambiguous); motif outputs stay bare.
+        """
         for order in self.query.orders:
             alias = self._order_alias(order.field, groups, measures, extra)
+            qualifier = table if table is not None and alias not in extra else None
             select = select.order_by(
-                exp.Ordered(this=exp.column(alias, quoted=True), desc=order.direction == "desc"),
+                exp.Ordered(
+                    this=exp.column(alias, table=qualifier, quoted=True),
+                    desc=order.direction == "desc",
+                ),
                 copy=False,
             )
         if self.query.limit is not None:
