@@ -20,6 +20,7 @@ from quarry.api.fleet import apps, compile_status, health, metrics, runs, worksp
 from quarry.api.fleet import schedules as fleet_schedules
 from quarry.api.fleet.keepalive import ScaleToZero, ScaleToZeroMiddleware
 from quarry.api.fleet.keepalive import router as keepalive_router
+from quarry.api.limits import RequestLimits, RequestLimitsMiddleware
 from quarry.api.request_id import RequestIdMiddleware
 from quarry.api.services import Services, build_run_worker
 from quarry.fleet.admission import Admission, AdmissionMiddleware, Limits
@@ -122,6 +123,8 @@ def create_app(svc: Services) -> FastAPI:
     authenticator = Authenticator(svc.engine, settings, open_mode=decide_open(settings, svc.engine))
     app.state.authenticator = authenticator
     app.add_middleware(AuthMiddleware, authenticator=authenticator)
+    # Bodies, query strings and run variables over their caps: 413 before auth reads.
+    app.add_middleware(RequestLimitsMiddleware, limits=RequestLimits.from_settings(settings))
     app.add_middleware(RequestIdMiddleware)
     # Outermost: recovery on the first request; write requests end with a drain kick.
     app.state.scale_to_zero = ScaleToZero(svc)

@@ -171,7 +171,7 @@ def test_size_and_binary_limits(api: FactoryApi) -> None:
     extra = api.client.put(f"{WS}/files/x.md", json={"content": "", "expected_hash": None, "x": 1})
     assert extra.status_code == 400
     huge = api.client.put(f"{WS}/files/x.md", content=b"{" + b" " * 70_000_000 + b"}")
-    assert huge.status_code == 400 and "request body" in huge.json()["message"]
+    assert huge.status_code == 413 and huge.json()["limit"] == "dataset_file_max_bytes"
     assert snapshot(api.root) == before
     allowed = api.client.put(
         f"{WS}/files/.db/logo.parquet",

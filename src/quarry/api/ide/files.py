@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import AccessRole, principal
 from quarry.api.ide.common import factory, read_limited, require, workspace_of
+from quarry.api.limits import file_write_body_bytes
 from quarry.core.errors import BadRequest
 from quarry.factory import files as fs
 
@@ -105,7 +106,7 @@ async def write_file(request: Request, workspace: str, path: str) -> dict[str, A
     """Body: ``{"content": ..., "encoding": "utf-8"|"base64", "expected_hash": ...}``."""
     who = require(request, AccessRole.EDITOR)
     fac = factory(request)
-    limit = fac.limits.dataset_bytes * 4 // 3 + 65536
+    limit = file_write_body_bytes(fac.limits.dataset_bytes)  # as RequestLimitsMiddleware
     body: FileWrite = _parse(FileWrite, await read_limited(request, limit))
     data = body.data()
 
