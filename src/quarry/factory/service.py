@@ -30,6 +30,7 @@ from quarry.factory import workspaces as fw
 from quarry.factory.autocompile import AutoCompiler, promotion_for, status_branch
 from quarry.factory.compiler import CompileResult, compile_workspace
 from quarry.factory.gitinfo import read_git_info
+from quarry.factory.isolation import CompileLimits
 from quarry.factory.statcache import cache_path
 from quarry.runtime.queue import TaskQueue
 from quarry.runtime.runs.executor import RunExecutor
@@ -69,6 +70,7 @@ class Factory:
             credentials={h: s.get_secret_value() for h, s in settings.git_credentials.items()},
         )
         self.limits = files.Limits(settings.file_max_bytes, settings.dataset_file_max_bytes)
+        self.compile_limits = CompileLimits.from_settings(settings)
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self.auto = AutoCompiler(self._compile_key, settings.compile_debounce_seconds)
@@ -193,6 +195,7 @@ class Factory:
                     root,
                     promote=promote,
                     stat_cache=cache_path(self.data_dir, workspace.id),
+                    limits=self.compile_limits,
                 )
             except QuarryError as exc:
                 if record:
