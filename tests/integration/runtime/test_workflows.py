@@ -24,6 +24,7 @@ from quarry.runtime.engine import (
     VariableError,
 )
 from quarry.runtime.engine.results import Output
+from quarry.runtime.engine.templating import strict_templates
 from tests.integration.runtime.conftest import CountingStore, Runner
 
 REGIONS = ["East", "North", "South", "West"]
@@ -212,16 +213,27 @@ def test_unknown_workflows(runner: Runner) -> None:
     assert "workflows/does_not_exist" in sub.value.message
 
 
-def test_unsupported_and_undefined(runner: Runner) -> None:
+def test_unsupported_task_types(runner: Runner) -> None:
     with pytest.raises(NotSupportedYet, match="semantic_query tasks are not supported yet"):
         runner.run("workflows/broken", {"which": "semantic"})
-    with pytest.raises(TemplateFailed, match="'no_such_name' is undefined") as undefined:
-        runner.run("workflows/broken", {"which": "undefined"})
-    assert undefined.value.task == "undefined_name"
     fine = runner.run("workflows/broken")
     branch = fine.outputs["choose"]
     assert isinstance(branch, MapOutput)
     assert branch.outputs["fine"] == TextOutput("ok 1")
+
+
+def test_undefined_names_lenient_by_default_errors_when_strict(runner: Runner) -> None:
+    # Oxy's lenient default: an undefined name prints as nothing (issue #15) ...
+    lenient = runner.run("workflows/broken", {"which": "undefined"}).outputs["choose"]
+    assert isinstance(lenient, MapOutput)
+    assert lenient.outputs["undefined_name"] == TextOutput("")
+    # ... and strict templates make it an error naming it and the task.
+    with (
+        strict_templates(True),
+        pytest.raises(TemplateFailed, match="`no_such_name` is undefined") as undefined,
+    ):
+        runner.run("workflows/broken", {"which": "undefined"})
+    assert undefined.value.task == "undefined_name"
 
 
 def test_duckdb_database_file_shipped_in_the_revision(

@@ -1,32 +1,40 @@
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from quarry.runtime.connectors.base import BoundSql
+from quarry.runtime.engine.template_clock import make_now
 from quarry.runtime.engine.templating import (
     TemplateProblem,
     condition,
     evaluate,
     render_sql,
     render_text,
+    set_default_strict,
     sqlquote,
+    strict_templates,
 )
 
 
 @pytest.mark.parametrize(
     ("value", "literal"),
     [
+        # Oxy's sqlquote: the value's text, single quotes doubled, in single quotes.
         ("O'Brien", "'O''Brien'"),
         ("", "''"),
-        (None, "NULL"),
-        (True, "TRUE"),
-        (False, "FALSE"),
-        (42, "42"),
-        (1.5, "1.5"),
+        (None, "''"),
+        (True, "'true'"),
+        (False, "'false'"),
+        (42, "'42'"),
+        (1.5, "'1.5'"),
+        (2.0, "'2.0'"),
+        (1e20, "'100000000000000000000.0'"),
         (date(2024, 1, 31), "'2024-01-31'"),
-        (["a", "b'c", 3], "'a', 'b''c', 3"),
+        (["a", "b'c", 3], "'[\"a\", \"b''c\", 3]'"),
+        ({"k": None}, "'{\"k\": none}'"),
     ],
 )
 def test_sqlquote(value: object, literal: str) -> None:
@@ -66,18 +74,95 @@ def test_user_text_that_looks_like_a_marker_is_not_one() -> None:
     assert sql == "SELECT '__qp0__', $1" and params == [5]
 
 
-def test_undefined_names_are_errors_naming_them() -> None:
-    with pytest.raises(TemplateProblem, match="'missing' is undefined"):
-        render_text("hello {{ missing }}", {})
-    with pytest.raises(TemplateProblem, match="'missing' is undefined"):
-        evaluate("{{ missing }}", {})
-    with pytest.raises(TemplateProblem, match="'missing' is undefined"):
-        condition("missing > 1", {})
+def test_undefined_names_are_lenient_as_in_oxy() -> None:
+    # Changed on purpose (issue #15): Oxy's renderer prints an undefined name as
+    # nothing and treats it as false; strict mode is the opt-in for errors.
+    assert render_text("hello {{ missing }}", {}) == "hello "
+    assert evaluate("{{ missing }}", {}) is None
+    assert condition("missing > 1", {}) is False
+    assert render_sql("SELECT {{ missing | sqlquote }}", {}).text == "SELECT ''"
 
 
-def test_sandbox_blocks_internals() -> None:
-    with pytest.raises(TemplateProblem, match=r"SecurityError|unsafe"):
-        render_text("{{ ''.__class__.__mro__[1].__subclasses__() }}", {})
+def test_strict_mode_makes_undefined_names_errors_naming_them() -> None:
+    with pytest.raises(TemplateProblem, match="`missing` is undefined"):
+        render_text("hello {{ missing }}", {}, strict=True)
+    with pytest.raises(TemplateProblem, match="`missing` is undefined"):
+        evaluate("{{ missing }}", {}, strict=True)
+    with pytest.raises(TemplateProblem, match="`missing` is undefined"):
+        condition("missing > 1", {}, strict=True)
+    with pytest.raises(TemplateProblem, match="`missing` is undefined"):
+        render_sql("SELECT {{ missing }}", {}, strict=True)
+
+
+@pytest.fixture
+def default_strict() -> Iterator[None]:
+    set_default_strict(True)
+    try:
+        yield
+    finally:
+        set_default_strict(False)
+
+
+def test_strict_mode_for_a_block_and_for_the_process(default_strict: None) -> None:
+    with pytest.raises(TemplateProblem, match="`x` is undefined"):
+        render_text("{{ x }}", {})
+    assert render_text("{{ x }}", {}, strict=False) == ""
+    set_default_strict(False)
+    assert render_text("{{ x }}", {}) == ""
+    with strict_templates(True), pytest.raises(TemplateProblem, match="`x` is undefined"):
+        render_text("{{ x }}", {})
+    with strict_templates(None):
+        assert render_text("{{ x }}", {}) == ""
+    assert render_text("{{ x }}", {}) == ""
+
+
+def test_errors_name_the_line() -> None:
+    with pytest.raises(TemplateProblem, match=r"SyntaxError: .*\(line 3\)"):
+        render_text("a\nb\n{{ 1 + }}", {})
+
+
+def test_param_outside_sql_is_refused() -> None:
+    with pytest.raises(TemplateProblem, match="param binds values in SQL only"):
+        render_text("{{ 1 | param }}", {})
+
+
+def test_param_binds_plain_values_from_views() -> None:
+    bound = render_sql("{{ param(xs) }} {{ m | param }}", {"xs": [1, "a"], "m": {"k": [2]}})
+    assert bound.params == ([1, "a"], {"k": [2]})
+    assert all(type(p) in (list, dict) for p in bound.params)
+
+
+FIXED = datetime(2024, 10, 21, 15, 30, 45, 123000, tzinfo=UTC)
+PLUS_0930 = timezone(timedelta(hours=9, minutes=30))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "text"),
+    [
+        ({}, "2024-10-21T15:30:45.123+00:00"),
+        ({"utc": True}, "2024-10-21T15:30:45.123+00:00"),
+        ({"fmt": "%Y-%m-%d"}, "2024-10-21"),
+        ({"fmt": "%Y-%m-%d %H:%M:%S"}, "2024-10-21 15:30:45"),
+        ({"fmt": "%A, %B %d, %Y"}, "Monday, October 21, 2024"),
+        ({"fmt": "%I:%M %p"}, "03:30 PM"),
+        ({"fmt": "%f|%.f|%.3f|%6f|%%"}, "123000000|.123|.123|123000|%"),
+        ({"fmt": "%:z|%z|%::z|%#z", "utc": True}, "+00:00|+0000|+00:00:00|+00"),
+        ({"fmt": "%Z", "utc": True}, "UTC"),
+        ({"fmt": "%s"}, str(int(FIXED.timestamp()))),
+    ],
+)
+def test_now_formats_as_chrono(kwargs: dict[str, object], text: str) -> None:
+    now = make_now(lambda _utc: FIXED)
+    assert now(**kwargs) == text
+
+
+def test_now_in_local_time_keeps_the_offset() -> None:
+    local = datetime(2024, 1, 2, 3, 4, 5, tzinfo=PLUS_0930)
+    now = make_now(lambda _utc: local)
+    assert now() == "2024-01-02T03:04:05+09:30"
+    assert now(fmt="%H:%M %Z %:z") == "03:04 +09:30 +09:30"
+    microseconds = make_now(lambda _utc: local.replace(microsecond=5))
+    assert microseconds() == "2024-01-02T03:04:05.000005+09:30"
 
 
 def test_evaluate_keeps_types_of_single_expressions() -> None:

@@ -1,13 +1,23 @@
-"""Jinja for SQL, text and expressions: sandboxed, strict, and value-binding.
+"""Templates for SQL, text and expressions: Oxy's engine, sandboxed, value-binding.
 
-* ``StrictUndefined``: a name that is not defined is an error naming it, never an
-  empty string silently spliced into SQL.
-* ``sqlquote``: a value as a SQL literal (``'O''Brien'``, ``NULL``, ``TRUE``, ``42``;
-  a list becomes a comma-separated list of literals for ``IN (...)``).
-* ``param(value)`` / ``value | param``: the value is *bound*, not spliced: the text
-  gets a placeholder and the value travels to the database separately. Use it
-  wherever the database accepts a parameter (values in ``WHERE``, ``VALUES``...);
-  use ``sqlquote`` where it does not (file names, identifiers in some DDL).
+Rendering uses minijinja (the engine Oxy uses), configured as Oxy configures it
+(:mod:`quarry.runtime.engine.template_env`), so an Oxy template gives the same text:
+
+* an undefined name prints as nothing and is false in an ``if`` (Oxy's lenient
+  default); ``none > 15`` is false, not an error;
+* ``sqlquote`` quotes any value as Oxy does (``'O''Brien'``, ``'42'``, ``'true'``),
+  ``tojson`` writes compact JSON, ``now(fmt=, utc=)`` gives the time;
+* ``<loop>.value`` is the current value inside a ``loop_sequential``.
+
+Strict mode (``--strict-templates``, ``QUARRY_STRICT_TEMPLATES``, or
+``defaults: {strict_templates: true}`` in ``config.yml``) makes an undefined name an
+error naming it. Quarry's extra, ``param(value)`` / ``value | param``, *binds* a
+value instead of splicing it into SQL: the text gets a marker and the value travels
+to the database separately.
+
+Templates are sandboxed: they see plain values and read-only views
+(:mod:`quarry.runtime.engine.template_values`), never Python objects; there is no
+file or network access; one render's work and output are bounded.
 """
 
 from __future__ import annotations
@@ -15,17 +25,34 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Mapping
-from datetime import date, datetime
-from decimal import Decimal
-from functools import lru_cache
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, Undefined, pass_context
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
+from minijinja import Environment, TemplateError
 
 from quarry.runtime.connectors.base import BoundSql
+from quarry.runtime.engine import template_env
+from quarry.runtime.engine.template_env import (
+    MAX_FUEL,
+    MAX_OUTPUT_CHARS,
+    PARAMS_NAME,
+    TemplateCache,
+    build_environment,
+)
+from quarry.runtime.engine.template_values import from_template, to_template_context
+
+__all__ = [
+    "TemplateProblem",
+    "condition",
+    "evaluate",
+    "render_sql",
+    "render_text",
+    "set_default_strict",
+    "sqlquote",
+    "strict_templates",
+]
 
 
 class TemplateProblem(Exception):
@@ -33,122 +60,177 @@ class TemplateProblem(Exception):
 
 
 def sqlquote(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float, Decimal)):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return ", ".join(sqlquote(v) for v in value)
-    if isinstance(value, (date, datetime)):
-        value = value.isoformat()
-    text = str(value)
-    if "\x00" in text:
-        raise TemplateProblem("sqlquote: a value may not contain a NUL character")
-    return "'" + text.replace("'", "''") + "'"
+    """A value as a SQL string literal, exactly as Oxy's ``sqlquote`` filter."""
+    try:
+        return template_env.sqlquote(value)
+    except ValueError as exc:
+        raise TemplateProblem(str(exc)) from exc
+
+
+# --- strict mode -------------------------------------------------------------------
+
+_default_strict = False
+_strict: ContextVar[bool | None] = ContextVar("quarry_strict_templates", default=None)
+
+
+def set_default_strict(enabled: bool) -> None:
+    """The process-wide mode (``--strict-templates`` / ``QUARRY_STRICT_TEMPLATES``)."""
+    global _default_strict
+    _default_strict = enabled
+
+
+@contextmanager
+def strict_templates(enabled: bool | None) -> Iterator[None]:
+    """Renders inside the block are strict when ``enabled`` (a workspace's setting);
+    ``None`` or False keeps the process-wide mode."""
+    token = _strict.set(True if enabled else None)
+    try:
+        yield
+    finally:
+        _strict.reset(token)
+
+
+def _is_strict(strict: bool | None) -> bool:
+    if strict is not None:
+        return strict
+    return bool(_strict.get()) or _default_strict
+
+
+_LENIENT = TemplateCache(build_environment(strict=False))
+_STRICT = TemplateCache(build_environment(strict=True))
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+def _problem(exc: Exception, strict: bool) -> TemplateProblem:
+    if isinstance(exc, TemplateError):
+        detail = exc.detail or exc.message
+        if "out of fuel" in detail:
+            detail = (
+                f"the template does too much work (more than {MAX_FUEL:,} steps; "
+                "a loop too long or a string too large)"
+            )
+        elif exc.kind == "UndefinedError" and strict:
+            detail = f"{detail} (strict templates: every name must be defined)"
+        where = f" (line {exc.line})" if exc.line else ""
+        return TemplateProblem(f"{exc.kind}: {detail}{where}")
+    if isinstance(exc, AttributeError):
+        return TemplateProblem(f"not allowed in a template: {exc}")
+    return TemplateProblem(f"{type(exc).__name__}: {exc}")
+
+
+def _checked(text: str) -> str:
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise TemplateProblem(
+            f"the template's output is {len(text):,} characters, over the limit of "
+            f"{MAX_OUTPUT_CHARS:,}"
+        )
+    return text
+
+
+def _render(source: str, names: dict[str, Any], strict: bool | None) -> str:
+    strict_now = _is_strict(strict)
+    cache = _STRICT if strict_now else _LENIENT
+    try:
+        name = cache.name_for(source)
+        return _checked(cache.env.render_template(name, **names))
+    except Exception as exc:  # the engine re-raises what a filter or method raised
+        raise _problem(exc, strict_now) from exc
+
+
+# --- rendering ---------------------------------------------------------------------
+
+
+def _plain(source: str) -> str:
+    """A text without a tag renders as itself less one final newline (minijinja's
+    default, ``keep_trailing_newline`` off, as in Oxy)."""
+    if source.endswith("\r\n"):
+        return source[:-2]
+    return source[:-1] if source.endswith("\n") else source
+
+
+def render_text(source: str, context: Mapping[str, Any], *, strict: bool | None = None) -> str:
+    if "{" not in source:
+        return _plain(source)
+    return _render(source, to_template_context(dict(context)), strict)
 
 
 class _Params:
+    """Collects ``param`` values; the template sees a callable and nothing else."""
+
+    __slots__ = ("_lock", "_token", "_values")
+
     def __init__(self) -> None:
-        self.token = f"__qp{secrets.token_hex(6)}__"
-        self.values: list[Any] = []
+        self._token = f"__qp{secrets.token_hex(6)}__"
+        self._values: list[Any] = []
         self._lock = threading.Lock()
 
     def __call__(self, value: Any) -> str:
         with self._lock:
-            self.values.append(value)
-            return f"{self.token}{len(self.values) - 1}{self.token}"
+            self._values.append(value)
+            return f"{self._token}{len(self._values) - 1}{self._token}"
+
+    def bound(self, text: str) -> BoundSql:
+        return BoundSql(text=text, params=tuple(self._values), token=self._token)
 
 
-@pass_context
-def _param_filter(context: Context, value: Any) -> str:
-    collector = context.get("param")
-    if not isinstance(collector, _Params):
-        raise TemplateProblem("the param filter is only available in SQL")
-    return collector(value)
-
-
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
-    env.filters["sqlquote"] = sqlquote
-    env.filters["param"] = _param_filter
-    return env
-
-
-_ENV = _environment()
-
-
-@lru_cache(maxsize=1024)
-def _template(source: str) -> Template:
-    return _ENV.from_string(source)
-
-
-@lru_cache(maxsize=1024)
-def _expression(source: str) -> Any:
-    return _ENV.compile_expression(source, undefined_to_none=False)
-
-
-def _fail(exc: Exception) -> TemplateProblem:
-    line = getattr(exc, "lineno", None)
-    where = f" (line {line})" if line else ""
-    return TemplateProblem(f"{type(exc).__name__}: {exc}{where}")
-
-
-def render_text(source: str, context: Mapping[str, Any]) -> str:
-    try:
-        return _template(source).render(context)
-    except (TemplateError, TemplateProblem, TypeError, ValueError) as exc:
-        raise _fail(exc) from exc
-
-
-def render_sql(source: str, context: Mapping[str, Any]) -> BoundSql:
+def render_sql(source: str, context: Mapping[str, Any], *, strict: bool | None = None) -> BoundSql:
     params = _Params()
-    try:
-        text = _template(source).render({**context, "param": params})
-    except (TemplateError, TemplateProblem, TypeError, ValueError) as exc:
-        raise _fail(exc) from exc
-    return BoundSql(text=text, params=tuple(params.values), token=params.token)
+    if "{" not in source:
+        return params.bound(_plain(source))
+    names = to_template_context(dict(context))
+    names[PARAMS_NAME] = params
+    return params.bound(_render(source, names, strict))
 
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 
 
-def evaluate(value: Any, context: Mapping[str, Any]) -> Any:
+def evaluate(value: Any, context: Mapping[str, Any], *, strict: bool | None = None) -> Any:
     """A templated value keeping its type: ``"{{ n }}"`` gives the number ``n``.
 
-    A string made of exactly one ``{{ expression }}`` evaluates the expression;
-    other strings render as text; lists and mappings are evaluated item by item.
+    A string made of exactly one ``{{ expression }}`` evaluates the expression (as
+    Oxy's ``eval_expression``; an undefined name gives None unless strict); other
+    strings render as text; lists and mappings are evaluated item by item.
     """
     if isinstance(value, str):
         match = _SINGLE_EXPRESSION.match(value)
         if match is None:
-            return render_text(value, context) if "{" in value else value
-        return _evaluate_expression(match.group("expr").strip(), context)
+            return render_text(value, context, strict=strict) if "{" in value else value
+        return _evaluate_expression(match.group("expr").strip(), context, strict)
     if isinstance(value, list):
-        return [evaluate(item, context) for item in value]
+        return [evaluate(item, context, strict=strict) for item in value]
     if isinstance(value, dict):
-        return {k: evaluate(v, context) for k, v in value.items()}
+        return {k: evaluate(v, context, strict=strict) for k, v in value.items()}
     return value
 
 
 _FALSE_TEXT = frozenset({"", "false", "0", "none", "null", "no", "[]", "{}"})
 
 
-def condition(source: str, context: Mapping[str, Any]) -> bool:
+def condition(source: str, context: Mapping[str, Any], *, strict: bool | None = None) -> bool:
     """A conditional's ``if``: an expression (``x > 3``) or a template (``{{ x > 3 }}``)."""
     if "{{" in source or "{%" in source:
-        return render_text(source, context).strip().lower() not in _FALSE_TEXT
-    return bool(_evaluate_expression(source.strip(), context))
+        text = render_text(source, context, strict=strict)
+        return text.strip().lower() not in _FALSE_TEXT
+    return bool(_evaluate_expression(source.strip(), context, strict))
 
 
-def _evaluate_expression(source: str, context: Mapping[str, Any]) -> Any:
+def _evaluate_expression(source: str, context: Mapping[str, Any], strict: bool | None) -> Any:
+    strict_now = _is_strict(strict)
+    env: Environment = (_STRICT if strict_now else _LENIENT).env
     try:
-        result = _expression(source)(**context)
-        if isinstance(result, Undefined):
-            result._fail_with_undefined_error()
-        return result
-    except (TemplateError, TemplateProblem, TypeError, ValueError) as exc:
-        raise _fail(exc) from exc
+        names = to_template_context(dict(context))
+        result = env.eval_expr(source, **names)
+        # The binding returns an undefined result as None, even when strict.
+        if result is None and strict_now and not env.eval_expr(f"({source}) is defined", **names):
+            raise TemplateProblem(
+                f"UndefinedError: `{source}` is undefined "
+                "(strict templates: every name must be defined)"
+            )
+    except TemplateProblem:
+        raise
+    except Exception as exc:  # the engine re-raises what a filter or method raised
+        raise _problem(exc, strict_now) from exc
+    return from_template(result)

@@ -1,0 +1,174 @@
+"""The minijinja environment, configured as Oxy configures its renderer.
+
+Oxy (``crates/core/src/execute/renderer.rs``) starts from ``Environment::new()``
+(lenient undefined: an undefined name prints as nothing and is false in an ``if``;
+minijinja's built-in filters, tests and globals ``range``, ``dict``, ``namespace``,
+``debug``) and adds the global ``now(fmt=, utc=)`` and the filters ``sqlquote`` and
+``tojson``. It registers each template under its own text as the name, so
+minijinja's default auto-escaping by "file extension" applies to the text's end.
+
+The Python binding adds minijinja-contrib (``truncate``, ``pluralize``,
+``cycler``...) and Python-style methods (``'a'.upper()``); Oxy has neither, so both
+are removed. There is no loader: ``include``/``import``/``extends`` find nothing.
+
+Quarry adds ``param(value)`` / ``value | param`` (bind a value instead of splicing it)
+and the limits: ``fuel`` bounds the work of one render (loop steps and the size of
+the strings it builds), and the output may not exceed :data:`MAX_OUTPUT_CHARS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from minijinja import Environment, pass_state
+from minijinja._lowlevel import State
+
+from quarry.runtime.engine import template_values as tv
+from quarry.runtime.engine.template_clock import make_now
+
+MAX_FUEL = 5_000_000
+"""Engine steps one render may take (a step of a loop costs about 3; building a
+string costs about one per 32 characters): roughly 0.1 s of work at most."""
+MAX_OUTPUT_CHARS = 10_000_000
+"""Longest text one render may produce."""
+TEMPLATE_CACHE_SIZE = 1024
+
+PARAMS_NAME = "__quarry_params__"
+"""Where ``render_sql`` puts its parameter collector in the context."""
+
+_CONTRIB_FILTERS = (
+    "pluralize",
+    "filesizeformat",
+    "truncate",
+    "striptags",
+    "wordcount",
+    "wordwrap",
+    "datetimeformat",
+    "timeformat",
+    "dateformat",
+    "random",
+    "format",
+)
+_CONTRIB_GLOBALS = ("cycler", "joiner", "lipsum", "randrange")
+
+
+class ParamOutsideSql(ValueError):
+    pass
+
+
+def _one_argument(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if args:
+        raise ValueError(f"{name} takes no arguments")
+    if kwargs:
+        raise ValueError(f"{name} has no argument {sorted(kwargs)[0]!r}")
+
+
+def _sqlquote_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    _one_argument("sqlquote", args, kwargs)
+    return sqlquote(value)
+
+
+def sqlquote(value: Any) -> str:
+    """A value as a SQL string literal, exactly as Oxy's ``sqlquote``: its text in
+    single quotes, each ``'`` doubled (``'O''Brien'``, ``'42'``, ``'true'``).
+
+    Quarry refuses a NUL character (drivers would cut the statement there).
+    """
+    text = tv.display(tv.to_template(value))
+    if "\x00" in text:
+        raise ValueError("sqlquote: a value may not contain a NUL character")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _tojson_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    _one_argument("tojson", args, kwargs)
+    return tv.to_json(tv.to_template(value))
+
+
+def _bind(state: State, value: Any) -> str:
+    collector = state.lookup(PARAMS_NAME)
+    if collector is None or not callable(collector):
+        raise ParamOutsideSql("param binds values in SQL only (execute_sql), not in text")
+    return str(collector(tv.from_template(value)))
+
+
+@pass_state
+def _param_filter(state: State, value: Any, *args: Any, **kwargs: Any) -> str:
+    _one_argument("param", args, kwargs)
+    return _bind(state, value)
+
+
+@pass_state
+def _param_function(state: State, *args: Any, **kwargs: Any) -> str:
+    if len(args) != 1 or kwargs:
+        raise ValueError("param takes exactly one value: param(value)")
+    return _bind(state, args[0])
+
+
+def _auto_escape(name: str) -> str | None:
+    """minijinja's default: ``.html``/``.htm``/``.xml`` -> HTML, ``.json``/``.json5``/
+    ``.js``/``.yaml``/``.yml`` -> JSON, by the name's end (a final ``.j2`` ignored)."""
+    base = name.removesuffix(".j2")
+    suffix = base.rsplit(".", 1)[-1]
+    if suffix in ("html", "htm", "xml"):
+        return "html"
+    if suffix in ("json", "json5", "js", "yaml", "yml"):
+        return "json"
+    return None
+
+
+def build_environment(*, strict: bool) -> Environment:
+    env = Environment(
+        undefined_behavior="strict" if strict else "lenient",
+        fuel=MAX_FUEL,
+        pycompat=False,
+        keep_trailing_newline=False,
+        finalizer=tv.finalize,
+        auto_escape_callback=_auto_escape,
+        debug=True,  # errors name the undefined variable
+    )
+    for name in _CONTRIB_FILTERS:
+        env.remove_filter(name)
+    for name in _CONTRIB_GLOBALS:
+        env.remove_global(name)
+    env.add_filter("sqlquote", _sqlquote_filter)
+    env.add_filter("tojson", _tojson_filter)
+    env.add_filter("param", _param_filter)
+    env.add_global("now", make_now())
+    env.add_global("param", _param_function)
+    return env
+
+
+class TemplateCache:
+    """Compiled templates by source text, least recently used evicted first.
+
+    A template's name keeps the end of its text, so auto-escaping picks the same
+    mode Oxy's does (Oxy names each template by its full text).
+    """
+
+    def __init__(self, env: Environment, size: int = TEMPLATE_CACHE_SIZE) -> None:
+        self.env = env
+        self._size = size
+        self._names: OrderedDict[str, str] = OrderedDict()
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+
+    def name_for(self, source: str) -> str:
+        with self._lock:
+            name = self._names.get(source)
+            if name is not None:
+                self._names.move_to_end(source)
+                return name
+        mode = _auto_escape(source)
+        suffix = {"html": ".html", "json": ".json"}.get(mode or "", "")
+        name = f"quarry-{next(self._counter)}{suffix}"
+        self.env.add_template(name, source)  # raises TemplateError on bad syntax
+        with self._lock:
+            self._names[source] = name
+            while len(self._names) > self._size:
+                _old, old_name = self._names.popitem(last=False)
+                self.env.remove_template(old_name)
+        return name
