@@ -40,8 +40,7 @@ def _settings(workspace: Path | None, **overrides: object) -> Settings:
 
 def _fail(exc: QuarryError) -> typer.Exit:
     if isinstance(exc, CompileFailed):
-        for problem in exc.problems:
-            out.print(str(problem), markup=False, highlight=False)
+        _print_problems(exc.problems)
         errors = sum(1 for p in exc.problems if not p.is_warning)
         warnings = len(exc.problems) - errors
         console.print(
@@ -100,7 +99,8 @@ def compile_cmd(
             _print_problems(analysis.warnings)
             out.print(
                 f"ok: {len(analysis.definitions)} definitions, {len(analysis.files)} files, "
-                f"revision {analysis.revision_id}" + _warning_count(analysis.warnings)
+                f"revision {analysis.revision_id}" + _warning_count(analysis.warnings),
+                soft_wrap=True,
             )
             return
         from quarry.api.services import build_services
@@ -123,13 +123,15 @@ def compile_cmd(
     out.print(
         f"{state}: {result.workspace} @ {result.revision_id} ({result.definitions} definitions, "
         f"{result.blobs_uploaded} blobs uploaded, {result.seconds:.2f}s)"
-        + _warning_count(result.problems)
+        + _warning_count(result.problems),
+        soft_wrap=True,
     )
 
 
 def _print_problems(problems: list[Problem]) -> None:
+    """One problem per line, never wrapped: editors and CI logs parse file:line:col."""
     for problem in problems:
-        out.print(str(problem), markup=False, highlight=False)
+        out.print(str(problem), markup=False, highlight=False, soft_wrap=True)
 
 
 def _warning_count(warnings: list[Problem]) -> str:

@@ -67,7 +67,7 @@ def _progress(event: dict[str, Any]) -> None:
 def run_locally(settings: Settings, root: Path, target: str, variables: dict[str, Any]) -> int:
     from quarry.api.services import build_services
     from quarry.factory.local import compile_local
-    from quarry.runtime.runs.executor import RunExecutor
+    from quarry.runtime.runs.executor import RunExecutor, RunLimits
     from quarry.runtime.runs.service import RunRequest, create_run
 
     svc = build_services(settings)
@@ -98,6 +98,7 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
         cache,
         export_root=root,
         on_event=_progress,
+        limits=RunLimits.from_settings(settings),
     )
     outcome = executor.execute(run, None)
     with svc.engine.connect() as conn:

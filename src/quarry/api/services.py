@@ -17,6 +17,7 @@ from quarry.runtime.connectors.policy import ConnectorPolicy, install_policy
 from quarry.runtime.queue import TaskQueue, open_queue
 from quarry.runtime.queue.caps import queued_cap
 from quarry.runtime.queue.worker import Worker
+from quarry.runtime.runs.executor import RunLimits
 from quarry.runtime.runs.workers import build_worker
 from quarry.store.db import create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
@@ -80,4 +81,5 @@ def build_run_worker(svc: Services) -> Worker:
         lease_seconds=svc.settings.worker_lease_seconds,
         shutdown_grace=svc.settings.worker_shutdown_grace,
         holds=svc.holds if svc.topology.serves_ide_routes else None,
+        limits=RunLimits.from_settings(svc.settings),
     )

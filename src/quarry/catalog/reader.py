@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from quarry.catalog.cache import LruCache
 from quarry.core.errors import NotFound
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
+from quarry.definitions.kinds import Kind, classify_path, definition_name
 from quarry.store import revisions as rq
 from quarry.store import workspaces as wq
 from quarry.store.objects import ObjectStore, blob_key
@@ -174,6 +175,12 @@ class Catalog:
         if doc is None:
             with self.engine.connect() as conn:
                 found = rq.get_definition_body(conn, workspace.id, revision_id, kind, name)
+                if found is None and kind == Kind.WORKFLOW.value:
+                    # A workflow's file path finds it whichever name it has (its
+                    # stem, unless another workflow file shares the stem).
+                    stem = _workflow_stem(name)
+                    if stem is not None:
+                        found = rq.get_definition_body(conn, workspace.id, revision_id, kind, stem)
             if found is None:
                 raise NotFound(
                     f"no {kind} named {name!r} in revision {revision_id}",
@@ -199,6 +206,12 @@ class Catalog:
         if row is None:
             raise NotFound(f"no file {path!r} in revision {revision_id}", path=path)
         return row, self.store.get(blob_key(workspace.tenant_id, row.blob_hash))
+
+
+def _workflow_stem(name: str) -> str | None:
+    if classify_path(name) is not Kind.WORKFLOW:
+        return None
+    return definition_name(name, Kind.WORKFLOW)
 
 
 def _json_str(value: str) -> str:

@@ -163,6 +163,17 @@ class Settings(BaseSettings):
         description="/readyz answers 503 once a worker's claims (or the driver's ticks) "
         "have failed without a success for this long.",
     )
+    step_timeout_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="Default limit on one SQL/formatter step of a run (a task's timeout: "
+        "overrides it); 0: none.",
+    )
+    run_deadline_seconds: float = Field(
+        86400.0,
+        ge=0,
+        description="A run fails if it has not finished this long after it was created; 0: none.",
+    )
     access_log: bool = Field(
         False, description="Log every HTTP request (uvicorn's access log); costly on hot reads."
     )

@@ -6,6 +6,7 @@ file before reading it and a rename is the only way to change what a file is.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -111,3 +112,23 @@ def unread_kind(relpath: str) -> tuple[str, str] | None:
         if basename.endswith(suffix) and len(basename) > len(suffix):
             return relpath, what
     return None
+
+
+def workflow_names(paths: Iterable[str]) -> dict[str, str]:
+    """The name of each workflow file among ``paths``.
+
+    Oxy addresses a workflow by its path, so ``a.workflow.yml`` and
+    ``a.procedure.yml`` are two workflows. Quarry's name for a workflow is its path
+    without the suffix (``workflows/a``) as long as no other workflow file shares
+    that stem; files that do are named by their full path (``workflows/a.procedure.yml``)
+    so both compile and each stays addressable.
+    """
+    stems: dict[str, list[str]] = {}
+    for path in paths:
+        if classify_path(path) is Kind.WORKFLOW:
+            stems.setdefault(definition_name(path, Kind.WORKFLOW), []).append(path)
+    names: dict[str, str] = {}
+    for stem, files in stems.items():
+        for path in files:
+            names[path] = stem if len(files) == 1 else path
+    return names

@@ -29,7 +29,7 @@ from quarry.core.errors import WARNING, CompileFailed, Problem
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.core.metrics import COMPILE_DURATION
 from quarry.definitions.config_salvage import ConfigFacts, facts_of, salvage
-from quarry.definitions.kinds import Kind, unread_kind
+from quarry.definitions.kinds import Kind, unread_kind, workflow_names
 from quarry.definitions.references import Ref, ReferenceIndex, check_references
 from quarry.factory import prior, statcache
 from quarry.factory.gitinfo import GitInfo, read_git_info
@@ -206,6 +206,7 @@ def _analyze(
                 tree, next(f for f in tree.files if f.path == path), new_bodies, parser
             )[1]
         reused_info = {}
+    rows = _name_workflows(rows)
     problems.extend(_duplicate_names(rows))
     unchecked = facts.unchecked_refs()
     for path, refs in refs_by_path.items():
@@ -307,6 +308,19 @@ def _fingerprint(index: ReferenceIndex) -> str:
     """A digest of everything a reference can resolve against."""
     parts = [index.paths, index.databases, index.models, index.views, index.topics]
     return sha256_hex("\x00".join("\n".join(sorted(p)) for p in parts).encode())
+
+
+def _name_workflows(rows: list[rq.DefinitionRow]) -> list[rq.DefinitionRow]:
+    """Workflow files sharing a stem (``a.workflow.yml``, ``a.procedure.yml``) are
+    named by their full paths (see :func:`workflow_names`); decided from the paths
+    every compile, so a reused row follows its siblings coming and going."""
+    names = workflow_names(r.path for r in rows if r.kind == Kind.WORKFLOW.value)
+    return [
+        row._replace(name=names[row.path])
+        if row.kind == Kind.WORKFLOW.value and names[row.path] != row.name
+        else row
+        for row in rows
+    ]
 
 
 def _duplicate_names(rows: list[rq.DefinitionRow]) -> list[Problem]:

@@ -33,7 +33,7 @@ from quarry.factory.gitinfo import read_git_info
 from quarry.factory.isolation import CompileLimits
 from quarry.factory.statcache import cache_path
 from quarry.runtime.queue import TaskQueue
-from quarry.runtime.runs.executor import RunExecutor
+from quarry.runtime.runs.executor import RunExecutor, RunLimits
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store import factory_tables as ft
 from quarry.store import runs as runq
@@ -277,7 +277,12 @@ class Factory:
     def _execute_run(self, run: RunRow) -> None:
         if self._executor is None:
             self._executor = RunExecutor(
-                self.engine, self.queue, self.store, self.catalog, self.data_dir / "cache"
+                self.engine,
+                self.queue,
+                self.store,
+                self.catalog,
+                self.data_dir / "cache",
+                limits=RunLimits.from_settings(self.settings),
             )
         try:
             self._executor.execute(run, None)

@@ -47,6 +47,9 @@ class _TaskBase(Lenient):
     name: str
     cache: TaskCache | None = None
     mode: Literal["client", "server"] = "client"
+    # Quarry's extension: seconds this step may run before it is interrupted and
+    # fails (a composite step counts its children); default: QUARRY_STEP_TIMEOUT_SECONDS.
+    timeout: Annotated[float, Field(gt=0)] | None = None
 
 
 class ExecuteSqlTask(_TaskBase):
@@ -57,6 +60,9 @@ class ExecuteSqlTask(_TaskBase):
     dry_run_limit: NonNegativeInt | None = None
     export: TaskExport | None = None
     variables: JsonObject | None = None
+    # Quarry's extension: let the SQL hold several statements (one by default, so a
+    # value spliced into the SQL cannot stack a second one).
+    multiple_statements: bool = False
 
     @model_validator(mode="after")
     def _one_sql_source(self) -> Self:

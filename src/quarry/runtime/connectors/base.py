@@ -82,6 +82,7 @@ class Connector(ABC):
         """Stop every statement running now, from another thread (a run cancelled or
         over its time); each fails with a :class:`ConnectorError`. A connector that
         talks HTTP closes its client here. Default: nothing can be interrupted."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...

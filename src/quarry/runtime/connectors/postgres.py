@@ -7,6 +7,7 @@ a finished step's writes are durable before its checkpoint is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -142,6 +143,8 @@ class PostgresConnector(Connector):
                     self._running.add(conn)
                 try:
                     cur.execute(text.encode(), params or None)
+                    while cur.nextset():  # several statements (a task opted in): the last
+                        continue
                 finally:
                     with self._lock:
                         self._running.discard(conn)
@@ -162,10 +165,9 @@ class PostgresConnector(Connector):
         with self._lock:
             running = list(self._running)
         for conn in running:
-            try:
+            # An error means the statement ended or the server is gone: nothing to stop.
+            with contextlib.suppress(psycopg.Error):
                 conn.cancel_safe(timeout=5.0)
-            except psycopg.Error:
-                pass  # the statement ended, or the server is gone: nothing to stop
 
     def close(self) -> None:
         with self._lock:

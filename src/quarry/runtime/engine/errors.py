@@ -53,10 +53,11 @@ class VariableError(WorkflowError):
 
 
 class RunCancelled(WorkflowError):
-    """The run was asked to stop (cancelled, or the worker is shutting down).
+    """The run was asked to stop (cancelled, the worker is shutting down, its lease lost).
 
-    Raised between steps only: every step that finished is checkpointed, so the
-    run can be resumed later exactly where it stopped.
+    Raised before a step, or by a step whose statement was interrupted because of
+    the stop: every step that finished is checkpointed, so the run can be resumed
+    later exactly where it stopped.
     """
 
     status_code = 409
@@ -65,6 +66,25 @@ class RunCancelled(WorkflowError):
 
 class StepFailed(WorkflowError):
     code = "step_failed"
+
+
+class StepTimedOut(StepFailed):
+    """A step ran longer than its ``timeout`` (or the operator's default): its
+    statements were interrupted and the step failed, located at that step."""
+
+    code = "step_timeout"
+
+
+class RunDeadlineExceeded(StepFailed):
+    """The run was still running at its deadline; the step in flight was interrupted."""
+
+    code = "run_deadline_exceeded"
+
+
+class TooManyStatements(StepFailed):
+    """An ``execute_sql`` task's SQL holds several statements without opting in."""
+
+    code = "multiple_statements"
 
 
 class SqlFailed(StepFailed):

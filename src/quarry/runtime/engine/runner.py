@@ -8,13 +8,20 @@ and nothing runs); otherwise the step executes and its result is put in the jour
 once it has finished. Composite steps (loops, sub-workflows, conditionals) are
 checkpointed as a whole too, after their children, so a resumed run skips a whole
 finished loop at once and, inside an unfinished one, only the finished iterations.
+
+A run is watched by a :class:`~quarry.runtime.engine.watchdog.Watchdog`: a step
+over its timeout, the run past its deadline or a stop (cancel, shutdown) interrupts
+the statements in flight, and the step fails with the reason (``RunCancelled`` for
+a stop).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +44,26 @@ from quarry.runtime.engine.errors import (
 from quarry.runtime.engine.journal import NoJournal, StepJournal
 from quarry.runtime.engine.results import Output, StepResult, row_count
 from quarry.runtime.engine.variables import resolve_variables
+from quarry.runtime.engine.watchdog import Deadline, Watchdog
 from quarry.runtime.source import RevisionSource, normalise_path
 
 Handler = Callable[[RunContext, Any, Scope, str], StepResult]
+
+# Steps that contain other steps: the default step timeout does not apply to them
+# (their children have their own), only a ``timeout`` the task sets itself.
+COMPOSITE_TASK_TYPES = frozenset({"loop_sequential", "conditional", "workflow"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long a run's steps may take.
+
+    ``step_timeout`` is the timeout of each leaf step (SQL, formatter, ...) whose
+    task sets no ``timeout``; ``deadline`` is when the whole run must be over.
+    """
+
+    step_timeout: float | None = None
+    deadline: Deadline | None = None
 
 
 @dataclass(frozen=True)
@@ -60,34 +84,34 @@ def run_workflow(
     on_export: ExportSink | None = None,
     coerce_text: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    limits: Limits | None = None,
+    run_id: str | None = None,
+    attempt: int = 1,
 ) -> RunResult:
     """Run ``workflow`` (a name like ``workflows/sales`` or its file path) to the end.
 
     Raises a :class:`WorkflowError` subclass; errors inside a step name the step.
-    ``should_stop`` is asked before each step; answering True ends the run with
-    :class:`RunCancelled` (finished steps stay checkpointed, so it can resume).
+    ``should_stop`` is watched while the run runs; answering True interrupts the
+    step in flight and ends the run with :class:`RunCancelled` (finished steps stay
+    checkpointed, so it can resume). ``run_id`` and ``attempt`` are what templates
+    see as ``step.run_id`` / ``step.attempt`` (and in ``step.idempotency_key``).
     """
-    ctx = RunContext(
-        source=source,
-        connections=connections,
-        journal=journal or NoJournal(),
-        on_event=on_event or (lambda _e: None),
-        on_export=on_export,
-        should_stop=should_stop,
-    )
     name = workflow_name(workflow)
     config = load_workflow(source, name)
     values = resolve_variables(name, config.variables, variables, coerce_text=coerce_text)
     scope = Scope(variables=dict(values))
-    ctx.emit("run_started", "", workflow=name, revision=source.revision_id)
-    started = time.monotonic()
-    try:
-        run_tasks(ctx.entering(name), config.tasks, scope, "tasks")
-    except WorkflowError as exc:
-        event = "run_cancelled" if isinstance(exc, RunCancelled) else "run_failed"
-        ctx.emit(event, exc.step or "", error=exc.to_json())
-        raise
-    ctx.emit("run_finished", "", seconds=round(time.monotonic() - started, 6))
+    with _context(
+        source, connections, journal, on_event, on_export, should_stop, limits, run_id, attempt
+    ) as ctx:
+        ctx.emit("run_started", "", workflow=name, revision=source.revision_id)
+        started = time.monotonic()
+        try:
+            run_tasks(ctx.entering(name), config.tasks, scope, "tasks")
+        except WorkflowError as exc:
+            event = "run_cancelled" if isinstance(exc, RunCancelled) else "run_failed"
+            ctx.emit(event, exc.step or "", error=exc.to_json())
+            raise
+        ctx.emit("run_finished", "", seconds=round(time.monotonic() - started, 6))
     return RunResult(workflow=name, variables=values, outputs=dict(scope.outputs))
 
 
@@ -101,23 +125,49 @@ def run_task_list(
     on_event: EventSink | None = None,
     on_export: ExportSink | None = None,
     should_stop: Callable[[], bool] | None = None,
+    limits: Limits | None = None,
+    run_id: str | None = None,
+    attempt: int = 1,
 ) -> dict[str, Output]:
     """Run a list of tasks outside a workflow (an app's tasks, with ``controls``).
 
     ``names`` are visible to templates as variables are, unchecked; step keys are
     ``tasks.N`` as in a workflow.
     """
-    ctx = RunContext(
-        source=source,
-        connections=connections,
-        journal=journal or NoJournal(),
-        on_event=on_event or (lambda _e: None),
-        on_export=on_export,
-        should_stop=should_stop,
-    )
     scope = Scope(variables=dict(names or {}))
-    run_tasks(ctx, tasks, scope, "tasks")
+    with _context(
+        source, connections, journal, on_event, on_export, should_stop, limits, run_id, attempt
+    ) as ctx:
+        run_tasks(ctx, tasks, scope, "tasks")
     return dict(scope.outputs)
+
+
+@contextmanager
+def _context(
+    source: RevisionSource,
+    connections: Connections,
+    journal: StepJournal | None,
+    on_event: EventSink | None,
+    on_export: ExportSink | None,
+    should_stop: Callable[[], bool] | None,
+    limits: Limits | None,
+    run_id: str | None,
+    attempt: int,
+) -> Iterator[RunContext]:
+    """A run's context, its watchdog closed when the run ends."""
+    limits = limits or Limits()
+    with Watchdog(should_stop=should_stop, deadline=limits.deadline) as watchdog:
+        yield RunContext(
+            source=source,
+            connections=connections,
+            journal=journal or NoJournal(),
+            watchdog=watchdog,
+            on_event=on_event or (lambda _e: None),
+            on_export=on_export,
+            step_timeout=limits.step_timeout,
+            run_id=run_id or uuid.uuid4().hex,
+            attempt=attempt,
+        )
 
 
 def workflow_name(ref: str) -> str:
@@ -149,10 +199,16 @@ def run_tasks(ctx: RunContext, tasks: Sequence[Task], scope: Scope, prefix: str)
         scope.outputs[task.name] = result.output
 
 
+def step_timeout(ctx: RunContext, task: Task) -> float | None:
+    """The task's own ``timeout``, else the default for a leaf step."""
+    if task.timeout is not None:
+        return task.timeout
+    return None if task.type in COMPOSITE_TASK_TYPES else ctx.step_timeout
+
+
 def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     facts = {"task": task.name, "task_type": task.type}
-    if ctx.should_stop is not None and ctx.should_stop():
-        raise RunCancelled("the run was stopped before this step", step=key, task=task.name)
+    ctx.watchdog.check(key, task.name)
     stored = ctx.journal.get(key)
     if stored is not None:
         ctx.emit("step_replayed", key, rows=row_count(stored.output), **facts)
@@ -160,31 +216,53 @@ def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     ctx.emit("step_started", key, **facts)
     started = time.monotonic()
     try:
-        result = _handlers()[task.type](ctx, task, scope, key)
+        result = _execute(ctx, task, scope, key)
     except RunCancelled:
         raise
-    except WorkflowError as exc:
-        located = exc.at(key, task.name)
-        ctx.emit("step_failed", key, error=located.to_json(), **facts)
-        raise located from exc.__cause__
-    except ConnectorError as exc:
-        failed: WorkflowError = SqlFailed(exc.message, step=key, task=task.name)
-        ctx.emit("step_failed", key, error=failed.to_json(), **facts)
-        raise failed from exc
-    except QuarryError as exc:
-        failed = StepFailed(exc.message, step=key, task=task.name)
-        ctx.emit("step_failed", key, error=failed.to_json(), **facts)
-        raise failed from exc
     except Exception as exc:
-        failed = StepFailed(
-            f"internal error: {type(exc).__name__}: {exc}", step=key, task=task.name
-        )
-        ctx.emit("step_failed", key, error=failed.to_json(), **facts)
-        raise failed from exc
+        failed = _step_error(ctx, exc, key, task.name)
+        if not isinstance(failed, RunCancelled):
+            ctx.emit("step_failed", key, error=failed.to_json(), **facts)
+        raise failed from (exc.__cause__ if isinstance(exc, WorkflowError) else exc)
     seconds = round(time.monotonic() - started, 6)
     ctx.journal.put(key, result)
     ctx.emit("step_finished", key, seconds=seconds, rows=row_count(result.output), **facts)
     return result
+
+
+def _execute(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
+    handler = _handlers().get(task.type, _unsupported)
+    with ctx.watchdog.step(key, task.name, step_timeout(ctx, task)):
+        result = handler(ctx, task, scope.for_step(ctx.step_facts(key)), key)
+    own = ctx.watchdog.own_timeout(key)
+    if own is not None:
+        # Nothing in the step could be interrupted: it finished, over its limit.
+        raise own.error(key, task.name)
+    return result
+
+
+def _step_error(ctx: RunContext, exc: Exception, key: str, task: str) -> WorkflowError:
+    """What a step that raised ``exc`` fails with, located at the step."""
+    stop = ctx.watchdog.stop
+    if stop is not None:
+        # Interrupted because the run must stop: say why, not what the driver said.
+        stopped = stop.error(key, task)
+        if isinstance(exc, WorkflowError) and type(exc) is type(stopped):
+            return exc.at(key, task)  # raised by an inner step, already located
+        return stopped
+    if isinstance(exc, WorkflowError):
+        return exc.at(key, task)
+    if isinstance(exc, ConnectorError):
+        return SqlFailed(exc.message, step=key, task=task)
+    if isinstance(exc, QuarryError):
+        return StepFailed(exc.message, step=key, task=task)
+    return StepFailed(f"internal error: {type(exc).__name__}: {exc}", step=key, task=task)
+
+
+def _unsupported(ctx: RunContext, task: Any, scope: Scope, key: str) -> StepResult:
+    from quarry.runtime.engine.tasks import unsupported
+
+    return unsupported.run(ctx, task, scope, key)
 
 
 @functools.cache

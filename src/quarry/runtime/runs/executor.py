@@ -2,6 +2,12 @@
 outcome. Bad definitions, missing variables and failing SQL are errors *on the run*
 (the task itself succeeds, so the worker moves on); infrastructure failures raise
 and the queue retries the task, and a resumed attempt replays finished steps.
+
+Every run is limited (:class:`RunLimits`): each step by its timeout, the whole run
+by a deadline counted from its creation (so a resumed attempt keeps the same one).
+A cancel reaches a running run through ``task.stop_event``, which the worker's
+heartbeat sets when it sees ``cancel_requested``: the engine's watchdog then
+interrupts the statement in flight and the run ends ``cancelled``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +29,15 @@ from quarry.core.errors import BadRequest, QuarryError
 from quarry.core.hashing import canonical_json
 from quarry.core.logs import request_context
 from quarry.core.metrics import RUN_DURATION
+from quarry.core.settings import Settings
 from quarry.runtime.apps import app_result_key, build_app_result, resolve_controls
 from quarry.runtime.apps.load import load_app
 from quarry.runtime.connectors.datasets import BlobCache
 from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.engine.errors import RunCancelled, VariableError, WorkflowError
 from quarry.runtime.engine.results import TableOutput
-from quarry.runtime.engine.runner import run_task_list, run_workflow
+from quarry.runtime.engine.runner import Limits, run_task_list, run_workflow
+from quarry.runtime.engine.watchdog import Deadline
 from quarry.runtime.queue import LeaseLost, Task, TaskQueue
 from quarry.runtime.queue.worker import TaskCancelled
 from quarry.runtime.runs.journal import DurableJournal, RunWriter
@@ -52,6 +62,35 @@ def write_in_workspace(root: Path, relpath: str, data: bytes) -> None:
     os.replace(partial, target)
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """Operator limits on runs, in seconds (None: no limit).
+
+    ``step_timeout`` is the default timeout of each leaf step (a task's own
+    ``timeout:`` wins); ``run_deadline`` is how long after its creation a run must
+    have finished.
+    """
+
+    step_timeout: float | None = None
+    run_deadline: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunLimits:
+        return cls(
+            step_timeout=settings.step_timeout_seconds or None,
+            run_deadline=settings.run_deadline_seconds or None,
+        )
+
+    def for_run(self, run: RunRow) -> Limits:
+        deadline = None
+        if self.run_deadline is not None:
+            created = run.created_at
+            if created.tzinfo is None:  # SQLite gives back naive UTC
+                created = created.replace(tzinfo=UTC)
+            deadline = Deadline(created.timestamp() + self.run_deadline, self.run_deadline)
+        return Limits(step_timeout=self.step_timeout, deadline=deadline)
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -63,6 +102,7 @@ class RunExecutor:
         *,
         export_root: Path | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        limits: RunLimits | None = None,
     ) -> None:
         self.engine = engine
         self.queue = queue
@@ -71,6 +111,7 @@ class RunExecutor:
         self.cache = BlobCache(cache_dir)
         self.export_root = export_root
         self.listener = on_event
+        self.limits = limits or RunLimits()
 
     def handle(self, task: Task) -> object:
         """The queue handler for ``run`` tasks."""
@@ -153,6 +194,9 @@ class RunExecutor:
             journal=journal,
             on_event=on_event,
             should_stop=writer.should_stop,
+            limits=self.limits.for_run(run),
+            run_id=run.id,
+            attempt=writer.attempt,
         )
         tables = {k: v.table for k, v in outputs.items() if isinstance(v, TableOutput)}
         document = build_app_result(
@@ -219,6 +263,9 @@ class RunExecutor:
                     on_event=on_event,
                     on_export=on_export,
                     should_stop=stop,
+                    limits=self.limits.for_run(run),
+                    run_id=run.id,
+                    attempt=writer.attempt,
                 )
             elif run.target_kind == "app":
                 self._run_app(run, workspace, source, writer, connections, journal, on_event)

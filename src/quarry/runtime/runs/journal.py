@@ -72,8 +72,14 @@ class RunWriter:
         )
         self.write(lambda conn: runq.insert_artifact(conn, self.run.tenant_id, artifact))
 
+    @property
+    def attempt(self) -> int:
+        """The task's attempt (1 for a run executed outright)."""
+        return self.task.attempts if self.task else 1
+
     def should_stop(self) -> bool:
-        """Asked by the engine between steps: cancellation, lease lost or shutdown."""
+        """Watched by the engine while the run runs: cancellation (seen by the
+        worker's heartbeat), lease lost or shutdown."""
         return self.task is not None and self.task.stop_event.is_set()
 
     def object_key(self, *parts: str) -> str:
@@ -140,4 +146,4 @@ class DurableJournal:
         runq.upsert_step(conn, self.writer.run.id, step)
 
     def _attempt(self) -> int:
-        return self.writer.task.attempts if self.writer.task else 1
+        return self.writer.attempt

@@ -14,7 +14,7 @@ from quarry.core.holds import Holds
 from quarry.runtime.queue import Task, TaskQueue
 from quarry.runtime.queue.drain import DrainingWorker
 from quarry.runtime.queue.worker import Worker
-from quarry.runtime.runs.executor import RunExecutor
+from quarry.runtime.runs.executor import RunExecutor, RunLimits
 from quarry.runtime.runs.service import RUN_TASK_KIND
 from quarry.store.objects import ObjectStore
 
@@ -31,10 +31,11 @@ def build_worker(
     lease_seconds: float = 30.0,
     shutdown_grace: float | None = None,
     holds: Holds | None = None,
+    limits: RunLimits | None = None,
 ) -> Worker:
     """With ``holds`` (the Factory, which may scale to zero) the worker drains under
     keep-alive holds and every run it executes holds one too (``docs/scale-to-zero.md``)."""
-    executor = RunExecutor(engine, queue, store, catalog, cache_dir)
+    executor = RunExecutor(engine, queue, store, catalog, cache_dir, limits=limits)
 
     def handle(task: Task) -> object:
         if task.kind != RUN_TASK_KIND:

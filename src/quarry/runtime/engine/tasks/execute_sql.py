@@ -1,4 +1,9 @@
-"""``execute_sql``: render the SQL (inline or from a ``.sql`` file) and run it."""
+"""``execute_sql``: render the SQL (inline or from a ``.sql`` file) and run it.
+
+The rendered SQL must hold one statement unless the task sets
+``multiple_statements: true`` (see :mod:`quarry.runtime.engine.statements`); the
+statement runs under the run's watchdog, so a timeout or a cancel interrupts it.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from typing import Any
 from quarry.core.errors import NotFound
 from quarry.definitions.models.tasks import ExecuteSqlTask
 from quarry.runtime.engine.context import RunContext, Scope
-from quarry.runtime.engine.errors import SqlFailed, TemplateFailed
+from quarry.runtime.engine.errors import SqlFailed, TemplateFailed, TooManyStatements
 from quarry.runtime.engine.exports import deliver
 from quarry.runtime.engine.results import StepResult, TableOutput
+from quarry.runtime.engine.statements import UnreadableSql, count_statements
 from quarry.runtime.engine.templating import TemplateProblem, evaluate, render_sql, render_text
 
 
@@ -40,9 +46,11 @@ def run(ctx: RunContext, task: ExecuteSqlTask, scope: Scope, key: str) -> StepRe
     except TemplateProblem as exc:
         raise TemplateFailed(str(exc)) from exc
     connector = ctx.connections.get(database)
-    table = connector.query(bound)
-    output = TableOutput(table)
     shown = bound.display()
+    if not task.multiple_statements:
+        _one_statement(shown, connector.dialect)
+    table = ctx.query(connector, bound, key, task.name)
+    output = TableOutput(table)
     meta = {
         "database": database,
         "sql": shown,
@@ -50,3 +58,17 @@ def run(ctx: RunContext, task: ExecuteSqlTask, scope: Scope, key: str) -> StepRe
         "exports": deliver(ctx, task.export, scope, output, sql=shown),
     }
     return StepResult(output, meta)
+
+
+def _one_statement(sql: str, dialect: str) -> None:
+    try:
+        count = count_statements(sql, dialect)
+    except UnreadableSql as exc:
+        raise SqlFailed(f"the SQL cannot be read as {dialect} SQL: {exc}") from exc
+    if count > 1:
+        raise TooManyStatements(
+            f"the SQL holds {count} statements and an execute_sql task runs one (a value "
+            "spliced into the SQL can end a statement: put values in with '| param' or "
+            "'| sqlquote'); a task that means to run several sets 'multiple_statements: true'",
+            statements=count,
+        )

@@ -1,0 +1,1 @@
+select region, sum(amount) as revenue from orders group by region order by region
