@@ -18,6 +18,7 @@ from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath, scope_tenant
 from quarry.api.fleet import apps, compile_status, health, metrics, runs, workspaces
 from quarry.api.fleet import schedules as fleet_schedules
+from quarry.api.fleet import semantic as fleet_semantic
 from quarry.api.fleet.keepalive import ScaleToZero, ScaleToZeroMiddleware
 from quarry.api.fleet.keepalive import router as keepalive_router
 from quarry.api.limits import RequestLimits, RequestLimitsMiddleware
@@ -86,6 +87,7 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(compile_status.router)
     app.include_router(index.router)
     app.include_router(apps.router)
+    app.include_router(fleet_semantic.router)
     app.include_router(app_pages.router)
     app_pages.mount_static(app)
     if svc.topology.serves_ide_routes:

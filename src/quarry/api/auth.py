@@ -3,7 +3,8 @@
 ``AuthMiddleware`` runs before routing, so a route added later by anyone is covered
 without doing anything: a request without a valid bearer token is a ``401``; a safe
 method (GET, HEAD, OPTIONS) needs the viewer role and any other method the editor
-role, else ``403``. A route that needs more declares it with
+role (but for the POSTs that only read, ``READ_ONLY_POSTS``), else ``403``. A route
+that needs more declares it with
 ``dependencies=[Depends(require_role(AccessRole.ADMIN))]`` (``quarry.api.deps``).
 Public paths (health, readiness, metrics, keep-alive, static files, the OpenAPI
 document) are not authenticated; ``/metrics`` may require its own scrape token.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -55,8 +57,17 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-def required_role(method: str) -> AccessRole:
-    return AccessRole.VIEWER if method.upper() in SAFE_METHODS else AccessRole.EDITOR
+# POST routes that only read (their request is a body, not a change): a viewer may
+# call them. Matched on the whole path, one workspace segment.
+READ_ONLY_POSTS = (re.compile(r"^/api/v1/workspaces/[^/]+/semantic/query$"),)
+
+
+def required_role(method: str, path: str = "") -> AccessRole:
+    if method.upper() in SAFE_METHODS:
+        return AccessRole.VIEWER
+    if method.upper() == "POST" and any(p.match(path) for p in READ_ONLY_POSTS):
+        return AccessRole.VIEWER
+    return AccessRole.EDITOR
 
 
 class Denied(Exception):
@@ -169,7 +180,7 @@ class AuthMiddleware:
         method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
         try:
             principal = await self.auth.authenticate(scope)
-            need = required_role(method)
+            need = required_role(method, scope["path"])
             if principal.role < need:
                 raise Denied(
                     403,

@@ -151,6 +151,15 @@ class Settings(BaseSettings):
         "another node promoted a new one.",
     )
     definition_cache_size: int = Field(4096, ge=0, description="Definitions kept in memory.")
+    semantic_cache_ttl: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds a semantic query answer is shared from the object store "
+        "(0: every request runs its query).",
+    )
+    semantic_max_body: int = Field(
+        65536, ge=1024, description="Largest semantic query request body, in bytes."
+    )
     worker_lease_seconds: float = Field(
         30.0, gt=0, description="A claimed task's lease; heartbeats extend it every third."
     )

@@ -234,6 +234,18 @@ def get_definition_body(
     return None if r is None else (DefinitionRow(*r[:5]), r[5])
 
 
+def definition_bodies_of_kinds(
+    conn: Connection, workspace_id: str, revision_id: str, kinds: Sequence[str]
+) -> list[tuple[DefinitionRow, str]]:
+    """Every definition of the given kinds with its body, in one query (the semantic
+    model of a revision is built from all its views and topics at once)."""
+    query = _with_body(definition_bodies.c.body, workspace_id, revision_id).where(
+        definitions.c.kind.in_(list(kinds))
+    )
+    rows = conn.execute(query.order_by(definitions.c.kind, definitions.c.name)).all()
+    return [(DefinitionRow(*r[:5]), r[5]) for r in rows]
+
+
 def list_files(conn: Connection, workspace_id: str, revision_id: str) -> list[FileRow]:
     rows = conn.execute(
         select(*_FILE_COLUMNS)

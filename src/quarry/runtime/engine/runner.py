@@ -272,6 +272,7 @@ def _handlers() -> dict[str, Handler]:
         execute_sql,
         formatter,
         loop,
+        semantic_query,
         unsupported,
         workflow,
     )
@@ -282,6 +283,6 @@ def _handlers() -> dict[str, Handler]:
         "loop_sequential": loop.run,
         "conditional": conditional.run,
         "workflow": workflow.run,
-        "semantic_query": unsupported.run,
+        "semantic_query": semantic_query.run,
         "agent": unsupported.run,
     }

@@ -1,0 +1,170 @@
+"""The semantic query API: a topic's measures by dimensions, as rows or as SQL.
+
+FleetOk: answered by any replica from the database (views and topics of the
+revision), the object store (the revision's data files and the shared result cache)
+and the warehouse named in ``config.yml``. A query is compiled before anything
+runs, so a bad one is a ``400`` naming the member and executes nothing. Answers are
+cached per (revision, query, tenant, row-filter principal) for
+``semantic_cache_ttl`` seconds with a strong ``ETag`` (``304`` on
+``If-None-Match``). Querying only reads, so a viewer token may ``POST`` here
+(``quarry.api.auth.READ_ONLY_POSTS``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from quarry.api.deps import Principal, principal, services
+from quarry.core.errors import BadRequest, QuarryError
+from quarry.runtime.apps.values import json_value
+from quarry.runtime.semantic.formats import MEDIA, choose_format, encode
+from quarry.runtime.semantic.service import SemanticService
+from quarry.semantic import SemanticQuery
+from quarry.store.workspaces import WorkspaceRow
+
+router = APIRouter(prefix="/api/v1/workspaces", tags=["semantic"])
+
+RevisionParam = Annotated[
+    str | None,
+    Query(pattern=r"^[0-9a-f]{8,64}$", description="Pin a stored revision."),
+]
+FormatParam = Annotated[
+    str | None,
+    Query(description="json, csv, arrow or parquet (default: from Accept, else json)."),
+]
+
+
+class PayloadTooLarge(QuarryError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+def semantic_service(request: Request) -> SemanticService:
+    """One per application (made on first use): its model, connection and local
+    result caches live as long as the process serves."""
+    found = getattr(request.app.state, "semantic", None)
+    if found is None:
+        svc = services(request)
+        found = SemanticService(
+            svc.catalog,
+            svc.store,
+            cache_dir=(svc.settings.data_dir or Path(".quarry")) / "cache",
+            ttl=svc.settings.semantic_cache_ttl,
+        )
+        request.app.state.semantic = found
+    assert isinstance(found, SemanticService)
+    return found
+
+
+def principal_attributes(who: Principal) -> dict[str, Any]:
+    """What a topic's ``security.row_filters`` may name: the caller's tenant and the
+    token's identity."""
+    return {
+        "tenant": who.tenant_id,
+        "subject": who.subject,
+        "name": who.name,
+        "email": who.email,
+        "role": who.role.name.lower(),
+    }
+
+
+async def _target(request: Request, workspace: str, pinned: str | None) -> tuple[WorkspaceRow, str]:
+    catalog = services(request).catalog
+    tenant = principal(request).tenant_id
+    ws = catalog.peek_workspace(tenant, workspace)
+    if ws is None:
+        ws = await run_in_threadpool(catalog.workspace, tenant, workspace)
+    rev = catalog.peek_revision(ws, pinned)
+    if rev is None:
+        rev = await run_in_threadpool(catalog.resolve, ws, pinned)
+    return ws, rev
+
+
+async def _body(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"a semantic query body is limited to {limit} bytes", limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"a semantic query body is limited to {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks) or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}", parameter="body") from None
+
+
+@router.get("/{workspace}/semantic/catalog")
+async def semantic_catalog(
+    request: Request, workspace: str, revision: RevisionParam = None
+) -> Response:
+    """Topics, views and their members (types, descriptions, synonyms, samples)."""
+    ws, rev = await _target(request, workspace, revision)
+    sem = semantic_service(request)
+    doc = await run_in_threadpool(sem.models.catalog_document, ws, rev)
+    headers = {"ETag": doc.etag, "X-Quarry-Revision": rev, "Cache-Control": "no-cache"}
+    if request.headers.get("if-none-match") == doc.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(doc.body, media_type=MEDIA["json"], headers=headers)
+
+
+@router.post("/{workspace}/semantic/query")
+async def semantic_query(
+    request: Request,
+    workspace: str,
+    revision: RevisionParam = None,
+    sql_only: Annotated[bool, Query(description="Compile only: answer the SQL.")] = False,
+    format: FormatParam = None,
+) -> Response:
+    """Body: a semantic query (``topic``, ``measures``, ``dimensions``,
+    ``time_dimensions``, ``filters``, ``orders``, ``limit``, ``offset``; airlayer's
+    JSON shape is accepted too). Answers rows, or with ``?sql_only=1`` the SQL and its
+    bound parameters."""
+    svc = services(request)
+    who = principal(request)
+    ws, rev = await _target(request, workspace, revision)
+    fmt = choose_format(format, request.headers.get("accept"))
+    body = await _body(request, svc.settings.semantic_max_body)
+    query = SemanticQuery.from_request(body)
+    sem = semantic_service(request)
+    attributes = principal_attributes(who)
+    if sql_only:
+        prepared = await run_in_threadpool(sem.prepare, ws, rev, query, attributes)
+        c = prepared.compiled
+        document = {
+            "revision_id": rev,
+            "datasource": prepared.target.datasource,
+            "dialect": prepared.target.dialect,
+            "sql": prepared.bound.display(),
+            "params": [json_value(p) for p in c.params],
+            "columns": [asdict(col) for col in c.columns],
+        }
+        return Response(
+            json.dumps(document).encode(),
+            media_type=MEDIA["json"],
+            headers={"X-Quarry-Revision": rev, "Cache-Control": "no-store"},
+        )
+    result, hit, _prepared = await run_in_threadpool(sem.answer, ws, rev, query, attributes)
+    ttl = sem.results.ttl
+    etag = result.etag(fmt)
+    remaining = max(0, int(ttl - result.age(time.time())))
+    headers = {
+        "ETag": etag,
+        "X-Quarry-Revision": rev,
+        "X-Quarry-Cache": "hit" if hit else "miss",
+        "Cache-Control": f"private, max-age={remaining}" if ttl > 0 else "no-store",
+    }
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    data = await run_in_threadpool(encode, result.table, fmt)
+    return Response(data, media_type=MEDIA[fmt], headers=headers)

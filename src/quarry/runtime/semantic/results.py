@@ -1,0 +1,170 @@
+"""Semantic query results, cached in the shared object store with a TTL.
+
+The key covers everything the answer depends on: the tenant, the workspace and
+revision (immutable), the query's canonical JSON and the row filters the caller's
+principal produced. Equal keys are equal answers, so a dashboard opened by 100
+people in one tenant runs its query once; a user whose row filter differs gets an
+answer of their own.
+
+Entries live at ``t/<tenant>/semantic/<workspace>/<revision>/<sha256>.arrow`` as an
+Arrow IPC stream whose schema metadata records when it was computed and the SQL; an
+entry older than the TTL is ignored and overwritten by the next computation. A small
+in-process LRU in front of the store serves hot keys without a store round trip,
+and concurrent misses for one key in one process compute once (single flight).
+Across processes two concurrent first misses may each compute once; the store then
+holds one of the (equal) answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from quarry.catalog.cache import LruCache
+from quarry.core.errors import NotFound
+from quarry.core.hashing import canonical_json, sha256_hex, short_id
+from quarry.store.objects import ObjectStore
+from quarry.store.objects.base import tenant_prefix
+
+_CREATED = b"quarry.created_at"
+_SQL = b"quarry.sql"
+_PREFIX = "semantic"
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """One computed answer: the rows, when they were computed and the SQL that ran."""
+
+    table: pa.Table
+    created_at: float
+    sql: str
+    digest: str
+
+    def etag(self, fmt: str) -> str:
+        """Strong, per representation: the same rows as CSV and as JSON differ."""
+        return f'"{short_id(sha256_hex(f"{self.digest}:{self.created_at!r}:{fmt}".encode()))}"'
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.created_at)
+
+
+def result_key(
+    tenant_id: str,
+    workspace_id: str,
+    revision_id: str,
+    query_key: str,
+    row_filters: Any,
+) -> str:
+    """The object key of one answer; ``row_filters`` is any JSON-able value."""
+    for label, value in (("workspace id", workspace_id), ("revision id", revision_id)):
+        if not value or "/" in value or value in {".", ".."}:
+            raise ValueError(f"invalid {label} for an object key: {value!r}")
+    digest = sha256_hex(canonical_json([query_key, row_filters]))
+    return f"{tenant_prefix(tenant_id)}/{_PREFIX}/{workspace_id}/{revision_id}/{digest}.arrow"
+
+
+def encode_entry(result: CachedResult) -> bytes:
+    metadata = {_CREATED: repr(result.created_at).encode(), _SQL: result.sql.encode()}
+    table = result.table.replace_schema_metadata(
+        {**(result.table.schema.metadata or {}), **metadata}
+    )
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def decode_entry(data: bytes, digest: str) -> CachedResult:
+    table = ipc.open_stream(pa.py_buffer(data)).read_all()
+    metadata = dict(table.schema.metadata or {})
+    created = float(metadata.pop(_CREATED, b"0").decode())
+    sql = metadata.pop(_SQL, b"").decode()
+    return CachedResult(table.replace_schema_metadata(metadata or None), created, sql, digest)
+
+
+class ResultCache:
+    """Shared (object store) + local (LRU) cache of semantic answers with a TTL.
+
+    ``ttl`` 0 turns caching off: every request computes. ``computed`` counts the
+    computations this instance ran, which is what a test of "runs once" counts.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        ttl: float,
+        *,
+        local_capacity: int = 512,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self._local: LruCache[str, CachedResult] = LruCache(local_capacity)
+        self._flights: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.computed = 0
+
+    def _fresh(self, result: CachedResult | None) -> CachedResult | None:
+        if result is None or result.age(self.clock()) >= self.ttl:
+            return None
+        return result
+
+    def peek(self, key: str) -> CachedResult | None:
+        """A fresh answer held in this process, without touching the store."""
+        if self.ttl <= 0:
+            return None
+        return self._fresh(self._local.get(key))
+
+    def get(self, key: str) -> CachedResult | None:
+        """A fresh answer from this process or the shared store; blocking."""
+        if self.ttl <= 0:
+            return None
+        hit = self.peek(key)
+        if hit is not None:
+            return hit
+        try:
+            data = self.store.get(key)
+        except NotFound:
+            return None
+        found = self._fresh(decode_entry(data, _digest_of(key)))
+        if found is not None:
+            self._local.put(key, found)
+        return found
+
+    def get_or_compute(
+        self, key: str, compute: Callable[[], tuple[pa.Table, str]]
+    ) -> tuple[CachedResult, bool]:
+        """(answer, was it a hit). ``compute`` returns (rows, SQL); blocking."""
+        hit = self.get(key)
+        if hit is not None:
+            return hit, True
+        with self._guard:
+            flight = self._flights.setdefault(key, threading.Lock())
+        try:
+            with flight:
+                hit = self.get(key)
+                if hit is not None:
+                    return hit, True
+                table, sql = compute()
+                with self._guard:
+                    self.computed += 1
+                result = CachedResult(table, self.clock(), sql, _digest_of(key))
+                if self.ttl > 0:
+                    self.store.put(key, encode_entry(result))
+                    self._local.put(key, result)
+                return result, False
+        finally:
+            with self._guard:
+                if self._flights.get(key) is flight and not flight.locked():
+                    self._flights.pop(key, None)
+
+
+def _digest_of(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".arrow")

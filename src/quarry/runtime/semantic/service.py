@@ -1,0 +1,184 @@
+"""Semantic queries answered by a serving process: compile, run, cache.
+
+The serve fleet has no working copy: the model comes from the revision's stored
+views and topics (:class:`~quarry.catalog.semantic.SemanticModels`), the warehouse
+is reached through the revision's ``config.yml`` with the runtime connectors (a
+DuckDB dataset is materialised from the object store into the local blob cache),
+and answers are shared between replicas through the object store
+(:class:`~quarry.runtime.semantic.results.ResultCache`). Every method here blocks:
+the HTTP layer calls them on a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from quarry.catalog.reader import Catalog
+from quarry.catalog.semantic import SemanticModels
+from quarry.runtime.apps.values import json_value
+from quarry.runtime.connectors.base import BoundSql
+from quarry.runtime.connectors.datasets import BlobCache
+from quarry.runtime.connectors.registry import Connections
+from quarry.runtime.semantic.results import CachedResult, ResultCache, result_key
+from quarry.runtime.semantic.target import QueryTarget, query_target
+from quarry.runtime.source import RevisionSource
+from quarry.semantic import CompiledQuery, SemanticQuery, compile_query
+from quarry.store.objects import ObjectStore
+from quarry.store.workspaces import WorkspaceRow
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    """A compiled query and everything its answer depends on."""
+
+    compiled: CompiledQuery
+    target: QueryTarget
+    row_filters: list[list[Any]]  # [[member, [values...]], ...]: part of the cache key
+
+    @property
+    def bound(self) -> BoundSql:
+        c = self.compiled
+        return BoundSql(text=c.text, params=tuple(c.params), token=c.token)
+
+
+def compile_for(
+    models: SemanticModels | None,
+    source: RevisionSource,
+    query: SemanticQuery,
+    principal: Mapping[str, Any],
+    *,
+    model: Any = None,
+) -> PreparedQuery:
+    """Compile ``query`` on ``source``'s revision with the principal's row filters."""
+    if model is None:
+        assert models is not None
+        model = models.model(source.workspace, source.revision_id)
+    target = query_target(model, query, source.config)
+    filters = model.row_filters_for(query.topic, principal)
+    compiled = compile_query(model, query, dialect=target.dialect, row_filters=filters)
+    datasource = getattr(compiled, "datasource", None) or target.datasource
+    if datasource != target.datasource:
+        target = QueryTarget(datasource, target.dialect)
+    key = [[f.member, list(f.values)] for f in filters]
+    return PreparedQuery(compiled, target, key)
+
+
+class _OpenConnections:
+    """The warehouse connections of recent revisions, closed when pushed out."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = max(1, capacity)
+        self._open: OrderedDict[tuple[str, str], Connections] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], make: Any) -> Connections:
+        evicted: list[Connections] = []
+        with self._lock:
+            found = self._open.get(key)
+            if found is None:
+                found = self._open[key] = make()
+            self._open.move_to_end(key)
+            while len(self._open) > self._capacity:
+                evicted.append(self._open.popitem(last=False)[1])
+        for old in evicted:
+            old.close()
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._open = list(self._open.values()), OrderedDict()
+        for connections in opened:
+            connections.close()
+
+
+class SemanticService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: ObjectStore,
+        *,
+        cache_dir: Path,
+        ttl: float,
+        revisions_open: int = 8,
+    ) -> None:
+        self.catalog = catalog
+        self.models = SemanticModels(catalog)
+        self.results = ResultCache(store, ttl)
+        self._blobs = BlobCache(cache_dir)
+        self._connections = _OpenConnections(revisions_open)
+        self._sources: dict[tuple[str, str], RevisionSource] = {}
+        self._lock = threading.Lock()
+        self.executions = 0  # statements run on a warehouse by this process
+
+    def source(self, workspace: WorkspaceRow, revision_id: str) -> RevisionSource:
+        key = (workspace.id, revision_id)
+        with self._lock:
+            found = self._sources.get(key)
+            if found is None:
+                if len(self._sources) >= 256:
+                    self._sources.clear()
+                found = self._sources[key] = RevisionSource(self.catalog, workspace, revision_id)
+        return found
+
+    def prepare(
+        self,
+        workspace: WorkspaceRow,
+        revision_id: str,
+        query: SemanticQuery,
+        principal: Mapping[str, Any],
+    ) -> PreparedQuery:
+        return compile_for(self.models, self.source(workspace, revision_id), query, principal)
+
+    def cache_key(
+        self,
+        workspace: WorkspaceRow,
+        revision_id: str,
+        query: SemanticQuery,
+        prepared: PreparedQuery,
+    ) -> str:
+        # The bound values are part of the key: a relative date ("7 days ago") binds
+        # a different day tomorrow, and the row filters bind the principal's values.
+        depends = [prepared.row_filters, [json_value(p) for p in prepared.compiled.params]]
+        return result_key(
+            workspace.tenant_id, workspace.id, revision_id, query.cache_key(), depends
+        )
+
+    def execute(
+        self, workspace: WorkspaceRow, revision_id: str, prepared: PreparedQuery
+    ) -> pa.Table:
+        source = self.source(workspace, revision_id)
+        connections = self._connections.get(
+            (workspace.id, revision_id), lambda: Connections(source, self._blobs)
+        )
+        table = connections.get(prepared.target.datasource).query(prepared.bound)
+        with self._lock:
+            self.executions += 1
+        return table
+
+    def answer(
+        self,
+        workspace: WorkspaceRow,
+        revision_id: str,
+        query: SemanticQuery,
+        principal: Mapping[str, Any],
+    ) -> tuple[CachedResult, bool, PreparedQuery]:
+        """(rows, cache hit?, the compiled query). Compiles first, so a bad query is a
+        :class:`~quarry.semantic.SemanticError` and nothing runs."""
+        prepared = self.prepare(workspace, revision_id, query, principal)
+        key = self.cache_key(workspace, revision_id, query, prepared)
+
+        def compute() -> tuple[pa.Table, str]:
+            return self.execute(workspace, revision_id, prepared), prepared.bound.display()
+
+        result, hit = self.results.get_or_compute(key, compute)
+        return result, hit, prepared
+
+    def close(self) -> None:
+        self._connections.close()
