@@ -103,7 +103,8 @@ def run(ctx: RunContext, task: SemanticQueryTask, scope: Scope, key: str) -> Ste
     principal = {"tenant": ctx.source.tenant_id}
     prepared = compile_for(models_for(ctx.source.catalog), ctx.source, query, principal)
     bound = prepared.bound
-    table = ctx.connections.get(prepared.target.datasource).query(bound)
+    connector = ctx.connections.get(prepared.target.datasource)
+    table = ctx.query(connector, bound, key, task.name)  # a timeout or cancel interrupts it
     output = TableOutput(table)
     shown = bound.display()
     meta = {
