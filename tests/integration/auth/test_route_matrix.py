@@ -20,7 +20,7 @@ from quarry.api.route_audit import RegisteredRoute, registered_routes
 from quarry.store.queue_tables import tasks
 from quarry.store.run_tables import runs
 from quarry.store.tables import revisions, workspaces
-from tests.support.tenancy import ACME, ACME_WS, WORKFLOW, Deployment
+from tests.support.tenancy import ACME, ACME_WS, GLOBEX_WS, WORKFLOW, Deployment
 
 PARAM = re.compile(r"\{([^}:]+)(?::path)?\}")
 EXPECTED_PUBLIC = {"/healthz", "/readyz", "/metrics", "/keepalive"}
@@ -221,9 +221,21 @@ def test_the_tokens_are_good_for_their_own_tenant(deployment: Deployment) -> Non
         assert viewer.get(f"/api/v1/runs/{deployment.acme_run}").status_code == 200
         listed = viewer.get("/api/v1/workspaces").json()["workspaces"]
         assert [w["name"] for w in listed] == [ACME_WS]
+        semantic = f"/api/v1/workspaces/{ACME_WS}/semantic"
+        assert viewer.get(f"{semantic}/catalog").status_code == 200
+        asked = viewer.post(
+            f"{semantic}/query?sql_only=1", json={"topic": "sales", "measures": ["orders.revenue"]}
+        )
+        assert asked.status_code == 200, asked.text
     with deployment.client("acme:editor") as editor:
         created = editor.post(f"/api/v1/workspaces/{ACME_WS}/runs", json={"name": WORKFLOW})
         assert created.status_code == 202, created.text
     with deployment.client("globex:viewer") as other:
         names = [w["name"] for w in other.get("/api/v1/workspaces").json()["workspaces"]]
         assert ACME_WS not in names and names
+        # the same query on globex's own workspace works, on acme's it is not found
+        body = {"topic": "sales", "measures": ["orders.revenue"]}
+        mine = other.post(f"/api/v1/workspaces/{GLOBEX_WS}/semantic/query?sql_only=1", json=body)
+        assert mine.status_code == 200, mine.text
+        theirs = other.post(f"/api/v1/workspaces/{ACME_WS}/semantic/query?sql_only=1", json=body)
+        assert theirs.status_code == 404

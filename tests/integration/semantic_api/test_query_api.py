@@ -172,10 +172,15 @@ def test_catalog_and_pinned_revisions(shop: Shop) -> None:
         revenue = next(m for m in orders["members"] if m["name"] == "revenue")
         assert revenue["kind"] == "measure" and revenue["description"] == "Order amounts in USD."
         region = next(
-            m for v in doc["views"] for m in v["members"] if m["qualified_name"] == "customers.region"
+            m
+            for v in doc["views"]
+            for m in v["members"]
+            if m["qualified_name"] == "customers.region"
         )
         assert region["synonyms"] == ["area"]
-        assert client.get(CATALOG, headers={"If-None-Match": got.headers["etag"]}).status_code == 304
+        assert (
+            client.get(CATALOG, headers={"If-None-Match": got.headers["etag"]}).status_code == 304
+        )
 
         # a new revision renames a measure; the old one stays queryable when pinned
         view = shop.root / "semantics" / "orders.view.yml"
@@ -219,7 +224,10 @@ def test_row_filter_cannot_be_escaped(shop: Shop) -> None:
         assert same(rows(widened.json()), want)
         other = client.post(
             QUERY,
-            json={**base, "filters": [{"field": "orders.tenant_code", "op": "eq", "value": "acme"}]},
+            json={
+                **base,
+                "filters": [{"field": "orders.tenant_code", "op": "eq", "value": "acme"}],
+            },
         )
         assert other.json()["rows"] == []
 
