@@ -90,12 +90,14 @@ def compile_cmd(
     does not read yet) are printed but do not stop the compile unless ``--strict``.
     """
     from quarry.factory.compiler import analyze
+    from quarry.factory.isolation import CompileLimits
 
     root = (path or Path.cwd()).resolve()
     settings = _settings(root)
+    limits = CompileLimits.from_settings(settings)  # the compile process, as the Factory's
     try:
         if check:
-            analysis = analyze(root, strict=strict)
+            analysis = analyze(root, strict=strict, limits=limits)
             _print_problems(analysis.warnings)
             out.print(
                 f"ok: {len(analysis.definitions)} definitions, {len(analysis.files)} files, "
@@ -115,6 +117,7 @@ def compile_cmd(
             name,
             data_dir=settings.data_dir,
             strict=strict,
+            limits=limits,
         )
     except QuarryError as exc:
         raise _fail(exc) from exc
@@ -155,10 +158,17 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
     try:
         svc = build_services(settings)
         if root is not None:
+            from quarry.factory.isolation import CompileLimits
             from quarry.factory.local import compile_local
 
             result = compile_local(
-                svc.engine, svc.store, settings.tenant, root, name, data_dir=settings.data_dir
+                svc.engine,
+                svc.store,
+                settings.tenant,
+                root,
+                name,
+                data_dir=settings.data_dir,
+                limits=CompileLimits.from_settings(settings),
             )
             console.print(
                 f"compiled [bold]{result.workspace}[/bold] @ {result.revision_id} "

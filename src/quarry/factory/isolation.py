@@ -144,19 +144,20 @@ def parse_inline(path: str, data: bytes, limits: CompileLimits) -> Outcome:
 
 
 class _Remembered:
-    """File hashes that failed in the compile process, with the problem to repeat."""
+    """File hashes that failed in the compile process, with the problem to repeat.
+    Keyed with the limits too: raising a limit gives the file another try."""
 
     def __init__(self) -> None:
-        self._messages: OrderedDict[str, str] = OrderedDict()
+        self._messages: OrderedDict[tuple[str, CompileLimits], str] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, digest: str) -> str | None:
+    def get(self, digest: str, limits: CompileLimits) -> str | None:
         with self._lock:
-            return self._messages.get(digest)
+            return self._messages.get((digest, limits))
 
-    def add(self, digest: str, message: str) -> None:
+    def add(self, digest: str, limits: CompileLimits, message: str) -> None:
         with self._lock:
-            self._messages[digest] = message
+            self._messages[(digest, limits)] = message
             while len(self._messages) > REMEMBERED:
                 self._messages.popitem(last=False)
 
@@ -275,7 +276,11 @@ class CompileProcess:
         self.close()
         if code < 0:
             name = signal.Signals(-code).name
-            return _ChildDied("crash", f"the compile process crashed ({name}) reading this file")
+            message = f"the compile process crashed ({name}) reading this file"
+            if name in {"SIGABRT", "SIGKILL"} and self.limits.memory_bytes:
+                # native code (libyaml, pydantic-core) aborts when an allocation fails
+                message += f", likely out of memory ({self._memory_message()})"
+            return _ChildDied("crash", message)
         return _ChildDied("crash", f"the compile process exited ({code}) reading this file")
 
     def _memory_message(self) -> str:
@@ -383,7 +388,7 @@ class Parser:
         """``(path, outcome)`` for each file."""
         pending: list[tuple[str, bytes, str]] = []
         for path, data, digest in files:
-            remembered = REMEMBERED_FAILURES.get(digest)
+            remembered = REMEMBERED_FAILURES.get(digest, self.limits)
             if remembered is not None:
                 yield path, [Problem(path, 1, 1, remembered)]
             elif self.limits.isolation == "inline":
@@ -408,7 +413,7 @@ class Parser:
         except _ChildDied as died:
             path, _data, digest = files[answered]
             ISOLATED_FAILURES.labels(died.reason).inc()
-            REMEMBERED_FAILURES.add(digest, died.message)
+            REMEMBERED_FAILURES.add(digest, self.limits, died.message)
             log.warning(
                 "compile process failed on %s (%s): %s; these bytes are not parsed again "
                 "until the file changes",

@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from quarry.factory.compiler import CompileResult, compile_workspace
+from quarry.factory.isolation import CompileLimits
 from quarry.factory.statcache import cache_path
 from quarry.store.objects import ObjectStore
 from quarry.store.workspaces import WorkspaceRow, register_workspace
@@ -37,9 +38,13 @@ def compile_local(
     *,
     data_dir: Path | None = None,
     strict: bool = False,
+    limits: CompileLimits | None = None,
 ) -> CompileResult:
     """Compile the folder; its stat cache lives under ``data_dir`` (by default the
-    folder's own ``.quarry/``, local mode's default data folder, which is never scanned)."""
+    folder's own ``.quarry/``, local mode's default data folder, which is never scanned).
+    ``limits``: :class:`~quarry.factory.isolation.CompileLimits` (default: the defaults)."""
     workspace = register_local(engine, tenant_id, path, name)
     cache = cache_path(data_dir or path.resolve() / ".quarry", workspace.id)
-    return compile_workspace(engine, store, workspace, path, stat_cache=cache, strict=strict)
+    return compile_workspace(
+        engine, store, workspace, path, stat_cache=cache, strict=strict, limits=limits
+    )
