@@ -18,9 +18,10 @@ from quarry.core.errors import Problem
 from quarry.definitions.models.app import DATA_DISPLAYS, AppConfig, RowDisplay
 from quarry.definitions.models.common import close_match
 from quarry.definitions.models.config import WorkspaceConfig
-from quarry.definitions.models.semantic import ViewConfig
+from quarry.definitions.models.semantic import TopicConfig, ViewConfig
 from quarry.definitions.models.tasks import ConditionalTask, LoopSequentialTask, Task
 from quarry.definitions.models.workflow import WorkflowConfig
+from quarry.definitions.semantic_rules import semantic_file_problems
 from quarry.definitions.yaml_nodes import locate, position
 
 Loc = tuple[str | int, ...]
@@ -44,6 +45,8 @@ def unique_name_problems(path: str, root: Node, model: BaseModel) -> list[Proble
     problems = [problem for scope in scopes for problem in _duplicates(path, root, scope)]
     if isinstance(model, AppConfig):
         problems += _display_data_problems(path, root, model)
+    if isinstance(model, (ViewConfig, TopicConfig)):
+        problems += semantic_file_problems(path, root, model)
     return problems
 
 

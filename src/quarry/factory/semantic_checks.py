@@ -54,7 +54,9 @@ def semantic_problems(
     if not views and not topics:
         return []
     problems = []
-    for found in SemanticModel.from_definitions(views, topics).validate(databases):
+    for found in SemanticModel.from_definitions(views, topics).validate(
+        databases, file_rules=False
+    ):
         located = where.get((found.kind, found.name))
         if located is None:
             continue

@@ -18,21 +18,21 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from quarry.definitions.semantic_rules import (
+    REF_PREFIX,
+    TABLE_PLACEHOLDER,
+    VARIABLE_PREFIX,
+    template_free,
+)
 from quarry.semantic.errors import SemanticError
 
-_TABLE_REF = re.compile(r"\{\{\s*TABLE\s*\}\}")
-_VARIABLE_REF = re.compile(r"\{\{\s*variables\.([A-Za-z_]\w*)\s*\}\}")
 _MEMBER_REF = re.compile(r"\{\{\s*([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*\}\}")
-_TABLE_NAME = "__quarry_table__"
-_VARIABLE_PREFIX = "__quarry_var__"
-_REF_PREFIX = "__quarry_ref__"
+_VARIABLE_REF = re.compile(r"\{\{\s*variables\.([A-Za-z_]\w*)\s*\}\}")
+_TABLE_NAME = TABLE_PLACEHOLDER
+_VARIABLE_PREFIX = VARIABLE_PREFIX
+_REF_PREFIX = REF_PREFIX
 _FILE_SUFFIXES = (".csv", ".parquet", ".json", ".jsonl", ".ndjson", ".tsv", ".csv.gz")
-
-
-def _template_free(text: str) -> str:
-    text = _TABLE_REF.sub(_TABLE_NAME, text)
-    text = _VARIABLE_REF.sub(lambda m: _VARIABLE_PREFIX + m.group(1), text)
-    return _MEMBER_REF.sub(lambda m: f"{_REF_PREFIX}{m.group(1)}__{m.group(2)}", text)
+_template_free = template_free
 
 
 def parse_fragment(text: str, dialect: str, where: str) -> exp.Expr:

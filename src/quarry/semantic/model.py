@@ -249,11 +249,18 @@ class SemanticModel:
 
         return build_catalog(self)
 
-    def validate(self, databases: Collection[str] | None = None) -> list[SemanticProblem]:
-        """Every compile-time problem; ``databases`` are config.yml's names, if known."""
+    def validate(
+        self, databases: Collection[str] | None = None, *, file_rules: bool = True
+    ) -> list[SemanticProblem]:
+        """Every compile-time problem; ``databases`` are config.yml's names, if known.
+
+        ``file_rules=False`` keeps only the problems that need several files (the
+        Factory reports single-file rules while parsing each file).
+        """
         from quarry.semantic.validate import validate_model
 
-        return sorted({*self._build_problems, *validate_model(self, databases)})
+        found = validate_model(self, databases, file_rules=file_rules)
+        return sorted({*self._build_problems, *found})
 
 
 def member_kind(dimension: Dimension) -> MemberKind:

@@ -16,25 +16,37 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING
 
+from quarry.definitions.semantic_rules import topic_rule_problems, view_rule_problems
 from quarry.semantic.errors import SemanticError, SemanticProblem
-from quarry.semantic.expressions import parse_fragment, parse_query, references
+from quarry.semantic.expressions import references
 from quarry.semantic.query import SemanticQuery
 
 if TYPE_CHECKING:
     from quarry.definitions.models.semantic import TopicConfig, ViewConfig
     from quarry.semantic.model import SemanticModel
 
-_PARSE_DIALECT = "duckdb"
-
 
 def validate_model(
-    model: SemanticModel, databases: Collection[str] | None
+    model: SemanticModel, databases: Collection[str] | None, *, file_rules: bool = True
 ) -> list[SemanticProblem]:
+    """Every problem; ``file_rules=False`` leaves out those a single file shows
+    (the Factory reports those when it parses the file)."""
     problems: list[SemanticProblem] = []
     entity_names = {e.name for v in model.views.values() for e in v.entities}
     for view in model.views.values():
-        problems.extend(_view_problems(view, databases, entity_names, set(model.views)))
+        if file_rules:
+            problems.extend(
+                SemanticProblem("view", view.name, _dotted(loc), message)
+                for loc, message in view_rule_problems(view)
+            )
+            problems.extend(_namespace_problems(view))
+        problems.extend(_view_references(view, databases, entity_names, set(model.views)))
     for topic in model.topics.values():
+        if file_rules:
+            problems.extend(
+                SemanticProblem("topic", topic.name, _dotted(loc), message)
+                for loc, message in topic_rule_problems(topic)
+            )
         problems.extend(_topic_problems(model, topic))
     if not model.topics:
         problems.extend(_ambiguities(model, "view", None, sorted(model.views)))
@@ -55,80 +67,53 @@ def validate_model(
     return problems
 
 
-def _view_problems(
-    view: ViewConfig,
-    databases: Collection[str] | None,
-    entity_names: set[str],
-    view_names: set[str],
-) -> Iterator[SemanticProblem]:
-    def problem(field: str, message: str) -> SemanticProblem:
-        return SemanticProblem("view", view.name, field, message)
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in loc)
 
-    if view.table is None and view.sql is None:
-        yield problem("table", "a view needs either 'table' or 'sql'")
-    if view.table is not None and view.sql is not None:
-        yield problem("sql", "a view cannot have both 'table' and 'sql'")
-    if view.sql is not None:
-        try:
-            parse_query(view.sql, _PARSE_DIALECT, "sql")
-        except SemanticError as exc:
-            yield problem("sql", exc.message)
-    if databases is not None and view.datasource is not None and view.datasource not in databases:
-        known = ", ".join(sorted(databases)) or "none"
-        yield problem(
-            "datasource", f"unknown database '{view.datasource}' (config.yml defines: {known})"
-        )
+
+def _namespace_problems(view: ViewConfig) -> Iterator[SemanticProblem]:
     seen: dict[str, str] = {}
     for i, dim in enumerate(view.dimensions):
         if dim.name in seen:
-            yield problem(f"dimensions.{i}.name", f"duplicate field name '{dim.name}'")
+            yield SemanticProblem(
+                "view", view.name, f"dimensions.{i}.name", f"duplicate field name '{dim.name}'"
+            )
         seen.setdefault(dim.name, "dimension")
-        if not dim.expr.strip():
-            yield problem(f"dimensions.{i}.expr", f"dimension '{dim.name}' has an empty expr")
-        else:
-            yield from _parses(problem, f"dimensions.{i}.expr", dim.expr)
     for i, measure in enumerate(view.measures or []):
         if measure.name in seen:
-            yield problem(
+            yield SemanticProblem(
+                "view",
+                view.name,
                 f"measures.{i}.name",
                 f"'{measure.name}' is already a {seen[measure.name]} of this view; "
                 "dimensions and measures share one namespace",
             )
         seen.setdefault(measure.name, "measure")
-        if measure.type != "count" and not measure.expr:
-            yield problem(
-                f"measures.{i}.expr",
-                f"measure '{measure.name}' of type {measure.type} needs an expr",
-            )
-        if measure.expr:
-            yield from _parses(problem, f"measures.{i}.expr", measure.expr)
-            for ref, _field in references(measure.expr):
-                if ref != "TABLE" and ref not in entity_names and ref not in view_names:
-                    yield problem(
-                        f"measures.{i}.expr",
-                        f"measure '{measure.name}' refers to unknown entity or view '{ref}'",
-                    )
-        for j, f in enumerate(measure.filters or []):
-            yield from _parses(problem, f"measures.{i}.filters.{j}.expr", f.expr)
-    dimension_names = {d.name for d in view.dimensions}
-    for i, entity in enumerate(view.entities):
-        keys = entity.keys or ([entity.key] if entity.key else [])
-        if not keys:
-            yield problem(f"entities.{i}", f"entity '{entity.name}' needs 'key' or 'keys'")
-        for key in keys:
-            if key not in dimension_names:
-                yield problem(
-                    f"entities.{i}.key",
-                    f"entity '{entity.name}' key '{key}' is not a dimension of this view",
+
+
+def _view_references(
+    view: ViewConfig,
+    databases: Collection[str] | None,
+    entity_names: set[str],
+    view_names: set[str],
+) -> Iterator[SemanticProblem]:
+    if databases is not None and view.datasource is not None and view.datasource not in databases:
+        known = ", ".join(sorted(databases)) or "none"
+        yield SemanticProblem(
+            "view",
+            view.name,
+            "datasource",
+            f"unknown database '{view.datasource}' (config.yml defines: {known})",
+        )
+    for i, measure in enumerate(view.measures or []):
+        for ref, _field in references(measure.expr or ""):
+            if ref != "TABLE" and ref not in entity_names and ref not in view_names:
+                yield SemanticProblem(
+                    "view",
+                    view.name,
+                    f"measures.{i}.expr",
+                    f"measure '{measure.name}' refers to unknown entity or view '{ref}'",
                 )
-
-
-def _parses(problem: object, field: str, text: str) -> Iterator[SemanticProblem]:
-    try:
-        parse_fragment(text, _PARSE_DIALECT, field)
-    except SemanticError as exc:
-        assert callable(problem)
-        yield problem(field, exc.message)
 
 
 def _topic_problems(model: SemanticModel, topic: TopicConfig) -> Iterator[SemanticProblem]:
@@ -141,8 +126,6 @@ def _topic_problems(model: SemanticModel, topic: TopicConfig) -> Iterator[Semant
             yield problem(f"views.{i}", f"unknown view '{name}'")
         else:
             present.append(name)
-    if topic.base_view is not None and topic.base_view not in topic.views:
-        yield problem("base_view", f"base view '{topic.base_view}' is not one of the topic's views")
     for i, f in enumerate(topic.default_filters or []):
         yield from _member_in_topic(model, topic, f"default_filters.{i}.field", f.field, problem)
     if topic.security is not None:

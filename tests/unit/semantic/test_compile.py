@@ -353,7 +353,6 @@ def test_validate_reports_airlayer_rules_and_references() -> None:
         "not a valid SQL expression",
         "share one namespace",
         "type sum needs an expr",
-        "key 'missing' is not a dimension",
         "unknown view 'ghost'",
         "bad.zzz",
         "orders.tenant",
