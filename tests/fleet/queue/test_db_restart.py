@@ -273,3 +273,45 @@ def test_a_worker_keeps_claiming_after_its_backends_are_terminated(
         assert _effects(warehouse_dsn) == 6
     finally:
         deployment.svc.close()
+
+
+def test_a_serve_process_with_in_process_workers_rides_out_a_restart(
+    empty_pg_database: str, tmp_path: Path
+) -> None:
+    """``quarry serve`` on Postgres runs its workers (and the driver) in process: its
+    ``/readyz`` reports them the same way."""
+    warehouse, warehouse_dsn = _warehouse(empty_pg_database)
+    with private_cluster() as cluster:
+        state_url = cluster.create_database("quarry")
+        engine = create_state_engine(state_url)
+        migrate(engine)
+        engine.dispose()
+        deployment = Deployment(state_url, tmp_path, warehouse)
+        port = free_port()
+        log = tmp_path / "serve.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "quarry", "serve", "--port", str(port)],
+                env={**os.environ, **deployment.env, "PYTHONUNBUFFERED": "1"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = WorkerProc(process, port, log)
+        try:
+            wait_until(lambda: server.alive() and server.status("/readyz") == 200, 60, "serve")
+            deployment.create_runs(5)
+            wait_until(lambda: deployment.succeeded() == 5, 60, "runs on in-process workers")
+            deployment.create_runs(5)
+            _restart_and_check_readiness(cluster, [server])
+            wait_until(lambda: deployment.succeeded() == 10, 60, "runs after the restart")
+            wait_until(lambda: server.status("/readyz") == 200, 10, "readiness back to 200")
+            assert server.alive()
+            assert _effects(warehouse_dsn) == 10
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+            deployment.svc.close()
