@@ -44,10 +44,6 @@ def context() -> dict[str, Any]:
         "{{ t.__class__ }}",
         "{{ t._view }}",
         "{{ t._table }}",
-        "{{ d.keys }}",
-        "{{ d.get }}",
-        "{{ xs.append }}",
-        "{{ xs.pop }}",
         "{{ obj.token }}",
         "{{ obj.reveal }}",
         "{{ now.__globals__ }}",
@@ -61,13 +57,15 @@ def test_internals_and_methods_print_nothing(template: str) -> None:
         render_text(template, context(), strict=True)
 
 
-def test_a_mapping_has_no_methods_to_reach() -> None:
-    # The binding needs an ``items`` attribute to see a mapping; it prints nothing,
-    # is false and cannot be called.
+def test_lists_and_mappings_have_no_methods_to_reach() -> None:
+    # A method's name prints nothing, is false and cannot be called (the binding
+    # needs an ``items`` attribute to see a mapping at all).
     names = context()
-    assert render_text("[{{ d.items }}]{% if d.items %}yes{% endif %}", names) == "[]"
-    with pytest.raises(TemplateProblem):
-        render_text("{{ d.items() }}", names)
+    for method in ("d.items", "d.keys", "d.get", "d.update", "xs.append", "xs.pop", "xs.sort"):
+        template = f"[{{{{ {method} }}}}]{{% if {method} %}}yes{{% endif %}}"
+        assert render_text(template, names) == "[]"
+        with pytest.raises(TemplateProblem):
+            render_text(f"{{{{ {method}() }}}}", names)
 
 
 @pytest.mark.parametrize(

@@ -143,7 +143,9 @@ def build_environment(*, strict: bool) -> Environment:
 
 
 class TemplateCache:
-    """Compiled templates by source text, least recently used evicted first.
+    """Compiled templates by source text, least recently used evicted first, with
+    the names each one reads (only those are handed to the engine at render time,
+    so a step with many large outputs in scope does not pay for the ones unused).
 
     A template's name keeps the end of its text, so auto-escaping picks the same
     mode Oxy's does (Oxy names each template by its full text).
@@ -152,23 +154,43 @@ class TemplateCache:
     def __init__(self, env: Environment, size: int = TEMPLATE_CACHE_SIZE) -> None:
         self.env = env
         self._size = size
-        self._names: OrderedDict[str, str] = OrderedDict()
+        self._templates: OrderedDict[str, tuple[str, frozenset[str]]] = OrderedDict()
+        self._expressions: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._counter = itertools.count()
         self._lock = threading.Lock()
 
-    def name_for(self, source: str) -> str:
+    def template(self, source: str) -> tuple[str, frozenset[str]]:
+        """The registered name of ``source`` and the names it reads."""
         with self._lock:
-            name = self._names.get(source)
-            if name is not None:
-                self._names.move_to_end(source)
-                return name
+            hit = self._templates.get(source)
+            if hit is not None:
+                self._templates.move_to_end(source)
+                return hit
         mode = _auto_escape(source)
         suffix = {"html": ".html", "json": ".json"}.get(mode or "", "")
         name = f"quarry-{next(self._counter)}{suffix}"
         self.env.add_template(name, source)  # raises TemplateError on bad syntax
+        entry = (name, frozenset(self.env.undeclared_variables_in_template(name)))
         with self._lock:
-            self._names[source] = name
-            while len(self._names) > self._size:
-                _old, old_name = self._names.popitem(last=False)
+            if source in self._templates:  # another thread compiled it meanwhile
+                self.env.remove_template(name)
+                return self._templates[source]
+            self._templates[source] = entry
+            while len(self._templates) > self._size:
+                _old, (old_name, _names) = self._templates.popitem(last=False)
                 self.env.remove_template(old_name)
-        return name
+        return entry
+
+    def expression_names(self, source: str) -> frozenset[str]:
+        """The names an expression reads."""
+        with self._lock:
+            hit = self._expressions.get(source)
+            if hit is not None:
+                self._expressions.move_to_end(source)
+                return hit
+        names = frozenset(self.env.undeclared_variables_in_str("{{ (" + source + ") }}"))
+        with self._lock:
+            self._expressions[source] = names
+            while len(self._expressions) > self._size:
+                self._expressions.popitem(last=False)
+        return names

@@ -19,10 +19,12 @@ Two concerns, both about matching Oxy while staying sandboxed:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
+
+import pyarrow as pa
 
 from quarry.runtime.engine.views import LoopValue, MapView, TableView
 
@@ -45,82 +47,109 @@ class _Hidden:
 _HIDDEN = _Hidden()
 
 
-class SeqValue:
-    """A read-only list: ``x[0]``, ``for v in x``, ``x | length``; nothing else."""
+class SeqValue(list[Any]):
+    """A read-only list: ``x[0]``, ``for v in x``, ``x | length``; nothing else.
 
-    __slots__ = ("_items",)
+    A list underneath, so the engine reads items at C speed; its items are already
+    template values. Every list method is hidden (prints nothing, cannot be called),
+    so ``x.append()`` or ``x.clear()`` cannot be reached. (Not a tuple: the binding
+    turns tuples into its own tuple type, which never equals a list.)
+    """
 
-    def __init__(self, items: Sequence[Any]) -> None:
-        self._items = items
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, int) and not isinstance(key, bool):
-            return to_template(self._items[key])
-        raise KeyError(key)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator[Any]:
-        return (to_template(item) for item in self._items)
-
-    def __contains__(self, item: object) -> bool:
-        return any(item == value for value in self)
+    __slots__ = ("_plain",)
+    _plain: bool
 
     def __str__(self) -> str:
         return debug(self)
 
+    __repr__ = __str__
 
-class MapValue:
-    """A read-only mapping: ``m.key``, ``m['key']``, ``m | items``; nothing else."""
 
-    __slots__ = ("_data",)
-    items = _HIDDEN
+class MapValue(dict[Any, Any]):
+    """A read-only mapping: ``m.key``, ``m['key']``, ``m | items``; nothing else.
 
-    def __init__(self, data: dict[Any, Any]) -> None:
-        self._data = data
+    A dict underneath (C-speed lookups) holding template values; every dict method
+    is hidden, so ``m.clear()`` or ``m.update()`` cannot be reached. ``items`` must
+    exist for the binding to see a mapping; it is never read (``|items`` iterates).
+    """
 
-    def __getitem__(self, key: Any) -> Any:
-        return to_template(self._data[key])
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(list(self._data))
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
+    __slots__ = ()
 
     def __str__(self) -> str:
         return debug(self)
+
+    __repr__ = __str__
+
+
+for _name in ("append", "clear", "copy", "count", "extend", "index", "insert", "pop"):
+    setattr(SeqValue, _name, _HIDDEN)
+for _name in ("remove", "reverse", "sort"):
+    setattr(SeqValue, _name, _HIDDEN)
+for _name in ("clear", "copy", "fromkeys", "get", "items", "keys", "pop", "popitem"):
+    setattr(MapValue, _name, _HIDDEN)
+for _name in ("setdefault", "update", "values"):
+    setattr(MapValue, _name, _HIDDEN)
+
+
+def _seq(items: Any, *, plain: bool = False) -> SeqValue:
+    """``plain``: the items are known to be scalars already (an Arrow column of
+    text, numbers or booleans), so they are not looked at one by one."""
+    seq = SeqValue(items if plain else [to_template(item) for item in items])
+    seq._plain = plain
+    return seq
+
+
+def _map(data: dict[Any, Any]) -> MapValue:
+    return MapValue({key: to_template(value) for key, value in dict.items(data)})
+
+
+def _plain_type(kind: pa.DataType) -> bool:
+    """An Arrow type whose Python values reach templates unchanged."""
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    )
 
 
 class TableValue:
     """A step's table: ``t.column`` (that column's values), ``t[0]`` (the first row),
-    ``for row in t``, ``t | length``; prints as a Markdown table."""
+    ``for row in t``, ``t | length``; prints as a Markdown table.
 
-    __slots__ = ("_view",)
+    Rows are read from Arrow once, on first use, into a list the engine iterates at
+    C speed (the table is not registered as a sequence, so the engine walks it with
+    ``iter()`` in one call instead of asking for each index)."""
+
+    __slots__ = ("_rows", "_view")
 
     def __init__(self, view: TableView) -> None:
         self._view = view
+        self._rows: list[MapValue] | None = None
+
+    def _all_rows(self) -> list[MapValue]:
+        if self._rows is None:
+            if all(_plain_type(field.type) for field in self._view._table.schema):
+                self._rows = [MapValue(row) for row in self._view]
+            else:
+                self._rows = [_map(row) for row in self._view]
+        return self._rows
 
     def __getitem__(self, key: Any) -> Any:
+        if type(key) is int:
+            return self._all_rows()[key]
         if isinstance(key, str):
-            return SeqValue(self._view[key])
-        if isinstance(key, int) and not isinstance(key, bool):
-            count = len(self._view)
-            index = key + count if key < 0 else key
-            if not 0 <= index < count:
-                raise IndexError(key)
-            return MapValue(self._view[index])
+            column = self._view[key]
+            return _seq(column, plain=_plain_type(self._view._table.schema.field(key).type))
         raise KeyError(key)
 
     def __len__(self) -> int:
         return len(self._view)
 
     def __iter__(self) -> Iterator[Any]:
-        return (MapValue(row) for row in self._view)
+        return iter(self._all_rows())
 
     def __str__(self) -> str:
         return str(self._view)
@@ -171,9 +200,6 @@ class LoopItemValue:
         return display(to_template(self._item.value))
 
 
-Sequence.register(SeqValue)
-Sequence.register(TableValue)
-
 _VIEWS = (SeqValue, MapValue, TableValue, OutputsValue, LoopItemValue)
 
 
@@ -190,9 +216,9 @@ def to_template(value: Any) -> Any:
     if isinstance(value, _VIEWS):
         return value
     if isinstance(value, (list, tuple)):
-        return SeqValue(value)
+        return _seq(value)
     if isinstance(value, dict):
-        return MapValue(value)
+        return _map(value)
     if isinstance(value, TableView):
         return TableValue(value)
     if isinstance(value, MapView):
@@ -214,17 +240,20 @@ def to_template(value: Any) -> Any:
     return str(value)
 
 
-def to_template_context(names: dict[str, Any]) -> dict[str, Any]:
-    return {name: to_template(value) for name, value in names.items()}
+def to_template_context(names: Mapping[str, Any], used: Iterable[str]) -> dict[str, Any]:
+    """The names a template reads (``used``), as template values."""
+    return {name: to_template(names[name]) for name in used if name in names}
 
 
 def from_template(value: Any) -> Any:
     """A template's result as plain Python: lists, dicts, scalars, or the engine's
     table and output views (so ``loop_sequential`` can walk a table's rows)."""
     if isinstance(value, SeqValue):
-        return [from_template(to_template(item)) for item in value._items]
+        if value._plain:
+            return list(value)
+        return [from_template(item) for item in value]
     if isinstance(value, MapValue):
-        return {k: from_template(to_template(v)) for k, v in value._data.items()}
+        return {k: from_template(v) for k, v in dict.items(value)}
     if isinstance(value, TableValue):
         return value._view
     if isinstance(value, OutputsValue):
@@ -347,11 +376,10 @@ def display(value: Any) -> str:
 def finalize(value: Any) -> Any:
     """The engine's finalizer: what ``{{ value }}`` prints, where the binding's own
     printing differs from Oxy's (booleans, and lists or maps built in a template)."""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (list, tuple, dict)):
+    kind = type(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is list or kind is tuple or kind is dict:
         return debug(value)
     return NotImplemented
 

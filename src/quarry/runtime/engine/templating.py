@@ -129,11 +129,15 @@ def _checked(text: str) -> str:
     return text
 
 
-def _render(source: str, names: dict[str, Any], strict: bool | None) -> str:
+def _render(
+    source: str, context: Mapping[str, Any], strict: bool | None, extra: dict[str, Any]
+) -> str:
     strict_now = _is_strict(strict)
     cache = _STRICT if strict_now else _LENIENT
     try:
-        name = cache.name_for(source)
+        name, used = cache.template(source)
+        names = to_template_context(context, used)
+        names.update(extra)
         return _checked(cache.env.render_template(name, **names))
     except Exception as exc:  # the engine re-raises what a filter or method raised
         raise _problem(exc, strict_now) from exc
@@ -153,7 +157,7 @@ def _plain(source: str) -> str:
 def render_text(source: str, context: Mapping[str, Any], *, strict: bool | None = None) -> str:
     if "{" not in source:
         return _plain(source)
-    return _render(source, to_template_context(dict(context)), strict)
+    return _render(source, context, strict, {})
 
 
 class _Params:
@@ -179,9 +183,7 @@ def render_sql(source: str, context: Mapping[str, Any], *, strict: bool | None =
     params = _Params()
     if "{" not in source:
         return params.bound(_plain(source))
-    names = to_template_context(dict(context))
-    names[PARAMS_NAME] = params
-    return params.bound(_render(source, names, strict))
+    return params.bound(_render(source, context, strict, {PARAMS_NAME: params}))
 
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
@@ -219,9 +221,10 @@ def condition(source: str, context: Mapping[str, Any], *, strict: bool | None = 
 
 def _evaluate_expression(source: str, context: Mapping[str, Any], strict: bool | None) -> Any:
     strict_now = _is_strict(strict)
-    env: Environment = (_STRICT if strict_now else _LENIENT).env
+    cache = _STRICT if strict_now else _LENIENT
+    env: Environment = cache.env
     try:
-        names = to_template_context(dict(context))
+        names = to_template_context(context, cache.expression_names(source))
         result = env.eval_expr(source, **names)
         # The binding returns an undefined result as None, even when strict.
         if result is None and strict_now and not env.eval_expr(f"({source}) is defined", **names):
