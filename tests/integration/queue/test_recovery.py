@@ -107,6 +107,30 @@ def test_a_terminated_pinned_connection_costs_one_statement_not_the_worker(
     assert done is not None and done.state == "succeeded"
 
 
+def test_an_error_that_leaves_the_connection_usable_keeps_it(pg_queue: TaskQueue) -> None:
+    """A lock timeout (like a deadlock or a serialization failure, a class of errors
+    after which an autocommit connection is idle again) fails that statement only:
+    the next one runs on the same connection, without a reconnect."""
+    pg_queue.enqueue("acme", "x")
+    url = _dsn(pg_queue.engine)
+    with pg_queue.pinned(async_commit=True), psycopg.connect(url) as peer:
+        task = pg_queue.claim("w")
+        assert task is not None
+        pid = _pinned_pid(pg_queue)
+        held = pg_queue._pinned.conn  # type: ignore[attr-defined]
+        held.exec_driver_sql("SET lock_timeout = '100ms'")
+        peer.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (task.id,))
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            pg_queue.heartbeat(task)
+        peer.rollback()
+        before = QUEUE_RECONNECTS._value.get()
+        # Before the fix this (and every later call) raised PendingRollbackError.
+        assert pg_queue.heartbeat(task) is False
+        assert _pinned_pid(pg_queue) == pid
+        assert QUEUE_RECONNECTS._value.get() == before
+        pg_queue.complete(task, "ok")
+
+
 def _record_handler(seen: list[int]) -> Callable[[Task], object]:
     def handle(task: Task) -> object:
         seen.append(task.id)
