@@ -8,6 +8,7 @@ The interface (everything else in the package is an implementation detail)::
     model.row_filters_for(topic, principal_attributes)   # [RowFilter] from ``security:``
     query = SemanticQuery.from_request(json_body)        # Oxy task or airlayer shape
     compiled = compile_query(model, query, dialect="duckdb", row_filters=...)
+    compile_saved_query(model, "name", dialect=...)      # [(step name, CompiledQuery)]
     BoundSql(text=compiled.text, params=compiled.params, token=compiled.token)
 
 ``SemanticModel`` is built once per revision and is immutable; compiled plans are
@@ -24,6 +25,7 @@ from quarry.semantic.dialects import DIALECTS, normalize_dialect
 from quarry.semantic.errors import SemanticError, SemanticProblem
 from quarry.semantic.model import Member, RowFilter, SemanticModel
 from quarry.semantic.query import Filter, FilterGroup, Order, SemanticQuery, TimeDimension
+from quarry.semantic.saved import compile_saved_query
 
 __all__ = [
     "DIALECTS",
@@ -40,5 +42,6 @@ __all__ = [
     "SemanticQuery",
     "TimeDimension",
     "compile_query",
+    "compile_saved_query",
     "normalize_dialect",
 ]

@@ -183,6 +183,16 @@ class _Compiler:
             frozenset(self.topic.views) if self.topic is not None else None
         )
         self.variables = dict(query.variables or {})
+        hints = set(query.through)
+        if self.topic is not None and self.topic.base_view:
+            hints.add(self.topic.base_view)
+        self.through = frozenset(hints)
+        if query.timezone and query.timezone.upper() not in ("UTC", "ETC/UTC"):
+            raise SemanticError(
+                f"timezone '{query.timezone}' is not supported yet: time dimensions are "
+                "truncated in the database's own time zone",
+                timezone=query.timezone,
+            )
 
     # -- entry ------------------------------------------------------------------
 
@@ -712,7 +722,7 @@ class _Compiler:
         edges: list[Edge] = []
         joined = {root}
         for target in sorted(needed - {root}):
-            path = self.model.join_path(root, target, self.allowed)
+            path = self.model.join_path(root, target, self.allowed, self.through)
             for edge in path.edges:
                 if edge.target not in joined:
                     joined.add(edge.target)

@@ -186,12 +186,37 @@ class SemanticModel:
     def edges_from(self, view: str) -> list[Edge]:
         return self._edges.get(view, [])
 
-    def join_path(self, source: str, target: str, allowed: Collection[str] | None) -> JoinPath:
-        """The unique shortest join path; ambiguous or missing paths are errors."""
-        key = ("path", source, target, tuple(sorted(allowed)) if allowed is not None else None)
+    def join_path(
+        self,
+        source: str,
+        target: str,
+        allowed: Collection[str] | None,
+        through: Collection[str] = (),
+    ) -> JoinPath:
+        """The unique shortest join path; ambiguous or missing paths are errors.
+
+        ``through`` (view or entity names: the query's ``through`` and the topic's
+        ``base_view``, as Oxy passes it) picks one of several equally short paths
+        when exactly one of them goes through it.
+        """
+        key = (
+            "path",
+            source,
+            target,
+            tuple(sorted(allowed)) if allowed is not None else None,
+            tuple(sorted(through)),
+        )
         cached = self._memo.get(key)
         if cached is None:
             cached = _shortest_path(self, source, target, allowed)
+            if isinstance(cached, SemanticError) and through and "ambiguous" in cached.message:
+                picked = [
+                    path
+                    for path in _all_shortest(self, source, target, allowed)
+                    if any(e.target in through or e.entity in through for e in path)
+                ]
+                if len(picked) == 1:
+                    cached = JoinPath(picked[0])
             self._memo[key] = cached
         if isinstance(cached, SemanticError):
             raise cached
@@ -357,6 +382,39 @@ def _shortest_path(
         edges.append(edge)
         at = edge.source
     return JoinPath(tuple(reversed(edges)))
+
+
+def _all_shortest(
+    model: SemanticModel, source: str, target: str, allowed: Collection[str] | None
+) -> list[tuple[Edge, ...]]:
+    """Every shortest path (at most 16) from ``source`` to ``target``."""
+    depth = {source: 0}
+    frontier = [source]
+    while frontier and target not in depth:
+        following = []
+        for view in frontier:
+            for edge in model.edges_from(view):
+                if (allowed is None or edge.target in allowed) and edge.target not in depth:
+                    depth[edge.target] = depth[view] + 1
+                    following.append(edge.target)
+        frontier = following
+    paths: list[tuple[Edge, ...]] = []
+
+    def walk(at: str, trail: tuple[Edge, ...]) -> None:
+        if len(paths) >= 16:
+            return
+        if at == target:
+            paths.append(trail)
+            return
+        for edge in model.edges_from(at):
+            if (allowed is None or edge.target in allowed) and depth.get(edge.target) == depth[
+                at
+            ] + 1:
+                walk(edge.target, (*trail, edge))
+
+    if target in depth:
+        walk(source, ())
+    return paths
 
 
 def _describe_routes(

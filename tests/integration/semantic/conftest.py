@@ -155,7 +155,13 @@ VIEWS = [
                     "type": "custom",
                     "expr": "{{orders.revenue}} / NULLIF({{orders.order_count}}, 0)",
                 },
+                {
+                    "name": "orders_over",
+                    "type": "count",
+                    "filters": [{"expr": "amount > {{variables.min_amount}}"}],
+                },
             ],
+            "segments": [{"name": "big", "expr": "{{TABLE}}.amount > 300"}],
         }
     ),
     _view(

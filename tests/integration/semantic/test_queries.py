@@ -157,6 +157,33 @@ CASES: list[tuple[str, dict[str, object], str]] = [
     ),
 ]
 
+CASES += [
+    (
+        "segment",
+        {
+            "measures": ["orders.revenue"],
+            "dimensions": ["orders.status"],
+            "segments": ["orders.big"],
+        },
+        "SELECT status, SUM(amount) FROM orders WHERE amount > 300 GROUP BY status",
+    ),
+    (
+        "variable-in-a-measure-filter-is-bound",
+        {
+            "measures": ["orders.orders_over"],
+            "dimensions": ["orders.status"],
+            "variables": {"min_amount": 250},
+        },
+        "SELECT status, COUNT(CASE WHEN amount > 250 THEN 1 END) FROM orders GROUP BY status",
+    ),
+    (
+        "dimension-only-across-a-join",
+        {"dimensions": ["customers.region", "orders.status"]},
+        """SELECT DISTINCT c.region, o.status FROM orders o
+           LEFT JOIN customers c ON o.customer_id = c.id""",
+    ),
+]
+
 FILTERS: list[tuple[str, dict[str, object], str]] = [
     ("eq", {"field": "orders.status", "op": "eq", "value": "paid"}, "status = 'paid'"),
     ("neq", {"field": "orders.status", "op": "neq", "value": "paid"}, "status <> 'paid'"),
@@ -359,6 +386,14 @@ def test_row_filter_cannot_be_escaped_with_an_or(db: Database) -> None:
     assert normalized(rows) == normalized(
         db.sql("SELECT tenant, COUNT(*) FROM orders WHERE tenant = 'acme' GROUP BY tenant")
     )
+
+
+def test_row_filter_applies_to_dimension_only_queries(db: Database) -> None:
+    rules = tuple(MODEL.row_filters_for("secure", {"tenant": "globex"}))
+    rows = db.query(
+        {"topic": "secure", "dimensions": ["orders.tenant", "orders.status"]}, row_filters=rules
+    )
+    assert {r[0] for r in rows} == {"globex"}
 
 
 def test_a_principal_without_the_attribute_sees_nothing(db: Database) -> None:

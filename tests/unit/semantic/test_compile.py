@@ -395,3 +395,83 @@ def test_catalog_lists_topics_views_and_members() -> None:
 )
 def test_relative_dates(text: str, expected: date) -> None:
     assert parse_date_value(text, date(2024, 7, 15)) == expected  # a Monday
+
+
+def test_through_picks_one_of_two_equally_short_paths() -> None:
+    model = _diamond()
+    compiled = compile_(
+        {"measures": ["a.n"], "dimensions": ["d.id"], "through": ["c"]}, model=model
+    )
+    assert 'JOIN c AS "c"' in compiled.text and 'JOIN b AS "b"' not in compiled.text
+
+
+def test_a_variable_without_a_value_is_named() -> None:
+    message = error_of({"measures": ["orders.orders_over"]})
+    assert "min_amount" in message
+
+
+def test_a_time_zone_other_than_utc_is_refused() -> None:
+    assert "Europe/Oslo" in error_of({"measures": ["orders.revenue"], "timezone": "Europe/Oslo"})
+
+
+def test_entity_keys_may_name_columns() -> None:
+    views = [
+        ViewConfig.model_validate(
+            {
+                "name": "orders",
+                "table": "orders",
+                "entities": [{"name": "customer", "type": "foreign", "key": "customer_id"}],
+                "dimensions": [{"name": "status", "type": "string", "expr": "status"}],
+                "measures": [{"name": "n", "type": "count"}],
+            }
+        ),
+        ViewConfig.model_validate(
+            {
+                "name": "customers",
+                "table": "customers",
+                "entities": [{"name": "customer", "type": "primary", "key": "id"}],
+                "dimensions": [{"name": "region", "type": "string", "expr": "region"}],
+            }
+        ),
+    ]
+    model = SemanticModel.from_definitions(views, [])
+    compiled = compile_({"measures": ["orders.n"], "dimensions": ["customers.region"]}, model=model)
+    assert '"orders".customer_id = "customers".id' in compiled.text
+
+
+def test_saved_query_steps_compile_in_order() -> None:
+    from quarry.definitions.models.semantic import SavedQueryConfig
+    from quarry.semantic import compile_saved_query
+
+    saved = SavedQueryConfig.model_validate(
+        {
+            "name": "investigation",
+            "steps": [
+                {
+                    "name": "trend",
+                    "query": {
+                        "measures": ["orders.revenue"],
+                        "time_dimensions": [
+                            {"dimension": "orders.created_at", "granularity": "month"}
+                        ],
+                        "motif": "mom",
+                    },
+                },
+                {
+                    "name": "by_region",
+                    "query": {"measures": ["orders.revenue"], "dimensions": ["customers.region"]},
+                },
+            ],
+        }
+    )
+    inline = SavedQueryConfig.model_validate({"name": "one", "measures": ["orders.revenue"]})
+    broken = SavedQueryConfig.model_validate(
+        {"name": "broken", "steps": [{"name": "s", "query": {"measures": ["orders.nope"]}}]}
+    )
+    model = SemanticModel.from_definitions(VIEWS, TOPICS, saved_queries=[saved, inline, broken])
+    steps = compile_saved_query(model, "investigation", dialect="postgres")
+    assert [name for name, _ in steps] == ["trend", "by_region"]
+    assert "previous_value" in steps[0][1].text
+    assert [name for name, _ in compile_saved_query(model, "one", dialect="duckdb")] == ["one"]
+    with pytest.raises(SemanticError, match=r"step 's'.*orders\.nope"):
+        compile_saved_query(model, "broken", dialect="duckdb")

@@ -185,6 +185,28 @@ class MotifConfig(Strict):
     outputs: list[MotifOutput] = Field(min_length=1)
 
 
+_QUERY_KEYS = frozenset(
+    {
+        "topic",
+        "measures",
+        "dimensions",
+        "time_dimensions",
+        "filters",
+        "segments",
+        "order",
+        "orders",
+        "limit",
+        "offset",
+        "timezone",
+        "ungrouped",
+        "through",
+        "motif",
+        "motif_params",
+        "variables",
+    }
+)
+
+
 class SavedQueryParam(Strict):
     type: str
     values: list[Scalar] | None = None
@@ -206,6 +228,21 @@ class SavedQueryConfig(Strict):
     description: str | None = None
     params: dict[str, SavedQueryParam] = {}
     steps: list[SavedQueryStep] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_query(cls, data: Any) -> Any:
+        """A file without ``steps`` may hold one query inline (airlayer's single step)."""
+        if not isinstance(data, dict) or "steps" in data:
+            return data
+        inline = {k: v for k, v in data.items() if k in _QUERY_KEYS}
+        if not inline:
+            return data
+        rest = {k: v for k, v in data.items() if k not in _QUERY_KEYS}
+        step = {"name": data.get("name"), "query": inline}
+        if data.get("description") is not None:
+            step["description"] = data["description"]
+        return {**rest, "steps": [step]}
 
     @model_validator(mode="after")
     def _unique_steps(self) -> Self:
