@@ -214,8 +214,8 @@ def test_unknown_workflows(runner: Runner) -> None:
 
 
 def test_unsupported_task_types(runner: Runner) -> None:
-    with pytest.raises(NotSupportedYet, match="semantic_query tasks are not supported yet"):
-        runner.run("workflows/broken", {"which": "semantic"})
+    with pytest.raises(NotSupportedYet, match="agent tasks are not supported yet"):
+        runner.run("workflows/broken", {"which": "unsupported"})
     fine = runner.run("workflows/broken")
     branch = fine.outputs["choose"]
     assert isinstance(branch, MapOutput)
