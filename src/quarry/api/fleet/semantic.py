@@ -25,6 +25,7 @@ from quarry.api.deps import Principal, principal, services
 from quarry.core.errors import BadRequest, QuarryError
 from quarry.runtime.apps.values import json_value
 from quarry.runtime.semantic.formats import MEDIA, choose_format, encode
+from quarry.runtime.semantic.results import CachedResult
 from quarry.runtime.semantic.service import SemanticService
 from quarry.semantic import SemanticQuery
 from quarry.store.workspaces import WorkspaceRow
@@ -87,7 +88,7 @@ async def _target(request: Request, workspace: str, pinned: str | None) -> tuple
     return ws, rev
 
 
-async def _body(request: Request, limit: int) -> Any:
+async def _raw_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"a semantic query body is limited to {limit} bytes", limit=limit)
@@ -98,10 +99,31 @@ async def _body(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"a semantic query body is limited to {limit} bytes", limit=limit)
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes) -> SemanticQuery:
     try:
-        return json.loads(b"".join(chunks) or b"null")
+        body = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}", parameter="body") from None
+    return SemanticQuery.from_request(body)
+
+
+def _answer(
+    request: Request, result: CachedResult, data: bytes, fmt: str, hit: bool, rev: str, ttl: float
+) -> Response:
+    etag = result.etag(fmt)
+    remaining = max(0, int(ttl - result.age(time.time())))
+    headers = {
+        "ETag": etag,
+        "X-Quarry-Revision": rev,
+        "X-Quarry-Cache": "hit" if hit else "miss",
+        "Cache-Control": f"private, max-age={remaining}" if ttl > 0 else "no-store",
+    }
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=MEDIA[fmt], headers=headers)
 
 
 @router.get("/{workspace}/semantic/catalog")
@@ -134,11 +156,12 @@ async def semantic_query(
     who = principal(request)
     ws, rev = await _target(request, workspace, revision)
     fmt = choose_format(format, request.headers.get("accept"))
-    body = await _body(request, svc.settings.semantic_max_body)
-    query = SemanticQuery.from_request(body)
+    raw = await _raw_body(request, svc.settings.semantic_max_body)
     sem = semantic_service(request)
     attributes = principal_attributes(who)
+    ttl = sem.results.ttl
     if sql_only:
+        query = _parse(raw)
         prepared = await run_in_threadpool(sem.prepare, ws, rev, query, attributes)
         c = prepared.compiled
         document = {
@@ -154,17 +177,18 @@ async def semantic_query(
             media_type=MEDIA["json"],
             headers={"X-Quarry-Revision": rev, "Cache-Control": "no-store"},
         )
-    result, hit, _prepared = await run_in_threadpool(sem.answer, ws, rev, query, attributes)
-    ttl = sem.results.ttl
-    etag = result.etag(fmt)
-    remaining = max(0, int(ttl - result.age(time.time())))
-    headers = {
-        "ETag": etag,
-        "X-Quarry-Revision": rev,
-        "X-Quarry-Cache": "hit" if hit else "miss",
-        "Cache-Control": f"private, max-age={remaining}" if ttl > 0 else "no-store",
-    }
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    data = await run_in_threadpool(encode, result.table, fmt)
-    return Response(data, media_type=MEDIA[fmt], headers=headers)
+    # A repeat of an earlier request, answered from this process's memory: no thread
+    # hop, no parsing, no compiling, no encoding.
+    request_key = (ws.id, rev, raw, tuple(sorted(attributes.items())))
+    known = sem.known_key(request_key)
+    cached = sem.results.peek(known) if known is not None else None
+    if cached is not None:
+        data = cached.peek_encoded(fmt)
+        if data is None:
+            data = await run_in_threadpool(cached.encoded, fmt, encode)
+        return _answer(request, cached, data, fmt, True, rev, ttl)
+    query = _parse(raw)
+    result, hit, key = await run_in_threadpool(sem.answer, ws, rev, query, attributes)
+    sem.remember_key(request_key, key)
+    data = await run_in_threadpool(result.encoded, fmt, encode)
+    return _answer(request, result, data, fmt, hit, rev, ttl)

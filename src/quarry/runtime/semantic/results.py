@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -45,6 +45,17 @@ class CachedResult:
     created_at: float
     sql: str
     digest: str
+    # Encoded forms, made on first use: a cached hit answers without re-encoding.
+    _encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    def encoded(self, fmt: str, encode: Callable[[pa.Table, str], bytes]) -> bytes:
+        found = self._encoded.get(fmt)
+        if found is None:
+            found = self._encoded[fmt] = encode(self.table, fmt)
+        return found
+
+    def peek_encoded(self, fmt: str) -> bytes | None:
+        return self._encoded.get(fmt)
 
     def etag(self, fmt: str) -> str:
         """Strong, per representation: the same rows as CSV and as JSON differ."""

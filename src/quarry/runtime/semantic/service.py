@@ -15,11 +15,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from quarry.catalog.cache import LruCache
 from quarry.catalog.reader import Catalog
 from quarry.catalog.semantic import SemanticModels
 from quarry.runtime.apps.values import json_value
@@ -115,7 +117,19 @@ class SemanticService:
         self._connections = _OpenConnections(revisions_open)
         self._sources: dict[tuple[str, str], RevisionSource] = {}
         self._lock = threading.Lock()
+        self._known: LruCache[tuple[Any, ...], tuple[str, date]] = LruCache(4096)
         self.executions = 0  # statements run on a warehouse by this process
+
+    def known_key(self, request: tuple[Any, ...]) -> str | None:
+        """The result key an identical earlier request (same revision, body bytes and
+        principal) resolved to today; lets a cached hit skip parsing and compiling."""
+        found = self._known.get(request)
+        if found is None or found[1] != date.today():
+            return None
+        return found[0]
+
+    def remember_key(self, request: tuple[Any, ...], key: str) -> None:
+        self._known.put(request, (key, date.today()))
 
     def source(self, workspace: WorkspaceRow, revision_id: str) -> RevisionSource:
         key = (workspace.id, revision_id)
@@ -168,8 +182,8 @@ class SemanticService:
         revision_id: str,
         query: SemanticQuery,
         principal: Mapping[str, Any],
-    ) -> tuple[CachedResult, bool, PreparedQuery]:
-        """(rows, cache hit?, the compiled query). Compiles first, so a bad query is a
+    ) -> tuple[CachedResult, bool, str]:
+        """(rows, cache hit?, result key). Compiles first, so a bad query is a
         :class:`~quarry.semantic.SemanticError` and nothing runs."""
         prepared = self.prepare(workspace, revision_id, query, principal)
         key = self.cache_key(workspace, revision_id, query, prepared)
@@ -178,7 +192,7 @@ class SemanticService:
             return self.execute(workspace, revision_id, prepared), prepared.bound.display()
 
         result, hit = self.results.get_or_compute(key, compute)
-        return result, hit, prepared
+        return result, hit, key
 
     def close(self) -> None:
         self._connections.close()
