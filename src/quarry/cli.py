@@ -33,9 +33,21 @@ PathArg = Annotated[
 
 
 def _settings(workspace: Path | None, **overrides: object) -> Settings:
+    from quarry.runtime.engine.templating import set_default_strict
+
     settings = load_settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
+    set_default_strict(settings.strict_templates)
     return settings.with_local_defaults(workspace)
+
+
+StrictTemplates = Annotated[
+    bool,
+    typer.Option(
+        "--strict-templates",
+        help="An undefined name in a template is an error (QUARRY_STRICT_TEMPLATES).",
+    ),
+]
 
 
 def _fail(exc: QuarryError) -> typer.Exit:
@@ -205,6 +217,7 @@ def serve(
     no_workers: Annotated[
         bool, typer.Option("--no-workers", help="Shorthand for QUARRY_INPROCESS_WORKERS=off.")
     ] = False,
+    strict_templates: StrictTemplates = False,
 ) -> None:
     """Serve Quarry; with PATH, compile that workspace first (local mode)."""
     root = path.resolve() if path is not None else None
@@ -214,6 +227,7 @@ def serve(
         host=host,
         port=port,
         inprocess_workers="off" if no_workers else None,
+        strict_templates=True if strict_templates else None,
     )
     _serve(settings, root, name)
 

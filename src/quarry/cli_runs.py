@@ -172,11 +172,18 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         workspace: Annotated[
             Path | None, typer.Option(help="Workspace folder (default: the current folder).")
         ] = None,
+        strict_templates: Annotated[
+            bool,
+            typer.Option(
+                "--strict-templates",
+                help="An undefined name in a template is an error (QUARRY_STRICT_TEMPLATES).",
+            ),
+        ] = False,
     ) -> None:
         """Run a workflow or app of a working copy here, with a progress display;
         exports are also written at their paths in the workspace."""
         root = (workspace or Path.cwd()).resolve()
-        settings = settings_for(root)
+        settings = settings_for(root, strict_templates=True if strict_templates else None)
         try:
             code = run_locally(settings, root, target, parse_vars(var or []))
         except QuarryError as exc:

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     )
     inprocess_workers: OnOff | None = None
     global_driver: OnOff | None = None
+    strict_templates: bool = Field(
+        False,
+        description="An undefined name in a template is an error instead of printing "
+        "nothing (Oxy's default); also --strict-templates, or per workspace "
+        "defaults.strict_templates in config.yml.",
+    )
     schedule_tick_seconds: float = Field(
         1.0,
         gt=0,

@@ -328,6 +328,9 @@ Integration = Annotated[OmniIntegration | LookerIntegration, Field(discriminator
 class Defaults(Lenient):
     database: str | None = None
     agent: str | None = None
+    # Quarry's own key (Oxy reads defaults without deny_unknown_fields and ignores
+    # it): undefined names in templates are errors for this workspace.
+    strict_templates: bool = False
 
 
 class A2aAgent(Lenient):

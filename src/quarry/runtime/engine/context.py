@@ -44,6 +44,8 @@ class RunContext:
     run_id: str = ""
     attempt: int = 1
     workflows: tuple[str, ...] = ()
+    strict_templates: bool = False
+    """The workspace asks for strict templates (``defaults.strict_templates``)."""
 
     def emit(self, event: str, step: str, **fields: Any) -> None:
         self.on_event({"event": event, "step": step, "at": time.time(), **fields})

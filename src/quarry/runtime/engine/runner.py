@@ -43,6 +43,7 @@ from quarry.runtime.engine.errors import (
 )
 from quarry.runtime.engine.journal import NoJournal, StepJournal
 from quarry.runtime.engine.results import Output, StepResult, row_count
+from quarry.runtime.engine.templating import strict_templates, workspace_strict
 from quarry.runtime.engine.variables import resolve_variables
 from quarry.runtime.engine.watchdog import Deadline, Watchdog
 from quarry.runtime.source import RevisionSource, normalise_path
@@ -167,6 +168,7 @@ def _context(
             step_timeout=limits.step_timeout,
             run_id=run_id or uuid.uuid4().hex,
             attempt=attempt,
+            strict_templates=workspace_strict(source),
         )
 
 
@@ -232,7 +234,10 @@ def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
 
 def _execute(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     handler = _handlers().get(task.type, _unsupported)
-    with ctx.watchdog.step(key, task.name, step_timeout(ctx, task)):
+    with (
+        ctx.watchdog.step(key, task.name, step_timeout(ctx, task)),
+        strict_templates(ctx.strict_templates),  # set per step: loops run on threads
+    ):
         result = handler(ctx, task, scope.for_step(ctx.step_facts(key)), key)
     own = ctx.watchdog.own_timeout(key)
     if own is not None:

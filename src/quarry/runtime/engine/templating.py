@@ -32,6 +32,7 @@ from typing import Any
 
 from minijinja import Environment, TemplateError
 
+from quarry.core.errors import NotFound
 from quarry.runtime.connectors.base import BoundSql
 from quarry.runtime.engine import template_env
 from quarry.runtime.engine.template_env import (
@@ -42,6 +43,7 @@ from quarry.runtime.engine.template_env import (
     build_environment,
 )
 from quarry.runtime.engine.template_values import from_template, to_template_context
+from quarry.runtime.source import RevisionSource
 
 __all__ = [
     "TemplateProblem",
@@ -52,6 +54,7 @@ __all__ = [
     "set_default_strict",
     "sqlquote",
     "strict_templates",
+    "workspace_strict",
 ]
 
 
@@ -88,6 +91,19 @@ def strict_templates(enabled: bool | None) -> Iterator[None]:
         yield
     finally:
         _strict.reset(token)
+
+
+def workspace_strict(source: RevisionSource) -> bool:
+    """``defaults: {strict_templates: true}`` in the revision's ``config.yml``.
+
+    A Quarry key in a mapping Oxy reads without ``deny_unknown_fields``, so Oxy
+    ignores it and the same file still works there.
+    """
+    try:
+        defaults = source.config.defaults
+    except NotFound:
+        return False
+    return bool(defaults is not None and defaults.strict_templates)
 
 
 def _is_strict(strict: bool | None) -> bool:
