@@ -80,6 +80,7 @@ def _backend_cpu(engine: Any) -> dict[int, float]:
 def child(args: argparse.Namespace) -> None:
     from quarry.api.services import build_services
     from quarry.core.settings import Settings
+    from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
 
     settings = Settings(database_url=args.db, blob_url=args.blobs)
@@ -94,7 +95,10 @@ def child(args: argparse.Namespace) -> None:
     backends = _backend_cpu(svc.engine)
     cpu_started = time.process_time()
     started = time.perf_counter()
-    result = compile_local(svc.engine, svc.store, settings.tenant, Path(args.root), "bench")
+    limits = CompileLimits.from_settings(settings)  # QUARRY_COMPILE_ISOLATION=inline|process
+    result = compile_local(
+        svc.engine, svc.store, settings.tenant, Path(args.root), "bench", limits=limits
+    )
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     cpu += sum(c - backends.get(pid, 0.0) for pid, c in _backend_cpu(svc.engine).items())

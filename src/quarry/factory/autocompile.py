@@ -10,6 +10,12 @@ last change is always compiled. Compiles of one workspace never overlap (the cal
 What a compile promotes is decided by :func:`promotion_for`: the default branch's
 committed state promotes; a branch (or uncommitted edits in cloud mode) becomes a
 draft revision — stored and readable by ``?revision=``, never current.
+
+A compile parses definition files in the compile process
+(:mod:`quarry.factory.isolation`), under memory, stack and time limits: a poison
+file fails that compile (recorded as compile status) and this thread carries on. A
+file that took the compile process down is not parsed again until its bytes change,
+so repeated requests never turn into a crash loop.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import func, select as sql_select
+from sqlalchemy import func
+from sqlalchemy import select as sql_select
 
 from quarry.api.app import create_app
 from quarry.api.services import Services, build_services
@@ -174,5 +175,45 @@ def test_limits_are_settings(backend: Backend, tmp_path: Path) -> None:
             assert three.status_code == 413 and three.json()["max"] == 2
             two = client.post(f"{WS}/runs", json={**RUN, "variables": {"a": 1, "b": 2}})
             assert two.status_code == 202, two.text
+    finally:
+        svc.close()
+
+
+def test_a_streamed_file_write_is_counted_against_the_file_cap(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The route reads the body itself: the middleware's count refuses it mid-stream,
+    whatever the route would have answered, and the file is not written."""
+    svc = build_services(
+        backend.settings(
+            data_dir=tmp_path / "data", inprocess_workers="off", dataset_file_max_bytes=3000
+        )
+    )
+    root = create_demo_workspace(tmp_path / "shop")
+    compile_local(svc.engine, svc.store, "local", root, "shop")
+    cap = 3000 * 4 // 3 + 65536
+    try:
+        with serve_in_thread(create_app(svc)) as url:
+
+            def chunks() -> Iterator[bytes]:
+                yield b'4000\r\n{"content": "' + b"a" * (0x4000 - 13) + b"\r\n"
+                for _ in range(60):  # 960 KiB if it were all read
+                    yield b"4000\r\n" + b"a" * 0x4000 + b"\r\n"
+
+            head = (
+                f"PUT {WS}/files/notes/streamed.md HTTP/1.1\r\nHost: test\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+            status, error = _exchange(url, head, chunks())
+            assert status == 413, error
+            assert error["limit"] == "dataset_file_max_bytes" and error["max"] == cap
+            declared = (
+                f"PUT {WS}/files/notes/declared.md HTTP/1.1\r\nHost: test\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {cap + 1}\r\n\r\n"
+            ).encode()
+            status, error = _exchange(url, declared, iter([b"{"]))
+            assert status == 413 and error["limit"] == "dataset_file_max_bytes"
+        assert not (root / "notes" / "streamed.md").exists()
+        assert not (root / "notes" / "declared.md").exists()
     finally:
         svc.close()
