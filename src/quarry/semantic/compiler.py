@@ -187,6 +187,7 @@ class _Compiler:
         if self.topic is not None and self.topic.base_view:
             hints.add(self.topic.base_view)
         self.through = frozenset(hints)
+        self.filtered_measures: dict[str, Member] = {}
         if query.timezone and query.timezone.upper() not in ("UTC", "ETC/UTC"):
             raise SemanticError(
                 f"timezone '{query.timezone}' is not supported yet: time dimensions are "
@@ -212,7 +213,14 @@ class _Compiler:
             )
             for s in groups
         ] + [OutputColumn(s.alias, s.member.qualified, "measure", "number") for s in measures]
-        combined = self._combined(groups, measures, where)
+        # A measure filtered on but not asked for is computed, filtered on, not shown.
+        shown = {m.member.qualified for m in measures}
+        hidden = [
+            _Selected(q.replace(".", "__"), member)
+            for q, member in self.filtered_measures.items()
+            if q not in shown
+        ]
+        combined = self._combined(groups, [*measures, *hidden], where)
         final = self._finish(combined, groups, measures, having)
         if self.query.motif:
             from quarry.semantic.motifs import apply_motif
@@ -460,9 +468,21 @@ class _Compiler:
         for segment in self.query.segments:
             where.append(self._segment(segment))
         # Row filters last, each its own conjunct: nothing in the query can widen them.
+        read = self._views_read(where)
         for rule in self.row_filters:
-            where.append(self._row_filter(rule))
+            if not rule.protects or rule.protects & read:
+                where.append(self._row_filter(rule))
         return where, having
+
+    def _views_read(self, where: list[_Condition]) -> frozenset[str]:
+        """Every view the query reads: its members', its filters' and segments'."""
+        names = [*self.query.measures, *self.query.dimensions]
+        names += [td.dimension for td in self.query.time_dimensions]
+        views = {self.member(name).view for name in names}
+        views |= {m.view for m in self.filtered_measures.values()}
+        for cond in where:
+            views |= cond.views
+        return frozenset(views)
 
     def _default_filters(self) -> list[Filter]:
         if self.topic is None or not self.topic.default_filters:
@@ -524,6 +544,7 @@ class _Compiler:
         ), False
 
     def _measure_filter(self, item: Filter, member: Member) -> exp.Expr:
+        self.filtered_measures[member.qualified] = member
         column = exp.column(member.qualified.replace(".", "__"), table="__q", quoted=True)
         if item.op in ("set", "not_set"):
             return (

@@ -70,12 +70,16 @@ class Edge:
 class RowFilter:
     """A bound condition added to every subquery: ``member`` equals one of ``values``.
 
-    Built from the topic's ``security:`` block and the caller's principal
+    Built from a topic's ``security:`` block and the caller's principal
     (:meth:`SemanticModel.row_filters_for`); the query cannot remove or widen it.
+    ``protects`` are the views it guards (the secured topic's views): it applies to
+    every query that reads any of them, whatever topic the query names (or none).
+    Empty means it applies to every query.
     """
 
     member: str
     values: tuple[Any, ...]
+    protects: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -224,27 +228,35 @@ class SemanticModel:
         return cached
 
     def row_filters_for(self, topic: str | None, principal: Mapping[str, Any]) -> list[RowFilter]:
-        """The row filters the topic's ``security:`` block demands of this principal.
+        """The row filters this principal's queries must carry.
 
-        A principal without a demanded attribute gets a filter that matches nothing:
-        a missing attribute must never mean "sees everything".
+        Every secured topic's rules are returned, not only those of ``topic``:
+        naming another topic (or none) must not be a way around a rule, so each
+        rule guards its topic's views in any query that reads them (see
+        :class:`RowFilter`). ``topic`` is checked to exist. A principal without a
+        demanded attribute gets a filter that matches nothing: a missing attribute
+        must never mean "sees everything".
         """
-        if topic is None:
-            return []
-        config = self.topic(topic)
-        if config.security is None:
-            return []
-        filters = []
-        for rule in config.security.row_filters:
-            value = principal.get(rule.attribute)
-            if value is None:
-                values: tuple[Any, ...] = ()
-            elif isinstance(value, (list, tuple, set, frozenset)):
-                values = tuple(value)
-            else:
-                values = (value,)
-            filters.append(RowFilter(rule.member, values))
-        return filters
+        if topic is not None:
+            self.topic(topic)
+        filters: dict[str, RowFilter] = {}
+        for config in self.topics.values():
+            if config.security is None:
+                continue
+            for rule in config.security.row_filters:
+                value = principal.get(rule.attribute)
+                if value is None:
+                    values: tuple[Any, ...] = ()
+                elif isinstance(value, (list, tuple, set, frozenset)):
+                    values = tuple(value)
+                else:
+                    values = (value,)
+                key = f"{rule.member}\x00{rule.attribute}"
+                views = frozenset(config.views)
+                if key in filters:  # the same rule in several topics guards all their views
+                    views |= filters[key].protects
+                filters[key] = RowFilter(rule.member, values, views)
+        return [filters[k] for k in sorted(filters)]
 
     # -- plan cache -----------------------------------------------------------------
 

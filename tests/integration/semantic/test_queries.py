@@ -177,6 +177,16 @@ CASES += [
         "SELECT status, COUNT(CASE WHEN amount > 250 THEN 1 END) FROM orders GROUP BY status",
     ),
     (
+        "filter-on-a-measure-that-is-not-shown",
+        {
+            "measures": ["orders.order_count"],
+            "dimensions": ["customers.name"],
+            "filters": [{"field": "orders.revenue", "op": "gt", "value": 3000}],
+        },
+        """SELECT c.name, COUNT(*) FROM orders o LEFT JOIN customers c
+           ON o.customer_id = c.id GROUP BY c.name HAVING SUM(o.amount) > 3000""",
+    ),
+    (
         "dimension-only-across-a-join",
         {"dimensions": ["customers.region", "orders.status"]},
         """SELECT DISTINCT c.region, o.status FROM orders o
@@ -346,7 +356,8 @@ def test_order_limit_offset(db: Database) -> None:
 
 def test_row_filter_limits_every_measure_view(db: Database) -> None:
     rules = MODEL.row_filters_for("secure", {"tenant": "acme"})
-    assert rules == [RowFilter("orders.tenant", ("acme",))]
+    secured = frozenset({"orders", "customers", "line_items", "products", "payments"})
+    assert rules == [RowFilter("orders.tenant", ("acme",), secured)]
     query = {
         "topic": "secure",
         "measures": ["orders.revenue", "payments.paid_amount"],
@@ -394,6 +405,19 @@ def test_row_filter_applies_to_dimension_only_queries(db: Database) -> None:
         {"topic": "secure", "dimensions": ["orders.tenant", "orders.status"]}, row_filters=rules
     )
     assert {r[0] for r in rows} == {"globex"}
+
+
+@pytest.mark.parametrize("topic", [None, "shop", "paid_sales"])
+def test_row_filter_holds_whatever_topic_the_query_names(db: Database, topic: str | None) -> None:
+    rules = tuple(MODEL.row_filters_for(topic, {"tenant": "acme"}))
+    query: dict[str, object] = {"measures": ["orders.order_count"], "dimensions": ["orders.tenant"]}
+    if topic:
+        query["topic"] = topic
+    assert {r[0] for r in db.query(query, row_filters=rules)} == {"acme"}
+    products = db.query({"measures": ["products.product_count"]}, row_filters=rules)
+    expected = """SELECT COUNT(DISTINCT li.product_id) FROM line_items li
+                  JOIN orders o ON li.order_id = o.id WHERE o.tenant = 'acme'"""
+    assert normalized(products) == normalized(db.sql(expected))
 
 
 def test_a_principal_without_the_attribute_sees_nothing(db: Database) -> None:
