@@ -66,6 +66,9 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
                 await run_in_threadpool(workers.stop)
             if proxy is not None:
                 await proxy.close()
+            semantic = getattr(app.state, "semantic", None)  # made on first query
+            if semantic is not None:
+                await run_in_threadpool(semantic.close)
 
     return lifespan
 

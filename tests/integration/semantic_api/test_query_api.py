@@ -193,7 +193,8 @@ def test_catalog_and_pinned_revisions(shop: Shop) -> None:
         assert current.status_code == 400 and "orders.revenue" in current.json()["message"]
         renamed = {**BY_REGION, "measures": ["orders.sales_amount"]}
         assert client.post(QUERY, json=renamed).status_code == 200
-        members = [m["name"] for v in client.get(CATALOG).json()["views"] for m in v["members"]]
+        views = {v["name"]: v for v in client.get(CATALOG).json()["views"]}
+        members = [m["name"] for m in views["orders"]["members"]]
         assert "sales_amount" in members and "revenue" not in members
         pinned = client.get(CATALOG, params=old).json()
         assert pinned["revision_id"] == shop.revision_id
@@ -206,14 +207,14 @@ def test_row_filter_cannot_be_escaped(shop: Shop) -> None:
     want = hand_written(shop.root, REVENUE_BY_STATUS_FOR_TENANT, "local")
     base = {
         "topic": "tenant_sales",
-        "measures": ["orders.revenue"],
-        "dimensions": ["orders.status"],
-        "orders": [{"field": "orders.status", "direction": "asc"}],
+        "measures": ["tenant_orders.revenue"],
+        "dimensions": ["tenant_orders.status"],
+        "orders": [{"field": "tenant_orders.status", "direction": "asc"}],
     }
     escape = {
         "or": [
-            {"field": "orders.tenant_code", "op": "eq", "value": "acme"},
-            {"field": "orders.tenant_code", "op": "neq", "value": "nobody"},
+            {"field": "tenant_orders.tenant_code", "op": "eq", "value": "acme"},
+            {"field": "tenant_orders.tenant_code", "op": "neq", "value": "nobody"},
         ]
     }
     with shop.client() as client:
@@ -226,10 +227,15 @@ def test_row_filter_cannot_be_escaped(shop: Shop) -> None:
             QUERY,
             json={
                 **base,
-                "filters": [{"field": "orders.tenant_code", "op": "eq", "value": "acme"}],
+                "filters": [{"field": "tenant_orders.tenant_code", "op": "eq", "value": "acme"}],
             },
         )
         assert other.json()["rows"] == []
+        # naming no topic is no way around the rule either
+        no_topic = {k: v for k, v in base.items() if k != "topic"}
+        untopical = client.post(QUERY, json=no_topic)
+        assert untopical.status_code == 200, untopical.text
+        assert same(rows(untopical.json()), want)
 
 
 def test_row_filter_principals_never_share_a_cached_answer(shop: Shop) -> None:
@@ -239,7 +245,11 @@ def test_row_filter_principals_never_share_a_cached_answer(shop: Shop) -> None:
     from quarry.semantic import SemanticQuery
 
     query = SemanticQuery.from_request(
-        {"topic": "tenant_sales", "measures": ["orders.revenue"], "dimensions": ["orders.status"]}
+        {
+            "topic": "tenant_sales",
+            "measures": ["tenant_orders.revenue"],
+            "dimensions": ["tenant_orders.status"],
+        }
     )
     try:
         local, hit1, _ = sem.answer(shop.workspace, shop.revision_id, query, {"tenant": "local"})
