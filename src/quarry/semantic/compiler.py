@@ -202,6 +202,11 @@ class _Compiler:
             raise SemanticError("ungrouped queries are not supported; list dimensions instead")
         groups = self._selected_dimensions()
         measures = self._selected_measures()
+        if not groups and not measures:
+            raise SemanticError(
+                "the query selects nothing: a time dimension without a granularity only "
+                "filters; add a granularity, a dimension or a measure"
+            )
         where, having = self._conditions()
         columns = [
             OutputColumn(
@@ -429,7 +434,7 @@ class _Compiler:
                 tree = parse_query(view.sql, self.dialect, f"view '{view_name}' sql")
                 self.model.remember(key, tree)
             inner = (
-                qualify(tree, view_name, variable=self.variable)
+                qualify(tree, view_name, variable=self.variable, columns=False)
                 if "{{" in view.sql
                 else tree.copy()
             )

@@ -75,8 +75,13 @@ def qualify(
     *,
     variable: Callable[[str], exp.Expr],
     reference: Callable[[str, str], exp.Expr] | None = None,
+    columns: bool = True,
 ) -> exp.Expr:
-    """A copy of ``tree`` with bare columns on ``alias`` and templates resolved."""
+    """A copy of ``tree`` with bare columns on ``alias`` and templates resolved.
+
+    ``columns=False`` resolves the templates only (a view's own ``sql:``, whose
+    columns belong to its own FROM).
+    """
 
     def swap(node: exp.Expr) -> exp.Expr:
         if not isinstance(node, exp.Column):
@@ -87,11 +92,14 @@ def qualify(
         if name.startswith(_REF_PREFIX) and not node.table:
             view, _, member = name[len(_REF_PREFIX) :].partition("__")
             if reference is None:
-                raise SemanticError(f"'{{{{{view}.{member}}}}}' cannot be used here")
+                raise SemanticError(
+                    f"'{{{{{view}.{member}}}}}': references to other views' fields are only "
+                    "supported in number/custom measures; query that field directly"
+                )
             return exp.Paren(this=reference(view, member))
         if node.table == _TABLE_NAME:
             return exp.column(node.this.copy(), table=exp.to_identifier(alias, quoted=True))
-        if not node.table:
+        if not node.table and columns:
             return exp.column(node.this.copy(), table=exp.to_identifier(alias, quoted=True))
         return node
 

@@ -436,3 +436,52 @@ def test_sql_in_a_string_value_is_only_a_value(db: Database) -> None:
     )
     assert normalized(rows) == [(0.0,)]
     assert normalized(db.sql("SELECT COUNT(*) FROM orders")) == [(240.0,)]
+
+
+def test_order_and_limit_on_measures_of_several_views(db: Database) -> None:
+    query = {
+        "measures": ["orders.revenue", "payments.paid_amount"],
+        "dimensions": ["customers.region"],
+        "orders": [{"field": "payments.paid_amount", "direction": "desc"}],
+        "limit": 3,
+    }
+    expected = """
+        WITH pay AS (SELECT c.region, SUM(p.amount) AS a FROM payments p
+                     LEFT JOIN orders o ON p.order_id = o.id
+                     LEFT JOIN customers c ON o.customer_id = c.id GROUP BY c.region),
+             rev AS (SELECT c.region, SUM(o.amount) AS r FROM orders o
+                     LEFT JOIN customers c ON o.customer_id = c.id GROUP BY c.region)
+        SELECT pay.region, rev.r, pay.a FROM pay
+        JOIN rev ON COALESCE(rev.region, '~') = COALESCE(pay.region, '~')
+        ORDER BY pay.a DESC LIMIT 3"""
+    assert ordered(db.query(query)) == ordered(db.sql(expected))
+
+
+def test_a_view_defined_by_sql_with_a_bound_variable(db: Database) -> None:
+    from quarry.definitions.models.semantic import ViewConfig
+    from quarry.semantic import SemanticModel, SemanticQuery, compile_query
+
+    view = ViewConfig.model_validate(
+        {
+            "name": "big_orders",
+            "sql": "SELECT id, status, amount FROM orders WHERE amount > {{variables.floor}}",
+            "entities": [{"name": "big_order", "type": "primary", "key": "id"}],
+            "dimensions": [
+                {"name": "id", "type": "number", "expr": "id"},
+                {"name": "status", "type": "string", "expr": "status"},
+            ],
+            "measures": [{"name": "total", "type": "sum", "expr": "amount"}],
+        }
+    )
+    model = SemanticModel.from_definitions([view], [])
+    query = SemanticQuery.from_request(
+        {
+            "measures": ["big_orders.total"],
+            "dimensions": ["big_orders.status"],
+            "variables": {"floor": 400},
+        }
+    )
+    compiled = compile_query(model, query, dialect=db.dialect)
+    assert "400" not in compiled.text
+    expected = "SELECT status, SUM(amount) FROM orders WHERE amount > 400 GROUP BY status"
+    assert normalized(db.run(compiled)) == normalized(db.sql(expected))

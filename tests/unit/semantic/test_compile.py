@@ -475,3 +475,7 @@ def test_saved_query_steps_compile_in_order() -> None:
     assert [name for name, _ in compile_saved_query(model, "one", dialect="duckdb")] == ["one"]
     with pytest.raises(SemanticError, match=r"step 's'.*orders\.nope"):
         compile_saved_query(model, "broken", dialect="duckdb")
+
+
+def test_a_query_that_selects_nothing_is_refused() -> None:
+    assert "selects nothing" in error_of({"time_dimensions": [{"dimension": "orders.created_at"}]})
