@@ -24,9 +24,12 @@ def _member(member: Member) -> dict[str, Any]:
 
 def build_catalog(model: SemanticModel) -> dict[str, Any]:
     """Topics, views and members (``view.member``) with types and descriptions."""
+    by_view: dict[str, list[Member]] = {}
+    for member in model.members.values():
+        by_view.setdefault(member.view, []).append(member)
     views = []
     for view in model.views.values():
-        members = [m for m in model.members.values() if m.view == view.name]
+        members = by_view.get(view.name, [])
         views.append(
             {
                 "name": view.name,

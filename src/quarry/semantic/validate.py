@@ -153,16 +153,37 @@ def _member_in_topic(
 def _ambiguities(
     model: SemanticModel, kind: str, name: str | None, views: list[str]
 ) -> Iterator[SemanticProblem]:
+    """One breadth-first search per view counts the shortest paths to every other."""
     allowed = frozenset(views) if name is not None else None
     reported: set[frozenset[str]] = set()
     for source in views:
-        for target in views:
+        for target in _tied_targets(model, source, allowed):
             pair = frozenset((source, target))
-            if source == target or pair in reported:
+            if pair in reported:
                 continue
+            reported.add(pair)
             try:
                 model.join_path(source, target, allowed)
             except SemanticError as exc:
-                if "ambiguous" in exc.message:
-                    reported.add(pair)
-                    yield SemanticProblem(kind, name or source, "views", exc.message)
+                yield SemanticProblem(kind, name or source, "views", exc.message)
+
+
+def _tied_targets(model: SemanticModel, source: str, allowed: frozenset[str] | None) -> list[str]:
+    depth = {source: 0}
+    ways = {source: 1}
+    frontier = [source]
+    while frontier:
+        following: list[str] = []
+        for view in frontier:
+            for edge in model.edges_from(view):
+                nxt = edge.target
+                if allowed is not None and nxt not in allowed:
+                    continue
+                if nxt not in depth:
+                    depth[nxt] = depth[view] + 1
+                    ways[nxt] = ways[view]
+                    following.append(nxt)
+                elif depth[nxt] == depth[view] + 1:
+                    ways[nxt] += ways[view]
+        frontier = following
+    return sorted(v for v, n in ways.items() if n > 1)
