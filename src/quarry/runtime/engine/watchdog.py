@@ -205,7 +205,7 @@ class Watchdog:
         """Record the first reason to stop that holds now (under the lock)."""
         if self._stop is not None:
             return
-        if self._should_stop is not None and self._should_stop():
+        if self._should_stop_now():
             self._stop = Stop("stopped")
         elif self._deadline is not None and now >= self._deadline:
             self._stop = Stop("deadline", self._deadline_seconds)
@@ -216,6 +216,16 @@ class Watchdog:
                 self._stop = Stop("timeout", first.seconds, first.step, first.task)
         if self._stop is not None:
             log.info("run stopping: %s", self._stop)
+
+    def _should_stop_now(self) -> bool:
+        if self._should_stop is None:
+            return False
+        try:
+            return self._should_stop()
+        except Exception:
+            # A failing callback must not kill the thread that enforces the limits.
+            log.warning("should_stop failed; asked again at the next poll", exc_info=True)
+            return False
 
     def _wait_seconds(self, now: float) -> float | None:
         if self._stop is not None:
