@@ -117,8 +117,13 @@ def start(backend: Backend, empty_pg_database: str, tmp_path: Path) -> Start:
     return serve
 
 
-def _run(client: httpx.Client, name: str, **variables: Any) -> str:
-    created = client.post(f"{WS}/runs", json={"name": f"workflows/{name}", "variables": variables})
+def _run(
+    client: httpx.Client, name: str, *, deadline: float | None = None, **variables: Any
+) -> str:
+    body: dict[str, Any] = {"name": f"workflows/{name}", "variables": variables}
+    if deadline is not None:
+        body["deadline_seconds"] = deadline
+    created = client.post(f"{WS}/runs", json=body)
     assert created.status_code == 202, created.text
     return str(created.json()["id"])
 
@@ -212,12 +217,24 @@ def test_the_operator_default_step_timeout(start: Start) -> None:
 def test_the_run_deadline_interrupts_the_step_in_flight(start: Start) -> None:
     with start(run_deadline_seconds=2) as client:
         began = time.monotonic()
-        done = _finished(client, _run(client, "nap"), PROMPT)
+        # A request cannot lengthen the operator's deadline.
+        done = _finished(client, _run(client, "nap", deadline=100), PROMPT)
         assert time.monotonic() - began < PROMPT
         assert done["state"] == "failed", done
         assert done["error"] == (
             "step tasks.0 (nap): the run passed its deadline (2 s); the step was interrupted"
         )
+
+
+def test_a_run_request_may_shorten_the_deadline(start: Start) -> None:
+    with start() as client:
+        began = time.monotonic()
+        done = _finished(client, _run(client, "spin", deadline=1.5), PROMPT)
+        assert time.monotonic() - began < PROMPT
+        assert done["state"] == "failed", done
+        assert "the run passed its deadline (1.5 s)" in done["error"]
+        invalid = client.post(f"{WS}/runs", json={"name": "workflows/spin", "deadline_seconds": 0})
+        assert invalid.status_code == 400 and "deadline_seconds" in invalid.text, invalid.text
 
 
 STACKED = "x'; COPY (SELECT 1) TO '{path}'; --"

@@ -44,6 +44,8 @@ class RunCreate(BaseModel):
     name: str = Field(min_length=1, max_length=500)
     variables: dict[str, Any] = Field(default_factory=dict)
     revision: str | None = Field(None, pattern=r"^[0-9a-f]{8,64}$")
+    # Shortens the operator's run deadline (QUARRY_RUN_DEADLINE_SECONDS) for this run.
+    deadline_seconds: float | None = Field(None, gt=0)
 
 
 def _step_json(step: StepRow) -> dict[str, Any]:
@@ -89,6 +91,7 @@ async def create(request: Request, workspace: str, body: RunCreate) -> dict[str,
         variables=body.variables,
         revision=body.revision,
         request_id=REQUEST_ID.get(),
+        deadline_seconds=body.deadline_seconds,
     )
     run = await run_in_threadpool(create_run, svc.engine, svc.queue, svc.catalog, ws, run_request)
     return _run_json(run)

@@ -81,13 +81,16 @@ class RunLimits:
             run_deadline=settings.run_deadline_seconds or None,
         )
 
-    def for_run(self, run: RunRow) -> Limits:
+    def for_run(self, run: RunRow, requested: float | None = None) -> Limits:
+        """``requested`` (the run request's ``deadline_seconds``) may only shorten
+        the operator's deadline."""
+        seconds = min((s for s in (self.run_deadline, requested) if s is not None), default=None)
         deadline = None
-        if self.run_deadline is not None:
+        if seconds is not None:
             created = run.created_at
             if created.tzinfo is None:  # SQLite gives back naive UTC
                 created = created.replace(tzinfo=UTC)
-            deadline = Deadline(created.timestamp() + self.run_deadline, self.run_deadline)
+            deadline = Deadline(created.timestamp() + seconds, seconds)
         return Limits(step_timeout=self.step_timeout, deadline=deadline)
 
 
@@ -178,6 +181,7 @@ class RunExecutor:
         connections: Connections,
         journal: DurableJournal,
         on_event: Callable[[dict[str, Any]], None],
+        limits: Limits,
     ) -> None:
         """Refresh an app's data: run its tasks with the controls, store the page
         document where the app's (revision, controls) cache key says."""
@@ -194,7 +198,7 @@ class RunExecutor:
             journal=journal,
             on_event=on_event,
             should_stop=writer.should_stop,
-            limits=self.limits.for_run(run),
+            limits=limits,
             run_id=run.id,
             attempt=writer.attempt,
         )
@@ -252,6 +256,8 @@ class RunExecutor:
                 write_in_workspace(self.export_root, path, data)
 
         stop = writer.should_stop
+        requested = writer.task.payload.get("deadline_seconds") if writer.task else None
+        limits = self.limits.for_run(run, float(requested) if requested is not None else None)
         try:
             if run.target_kind == "workflow":
                 run_workflow(
@@ -263,12 +269,14 @@ class RunExecutor:
                     on_event=on_event,
                     on_export=on_export,
                     should_stop=stop,
-                    limits=self.limits.for_run(run),
+                    limits=limits,
                     run_id=run.id,
                     attempt=writer.attempt,
                 )
             elif run.target_kind == "app":
-                self._run_app(run, workspace, source, writer, connections, journal, on_event)
+                self._run_app(
+                    run, workspace, source, writer, connections, journal, on_event, limits
+                )
             else:
                 raise WorkflowError(f"running a {run.target_kind!r} is not supported")
         finally:

@@ -32,6 +32,8 @@ class RunRequest:
     revision: str | None = None
     origin: str = "api"
     request_id: str | None = None
+    deadline_seconds: float | None = None
+    """A deadline for this run shorter than the operator's (it travels in the task)."""
 
 
 def create_run(
@@ -58,7 +60,9 @@ def create_run(
         runq.insert_run(conn, run)
         if not enqueue:
             return run
-        queue_run_in(conn, queue, run, max_attempts=max_attempts)
+        queue_run_in(
+            conn, queue, run, max_attempts=max_attempts, deadline_seconds=request.deadline_seconds
+        )
         return runq.get_run(conn, workspace.tenant_id, run.id)
 
 
@@ -95,10 +99,18 @@ def queue_run_in(
     *,
     max_attempts: int = 3,
     dedupe_key: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> int:
     """Inside the caller's transaction: queue the task of an inserted run row, link
     it and record the event; returns the task id."""
-    task_id = enqueue_run_task(conn, queue, run, max_attempts=max_attempts, dedupe_key=dedupe_key)
+    task_id = enqueue_run_task(
+        conn,
+        queue,
+        run,
+        max_attempts=max_attempts,
+        dedupe_key=dedupe_key,
+        deadline_seconds=deadline_seconds,
+    )
     runq.set_task(conn, run.id, task_id)
     runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": run.revision_id})
     return task_id
@@ -111,14 +123,18 @@ def enqueue_run_task(
     *,
     max_attempts: int = 3,
     dedupe_key: str | None = None,
+    deadline_seconds: float | None = None,
 ) -> int:
     """Only the task of ``run`` (its row may be inserted after it, in the same
     transaction, already carrying the task id: the scheduler saves a statement per
     fire that way, inside the transaction of its compare-and-swap)."""
+    payload: dict[str, Any] = {"run_id": run.id, "request_id": run.request_id}
+    if deadline_seconds is not None:
+        payload["deadline_seconds"] = deadline_seconds
     return queue.enqueue(
         run.tenant_id,
         RUN_TASK_KIND,
-        {"run_id": run.id, "request_id": run.request_id},
+        payload,
         max_attempts=max_attempts,
         dedupe_key=dedupe_key,
         conn=conn,
