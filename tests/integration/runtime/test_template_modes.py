@@ -5,16 +5,20 @@ Oxy."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from quarry.runtime.engine import ListOutput, MapOutput, TemplateFailed, TextOutput
 from tests.integration.runtime.conftest import Runner
+from tests.support.processes import quarry_process, wait_until
 
 WORKFLOW = """\
 tasks:
@@ -86,10 +90,9 @@ def test_workspace_setting_reaches_sub_workflows(
 
 
 def _quarry(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
     return subprocess.run(
         [sys.executable, "-m", "quarry", *args],
-        env={**clean, **env},
+        env={**os.environ, "QUARRY_STRICT_TEMPLATES": "0", **env},
         capture_output=True,
         text=True,
         timeout=180,
@@ -108,3 +111,26 @@ def test_quarry_run_flag_and_setting(tmp_path: Path) -> None:
     setting = _quarry(["run", "workflows/modes"], {**env, "QUARRY_STRICT_TEMPLATES": "1"}, root)
     assert setting.returncode == 1
     assert "no_such_name" in setting.stderr + setting.stdout
+
+
+def test_quarry_serve_flag(tmp_path: Path) -> None:
+    root = _workspace(tmp_path / "ws", strict=None)
+    # The flag wins over the environment, which says lenient.
+    env = {"QUARRY_DATA_DIR": str(tmp_path / "data"), "QUARRY_STRICT_TEMPLATES": "0"}
+    args = ["serve", str(root), "--name", "ws", "--strict-templates"]
+    with (
+        quarry_process(args, env, tmp_path / "serve.log") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        created = client.post("/api/v1/workspaces/ws/runs", json={"name": "workflows/modes"})
+        assert created.status_code == 202, created.text
+        run_id = created.json()["id"]
+
+        def finished() -> dict[str, Any] | None:
+            run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+            return run if run["state"] in ("succeeded", "failed", "cancelled") else None
+
+        wait_until(lambda: finished() is not None, 60, "the run to finish")
+        run = finished()
+    assert run is not None and run["state"] == "failed"
+    assert "no_such_name" in json.dumps(run)
