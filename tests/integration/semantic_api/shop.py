@@ -117,6 +117,10 @@ dimensions:
   - name: tenant_code
     type: string
     expr: tenant_code
+  - name: is_large
+    type: boolean
+    expr: amount >= {{{{variables.threshold}}}}
+    description: At least the threshold the query passes as variables.threshold.
 measures:
   - name: revenue
     type: sum
@@ -220,6 +224,9 @@ variables:
   region:
     type: string
     default: East
+  threshold:
+    type: number
+    default: 250
 tasks:
   - name: by_month
     type: semantic_query
@@ -251,6 +258,18 @@ tasks:
     orders:
       - field: customers.region
         direction: asc
+  - name: large
+    type: semantic_query
+    topic: sales
+    measures: [order_count]
+    dimensions: [orders.is_large]
+    variables:
+      threshold: "{{ threshold }}"
+    orders:
+      - field: is_large
+        direction: asc
+    limit: 1
+    offset: 1
 """
 
 APP = """\
@@ -316,6 +335,11 @@ SELECT c.region,
        (SELECT sum(li.qty) FROM line_items li JOIN orders o USING (order_id)
          JOIN customers c3 USING (customer_id) WHERE c3.region = c.region) AS quantity
 FROM (SELECT DISTINCT region FROM customers) c ORDER BY 1
+"""
+
+LARGE_ORDERS = """
+SELECT amount >= ? AS is_large, count(*) AS order_count FROM orders
+GROUP BY 1 ORDER BY 1 LIMIT 1 OFFSET 1
 """
 
 REVENUE_BY_REGION_FOR_STATUS = """

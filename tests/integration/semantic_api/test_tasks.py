@@ -6,6 +6,7 @@ from __future__ import annotations
 from tests.integration.semantic_api.conftest import Shop
 from tests.integration.semantic_api.shop import (
     FANOUT,
+    LARGE_ORDERS,
     REVENUE_BY_REGION_FOR_STATUS,
     REVENUE_BY_REGION_MONTH,
     hand_written,
@@ -21,8 +22,17 @@ def _rows(body: dict[str, object]) -> list[tuple[object, ...]]:
     return [tuple(r[c] for c in columns) for r in rows]
 
 
+def client_get(shop: Shop, path: str) -> dict[str, object]:
+    with shop.client() as client:
+        got = client.get(path)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert isinstance(body, dict)
+    return body
+
+
 def test_procedure_semantic_query_matches_hand_written_sql(shop: Shop) -> None:
-    run_id = shop.run("workflow", "workflows/semantic_report", {"region": "West"})
+    run_id = shop.run("workflow", "workflows/semantic_report", {"region": "West", "threshold": 400})
     with shop.client() as client:
         run = client.get(f"/api/v1/runs/{run_id}").json()
         by_month = client.get(f"/api/v1/runs/{run_id}/steps/tasks.0/output").json()
@@ -39,6 +49,10 @@ def test_procedure_semantic_query_matches_hand_written_sql(shop: Shop) -> None:
     assert len(want) > 12 and same(_rows(by_month), want)
     # revenue is summed once per order even though line items fan the join out
     assert same(_rows(fanout), hand_written(shop.root, FANOUT))
+    # variables: a templated threshold bound where the view's expression names it;
+    # a measure without a view is qualified with the topic (as Oxy does); offset
+    large = client_get(shop, f"/api/v1/runs/{run_id}/steps/tasks.2/output")
+    assert same(_rows(large), hand_written(shop.root, LARGE_ORDERS, 400))
     # the templated value was bound, not spliced, and the export landed at its path
     steps = {s["step_key"]: s for s in run["steps"]}
     assert "'West'" not in str(steps["tasks.0"])

@@ -31,7 +31,7 @@ from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.semantic.results import CachedResult, ResultCache, result_key
 from quarry.runtime.semantic.target import QueryTarget, query_target
 from quarry.runtime.source import RevisionSource
-from quarry.semantic import CompiledQuery, SemanticQuery, compile_query
+from quarry.semantic import CompiledQuery, SemanticModel, SemanticQuery, compile_query
 from quarry.store.objects import ObjectStore
 from quarry.store.workspaces import WorkspaceRow
 
@@ -56,7 +56,7 @@ def compile_for(
     query: SemanticQuery,
     principal: Mapping[str, Any],
     *,
-    model: Any = None,
+    model: SemanticModel | None = None,
 ) -> PreparedQuery:
     """Compile ``query`` on ``source``'s revision with the principal's row filters."""
     if model is None:

@@ -3,8 +3,7 @@
 As Oxy does it (``semantic_builder.rs``): the topic, members, order fields and time
 dimensions are templates rendered with the step's names, ``variables`` are
 evaluated the same way (a string that renders to nothing keeps its text), and
-filter, order and time-dimension fields without a view are qualified with the
-topic's name. Quarry also renders string
+fields without a view are qualified (see :func:`_qualify`). Quarry also renders string
 filter values, so an app control can feed a filter (``value: "{{ region }}"``);
 whatever they render to is bound as a parameter, never spliced into the SQL. The
 query runs on the database its views name (``datasource``), in that database's
@@ -26,7 +25,7 @@ from quarry.runtime.engine.exports import deliver
 from quarry.runtime.engine.results import StepResult, TableOutput
 from quarry.runtime.engine.templating import TemplateProblem, evaluate, render_text
 from quarry.runtime.semantic.service import compile_for
-from quarry.semantic import SemanticQuery
+from quarry.semantic import SemanticModel, SemanticQuery
 
 _models: weakref.WeakKeyDictionary[Catalog, SemanticModels] = weakref.WeakKeyDictionary()
 _models_lock = threading.Lock()
@@ -41,8 +40,18 @@ def models_for(catalog: Catalog) -> SemanticModels:
         return found
 
 
-def _qualify(field: str, topic: str | None) -> str:
-    return field if "." in field or topic is None else f"{topic}.{field}"
+def _qualify(field: str, topic: str | None, model: SemanticModel | None) -> str:
+    """``revenue`` -> ``<view>.revenue``: Oxy writes ``<topic>.revenue``, which names a
+    member only when a view is called like the topic; Quarry takes the one view of
+    the topic that has such a member (several, or none: ``<topic>.revenue``, which
+    the compiler reports by name)."""
+    if "." in field or topic is None:
+        return field
+    if model is not None and topic in model.topics:
+        owners = [v for v in model.topic(topic).views if f"{v}.{field}" in model.members]
+        if len(owners) == 1:
+            return f"{owners[0]}.{field}"
+    return f"{topic}.{field}"
 
 
 def _render_value(value: Any, names: dict[str, Any]) -> Any:
@@ -63,7 +72,9 @@ def _variables(task: SemanticQueryTask, names: dict[str, Any]) -> dict[str, Any]
     return rendered
 
 
-def build_query(task: SemanticQueryTask, names: dict[str, Any]) -> SemanticQuery:
+def build_query(
+    task: SemanticQueryTask, names: dict[str, Any], model: SemanticModel | None = None
+) -> SemanticQuery:
     """The task's query with every template rendered; may raise TemplateProblem."""
 
     def text(value: str) -> str:
@@ -73,19 +84,20 @@ def build_query(task: SemanticQueryTask, names: dict[str, Any]) -> SemanticQuery
     filters = []
     for f in task.filters:
         item = f.model_dump(by_alias=True)
-        item["field"] = _qualify(text(f.field), topic)
+        item["field"] = _qualify(text(f.field), topic, model)
         filters.append({k: _render_value(v, names) for k, v in item.items()})
     body: dict[str, Any] = {
         "topic": topic,
-        "measures": [text(m) for m in task.measures],
-        "dimensions": [text(d) for d in task.dimensions],
+        "measures": [_qualify(text(m), topic, model) for m in task.measures],
+        "dimensions": [_qualify(text(d), topic, model) for d in task.dimensions],
         "time_dimensions": [
-            {"dimension": _qualify(text(t.dimension), topic), "granularity": t.granularity}
+            {"dimension": _qualify(text(t.dimension), topic, model), "granularity": t.granularity}
             for t in task.time_dimensions
         ],
         "filters": filters,
         "orders": [
-            {"field": _qualify(text(o.field), topic), "direction": o.direction} for o in task.orders
+            {"field": _qualify(text(o.field), topic, model), "direction": o.direction}
+            for o in task.orders
         ],
         "limit": task.limit,
         "offset": task.offset,
@@ -96,12 +108,13 @@ def build_query(task: SemanticQueryTask, names: dict[str, Any]) -> SemanticQuery
 
 def run(ctx: RunContext, task: SemanticQueryTask, scope: Scope, key: str) -> StepResult:
     names = scope.template_context()
+    model = models_for(ctx.source.catalog).model(ctx.source.workspace, ctx.source.revision_id)
     try:
-        query = build_query(task, names)
+        query = build_query(task, names, model)
     except TemplateProblem as exc:
         raise TemplateFailed(str(exc)) from exc
     principal = {"tenant": ctx.source.tenant_id}
-    prepared = compile_for(models_for(ctx.source.catalog), ctx.source, query, principal)
+    prepared = compile_for(None, ctx.source, query, principal, model=model)
     bound = prepared.bound
     connector = ctx.connections.get(prepared.target.datasource)
     table = ctx.query(connector, bound, key, task.name)  # a timeout or cancel interrupts it
