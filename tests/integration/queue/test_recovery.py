@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from quarry.core.metrics import QUEUE_RECONNECTS
 from quarry.runtime.queue import TaskQueue
@@ -59,10 +60,18 @@ def _database_refusing_connections(engine: Engine) -> Iterator[None]:
 
 
 def _succeeded(queue: TaskQueue) -> int:
-    with queue.engine.connect() as conn:
-        return int(
-            conn.execute(text("SELECT count(*) FROM tasks WHERE state = 'succeeded'")).scalar_one()
-        )
+    """Tasks succeeded so far (-1 when this probe's own connection was just cut)."""
+    try:
+        with queue.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM tasks WHERE state = 'succeeded'")
+                ).scalar_one()
+            )
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            return -1
+        raise
 
 
 @contextmanager
