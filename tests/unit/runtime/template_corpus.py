@@ -222,6 +222,18 @@ CORPUS: list[Case] = [
         "'Main St'",
         {"controls": {"store": "Main St"}},
     ),
+    Case(
+        "sqlquote of a date control",
+        "WHERE d >= {{ controls.start_date | sqlquote }}",
+        "WHERE d >= '2024-01-01'",
+        {"controls": {"start_date": "2024-01-01"}},
+    ),
+    Case(
+        "nested lookups as in an agent's database context",
+        "{% for t in databases.primary[0].tables %}{{ t }};{% endfor %}",
+        "a;b;",
+        {"databases": {"primary": [{"tables": ["a", "b"]}]}},
+    ),
     Case("sqlquote takes no argument", "{{ 'a' | sqlquote(1) }}", error="sqlquote"),
     Case(
         "sqlquote over a list with map",
@@ -250,6 +262,11 @@ CORPUS: list[Case] = [
         "now full date",
         "{{ now(fmt='%A, %B %d, %Y') }}",
         pattern=r"[A-Z][a-z]+day, [A-Z][a-z]+ \d\d, \d{4}",
+    ),
+    Case(
+        "now as a year number (a control's options in Oxy's docs)",
+        "{{ now(fmt='%Y') | int - 1 }}",
+        pattern=r"\d{4}",
     ),
     Case("now takes keywords only", "{{ now('%Y') }}", error="keyword"),
     Case("now refuses unknown keywords", "{{ now(format='%Y') }}", error="format"),
