@@ -579,21 +579,20 @@ class _Compiler:
                     member=member.qualified,
                 )
             text = self._coerce(member, item.value, op)
+            # BigQuery and ClickHouse have no ESCAPE clause: backslash is theirs.
+            implicit = self.dialect in ("bigquery", "clickhouse")
+            mark = "\\" if implicit else _LIKE_ESCAPE
             escaped = (
-                str(text)
-                .replace(_LIKE_ESCAPE, _LIKE_ESCAPE * 2)
-                .replace("%", _LIKE_ESCAPE + "%")
-                .replace("_", _LIKE_ESCAPE + "_")
+                str(text).replace(mark, mark * 2).replace("%", mark + "%").replace("_", mark + "_")
             )
             pattern = {
                 "contains": f"%{escaped}%",
                 "starts_with": f"{escaped}%",
                 "ends_with": f"%{escaped}",
             }[op.removeprefix("not_")]
-            like = exp.Escape(
-                this=exp.Like(this=target, expression=self.binder.bind(pattern)),
-                expression=exp.Literal.string(_LIKE_ESCAPE),
-            )
+            like: exp.Expr = exp.Like(this=target, expression=self.binder.bind(pattern))
+            if not implicit:
+                like = exp.Escape(this=like, expression=exp.Literal.string(_LIKE_ESCAPE))
             return exp.Not(this=like) if op.startswith("not_") else like
         if op in _DATE_OPS:
             if member.kind != "time":

@@ -495,3 +495,14 @@ def test_saved_query_steps_compile_in_order() -> None:
 
 def test_a_query_that_selects_nothing_is_refused() -> None:
     assert "selects nothing" in error_of({"time_dimensions": [{"dimension": "orders.created_at"}]})
+
+
+def test_like_patterns_escape_wildcards_the_way_each_dialect_reads_them() -> None:
+    query = {
+        "measures": ["orders.revenue"],
+        "filters": [{"field": "orders.status", "op": "contains", "value": "50%_off!"}],
+    }
+    duck = compile_(query, "duckdb")
+    assert duck.params == ("%50!%!_off!!%",) and "ESCAPE '!'" in duck.text
+    big = compile_(query, "bigquery")
+    assert big.params == ("%50\\%\\_off!%",) and "ESCAPE" not in big.text
