@@ -339,15 +339,19 @@ CORPUS: list[Case] = [
     Case("dict global", "{{ dict(a=1).a }}", "1"),
     Case("comment", "{# note #}x", "x"),
     Case("raw", "{% raw %}{{ x }}{% endraw %}", "{{ x }}"),
-    # --- auto-escaping by the template's end (Oxy names a template by its text) ------
+    # --- no auto-escaping: Oxy renders workflow fields with render_str ("<string>") --
     Case(
-        "a template ending in .json escapes as JSON",
+        "text ending in .json is not escaped",
         "{{ x }} see data.json",
-        '"a\\"b" see data.json',
+        'a"b see data.json',
         {"x": 'a"b'},
     ),
+    Case("text ending in .html is not escaped", "{{ x }}.html", "<b>.html", {"x": "<b>"}),
     Case(
-        "a template ending in .html escapes as HTML", "{{ x }}.html", "&lt;b&gt;.html", {"x": "<b>"}
+        "a templated path",
+        "workflows/{{ which }}.workflow.yml",
+        "workflows/a.workflow.yml",
+        {"which": "a"},
     ),
     # --- what Oxy does not have ---------------------------------------------------------
     Case("no contrib filters", "{{ 'abc' | truncate(2) }}", error="unknown"),

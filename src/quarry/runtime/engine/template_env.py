@@ -4,8 +4,9 @@ Oxy (``crates/core/src/execute/renderer.rs``) starts from ``Environment::new()``
 (lenient undefined: an undefined name prints as nothing and is false in an ``if``;
 minijinja's built-in filters, tests and globals ``range``, ``dict``, ``namespace``,
 ``debug``) and adds the global ``now(fmt=, utc=)`` and the filters ``sqlquote`` and
-``tojson``. It registers each template under its own text as the name, so
-minijinja's default auto-escaping by "file extension" applies to the text's end.
+``tojson``. Workflow and app fields (SQL, formatter templates, prompts, export and
+cache paths) render with ``render_str``, whose template name ``<string>`` has no
+extension, so nothing is auto-escaped; Quarry's cached templates never escape either.
 
 The Python binding adds minijinja-contrib (``truncate``, ``pluralize``,
 ``cycler``...) and Python-style methods (``'a'.upper()``); Oxy has neither, so both
@@ -108,15 +109,7 @@ def _param_function(state: State, *args: Any, **kwargs: Any) -> str:
     return _bind(state, args[0])
 
 
-def _auto_escape(name: str) -> str | None:
-    """minijinja's default: ``.html``/``.htm``/``.xml`` -> HTML, ``.json``/``.json5``/
-    ``.js``/``.yaml``/``.yml`` -> JSON, by the name's end (a final ``.j2`` ignored)."""
-    base = name.removesuffix(".j2")
-    suffix = base.rsplit(".", 1)[-1]
-    if suffix in ("html", "htm", "xml"):
-        return "html"
-    if suffix in ("json", "json5", "js", "yaml", "yml"):
-        return "json"
+def _no_auto_escape(_name: str) -> None:
     return None
 
 
@@ -127,7 +120,7 @@ def build_environment(*, strict: bool) -> Environment:
         pycompat=False,
         keep_trailing_newline=False,
         finalizer=tv.finalize,
-        auto_escape_callback=_auto_escape,
+        auto_escape_callback=_no_auto_escape,
         debug=True,  # errors name the undefined variable
     )
     for name in _CONTRIB_FILTERS:
@@ -145,11 +138,7 @@ def build_environment(*, strict: bool) -> Environment:
 class TemplateCache:
     """Compiled templates by source text, least recently used evicted first, with
     the names each one reads (only those are handed to the engine at render time,
-    so a step with many large outputs in scope does not pay for the ones unused).
-
-    A template's name keeps the end of its text, so auto-escaping picks the same
-    mode Oxy's does (Oxy names each template by its full text).
-    """
+    so a step with many large outputs in scope does not pay for the ones unused)."""
 
     def __init__(self, env: Environment, size: int = TEMPLATE_CACHE_SIZE) -> None:
         self.env = env
@@ -166,9 +155,7 @@ class TemplateCache:
             if hit is not None:
                 self._templates.move_to_end(source)
                 return hit
-        mode = _auto_escape(source)
-        suffix = {"html": ".html", "json": ".json"}.get(mode or "", "")
-        name = f"quarry-{next(self._counter)}{suffix}"
+        name = f"quarry-{next(self._counter)}"
         self.env.add_template(name, source)  # raises TemplateError on bad syntax
         entry = (name, frozenset(self.env.undeclared_variables_in_template(name)))
         with self._lock:
