@@ -31,6 +31,7 @@ the shape of :class:`quarry.runtime.connectors.base.BoundSql`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -70,6 +71,7 @@ _LIKE_OPS = (
     "not_ends_with",
 )
 _LIKE_ESCAPE = "!"
+_MARKER = re.compile(re.escape(TOKEN) + r"\d+" + re.escape(TOKEN))
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,9 @@ class _Compiler:
             final, extra = apply_motif(self, final, groups, measures)
             columns = columns + extra
         text = final.sql(dialect=self.dialect)
+        if TOKEN in _MARKER.sub("", text):
+            # A definition spelled our marker: refuse rather than mis-bind a value.
+            raise SemanticError(f"the semantic layer's SQL contains the reserved text '{TOKEN}'")
         return CompiledQuery(
             text=text,
             params=tuple(self.binder.values),

@@ -506,3 +506,16 @@ def test_like_patterns_escape_wildcards_the_way_each_dialect_reads_them() -> Non
     assert duck.params == ("%50!%!_off!!%",) and "ESCAPE '!'" in duck.text
     big = compile_(query, "bigquery")
     assert big.params == ("%50\\%\\_off!%",) and "ESCAPE" not in big.text
+
+
+def test_a_definition_spelling_the_parameter_marker_is_refused() -> None:
+    view = ViewConfig.model_validate(
+        {
+            "name": "v",
+            "table": "t",
+            "entities": [],
+            "dimensions": [{"name": "d", "type": "string", "expr": "'__qp__0__qp__'"}],
+        }
+    )
+    model = SemanticModel.from_definitions([view], [])
+    assert "reserved" in error_of({"dimensions": ["v.d"]}, model=model)
