@@ -183,12 +183,16 @@ async def semantic_query(
     known = sem.known_key(request_key)
     cached = sem.results.peek(known) if known is not None else None
     if cached is not None:
-        data = cached.peek_encoded(fmt)
-        if data is None:
-            data = await run_in_threadpool(cached.encoded, fmt, encode)
-        return _answer(request, cached, data, fmt, True, rev, ttl)
+        ready = cached.peek_encoded(fmt)
+        if ready is None:
+            ready = await run_in_threadpool(cached.encoded, fmt, encode)
+        return _answer(request, cached, ready, fmt, True, rev, ttl)
     query = _parse(raw)
-    result, hit, key = await run_in_threadpool(sem.answer, ws, rev, query, attributes)
+
+    def answer() -> tuple[CachedResult, bool, str, bytes]:
+        result, hit, key = sem.answer(ws, rev, query, attributes)
+        return result, hit, key, result.encoded(fmt, encode)  # one thread hop, not two
+
+    result, hit, key, data = await run_in_threadpool(answer)
     sem.remember_key(request_key, key)
-    data = await run_in_threadpool(result.encoded, fmt, encode)
     return _answer(request, result, data, fmt, hit, rev, ttl)
