@@ -53,7 +53,6 @@ from quarry.semantic.expressions import (
 from quarry.semantic.model import Edge, Member, RowFilter, SemanticModel
 from quarry.semantic.query import Filter, FilterGroup, FilterItem, SemanticQuery
 
-TOKEN = "__qp__"  # noqa: S105 (a parameter marker, not a secret)
 _DATE_OPS = (
     "in_date_range",
     "not_in_date_range",
@@ -71,7 +70,6 @@ _LIKE_OPS = (
     "not_ends_with",
 )
 _LIKE_ESCAPE = "!"
-_MARKER = re.compile(re.escape(TOKEN) + r"\d+" + re.escape(TOKEN))
 
 
 @dataclass(frozen=True)
@@ -158,11 +156,12 @@ class _Condition:
 
 @dataclass
 class _Binder:
+    token: str
     values: list[Any] = field(default_factory=list)
 
     def bind(self, value: Any) -> exp.Expr:
         self.values.append(value)
-        return exp.var(f"{TOKEN}{len(self.values) - 1}{TOKEN}")
+        return exp.var(f"{self.token}{len(self.values) - 1}{self.token}")
 
 
 class _Compiler:
@@ -179,7 +178,7 @@ class _Compiler:
         self.dialect = dialect
         self.row_filters = row_filters
         self.today = today
-        self.binder = _Binder()
+        self.binder = _Binder(model.param_token)
         self.topic: TopicConfig | None = model.topic(query.topic) if query.topic else None
         self.allowed: frozenset[str] | None = (
             frozenset(self.topic.views) if self.topic is not None else None
@@ -235,13 +234,16 @@ class _Compiler:
             final, extra = apply_motif(self, final, groups, measures)
             columns = columns + extra
         text = final.sql(dialect=self.dialect)
-        if TOKEN in _MARKER.sub("", text):
-            # A definition spelled our marker: refuse rather than mis-bind a value.
-            raise SemanticError(f"the semantic layer's SQL contains the reserved text '{TOKEN}'")
+        token = self.binder.token
+        marker = re.compile(re.escape(token) + r"(\d+)" + re.escape(token))
+        if token in marker.sub("", text) or any(
+            int(i) >= len(self.binder.values) for i in marker.findall(text)
+        ):  # a definition spelled the marker (the token is random per model: unlikely)
+            raise SemanticError("the semantic layer's SQL contains the parameter marker text")
         return CompiledQuery(
             text=text,
             params=tuple(self.binder.values),
-            token=TOKEN,
+            token=token,
             columns=columns,
             datasource=self._datasource(groups, measures),
             dialect=self.dialect,

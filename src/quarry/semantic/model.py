@@ -9,6 +9,7 @@ revision's.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
@@ -115,6 +116,7 @@ class SemanticModel:
         self._lock = threading.Lock()
         self._plans: OrderedDict[Any, Any] = OrderedDict()
         self._memo: dict[Any, Any] = {}
+        self.param_token = _param_token(self.views)
 
     # -- construction ---------------------------------------------------------------
 
@@ -298,6 +300,15 @@ class SemanticModel:
 
         found = validate_model(self, databases, file_rules=file_rules)
         return sorted({*self._build_problems, *found})
+
+
+def _param_token(views: Mapping[str, ViewConfig]) -> str:
+    """A value-marker token no definition of this model contains (random per model)."""
+    texts = [view.model_dump_json() for view in views.values()]
+    while True:
+        token = f"__qp{secrets.token_hex(4)}__"
+        if not any(token in text for text in texts):
+            return token
 
 
 def member_kind(dimension: Dimension) -> MemberKind:

@@ -508,7 +508,7 @@ def test_like_patterns_escape_wildcards_the_way_each_dialect_reads_them() -> Non
     assert big.params == ("%50\\%\\_off!%",) and "ESCAPE" not in big.text
 
 
-def test_a_definition_spelling_the_parameter_marker_is_refused() -> None:
+def test_marker_like_text_in_a_definition_is_only_text() -> None:
     view = ViewConfig.model_validate(
         {
             "name": "v",
@@ -518,4 +518,9 @@ def test_a_definition_spelling_the_parameter_marker_is_refused() -> None:
         }
     )
     model = SemanticModel.from_definitions([view], [])
-    assert "reserved" in error_of({"dimensions": ["v.d"]}, model=model)
+    compiled = compile_(
+        {"dimensions": ["v.d"], "filters": [{"field": "v.d", "op": "eq", "value": "x"}]},
+        model=model,
+    )
+    assert compiled.token != "__qp__" and compiled.token not in "'__qp__0__qp__'"
+    assert compiled.params == ("x",) and "'__qp__0__qp__'" in compiled.text
