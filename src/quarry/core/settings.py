@@ -129,6 +129,15 @@ class Settings(BaseSettings):
         "nothing (Oxy's default); also --strict-templates, or per workspace "
         "defaults.strict_templates in config.yml.",
     )
+    template_fuel: int = Field(
+        5_000_000,
+        gt=0,
+        description="Engine steps one template render may take (loop steps, string "
+        "building); past it the render fails.",
+    )
+    template_max_output_chars: int = Field(
+        10_000_000, gt=0, description="Longest text one template render may produce."
+    )
     schedule_tick_seconds: float = Field(
         1.0,
         gt=0,

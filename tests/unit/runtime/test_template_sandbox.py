@@ -11,7 +11,13 @@ import pytest
 
 from quarry.runtime.engine.results import TableOutput
 from quarry.runtime.engine.template_env import MAX_OUTPUT_CHARS
-from quarry.runtime.engine.templating import TemplateProblem, evaluate, render_sql, render_text
+from quarry.runtime.engine.templating import (
+    TemplateProblem,
+    evaluate,
+    render_sql,
+    render_text,
+    set_limits,
+)
 from quarry.runtime.engine.views import to_view
 
 
@@ -148,3 +154,19 @@ def test_output_size_is_bounded() -> None:
     with pytest.raises(TemplateProblem, match="over the limit"):
         render_sql("SELECT '{{ 'x' * n }}'", {"n": size})
     assert len(render_text("{{ 'x' * n }}", {"n": 1000})) == 1000
+
+
+def test_limits_are_settings() -> None:
+    loop = "{% for i in range(1000) %}{{ i }}{% endfor %}"
+    try:
+        set_limits(fuel=500, max_output_chars=50)
+        with pytest.raises(TemplateProblem, match="more than 500 steps"):
+            render_text(loop, {})
+        with pytest.raises(TemplateProblem, match="over the limit of 50"):
+            render_text("{{ 'x' * 51 }}", {})
+        assert render_text("{{ 'x' * 50 }}", {}) == "x" * 50
+    finally:
+        set_limits()
+    assert len(render_text(loop, {})) == sum(len(str(i)) for i in range(1000))
+    with pytest.raises(ValueError, match="positive"):
+        set_limits(fuel=0)

@@ -31,10 +31,10 @@ from quarry.runtime.engine import template_values as tv
 from quarry.runtime.engine.template_clock import make_now
 
 MAX_FUEL = 5_000_000
-"""Engine steps one render may take (a step of a loop costs about 3; building a
+"""Default engine steps one render may take (a step of a loop costs about 3; building a
 string costs about one per 32 characters): roughly 0.1 s of work at most."""
 MAX_OUTPUT_CHARS = 10_000_000
-"""Longest text one render may produce."""
+"""Default longest text one render may produce."""
 TEMPLATE_CACHE_SIZE = 1024
 
 PARAMS_NAME = "__quarry_params__"

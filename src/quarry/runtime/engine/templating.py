@@ -52,6 +52,7 @@ __all__ = [
     "render_sql",
     "render_text",
     "set_default_strict",
+    "set_limits",
     "sqlquote",
     "strict_templates",
     "workspace_strict",
@@ -80,6 +81,19 @@ def set_default_strict(enabled: bool) -> None:
     """The process-wide mode (``--strict-templates`` / ``QUARRY_STRICT_TEMPLATES``)."""
     global _default_strict
     _default_strict = enabled
+
+
+_limits = {"fuel": MAX_FUEL, "output": MAX_OUTPUT_CHARS}
+
+
+def set_limits(*, fuel: int = MAX_FUEL, max_output_chars: int = MAX_OUTPUT_CHARS) -> None:
+    """The process-wide limits of one render (``QUARRY_TEMPLATE_FUEL``,
+    ``QUARRY_TEMPLATE_MAX_OUTPUT_CHARS``)."""
+    if fuel < 1 or max_output_chars < 1:
+        raise ValueError("template limits must be positive")
+    _limits.update(fuel=fuel, output=max_output_chars)
+    for cache in (_LENIENT, _STRICT):
+        cache.env.fuel = fuel
 
 
 @contextmanager
@@ -124,7 +138,7 @@ def _problem(exc: Exception, strict: bool) -> TemplateProblem:
         detail = exc.detail or exc.message
         if "out of fuel" in detail:
             detail = (
-                f"the template does too much work (more than {MAX_FUEL:,} steps; "
+                f"the template does too much work (more than {_limits['fuel']:,} steps; "
                 "a loop too long or a string too large)"
             )
         elif exc.kind == "UndefinedError" and strict:
@@ -137,10 +151,10 @@ def _problem(exc: Exception, strict: bool) -> TemplateProblem:
 
 
 def _checked(text: str) -> str:
-    if len(text) > MAX_OUTPUT_CHARS:
+    if len(text) > _limits["output"]:
         raise TemplateProblem(
             f"the template's output is {len(text):,} characters, over the limit of "
-            f"{MAX_OUTPUT_CHARS:,}"
+            f"{_limits['output']:,}"
         )
     return text
 
