@@ -160,40 +160,51 @@ def _explain(message: str) -> str:
 
 
 def anchor_dataset_paths(text: str, folder: Path) -> str:
-    """``text`` with string literals that name dataset files made absolute in ``folder``."""
+    """``text`` with the names of dataset files made absolute in ``folder``: string
+    literals (``FROM 'orders.csv'``, ``read_csv('sub/*.csv')``) and double-quoted
+    names of existing files (``FROM "orders.csv"``, as generated SQL writes them)."""
     pieces: list[str] = []
     last = 0
     for offset, kind in duckdb.tokenize(text):
-        if kind != duckdb.token_type.string_const or text[offset : offset + 1] != "'":
+        quote = text[offset : offset + 1]
+        if kind == duckdb.token_type.string_const and quote == "'":
+            literal = True
+        elif kind == duckdb.token_type.identifier and quote == '"':
+            literal = False
+        else:
             continue
-        end = _literal_end(text, offset)
+        end = _quoted_end(text, offset, quote)
         if end is None:
             continue
-        anchored = _dataset_path(text[offset + 1 : end - 1].replace("''", "'"), folder)
+        value = text[offset + 1 : end - 1].replace(quote * 2, quote)
+        anchored = _dataset_path(value, folder, globs=literal)
         if anchored is not None:
-            pieces += [text[last:offset], quote_literal(anchored)]
+            swapped = quote_literal(anchored) if literal else quote_identifier(anchored)
+            pieces += [text[last:offset], swapped]
             last = end
     return "".join(pieces) + text[last:] if pieces else text
 
 
-def _literal_end(text: str, start: int) -> int | None:
+def _quoted_end(text: str, start: int, quote: str) -> int | None:
     index = start + 1
     while True:
-        index = text.find("'", index)
+        index = text.find(quote, index)
         if index < 0:
             return None
-        if text[index + 1 : index + 2] == "'":
+        if text[index + 1 : index + 2] == quote:
             index += 2
             continue
         return index + 1
 
 
-def _dataset_path(value: str, folder: Path) -> str | None:
+def _dataset_path(value: str, folder: Path, *, globs: bool) -> str | None:
     if not value or value.startswith(("/", "~")) or "://" in value or "\\" in value:
         return None
     clean = posixpath.normpath(value)
     if clean == ".." or clean.startswith("../") or clean == ".":
         return None
     if any(ch in clean for ch in "*?["):
-        return str(folder / clean) if _DATA_GLOB.match(clean) else None
+        return str(folder / clean) if globs and _DATA_GLOB.match(clean) else None
+    if not globs:
+        return str(folder / clean) if (folder / clean).is_file() else None
     return str(folder / clean) if (folder / clean).exists() else None

@@ -97,6 +97,21 @@ def test_anchoring_touches_only_literals_naming_dataset_files(shared: Path) -> N
     )
 
 
+def test_quoted_names_of_dataset_files_are_anchored(shared: Path, tmp_path: Path) -> None:
+    """Generated SQL (semantic queries) names files as quoted identifiers."""
+    sql = 'SELECT "orders".amount FROM "orders.csv" AS "orders", "sub" AS s, "no.csv"'
+    anchored = anchor_dataset_paths(sql, shared)
+    assert f'FROM "{shared}/orders.csv" AS "orders"' in anchored
+    assert '"sub" AS s' in anchored and '"no.csv"' in anchored
+    db, sandbox = connector(shared, tmp_path)
+    try:
+        got = db.query(BoundSql('SELECT sum("o".amount) AS s FROM "orders.csv" AS "o"'))
+        assert got.to_pylist() == [{"s": 42}]
+    finally:
+        db.close()
+        sandbox.close()
+
+
 def test_a_database_file_is_attached_read_only(tmp_path: Path) -> None:
     path = tmp_path / "shop.duckdb"
     with duckdb.connect(str(path)) as con:
