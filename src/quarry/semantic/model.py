@@ -9,7 +9,7 @@ revision's.
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
@@ -303,12 +303,18 @@ class SemanticModel:
 
 
 def _param_token(views: Mapping[str, ViewConfig]) -> str:
-    """A value-marker token no definition of this model contains (random per model)."""
+    """A value-marker token that no definition of this model contains.
+
+    Derived from the definitions, so every replica compiles the same revision to
+    the same text, and unguessable from outside them in practice.
+    """
     texts = [view.model_dump_json() for view in views.values()]
-    while True:
-        token = f"__qp{secrets.token_hex(4)}__"
+    seed = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    for attempt in range(1000):
+        token = f"__qp{hashlib.sha256(f'{seed}{attempt}'.encode()).hexdigest()[:8]}__"
         if not any(token in text for text in texts):
             return token
+    raise SemanticError("no parameter marker fits this semantic model")  # pragma: no cover
 
 
 def member_kind(dimension: Dimension) -> MemberKind:
