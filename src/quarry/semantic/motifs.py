@@ -137,9 +137,7 @@ def _pop(
         isinstance(j.this, exp.Table) and j.this.alias == prior
         for j in select.args.get("joins") or []
     ):
-        earlier = exp.DateSub(
-            this=_col(time.alias), expression=exp.Literal.number(1), unit=exp.var(period.upper())
-        )
+        earlier = _period_before(_col(time.alias), period, compiler.dialect, time.member.type)
         conditions: list[exp.Expr] = [exp.EQ(this=_col(time.alias, prior), expression=earlier)]
         for d in dims:
             left, right = _col(d.alias, prior), _col(d.alias)
@@ -179,6 +177,16 @@ def _pop(
         ]
     )
     return [("previous_value", previous), ("growth_rate", growth)], select
+
+
+def _period_before(value: exp.Expr, period: str, dialect: str, kind: str) -> exp.Expr:
+    """``value`` minus one ``period``; BigQuery cannot subtract months from a TIMESTAMP."""
+    one, unit = exp.Literal.number(1), exp.var(period.upper())
+    if dialect == "bigquery" and kind == "datetime":
+        as_datetime = exp.Anonymous(this="DATETIME", expressions=[value])
+        shifted = exp.DatetimeSub(this=as_datetime, expression=one, unit=unit)
+        return exp.Anonymous(this="TIMESTAMP", expressions=[shifted])
+    return exp.DateSub(this=value, expression=one, unit=unit)
 
 
 def _number(params: dict[str, Any], key: str, default: float) -> Any:

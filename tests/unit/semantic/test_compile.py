@@ -524,3 +524,16 @@ def test_marker_like_text_in_a_definition_is_only_text() -> None:
     )
     assert compiled.token != "__qp__" and compiled.token not in "'__qp__0__qp__'"
     assert compiled.params == ("x",) and "'__qp__0__qp__'" in compiled.text
+
+
+def test_period_over_period_on_bigquery_shifts_timestamps_through_datetime() -> None:
+    query = {
+        "measures": ["orders.revenue"],
+        "time_dimensions": [{"dimension": "orders.created_at", "granularity": "month"}],
+        "motif": "yoy",
+    }
+    text = compile_(query, "bigquery").text
+    assert (
+        "TIMESTAMP(DATETIME_SUB(DATETIME(`b`.`orders__created_at__month`), INTERVAL 1 YEAR))"
+        in text
+    )
