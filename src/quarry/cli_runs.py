@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from quarry.core.errors import BadRequest, NotFound, QuarryError
+from quarry.core.errors import BadRequest, CompileFailed, NotFound, QuarryError
 from quarry.core.settings import Role, Settings
 
 console = Console(stderr=True)
@@ -71,10 +71,17 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
     from quarry.runtime.runs.service import RunRequest, create_run
 
     svc = build_services(settings)
-    result = compile_local(svc.engine, svc.store, settings.tenant, root, data_dir=settings.data_dir)
-    workspace = svc.catalog.workspace(settings.tenant, result.workspace, fresh=True)
     kind, name = resolve_target(root, target)
-    request = RunRequest(kind, name, variables, origin="cli")
+    revision: str | None = None
+    try:
+        result = compile_local(
+            svc.engine, svc.store, settings.tenant, root, data_dir=settings.data_dir
+        )
+    except CompileFailed as failed:
+        result, revision = _compile_for_target(svc, settings, root, target, failed)
+    _print_warnings(result.problems)
+    workspace = svc.catalog.workspace(settings.tenant, result.workspace, fresh=True)
+    request = RunRequest(kind, name, variables, revision=revision, origin="cli")
     try:
         run = create_run(svc.engine, svc.queue, svc.catalog, workspace, request, enqueue=False)
     except NotFound:
@@ -85,7 +92,7 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
             svc.queue,
             svc.catalog,
             workspace,
-            RunRequest("app", name, variables, origin="cli"),
+            RunRequest("app", name, variables, revision=revision, origin="cli"),
             enqueue=False,
         )
     console.print(f"run {run.id}: {run.target_kind} {run.target_name} @ {run.revision_id}")
@@ -110,6 +117,36 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
         return 0
     console.print(f"[red]failed:[/red] {final.error}", highlight=False)
     return 1
+
+
+def _compile_for_target(
+    svc: Any, settings: Settings, root: Path, target: str, failed: CompileFailed
+) -> tuple[Any, str]:
+    """The full compile failed: run ``target`` anyway when it and what it needs
+    compile (a stored, unpromoted revision without the broken files); the other
+    files' problems become warnings. Re-raises when ``target`` is a name, not a
+    file, or when it or what it needs is broken."""
+    from quarry.factory.local import register_local
+    from quarry.factory.partial import compile_for_run
+
+    candidate = Path(target) if Path(target).is_absolute() else Path.cwd() / target
+    candidate = candidate.resolve()
+    if not candidate.is_file() or not candidate.is_relative_to(root):
+        raise failed
+    workspace = register_local(svc.engine, settings.tenant, root, None)
+    rel = candidate.relative_to(root).as_posix()
+    partial = compile_for_run(svc.engine, svc.store, workspace, root, rel, failed)
+    _print_warnings(partial.elsewhere)
+    console.print(
+        f"[yellow]other files have problems[/yellow]: running {rel} at revision "
+        f"{partial.result.revision_id}, stored but not promoted"
+    )
+    return partial.result, partial.result.revision_id
+
+
+def _print_warnings(problems: list[Any]) -> None:
+    for problem in problems:
+        out.print(str(problem), markup=False, highlight=False, soft_wrap=True)
 
 
 def run_worker(settings: Settings) -> None:
