@@ -537,3 +537,33 @@ def test_period_over_period_on_bigquery_shifts_timestamps_through_datetime() -> 
         "TIMESTAMP(DATETIME_SUB(DATETIME(`b`.`orders__created_at__month`), INTERVAL 1 YEAR))"
         in text
     )
+
+
+def test_composite_keys_join_and_deduplicate_on_every_part() -> None:
+    def view(
+        name: str, entities: list[dict[str, Any]], measures: list[dict[str, str]]
+    ) -> ViewConfig:
+        return ViewConfig.model_validate(
+            {
+                "name": name,
+                "table": name,
+                "entities": entities,
+                "dimensions": [
+                    {"name": k, "type": "number", "expr": k} for k in ("shop_id", "order_no", "sku")
+                ],
+                "measures": measures,
+            }
+        )
+
+    orders = view(
+        "orders",
+        [{"name": "order", "type": "primary", "keys": ["shop_id", "order_no"]}],
+        [{"name": "total", "type": "sum", "expr": "amount"}],
+    )
+    lines = view(
+        "lines", [{"name": "order", "type": "foreign", "keys": ["shop_id", "order_no"]}], []
+    )
+    model = SemanticModel.from_definitions([orders, lines], [])
+    text = compile_({"measures": ["orders.total"], "dimensions": ["lines.sku"]}, model=model).text
+    assert '"orders".shop_id = "lines".shop_id AND "orders".order_no = "lines".order_no' in text
+    assert 'AS "__key0"' in text and 'AS "__key1"' in text  # each order counted once per sku
