@@ -12,10 +12,17 @@ import json
 import uuid
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from tests.integration.security.conftest import FLEET_SECRET, Fleet, failure, files_under
-from tests.support.tenancy import ACME, ACME_WS
+from tests.integration.security.conftest import (
+    FLEET_SECRET,
+    Fleet,
+    failure,
+    files_under,
+    running_fleet,
+)
+from tests.support.tenancy import ACME, ACME_WS, s3_url
 
 SANDBOX_REFUSED = "disabled by configuration"
 LOCKED = "the configuration has been locked"
@@ -201,3 +208,34 @@ def test_a_duckdb_path_outside_the_workspace_is_refused(fleet: Fleet) -> None:
     assert run["state"] == "failed", run
     assert "QUARRY_DUCKDB_ALLOWED_PATHS" in failure(run) and "outside" in failure(run)
     assert not target.exists()
+
+
+def test_an_operator_allowed_duckdb_path_is_opened(
+    fleet_env: None,
+    request: pytest.FixtureRequest,
+    pg_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QUARRY_DUCKDB_ALLOWED_PATHS lets a path: outside the workspace through, and only
+    that one: the database is attached, the sandbox still holds around it."""
+    shared = tmp_path / "operator" / "shared.duckdb"
+    shared.parent.mkdir()
+    with duckdb.connect(str(shared)) as con:
+        con.execute("CREATE TABLE facts AS SELECT 7 AS x")
+    with running_fleet(
+        pg_database, s3_url(request, monkeypatch), tmp_path, duckdb_allowed_paths=[shared.parent]
+    ) as fleet:
+        config = fleet.config_with(f"{{name: shared, type: duckdb, path: {shared}}}")
+        fleet.add_workflows(
+            {
+                "shared": one_step("SELECT x FROM facts", "shared"),
+                "shared_escape": one_step("SELECT * FROM read_text('/etc/passwd')", "shared"),
+            },
+            config=config,
+        )
+        run = fleet.run("shared")
+        assert run["state"] == "succeeded", run
+        assert fleet.step_output(run["id"], "tasks.0")["rows"] == [{"x": 7}]
+        escape = fleet.run("shared_escape")
+        assert escape["state"] == "failed" and SANDBOX_REFUSED in failure(escape)

@@ -12,7 +12,8 @@ data. Each run therefore reads a private snapshot instead:
   file nor add one; where the process could write them anyway (it runs as root),
   the snapshot is made of private copies, so a write only touches this run's copy;
 - DuckDB spills to a temp folder of its own, outside what SQL may name;
-- everything is removed when the run's connections close.
+- everything is removed when the run's connections close; folders left by a process
+  that died mid-run are removed by the next process that opens a sandbox there.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 
 _READ_ONLY_DIR = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
 _READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
 
 
 class RunSandbox:
@@ -42,6 +45,7 @@ class RunSandbox:
         with self._lock:
             if self._root is None:
                 self.parent.mkdir(parents=True, exist_ok=True)
+                _sweep_once(self.parent)
                 root = self.parent / f"{os.getpid()}-{uuid.uuid4().hex}"
                 root.mkdir(mode=0o700)
                 self._root = root
@@ -79,13 +83,40 @@ class RunSandbox:
     def close(self) -> None:
         with self._lock:
             root, self._root = self._root, None
-        if root is None:
+        if root is not None:
+            _remove(root)
+
+
+def _remove(root: Path) -> None:
+    """Remove a run folder, whose snapshot folders are read-only."""
+    for folder, dirs, _files in os.walk(root):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(Path(folder) / name, 0o700)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_once(parent: Path) -> None:
+    """Remove run folders of processes that no longer exist (killed mid-run); once per
+    folder and process, so a live process's runs are never touched."""
+    with _swept_lock:
+        if parent in _swept:
             return
-        for folder, dirs, _files in os.walk(root):
-            for name in dirs:
-                with contextlib.suppress(OSError):
-                    os.chmod(Path(folder) / name, 0o700)
-        shutil.rmtree(root, ignore_errors=True)
+        _swept.add(parent)
+    for entry in parent.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _remove(entry)
 
 
 def _writable_anyway(path: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -135,3 +136,19 @@ def test_a_database_file_is_attached_read_only(tmp_path: Path) -> None:
     finally:
         db.close()
         sandbox.close()
+
+
+def test_run_folders_of_dead_processes_are_swept(tmp_path: Path) -> None:
+    parent = tmp_path / "runs"
+    child = subprocess.Popen(["true"])
+    child.wait()
+    stale = parent / f"{child.pid}-stale"
+    (stale / "data" / "x").mkdir(parents=True)
+    (stale / "data" / "x").chmod(0o555)
+    live = parent / f"{os.getppid()}-live"
+    live.mkdir()
+    sandbox = RunSandbox(parent)
+    mine = sandbox.root
+    assert not stale.exists()
+    assert live.exists() and mine.exists()
+    sandbox.close()
