@@ -12,6 +12,7 @@ cached per (revision, query, tenant, row-filter principal) for
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict
@@ -179,7 +180,7 @@ async def semantic_query(
         )
     # A repeat of an earlier request, answered from this process's memory: no thread
     # hop, no parsing, no compiling, no encoding.
-    request_key = (ws.id, rev, raw, tuple(sorted(attributes.items())))
+    request_key = (ws.id, rev, hashlib.sha256(raw).digest(), tuple(sorted(attributes.items())))
     known = sem.known_key(request_key)
     cached = sem.results.peek(known) if known is not None else None
     if cached is not None:

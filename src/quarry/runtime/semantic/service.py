@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -72,32 +73,52 @@ def compile_for(
     return PreparedQuery(compiled, target, key)
 
 
+@dataclass
+class _Opened:
+    connections: Connections
+    users: int = 0
+    retired: bool = False
+
+
 class _OpenConnections:
-    """The warehouse connections of recent revisions, closed when pushed out."""
+    """The warehouse connections of recent revisions. One pushed out of the LRU is
+    closed once the last query using it has finished, never under a running one."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = max(1, capacity)
-        self._open: OrderedDict[tuple[str, str], Connections] = OrderedDict()
+        self._open: OrderedDict[tuple[str, str], _Opened] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str], make: Any) -> Connections:
-        evicted: list[Connections] = []
+    @contextmanager
+    def lease(self, key: tuple[str, str], make: Callable[[], Connections]) -> Iterator[Connections]:
+        to_close: list[Connections] = []
         with self._lock:
-            found = self._open.get(key)
-            if found is None:
-                found = self._open[key] = make()
+            entry = self._open.get(key)
+            if entry is None:
+                entry = self._open[key] = _Opened(make())
             self._open.move_to_end(key)
+            entry.users += 1
             while len(self._open) > self._capacity:
-                evicted.append(self._open.popitem(last=False)[1])
-        for old in evicted:
-            old.close()
-        return found
+                _old_key, old = self._open.popitem(last=False)
+                old.retired = True
+                if old.users == 0:
+                    to_close.append(old.connections)
+        for connections in to_close:
+            connections.close()
+        try:
+            yield entry.connections
+        finally:
+            with self._lock:
+                entry.users -= 1
+                last = entry.retired and entry.users == 0
+            if last:
+                entry.connections.close()
 
     def close(self) -> None:
         with self._lock:
             opened, self._open = list(self._open.values()), OrderedDict()
-        for connections in opened:
-            connections.close()
+        for entry in opened:
+            entry.connections.close()
 
 
 class SemanticService:
@@ -168,10 +189,9 @@ class SemanticService:
         self, workspace: WorkspaceRow, revision_id: str, prepared: PreparedQuery
     ) -> pa.Table:
         source = self.source(workspace, revision_id)
-        connections = self._connections.get(
-            (workspace.id, revision_id), lambda: Connections(source, self._blobs)
-        )
-        table = connections.get(prepared.target.datasource).query(prepared.bound)
+        key = (workspace.id, revision_id)
+        with self._connections.lease(key, lambda: Connections(source, self._blobs)) as opened:
+            table = opened.get(prepared.target.datasource).query(prepared.bound)
         with self._lock:
             self.executions += 1
         return table

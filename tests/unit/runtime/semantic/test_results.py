@@ -109,3 +109,29 @@ def test_format_from_parameter_then_accept() -> None:
     assert choose_format("parquet", "text/csv") == "parquet"
     with pytest.raises(BadRequest):
         choose_format("xlsx", None)
+
+
+class Closable:
+    """Stands for a run's warehouse connections: only ``close`` matters here."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_evicted_connections_close_after_their_last_query() -> None:
+    from quarry.runtime.semantic.service import _OpenConnections
+
+    opened = _OpenConnections(1)
+    first, second = Closable(), Closable()
+    with opened.lease(("ws", "rev1"), lambda: first) as got:  # type: ignore[arg-type,return-value]
+        assert got is first
+        # another revision pushes rev1 out while a query still uses it
+        with opened.lease(("ws", "rev2"), lambda: second):  # type: ignore[arg-type,return-value]
+            assert not first.closed
+        assert not first.closed and not second.closed
+    assert first.closed and not second.closed
+    opened.close()
+    assert second.closed
