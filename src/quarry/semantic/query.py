@@ -126,8 +126,11 @@ class Order(_Model):
     @model_validator(mode="before")
     @classmethod
     def _lower(cls, data: Any) -> Any:
+        """Oxy sorts descending only for ``desc`` (any case) and ascending otherwise;
+        Quarry reads ``descending`` as descending too."""
         if isinstance(data, dict) and isinstance(data.get("direction"), str):
-            data = {**data, "direction": data["direction"].lower()}
+            wanted = data["direction"].strip().lower()
+            data = {**data, "direction": "desc" if wanted in ("desc", "descending") else "asc"}
         return data
 
 

@@ -567,3 +567,16 @@ def test_composite_keys_join_and_deduplicate_on_every_part() -> None:
     text = compile_({"measures": ["orders.total"], "dimensions": ["lines.sku"]}, model=model).text
     assert '"orders".shop_id = "lines".shop_id AND "orders".order_no = "lines".order_no' in text
     assert 'AS "__key0"' in text and 'AS "__key1"' in text  # each order counted once per sku
+
+
+@pytest.mark.parametrize(
+    ("direction", "desc"), [("DESC", True), ("descending", True), ("asc", False), ("up", False)]
+)
+def test_order_direction_is_read_as_oxy_reads_it(direction: str, desc: bool) -> None:
+    query = SemanticQuery.from_request(
+        {
+            "measures": ["orders.revenue"],
+            "orders": [{"field": "orders.revenue", "direction": direction}],
+        }
+    )
+    assert (query.orders[0].direction == "desc") is desc
