@@ -113,6 +113,9 @@ def test_strict_mode_for_a_block_and_for_the_process(default_strict: None) -> No
         render_text("{{ x }}", {})
     with strict_templates(None):
         assert render_text("{{ x }}", {}) == ""
+    # A step of a lenient workspace inside a strict block stays strict.
+    with strict_templates(True), strict_templates(False), pytest.raises(TemplateProblem):
+        render_text("{{ x }}", {})
     assert render_text("{{ x }}", {}) == ""
 
 

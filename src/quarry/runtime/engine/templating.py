@@ -99,8 +99,12 @@ def set_limits(*, fuel: int = MAX_FUEL, max_output_chars: int = MAX_OUTPUT_CHARS
 @contextmanager
 def strict_templates(enabled: bool | None) -> Iterator[None]:
     """Renders inside the block are strict when ``enabled`` (a workspace's setting);
-    ``None`` or False keeps the process-wide mode."""
-    token = _strict.set(True if enabled else None)
+    ``None`` or False changes nothing (an enclosing block or the process-wide mode
+    still applies: strictness is opt-in at every level)."""
+    if not enabled:
+        yield
+        return
+    token = _strict.set(True)
     try:
         yield
     finally:
