@@ -12,11 +12,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from quarry.api.app import create_app
 from quarry.api.services import Services, build_services
-from quarry.core.errors import CompileFailed, NotFound
+from quarry.core.errors import CompileFailed, NotFound, Problem
 from quarry.factory.local import compile_local
 from quarry.store.tables import revisions, workspaces
 from quarry.store.workspaces import get_workspace
@@ -29,6 +31,7 @@ from tests.conformance.corpus import (
     write_workspace,
 )
 from tests.conftest import Backend
+from tests.support.processes import serve_in_thread
 
 
 @pytest.fixture
@@ -71,6 +74,27 @@ def test_a_workflow_is_found_by_its_file_path(services: Services, tmp_path: Path
     assert name_of("workflows/twin.workflow.yml") == "workflows/twin.workflow.yml"
     with pytest.raises(NotFound):  # two files share the stem: only their paths name them
         name_of("workflows/twin")
+
+
+def test_compile_route_returns_the_warnings_of_the_files_it_parsed(
+    backend: Backend, tmp_path: Path
+) -> None:
+    svc = build_services(
+        backend.settings(data_dir=tmp_path / "data", revision_cache_ttl=0, inprocess_workers="off")
+    )
+    root = shutil.copytree(FULL, tmp_path / "full")
+    compile_local(svc.engine, svc.store, "local", root, "full")
+    app = root / "apps" / "dashboard.app.yml"
+    app.write_text(app.read_text().replace("title: Sales\n", "title: Sales by region\n"))
+    with serve_in_thread(create_app(svc)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        body = client.post("/api/v1/workspaces/full/compile").json()
+    svc.close()
+    assert body["promoted"] and body["parsed"] == 1
+    # The parsed file's warnings, and the file kinds Quarry does not read (always).
+    shown = ("apps/", ".databases/", "agents/build.aw.yml", "modeling/", "tests/sales.test.yml")
+    expected = [w for w in FULL_WARNINGS if w.startswith(shown)]
+    assert [str(Problem(**w)) for w in body["warnings"]] == expected
+    assert {w["severity"] for w in body["warnings"]} == {"warning"}
 
 
 def test_any_error_promotes_nothing(services: Services, tmp_path: Path) -> None:
