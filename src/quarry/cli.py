@@ -105,11 +105,12 @@ def compile_cmd(
     does not read yet) are printed but do not stop the compile unless ``--strict``.
     """
     from quarry.factory.compiler import analyze
-    from quarry.factory.isolation import CompileLimits
+    from quarry.factory.isolation import CompileLimits, prewarm
 
     root = (path or Path.cwd()).resolve()
     settings = _settings(root)
     limits = CompileLimits.from_settings(settings)  # the compile process, as the Factory's
+    prewarm(limits)  # it starts while the services do
     try:
         if check:
             analysis = analyze(root, strict=strict, limits=limits)

@@ -89,14 +89,16 @@ class RequestLimitsMiddleware:
             cap, setting = self.limits.file_write_bytes, "dataset_file_max_bytes"
         else:
             cap, setting = self.limits.body_bytes, "request_max_body_bytes"
-        declared = _content_length(scope)
+        declared, chunked = _framing(scope)
         if declared is not None and declared > cap:
             await _refuse(send, _body_too_large(setting, cap))
             return
         if method == "POST" and _RUN_CREATE.match(path):
             await self._run_request(scope, receive, send, cap, setting)
-            return
-        await self._counted(scope, receive, send, cap, setting)
+        elif chunked:
+            await self._counted(scope, receive, send, cap, setting)
+        else:  # no body, or a declared length the server holds the client to
+            await self.app(scope, receive, send)
 
     def _check_head(self, scope: Scope) -> None:
         query = scope.get("query_string", b"")
@@ -208,11 +210,16 @@ class RequestLimitsMiddleware:
                 )
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared ``Content-Length`` (if any) and whether the body is chunked."""
+    length: int | None = None
+    chunked = False
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+            length = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked
 
 
 def _body_too_large(setting: str, cap: int) -> _TooLarge:

@@ -350,6 +350,13 @@ class _Pool:
 POOL = _Pool()
 
 
+def prewarm(limits: CompileLimits) -> None:
+    """Start a compile process now, into the pool, so its start (about half a second
+    of imports) overlaps whatever the caller does before compiling."""
+    if limits.isolation == "process":
+        POOL.give_back(CompileProcess(limits))
+
+
 class Parser:
     """Parses the definition files of one compile, under ``limits``.
 
