@@ -30,9 +30,10 @@ from quarry.runtime.engine.views import LoopValue, MapView, TableView
 
 
 class _Hidden:
-    """The value of a view's ``items`` attribute: prints as nothing, is false, and
-    cannot be called. The binding only treats an object as a mapping when it has an
-    ``items`` attribute; it never reads it (``|items`` goes through ``[]``)."""
+    """What a view's method names (``items``, ``append``, ``clear``...) hold: it
+    prints as nothing, is false and cannot be called. ``items`` must exist at all for
+    the binding to treat an object as a mapping; it never reads it (``|items`` goes
+    through ``[]``)."""
 
     __slots__ = ()
     __iter__ = None
@@ -225,9 +226,7 @@ def to_template(value: Any) -> Any:
         return OutputsValue(value)
     if isinstance(value, LoopValue):
         return LoopItemValue(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
+    if isinstance(value, int):  # IntEnum and friends; bool is handled above
         return int(value)
     if isinstance(value, (float, Decimal)):
         return float(value)
