@@ -66,6 +66,8 @@ class LoopHealth:
         return self._failures
 
     def succeeded(self) -> None:
+        if self._failures == 0:
+            return  # the hot path: a loop calls this per claim (a stale read is harmless)
         with self._lock:
             if self._failures == 0:
                 return
