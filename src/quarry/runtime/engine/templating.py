@@ -172,9 +172,10 @@ def _render(
         name, used = cache.template(source)
         names = to_template_context(context, used)
         names.update(extra)
-        return _checked(cache.env.render_template(name, **names))
+        text = cache.env.render_template(name, **names)
     except Exception as exc:  # the engine re-raises what a filter or method raised
         raise _problem(exc, strict_now) from exc
+    return _checked(text)
 
 
 # --- rendering ---------------------------------------------------------------------
