@@ -21,7 +21,7 @@ import pyarrow as pa
 from quarry.definitions.models.config import PostgresDatabase
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host, check_identity
-from quarry.runtime.connectors.policy import ConnectorPolicy
+from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 from quarry.runtime.connectors.secrets import SecretResolver
 from quarry.store.identity import cluster_identity
 
@@ -78,7 +78,7 @@ class PostgresConnector(Connector):
     ) -> None:
         self.name = name
         self._conninfo = dict(conninfo)
-        self._policy = policy or ConnectorPolicy.local()
+        self._policy = policy or current_policy()
         self._redact = redact
         self._target: CheckedTarget | None = None
         self._local = threading.local()
