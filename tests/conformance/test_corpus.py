@@ -32,6 +32,7 @@ def test_workflow_files_sharing_a_stem_coexist_named_by_their_paths() -> None:
     names = {r.path: r.name for r in analyze(FULL).definitions if r.kind == "workflow"}
     assert names == {
         "workflows/nightly.automation.yml": "workflows/nightly",
+        "workflows/runnable.workflow.yml": "workflows/runnable",
         "workflows/sub.procedure.yml": "workflows/sub",
         "workflows/tasks.workflow.yml": "workflows/tasks",
         "workflows/twin.procedure.yml": "workflows/twin.procedure.yml",

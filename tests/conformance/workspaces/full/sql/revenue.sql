@@ -1,1 +1,1 @@
-select region, sum(amount) as revenue from orders group by region order by region
+select region, sum(amount) as revenue from 'orders.csv' group by region order by region
