@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.dataset_tables import create_dataset_views
 from quarry.runtime.connectors.policy import ConnectorPolicy
 
 _DATA_GLOB = re.compile(
@@ -77,6 +78,8 @@ def open_sandboxed(
             mode = " (READ_ONLY)" if read_only else ""
             db.execute(f"ATTACH {quote_literal(str(database))} AS {quote_identifier(alias)}{mode}")
             db.execute(f"USE {quote_identifier(alias)}")
+        for folder in readable:  # Oxy's table per file, as views (before the lock)
+            create_dataset_views(db, folder)
         folders = ", ".join(quote_literal(str(path).rstrip("/") + "/") for path in readable)
         # This order matters: allowed_directories cannot change once access is off.
         db.execute(f"SET allowed_directories = [{folders}]")
