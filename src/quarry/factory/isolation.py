@@ -306,9 +306,9 @@ class CompileProcess:
 def _child_env() -> dict[str, str]:
     """The compile process gets no secrets: nothing but what Python needs to start."""
     keep = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
-    env = {name: os.environ[name] for name in keep if name in os.environ}
-    env["PYTHONHASHSEED"] = "0"
-    return env
+    # PYTHONHASHSEED is not passed on: string hashing stays randomised, so crafted
+    # mapping keys cannot be chosen to collide.
+    return {name: os.environ[name] for name in keep if name in os.environ}
 
 
 class _Pool:

@@ -14,7 +14,7 @@ import pytest
 from quarry.api.services import Services
 from quarry.core.errors import CompileFailed
 from quarry.factory.compiler import analyze
-from quarry.factory.isolation import ISOLATED_FAILURES, CompileLimits
+from quarry.factory.isolation import ISOLATED_FAILURES, CompileLimits, CompileProcess
 from quarry.factory.local import compile_local
 
 TEN_GB = 10_000_000_000
@@ -138,3 +138,17 @@ def test_a_workspace_with_anchors_compiles(workspace: Path) -> None:
     )
     analysis = analyze(workspace)
     assert any(d.path == "workflows/anchored.workflow.yml" for d in analysis.definitions)
+
+
+def test_the_compile_process_gets_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its environment holds what Python needs to start, not the fleet's settings."""
+    monkeypatch.setenv("QUARRY_DATABASE_URL", "postgresql://quarry:hunter2@db/state")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    process = CompileProcess(CompileLimits())
+    try:
+        process.wait_ready()
+        environ = Path(f"/proc/{process.process.pid}/environ").read_bytes()
+        assert b"hunter2" not in environ
+        assert not [v for v in environ.split(b"\0") if v.startswith((b"QUARRY_", b"AWS_"))]
+    finally:
+        process.close()
