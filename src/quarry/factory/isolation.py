@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">I")
 MAX_IDLE = 2  # idle compile processes kept per set of limits
 REMEMBERED = 1024  # failing file hashes remembered
+MAX_REPLY = 64 << 20  # the largest reply read from the compile process
 
 ISOLATED_FAILURES = Counter(
     "quarry_compile_isolated_failures_total",
@@ -242,10 +243,16 @@ class CompileProcess:
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         header = self._read(4, deadline)
-        payload = self._read(_LENGTH.unpack(header)[0], deadline)
-        message = json.loads(payload)
+        size = _LENGTH.unpack(header)[0]
+        if size > MAX_REPLY:
+            raise self._protocol_error()
+        payload = self._read(size, deadline)
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            raise self._protocol_error() from None
         if not isinstance(message, dict):
-            raise _ChildDied("protocol", "the compile process sent an unreadable reply")
+            raise self._protocol_error()
         if message.get("fatal") == "memory":
             self.close()
             raise _ChildDied("memory", self._memory_message())
@@ -271,8 +278,16 @@ class CompileProcess:
         del self._buffer[:size]
         return data
 
+    def _protocol_error(self) -> _ChildDied:
+        self.close()
+        return _ChildDied("protocol", "the compile process sent an unreadable reply")
+
     def _died(self) -> _ChildDied:
-        code = self.process.wait(timeout=10)
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # closed its output but lives on
+            self.close()
+            return _ChildDied("crash", "the compile process stopped answering")
         self.close()
         if code < 0:
             name = signal.Signals(-code).name
