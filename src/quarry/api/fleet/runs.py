@@ -19,12 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import services, tenant_id
+from quarry.catalog.reader import Catalog
 from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
+from quarry.runtime.apps import resolve_controls
+from quarry.runtime.apps.load import load_app
 from quarry.runtime.runs.outputs import render_output
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
 from quarry.store import runs as runq
 from quarry.store.runs import ArtifactRow, RunRow, StepRow
+from quarry.store.workspaces import WorkspaceRow
 
 router = APIRouter(tags=["runs"])
 EXPORT_MEDIA = {
@@ -33,6 +37,7 @@ EXPORT_MEDIA = {
     "sql": "text/plain; charset=utf-8",
     "txt": "text/plain; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
 EVENT_POLL_SECONDS = 0.2
 
@@ -43,6 +48,9 @@ class RunCreate(BaseModel):
     kind: Literal["workflow", "app"] = "workflow"
     name: str = Field(min_length=1, max_length=500)
     variables: dict[str, Any] = Field(default_factory=dict)
+    # An app's control values (``kind: app``); its variables are its controls, so
+    # either key may carry them (not both).
+    controls: dict[str, Any] | None = None
     revision: str | None = Field(None, pattern=r"^[0-9a-f]{8,64}$")
     # Shortens the operator's run deadline (QUARRY_RUN_DEADLINE_SECONDS) for this run.
     deadline_seconds: float | None = Field(None, gt=0)
@@ -85,16 +93,37 @@ def _run_json(run: RunRow, steps: list[StepRow] | None = None) -> dict[str, Any]
 async def create(request: Request, workspace: str, body: RunCreate) -> dict[str, Any]:
     svc = services(request)
     ws = await run_in_threadpool(svc.catalog.workspace, tenant_id(request), workspace)
+    variables = _run_variables(body)
+    if body.kind == "app":
+        await run_in_threadpool(_check_controls, svc.catalog, ws, body, variables)
     run_request = RunRequest(
         target_kind=body.kind,
         target_name=body.name,
-        variables=body.variables,
+        variables=variables,
         revision=body.revision,
         request_id=REQUEST_ID.get(),
         deadline_seconds=body.deadline_seconds,
     )
     run = await run_in_threadpool(create_run, svc.engine, svc.queue, svc.catalog, ws, run_request)
     return _run_json(run)
+
+
+def _run_variables(body: RunCreate) -> dict[str, Any]:
+    if body.controls is None:
+        return body.variables
+    if body.kind != "app":
+        raise BadRequest("only an app run takes controls", parameter="controls")
+    if body.variables:
+        raise BadRequest("give an app's values as controls or as variables, not both")
+    return body.controls
+
+
+def _check_controls(
+    catalog: Catalog, ws: WorkspaceRow, body: RunCreate, given: dict[str, Any]
+) -> None:
+    """Refuse bad control values now (400), not in a failed run later."""
+    revision_id = catalog.resolve(ws, body.revision)
+    resolve_controls(load_app(catalog, ws, revision_id, body.name), given)
 
 
 def _encode_cursor(run: RunRow) -> str:

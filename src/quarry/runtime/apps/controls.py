@@ -2,6 +2,11 @@
 
 Values arrive as JSON (a run's variables) or as query text (``?region=North``); both
 resolve to the same typed value, so both reach the same stored result.
+
+As in Oxy, a control's ``options`` and ``default`` may be templates
+(``"{{ now(fmt='%Y') }}"``): they are rendered, with no names in scope but Oxy's
+globals, each time the controls are resolved, so "this year" stays current and the
+rendered default is part of the result's cache key.
 """
 
 from __future__ import annotations
@@ -11,9 +16,43 @@ from typing import Any
 
 from quarry.core.errors import BadRequest
 from quarry.definitions.models.app import AppConfig, ControlConfig
+from quarry.runtime.engine.templating import TemplateProblem, render_text
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+# A control value is one option, date or flag: anything longer is refused, so a
+# query string cannot push a large text into every task's templates.
+MAX_VALUE_CHARS = 1_000
+
+
+def _rendered(control: ControlConfig, field: str, value: Any) -> Any:
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    try:
+        return render_text(value, {})
+    except TemplateProblem as exc:
+        raise BadRequest(
+            f"control {control.name!r}: its {field} is a template that does not render: {exc}",
+            control=control.name,
+        ) from None
+
+
+def render_control(control: ControlConfig) -> ControlConfig:
+    """``control`` with its ``options`` and ``default`` rendered as templates."""
+    options = control.options
+    if options is not None:
+        options = [
+            _rendered(control, f"option {i + 1}", option) for i, option in enumerate(options)
+        ]
+    default = _rendered(control, "default", control.default)
+    if options is control.options and default is control.default:
+        return control
+    return control.model_copy(update={"options": options, "default": default})
+
+
+def app_controls(app: AppConfig) -> list[ControlConfig]:
+    """Every control of ``app`` (top-level and inline, in file order), rendered."""
+    return [render_control(c) for c in app.all_controls()]
 
 
 def default_value(control: ControlConfig) -> Any:
@@ -71,6 +110,12 @@ def _date(control: ControlConfig, value: Any) -> str:
 
 
 def _check(control: ControlConfig, value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        raise BadRequest(
+            f"control {control.name!r}: the value is {len(value):,} characters, "
+            f"over the limit of {MAX_VALUE_CHARS:,}",
+            control=control.name,
+        )
     if control.type == "select":
         return _select(control, value)
     if control.type == "toggle":
@@ -80,7 +125,7 @@ def _check(control: ControlConfig, value: Any) -> Any:
 
 def resolve_controls(app: AppConfig, given: dict[str, Any]) -> dict[str, Any]:
     """Every control of ``app`` with its value: given (validated) or its default."""
-    controls = app.all_controls()  # top-level and inline (display) controls
+    controls = app_controls(app)  # top-level and inline (display) controls, rendered
     known = {c.name for c in controls}
     unknown = sorted(set(given) - known)
     if unknown:

@@ -2,10 +2,15 @@
 
 A block whose data is missing (no such task output, or no such column) becomes an
 ``error`` on that block alone, so one broken chart never blanks the whole page.
+
+Markdown ``content`` is a template rendered against the app's task results, as in a
+workflow: ``{{ sales.total[0] }}``, ``{% for row in sales %}``, ``{{ controls.region }}``
+(the same sandboxed engine; a block whose template fails shows the error instead).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +28,11 @@ from quarry.definitions.models.app import (
     TableDisplay,
 )
 from quarry.runtime.apps.charts import bar_spec, line_spec, pie_spec
+from quarry.runtime.apps.controls import app_controls
 from quarry.runtime.apps.values import column_kind, column_values, json_value
+from quarry.runtime.engine.results import TableOutput
+from quarry.runtime.engine.templating import TemplateProblem, render_text
+from quarry.runtime.engine.views import to_view
 
 RESULT_FORMAT = "quarry.app-result/1"
 TABLE_ROW_LIMIT = 1_000
@@ -31,6 +40,7 @@ CHART_ROW_LIMIT = 5_000
 OPTION_LIMIT = 1_000
 
 Tables = dict[str, pa.Table]
+Names = Mapping[str, Any]
 ChartBlock = BarChartDisplay | LineChartDisplay | PieChartDisplay
 
 
@@ -103,18 +113,32 @@ def _chart_block(block: ChartBlock, tables: Tables) -> dict[str, Any]:
     }
 
 
-def _block(block: Display, tables: Tables) -> dict[str, Any] | None:
+def _markdown(block: MarkdownDisplay, names: Names) -> dict[str, Any]:
+    try:
+        return {"type": "markdown", "content": render_text(block.content, names)}
+    except TemplateProblem as exc:
+        return {"type": "markdown", "content": "", "error": f"markdown template: {exc}"}
+
+
+def template_names(tables: Tables, controls: dict[str, Any]) -> dict[str, Any]:
+    """What a markdown block's template sees: each task's table by name, ``controls``."""
+    names: dict[str, Any] = {name: to_view(TableOutput(t)) for name, t in tables.items()}
+    names["controls"] = controls
+    return names
+
+
+def _block(block: Display, tables: Tables, names: Names) -> dict[str, Any] | None:
     """The page document of one block; None for inline controls (listed with the
     app's controls, as Oxy lists them)."""
     if isinstance(block, (ControlDisplay, ControlsDisplay)):
         return None
     if isinstance(block, MarkdownDisplay):
-        return {"type": "markdown", "content": block.content}
+        return _markdown(block, names)
     if isinstance(block, RowDisplay):
         return {
             "type": "row",
             "columns": block.columns or max(len(block.children), 1),
-            "children": _blocks(block.children, tables),
+            "children": _blocks(block.children, tables, names),
         }
     try:
         if isinstance(block, TableDisplay):
@@ -124,8 +148,8 @@ def _block(block: Display, tables: Tables) -> dict[str, Any] | None:
         return {"type": block.type, "title": block.title, "data": block.data, "error": str(exc)}
 
 
-def _blocks(blocks: list[Display], tables: Tables) -> list[dict[str, Any]]:
-    return [doc for doc in (_block(block, tables) for block in blocks) if doc is not None]
+def _blocks(blocks: list[Display], tables: Tables, names: Names) -> list[dict[str, Any]]:
+    return [doc for doc in (_block(block, tables, names) for block in blocks) if doc is not None]
 
 
 def _options(source: str | None, static: list[Any] | None, tables: Tables) -> list[Any] | None:
@@ -151,8 +175,14 @@ def build_app_result(
     *,
     revision_id: str,
     app_name: str,
+    names: Names | None = None,
 ) -> dict[str, Any]:
-    """The stored JSON of one app run: ``controls`` must already be resolved."""
+    """The stored JSON of one app run: ``controls`` must already be resolved.
+
+    ``names`` is what markdown templates see (every task output, texts included);
+    by default the tables and ``controls``."""
+    if names is None:
+        names = template_names(tables, controls)
     return {
         "format": RESULT_FORMAT,
         "app": app_name,
@@ -168,7 +198,7 @@ def build_app_result(
                 "source": c.source,
                 "value": json_value(controls.get(c.name)),
             }
-            for c in app.all_controls()
+            for c in app_controls(app)
         ],
-        "display": _blocks(app.display, tables),
+        "display": _blocks(app.display, tables, names),
     }

@@ -37,6 +37,7 @@ from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.engine.errors import RunCancelled, VariableError, WorkflowError
 from quarry.runtime.engine.results import TableOutput
 from quarry.runtime.engine.runner import Limits, run_task_list, run_workflow
+from quarry.runtime.engine.views import to_view
 from quarry.runtime.engine.watchdog import Deadline
 from quarry.runtime.queue import LeaseLost, Task, TaskQueue
 from quarry.runtime.queue.worker import TaskCancelled
@@ -203,8 +204,15 @@ class RunExecutor:
             attempt=writer.attempt,
         )
         tables = {k: v.table for k, v in outputs.items() if isinstance(v, TableOutput)}
+        names: dict[str, Any] = {k: to_view(v) for k, v in outputs.items()}
+        names["controls"] = controls
         document = build_app_result(
-            app, tables, controls, revision_id=run.revision_id, app_name=run.target_name
+            app,
+            tables,
+            controls,
+            revision_id=run.revision_id,
+            app_name=run.target_name,
+            names=names,
         )
         key = app_result_key(
             run.tenant_id, run.workspace_id, run.revision_id, run.target_name, controls
