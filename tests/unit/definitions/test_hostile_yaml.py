@@ -7,16 +7,18 @@ missing, the child would die of SIGSEGV instead of printing the problem.
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
+import yaml
 
 from quarry.core.errors import CompileFailed
 from quarry.definitions import parse_definition
-from quarry.definitions.yaml_nodes import YamlLimits
+from quarry.definitions.yaml_nodes import YamlLimits, _may_be_too_deep
 from tests.unit.definitions.conftest import parse_text, problems_of
 
 DEPTH = "(limit yaml_max_depth)"
@@ -138,3 +140,36 @@ def test_brackets_in_text_do_not_refuse_a_shallow_file() -> None:
         """,
     )
     assert parsed.body["tasks"][0]["sql_query"] == sql
+
+
+def _nested(rng: random.Random, depth: int) -> object:
+    if depth == 0:
+        return rng.choice(["x", 1, "[not flow]", "a: b"])
+    if rng.random() < 0.5:
+        return [_nested(rng, depth - 1) for _ in range(rng.randint(1, 2))]
+    return {f"k{i}": _nested(rng, depth - 1) for i in range(rng.randint(1, 2))}
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+def test_the_cheap_depth_check_never_passes_a_deeper_file() -> None:
+    """Whatever it lets through to the C composer is within the limit: random trees
+    in block style (indents of 1 to 4), flow style and a mix, at several limits."""
+    rng = random.Random(13)
+    for _ in range(300):
+        tree = {"tasks": _nested(rng, rng.randint(1, 14))}
+        actual = _depth(tree)
+        for text in (
+            yaml.safe_dump(tree, indent=rng.randint(2, 4), default_flow_style=False),
+            yaml.safe_dump(tree, default_flow_style=True, width=10**6),
+            yaml.safe_dump(tree, default_flow_style=None, width=rng.randint(20, 200)),
+        ):
+            for limit in (3, 6, 10, 15, 20, 30, 40):
+                if not _may_be_too_deep(text, limit):
+                    assert actual <= limit, text
