@@ -66,6 +66,7 @@ def _progress(event: dict[str, Any]) -> None:
 
 def run_locally(settings: Settings, root: Path, target: str, variables: dict[str, Any]) -> int:
     from quarry.api.services import build_services
+    from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
     from quarry.runtime.runs.executor import RunExecutor, RunLimits
     from quarry.runtime.runs.service import RunRequest, create_run
@@ -75,7 +76,12 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
     revision: str | None = None
     try:
         result = compile_local(
-            svc.engine, svc.store, settings.tenant, root, data_dir=settings.data_dir
+            svc.engine,
+            svc.store,
+            settings.tenant,
+            root,
+            data_dir=settings.data_dir,
+            limits=CompileLimits.from_settings(settings),
         )
     except CompileFailed as failed:
         result, revision = _compile_for_target(svc, settings, root, target, failed)
