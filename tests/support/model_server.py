@@ -1,0 +1,361 @@
+"""A scripted model server: OpenAI Chat Completions and Anthropic Messages on a real socket.
+
+No model can be reached from CI, so agent tests talk to this server through the real
+``openai`` and ``anthropic`` SDKs (``base_url`` pointed here). A test writes a
+script: each entry optionally matches the last message of a request (its text, or
+the content of the last tool result) and answers with text, tool calls, or an HTTP
+error (429 with ``Retry-After``, 500...). Requests take the first unused entry that
+matches, in order; every request is recorded (with the time it arrived) so a test
+can assert what the model was sent and when.
+
+Both protocols stream (SSE chunks exactly as the providers frame them) when the
+request asks for ``stream: true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Call:
+    """A tool call the scripted model makes."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class Reply:
+    """One scripted answer: text and/or tool calls, or an HTTP error.
+
+    ``match`` (a substring of the last message's text or tool result) picks which
+    request this entry answers; None answers any. ``delay`` holds the answer back
+    that many seconds (to test client timeouts)."""
+
+    text: str = ""
+    calls: list[Call] = field(default_factory=list)
+    match: str | None = None
+    status: int = 200
+    error: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    input_tokens: int = 11
+    output_tokens: int = 7
+
+
+@dataclass
+class Seen:
+    """A request the server received."""
+
+    protocol: str  # "openai" | "anthropic"
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    last: str  # the text the script matched against
+
+
+def text_reply(text: str, match: str | None = None) -> Reply:
+    return Reply(text=text, match=match)
+
+
+def tool_reply(name: str, match: str | None = None, **arguments: Any) -> Reply:
+    return Reply(calls=[Call(name, arguments)], match=match)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                parts.append(str(block.get("text", "")))
+            elif block.get("type") == "tool_result":
+                parts.append(_content_text(block.get("content", "")))
+        return "\n".join(parts)
+    return ""
+
+
+def _last_text(messages: list[dict[str, Any]]) -> str:
+    return _content_text(messages[-1].get("content")) if messages else ""
+
+
+class ModelServer:
+    """The server and its script. Use as a context manager (it runs on its own thread)."""
+
+    def __init__(self, script: list[Reply] | None = None) -> None:
+        self.script: list[Reply] = list(script or [])
+        self.used: list[bool] = [False] * len(self.script)
+        self.requests: list[Seen] = []
+        self._lock = threading.Lock()
+        self.port = _free_port()
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._openai, methods=["POST"]),
+                Route("/v1/messages", self._anthropic, methods=["POST"]),
+            ]
+        )
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def openai_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def add(self, *replies: Reply) -> None:
+        with self._lock:
+            self.script.extend(replies)
+            self.used.extend([False] * len(replies))
+
+    def __enter__(self) -> ModelServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the scripted model server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def _next(self, protocol: str, request: Request, body: dict[str, Any]) -> Reply:
+        last = _last_text(body.get("messages", []))
+        with self._lock:
+            self.requests.append(
+                Seen(protocol, body, dict(request.headers), time.monotonic(), last)
+            )
+            for index, reply in enumerate(self.script):
+                if not self.used[index] and (reply.match is None or reply.match in last):
+                    self.used[index] = True
+                    return reply
+        return Reply(status=500, error=f"the script has no answer for: {last[:200]!r}")
+
+    async def _answer(self, protocol: str, request: Request) -> Response:
+        body = await request.json()
+        reply = self._next(protocol, request, body)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)  # the model "thinking": tests client timeouts
+        if reply.status != 200:
+            return JSONResponse(
+                _error_body(protocol, reply.status, reply.error or "scripted error"),
+                status_code=reply.status,
+                headers=reply.headers,
+            )
+        model = str(body.get("model", "scripted"))
+        if protocol == "openai":
+            if body.get("stream"):
+                return _sse(_openai_chunks(model, reply, body))
+            return JSONResponse(_openai_message(model, reply))
+        if body.get("stream"):
+            return _sse(_anthropic_events(model, reply))
+        return JSONResponse(_anthropic_message(model, reply))
+
+    async def _openai(self, request: Request) -> Response:
+        return await self._answer("openai", request)
+
+    async def _anthropic(self, request: Request) -> Response:
+        return await self._answer("anthropic", request)
+
+
+def _error_body(protocol: str, status: int, message: str) -> dict[str, Any]:
+    kind = {429: "rate_limit_error", 500: "api_error", 400: "invalid_request_error"}.get(
+        status, "api_error"
+    )
+    if protocol == "openai":
+        return {"error": {"message": message, "type": kind, "code": str(status)}}
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _sse(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream")
+
+
+def _call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:16]
+
+
+def _openai_message(model: str, reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+    if reply.calls:
+        message["tool_calls"] = [
+            {
+                "id": _call_id(),
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in reply.calls
+        ]
+    return {
+        "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if reply.calls else "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+        },
+    }
+
+
+def _words(text: str) -> list[str]:
+    """``text`` in a few pieces, so a streaming client sees several deltas."""
+    pieces = text.split(" ")
+    return [piece + (" " if i < len(pieces) - 1 else "") for i, piece in enumerate(pieces)]
+
+
+async def _openai_chunks(model: str, reply: Reply, body: dict[str, Any]) -> AsyncIterator[str]:
+    base = {
+        "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(data)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    if reply.text:
+        for piece in _words(reply.text):
+            yield chunk({"content": piece})
+    for index, call in enumerate(reply.calls):
+        arguments = json.dumps(call.arguments)
+        half = len(arguments) // 2
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": _call_id(),
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": arguments[:half]},
+                    }
+                ]
+            }
+        )
+        yield chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]})
+    yield chunk({}, "tool_calls" if reply.calls else "stop")
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+        }
+        yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _anthropic_blocks(reply: Reply) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if reply.text:
+        blocks.append({"type": "text", "text": reply.text})
+    for call in reply.calls:
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": "toolu_" + uuid.uuid4().hex[:16],
+                "name": call.name,
+                "input": call.arguments,
+            }
+        )
+    return blocks
+
+
+def _anthropic_message(model: str, reply: Reply) -> dict[str, Any]:
+    return {
+        "id": "msg_" + uuid.uuid4().hex[:16],
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": _anthropic_blocks(reply),
+        "stop_reason": "tool_use" if reply.calls else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+    }
+
+
+async def _anthropic_events(model: str, reply: Reply) -> AsyncIterator[str]:
+    def event(kind: str, data: dict[str, Any]) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+    start = _anthropic_message(model, reply)
+    start["content"] = []
+    start["stop_reason"] = None
+    start["usage"] = {"input_tokens": reply.input_tokens, "output_tokens": 0}
+    yield event("message_start", {"message": start})
+    for index, block in enumerate(_anthropic_blocks(reply)):
+        if block["type"] == "text":
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "text", "text": ""}},
+            )
+            for piece in _words(block["text"]):
+                yield event(
+                    "content_block_delta",
+                    {"index": index, "delta": {"type": "text_delta", "text": piece}},
+                )
+        else:
+            opened = {**block, "input": {}}
+            yield event("content_block_start", {"index": index, "content_block": opened})
+            arguments = json.dumps(block["input"])
+            half = len(arguments) // 2
+            for part in (arguments[:half], arguments[half:]):
+                yield event(
+                    "content_block_delta",
+                    {"index": index, "delta": {"type": "input_json_delta", "partial_json": part}},
+                )
+        yield event("content_block_stop", {"index": index})
+    yield event(
+        "message_delta",
+        {
+            "delta": {
+                "stop_reason": "tool_use" if reply.calls else "end_turn",
+                "stop_sequence": None,
+            },
+            "usage": {"output_tokens": reply.output_tokens},
+        },
+    )
+    yield event("message_stop", {})
