@@ -47,6 +47,13 @@ PROXY_ERRORS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SEMANTIC_QUERIES = Counter(
+    "quarry_semantic_queries",
+    "Semantic query API answers, by cache outcome (hit: from memory or the shared store; "
+    "miss: run on the warehouse).",
+    ["cache"],
+    registry=REGISTRY,
+)
 QUEUE_RECONNECTS = Counter(
     "quarry_queue_reconnects",
     "Queue worker connections replaced after a database error left them unusable "
@@ -55,6 +62,8 @@ QUEUE_RECONNECTS = Counter(
 )
 
 # Children that exist from the start, so a dashboard sees zeros rather than gaps.
+for _outcome in ("hit", "miss"):
+    SEMANTIC_QUERIES.labels(_outcome)
 for _cls in ("expensive", "cheap", "stream"):
     HTTP_IN_FLIGHT.labels(_cls)
     ADMISSION_REJECTIONS.labels(f"{_cls}_global")

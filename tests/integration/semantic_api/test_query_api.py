@@ -4,10 +4,12 @@ formats, SQL only, bad queries, the result cache (counted executions), pinning."
 from __future__ import annotations
 
 import io
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
@@ -46,9 +48,17 @@ def rows(body: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [tuple(r[c] for c in body["columns"]) for r in body["rows"]]
 
 
+def counted(client: httpx.Client, cache: str) -> float:
+    text = client.get("/metrics").text
+    found = re.search(rf'^quarry_semantic_queries_total{{cache="{cache}"}} (\S+)$', text, re.M)
+    assert found is not None, text[:500]
+    return float(found.group(1))
+
+
 def test_query_answers_as_hand_written_sql_and_is_cached(shop: Shop) -> None:
     want = hand_written(shop.root, REVENUE_BY_REGION_FOR_STATUS, "returned")
     with shop.client() as client:
+        hits, misses = counted(client, "hit"), counted(client, "miss")
         first = client.post(QUERY, json=BY_REGION)
         assert first.status_code == 200, first.text
         assert first.json()["columns"] == ["customers__region", "orders__revenue"]
@@ -75,6 +85,8 @@ def test_query_answers_as_hand_written_sql_and_is_cached(shop: Shop) -> None:
             },
         )
         assert same(rows(fanout.json()), hand_written(shop.root, FANOUT))
+        assert counted(client, "miss") - misses == 2
+        assert counted(client, "hit") - hits == 2  # the 304 is a hit too
     assert executions(shop) == 2  # BY_REGION once (of three requests), the fan-out once
 
 

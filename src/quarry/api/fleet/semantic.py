@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import Principal, principal, services
 from quarry.core.errors import BadRequest, QuarryError
+from quarry.core.metrics import SEMANTIC_QUERIES
 from quarry.runtime.apps.values import json_value
 from quarry.runtime.semantic.formats import MEDIA, choose_format, encode
 from quarry.runtime.semantic.results import CachedResult
@@ -184,6 +185,7 @@ async def semantic_query(
     known = sem.known_key(request_key)
     cached = sem.results.peek(known) if known is not None else None
     if cached is not None:
+        SEMANTIC_QUERIES.labels("hit").inc()
         ready = cached.peek_encoded(fmt)
         if ready is None:
             ready = await run_in_threadpool(cached.encoded, fmt, encode)
@@ -195,5 +197,6 @@ async def semantic_query(
         return result, hit, key, result.encoded(fmt, encode)  # one thread hop, not two
 
     result, hit, key, data = await run_in_threadpool(answer)
+    SEMANTIC_QUERIES.labels("hit" if hit else "miss").inc()
     sem.remember_key(request_key, key)
     return _answer(request, result, data, fmt, hit, rev, ttl)
