@@ -142,7 +142,42 @@ async def semantic_catalog(
     return Response(doc.body, media_type=MEDIA["json"], headers=headers)
 
 
-@router.post("/{workspace}/semantic/query")
+_QUERY_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A semantic query: Oxy's semantic_query task fields or "
+                    "airlayer's QueryRequest (docs/semantic-layer.md).",
+                    "properties": {
+                        "topic": {"type": "string"},
+                        "measures": {"type": "array", "items": {"type": "string"}},
+                        "dimensions": {"type": "array", "items": {"type": "string"}},
+                        "time_dimensions": {"type": "array", "items": {"type": "object"}},
+                        "filters": {"type": "array", "items": {"type": "object"}},
+                        "orders": {"type": "array", "items": {"type": "object"}},
+                        "limit": {"type": "integer", "minimum": 0},
+                        "offset": {"type": "integer", "minimum": 0},
+                        "variables": {"type": "object"},
+                    },
+                },
+                "example": {
+                    "topic": "sales",
+                    "measures": ["orders.revenue"],
+                    "dimensions": ["customers.region"],
+                    "time_dimensions": [{"dimension": "orders.order_date", "granularity": "month"}],
+                    "filters": [{"field": "orders.status", "op": "eq", "value": "complete"}],
+                    "limit": 100,
+                },
+            }
+        },
+    }
+}
+
+
+@router.post("/{workspace}/semantic/query", openapi_extra=_QUERY_BODY)
 async def semantic_query(
     request: Request,
     workspace: str,
