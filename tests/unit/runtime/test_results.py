@@ -10,7 +10,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from quarry.runtime.engine.errors import ExportFailed, NotSupportedYet
+from quarry.runtime.engine.errors import ExportFailed
 from quarry.runtime.engine.exports import encode_output
 from quarry.runtime.engine.journal import MemoryJournal
 from quarry.runtime.engine.results import (
@@ -73,7 +73,7 @@ def test_exports_encode_every_format() -> None:
 @pytest.mark.parametrize(
     ("output", "fmt", "error"),
     [
-        (TableOutput(TABLE), "docx", NotSupportedYet),
+        (TextOutput("x"), "parquet", ExportFailed),
         (TableOutput(TABLE), "xlsx", ExportFailed),
         (TableOutput(TABLE), "sql", ExportFailed),
         (TextOutput("x"), "csv", ExportFailed),

@@ -5,7 +5,13 @@ The engine never writes files itself. For each ``export`` it renders the target
 inside the workspace, encodes the output and calls ``on_export(path, data, format)``;
 the caller puts the bytes in the object store and, for a run inside a working copy,
 at ``path`` too. Formats: ``csv``, ``parquet``, ``json`` (an array of row objects),
-``txt`` (a text, or a table as Markdown) and ``sql`` (the SQL the step ran).
+``txt`` (a text, or a table as Markdown), ``sql`` (the SQL the step ran) and ``docx``
+(a Word document of a text or a table, :mod:`quarry.runtime.engine.export_docx`).
+
+As in Oxy, an export that fails (a path that leaves the workspace or does not render,
+a format the output cannot take, storage refusing the file) does not fail its step:
+the step succeeds with its output, a ``step_warning`` event says what went wrong, and
+the step's ``exports`` facts carry the error.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import pyarrow.parquet as pq
 
 from quarry.definitions.models.common import TaskExport
 from quarry.runtime.engine.context import RunContext, Scope
-from quarry.runtime.engine.errors import ExportFailed, NotSupportedYet
+from quarry.runtime.engine.errors import ExportFailed
+from quarry.runtime.engine.export_docx import table_docx, text_docx
 from quarry.runtime.engine.results import MapOutput, Output, TableOutput, TextOutput
 from quarry.runtime.engine.templating import TemplateProblem, render_text
 from quarry.runtime.engine.views import markdown_table
 from quarry.runtime.source import normalise_path
 
-FORMATS = ("csv", "parquet", "json", "txt", "sql")
+FORMATS = ("csv", "parquet", "json", "txt", "sql", "docx")
 
 
 def encode_table(table: pa.Table, fmt: str) -> bytes:
@@ -45,12 +52,12 @@ def encode_table(table: pa.Table, fmt: str) -> bytes:
         return json.dumps(table.to_pylist(), default=_json_default, ensure_ascii=False).encode()
     if fmt == "txt":
         return markdown_table(table).encode()
+    if fmt == "docx":
+        return table_docx(table)
     raise ValueError(f"a table cannot be exported as {fmt!r}")
 
 
 def encode_output(output: Output, fmt: str, *, sql: str | None = None) -> bytes:
-    if fmt == "docx":
-        raise NotSupportedYet("export format 'docx' is not supported yet")
     if fmt not in FORMATS:
         raise ExportFailed(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == "sql":
@@ -66,7 +73,9 @@ def encode_output(output: Output, fmt: str, *, sql: str | None = None) -> bytes:
             return output.text.encode()
         if fmt == "json":
             return json.dumps(output.text, ensure_ascii=False).encode()
-        raise ExportFailed(f"a text output cannot be exported as {fmt!r}; use txt or json")
+        if fmt == "docx":
+            return text_docx(output.text)
+        raise ExportFailed(f"a text output cannot be exported as {fmt!r}; use txt, json or docx")
     raise ExportFailed("this step's output cannot be exported (export its tasks instead)")
 
 
@@ -78,19 +87,45 @@ def deliver(
     *,
     sql: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Encode and hand over a step's export; the facts go in the step's ``meta``."""
+    """Encode and hand over a step's export; the facts go in the step's ``meta``.
+
+    Never raises for the export itself (Oxy's rule: a failed export warns): the
+    facts then hold ``error`` and a ``step_warning`` event is emitted."""
     if export is None:
         return []
+    path = export.path
     try:
-        path = normalise_path(render_text(export.path, scope.template_context()).strip())
+        path = _export_path(export, scope)
+        data = encode_output(output, export.format, sql=sql)
+        if ctx.on_export is not None:
+            # The caller's bookkeeping failing (its lease lost, the database gone) is
+            # the run's problem: only ExportFailed and I/O errors from it warn.
+            ctx.on_export(path, data, export.format)
+    except ExportFailed as exc:
+        message = exc.message
+    except (ValueError, TypeError, OSError, pa.ArrowException) as exc:  # encoding
+        message = f"{type(exc).__name__}: {exc}"
+    else:
+        return [{"path": path, "format": export.format, "size": len(data)}]
+    step = scope.template_context().get("step") or {}
+    ctx.emit(
+        "step_warning",
+        str(step.get("key", "")),
+        warning="export_failed",
+        message=f"export to {path!r} ({export.format}) failed: {message}",
+        path=path,
+        format=export.format,
+    )
+    return [{"path": path, "format": export.format, "error": message}]
+
+
+def _export_path(export: TaskExport, scope: Scope) -> str:
+    try:
+        return normalise_path(render_text(export.path, scope.template_context()).strip())
     except TemplateProblem as exc:
         raise ExportFailed(f"export path: {exc}") from exc
     except ValueError as exc:
         raise ExportFailed(f"export path: {exc}") from exc
-    data = encode_output(output, export.format, sql=sql)
-    if ctx.on_export is not None:
-        ctx.on_export(path, data, export.format)
-    return [{"path": path, "format": export.format, "size": len(data)}]
 
 
 def _json_default(value: Any) -> Any:

@@ -33,6 +33,7 @@ from quarry.definitions.models.tasks import Task
 from quarry.definitions.models.workflow import WorkflowConfig
 from quarry.runtime.connectors.base import ConnectorError
 from quarry.runtime.connectors.registry import Connections
+from quarry.runtime.engine import task_cache
 from quarry.runtime.engine.context import EventSink, ExportSink, RunContext, Scope
 from quarry.runtime.engine.errors import (
     RunCancelled,
@@ -233,6 +234,21 @@ def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
 
 
 def _execute(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
+    """Run the step, or read it from its task ``cache`` (:mod:`.task_cache`)."""
+    cached_at = task_cache.cache_path(ctx, task, scope, key)
+    if cached_at is not None:
+        hit = task_cache.read(ctx, cached_at)
+        if hit is not None:
+            ctx.emit("step_cache_hit", key, task=task.name, path=cached_at)
+            return hit
+    result = _run_handler(ctx, task, scope, key)
+    if cached_at is not None:
+        result = task_cache.write(ctx, cached_at, result)
+        ctx.emit("step_cache_written", key, task=task.name, path=cached_at)
+    return result
+
+
+def _run_handler(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     handler = _handlers().get(task.type, _unsupported)
     with (
         ctx.watchdog.step(key, task.name, step_timeout(ctx, task)),
