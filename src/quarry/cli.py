@@ -171,6 +171,7 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
                 "Factory (role ide or all) and start serve replicas without a PATH"
             )
         )
+    workspace_name: str | None = None
     try:
         svc = build_services(settings)
         if root is not None:
@@ -190,6 +191,7 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
                 f"compiled [bold]{result.workspace}[/bold] @ {result.revision_id} "
                 f"({result.definitions} definitions)"
             )
+            workspace_name = result.workspace
     except QuarryError as exc:
         raise _fail(exc) from exc
     application = create_app(svc)
@@ -202,13 +204,22 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
             raise _fail(exc) from exc
     url = f"http://{settings.host}:{settings.port}/"
     console.print(f"Quarry ({settings.role.value}) listening on [bold]{url}[/bold]")
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=settings.access_log,
-    )
+    watcher = None
+    if root is not None and workspace_name is not None:
+        from quarry.cli_watch import start_watching  # recompile on save (local mode)
+
+        watcher = start_watching(application, settings, root, workspace_name, console)
+    try:
+        uvicorn.run(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=settings.access_log,
+        )
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 @app.command()
