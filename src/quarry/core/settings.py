@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     semantic_max_body: int = Field(
         65536, ge=1024, description="Largest semantic query request body, in bytes."
     )
+    semantic_max_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Most rows one semantic query API answer carries; more are cut off "
+        "and the answer says so (X-Quarry-Truncated).",
+    )
     worker_lease_seconds: float = Field(
         30.0, gt=0, description="A claimed task's lease; heartbeats extend it every third."
     )
@@ -260,6 +266,12 @@ class Settings(BaseSettings):
     warehouse_allow_state_cluster: bool = Field(
         False,
         description="Tests only: let warehouses be the state database's own cluster.",
+    )
+    tenant_sql_isolation: Literal["process", "inline"] | None = Field(
+        None,
+        description="process: run tenant SQL in a child process with no secrets in its "
+        "environment; inline: in the serving process (sandboxed only). Default: process on "
+        "roles ide/all with a PostgreSQL state database, inline elsewhere.",
     )
     secret_env_allow: dict[str, list[str]] | None = Field(
         None,

@@ -310,3 +310,23 @@ def test_two_app_instances_share_answers_through_the_store(
         assert other_app.state.semantic.executions == 0
     finally:
         other_svc.close()
+
+
+def test_answers_are_cut_at_the_row_limit_and_say_so(
+    shop: Shop, backend: Backend, tmp_path: Path
+) -> None:
+    svc = build_services(
+        backend.settings(data_dir=tmp_path / "d3", inprocess_workers="off", semantic_max_rows=3)
+    )
+    try:
+        with serve_in_thread(create_app(svc)) as url, httpx.Client(base_url=url) as client:
+            cut = client.post(QUERY, json=BY_REGION)
+            assert cut.status_code == 200 and cut.headers["x-quarry-truncated"] == "true"
+            assert cut.json()["row_count"] == 3 and cut.json()["truncated"] is True
+            as_csv = client.post(QUERY, json=BY_REGION, params={"format": "csv"})
+            assert len(as_csv.text.strip().splitlines()) == 4  # header + 3
+            within = client.post(QUERY, json={**BY_REGION, "limit": 3})
+            assert "x-quarry-truncated" not in within.headers
+            assert within.json()["truncated"] is False and within.json()["row_count"] == 3
+    finally:
+        svc.close()

@@ -123,6 +123,8 @@ def _answer(
         "X-Quarry-Cache": "hit" if hit else "miss",
         "Cache-Control": f"private, max-age={remaining}" if ttl > 0 else "no-store",
     }
+    if result.truncated:
+        headers["X-Quarry-Truncated"] = "true"
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=MEDIA[fmt], headers=headers)
@@ -228,7 +230,9 @@ async def semantic_query(
     query = _parse(raw)
 
     def answer() -> tuple[CachedResult, bool, str, bytes]:
-        result, hit, key = sem.answer(ws, rev, query, attributes)
+        result, hit, key = sem.answer(
+            ws, rev, query, attributes, max_rows=svc.settings.semantic_max_rows
+        )
         return result, hit, key, result.encoded(fmt, encode)  # one thread hop, not two
 
     result, hit, key, data = await run_in_threadpool(answer)

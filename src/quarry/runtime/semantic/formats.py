@@ -65,5 +65,10 @@ def encode(table: pa.Table, fmt: str) -> bytes:
         with ipc.new_stream(stream, table.schema) as writer:
             writer.write_table(table)
         return bytes(stream.getvalue().to_pybytes())
-    body = {"columns": table.column_names, "rows": table_rows(table), "row_count": table.num_rows}
+    body = {
+        "columns": table.column_names,
+        "rows": table_rows(table),
+        "row_count": table.num_rows,
+        "truncated": (table.schema.metadata or {}).get(b"quarry.truncated") == b"1",
+    }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -32,6 +32,7 @@ from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.store.objects import ObjectStore
 from quarry.store.objects.base import tenant_prefix
 
+TRUNCATED = b"quarry.truncated"
 _CREATED = b"quarry.created_at"
 _SQL = b"quarry.sql"
 _PREFIX = "semantic"
@@ -57,12 +58,21 @@ class CachedResult:
     def peek_encoded(self, fmt: str) -> bytes | None:
         return self._encoded.get(fmt)
 
+    @property
+    def truncated(self) -> bool:
+        """Cut off at the row limit (see :func:`mark_truncated`)."""
+        return (self.table.schema.metadata or {}).get(TRUNCATED) == b"1"
+
     def etag(self, fmt: str) -> str:
         """Strong, per representation: the same rows as CSV and as JSON differ."""
         return f'"{short_id(sha256_hex(f"{self.digest}:{self.created_at!r}:{fmt}".encode()))}"'
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.created_at)
+
+
+def mark_truncated(table: pa.Table) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), TRUNCATED: b"1"})
 
 
 def result_key(

@@ -29,7 +29,12 @@ from quarry.runtime.apps.values import json_value
 from quarry.runtime.connectors.base import BoundSql
 from quarry.runtime.connectors.datasets import BlobCache
 from quarry.runtime.connectors.registry import Connections
-from quarry.runtime.semantic.results import CachedResult, ResultCache, result_key
+from quarry.runtime.semantic.results import (
+    CachedResult,
+    ResultCache,
+    mark_truncated,
+    result_key,
+)
 from quarry.runtime.semantic.target import QueryTarget, query_target
 from quarry.runtime.source import RevisionSource
 from quarry.semantic import CompiledQuery, SemanticModel, SemanticQuery, compile_query
@@ -202,14 +207,23 @@ class SemanticService:
         revision_id: str,
         query: SemanticQuery,
         principal: Mapping[str, Any],
+        *,
+        max_rows: int | None = None,
     ) -> tuple[CachedResult, bool, str]:
         """(rows, cache hit?, result key). Compiles first, so a bad query is a
-        :class:`~quarry.semantic.SemanticError` and nothing runs."""
+        :class:`~quarry.semantic.SemanticError` and nothing runs. With ``max_rows``
+        the warehouse is asked for one row more than that, and an answer that has it
+        is cut to ``max_rows`` and marked truncated."""
+        if max_rows is not None and (query.limit is None or query.limit > max_rows):
+            query = query.model_copy(update={"limit": max_rows + 1})
         prepared = self.prepare(workspace, revision_id, query, principal)
         key = self.cache_key(workspace, revision_id, query, prepared)
 
         def compute() -> tuple[pa.Table, str]:
-            return self.execute(workspace, revision_id, prepared), prepared.bound.display()
+            table = self.execute(workspace, revision_id, prepared)
+            if max_rows is not None and table.num_rows > max_rows:
+                table = mark_truncated(table.slice(0, max_rows))
+            return table, prepared.bound.display()
 
         result, hit = self.results.get_or_compute(key, compute)
         return result, hit, key
