@@ -8,15 +8,36 @@ turns a typo like ``type: strng`` into a positioned error instead of a run failu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
+# The JSON types of a plain ``{type: ..., default: ...}`` schema, checked without
+# building a validator (most variables are written so, the shorthand included).
+_SIMPLE_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+_SIMPLE_KEYS = frozenset({"type", "default", "description", "title"})
+
 
 def schema_problem(schema: Mapping[str, Any]) -> str | None:
     """Why ``schema`` is not a usable variable schema, or None."""
+    kind = schema.get("type")
+    if schema.keys() <= _SIMPLE_KEYS and isinstance(kind, str) and kind in _SIMPLE_TYPES:
+        if not all(isinstance(schema.get(k, ""), str) for k in ("description", "title")):
+            return _full_check(schema)
+        if "default" in schema and not _SIMPLE_TYPES[kind](schema["default"]):
+            return _full_check(schema)  # the library words the message
+        return None
+    return _full_check(schema)
+
+
+def _full_check(schema: Mapping[str, Any]) -> str | None:
     try:
         Draft7Validator.check_schema(schema)
     except SchemaError as exc:

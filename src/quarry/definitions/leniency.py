@@ -14,7 +14,8 @@ a definition holds only what Quarry uses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import typing
 from typing import Any
 
 from pydantic import BaseModel
@@ -35,7 +36,7 @@ def known_keys(model: type[BaseModel]) -> list[str]:
 def model_warnings(path: str, root: Node, model: BaseModel) -> list[Problem]:
     """Every warning of ``model`` (validated from the document at ``root``)."""
     problems = []
-    for loc, message, at_key in _findings(model, ()):
+    for loc, message, at_key in _findings(model):
         where = locate(root, loc)
         line, column = position(where.key if at_key and where.key is not None else where.node)
         problems.append(Problem(path, line, column, message, WARNING))
@@ -46,29 +47,47 @@ def model_warnings(path: str, root: Node, model: BaseModel) -> list[Problem]:
 Finding = tuple[Loc, str, bool]
 
 
-def _findings(value: Any, loc: Loc) -> Iterator[Finding]:
-    if isinstance(value, BaseModel):
-        yield from _model_findings(value, loc)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _findings(item, (*loc, i))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(key, str):
-                yield from _findings(item, (*loc, key))
+def _findings(model: BaseModel) -> list[Finding]:
+    """Notes point at the value they are about; unknown keys at the key. Walked with
+    a stack, into the fields that may hold models only (this runs for every file)."""
+    found: list[Finding] = []
+    stack: list[tuple[Any, Loc]] = [(model, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, BaseModel):
+            if isinstance(value, _Model) and value._notes:
+                found.extend(((*loc, *rel), message, False) for rel, message in value._notes)
+            extra = value.__pydantic_extra__
+            if extra and isinstance(value, Lenient):
+                keys = known_keys(type(value))
+                for key in list(extra):
+                    hint = close_match(str(key), keys)
+                    message = f"unknown field '{key}' is ignored (as Oxy ignores it){hint}"
+                    found.append(((*loc, key), message, True))
+                extra.clear()
+            for name, key in _nested_fields(type(value)):
+                child = getattr(value, name)
+                if child is not None:
+                    stack.append((child, (*loc, key)))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, (*loc, i)) for i, item in enumerate(value))
+        elif isinstance(value, dict):
+            stack.extend((item, (*loc, k)) for k, item in value.items() if isinstance(k, str))
+    return found
 
 
-def _model_findings(model: BaseModel, loc: Loc) -> Iterator[Finding]:
-    """Notes point at the value they are about; unknown keys at the key."""
-    if isinstance(model, _Model):
-        for relative, message in model._notes:
-            yield (*loc, *relative), message, False
-    extra = model.__pydantic_extra__
-    if isinstance(model, Lenient) and extra:
-        keys = known_keys(type(model))
-        for key in list(extra):
-            hint = close_match(str(key), keys)
-            yield (*loc, key), f"unknown field '{key}' is ignored (as Oxy ignores it){hint}", True
-        extra.clear()
-    for name, field in type(model).model_fields.items():
-        yield from _findings(getattr(model, name), (*loc, field.alias or name))
+@functools.cache
+def _nested_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(attribute, key) of the fields whose values may hold models: only those are
+    walked, which keeps the walk cheap next to validation."""
+    return tuple(
+        (name, field.alias or name)
+        for name, field in model.model_fields.items()
+        if _may_hold_models(field.annotation)
+    )
+
+
+def _may_hold_models(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_may_hold_models(arg) for arg in typing.get_args(annotation))
