@@ -1,5 +1,9 @@
 """App pages: an HTML shell whose script fetches the app's data and renders it.
 
+The chosen control values live in the page's query string (``/apps/sales?region=North``),
+so a view is shared by its address; the script sends them to the data endpoint, and
+to the runs API when nothing is stored for them yet.
+
 The page itself reads the catalog only (the app's title, and that it exists); its
 script asks ``/api/v1/workspaces/{ws}/apps/{name}/data`` for the stored result,
 starts an app run when none is stored yet, follows the run's events and fetches the
@@ -23,6 +27,23 @@ from quarry.runtime.apps.load import find_app_name, load_app
 from quarry.runtime.apps.result import humanize
 
 router = APIRouter(include_in_schema=False)
+
+# The page runs only its own files: no inline script or handler, no other origin.
+# Vega compiles chart expressions with ``Function`` (hence 'unsafe-eval') and sets
+# inline styles on the SVG it draws.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 _TEMPLATES = jinja2.Environment(
@@ -84,11 +105,16 @@ def _page(request: Request, workspace: str | None, name: str) -> str:
     )
 
 
+def _html(body: str) -> HTMLResponse:
+    return HTMLResponse(body, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
+
 @router.get("/apps/{name:path}", response_class=HTMLResponse)
 async def app_page(request: Request, name: str, workspace: str | None = None) -> HTMLResponse:
-    return HTMLResponse(await run_in_threadpool(_page, request, workspace, name))
+    """Other query parameters are control values; the page script reads them."""
+    return _html(await run_in_threadpool(_page, request, workspace, name))
 
 
 @router.get("/workspaces/{workspace}/apps/{name:path}", response_class=HTMLResponse)
 async def workspace_app_page(request: Request, workspace: str, name: str) -> HTMLResponse:
-    return HTMLResponse(await run_in_threadpool(_page, request, workspace, name))
+    return _html(await run_in_threadpool(_page, request, workspace, name))
