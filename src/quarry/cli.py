@@ -14,7 +14,7 @@ import quarry.cli_schedules
 import quarry.cli_workspaces
 from quarry import cli_fleet, cli_runs, cli_semantic, cli_tokens
 from quarry.core.errors import CompileFailed, ConfigurationError, Problem, QuarryError
-from quarry.core.logs import configure_logging
+from quarry.core.logs import configure_logging, set_verbose
 from quarry.core.settings import Role, Settings, load_settings
 
 app = typer.Typer(
@@ -30,6 +30,16 @@ PathArg = Annotated[
     Path | None,
     typer.Argument(help="Workspace folder (default: the current folder).", show_default=False),
 ]
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show the machinery's log lines (migrations, ...)."),
+    ] = False,
+) -> None:
+    set_verbose(verbose)
 
 
 def _settings(workspace: Path | None, **overrides: object) -> Settings:
@@ -278,6 +288,9 @@ cli_semantic.register(app, _settings, _fail)
 
 
 def main() -> None:
+    from quarry.cli_output import never_wrap_when_piped
+
+    never_wrap_when_piped()
     try:
         app()
     except KeyboardInterrupt:

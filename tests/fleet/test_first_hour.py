@@ -3,7 +3,11 @@ files, HTTP over real sockets. Every wait polls a condition with a deadline."""
 
 from __future__ import annotations
 
+import json
 import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -76,3 +80,90 @@ def test_serve_recompiles_a_saved_file_and_says_so(tmp_path: Path) -> None:
         assert "workflows/added.workflow.yml" in _definition_names(server, "shop")
     finally:
         server.stop()
+
+
+def _quarry(
+    args: list[str], env: dict[str, str], cwd: Path, *, tty: bool = False
+) -> tuple[int, str]:
+    """Run ``quarry ARGS`` to completion; its stdout+stderr, through a pseudo-terminal
+    when ``tty`` (what a person sees) or a pipe (what CI and editors see)."""
+    command = [sys.executable, "-m", "quarry", *args]
+    if not tty:
+        done = subprocess.run(
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode, done.stdout.decode()
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        command, env=env, cwd=cwd, stdin=follower, stdout=follower, stderr=follower
+    ) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = process.wait(timeout=120)
+    os.close(leader)
+    return code, b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    root = tmp_path / "shop"
+    create_demo_workspace(root)
+    return root
+
+
+def test_a_terminal_sees_results_not_the_machinery(tmp_path: Path, shop: Path) -> None:
+    env = _env(tmp_path)
+    code, text = _quarry(["compile", "."], env, shop, tty=True)
+    assert code == 0, text
+    assert "promoted: shop @" in text
+    for chatter in ("alembic", "topology", "Running upgrade", "quarry.factory.compiler"):
+        assert chatter not in text, text
+
+    code, text = _quarry(["--verbose", "compile", "."], env, shop, tty=True)
+    assert code == 0, text
+    assert "alembic" in text and "topology" in text
+
+
+def test_json_logs_for_machines(tmp_path: Path, shop: Path) -> None:
+    env = {**_env(tmp_path), "QUARRY_LOG_FORMAT": "json"}
+    done = subprocess.run(
+        [sys.executable, "-m", "quarry", "compile", "."],
+        env=env,
+        cwd=shop,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    records = [json.loads(line) for line in done.stderr.decode().splitlines() if line]
+    assert records and all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+    assert any(r["logger"].startswith("alembic") for r in records)  # machines get it all
+    assert b"promoted: shop @" in done.stdout
+
+
+def test_error_lines_are_never_wrapped_in_a_pipe(tmp_path: Path, shop: Path) -> None:
+    env = _env(tmp_path)
+    long_name = "a_workflow_name_long_enough_to_pass_the_eighty_columns_of_a_default_console"
+    code, text = _quarry(["run", long_name], env, shop)
+    assert code == 1
+    error = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and long_name in error[0], text
+
+    (shop / "workflows" / f"{long_name}.workflow.yml").write_text("tasks: [unclosed\n")
+    code, text = _quarry(["compile", "--check", "."], env, shop)
+    assert code == 1
+    problem = [line for line in text.splitlines() if line.startswith(f"workflows/{long_name}")]
+    assert len(problem) == 1 and len(problem[0]) > 80, text

@@ -60,13 +60,59 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+# Loggers whose INFO lines are the machinery talking (migrations, the topology, the
+# server starting, a compile or a run the CLI already reports): on a human's screen
+# they are DEBUG unless ``--verbose``; machines (JSON) get them at INFO as before.
+QUIET_FOR_HUMANS: tuple[str, ...] = (
+    "alembic",
+    "uvicorn.error",
+    "quarry.api.services",
+    "quarry.store.migrate",
+    "quarry.factory.compiler",
+    "quarry.runtime.runs.executor",
+)
+
+_verbose = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """``quarry --verbose``: show the machinery's INFO lines too (set before logging is
+    configured, which every command does first)."""
+    global _verbose
+    _verbose = verbose
+
+
+class HumanLevels(logging.Filter):
+    """Shows a human what is theirs to read: records from :data:`QUIET_FOR_HUMANS` at
+    INFO count as DEBUG (and say so), then the threshold applies."""
+
+    def __init__(self, threshold: int, quiet: tuple[str, ...]) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.quiet = quiet
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if record.levelno == logging.INFO and any(
+            name == q or name.startswith(q + ".") for q in self.quiet
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return record.levelno >= self.threshold
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Text for people (timestamps, the machinery's chatter at DEBUG unless verbose),
+    JSON lines for machines (``QUARRY_LOG_FORMAT=json``: every record at ``level``)."""
+    threshold = logging.getLevelName(level.upper())
+    if not isinstance(threshold, int):
+        threshold = logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
+        handler.addFilter(HumanLevels(threshold, () if _verbose else QUIET_FOR_HUMANS))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(threshold)
