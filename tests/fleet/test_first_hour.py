@@ -167,3 +167,42 @@ def test_error_lines_are_never_wrapped_in_a_pipe(tmp_path: Path, shop: Path) -> 
     assert code == 1
     problem = [line for line in text.splitlines() if line.startswith(f"workflows/{long_name}")]
     assert len(problem) == 1 and len(problem[0]) > 80, text
+
+
+def test_init_makes_a_workspace_that_checks_and_runs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+    code, text = _quarry(["init", "mine"], env, tmp_path)
+    assert code == 0, text
+    assert "quarry serve ." in text  # the next command
+    root = tmp_path / "mine"
+    assert (root / ".git").is_dir()
+    assert ".quarry/" in (root / ".gitignore").read_text().splitlines()
+
+    code, text = _quarry(["compile", "--check", "."], env, root)
+    assert code == 0, text
+    assert "warning" not in text, text
+
+    code, text = _quarry(
+        ["run", "workflows/sales_report.procedure.yml", "--var", "product=Pen"], env, root
+    )
+    assert code == 0, text
+    assert "succeeded" in text
+    assert (root / ".quarry").is_dir()  # local state, and git does not see it
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert status and ".quarry" not in status, status
+
+    before = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if ".git/" not in str(p)
+    )
+    (root / "config.yml").write_text("# mine now\n")
+    code, text = _quarry(["init", "."], env, root)
+    assert code == 1 and "never overwrites" in text, text
+    assert (root / "config.yml").read_text() == "# mine now\n"
+    after = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if ".git/" not in str(p))
+    assert before == after
