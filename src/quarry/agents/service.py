@@ -11,6 +11,7 @@ from quarry.agents.prompt import system_prompt
 from quarry.agents.providers.base import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Message
 from quarry.agents.providers.configured import make_provider
 from quarry.agents.tools.readonly import SqlLimits
+from quarry.agents.tools.sql import StatementGuard
 from quarry.agents.tools.toolbox import build_toolbox
 from quarry.core.errors import NotFound, QuarryError
 from quarry.definitions.kinds import Kind, classify_path, definition_name
@@ -58,10 +59,11 @@ async def ask_agent(
     sql_limits: SqlLimits | None = None,
     model_timeout: float = DEFAULT_TIMEOUT,
     model_retries: int = DEFAULT_RETRIES,
+    statement_guard: StatementGuard | None = None,
 ) -> TurnResult:
     """One turn of agent ``ref`` of the revision, its SQL on ``connections``."""
     agent = load_agent(source, ref)
-    toolbox = build_toolbox(agent, connections, sql_limits)
+    toolbox = build_toolbox(agent, connections, sql_limits, statement_guard)
     sink: EventSink = on_event or (lambda _event: None)
     if toolbox.not_offered:
         sink(

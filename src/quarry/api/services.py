@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from quarry.agents.tasks import install as install_agent_tasks
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import ConfigurationError
 from quarry.core.holds import Holds
@@ -65,6 +66,7 @@ def build_services(settings: Settings) -> Services:
         cache_size=settings.definition_cache_size,
     )
     queue = open_queue(engine, enqueue_guard=queued_cap(settings.queue_max_queued_per_tenant))
+    install_agent_tasks()  # ``agent`` steps run through quarry.agents in this process
     return Services(settings, topology, engine, store, catalog, queue)
 
 

@@ -122,7 +122,11 @@ class Workspace:
 def make_workspace(
     services: Services, server: ModelServer, tmp_path: Path
 ) -> Callable[..., Workspace]:
-    def make(agents: dict[str, str], warehouse: str | None = None) -> Workspace:
+    def make(
+        agents: dict[str, str],
+        warehouse: str | None = None,
+        files: dict[str, str] | None = None,
+    ) -> Workspace:
         root = create_demo_workspace(tmp_path / "shop")
         config = yaml.safe_load((root / "config.yml").read_text())
         config["models"] = [
@@ -162,6 +166,8 @@ def make_workspace(
         (root / "config.yml").write_text(yaml.safe_dump(config))
         for name, text in agents.items():
             (root / "agents" / f"{name}.agent.yml").write_text(text)
+        for path, text in (files or {}).items():
+            (root / path).write_text(text)
         result = compile_local(services.engine, services.store, "local", root, "shop")
         assert not result.problems, result.problems
         row = services.catalog.workspace("local", "shop", fresh=True)

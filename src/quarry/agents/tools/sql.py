@@ -10,6 +10,9 @@ did not see as if they were all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +32,14 @@ from quarry.runtime.connectors.registry import Connections
 EXECUTE_SQL_DESCRIPTION = "Execute the SQL query. If the query is invalid, fix it and run again."
 VALIDATE_SQL_DESCRIPTION = "Validate the SQL query. If the query is invalid, fix it and run again."
 _CELL_CHARS = 200
+
+StatementGuard = Callable[[Connector], AbstractContextManager[Any]]
+"""Wraps each statement, e.g. a run's watchdog (so a cancel or the run's deadline
+interrupts the agent's SQL as it does a task's)."""
+
+
+def _unguarded(_connector: Connector) -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 def sql_parameters(*, persist: bool) -> dict[str, Any]:
@@ -51,10 +62,17 @@ def _sql_argument(arguments: dict[str, Any]) -> str:
 
 
 class _SqlTool:
-    def __init__(self, database: str, connections: Connections, limits: SqlLimits) -> None:
+    def __init__(
+        self,
+        database: str,
+        connections: Connections,
+        limits: SqlLimits,
+        guard: StatementGuard | None = None,
+    ) -> None:
         self.database = database
         self.connections = connections
         self.limits = limits
+        self.guard = guard or _unguarded
 
     def _connector(self) -> Connector:
         try:
@@ -64,10 +82,24 @@ class _SqlTool:
         except Exception as exc:  # UnknownDatabase and other QuarryErrors carry a message
             raise ToolFailed(str(exc)) from None
 
+    def _run(self, connector: Connector, query: str) -> pa.Table:
+        with self.guard(connector):
+            return run_read_only(connector, query, self.limits)
+
+    def _explain(self, connector: Connector, query: str) -> None:
+        with self.guard(connector):
+            explain_read_only(connector, query, self.limits)
+
 
 class ExecuteSql(_SqlTool):
-    def __init__(self, config: ExecuteSqlTool, connections: Connections, limits: SqlLimits) -> None:
-        super().__init__(config.database, connections, limits)
+    def __init__(
+        self,
+        config: ExecuteSqlTool,
+        connections: Connections,
+        limits: SqlLimits,
+        guard: StatementGuard | None = None,
+    ) -> None:
+        super().__init__(config.database, connections, limits, guard)
         self.spec = ToolSpec(
             config.name or "execute_sql",
             config.description or EXECUTE_SQL_DESCRIPTION,
@@ -78,16 +110,20 @@ class ExecuteSql(_SqlTool):
         sql = _sql_argument(arguments)
         connector = await asyncio.to_thread(self._connector)
         query = read_only_query(sql, connector.dialect)
-        table = await asyncio.to_thread(run_read_only, connector, query, self.limits)
+        table = await asyncio.to_thread(self._run, connector, query)
         text, detail = render_table(table, self.limits)
         return ToolOutcome(text, {"database": self.database, "sql": query, **detail})
 
 
 class ValidateSql(_SqlTool):
     def __init__(
-        self, config: ValidateSqlTool, connections: Connections, limits: SqlLimits
+        self,
+        config: ValidateSqlTool,
+        connections: Connections,
+        limits: SqlLimits,
+        guard: StatementGuard | None = None,
     ) -> None:
-        super().__init__(config.database, connections, limits)
+        super().__init__(config.database, connections, limits, guard)
         self.spec = ToolSpec(
             config.name or "validate_sql",
             config.description or VALIDATE_SQL_DESCRIPTION,
@@ -99,7 +135,7 @@ class ValidateSql(_SqlTool):
         connector = await asyncio.to_thread(self._connector)
         query = read_only_query(sql, connector.dialect)
         try:
-            await asyncio.to_thread(explain_read_only, connector, query, self.limits)
+            await asyncio.to_thread(self._explain, connector, query)
         except ConnectorError as exc:
             raise ToolFailed(f"the SQL is not valid: {exc.message}") from None
         return ToolOutcome("The SQL is valid.", {"database": self.database, "sql": query})

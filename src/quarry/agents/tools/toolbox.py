@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from quarry.agents.tools.base import AgentTool
 from quarry.agents.tools.readonly import SqlLimits
-from quarry.agents.tools.sql import ExecuteSql, ValidateSql
+from quarry.agents.tools.sql import ExecuteSql, StatementGuard, ValidateSql
 from quarry.definitions.models.agent import DefaultAgentConfig, ExecuteSqlTool, ValidateSqlTool
 from quarry.runtime.connectors.registry import Connections
 
@@ -19,16 +19,19 @@ class Toolbox:
 
 
 def build_toolbox(
-    agent: DefaultAgentConfig, connections: Connections, limits: SqlLimits | None = None
+    agent: DefaultAgentConfig,
+    connections: Connections,
+    limits: SqlLimits | None = None,
+    guard: StatementGuard | None = None,
 ) -> Toolbox:
     limits = limits or SqlLimits()
     box = Toolbox()
     for config in agent.tools:
         tool: AgentTool
         if isinstance(config, ExecuteSqlTool):
-            tool = ExecuteSql(config, connections, limits)
+            tool = ExecuteSql(config, connections, limits, guard)
         elif isinstance(config, ValidateSqlTool):
-            tool = ValidateSql(config, connections, limits)
+            tool = ValidateSql(config, connections, limits, guard)
         else:
             box.not_offered.append(f"{config.name or config.type} ({config.type})")
             continue

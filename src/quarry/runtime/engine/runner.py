@@ -51,6 +51,15 @@ from quarry.runtime.source import RevisionSource, normalise_path
 
 Handler = Callable[[RunContext, Any, Scope, str], StepResult]
 
+# Executors of task types whose engines live above the runtime (``agent``: in
+# quarry.agents), installed at composition (quarry.api.services.build_services).
+_registered: dict[str, Handler] = {}
+
+
+def register_task_handler(task_type: str, handler: Handler) -> None:
+    """Run ``task_type`` steps with ``handler`` (replacing the built-in answer)."""
+    _registered[task_type] = handler
+
 # Steps that contain other steps: the default step timeout does not apply to them
 # (their children have their own), only a ``timeout`` the task sets itself.
 COMPOSITE_TASK_TYPES = frozenset({"loop_sequential", "conditional", "workflow"})
@@ -249,7 +258,7 @@ def _execute(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
 
 
 def _run_handler(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
-    handler = _handlers().get(task.type, _unsupported)
+    handler = _registered.get(task.type) or _handlers().get(task.type, _unsupported)
     with (
         ctx.watchdog.step(key, task.name, step_timeout(ctx, task)),
         strict_templates(ctx.strict_templates),  # set per step: loops run on threads

@@ -1,0 +1,76 @@
+"""``agent`` tasks in workflows run a turn of the agent on the run's connections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from quarry.runtime.connectors import Connections
+from quarry.runtime.engine import MemoryJournal, StepFailed, TextOutput, run_workflow
+from tests.integration.agents.conftest import Workspace, agent_file
+from tests.support.model_server import ModelServer, text_reply, tool_reply
+
+WORKFLOW = """\
+name: ask_twice
+variables:
+  region:
+    type: string
+    default: North
+tasks:
+  - name: ask
+    type: agent
+    agent_ref: agents/duck.agent.yml
+    prompt: "How many orders in {{ region }}?"
+  - name: echo
+    type: formatter
+    template: "Answer: {{ ask }}"
+"""
+FILES = {"workflows/ask_twice.workflow.yml": WORKFLOW}
+
+
+def run(ws: Workspace, events: list[dict[str, Any]]) -> Any:
+    connections = Connections(ws.source, ws.cache, secrets=ws.env.get)
+    try:
+        return run_workflow(
+            ws.source,
+            "workflows/ask_twice",
+            {"region": "South"},
+            connections=connections,
+            journal=MemoryJournal(),
+            on_event=events.append,
+        )
+    finally:
+        connections.close()
+
+
+def test_an_agent_task_answers_with_sql_and_later_steps_read_the_answer(
+    make_workspace: Callable[..., Workspace], server: ModelServer
+) -> None:
+    ws = make_workspace({"duck": agent_file("local")}, files=FILES)
+    server.add(
+        tool_reply(
+            "execute_sql",
+            match="How many orders in South?",
+            sql="SELECT count(*) AS n FROM 'orders.csv' WHERE region = 'South'",
+        ),
+        text_reply("South has many orders.", match="[1 rows]"),
+    )
+    events: list[dict[str, Any]] = []
+    result = run(ws, events)
+    assert result.outputs["ask"] == TextOutput("South has many orders.")
+    assert result.outputs["echo"] == TextOutput("Answer: South has many orders.")
+    calls = [e for e in events if e["event"] == "agent_tool_call"]
+    assert len(calls) == 1 and calls[0]["step"] == "tasks.0" and calls[0]["name"] == "execute_sql"
+    finished = [e for e in events if e["event"] == "step_finished" and e["step"] == "tasks.0"]
+    assert len(finished) == 1
+
+
+def test_an_agent_task_that_reaches_max_iterations_fails_its_step(
+    make_workspace: Callable[..., Workspace], server: ModelServer
+) -> None:
+    ws = make_workspace({"duck": agent_file("local", max_iterations=1)}, files=FILES)
+    server.add(tool_reply("execute_sql", sql="SELECT 1"))
+    with pytest.raises(StepFailed, match=r"step tasks.0 \(ask\): The agent stopped after 1"):
+        run(ws, [])
