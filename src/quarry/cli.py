@@ -12,7 +12,7 @@ from rich.console import Console
 
 import quarry.cli_schedules
 import quarry.cli_workspaces
-from quarry import cli_fleet, cli_init, cli_runs, cli_semantic, cli_tokens
+from quarry import cli_agents, cli_fleet, cli_init, cli_runs, cli_semantic, cli_tokens
 from quarry.core.errors import CompileFailed, ConfigurationError, Problem, QuarryError
 from quarry.core.logs import configure_logging, set_verbose
 from quarry.core.settings import Role, Settings, load_settings
@@ -285,6 +285,7 @@ cli_fleet.register(app, _settings, _fail)
 quarry.cli_schedules.register(app, _settings, _fail)
 cli_tokens.register(app, _settings, _fail)
 cli_semantic.register(app, _settings, _fail)
+cli_agents.register(app, _settings, _fail)
 cli_init.register(app, _settings, _fail)
 
 

@@ -1,0 +1,147 @@
+"""``quarry ask AGENT "question"``: one turn of an agent of a working copy, here.
+
+The workspace folder is compiled as ``quarry run`` compiles it, then the agent
+answers: its text streams to stdout as the model writes it; each tool call (with
+its SQL) and its outcome go to stderr, so ``quarry ask ... > answer.txt`` keeps
+only the answer. Exit status 0 when answered, 1 when the turn ended without an
+answer (max_iterations) or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from quarry.core.errors import QuarryError
+from quarry.core.settings import Settings
+
+console = Console(stderr=True, highlight=False)
+
+
+class _Printer:
+    """Turn events as a terminal shows them."""
+
+    def __init__(self) -> None:
+        self.mid_line = False
+
+    def _break(self) -> None:
+        if self.mid_line:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.mid_line = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "text_delta":
+            sys.stdout.write(event["text"])
+            sys.stdout.flush()
+            self.mid_line = not event["text"].endswith("\n")
+        elif kind == "tool_call":
+            self._break()
+            console.print(f"[cyan]→ {event['name']}[/cyan] {_shown_arguments(event['arguments'])}")
+        elif kind == "tool_result":
+            self._break()
+            if "error" in event:
+                console.print(f"[yellow]  ✗ {event['error']}[/yellow]", markup=True)
+            elif "rows" in event:
+                cut = " (truncated for the model)" if event.get("truncated") else ""
+                console.print(f"[green]  ✓ {event['rows']} rows{cut}[/green]")
+            else:
+                console.print("[green]  ✓[/green]")
+        elif kind == "warning":
+            self._break()
+            console.print(f"[yellow]warning:[/yellow] {event['message']}")
+        elif kind == "done":
+            self._break()
+            console.print(
+                f"[dim]{event['status']}: {event['model_calls']} model call(s), "
+                f"{event['tool_calls']} tool call(s), {event['input_tokens']} + "
+                f"{event['output_tokens']} tokens[/dim]"
+            )
+
+
+def _shown_arguments(raw: str) -> str:
+    try:
+        arguments = json.loads(raw)
+    except ValueError:
+        return raw
+    if isinstance(arguments, dict) and isinstance(arguments.get("sql"), str):
+        sql: str = arguments["sql"]
+        return "\n    " + sql.strip().replace("\n", "\n    ")
+    return raw
+
+
+def ask_locally(
+    settings: Settings, root: Path, agent: str, question: str, variables: dict[str, Any]
+) -> int:
+    from quarry.agents.service import ask_agent
+    from quarry.api.services import build_services
+    from quarry.factory.isolation import CompileLimits
+    from quarry.factory.local import compile_local
+    from quarry.runtime.connectors import BlobCache, Connections
+    from quarry.runtime.source import RevisionSource
+
+    svc = build_services(settings)
+    try:
+        result = compile_local(
+            svc.engine,
+            svc.store,
+            settings.tenant,
+            root,
+            data_dir=settings.data_dir,
+            limits=CompileLimits.from_settings(settings),
+        )
+        for problem in result.problems:
+            console.print(str(problem), markup=False, soft_wrap=True)
+        workspace = svc.catalog.workspace(settings.tenant, result.workspace, fresh=True)
+        source = RevisionSource(svc.catalog, workspace, result.revision_id)
+        cache = BlobCache((settings.data_dir or root / ".quarry") / "cache")
+        connections = Connections(source, cache)
+        printer = _Printer()
+        try:
+            turn = asyncio.run(
+                ask_agent(
+                    source, connections, agent, question, variables=variables, on_event=printer
+                )
+            )
+        finally:
+            connections.close()
+    finally:
+        svc.close()
+    if turn.status != "answered":
+        console.print(f"[red]{turn.answer}[/red]")
+        return 1
+    return 0
+
+
+def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
+    @app.command()
+    def ask(
+        agent: Annotated[
+            str, typer.Argument(help="The agent: agents/x.agent.yml or its name agents/x.")
+        ],
+        question: Annotated[str, typer.Argument(help="The question.")],
+        var: Annotated[
+            list[str] | None, typer.Option("--var", help="A variable, key=value (repeatable).")
+        ] = None,
+        workspace: Annotated[
+            Path | None, typer.Option(help="Workspace folder (default: the current folder).")
+        ] = None,
+    ) -> None:
+        """Ask an agent of a working copy a question; the answer streams as it comes,
+        with the tools it calls (and their SQL) on stderr."""
+        from quarry.cli_runs import parse_vars
+
+        root = (workspace or Path.cwd()).resolve()
+        settings = settings_for(root)
+        try:
+            code = ask_locally(settings, root, agent, question, parse_vars(var or []))
+        except QuarryError as exc:
+            raise fail(exc) from exc
+        raise typer.Exit(code)
