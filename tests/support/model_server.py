@@ -67,6 +67,8 @@ class Seen:
     headers: dict[str, str]
     at: float
     last: str  # the text the script matched against
+    path: str = ""
+    query: str = ""
 
 
 def text_reply(text: str, match: str | None = None) -> Reply:
@@ -116,6 +118,12 @@ class ModelServer:
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._openai, methods=["POST"]),
+                # Azure OpenAI's path for a deployment (the api-version is a query).
+                Route(
+                    "/openai/deployments/{deployment}/chat/completions",
+                    self._openai,
+                    methods=["POST"],
+                ),
                 Route("/v1/messages", self._anthropic, methods=["POST"]),
             ]
         )
@@ -155,7 +163,15 @@ class ModelServer:
         last = _last_text(body.get("messages", []))
         with self._lock:
             self.requests.append(
-                Seen(protocol, body, dict(request.headers), time.monotonic(), last)
+                Seen(
+                    protocol,
+                    body,
+                    dict(request.headers),
+                    time.monotonic(),
+                    last,
+                    request.url.path,
+                    str(request.url.query),
+                )
             )
             for index, reply in enumerate(self.script):
                 if not self.used[index] and (reply.match is None or reply.match in last):

@@ -156,6 +156,15 @@ def _config(server: ModelServer) -> WorkspaceConfig:
                     "api_url": server.openai_url,
                 },
                 {
+                    "name": "azure",
+                    "vendor": "openai",
+                    "model_ref": "gpt-4o",
+                    "key_var": "MY_AZURE_KEY",
+                    "api_url": server.anthropic_url,  # the server's root: the resource
+                    "azure_deployment_id": "prod-4o",
+                    "azure_api_version": "2024-10-21",
+                },
+                {
                     "name": "leaky",
                     "vendor": "openai",
                     "model_ref": "x",
@@ -168,16 +177,17 @@ def _config(server: ModelServer) -> WorkspaceConfig:
 
 def test_configured_models_read_keys_from_the_named_variables() -> None:
     env = {
+        "MY_AZURE_KEY": "az-from-env",
         "MY_OPENAI_KEY": "sk-from-env",
         "MY_ANTHROPIC_KEY": "ant-from-env",
         "QUARRY_STATE_URL": "postgres://x",
     }
     secrets = SecretResolver(ConnectorPolicy(fleet=False), "t1", lambda name: env.get(name))
-    with ModelServer([text_reply("a"), text_reply("b"), text_reply("c")]) as server:
+    with ModelServer([text_reply(x) for x in "abcd"]) as server:
         config = _config(server)
-        for name in ("gpt", "claude", "local"):
+        for name in ("gpt", "claude", "local", "azure"):
             run(call(make_provider(config, name, secrets), "s", [Message("user", "q")], []))
-        gpt, claude, local = server.requests
+        gpt, claude, local, azure = server.requests
         with pytest.raises(
             Exception,
             match="'leaky': key_var names 'QUARRY_STATE_URL', which this tenant may not read",
@@ -196,4 +206,7 @@ def test_configured_models_read_keys_from_the_named_variables() -> None:
     sent = claude.headers.get("x-api-key") or claude.headers["authorization"]
     assert sent.removeprefix("Bearer ") == "ant-from-env"
     assert local.headers["authorization"] == "Bearer ollama"
+    assert azure.path == "/openai/deployments/prod-4o/chat/completions"
+    assert azure.query == "api-version=2024-10-21"
+    assert azure.headers["api-key"] == "az-from-env"
     assert secrets.redact("key sk-from-env leaked") == "key [secret] leaked"

@@ -92,15 +92,14 @@ def make_provider(
     }
     if isinstance(model, OpenAIModel):
         key = _secret(secrets, name, "key_var", model.key_var)
-        api_url = model.api_url
-        if model.azure_deployment_id and api_url:
-            api_url = f"{api_url.rstrip('/')}/openai/deployments/{model.azure_deployment_id}"
         return OpenAIProvider(
             name,
             model.model_ref,
             key,
-            api_url=api_url,
+            api_url=model.api_url,
             headers=_headers(secrets, name, model.headers),
+            azure_deployment=model.azure_deployment_id,
+            azure_api_version=model.azure_api_version,
             **options,  # type: ignore[arg-type]
         )
     if isinstance(model, OllamaModel):

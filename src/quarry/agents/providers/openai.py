@@ -38,10 +38,26 @@ class OpenAIProvider:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_RETRIES,
         reasoning_effort: str | None = None,
+        azure_deployment: str | None = None,
+        azure_api_version: str | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.reasoning_effort = reasoning_effort
+        self._client: openai.AsyncOpenAI
+        if azure_deployment is not None or azure_api_version is not None:
+            # Azure OpenAI: api_url is the resource endpoint; the SDK builds the
+            # deployment path, the api-version query and the api-key header.
+            self._client = openai.AsyncAzureOpenAI(
+                api_key=api_key,
+                azure_endpoint=api_url,
+                azure_deployment=azure_deployment,
+                api_version=azure_api_version,
+                default_headers=headers,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+            return
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=api_url,
