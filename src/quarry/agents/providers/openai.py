@@ -48,6 +48,12 @@ class OpenAIProvider:
         if azure_deployment is not None or azure_api_version is not None:
             # Azure OpenAI: api_url is the resource endpoint; the SDK builds the
             # deployment path, the api-version query and the api-key header.
+            if api_url is None:
+                raise ProviderError(
+                    f"model {name!r}: an Azure OpenAI model needs api_url (the resource "
+                    "endpoint, https://NAME.openai.azure.com)",
+                    model=name,
+                )
             self._client = openai.AsyncAzureOpenAI(
                 api_key=api_key,
                 azure_endpoint=api_url,
