@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,30 +61,32 @@ class ImageRoot:
         path.chmod(0o750)
         return path
 
-    def container_env(self, volume: Path, **extra: str) -> dict[str, str]:
-        """The image's environment with its data volume at ``volume``."""
+    def container_env(self, volume: Path, extra: Mapping[str, str]) -> dict[str, str]:
+        """The image's environment with its data volume at ``volume``, plus ``extra``."""
         env = {
             k: v.replace(DATA_VOLUME, str(volume)) if isinstance(v, str) else v
             for k, v in self.env.items()
         }
         return {**env, **extra}
 
-    def start(self, volume: Path, log: Path, *args: str, **extra: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, volume: Path, log: Path, *args: str, env: Mapping[str, str]
+    ) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
             return subprocess.Popen(
                 self.command(*args),
-                env=self.container_env(volume, **extra),
+                env=self.container_env(volume, env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
 
     def run(
-        self, volume: Path, *args: str, timeout: float = 120, **extra: str
+        self, volume: Path, *args: str, env: Mapping[str, str], timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command(*args),
-            env=self.container_env(volume, **extra),
+            env=self.container_env(volume, env),
             capture_output=True,
             text=True,
             timeout=timeout,

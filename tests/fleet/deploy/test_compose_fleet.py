@@ -90,11 +90,11 @@ def test_the_compose_topology_runs_as_processes(
             spec: dict[str, Any] = compose[name]
             env = env_of(name)
             if spec.get("restart") == "no":  # a one-shot: must complete successfully
-                done = image.run(image.data_dir(name), *args_of(name), **env)
+                done = image.run(image.data_dir(name), *args_of(name), env=env)
                 assert done.returncode == 0, done.stdout + done.stderr
                 continue
             log = tmp_path / f"{name}.log"
-            process = image.start(image.data_dir(name), log, *args_of(name), **env)
+            process = image.start(image.data_dir(name), log, *args_of(name), env=env)
             port_key = "QUARRY_WORKER_PORT" if role(spec) == "worker" else "QUARRY_PORT"
             url = f"http://127.0.0.1:{env[port_key]}"
             running[name] = (process, url, log)

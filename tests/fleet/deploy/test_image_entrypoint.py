@@ -48,7 +48,7 @@ def _check_role(
         "QUARRY_WORKER_PORT": str(worker_port),
         **extra,
     }
-    process = image.start(volume, log, **env)
+    process = image.start(volume, log, env=env)
     url = f"http://127.0.0.1:{env['QUARRY_WORKER_PORT' if role == 'worker' else 'QUARRY_PORT']}"
     try:
 
@@ -61,13 +61,14 @@ def _check_role(
         wait_until(lambda: _ok(f"{url}/readyz"), 30, f"{role} /readyz")
         # exec, not a child: PID of the entrypoint is Quarry itself, as the image's uid.
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-        assert any(b"quarry" in part for part in cmdline), cmdline
+        assert any(part.endswith(b"/bin/quarry") for part in cmdline), cmdline
+        assert not any(part.endswith(b"entrypoint.sh") for part in cmdline), cmdline
         status = Path(f"/proc/{process.pid}/status").read_text()
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
         expected_uid = IMAGE_UID if os.geteuid() == 0 else os.geteuid()
         assert uid_line.split()[1] == str(expected_uid)
         # The image's HEALTHCHECK command, in the same environment.
-        check = image.run(volume, "healthcheck", **env)
+        check = image.run(volume, "healthcheck", env=env)
         assert check.returncode == 0, check.stderr
         process.send_signal(signal.SIGTERM)
         # uvicorn re-raises SIGTERM after its graceful shutdown (tini reports 143).
@@ -93,16 +94,16 @@ def test_every_role_runs_as_the_image_would(
     }
     scratch = image.data_dir("scratch")
     # Before the migrate job: an initContainer would keep waiting, and gives up here.
-    waiting = image.run(scratch, "wait-for-schema", **common)
+    waiting = image.run(scratch, "wait-for-schema", env=common)
     assert waiting.returncode == 1, waiting.stdout + waiting.stderr
     assert "run `quarry migrate`" in waiting.stderr
 
-    migrated = image.run(scratch, **common, QUARRY_ROLE="migrate")
+    migrated = image.run(scratch, env={**common, "QUARRY_ROLE": "migrate"})
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert "applied" in migrated.stdout
-    again = image.run(scratch, **common, QUARRY_ROLE="migrate")
+    again = image.run(scratch, env={**common, "QUARRY_ROLE": "migrate"})
     assert again.returncode == 0 and "schema current" in again.stdout
-    waited = image.run(scratch, "wait-for-schema", **common)
+    waited = image.run(scratch, "wait-for-schema", env=common)
     assert waited.returncode == 0, waited.stderr
 
     # The source is read-only to the image's user: nothing can be written there.
@@ -129,6 +130,6 @@ def test_every_role_runs_as_the_image_would(
 
 
 def test_an_unknown_role_is_refused_by_name(image: ImageRoot) -> None:
-    result = image.run(image.data_dir("x"), QUARRY_ROLE="factory")
+    result = image.run(image.data_dir("x"), env={"QUARRY_ROLE": "factory"})
     assert result.returncode == 64
     assert "QUARRY_ROLE=factory is not one of: ide, serve, worker, all, migrate" in result.stderr

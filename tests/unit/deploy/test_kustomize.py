@@ -90,7 +90,7 @@ def errors(doc: Doc) -> list[str]:
     key = (doc.get("apiVersion"), doc.get("kind"))
     if key not in SCHEMA_FOR:
         return [f"no schema for {key}: add one to deploy/schemas/k8s"]
-    schema = json.loads((SCHEMAS / SCHEMA_FOR[key]).read_text())  # type: ignore[index]
+    schema = json.loads((SCHEMAS / SCHEMA_FOR[key]).read_text())
     validator = jsonschema.Draft202012Validator(schema, registry=REGISTRY)
     return [
         f"{doc['kind']}/{doc['metadata'].get('name')}: "
