@@ -23,9 +23,9 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from quarry.agents.providers.base import Message, ModelProvider, ToolCall, Usage
+from quarry.agents.providers.base import Completion, Message, ModelProvider, ToolCall, Usage
 from quarry.agents.tools.base import AgentTool, ToolFailed, ToolOutcome
 
 TurnEvent = dict[str, Any]
@@ -35,6 +35,18 @@ TurnStatus = Literal["answered", "max_iterations"]
 
 def _ignore(_event: TurnEvent) -> None:
     return None
+
+
+class TurnJournal(Protocol):
+    """Where a turn's model responses and tool results are checkpointed as they happen.
+
+    A turn run again with the same journal (its step re-run after a worker died)
+    replays what is there instead of calling the model or running the SQL again, and
+    goes on from the first thing missing. Blocking: called on a thread."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, entry: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class _Turn:
     on_event: EventSink
     stream: bool
     messages: list[Message]
+    journal: TurnJournal | None = None
     tool_calls: int = 0
     model_calls: int = 0
     input_tokens: int = 0
@@ -77,8 +90,15 @@ class _Turn:
             if self.stream
             else None
         )
+        key = f"model.{self.model_calls}"
         started = time.monotonic()
-        completion = await self.provider.complete(self.system, self.messages, specs, on_delta=sink)
+        completion = await self._replayed_completion(key)
+        replayed = completion is not None
+        if completion is None:
+            completion = await self.provider.complete(
+                self.system, self.messages, specs, on_delta=sink
+            )
+            await self._journal_put(key, _completion_entry(completion))
         self.model_calls += 1
         self.input_tokens += completion.usage.input_tokens
         self.output_tokens += completion.usage.output_tokens
@@ -90,18 +110,34 @@ class _Turn:
                 "input_tokens": completion.usage.input_tokens,
                 "output_tokens": completion.usage.output_tokens,
                 "tool_calls": len(completion.tool_calls),
+                "replayed": replayed,
             }
         )
         return completion.text, completion.tool_calls
 
+    async def _replayed_completion(self, key: str) -> Completion | None:
+        if self.journal is None:
+            return None
+        entry = await asyncio.to_thread(self.journal.get, key)
+        if entry is None:
+            return None
+        calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in entry["tool_calls"])
+        usage = Usage(entry["input_tokens"], entry["output_tokens"])
+        return Completion(entry["text"], calls, usage)
+
+    async def _journal_put(self, key: str, entry: dict[str, Any]) -> None:
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.put, key, entry)
+
     async def run_tools(self, calls: Sequence[ToolCall]) -> list[Message]:
         gate = asyncio.Semaphore(max(1, self.limits.max_tool_concurrency))
         allowed: list[bool] = []
+        response = self.model_calls - 1  # the model response these calls came in
         for _call in calls:  # decided in call order, before any runs
             allowed.append(self.tool_calls < self.limits.max_tool_calls)
             self.tool_calls += allowed[-1]
 
-        async def one(call: ToolCall, permitted: bool) -> Message:
+        async def one(call: ToolCall, permitted: bool, key: str) -> Message:
             if not permitted:
                 content = (
                     f"Not run: this turn's tool call limit ({self.limits.max_tool_calls}, "
@@ -112,13 +148,21 @@ class _Turn:
                 )
                 return Message("tool", content, tool_call_id=call.id)
             async with gate:
-                return await self._run_tool(call)
+                return await self._run_tool(call, key)
 
+        keys = [f"tool.{response}.{index}" for index in range(len(calls))]
         return list(
-            await asyncio.gather(*(one(c, ok) for c, ok in zip(calls, allowed, strict=True)))
+            await asyncio.gather(
+                *(one(c, ok, k) for c, ok, k in zip(calls, allowed, keys, strict=True))
+            )
         )
 
-    async def _run_tool(self, call: ToolCall) -> Message:
+    async def _run_tool(self, call: ToolCall, key: str) -> Message:
+        base = {"type": "tool_result", "id": call.id, "name": call.name}
+        entry = None if self.journal is None else await asyncio.to_thread(self.journal.get, key)
+        if entry is not None:  # ran before this turn was resumed: not run again
+            self.on_event({**base, **entry["event"], "replayed": True})
+            return Message("tool", entry["content"], tool_call_id=call.id)
         self.on_event(
             {"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments}
         )
@@ -126,28 +170,14 @@ class _Turn:
         try:
             outcome = await self._call(call)
         except ToolFailed as exc:
-            message = str(exc)
-            self.on_event(
-                {
-                    "type": "tool_result",
-                    "id": call.id,
-                    "name": call.name,
-                    "error": message,
-                    "seconds": round(time.monotonic() - started, 6),
-                }
-            )
-            return Message("tool", f"Error: {message}", tool_call_id=call.id)
-        self.on_event(
-            {
-                "type": "tool_result",
-                "id": call.id,
-                "name": call.name,
-                "content": outcome.content,
-                **outcome.detail,
-                "seconds": round(time.monotonic() - started, 6),
-            }
-        )
-        return Message("tool", outcome.content, tool_call_id=call.id)
+            event: dict[str, Any] = {"error": str(exc)}
+            content = f"Error: {exc}"
+        else:
+            event = {"content": outcome.content, **outcome.detail}
+            content = outcome.content
+        await self._journal_put(key, {"content": content, "event": event})
+        self.on_event({**base, **event, "seconds": round(time.monotonic() - started, 6)})
+        return Message("tool", content, tool_call_id=call.id)
 
     async def _call(self, call: ToolCall) -> ToolOutcome:
         tool = self.tools.get(call.name)
@@ -173,6 +203,7 @@ async def run_turn(
     limits: TurnLimits | None = None,
     on_event: EventSink = _ignore,
     stream: bool = True,
+    journal: TurnJournal | None = None,
 ) -> TurnResult:
     """One turn: ``prompt`` answered after ``history``, with ``tools``."""
     question = Message("user", prompt)
@@ -184,6 +215,7 @@ async def run_turn(
         on_event,
         stream,
         [*history, question],
+        journal,
     )
     start = len(history)
     last_text = ""
@@ -223,3 +255,14 @@ def _finish(turn: _Turn, status: TurnStatus, answer: str, start: int) -> TurnRes
         }
     )
     return result
+
+
+def _completion_entry(completion: Completion) -> dict[str, Any]:
+    return {
+        "text": completion.text,
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in completion.tool_calls
+        ],
+        "input_tokens": completion.usage.input_tokens,
+        "output_tokens": completion.usage.output_tokens,
+    }

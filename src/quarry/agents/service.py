@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from quarry.agents.loop import EventSink, TurnLimits, TurnResult, run_turn
+from quarry.agents.loop import EventSink, TurnJournal, TurnLimits, TurnResult, run_turn
 from quarry.agents.prompt import system_prompt
 from quarry.agents.providers.base import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Message
 from quarry.agents.providers.configured import make_provider
@@ -60,6 +60,7 @@ async def ask_agent(
     model_timeout: float = DEFAULT_TIMEOUT,
     model_retries: int = DEFAULT_RETRIES,
     statement_guard: StatementGuard | None = None,
+    journal: TurnJournal | None = None,
 ) -> TurnResult:
     """One turn of agent ``ref`` of the revision, its SQL on ``connections``."""
     agent = load_agent(source, ref)
@@ -93,6 +94,7 @@ async def ask_agent(
             limits=limits,
             on_event=sink,
             stream=stream,
+            journal=journal,
         )
     finally:
         await provider.close()

@@ -6,15 +6,20 @@ this executor with the engine's task dispatch; ``build_services`` calls it in ev
 process (local CLI, serve, worker). The step's output is the answer's text (what
 ``{{ task_name }}`` gives later steps); its facts say how the turn ended.
 
+Each model response and tool result is journaled in the run's step journal as it
+happens (``<step>.agent.model.N``, ``<step>.agent.tool.N.I``), so a step run again
+after its worker died replays them: no model call or query is repeated, and the turn
+goes on from the first thing missing.
+
 Not built yet (docs/agents.md): ``retry`` beyond one attempt, ``consistency_run`` with
-a judge, journaling each model response so a resumed step does not call the model
-again (a step re-run after a crash runs the whole turn again).
+a judge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -24,6 +29,7 @@ from quarry.definitions.models.tasks import AgentTask
 from quarry.runtime.connectors.base import Connector
 from quarry.runtime.engine.context import RunContext, Scope
 from quarry.runtime.engine.errors import StepFailed, TemplateFailed
+from quarry.runtime.engine.journal import StepJournal
 from quarry.runtime.engine.results import StepResult, TextOutput
 from quarry.runtime.engine.runner import register_task_handler
 from quarry.runtime.engine.templating import TemplateProblem, evaluate, render_text
@@ -40,6 +46,28 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+class StepTurnJournal:
+    """A turn's checkpoints as entries of the run's step journal, under the step's key."""
+
+    def __init__(self, journal: StepJournal, step: str) -> None:
+        self.journal = journal
+        self.step = step
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found = self.journal.get(f"{self.step}.agent.{key}")
+        if found is None or not isinstance(found.output, TextOutput):
+            return None
+        entry: dict[str, Any] = json.loads(found.output.text)
+        return entry
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        name = f"agent {key.replace('.', ' ', 1)}"
+        self.journal.put(
+            f"{self.step}.agent.{key}",
+            StepResult(TextOutput(json.dumps(entry)), {"name": name}),
+        )
 
 
 def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
@@ -69,6 +97,7 @@ def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
             on_event=event,
             stream=False,
             statement_guard=guard,
+            journal=StepTurnJournal(ctx.journal, key),
         )
     )
     if result.status != "answered":

@@ -10,7 +10,7 @@ import pytest
 from quarry.runtime.connectors import Connections
 from quarry.runtime.engine import MemoryJournal, StepFailed, TextOutput, run_workflow
 from tests.integration.agents.conftest import Workspace, agent_file
-from tests.support.model_server import ModelServer, text_reply, tool_reply
+from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
 
 WORKFLOW = """\
 name: ask_twice
@@ -30,7 +30,7 @@ tasks:
 FILES = {"workflows/ask_twice.workflow.yml": WORKFLOW}
 
 
-def run(ws: Workspace, events: list[dict[str, Any]]) -> Any:
+def run(ws: Workspace, events: list[dict[str, Any]], journal: MemoryJournal | None = None) -> Any:
     connections = Connections(ws.source, ws.cache, secrets=ws.env.get)
     try:
         return run_workflow(
@@ -38,7 +38,7 @@ def run(ws: Workspace, events: list[dict[str, Any]]) -> Any:
             "workflows/ask_twice",
             {"region": "South"},
             connections=connections,
-            journal=MemoryJournal(),
+            journal=journal or MemoryJournal(),
             on_event=events.append,
         )
     finally:
@@ -74,3 +74,36 @@ def test_an_agent_task_that_reaches_max_iterations_fails_its_step(
     server.add(tool_reply("execute_sql", sql="SELECT 1"))
     with pytest.raises(StepFailed, match=r"step tasks.0 \(ask\): The agent stopped after 1"):
         run(ws, [])
+
+
+def test_a_step_run_again_replays_the_journaled_model_calls_and_tool_results(
+    make_workspace: Callable[..., Workspace], server: ModelServer
+) -> None:
+    ws = make_workspace({"duck": agent_file("local")}, files=FILES)
+    sql = "SELECT count(*) AS n FROM 'orders.csv' WHERE region = 'South'"
+    server.add(
+        tool_reply("execute_sql", match="How many orders in South?", sql=sql),
+        Reply(status=400, error="the provider fell over"),  # 400: not retried
+    )
+    journal = MemoryJournal()
+    first: list[dict[str, Any]] = []
+    with pytest.raises(StepFailed, match="the provider fell over"):
+        run(ws, first, journal)
+    assert [e["event"] for e in first].count("agent_tool_call") == 1
+    assert sorted(journal.entries) == ["tasks.0.agent.model.0", "tasks.0.agent.tool.0.0"]
+    tool_result = server.requests[1].body["messages"][-1]["content"]
+
+    server.add(text_reply("South: resumed.", match="[1 rows]"))
+    second: list[dict[str, Any]] = []
+    result = run(ws, second, journal)
+    assert result.outputs["ask"] == TextOutput("South: resumed.")
+    # Model call 0 and the query were not repeated: one new model request, no tool call.
+    assert len(server.requests) == 3
+    assert [e["event"] for e in second].count("agent_tool_call") == 0
+    replayed = [e for e in second if e["event"] == "agent_tool_result"]
+    assert len(replayed) == 1 and replayed[0]["replayed"] is True
+    assert server.requests[2].body["messages"][-1]["content"] == tool_result
+    assert (
+        server.requests[2].body["messages"][-2]["tool_calls"][0]["function"]["arguments"]
+        == (server.requests[1].body["messages"][-2]["tool_calls"][0]["function"]["arguments"])
+    )
