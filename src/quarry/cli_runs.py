@@ -64,7 +64,11 @@ def _progress(event: dict[str, Any]) -> None:
         console.print(f"[red]✗[/red] {step} {task}: {message}", markup=True, highlight=False)
 
 
-def run_locally(settings: Settings, root: Path, target: str, variables: dict[str, Any]) -> int:
+def run_locally(
+    settings: Settings, root: Path, target: str, variables: dict[str, Any], mode: str = "human"
+) -> int:
+    """Run here; ``mode``: ``human`` (progress, then the outputs), ``json`` or ``quiet``
+    (see :mod:`quarry.cli_run_output`)."""
     from quarry.api.services import build_services
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
@@ -101,7 +105,8 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
             RunRequest("app", name, variables, revision=revision, origin="cli"),
             enqueue=False,
         )
-    console.print(f"run {run.id}: {run.target_kind} {run.target_name} @ {run.revision_id}")
+    if mode == "human":
+        console.print(f"run {run.id}: {run.target_kind} {run.target_name} @ {run.revision_id}")
     cache = (settings.data_dir or root / ".quarry") / "cache"
     executor = RunExecutor(
         svc.engine,
@@ -110,7 +115,7 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
         svc.catalog,
         cache,
         export_root=root,
-        on_event=_progress,
+        on_event=_progress if mode == "human" else None,
         limits=RunLimits.from_settings(settings),
     )
     outcome = executor.execute(run, None)
@@ -118,11 +123,18 @@ def run_locally(settings: Settings, root: Path, target: str, variables: dict[str
         from quarry.store.runs import get_run
 
         final = get_run(conn, settings.tenant, run.id)
-    if outcome["state"] == "succeeded":
+    from quarry.cli_run_output import as_json, collect, print_outputs
+
+    code = 0 if outcome["state"] == "succeeded" else 1
+    if mode == "json":
+        out.print_json(as_json(final, collect(svc, final)))
+    elif mode == "human":
+        print_outputs(out, collect(svc, final), root)
+    if code == 0 and mode == "human":
         out.print(f"succeeded: run {run.id}")
-        return 0
-    console.print(f"[red]failed:[/red] {final.error}", highlight=False)
-    return 1
+    elif code:
+        console.print(f"[red]failed:[/red] {final.error}", highlight=False)
+    return code
 
 
 def _compile_for_target(
@@ -222,13 +234,21 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
                 help="An undefined name in a template is an error (QUARRY_STRICT_TEMPLATES).",
             ),
         ] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON document (run, outputs).")
+        ] = False,
+        quiet: Annotated[
+            bool, typer.Option("--quiet", "-q", help="No progress and no outputs.")
+        ] = False,
     ) -> None:
-        """Run a workflow or app of a working copy here, with a progress display;
-        exports are also written at their paths in the workspace."""
+        """Run a workflow or app of a working copy here, with a progress display, then
+        its last report and table; exports are also written at their paths in the
+        workspace."""
         root = (workspace or Path.cwd()).resolve()
         settings = settings_for(root, strict_templates=True if strict_templates else None)
         try:
-            code = run_locally(settings, root, target, parse_vars(var or []))
+            mode = "json" if as_json else ("quiet" if quiet else "human")
+            code = run_locally(settings, root, target, parse_vars(var or []), mode)
         except QuarryError as exc:
             raise fail(exc) from exc
         raise typer.Exit(code)

@@ -206,3 +206,71 @@ def test_init_makes_a_workspace_that_checks_and_runs(tmp_path: Path) -> None:
     assert (root / "config.yml").read_text() == "# mine now\n"
     after = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if ".git/" not in str(p))
     assert before == after
+
+
+EXPORTING = """\
+description: Exports a table and shows a report.
+tasks:
+  - name: regions
+    type: execute_sql
+    database: local
+    sql_query: SELECT region, count(*) AS orders FROM sales GROUP BY region ORDER BY region
+    export:
+      path: out/regions.csv
+      format: csv
+  - name: biggest
+    type: execute_sql
+    database: local
+    sql_query: SELECT product, unit_price FROM sales ORDER BY unit_price DESC, order_id LIMIT 2
+"""
+
+
+def _runs_doc_command() -> list[str]:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "runs.md").read_text()
+    section = doc.split("## `quarry run`", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    run_line = next(line for line in block.splitlines() if line.startswith("quarry run "))
+    return run_line.split()[1:]
+
+
+def test_run_shows_what_the_workflow_produced(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+    assert _quarry(["init", "mine"], env, tmp_path)[0] == 0
+    root = tmp_path / "mine"
+
+    # The documented example works on the workspace it names, and ends with the report.
+    code, text = _quarry(_runs_doc_command(), env, root)
+    assert code == 0, text
+    assert "Revenue by region (Pen)" in text and "# Revenue" not in text  # rendered
+    assert "East" in text and "30.0" in text  # its table, inside the report
+
+    (root / "workflows" / "exporting.workflow.yml").write_text(EXPORTING)
+    code, text = _quarry(["run", "workflows/exporting.workflow.yml"], env, root)
+    assert code == 0, text
+    assert (root / "out" / "regions.csv").is_file()
+    assert f"exported {root / 'out' / 'regions.csv'} (csv," in text
+    assert "Backpack" in text and "biggest" in text  # the last table, as a table
+
+    done = subprocess.run(
+        [sys.executable, "-m", "quarry", "run", "workflows/exporting.workflow.yml", "--json"],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    document = json.loads(done.stdout)
+    assert document["state"] == "succeeded"
+    assert document["table"]["step"] == "biggest" and len(document["table"]["rows"]) == 2
+    assert document["exports"][0]["path"] == "out/regions.csv"
+    assert "✓" not in done.stderr.decode()  # no progress for machines
+
+    done = subprocess.run(
+        [sys.executable, "-m", "quarry", "run", "workflows/sales_report.procedure.yml", "-q"],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout == b""
