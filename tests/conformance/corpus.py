@@ -103,6 +103,18 @@ BROKEN: dict[str, tuple[dict[str, str], list[str]]] = {
             "(while parsing a flow node)",
         ],
     ),
+    "a broken database entry is reported once, not again at each reference": (
+        {
+            "config.yml": CONFIG.replace(
+                "models:", "  - name: pg\n    type: postgres\n    port: [1]\nmodels:"
+            ),
+            "a.workflow.yml": (
+                "tasks:\n  - name: q\n    type: execute_sql\n    database: pg\n"
+                "    sql_query: select 1\n"
+            ),
+        },
+        ["config.yml:7:11: databases.1.port: input should be a valid string"],
+    ),
     "an app refuses unknown keys at the top and in rows, as Oxy does": (
         {
             "config.yml": CONFIG,

@@ -2,9 +2,10 @@
 
 One mistake in config.yml must not hide every other problem of the workspace
 (``quarry compile --check`` reports them all), but the other files are checked
-against the databases and models config.yml defines. So the entries that do
-validate on their own are read from it, and a reference check that would need an
-unreadable part is skipped rather than reported against an empty list.
+against the databases and models config.yml defines. So the names of its entries
+are read from it whether or not each entry validates, and a reference check that
+would need an unreadable section is skipped rather than reported against an empty
+list.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from quarry.core.errors import CompileFailed
-from quarry.definitions.models.config import Database, Model, WorkspaceConfig, dataset_dirs
+from quarry.definitions.models.config import Database, WorkspaceConfig, dataset_dirs
 from quarry.definitions.references import RefKind
 from quarry.definitions.yaml_nodes import load_document
 
 _DATABASE: TypeAdapter[Any] = TypeAdapter(Database)
-_MODEL: TypeAdapter[Any] = TypeAdapter(Model)
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,7 @@ def salvage(path: str, data: bytes) -> ConfigFacts:
         return ConfigFacts(databases=None, models=None, dataset_dirs=[])
     databases = value.get("databases")
     models = value.get("models", [])
-    valid = [db for db in _valid(databases, _DATABASE)]
-    partial = WorkspaceConfig.model_construct(databases=valid, models=[])
+    partial = WorkspaceConfig.model_construct(databases=_valid(databases), models=[])
     return ConfigFacts(
         databases=_names(databases),
         models=_names(models),
@@ -82,11 +81,12 @@ def _names(section: Any) -> set[str] | None:
     }
 
 
-def _valid(section: Any, adapter: TypeAdapter[Any]) -> list[Any]:
+def _valid(section: Any) -> list[Any]:
+    """The database entries that validate on their own."""
     valid = []
     for item in section if isinstance(section, list) else []:
         try:
-            valid.append(adapter.validate_python(item))
+            valid.append(_DATABASE.validate_python(item))
         except ValidationError:
             continue
     return valid
