@@ -24,7 +24,6 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from quarry.agents.loop import TurnResult
-from quarry.agents.service import ask_agent
 from quarry.definitions.models.tasks import AgentTask
 from quarry.runtime.connectors.base import Connector
 from quarry.runtime.engine.context import RunContext, Scope
@@ -71,6 +70,10 @@ class StepTurnJournal:
 
 
 def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
+    # Imported here: the SDKs take seconds to import, and build_services installs this
+    # executor in every process, most of which never run an agent.
+    from quarry.agents.service import ask_agent
+
     names = scope.template_context()
     try:
         variables = evaluate(dict(task.variables), names) if task.variables else None

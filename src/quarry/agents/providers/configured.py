@@ -8,14 +8,12 @@ Errors name the model and the field, never a value.
 
 from __future__ import annotations
 
-from quarry.agents.providers.anthropic import AnthropicProvider
 from quarry.agents.providers.base import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     ModelNotConfigured,
     ModelProvider,
 )
-from quarry.agents.providers.openai import OpenAIProvider
 from quarry.definitions.models.config import (
     AnthropicModel,
     EnvHeader,
@@ -85,6 +83,10 @@ def make_provider(
 ) -> ModelProvider:
     """The provider for model ``name`` of ``config``."""
     model = find_model(config, name)
+    # Each SDK is imported when a model of its vendor is used (they are slow to import).
+    from quarry.agents.providers.anthropic import AnthropicProvider
+    from quarry.agents.providers.openai import OpenAIProvider
+
     options = {
         "timeout": timeout,
         "max_retries": max_retries,
