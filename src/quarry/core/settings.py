@@ -267,6 +267,12 @@ class Settings(BaseSettings):
         False,
         description="Tests only: let warehouses be the state database's own cluster.",
     )
+    tenant_sql_isolation: Literal["process", "inline"] | None = Field(
+        None,
+        description="process: run tenant SQL in a child process with no secrets in its "
+        "environment; inline: in the serving process (sandboxed only). Default: process on "
+        "roles ide/all with a PostgreSQL state database, inline elsewhere.",
+    )
     secret_env_allow: dict[str, list[str]] | None = Field(
         None,
         description='Environment variables *_var fields may name, per tenant, JSON: {"acme": '

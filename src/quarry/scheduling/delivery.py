@@ -9,7 +9,11 @@ attempt raises, and the task queue re-queues it with exponential backoff until
 row, and its final state is ``delivered`` or ``failed``.
 
 The URL comes from the environment variable the monitor names (``url_env``), read at
-delivery time on the delivering node; it is never logged or stored.
+delivery time on the delivering node; it is never logged or stored. The name goes
+through the same allow-list as a database's ``*_var`` fields
+(:mod:`quarry.runtime.connectors.secrets`): a monitor is workspace code, and may not
+name ``QUARRY_*``/``AWS_*`` nor, in fleet mode, anything ``QUARRY_SECRET_ENV_ALLOW``
+does not grant its tenant.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import httpx
 from sqlalchemy import Engine, select, update
 
 from quarry.core.clock import utcnow
+from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+from quarry.runtime.connectors.secrets import SecretResolver
 from quarry.runtime.queue import Task
 from quarry.runtime.queue.worker import PermanentFailure
 from quarry.store.schedule_tables import alert_deliveries, alert_events, alerts
@@ -61,11 +67,17 @@ def payload(fmt: str, alert: Any, event: Any) -> dict[str, Any]:
 
 class Deliverer:
     def __init__(
-        self, engine: Engine, *, timeout: float = 5.0, env: EnvLookup = os.environ.get
+        self,
+        engine: Engine,
+        *,
+        timeout: float = 5.0,
+        env: EnvLookup = os.environ.get,
+        policy: ConnectorPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.timeout = timeout
         self.env = env
+        self.policy = policy
         self.client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def close(self) -> None:
@@ -94,9 +106,17 @@ class Deliverer:
                 delivery_id, state="failed", last_error="monitor removed", finished_at=utcnow()
             )
             return {"state": "failed"}
-        url = self.env(delivery.target)
+        secrets = SecretResolver(self.policy or current_policy(), alert.tenant_id, self.env)
+        allowed = secrets.allowed(delivery.target)
+        url = self.env(delivery.target) if allowed else None
         if not url:
-            error = f"environment variable {delivery.target} is not set on this node"
+            error = (
+                f"environment variable {delivery.target} is not set on this node"
+                if allowed
+                else f"monitor {alert.monitor!r}: url_env names {delivery.target!r}, which "
+                "this tenant may not read (an operator allows names with "
+                "QUARRY_SECRET_ENV_ALLOW; QUARRY_* and AWS_* never resolve)"
+            )
             self._finish(
                 delivery_id,
                 state="failed",

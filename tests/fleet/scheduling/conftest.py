@@ -105,7 +105,7 @@ def fleet_env(pg_database: str, tmp_path: Path, receiver: Receiver) -> dict[str,
         "QUARRY_SCHEDULE_TICK_SECONDS": "0.25",
         "QUARRY_SCHEDULE_CATCHUP_SECONDS": "3",
         "QUARRY_LOG_LEVEL": "WARNING",
-        "QUARRY_TEST_HOOK": receiver.url,
+        "TEST_ALERT_HOOK": receiver.url,
         "QUARRY_ALERT_DELIVERY_ATTEMPTS": "4",
         # Nothing drains the runs here: the per-tenant cap on queued tasks would refuse
         # them after ~50 s (refused fires are retried, i.e. late; not what is measured).

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from quarry.api.services import Services
+from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.queue.worker import Worker
 from quarry.scheduling.alerts import DELIVERY_QUEUE
 from quarry.scheduling.delivery import Deliverer
@@ -37,7 +38,7 @@ def receiver() -> Iterator[Receiver]:
 class Harness:
     def __init__(self, svc: Services, ws: Workspace, receiver: Receiver, cache: Path) -> None:
         self.svc, self.ws = svc, ws
-        env = {"QUARRY_TEST_HOOK": receiver.url}
+        env = {"TEST_ALERT_HOOK": receiver.url}
         self.checker = MonitorChecker(
             svc.engine, svc.queue, svc.catalog, cache, delivery_attempts=3
         )
@@ -133,7 +134,39 @@ def test_missing_webhook_variable_fails_the_delivery_without_retrying(
     harness.check(level=99)
     harness.deliver()
     [delivery] = harness.rows()[2]
-    assert delivery.state == "failed" and "QUARRY_TEST_HOOK is not set" in delivery.last_error
+    assert delivery.state == "failed" and "TEST_ALERT_HOOK is not set" in delivery.last_error
+    assert receiver.received() == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "policy"),
+    [
+        ("QUARRY_DATABASE_URL", None),  # Quarry's own: never, in any mode
+        ("TEST_ALERT_HOOK", ConnectorPolicy()),  # fleet mode, not on the allow-list
+    ],
+)
+def test_a_monitor_names_only_variables_its_tenant_may_read(
+    ws: Workspace,
+    svc: Services,
+    receiver: Receiver,
+    tmp_path: Path,
+    variable: str,
+    policy: ConnectorPolicy | None,
+) -> None:
+    ws.write(PATH, monitor_yaml("select level from 'level.csv'", value=0, hook_env=variable))
+    ws.compile()
+    h = Harness(svc, ws, receiver, tmp_path / "cache")
+    h.deliverer.env = {variable: receiver.url}.get
+    h.deliverer.policy = policy
+    try:
+        h.check()  # level 1 > 0: firing
+        h.deliver()
+    finally:
+        h.deliverer.close()
+    [delivery] = h.rows()[2]
+    assert delivery.state == "failed" and delivery.attempts == 1
+    assert f"url_env names {variable!r}, which this tenant may not read" in delivery.last_error
+    assert "QUARRY_SECRET_ENV_ALLOW" in delivery.last_error
     assert receiver.received() == []
 
 
@@ -144,7 +177,7 @@ def test_slack_format_and_change_condition(
         PATH,
         "query: {database: local, sql: \"select level from 'level.csv'\"}\n"
         "condition: {type: change}\ncron: '* * * * * *'\n"
-        "notify: [{url_env: QUARRY_TEST_HOOK, format: slack}]\n",
+        "notify: [{url_env: TEST_ALERT_HOOK, format: slack}]\n",
     )
     ws.compile()
     receiver.statuses.clear()

@@ -47,7 +47,7 @@ def monitor_yaml(
     operator: str = ">",
     value: float = 10,
     cron: str = "* * * * * *",
-    hook_env: str = "QUARRY_TEST_HOOK",
+    hook_env: str = "TEST_ALERT_HOOK",
     fmt: str = "json",
 ) -> str:
     return textwrap.dedent(

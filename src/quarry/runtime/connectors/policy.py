@@ -21,12 +21,12 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import Engine
+if TYPE_CHECKING:  # imported where used: the connector host process loads this module
+    from sqlalchemy import Engine
 
-from quarry.core.settings import Settings
-from quarry.store.db import is_sqlite
-from quarry.store.identity import state_cluster_identity
+    from quarry.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class ConnectorPolicy:
     secret_env_allow: dict[str, tuple[str, ...]] | None = None
     # ``pg_control_system().system_identifier`` of the state database, if PostgreSQL.
     state_cluster: str | None = None
+    # "process": tenant SQL runs in a child process without the fleet's secrets
+    # (``isolated.py``); "inline": in this process, sandboxed only.
+    tenant_sql_isolation: Literal["process", "inline"] = "inline"
 
     @property
     def absolute_duckdb_paths(self) -> bool:
@@ -61,6 +64,10 @@ class ConnectorPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine | None = None) -> ConnectorPolicy:
+        from quarry.core.settings import Role
+        from quarry.store.db import is_sqlite
+        from quarry.store.identity import state_cluster_identity
+
         fleet = settings.database_url is not None and not is_sqlite(settings.database_url)
         loopback = settings.warehouse_allow_loopback
         allow = settings.secret_env_allow
@@ -72,6 +79,11 @@ class ConnectorPolicy:
                     "cannot read the state database's system_identifier: connectors are "
                     "checked against its host names only"
                 )
+        isolation = settings.tenant_sql_isolation
+        if isolation is None:
+            # The Factory (the roles serving IDE routes) holds every secret of the fleet.
+            factory = settings.role in {Role.IDE, Role.ALL}
+            isolation = "process" if fleet and factory else "inline"
         return cls(
             fleet=fleet,
             duckdb_memory_limit=settings.duckdb_memory_limit,
@@ -84,6 +96,7 @@ class ConnectorPolicy:
             warehouse_allow_state_cluster=settings.warehouse_allow_state_cluster,
             secret_env_allow=None if allow is None else {k: tuple(v) for k, v in allow.items()},
             state_cluster=state,
+            tenant_sql_isolation=isolation,
         )
 
 

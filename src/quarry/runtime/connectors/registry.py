@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from quarry.core.errors import QuarryError
 from quarry.definitions.models.config import DuckDbDatabase, PostgresDatabase
 from quarry.runtime.connectors.base import Connector, ConnectorError
 from quarry.runtime.connectors.datasets import BlobCache
 from quarry.runtime.connectors.duckdb import DuckDbConnector
+from quarry.runtime.connectors.isolated import ConnectorHost, IsolatedConnector
 from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 from quarry.runtime.connectors.postgres import PostgresConnector, connection_info
 from quarry.runtime.connectors.sandbox import RunSandbox
@@ -44,6 +46,11 @@ class Connections:
         self.policy = policy or current_policy()
         self.secrets = SecretResolver(self.policy, source.tenant_id, secrets)
         self.sandbox = RunSandbox(cache.root / "runs")
+        # QUARRY_TENANT_SQL_ISOLATION=process: every database of the run is opened in
+        # one child process without the fleet's secrets (isolated.py), on first use.
+        self.host: ConnectorHost | None = None
+        if self.policy.tenant_sql_isolation == "process":
+            self.host = ConnectorHost(self.policy, lambda: self.sandbox.root)
         self._open: dict[str, Connector] = {}
         self._lock = threading.Lock()
 
@@ -65,18 +72,32 @@ class Connections:
         if isinstance(config, DuckDbDatabase):
             return self._duckdb(config)
         if isinstance(config, PostgresDatabase):
-            return PostgresConnector(
-                name,
-                connection_info(config, self.secrets),
-                policy=self.policy,
-                redact=self.secrets.redact,
-            )
+            info = connection_info(config, self.secrets)
+            if self.host is not None:
+                return IsolatedConnector(
+                    self.host,
+                    name,
+                    PostgresConnector.dialect,
+                    "postgres",
+                    {"conninfo": info},
+                    redact=self.secrets.redact,
+                )
+            return PostgresConnector(name, info, policy=self.policy, redact=self.secrets.redact)
         raise ConnectorError(
             f"database {name!r} is of type {config.type!r}, which is not supported yet",
             database=name,
         )
 
-    def _duckdb(self, config: DuckDbDatabase) -> DuckDbConnector:
+    def _duckdb(self, config: DuckDbDatabase) -> Connector:
+        args = self._duckdb_args(config)
+        if self.host is not None:
+            return IsolatedConnector(
+                self.host, config.name, DuckDbConnector.dialect, "duckdb", args
+            )
+        return DuckDbConnector(config.name, policy=self.policy, **args)
+
+    def _duckdb_args(self, config: DuckDbDatabase) -> dict[str, Any]:
+        """The keyword arguments of :class:`DuckDbConnector` besides name and policy."""
         src = self.source
         temp = self.sandbox.temp_dir(config.name)
         if config.dataset is not None:
@@ -86,27 +107,16 @@ class Connections:
             )
             # The cached folder is shared by every run (and tenant) of the revision.
             private = self.sandbox.snapshot(local)
-            return DuckDbConnector(
-                config.name, policy=self.policy, temp_dir=temp, search_path=private
-            )
+            return {"temp_dir": temp, "search_path": private}
         if config.path is not None:
             alias = _alias(config.path)
             shipped = _revision_file(src, config.path)
             if shipped is not None:
                 blob = self.cache.ensure_blob(src.store, src.tenant_id, shipped)
                 # The cached blob is shared: a database shipped in a revision is read-only.
-                return DuckDbConnector(
-                    config.name,
-                    policy=self.policy,
-                    temp_dir=temp,
-                    database=blob,
-                    alias=alias,
-                    read_only=True,
-                )
+                return {"temp_dir": temp, "database": blob, "alias": alias, "read_only": True}
             outside = self._outside_path(config)
-            return DuckDbConnector(
-                config.name, policy=self.policy, temp_dir=temp, database=outside, alias=alias
-            )
+            return {"temp_dir": temp, "database": outside, "alias": alias}
         raise ConnectorError(
             f"database {config.name!r}: DuckLake is not supported yet", database=config.name
         )
@@ -143,6 +153,8 @@ class Connections:
         try:
             for connector in opened:
                 connector.close()
+            if self.host is not None:
+                self.host.close()
         finally:
             self.sandbox.close()
 
