@@ -2,7 +2,9 @@
 
 A text (a formatter's output, usually Markdown) becomes a document: ``#`` lines
 become headings, ``-``/``*`` and ``1.`` lines list items, other lines paragraphs
-(``**bold**`` kept as bold runs). A table becomes a Word table with a header row.
+(``**bold**`` kept as bold runs). A table becomes a Word table with a header row,
+of at most :data:`TABLE_ROW_LIMIT` rows (a note says how many there were): a Word
+table is for reading, and python-docx builds one row at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 _BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.*)$")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+TABLE_ROW_LIMIT = 1_000
 
 
 def _runs(paragraph: Paragraph, text: str) -> None:
@@ -65,10 +68,12 @@ def table_docx(table: pa.Table) -> bytes:
         cell.text = name
         for run in cell.paragraphs[0].runs:
             run.bold = True
-    for row in table.to_pylist():
+    for row in table.slice(0, TABLE_ROW_LIMIT).to_pylist():
         cells = grid.add_row().cells
         for cell, name in zip(cells, table.column_names, strict=False):
             cell.text = _cell(row[name])
+    if table.num_rows > TABLE_ROW_LIMIT:
+        doc.add_paragraph(f"The first {TABLE_ROW_LIMIT:,} of {table.num_rows:,} rows.")
     return _save(doc)
 
 
