@@ -22,6 +22,7 @@ import pytest
 from quarry.runtime.connectors import isolated
 from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.duckdb import DuckDbConnector
+from quarry.runtime.connectors.guard import TargetRefused
 from quarry.runtime.connectors.isolated import (
     HEADROOM_BYTES,
     ConnectorHost,
@@ -168,3 +169,30 @@ def test_memory_limits_in_bytes() -> None:
     assert memory_bytes("2GB") == 2 * 10**9
     assert memory_bytes("512MiB") == 512 << 20
     assert memory_bytes("80%") == 0  # not a size: no cap beyond the machine's
+
+
+def test_a_warehouse_through_the_child(host: ConnectorHost, tmp_path: Path) -> None:
+    """Postgres opened in the child with the parameters the parent resolved: the
+    guard's refusals keep their type, and the parent redacts resolved secrets."""
+    loopback = ConnectorPolicy(tenant_sql_isolation="process", warehouse_allow_loopback=True)
+    info = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "dbname": "postgres"}
+    allowed = ConnectorHost(loopback, lambda: tmp_path)
+    try:
+        wh = IsolatedConnector(allowed, "wh", "postgres", "postgres", {"conninfo": info})
+        assert wh.query(BoundSql("SELECT 1 AS x")).to_pylist() == [{"x": 1}]
+        unknown = {**info, "user": "s3cr3t_role"}
+        with pytest.raises(ConnectorError) as caught:
+            IsolatedConnector(
+                allowed,
+                "wh2",
+                "postgres",
+                "postgres",
+                {"conninfo": unknown},
+                redact=lambda text: text.replace("s3cr3t_role", "[secret]"),
+            ).query(BoundSql("SELECT 1"))
+        assert "[secret]" in caught.value.message and "s3cr3t" not in caught.value.message
+    finally:
+        allowed.close()
+    refused = IsolatedConnector(host, "wh", "postgres", "postgres", {"conninfo": info})
+    with pytest.raises(TargetRefused, match="loopback"):
+        refused.query(BoundSql("SELECT 1"))

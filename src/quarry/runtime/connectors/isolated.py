@@ -105,6 +105,7 @@ class ConnectorHost:
             self.process = subprocess.Popen(
                 [
                     sys.executable,
+                    "-P",  # the working directory (the run's folder) is not on sys.path
                     "-m",
                     "quarry.runtime.connectors.host_main",
                     str(to_child),
@@ -115,6 +116,10 @@ class ConnectorHost:
                 env=child_env(home),
                 cwd=home,
             )
+        except BaseException:
+            os.close(from_parent)
+            os.close(from_child)
+            raise
         finally:
             os.close(to_child)
             os.close(to_parent)
