@@ -8,7 +8,7 @@ from typing import Any
 
 from quarry.agents.loop import EventSink, TurnJournal, TurnLimits, TurnResult, run_turn
 from quarry.agents.prompt import system_prompt
-from quarry.agents.providers.base import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Message
+from quarry.agents.providers.base import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Message, ProviderError
 from quarry.agents.providers.configured import make_provider
 from quarry.agents.tools.readonly import SqlLimits
 from quarry.agents.tools.sql import StatementGuard
@@ -85,16 +85,20 @@ async def ask_agent(
     )
     limits = TurnLimits(agent.max_iterations, agent.max_tool_calls, agent.max_tool_concurrency)
     try:
-        return await run_turn(
-            provider,
-            system,
-            prompt,
-            tools=toolbox.tools,
-            history=history,
-            limits=limits,
-            on_event=sink,
-            stream=stream,
-            journal=journal,
-        )
+        try:
+            return await run_turn(
+                provider,
+                system,
+                prompt,
+                tools=toolbox.tools,
+                history=history,
+                limits=limits,
+                on_event=sink,
+                stream=stream,
+                journal=journal,
+            )
+        except ProviderError as exc:
+            # A provider may quote the key it was sent (401: "Incorrect API key: sk-...").
+            raise ProviderError(connections.secrets.redact(exc.message), **exc.details) from None
     finally:
         await provider.close()

@@ -238,3 +238,15 @@ def test_model_timeout_fails_the_turn_with_a_clear_error(
     server.add(Reply(text="too late", delay=3))
     with pytest.raises(ProviderError, match="model 'gpt': no answer within the timeout"):
         ws.ask("agents/duck.agent.yml", "q", model_timeout=0.5, model_retries=0)
+
+
+def test_a_provider_error_quoting_the_key_is_redacted(
+    make_workspace: MakeWorkspace, server: ModelServer
+) -> None:
+    ws = make_workspace({"duck": agent_file("local")})
+    server.add(Reply(status=401, error="Incorrect API key provided: sk-test. Check it."))
+    with pytest.raises(ProviderError) as failed:
+        ws.ask("agents/duck.agent.yml", "q")
+    assert failed.value.message == (
+        "model 'gpt': the provider answered 401: Incorrect API key provided: [secret]. Check it."
+    )
