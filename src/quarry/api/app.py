@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry import __version__
 from quarry.api.auth import Authenticator, AuthMiddleware, decide_open
+from quarry.api.browser import BrowserErrorPages, install_offline_docs
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath, scope_tenant
 from quarry.api.fleet import apps, compile_status, health, metrics, runs, workspaces
@@ -82,6 +83,7 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     install_error_handlers(app)
+    install_offline_docs(app)  # /docs from vendored Swagger UI, not a CDN
     app.include_router(health.router)
     app.include_router(keepalive_router)
     app.include_router(workspaces.router)
@@ -130,6 +132,8 @@ def create_app(svc: Services) -> FastAPI:
     app.add_middleware(AuthMiddleware, authenticator=authenticator)
     # Bodies, query strings and run variables over their caps: 413 before auth reads.
     app.add_middleware(RequestLimitsMiddleware, limits=RequestLimits.from_settings(settings))
+    # Errors as pages for browsers; a crash is a 500 with the request id (inside it).
+    app.add_middleware(BrowserErrorPages)
     app.add_middleware(RequestIdMiddleware)
     # Outermost: recovery on the first request; write requests end with a drain kick.
     app.state.scale_to_zero = ScaleToZero(svc)
