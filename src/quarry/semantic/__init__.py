@@ -12,7 +12,8 @@ The interface (everything else in the package is an implementation detail)::
     BoundSql(text=compiled.text, params=compiled.params, token=compiled.token)
 
 ``SemanticModel`` is built once per revision and is immutable; compiled plans are
-cached on it per (query, dialect, row filters, day). ``CompiledQuery.columns`` names
+cached on it per (query shape, dialect, row filters): a query differing only in its
+values binds new parameters into the cached plan. ``CompiledQuery.columns`` names
 the result columns as Oxy does (``view__member``, ``view__member__granularity``).
 Every mistake in a query is a :class:`SemanticError` (HTTP 400) naming the member
 or field, raised before any SQL exists. Results are fan-out safe: see

@@ -115,6 +115,7 @@ class SemanticModel:
         self._build_problems = tuple(index.problems)
         self._lock = threading.Lock()
         self._plans: OrderedDict[Any, Any] = OrderedDict()
+        self.compiles = 0  # plans made (not bound from the cache): for tests and benchmarks
         self._memo: dict[Any, Any] = {}
         self.param_token = _param_token(self.views)
 
@@ -268,6 +269,10 @@ class SemanticModel:
             if plan is not None:
                 self._plans.move_to_end(key)
             return plan
+
+    def count_compile(self) -> None:
+        with self._lock:
+            self.compiles += 1
 
     def remember_plan(self, key: Any, plan: Any) -> None:
         with self._lock:
