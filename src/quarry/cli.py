@@ -214,6 +214,9 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
             raise _fail(exc) from exc
     url = f"http://{settings.host}:{settings.port}/"
     console.print(f"Quarry ({settings.role.value}) listening on [bold]{url}[/bold]")
+    from quarry.cli_banner import auth_banner
+
+    console.print(auth_banner(settings, application), soft_wrap=True, highlight=False)
     watcher = None
     if root is not None and workspace_name is not None:
         from quarry.cli_watch import start_watching  # recompile on save (local mode)

@@ -31,6 +31,7 @@ tasks:
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
     env["QUARRY_DATA_DIR"] = str(tmp_path / "state")
+    env["QUARRY_AUTH"] = "auto"  # as a user runs it (start_quarry merges os.environ)
     return env
 
 
@@ -53,6 +54,7 @@ def test_serve_recompiles_a_saved_file_and_says_so(tmp_path: Path) -> None:
     server = start_quarry(["serve", str(root), "--name", "shop"], _env(tmp_path), tmp_path / "log")
     try:
         wait_healthy(server, timeout=90)
+        assert "auth: open (a local SQLite instance with no active token)" in server.log()
         first = _definition_names(server, "shop")
         assert "workflows/added.workflow.yml" not in first
 
@@ -274,3 +276,19 @@ def test_run_shows_what_the_workflow_produced(tmp_path: Path) -> None:
         check=True,
     )
     assert done.stdout == b""
+
+
+def test_serve_says_why_it_requires_tokens(tmp_path: Path, shop: Path) -> None:
+    env = _env(tmp_path)
+    assert _quarry(["tenants", "create", "local"], env, tmp_path)[0] == 0
+    code, text = _quarry(["tokens", "create", "--tenant", "local"], env, tmp_path)
+    assert code == 0, text
+    server = start_quarry(["serve", str(shop)], env, tmp_path / "log")
+    try:
+        wait_until(lambda: "listening on" in server.log(), 90, "the listening line")
+        wait_until(lambda: "auth: tokens" in server.log(), 30, "the auth banner")
+        banner = " ".join(server.log().split())
+        assert "this local instance has active tokens" in banner, banner
+        assert "tenant 'local'" in banner
+    finally:
+        server.stop()
