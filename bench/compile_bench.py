@@ -80,10 +80,12 @@ def _backend_cpu(engine: Any) -> dict[int, float]:
 def child(args: argparse.Namespace) -> None:
     from quarry.api.services import build_services
     from quarry.core.settings import Settings
-    from quarry.factory.isolation import CompileLimits
+    from quarry.factory.isolation import CompileLimits, prewarm
     from quarry.factory.local import compile_local
 
     settings = Settings(database_url=args.db, blob_url=args.blobs)
+    limits = CompileLimits.from_settings(settings)  # QUARRY_COMPILE_ISOLATION=inline|process
+    prewarm(limits)  # as quarry compile does: the compile process starts with the services
     svc = build_services(settings)
     before = _rss_kb()
     profiler = None
@@ -95,7 +97,6 @@ def child(args: argparse.Namespace) -> None:
     backends = _backend_cpu(svc.engine)
     cpu_started = time.process_time()
     started = time.perf_counter()
-    limits = CompileLimits.from_settings(settings)  # QUARRY_COMPILE_ISOLATION=inline|process
     result = compile_local(
         svc.engine, svc.store, settings.tenant, Path(args.root), "bench", limits=limits
     )

@@ -232,11 +232,18 @@ class CompileProcess:
             writer.join(timeout=5)
 
     def _write_all(self, files: list[tuple[str, bytes]]) -> None:
+        """Requests go out in writes of about a megabyte (not two per file: the reader
+        thread shares the interpreter with this one)."""
+        pending = bytearray()
         try:
             for path, data in files:
                 raw = path.encode("utf-8")
-                self._out.write(_LENGTH.pack(len(raw)) + raw + _LENGTH.pack(len(data)))
-                self._out.write(data)
+                pending += _LENGTH.pack(len(raw)) + raw + _LENGTH.pack(len(data)) + data
+                if len(pending) >= 1 << 20:
+                    self._out.write(pending)
+                    self._out.flush()
+                    pending.clear()
+            self._out.write(pending)
             self._out.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the process died; the reader reports it
