@@ -33,6 +33,7 @@ class RevisionSource:
         self.revision_id = revision_id
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], BaseModel] = {}
+        self._names: dict[tuple[str, str], str] = {}
         self._files: list[FileRow] | None = None
         self._bytes: dict[str, bytes] = {}
 
@@ -56,7 +57,19 @@ class RevisionSource:
         model = load_model(Kind(str(kind)), envelope["body"])
         with self._lock:
             self._models[key] = model
+            self._names[key] = str(envelope["name"])
         return model
+
+    def definition_name(self, kind: Kind | str, ref: str) -> str:
+        """The name the definition ``ref`` finds is known by in this revision.
+
+        ``ref`` is a name or, for a workflow, its file path: ``workflows/a.workflow.yml``
+        is named ``workflows/a`` unless another workflow file shares the stem, in which
+        case the path is its name. ``NotFound`` when there is no such definition.
+        """
+        self.definition(kind, ref)
+        with self._lock:
+            return self._names[(str(kind), ref)]
 
     @cached_property
     def config(self) -> WorkspaceConfig:

@@ -205,7 +205,7 @@ def test_failing_sql_names_the_step(runner: Runner) -> None:
 
 
 def test_unknown_workflows(runner: Runner) -> None:
-    with pytest.raises(UnknownWorkflow, match="no workflow named 'workflows/nope'"):
+    with pytest.raises(UnknownWorkflow, match=r"no workflow named 'workflows/nope\.workflow\.yml'"):
         runner.run("workflows/nope.workflow.yml")
     with pytest.raises(UnknownWorkflow) as sub:
         runner.run("workflows/broken", {"which": "sub"})

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from quarry.core.errors import NotFound, QuarryError
-from quarry.definitions.kinds import Kind, classify_path, definition_name
+from quarry.definitions.kinds import Kind
 from quarry.definitions.models.tasks import Task
 from quarry.definitions.models.workflow import WorkflowConfig
 from quarry.runtime.connectors.base import ConnectorError
@@ -59,6 +59,7 @@ _registered: dict[str, Handler] = {}
 def register_task_handler(task_type: str, handler: Handler) -> None:
     """Run ``task_type`` steps with ``handler`` (replacing the built-in answer)."""
     _registered[task_type] = handler
+
 
 # Steps that contain other steps: the default step timeout does not apply to them
 # (their children have their own), only a ``timeout`` the task sets itself.
@@ -107,8 +108,7 @@ def run_workflow(
     checkpointed, so it can resume). ``run_id`` and ``attempt`` are what templates
     see as ``step.run_id`` / ``step.attempt`` (and in ``step.idempotency_key``).
     """
-    name = workflow_name(workflow)
-    config = load_workflow(source, name)
+    name, config = resolve_workflow(source, workflow)
     values = resolve_variables(name, config.variables, variables, coerce_text=coerce_text)
     scope = Scope(variables=dict(values))
     with _context(
@@ -183,14 +183,20 @@ def _context(
 
 
 def workflow_name(ref: str) -> str:
-    """``workflows/a.workflow.yml`` -> ``workflows/a``; a bare name is kept as is."""
+    """A workflow reference as the catalog looks it up: a name, or a file path kept
+    whole (``a.workflow.yml`` and ``a.procedure.yml`` coexist, so the suffix counts)."""
     try:
-        path = normalise_path(ref)
+        return normalise_path(ref)
     except ValueError as exc:
         raise UnknownWorkflow(str(exc), workflow=ref) from exc
-    if classify_path(path) is Kind.WORKFLOW:
-        return definition_name(path, Kind.WORKFLOW)
-    return path
+
+
+def resolve_workflow(source: RevisionSource, ref: str) -> tuple[str, WorkflowConfig]:
+    """The workflow ``ref`` (name or file path) finds, with the name it is known by
+    (so a run's events and the self-call check see one name however it was named)."""
+    wanted = workflow_name(ref)
+    config = load_workflow(source, wanted)
+    return source.definition_name(Kind.WORKFLOW, wanted), config
 
 
 def load_workflow(source: RevisionSource, name: str) -> WorkflowConfig:
@@ -315,4 +321,9 @@ def _handlers() -> dict[str, Handler]:
         "workflow": workflow.run,
         "semantic_query": semantic_query.run,
         "agent": unsupported.run,
+        # Parsed (Oxy's integrations and LLM charts) but not run by Quarry yet; any
+        # other type (an unknown one included) is answered by ``_unsupported`` too.
+        "omni_query": unsupported.run,
+        "looker_query": unsupported.run,
+        "visualize": unsupported.run,
     }

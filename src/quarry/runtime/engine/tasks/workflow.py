@@ -19,19 +19,19 @@ from quarry.runtime.engine.variables import resolve_variables
 
 
 def run(ctx: RunContext, task: WorkflowTask, scope: Scope, key: str) -> StepResult:
-    from quarry.runtime.engine.runner import load_workflow, run_tasks, workflow_name
+    from quarry.runtime.engine.runner import resolve_workflow, run_tasks
 
     try:
         # A templated ``src`` is only known at run time (the compiler cannot check it).
-        name = workflow_name(render_text(task.src, scope.template_context()).strip())
+        ref = render_text(task.src, scope.template_context()).strip()
     except TemplateProblem as exc:
         raise TemplateFailed(f"src: {exc}") from exc
+    name, config = resolve_workflow(ctx.source, ref)
     if name in ctx.workflows:
         chain = " -> ".join((*ctx.workflows, name))
         raise StepFailed(f"workflow {name!r} calls itself ({chain})", workflow=name)
     if len(ctx.workflows) >= MAX_WORKFLOW_DEPTH:
         raise StepFailed(f"sub-workflows nest deeper than {MAX_WORKFLOW_DEPTH} levels")
-    config = load_workflow(ctx.source, name)
     try:
         given = evaluate(dict(task.variables or {}), scope.template_context())
     except TemplateProblem as exc:
