@@ -27,6 +27,7 @@ from quarry.api.request_id import RequestIdMiddleware
 from quarry.api.services import Services, build_run_worker
 from quarry.fleet.admission import Admission, AdmissionMiddleware, Limits
 from quarry.fleet.proxy import IdeRouting, ide_proxy
+from quarry.runtime.runs.follow import RunEventHub
 from quarry.runtime.runs.workers import BackgroundWorkers
 from quarry.scheduling.node import SchedulingNode, build_scheduling_node
 from quarry.web import apps as app_pages
@@ -67,6 +68,7 @@ def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[
                 await run_in_threadpool(workers.stop)
             if proxy is not None:
                 await proxy.close()
+            await app.state.run_events.close()
             semantic = getattr(app.state, "semantic", None)  # made on first query
             if semantic is not None:
                 await run_in_threadpool(semantic.close)
@@ -82,6 +84,10 @@ def create_app(svc: Services) -> FastAPI:
         description="Compiled workspaces, runs and fleet operations.",
     )
     app.state.services = svc
+    # One LISTEN connection (or local commit hook) wakes every run event stream.
+    app.state.run_events = RunEventHub(
+        svc.engine, poll_seconds=svc.settings.run_events_poll_seconds
+    )
     install_error_handlers(app)
     install_offline_docs(app)  # /docs from vendored Swagger UI, not a CDN
     app.include_router(health.router)

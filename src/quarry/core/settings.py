@@ -204,6 +204,12 @@ class Settings(BaseSettings):
         ge=0,
         description="A run fails if it has not finished this long after it was created; 0: none.",
     )
+    run_events_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="A run's event stream wakes on a push (LISTEN/NOTIFY); it also re-reads "
+        "this often as a safety net (every 0.2 s at most while push is down).",
+    )
     access_log: bool = Field(
         False, description="Log every HTTP request (uvicorn's access log); costly on hot reads."
     )

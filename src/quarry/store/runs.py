@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from quarry.core.clock import utcnow
 from quarry.core.errors import NotFound
 from quarry.store.db import insert_ignoring_duplicates
+from quarry.store.run_notify import RUN_EVENTS_CHANNEL, note_local_event
 from quarry.store.run_tables import artifacts, run_events, run_steps, runs
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -161,11 +162,17 @@ def upsert_step(conn: Connection, run_id: str, step: StepRow) -> None:
 
 
 def append_event(conn: Connection, run_id: str, event: dict[str, Any]) -> None:
-    conn.execute(
-        insert(run_events).values(
-            run_id=run_id, event=json.dumps(event, default=str), created_at=utcnow()
-        )
+    """Insert the event and wake its followers (store/run_notify.py): on Postgres the
+    insert and its ``pg_notify`` are one statement, delivered when the caller commits."""
+    row = insert(run_events).values(
+        run_id=run_id, event=json.dumps(event, default=str), created_at=utcnow()
     )
+    if conn.dialect.name != "postgresql":
+        conn.execute(row)
+        note_local_event(conn, run_id)
+        return
+    inserted = row.returning(run_events.c.run_id).cte("inserted")
+    conn.execute(select(func.pg_notify(RUN_EVENTS_CHANNEL, inserted.c.run_id)))
 
 
 def events_after(

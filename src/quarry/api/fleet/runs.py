@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -24,6 +25,7 @@ from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.apps import resolve_controls
 from quarry.runtime.apps.load import load_app
+from quarry.runtime.runs.follow import RunEventHub
 from quarry.runtime.runs.outputs import render_output
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
 from quarry.store import runs as runq
@@ -39,7 +41,6 @@ EXPORT_MEDIA = {
     "parquet": "application/vnd.apache.parquet",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
-EVENT_POLL_SECONDS = 0.2
 
 
 class RunCreate(BaseModel):
@@ -272,22 +273,26 @@ async def follow(
             return runq.events_after(conn, run_id, after), run.finished
 
     await run_in_threadpool(poll, 0)
+    hub: RunEventHub = request.app.state.run_events
 
     async def stream() -> AsyncIterator[bytes]:
         after = last_event_id
-        while True:
-            events, finished = await run_in_threadpool(poll, after)
-            for event_id, event in events:
-                after = event_id
-                name = str(event.get("type", "message"))
-                yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(event)}\n\n".encode()
-            if finished and not events:
-                yield b"event: end\ndata: {}\n\n"
-                return
-            if not events:
-                if await request.is_disconnected():
+        async with hub.subscribe(run_id) as woken:
+            while True:
+                woken.clear()  # before reading: a push during the read wakes us again
+                events, finished = await run_in_threadpool(poll, after)
+                for event_id, event in events:
+                    after = event_id
+                    name = str(event.get("type", "message"))
+                    yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(event)}\n\n".encode()
+                if finished and not events:
+                    yield b"event: end\ndata: {}\n\n"
                     return
-                await asyncio.sleep(EVENT_POLL_SECONDS)
+                if not events:
+                    if await request.is_disconnected():
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), hub.wait_seconds())
 
     return StreamingResponse(
         stream(),
