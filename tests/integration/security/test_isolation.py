@@ -26,6 +26,13 @@ SPIN_WORKFLOW = (
 )
 
 
+@pytest.fixture(autouse=True)
+def _default_isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the default (and the explicit opt-out), whatever the
+    environment the suite runs in says."""
+    monkeypatch.delenv("QUARRY_TENANT_SQL_ISOLATION", raising=False)
+
+
 def connector_hosts() -> list[int]:
     """Live children of this process running the connector host."""
     found = []
