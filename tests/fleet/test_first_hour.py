@@ -292,3 +292,27 @@ def test_serve_says_why_it_requires_tokens(tmp_path: Path, shop: Path) -> None:
         assert "tenant 'local'" in banner
     finally:
         server.stop()
+
+
+def test_local_state_is_ignored_and_a_registered_folder_is_reused(tmp_path: Path) -> None:
+    root = tmp_path / "quarry-demo"
+    create_demo_workspace(root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+    code, text = _quarry(["compile", ".", "--name", "demo"], env, root)  # as quarry demo does
+    assert code == 0, text
+    code, text = _quarry(["run", "workflows/monthly_revenue.workflow.yml", "-q"], env, root)
+    assert code == 0, text
+    code, text = _quarry(["workspace", "list"], env, root)
+    assert code == 0, text
+    assert "demo" in text and "quarry-demo" not in text.replace(str(root), ""), text
+
+    assert (root / ".quarry" / ".gitignore").read_text().splitlines()[-1] == "*"
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "config.yml" in status and ".quarry" not in status, status
