@@ -44,21 +44,27 @@ _OID_TYPES: Mapping[int, pa.DataType] = {
 
 
 def connection_info(config: PostgresDatabase, secrets: SecretResolver) -> dict[str, Any]:
-    """psycopg keyword arguments from ``config.yml``; ``*_var`` names an allowed secret."""
+    """psycopg keyword arguments from ``config.yml``, read as Oxy reads them.
 
-    def pick(key: str, value: str | None, var: str | None) -> str | None:
-        if var is not None:
-            return secrets.resolve(config.name, f"{key}_var", var)
-        return value
+    :meth:`~quarry.definitions.models.config.PostgresDatabase.setting` holds Oxy's rules
+    (a plain value beats its ``*_var``; otherwise Oxy's default: localhost:5432, user
+    and database ``postgres``, no password). A ``*_var`` resolves only through
+    ``secrets`` (the operator's allow-list), which remembers the value for redaction.
+    """
+
+    def read(key: str) -> str | None:
+        def lookup(variable: str) -> str:
+            return secrets.resolve(config.name, f"{key}_var", variable)
+
+        return config.setting(key, lookup)
 
     info: dict[str, Any] = {
-        "host": pick("host", config.host, config.host_var),
-        "port": pick("port", config.port, config.port_var),
-        "user": pick("user", config.user, config.user_var),
-        "dbname": pick("database", config.database, config.database_var),
+        "host": read("host"),
+        "port": read("port"),
+        "user": read("user"),
+        "dbname": read("database"),
+        "password": read("password"),
     }
-    if config.password_var is not None:
-        info["password"] = pick("password", None, config.password_var)
     return {k: v for k, v in info.items() if v is not None}
 
 
