@@ -12,7 +12,14 @@ import pytest
 from quarry.api.services import Services
 from quarry.factory.local import compile_local
 from quarry.runtime.connectors import BlobCache
-from quarry.runtime.engine import MapOutput, NotSupportedYet, StepFailed, TextOutput
+from quarry.runtime.engine import (
+    MapOutput,
+    NotSupportedYet,
+    StepFailed,
+    TableOutput,
+    TextOutput,
+    VariableError,
+)
 from quarry.runtime.source import RevisionSource
 from tests.integration.runtime.conftest import Runner
 
@@ -114,3 +121,70 @@ def test_a_workflow_calling_itself_by_path_is_caught_under_its_name(
     runner = _runner(services, workspace, tmp_path)
     with pytest.raises(StepFailed, match="'workflows/loopy' calls itself"):
         runner.run("workflows/loopy")
+
+
+def test_a_postgres_entry_connects_with_oxy_defaults_and_a_plain_password(
+    services: Services, tmp_path: Path
+) -> None:
+    # Only the host is given: port 5432, user and database "postgres" are Oxy's
+    # defaults. The plain password beats a password_var naming an unset variable
+    # (which alone fails the step); the server trusts local connections.
+    root = tmp_path / "pgws"
+    _write(root, "data/t.csv", "a\n1\n")
+    _write(
+        root,
+        "config.yml",
+        """\
+        databases:
+          - name: local
+            type: duckdb
+            dataset: data/
+          - name: warehouse
+            type: postgres
+            host: 127.0.0.1
+            password: not-needed-under-trust
+            password_var: OXY_TEST_UNSET_PASSWORD
+        """,
+    )
+    _write(
+        root,
+        "workflows/who.workflow.yml",
+        """\
+        tasks:
+          - name: who
+            type: execute_sql
+            database: warehouse
+            sql_query: SELECT current_user AS usr, current_database() AS db
+        """,
+    )
+    result = _runner(services, root, tmp_path).run("workflows/who")
+    who = result.outputs["who"]
+    assert isinstance(who, TableOutput)
+    assert who.table.to_pylist() == [{"usr": "postgres", "db": "postgres"}]
+
+
+def test_a_run_checks_a_variable_against_its_full_json_schema(
+    services: Services, workspace: Path, tmp_path: Path
+) -> None:
+    _write(
+        workspace,
+        "workflows/coded.workflow.yml",
+        """\
+        variables:
+          code:
+            type: string
+            pattern: "^[A-Z]{2}$"
+            default: EU
+        tasks:
+          - name: echo
+            type: formatter
+            template: "{{ code }}"
+        """,
+    )
+    runner = _runner(services, workspace, tmp_path)
+    assert runner.run("workflows/coded", {"code": "US"}).outputs["echo"] == TextOutput("US")
+    runner.events.clear()
+    with pytest.raises(VariableError) as bad:
+        runner.run("workflows/coded", {"code": "usa"})
+    assert "variable 'code' 'usa' does not match '^[A-Z]{2}$'" in bad.value.message
+    assert not any(e["event"] == "step_started" for e in runner.events)

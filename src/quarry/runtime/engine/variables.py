@@ -1,10 +1,13 @@
 """Workflow variables: declared as JSON Schemas, given at run time, checked up front.
 
 Each declared variable takes the value given for the run, else its schema's
-``default``; one with neither is missing. Checked keywords: ``type`` (a name or a
-list of names), ``enum``, ``minimum``/``maximum``, ``minLength``/``maxLength`` and,
-for arrays, the ``type`` of ``items``. Names given but not declared are refused, so
-a misspelt ``--var`` fails loudly instead of being ignored.
+``default``; one with neither is missing. A value is checked against the whole of
+its JSON Schema (draft 7, the ``jsonschema`` library, as at compile time: see
+:func:`quarry.definitions.jsonschemas.value_problem`). The commonest problems
+(``type``, ``enum``, ``minimum``/``maximum``, ``minLength``/``maxLength``, an item's
+``type``) are worded in JSON terms (``expected integer, got string "5"``); any
+other is the library's message. Names given but not declared are refused, so a
+misspelt ``--var`` fails loudly instead of being ignored.
 
 Values typed on a command line arrive as text; ``coerce_text=True`` reads text as
 JSON where the schema wants a number, a boolean, an array, an object or null.
@@ -17,6 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from quarry.definitions.jsonschemas import value_problem
 from quarry.runtime.engine.errors import VariableError
 
 
@@ -48,7 +52,24 @@ def _types(schema: Mapping[str, Any]) -> list[str]:
 
 
 def check_value(name: str, schema: Mapping[str, Any], value: Any) -> str | None:
-    """Why ``value`` does not fit ``schema``, or None when it does."""
+    """Why ``value`` does not fit ``schema`` (full JSON Schema), or None when it does."""
+    problem = value_problem(schema, _as_json(value))
+    if problem is None:
+        return None
+    return _plain_words(name, schema, value) or problem
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as JSON Schema sees it: a tuple (from a template) is an array."""
+    if isinstance(value, (list, tuple)):
+        return [_as_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_json(item) for key, item in value.items()}
+    return value
+
+
+def _plain_words(name: str, schema: Mapping[str, Any], value: Any) -> str | None:
+    """The commonest problems in JSON terms, or None to use the library's message."""
     types = _types(schema)
     if types and not any(_is_type(value, t) for t in types):
         return f"expected {' or '.join(types)}, got {_describe(value)}"
@@ -67,7 +88,7 @@ def check_value(name: str, schema: Mapping[str, Any], value: Any) -> str | None:
     items = schema.get("items")
     if isinstance(value, (list, tuple)) and isinstance(items, dict):
         for i, item in enumerate(value):
-            problem = check_value(f"{name}[{i}]", items, item)
+            problem = _plain_words(f"{name}[{i}]", items, item)
             if problem is not None:
                 return f"item {i}: {problem}"
     return None

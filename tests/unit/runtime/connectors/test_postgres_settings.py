@@ -51,7 +51,7 @@ def test_a_var_alone_resolves_and_its_value_is_redacted() -> None:
 
 
 def test_a_var_outside_the_allow_list_is_refused_naming_field_and_variable() -> None:
-    fleet = ConnectorPolicy(secret_env_allow={"acme": ["ACME_*"]})
+    fleet = ConnectorPolicy(secret_env_allow={"acme": ("ACME_*",)})
     with pytest.raises(SecretNotAllowed, match="password_var names 'PG_PASSWORD'"):
         info(fleet, host="db", password_var="PG_PASSWORD")
     # A plain password needs no variable, so the allow-list is not asked.
