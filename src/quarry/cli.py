@@ -48,9 +48,7 @@ def _settings(workspace: Path | None, **overrides: object) -> Settings:
     settings = load_settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     set_default_strict(settings.strict_templates)
-    set_limits(
-        fuel=settings.template_fuel, max_output_chars=settings.template_max_output_chars
-    )
+    set_limits(fuel=settings.template_fuel, max_output_chars=settings.template_max_output_chars)
     return settings.with_local_defaults(workspace)
 
 
