@@ -35,6 +35,7 @@ from quarry.factory import prior, statcache
 from quarry.factory.gitinfo import GitInfo, read_git_info
 from quarry.factory.isolation import CompileLimits, Parser
 from quarry.factory.scan import DEFAULT_LIMITS, SourceFile, Tree, read_capped, scan_tree
+from quarry.factory.semantic_checks import check_workspace
 from quarry.scheduling.sync import sync_triggers
 from quarry.store import revisions as rq
 from quarry.store import workspaces as wq
@@ -208,6 +209,18 @@ def _analyze(
         reused_info = {}
     rows = _name_workflows(rows)
     problems.extend(_duplicate_names(rows))
+    problems.extend(
+        check_workspace(
+            tree,
+            rows,
+            new_bodies,
+            (row for row, _info in known_rows.values()),
+            facts.databases,
+            same_names_and_databases=incremental,
+            parser=parser,
+            yaml_limits=limits.yaml,
+        )
+    )
     unchecked = facts.unchecked_refs()
     for path, refs in refs_by_path.items():
         checkable = [r for r in refs if r.kind not in unchecked]

@@ -5,63 +5,143 @@ views exist, datasources are databases of config.yml, no two equally short join
 paths) needs all of them, so the Factory runs :meth:`SemanticModel.validate` over
 the whole set and maps each :class:`SemanticProblem` (definition name + field
 path) back to the YAML node that holds it.
+
+The model is built from the definitions' canonical bodies (what the compile child
+process returned), never by reading and composing the files here: the bodies of
+files parsed by this compile are at hand; those of unchanged files are asked of the
+same guarded parser, and only when a view or topic changed (or the names and
+databases they resolve against did). A one-file recompile of anything else costs
+nothing. Only a file with a problem is read again, with the same YAML limits, to
+find the line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from pathlib import Path
+import json
+from collections.abc import Callable, Collection, Iterable, Mapping
 
-import yaml
+from yaml import Node
 
 from quarry.core.errors import CompileFailed, Problem
+from quarry.definitions.kinds import Kind
 from quarry.definitions.models.semantic import TopicConfig, ViewConfig
-from quarry.definitions.parse import parse_definition
-from quarry.definitions.yaml_nodes import locate, position
+from quarry.definitions.parse import load_model
+from quarry.definitions.yaml_nodes import YamlLimits, load_document, locate, position
+from quarry.factory.isolation import Parser
+from quarry.factory.scan import Tree
 from quarry.semantic import SemanticModel
+from quarry.store.revisions import DefinitionRow
+
+_SEMANTIC = (Kind.VIEW.value, Kind.TOPIC.value)
+
+
+def check_workspace(
+    tree: Tree,
+    rows: list[DefinitionRow],
+    new_bodies: Mapping[str, tuple[str, str]],
+    base_rows: Iterable[DefinitionRow],
+    databases: Collection[str] | None,
+    *,
+    same_names_and_databases: bool,
+    parser: Parser,
+    yaml_limits: YamlLimits,
+) -> list[Problem]:
+    """The compiler's entry point: nothing to do unless the semantic inputs changed."""
+    if not semantic_inputs_changed(
+        rows, base_rows, new_bodies, same_names_and_databases=same_names_and_databases
+    ):
+        return []
+    files = {f.path: f for f in tree.files}
+    bodies = {h: body for h, (body, _refs) in new_bodies.items()}
+    unchanged = [
+        files[r.path]
+        for r in rows
+        if r.kind in _SEMANTIC and r.content_hash not in bodies and r.path in files
+    ]
+    parser.prefetch((f.path, tree.content(f)) for f in unchanged)  # one batch
+
+    def body_of(path: str) -> str | None:
+        try:
+            return parser.parse_definition(path, tree.content(files[path])).body_json
+        except CompileFailed:  # reported by the per-file compile
+            return None
+
+    def document_of(path: str) -> Node | None:
+        try:
+            return load_document(path, tree.content(files[path]), yaml_limits).root
+        except CompileFailed:
+            return None
+
+    return semantic_problems(rows, bodies, databases, body_of=body_of, document_of=document_of)
+
+
+def semantic_inputs_changed(
+    rows: Iterable[DefinitionRow],
+    base_rows: Iterable[DefinitionRow],
+    fresh_hashes: Collection[str],
+    *,
+    same_names_and_databases: bool,
+) -> bool:
+    """Whether the views and topics (or what they resolve against) differ from the
+    base revision's, which passed this check when it was compiled."""
+    if not same_names_and_databases:
+        return True
+    now = {(r.path, r.content_hash) for r in rows if r.kind in _SEMANTIC}
+    before = {(r.path, r.content_hash) for r in base_rows if r.kind in _SEMANTIC}
+    return now != before or any(h in fresh_hashes for _, h in now)
 
 
 def semantic_problems(
-    root: Path, paths: Iterable[str], databases: Collection[str]
+    rows: Iterable[DefinitionRow],
+    bodies: Mapping[str, str],
+    databases: Collection[str] | None,
+    *,
+    body_of: Callable[[str], str | None],
+    document_of: Callable[[str], Node | None],
 ) -> list[Problem]:
-    """Problems of the ``*.view.yml``/``*.topic.yml`` among ``paths`` (workspace-relative).
+    """Cross-file problems of the views and topics among ``rows``.
 
-    Files that do not parse are skipped: their own problems are reported by the
-    per-file compile already.
+    ``bodies``: canonical body JSON by content hash (the files this compile parsed);
+    ``body_of(path)``: the body of another (unchanged) file, through the guarded
+    parser (None if it does not parse: its own problems are reported already);
+    ``document_of(path)``: the YAML node tree of a file with a problem, for the line.
     """
     views: list[ViewConfig] = []
     topics: list[TopicConfig] = []
-    where: dict[tuple[str, str], tuple[str, yaml.Node]] = {}
-    for path in sorted(paths):
-        if not path.endswith((".view.yml", ".view.yaml", ".topic.yml", ".topic.yaml")):
+    paths: dict[tuple[str, str], str] = {}
+    for row in rows:
+        if row.kind not in _SEMANTIC:
             continue
-        data = (root / path).read_bytes()
-        try:
-            parsed = parse_definition(path, data)
-        except CompileFailed:  # the per-file compile reports these problems
-            parsed = None
-        if parsed is None:
+        body = bodies.get(row.content_hash) or body_of(row.path)
+        if body is None:
             continue
-        node = yaml.compose(data.decode("utf-8"))
-        if node is None:
-            continue
-        if isinstance(parsed.model, ViewConfig):
-            views.append(parsed.model)
-            where[("view", parsed.model.name)] = (path, node)
-        elif isinstance(parsed.model, TopicConfig):
-            topics.append(parsed.model)
-            where[("topic", parsed.model.name)] = (path, node)
+        model = load_model(Kind(row.kind), json.loads(body))
+        if isinstance(model, ViewConfig):
+            views.append(model)
+            paths[("view", model.name)] = row.path
+        elif isinstance(model, TopicConfig):
+            topics.append(model)
+            paths[("topic", model.name)] = row.path
     if not views and not topics:
         return []
+    found = SemanticModel.from_definitions(views, topics).validate(databases, file_rules=False)
     problems = []
-    for found in SemanticModel.from_definitions(views, topics).validate(
-        databases, file_rules=False
-    ):
-        located = where.get((found.kind, found.name))
-        if located is None:
+    for problem in found:
+        path = paths.get((problem.kind, problem.name))
+        if path is None or _a_reference(problem.kind, problem.field):
             continue
-        path, node = located
-        loc = tuple(int(p) if p.isdigit() else p for p in found.field.split(".") if p)
-        line, column = position(locate(node, loc).node)
-        problems.append(Problem(path, line, column, found.message))
+        root = document_of(path)
+        line, column = 1, 1
+        if root is not None:
+            loc = tuple(int(p) if p.isdigit() else p for p in problem.field.split(".") if p)
+            line, column = position(locate(root, loc).node)
+        problems.append(Problem(path, line, column, problem.message))
     return sorted(set(problems))
+
+
+def _a_reference(kind: str, field: str) -> bool:
+    """A view's datasource and a topic's views are references the compiler checks
+    already (with the known names listed): reported once, by that check."""
+    if kind == "view":
+        return field == "datasource"
+    return kind == "topic" and field.startswith("views.") and field[6:].isdigit()
