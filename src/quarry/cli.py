@@ -212,8 +212,10 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
             raise _fail(exc) from exc
     url = f"http://{settings.host}:{settings.port}/"
     console.print(f"Quarry ({settings.role.value}) listening on [bold]{url}[/bold]")
-    from quarry.cli_banner import auth_banner
+    from quarry.cli_banner import app_urls, auth_banner
 
+    for app_url in app_urls(svc, settings, workspace_name, url) if workspace_name else []:
+        console.print(f"dashboard: [bold]{app_url}[/bold]", soft_wrap=True, highlight=False)
     console.print(auth_banner(settings, application), soft_wrap=True, highlight=False)
     watcher = None
     if root is not None and workspace_name is not None:

@@ -8,7 +8,10 @@ is in force and why, and what to do about it, so nobody meets an unexplained 401
 
 from __future__ import annotations
 
+import json
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from quarry.core.settings import Settings
 
@@ -41,3 +44,19 @@ def auth_banner(settings: Settings, application: Any) -> str:
         f"auth: [bold]tokens[/bold] ({why}): send Authorization: Bearer qk_…; "
         f"workspaces compiled here belong to tenant {tenant!r}, so use a token of that tenant."
     )
+
+
+def app_urls(svc: Any, settings: Settings, workspace: str, base_url: str) -> list[str]:
+    """The dashboard page of every app of ``workspace``'s current revision: the start
+    page used to be the only thing printed, and it lists raw JSON links."""
+    ws = svc.catalog.workspace(settings.tenant, workspace, fresh=True)
+    if ws.current_revision_id is None:
+        return []
+    listing = json.loads(svc.catalog.definitions(ws, ws.current_revision_id, "app").body)
+    urls = []
+    for definition in listing["definitions"]:
+        stem = PurePosixPath(definition["path"]).name
+        for suffix in (".app.yml", ".app.yaml"):
+            stem = stem.removesuffix(suffix)
+        urls.append(f"{base_url.rstrip('/')}/workspaces/{quote(ws.name)}/apps/{quote(stem)}")
+    return urls

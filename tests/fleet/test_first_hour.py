@@ -55,6 +55,10 @@ def test_serve_recompiles_a_saved_file_and_says_so(tmp_path: Path) -> None:
     try:
         wait_healthy(server, timeout=90)
         assert "auth: open (a local SQLite instance with no active token)" in server.log()
+        dashboard = f"{server.url}/workspaces/shop/apps/sales_overview"
+        assert f"dashboard: {dashboard}" in server.log()  # printed, and it is the page
+        page = httpx.get(dashboard, timeout=10)
+        assert page.status_code == 200 and "Sales overview" in page.text
         first = _definition_names(server, "shop")
         assert "workflows/added.workflow.yml" not in first
 
