@@ -79,6 +79,15 @@ def insert_run(conn: Connection, run: RunRow) -> None:
     conn.execute(insert(runs).values(**values))
 
 
+def insert_runs(conn: Connection, rows: list[RunRow]) -> None:
+    """Many run rows in one multi-row INSERT."""
+    if rows:
+        values = [
+            {**r.__dict__, "variables": json.dumps(r.variables, sort_keys=True)} for r in rows
+        ]
+        conn.execute(insert(runs).values(values))
+
+
 def set_task(conn: Connection, run_id: str, task_id: int) -> None:
     conn.execute(update(runs).where(runs.c.id == run_id).values(task_id=task_id))
 
@@ -172,6 +181,26 @@ def append_event(conn: Connection, run_id: str, event: dict[str, Any]) -> None:
         note_local_event(conn, run_id)
         return
     inserted = row.returning(run_events.c.run_id).cte("inserted")
+    conn.execute(select(func.pg_notify(RUN_EVENTS_CHANNEL, inserted.c.run_id)))
+
+
+def append_events(conn: Connection, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Many (run id, event) rows in one statement, with a ``pg_notify`` per row on
+    Postgres (like ``append_event``)."""
+    if not events:
+        return
+    now = utcnow()
+    values = [
+        {"run_id": run_id, "event": json.dumps(event, default=str), "created_at": now}
+        for run_id, event in events
+    ]
+    rows = insert(run_events).values(values)
+    if conn.dialect.name != "postgresql":
+        conn.execute(rows)
+        for run_id, _ in events:
+            note_local_event(conn, run_id)
+        return
+    inserted = rows.returning(run_events.c.run_id).cte("inserted")
     conn.execute(select(func.pg_notify(RUN_EVENTS_CHANNEL, inserted.c.run_id)))
 
 

@@ -27,7 +27,7 @@ from quarry.runtime.apps import resolve_controls
 from quarry.runtime.apps.load import load_app
 from quarry.runtime.runs.follow import RunEventHub
 from quarry.runtime.runs.outputs import render_output
-from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
+from quarry.runtime.runs.service import RunRequest, cancel_run, create_run, create_runs
 from quarry.store import runs as runq
 from quarry.store.runs import ArtifactRow, RunRow, StepRow
 from quarry.store.workspaces import WorkspaceRow
@@ -41,6 +41,7 @@ EXPORT_MEDIA = {
     "parquet": "application/vnd.apache.parquet",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
+MAX_BATCH_RUNS = 500
 
 
 class RunCreate(BaseModel):
@@ -107,6 +108,38 @@ async def create(request: Request, workspace: str, body: RunCreate) -> dict[str,
     )
     run = await run_in_threadpool(create_run, svc.engine, svc.queue, svc.catalog, ws, run_request)
     return _run_json(run)
+
+
+class RunBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: list[RunCreate] = Field(min_length=1, max_length=MAX_BATCH_RUNS)
+
+
+@router.post("/api/v1/workspaces/{workspace}/runs:batch", status_code=202)
+async def create_batch(request: Request, workspace: str, body: RunBatchCreate) -> dict[str, Any]:
+    """Many runs in one transaction (all or none): one bulk enqueue, one insert."""
+    svc = services(request)
+    ws = await run_in_threadpool(svc.catalog.workspace, tenant_id(request), workspace)
+    run_requests = []
+    for item in body.runs:
+        variables = _run_variables(item)
+        if item.kind == "app":
+            await run_in_threadpool(_check_controls, svc.catalog, ws, item, variables)
+        run_requests.append(
+            RunRequest(
+                target_kind=item.kind,
+                target_name=item.name,
+                variables=variables,
+                revision=item.revision,
+                request_id=REQUEST_ID.get(),
+                deadline_seconds=item.deadline_seconds,
+            )
+        )
+    rows = await run_in_threadpool(
+        create_runs, svc.engine, svc.queue, svc.catalog, ws, run_requests
+    )
+    return {"runs": [_run_json(run) for run in rows]}
 
 
 def _run_variables(body: RunCreate) -> dict[str, Any]:

@@ -14,11 +14,11 @@ import json
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Engine, Row
 
@@ -149,9 +149,26 @@ class QueueCount:
     oldest_created_at: datetime | None
 
 
-# Hook for per-tenant caps on queued work (a later issue): called in the enqueue
-# transaction before the insert; raise to refuse the task.
-EnqueueGuard = Callable[[Connection, str, str], None]
+class EnqueueGuard(Protocol):
+    """Hook for per-tenant caps on queued work (runtime/queue/caps.py): called in the
+    enqueue transaction before the insert, with how many tasks are about to be queued
+    for that tenant and queue; raise to refuse them all."""
+
+    def __call__(self, conn: Connection, tenant_id: str, queue: str, incoming: int = 1) -> None: ...
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """One task of a bulk enqueue (``TaskQueue.enqueue_many``)."""
+
+    tenant_id: str
+    kind: str
+    payload: Any = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    max_attempts: int = 3
+    delay: float = 0.0
+    dedupe_key: str | None = None
 
 
 def new_token() -> str:
@@ -207,6 +224,46 @@ class TaskQueue(ABC):
         """
 
     # -- consuming ---------------------------------------------------------------
+
+    def enqueue_many(
+        self, tasks: Sequence[NewTask], *, conn: Connection | None = None
+    ) -> list[Enqueued]:
+        """Queue ``tasks`` together (all or none), in order; inside ``conn``'s transaction
+        when given. The caps are checked once per tenant and queue for the whole batch.
+        This version inserts one by one in one transaction; Postgres overrides it with
+        a single statement."""
+        if not tasks:
+            return []
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.enqueue_many(tasks, conn=own)
+        # The batch check first (it counts the whole batch); each insert's own check
+        # then passes, the batch having made room for all of them.
+        self.check_caps(conn, tasks)
+        return [
+            self.enqueue(
+                t.tenant_id,
+                t.kind,
+                t.payload,
+                queue=t.queue,
+                priority=t.priority,
+                max_attempts=t.max_attempts,
+                delay=t.delay,
+                dedupe_key=t.dedupe_key,
+                conn=conn,
+            )
+            for t in tasks
+        ]
+
+    def check_caps(self, conn: Connection, tasks: Sequence[NewTask]) -> None:
+        """One guard call per (tenant, queue) in the batch, counting what it adds."""
+        if self.enqueue_guard is None:
+            return
+        incoming: dict[tuple[str, str], int] = {}
+        for t in tasks:
+            incoming[(t.tenant_id, t.queue)] = incoming.get((t.tenant_id, t.queue), 0) + 1
+        for (tenant_id, queue), count in sorted(incoming.items()):
+            self.enqueue_guard(conn, tenant_id, queue, count)
 
     @abstractmethod
     def claim(

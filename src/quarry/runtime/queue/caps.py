@@ -31,14 +31,15 @@ def queued_cap(limit: int) -> EnqueueGuard | None:
     if limit <= 0:
         return None
 
-    def guard(conn: Connection, tenant_id: str, queue: str) -> None:
+    def guard(conn: Connection, tenant_id: str, queue: str, incoming: int = 1) -> None:
         queued = int(
             conn.execute(_COUNT, {"tenant": tenant_id, "queue": queue, "cap": limit}).scalar_one()
         )
-        if queued >= limit:
+        if queued + incoming > limit:
             ADMISSION_REJECTIONS.labels("queue_full").inc()
             raise QueueFull(
-                f"tenant {tenant_id!r} already has {limit} queued tasks in queue {queue!r} "
+                f"tenant {tenant_id!r} has {queued} queued tasks in queue {queue!r}; "
+                f"{incoming} more would pass the cap of {limit} "
                 "(queue_max_queued_per_tenant); retry when some have started",
                 tenant=tenant_id,
                 limit=limit,

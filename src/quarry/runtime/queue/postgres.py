@@ -28,6 +28,7 @@ from quarry.runtime.queue.base import (
     DEFAULT_QUEUE,
     Enqueued,
     LeaseLost,
+    NewTask,
     QueueCount,
     Reaped,
     Settled,
@@ -211,6 +212,47 @@ class PostgresQueue(TaskQueue):
             if found is not None:
                 return Enqueued(id=int(found["id"]), created=False)
             # the conflicting task was purged in between: insert again
+
+    def enqueue_many(
+        self, tasks: Sequence[NewTask], *, conn: Connection | None = None
+    ) -> list[Enqueued]:
+        """One statement for the whole batch (plus one cap check per tenant and queue):
+        a multi-row ``INSERT … SELECT FROM jsonb_to_recordset … RETURNING`` with one
+        ``pg_notify`` per queue, delivered at commit."""
+        if not tasks:
+            return []
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.enqueue_many(tasks, conn=own)
+        self.check_caps(conn, tasks)
+        rows = [
+            {
+                "ord": i,
+                "tenant_id": t.tenant_id,
+                "queue": t.queue,
+                "kind": t.kind,
+                "payload": dump_json(t.payload),
+                "priority": t.priority,
+                "max_attempts": t.max_attempts,
+                "delay": float(t.delay),
+                "dedupe_key": t.dedupe_key,
+            }
+            for i, t in enumerate(tasks)
+        ]
+        returned = conn.execute(q("enqueue_many"), {"rows": dump_json(rows)}).all()
+        # Rows without a key were all inserted, their ids drawn in input order.
+        fresh = iter(sorted(int(r.id) for r in returned if r.dedupe_key is None))
+        keyed = {(r.tenant_id, r.dedupe_key): int(r.id) for r in returned if r.dedupe_key}
+        result: list[Enqueued] = []
+        for t, params in zip(tasks, rows, strict=True):
+            if t.dedupe_key is None:
+                result.append(Enqueued(id=next(fresh), created=True))
+            elif (t.tenant_id, t.dedupe_key) in keyed:
+                result.append(Enqueued(id=keyed.pop((t.tenant_id, t.dedupe_key)), created=True))
+            else:  # queued before (or twice in this batch): the task that has the key
+                single = {k: v for k, v in params.items() if k != "ord"}
+                result.append(self._enqueue_in(conn, single))
+        return result
 
     def _enqueue_in(self, conn: Connection, params: dict[str, Any]) -> Enqueued:
         if self.enqueue_guard is not None:

@@ -1,13 +1,15 @@
 """Creating and cancelling runs.
 
 The run row and its task are written in one transaction, so a run is never queued
-without its row nor recorded without its task.
+without its row nor recorded without its task. ``create_runs`` is the one way runs
+are created from requests (``create_run`` is a batch of one).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -15,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
 from quarry.core.errors import BadRequest
-from quarry.runtime.queue import TaskQueue
+from quarry.runtime.queue import NewTask, TaskQueue
 from quarry.store import runs as runq
 from quarry.store.runs import RunRow
 from quarry.store.workspaces import WorkspaceRow
@@ -48,22 +50,63 @@ def create_run(
 ) -> RunRow:
     """Record a run and queue it; ``enqueue=False`` is for a caller that executes the
     run itself, at once (``quarry run``)."""
-    if request.target_kind not in RUNNABLE_KINDS:
-        raise BadRequest(
-            f"cannot run a {request.target_kind!r}; runnable kinds: {sorted(RUNNABLE_KINDS)}",
-            parameter="kind",
-        )
-    revision_id = catalog.resolve(workspace, request.revision)
-    catalog.definition(workspace, revision_id, request.target_kind, request.target_name)
-    run = new_run(workspace.tenant_id, workspace.id, revision_id, request)
+    return create_runs(
+        engine, queue, catalog, workspace, [request], max_attempts=max_attempts, enqueue=enqueue
+    )[0]
+
+
+def create_runs(
+    engine: Engine,
+    queue: TaskQueue,
+    catalog: Catalog,
+    workspace: WorkspaceRow,
+    requests: Sequence[RunRequest],
+    *,
+    max_attempts: int = 3,
+    enqueue: bool = True,
+) -> list[RunRow]:
+    """Record runs and queue them, all in one transaction (all or none): every
+    request is checked first, then the tasks go in with one bulk enqueue, the run rows
+    (carrying their task ids) with one insert and their ``run.queued`` events with one
+    more. The per-tenant queue cap counts the whole batch."""
+    rows: list[RunRow] = []
+    for index, request in enumerate(requests):
+        if request.target_kind not in RUNNABLE_KINDS:
+            raise BadRequest(
+                f"cannot run a {request.target_kind!r}; runnable kinds: {sorted(RUNNABLE_KINDS)}",
+                parameter="kind" if len(requests) == 1 else f"runs[{index}].kind",
+            )
+        revision_id = catalog.resolve(workspace, request.revision)
+        catalog.definition(workspace, revision_id, request.target_kind, request.target_name)
+        rows.append(new_run(workspace.tenant_id, workspace.id, revision_id, request))
     with engine.begin() as conn:
-        runq.insert_run(conn, run)
         if not enqueue:
-            return run
-        queue_run_in(
-            conn, queue, run, max_attempts=max_attempts, deadline_seconds=request.deadline_seconds
+            runq.insert_runs(conn, rows)
+            return rows
+        tasks = [
+            NewTask(
+                run.tenant_id,
+                RUN_TASK_KIND,
+                run_task_payload(run, request.deadline_seconds),
+                max_attempts=max_attempts,
+            )
+            for run, request in zip(rows, requests, strict=True)
+        ]
+        enqueued = queue.enqueue_many(tasks, conn=conn)
+        rows = [replace(run, task_id=e.id) for run, e in zip(rows, enqueued, strict=True)]
+        runq.insert_runs(conn, rows)
+        runq.append_events(
+            conn, [(r.id, {"type": "run.queued", "revision_id": r.revision_id}) for r in rows]
         )
-        return runq.get_run(conn, workspace.tenant_id, run.id)
+        return rows
+
+
+def run_task_payload(run: RunRow, deadline_seconds: float | None) -> dict[str, Any]:
+    """What a run's task carries (the worker loads everything else from the run row)."""
+    payload: dict[str, Any] = {"run_id": run.id, "request_id": run.request_id}
+    if deadline_seconds is not None:
+        payload["deadline_seconds"] = deadline_seconds
+    return payload
 
 
 def new_run(
@@ -128,9 +171,7 @@ def enqueue_run_task(
     """Only the task of ``run`` (its row may be inserted after it, in the same
     transaction, already carrying the task id: the scheduler saves a statement per
     fire that way, inside the transaction of its compare-and-swap)."""
-    payload: dict[str, Any] = {"run_id": run.id, "request_id": run.request_id}
-    if deadline_seconds is not None:
-        payload["deadline_seconds"] = deadline_seconds
+    payload = run_task_payload(run, deadline_seconds)
     return queue.enqueue(
         run.tenant_id,
         RUN_TASK_KIND,

@@ -32,6 +32,35 @@ WITH inserted AS (
 )
 SELECT inserted.id, pg_notify('quarry_tasks', :queue) AS notified FROM inserted
 
+-- enqueue_many: insert many tasks in one statement, in the order of their ord field
+-- (:rows is a JSON array; ids are drawn in that order), and wake each queue's
+-- listeners once. A duplicate dedupe key inserts nothing for that row.
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+        ord int, tenant_id text, queue text, kind text, payload text, priority int,
+        max_attempts int, delay float8, dedupe_key text
+    )
+),
+inserted AS (
+    INSERT INTO tasks (
+        tenant_id, queue, kind, payload, state, priority, attempts, max_attempts,
+        run_after, created_at, cancel_requested, dedupe_key
+    )
+    SELECT
+        tenant_id, queue, kind, payload, 'queued', priority, 0, max_attempts,
+        now() + make_interval(secs => delay), now(), false, dedupe_key
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+    RETURNING id, tenant_id, dedupe_key
+),
+notified AS (
+    SELECT pg_notify('quarry_tasks', queues.queue) FROM (SELECT DISTINCT queue FROM input) AS queues
+)
+SELECT inserted.id, inserted.tenant_id, inserted.dedupe_key,
+       (SELECT count(*) FROM notified) AS notified
+FROM inserted
+
 -- find_by_dedupe_key: the task an earlier enqueue made with this key
 SELECT id FROM tasks WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key
 
