@@ -159,6 +159,12 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         sql: Annotated[bool, typer.Option("--sql", help="Print the SQL and params only.")] = False,
         fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
         revision: RevisionOpt = None,
+        saved: Annotated[
+            str | None, typer.Option("--saved", help="Run this saved query (*.query.yml).")
+        ] = None,
+        step: Annotated[
+            str | None, typer.Option("--step", help="The saved query's step (if several).")
+        ] = None,
     ) -> None:
         """Ask a semantic query: measures by dimensions of a topic, as a table."""
         from quarry.runtime.apps.values import json_value
@@ -166,21 +172,31 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
 
         if fmt not in ("table", "csv", "json"):
             raise fail(BadRequest(f"--format is table, csv or json, not {fmt!r}"))
+        asked = (topic, measure, dimension, time, filter_, order, limit, offset)
+        if saved is not None and any(a not in (None, []) for a in asked):
+            raise fail(BadRequest("--saved runs the saved query as it is: give no other query"))
+        if step is not None and saved is None:
+            raise fail(BadRequest("--step names a step of a --saved query"))
         try:
-            body = build_body(
-                topic,
-                measure or [],
-                dimension or [],
-                time or [],
-                filter_ or [],
-                order or [],
-                limit,
-                offset,
-            )
-            semantic_query = SemanticQuery.from_request(body)
+            semantic_query = None
+            if saved is None:
+                body = build_body(
+                    topic,
+                    measure or [],
+                    dimension or [],
+                    time or [],
+                    filter_ or [],
+                    order or [],
+                    limit,
+                    offset,
+                )
+                semantic_query = SemanticQuery.from_request(body)
             svc, sem, ws, rev = _open(settings_for, workspace, revision)
             principal = {"tenant": svc.settings.tenant, "subject": "cli"}
             try:
+                if semantic_query is None:
+                    assert saved is not None
+                    semantic_query = sem.saved_query(ws, rev, saved, step)
                 prepared = sem.prepare(ws, rev, semantic_query, principal)
                 if sql:
                     out.print(prepared.bound.display(), markup=False, highlight=False)

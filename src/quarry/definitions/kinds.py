@@ -20,6 +20,8 @@ class Kind(StrEnum):
     TOPIC = "topic"
     SCHEDULE = "schedule"
     MONITOR = "monitor"
+    MOTIF = "motif"  # a semantic-layer motif (airlayer ``*.motif.yml``)
+    QUERY = "query"  # a saved semantic query (airlayer ``*.query.yml``)
 
 
 _EXTENSIONS = (".yml", ".yaml")
@@ -39,6 +41,8 @@ _SUFFIX_KINDS: tuple[tuple[str, Kind], ...] = tuple(
         ("topic", Kind.TOPIC),
         ("schedule", Kind.SCHEDULE),
         ("monitor", Kind.MONITOR),
+        ("motif", Kind.MOTIF),
+        ("query", Kind.QUERY),
     )
     for ext in _EXTENSIONS
 )

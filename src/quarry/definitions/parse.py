@@ -24,7 +24,12 @@ from quarry.definitions.models.app import AppConfig
 from quarry.definitions.models.config import WorkspaceConfig, config_names, dataset_dirs
 from quarry.definitions.models.monitor import MonitorConfig
 from quarry.definitions.models.schedule import ScheduleConfig
-from quarry.definitions.models.semantic import TopicConfig, ViewConfig
+from quarry.definitions.models.semantic import (
+    MotifConfig,
+    SavedQueryConfig,
+    TopicConfig,
+    ViewConfig,
+)
 from quarry.definitions.models.workflow import WorkflowConfig
 from quarry.definitions.references import Ref
 from quarry.definitions.yaml_nodes import (
@@ -55,6 +60,8 @@ _ADAPTERS: dict[Kind, TypeAdapter[Any]] = {
     Kind.TOPIC: TypeAdapter(TopicConfig),
     Kind.SCHEDULE: TypeAdapter(ScheduleConfig),
     Kind.MONITOR: TypeAdapter(MonitorConfig),
+    Kind.MOTIF: TypeAdapter(MotifConfig),
+    Kind.QUERY: TypeAdapter(SavedQueryConfig),
 }
 
 
@@ -109,7 +116,7 @@ def parse_definition(
         refs.append(Ref(kind=ref_kind, target=target, line=line, column=column, field=field))
     refs.sort(key=lambda ref: (ref.line, ref.column, ref.field))
 
-    if isinstance(model, (ViewConfig, TopicConfig)):
+    if isinstance(model, (ViewConfig, TopicConfig, MotifConfig, SavedQueryConfig)):
         name = model.name
     else:
         name = definition_name(path, kind)

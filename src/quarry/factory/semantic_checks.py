@@ -24,7 +24,12 @@ from yaml import Node
 
 from quarry.core.errors import CompileFailed, Problem
 from quarry.definitions.kinds import Kind
-from quarry.definitions.models.semantic import TopicConfig, ViewConfig
+from quarry.definitions.models.semantic import (
+    MotifConfig,
+    SavedQueryConfig,
+    TopicConfig,
+    ViewConfig,
+)
 from quarry.definitions.parse import load_model
 from quarry.definitions.yaml_nodes import YamlLimits, load_document, locate, position
 from quarry.factory.isolation import Parser
@@ -32,7 +37,7 @@ from quarry.factory.scan import Tree
 from quarry.semantic import SemanticModel
 from quarry.store.revisions import DefinitionRow
 
-_SEMANTIC = (Kind.VIEW.value, Kind.TOPIC.value)
+_SEMANTIC = (Kind.VIEW.value, Kind.TOPIC.value, Kind.MOTIF.value, Kind.QUERY.value)
 
 
 def check_workspace(
@@ -108,6 +113,8 @@ def semantic_problems(
     """
     views: list[ViewConfig] = []
     topics: list[TopicConfig] = []
+    motifs: list[MotifConfig] = []
+    saved: list[SavedQueryConfig] = []
     paths: dict[tuple[str, str], str] = {}
     for row in rows:
         if row.kind not in _SEMANTIC:
@@ -115,16 +122,23 @@ def semantic_problems(
         body = bodies.get(row.content_hash) or body_of(row.path)
         if body is None:
             continue
-        model = load_model(Kind(row.kind), json.loads(body))
-        if isinstance(model, ViewConfig):
-            views.append(model)
-            paths[("view", model.name)] = row.path
-        elif isinstance(model, TopicConfig):
-            topics.append(model)
-            paths[("topic", model.name)] = row.path
-    if not views and not topics:
+        parsed = load_model(Kind(row.kind), json.loads(body))
+        if isinstance(parsed, ViewConfig):
+            views.append(parsed)
+            paths[("view", parsed.name)] = row.path
+        elif isinstance(parsed, TopicConfig):
+            topics.append(parsed)
+            paths[("topic", parsed.name)] = row.path
+        elif isinstance(parsed, MotifConfig):
+            motifs.append(parsed)
+            paths[("motif", parsed.name)] = row.path
+        elif isinstance(parsed, SavedQueryConfig):
+            saved.append(parsed)
+            paths[("query", parsed.name)] = row.path
+    if not views and not topics and not motifs and not saved:
         return []
-    found = SemanticModel.from_definitions(views, topics).validate(databases, file_rules=False)
+    model = SemanticModel.from_definitions(views, topics, motifs=motifs, saved_queries=saved)
+    found = model.validate(databases, file_rules=False)
     problems = []
     for problem in found:
         path = paths.get((problem.kind, problem.name))

@@ -9,6 +9,7 @@ The interface (everything else in the package is an implementation detail)::
     query = SemanticQuery.from_request(json_body)        # Oxy task or airlayer shape
     compiled = compile_query(model, query, dialect="duckdb", row_filters=...)
     compile_saved_query(model, "name", dialect=...)      # [(step name, CompiledQuery)]
+    saved_step_query(model, "name", step=None)          # a saved query's step, to run
     BoundSql(text=compiled.text, params=compiled.params, token=compiled.token)
 
 ``SemanticModel`` is built once per revision and is immutable; compiled plans are
@@ -26,7 +27,7 @@ from quarry.semantic.dialects import DIALECTS, normalize_dialect
 from quarry.semantic.errors import SemanticError, SemanticProblem
 from quarry.semantic.model import Member, RowFilter, SemanticModel
 from quarry.semantic.query import Filter, FilterGroup, Order, SemanticQuery, TimeDimension
-from quarry.semantic.saved import compile_saved_query
+from quarry.semantic.saved import compile_saved_query, saved_step_query
 
 __all__ = [
     "DIALECTS",
@@ -45,4 +46,5 @@ __all__ = [
     "compile_query",
     "compile_saved_query",
     "normalize_dialect",
+    "saved_step_query",
 ]

@@ -37,3 +37,30 @@ def compile_saved_query(
             ) from None
         compiled.append((step.name, plan))
     return compiled
+
+
+def saved_step_query(model: SemanticModel, name: str, step: str | None = None) -> SemanticQuery:
+    """The query of saved query ``name``'s step ``step`` (its only step if omitted),
+    to be run like any posted query; an error names the saved query and its steps."""
+    saved = model.saved_queries.get(name)
+    if saved is None:
+        known = ", ".join(sorted(model.saved_queries)) or "none"
+        raise SemanticError(f"unknown saved query '{name}' (known: {known})", saved_query=name)
+    steps = {s.name: s for s in saved.steps}
+    if step is None and len(saved.steps) > 1:
+        raise SemanticError(
+            f"saved query '{name}' has several steps ({', '.join(steps)}); name one with 'step'",
+            saved_query=name,
+        )
+    chosen = saved.steps[0] if step is None else steps.get(step)
+    if chosen is None:
+        raise SemanticError(
+            f"saved query '{name}' has no step '{step}' (steps: {', '.join(steps)})",
+            saved_query=name,
+        )
+    try:
+        return SemanticQuery.from_request(chosen.query)
+    except SemanticError as exc:
+        raise SemanticError(
+            f"saved query '{name}' step '{chosen.name}': {exc.message}", saved_query=name
+        ) from None

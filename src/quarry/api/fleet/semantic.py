@@ -104,11 +104,25 @@ async def _raw_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse(raw: bytes) -> SemanticQuery:
+async def _parse(
+    raw: bytes, sem: SemanticService, workspace: WorkspaceRow, revision: str
+) -> SemanticQuery:
+    """The posted query, or ``{"saved_query": name, "step": optional}``: a saved
+    query (``*.query.yml``) of the revision, run like a posted one."""
     try:
         body = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}", parameter="body") from None
+    if isinstance(body, dict) and "saved_query" in body:
+        extra = sorted(set(body) - {"saved_query", "step"})
+        name, step = body["saved_query"], body.get("step")
+        if extra or not isinstance(name, str) or not isinstance(step, (str, type(None))):
+            raise BadRequest(
+                'a saved query is asked as {"saved_query": name, "step": name}'
+                + (f"; unexpected: {', '.join(extra)}" if extra else ""),
+                parameter="saved_query",
+            )
+        return await run_in_threadpool(sem.saved_query, workspace, revision, name, step)
     return SemanticQuery.from_request(body)
 
 
@@ -189,8 +203,9 @@ async def semantic_query(
 ) -> Response:
     """Body: a semantic query (``topic``, ``measures``, ``dimensions``,
     ``time_dimensions``, ``filters``, ``orders``, ``limit``, ``offset``; airlayer's
-    JSON shape is accepted too). Answers rows, or with ``?sql_only=1`` the SQL and its
-    bound parameters."""
+    JSON shape is accepted too), or ``{"saved_query": name, "step": name}`` for a
+    saved query of the revision. Answers rows, or with ``?sql_only=1`` the SQL and
+    its bound parameters."""
     svc = services(request)
     who = principal(request)
     ws, rev = await _target(request, workspace, revision)
@@ -200,7 +215,7 @@ async def semantic_query(
     attributes = principal_attributes(who)
     ttl = sem.results.ttl
     if sql_only:
-        query = _parse(raw)
+        query = await _parse(raw, sem, ws, rev)
         prepared = await run_in_threadpool(sem.prepare, ws, rev, query, attributes)
         c = prepared.compiled
         document = {
@@ -227,7 +242,7 @@ async def semantic_query(
         if ready is None:
             ready = await run_in_threadpool(cached.encoded, fmt, encode)
         return _answer(request, cached, ready, fmt, True, rev, ttl)
-    query = _parse(raw)
+    query = await _parse(raw, sem, ws, rev)
 
     def answer() -> tuple[CachedResult, bool, str, bytes]:
         result, hit, key = sem.answer(

@@ -37,7 +37,13 @@ from quarry.runtime.semantic.results import (
 )
 from quarry.runtime.semantic.target import QueryTarget, query_target
 from quarry.runtime.source import RevisionSource
-from quarry.semantic import CompiledQuery, SemanticModel, SemanticQuery, compile_query
+from quarry.semantic import (
+    CompiledQuery,
+    SemanticModel,
+    SemanticQuery,
+    compile_query,
+    saved_step_query,
+)
 from quarry.store.objects import ObjectStore
 from quarry.store.workspaces import WorkspaceRow
 
@@ -175,6 +181,12 @@ class SemanticService:
         principal: Mapping[str, Any],
     ) -> PreparedQuery:
         return compile_for(self.models, self.source(workspace, revision_id), query, principal)
+
+    def saved_query(
+        self, workspace: WorkspaceRow, revision_id: str, name: str, step: str | None
+    ) -> SemanticQuery:
+        """A saved query's step (``*.query.yml`` of the revision); blocking: on a thread."""
+        return saved_step_query(self.models.model(workspace, revision_id), name, step)
 
     def cache_key(
         self,
