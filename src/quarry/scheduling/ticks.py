@@ -36,13 +36,13 @@ from quarry.core.clock import utcnow
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.definitions.kinds import classify_path
 from quarry.definitions.kinds import definition_name as name_of
-from quarry.runtime.queue import TaskQueue
-from quarry.runtime.runs.service import RunRequest, enqueue_run_task, new_run
+from quarry.runtime.queue import NewTask, TaskQueue
+from quarry.runtime.runs.service import RUN_TASK_KIND, RunRequest, new_run, run_task_payload
 from quarry.scheduling.timing import fires_between, next_fire
 from quarry.store import runs as runq
 from quarry.store.db import insert_ignoring_duplicates
 from quarry.store.run_tables import runs
-from quarry.store.runs import TERMINAL
+from quarry.store.runs import TERMINAL, RunRow
 from quarry.store.schedule_tables import schedule_fires, schedules
 from quarry.store.types import UtcDateTime
 
@@ -68,6 +68,15 @@ class Fire:
     run_id: str | None
     task_id: int | None
     coalesced: int
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A fire whose compare-and-swap won in this transaction, its task not yet queued."""
+
+    fire: Fire
+    task: NewTask
+    run: RunRow | None
 
 
 def fire_key(schedule_id: str, scheduled_for: datetime) -> str:
@@ -183,9 +192,8 @@ def _set_fire(conn: Connection, sid: str, due: datetime, **values: Any) -> None:
     )
 
 
-def _enqueue_run(conn: Connection, queue: TaskQueue, row: Any, due: datetime, run_id: str) -> int:
-    """The run row and its task, in the caller's transaction (four statements: the
-    task, the run carrying its task id, its first event)."""
+def _fire_run(row: Any, due: datetime, run_id: str) -> tuple[RunRow, NewTask]:
+    """The run a fire makes and its task (not yet written)."""
     body = json.loads(row.body)
     target = body["target"]
     kind = "workflow" if target.get("workflow") else "app"
@@ -199,10 +207,54 @@ def _enqueue_run(conn: Connection, queue: TaskQueue, row: Any, due: datetime, ru
         request_id=key,
     )
     run = replace(new_run(row.tenant_id, row.workspace_id, row.revision_id, request), id=run_id)
-    task_id = enqueue_run_task(conn, queue, run, dedupe_key=f"schedule:{key}")
-    runq.insert_run(conn, replace(run, task_id=task_id))
-    runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": run.revision_id})
-    return task_id
+    task = NewTask(
+        run.tenant_id,
+        RUN_TASK_KIND,
+        run_task_payload(run, None),
+        dedupe_key=f"schedule:{key}",
+    )
+    return run, task
+
+
+def _fire_check(row: Any, due: datetime) -> NewTask:
+    """The monitor check task a fire queues (not yet written)."""
+    return NewTask(
+        row.tenant_id,
+        MONITOR_TASK_KIND,
+        {"schedule_id": row.id, "scheduled_for": due.isoformat(), "revision_id": row.revision_id},
+        queue=MONITOR_QUEUE,
+        max_attempts=1,
+        dedupe_key=f"monitor:{fire_key(row.id, due)}",
+    )
+
+
+def _write_fires(conn: Connection, queue: TaskQueue, fires: list[_Pending]) -> list[Fire]:
+    """Queue the tasks of ``fires`` with one bulk enqueue, then their runs (one insert,
+    carrying the task ids) and events (one insert), in the caller's transaction: the
+    compare-and-swaps that won these fires commit with them or not at all."""
+    tasks = [p.task for p in fires]
+    enqueued = queue.enqueue_many(tasks, conn=conn)
+    runs_written: list[RunRow] = []
+    done: list[Fire] = []
+    for pending, e in zip(fires, enqueued, strict=True):
+        if pending.run is not None:
+            runs_written.append(replace(pending.run, task_id=e.id))
+        else:
+            _set_fire(conn, pending.fire.schedule_id, pending.fire.scheduled_for, task_id=e.id)
+        done.append(replace(pending.fire, task_id=e.id))
+    runq.insert_runs(conn, runs_written)
+    runq.append_events(
+        conn,
+        [(r.id, {"type": "run.queued", "revision_id": r.revision_id}) for r in runs_written],
+    )
+    return done
+
+
+def _enqueue_run(conn: Connection, queue: TaskQueue, row: Any, due: datetime, run_id: str) -> int:
+    """The run row and its task, in the caller's transaction (one fire on its own)."""
+    run, task = _fire_run(row, due, run_id)
+    fire = Fire(row.id, row.name, due, "run", run_id, None, 0)
+    return _write_fires(conn, queue, [_Pending(fire, task, run)])[0].task_id or 0
 
 
 def definition_name(path: str) -> str:
@@ -214,17 +266,7 @@ def definition_name(path: str) -> str:
 
 
 def _enqueue_check(conn: Connection, queue: TaskQueue, row: Any, due: datetime) -> int:
-    key = fire_key(row.id, due)
-    enqueued = queue.enqueue(
-        row.tenant_id,
-        MONITOR_TASK_KIND,
-        {"schedule_id": row.id, "scheduled_for": due.isoformat(), "revision_id": row.revision_id},
-        queue=MONITOR_QUEUE,
-        max_attempts=1,
-        dedupe_key=f"monitor:{key}",
-        conn=conn,
-    )
-    return enqueued.id
+    return queue.enqueue_many([_fire_check(row, due)], conn=conn)[0].id
 
 
 def _tick(
@@ -267,9 +309,14 @@ def _batch(
     fires: list[Fire] = []
     with engine.begin() as conn:
         due_rows = _due(conn, kind, now, batch)
+        pending: list[_Pending] = []
         for due_row in due_rows:
             if not isolate:
-                fire = _fire_in(conn, queue, kind, due_row, now=now, node=node, catchup=catchup)
+                # Fast path: every fire's CAS now, all their tasks in one bulk enqueue
+                # at the end, in this same transaction.
+                fire = _fire_in(
+                    conn, queue, kind, due_row, now=now, node=node, catchup=catchup, defer=pending
+                )
             else:
                 try:
                     with conn.begin_nested():
@@ -285,6 +332,11 @@ def _batch(
                     continue
             if fire is not None:
                 fires.append(fire)
+        if pending:
+            written = {
+                (f.schedule_id, f.scheduled_for): f for f in _write_fires(conn, queue, pending)
+            }
+            fires = [written.get((f.schedule_id, f.scheduled_for), f) for f in fires]
     return fires, len(due_rows)
 
 
@@ -297,7 +349,11 @@ def _fire_in(
     now: datetime,
     node: str,
     catchup: float,
+    defer: list[_Pending] | None = None,
 ) -> Fire | None:
+    """One fire: the CAS, the fire log and its task. With ``defer`` the task is left
+    in ``defer`` for the caller's bulk enqueue (same transaction) and the returned
+    fire has no task id yet."""
     sid, due = due_row.id, due_row.next_run_at
     if kind == "monitor":
         outcome = "check"
@@ -319,13 +375,14 @@ def _fire_in(
     if not _log_fire(conn, row, due, now, node, folded, outcome, run_id):
         log.warning("schedule %s already fired for %s; not firing again", row.name, due)
         return None
-    task_id: int | None = None
-    if run_id is not None:
-        task_id = _enqueue_run(conn, queue, row, due, run_id)
-    elif outcome == "check":
-        task_id = _enqueue_check(conn, queue, row, due)
-        _set_fire(conn, sid, due, task_id=task_id)
-    return Fire(sid, row.name, due, outcome, run_id, task_id, folded)
+    fire = Fire(sid, row.name, due, outcome, run_id, None, folded)
+    if outcome == "skipped":
+        return fire
+    run, task = _fire_run(row, due, run_id) if run_id is not None else (None, _fire_check(row, due))
+    if defer is not None:
+        defer.append(_Pending(fire, task, run))
+        return fire
+    return _write_fires(conn, queue, [_Pending(fire, task, run)])[0]
 
 
 def tick_schedules(
