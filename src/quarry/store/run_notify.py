@@ -18,7 +18,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, Engine, event
 
 RUN_EVENTS_CHANNEL = "quarry_run_events"
@@ -76,6 +75,8 @@ async def listen_run_events(conninfo: str, on_listening: Callable[[], None]) -> 
     """Run ids with new events, from one autocommit ``LISTEN`` connection; calls
     ``on_listening`` once the LISTEN is in place. Ends (raises) when the connection
     drops: the caller reconnects."""
+    import psycopg  # here: every run event write imports this module, SQLite ones too
+
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         await conn.execute(f"LISTEN {RUN_EVENTS_CHANNEL}")
         on_listening()
