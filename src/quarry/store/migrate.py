@@ -8,14 +8,18 @@ meets a schema it does not know (newer than its release) refuses to start.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from quarry.core.errors import SchemaMismatch
+
+if TYPE_CHECKING:  # alembic is imported only when a schema is not already current
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ class MigrationOutcome:
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", "quarry.store:migrations")
     if connection is not None:
@@ -42,6 +48,8 @@ def _config(connection: Connection | None = None) -> Config:
 
 
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
@@ -53,6 +61,8 @@ def code_head() -> str:
 
 
 def _database_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     heads = MigrationContext.configure(connection).get_current_heads()
     return heads[0] if heads else None
 
@@ -126,8 +136,49 @@ def migrate(engine: Engine) -> MigrationOutcome:
                 conn.commit()
 
 
+_REVISION = re.compile(r"^revision(?:\s*:[^=\n]*)?\s*=\s*[\"']([^\"']+)[\"']", re.M)
+_DOWN_REVISION = re.compile(
+    r"^down_revision(?:\s*:[^=\n]*)?\s*=\s*(?:None|[\"']([^\"']+)[\"'])\s*$", re.M
+)
+
+
+def declared_head() -> str | None:
+    """The newest migration, read from the version files' ``revision`` and
+    ``down_revision`` lines without importing alembic (which costs more than the rest
+    of a local ``quarry run``'s start-up). None unless they read as exactly one head."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for entry in (resources.files("quarry.store.migrations") / "versions").iterdir():
+        if not entry.name.endswith(".py") or entry.name.startswith("__"):
+            continue
+        source = entry.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        if down.group(1):
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _stamped_revision(engine: Engine) -> str | None:
+    """The database's one ``alembic_version`` row (None if absent, several or unreadable)."""
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    except Exception:
+        return None
+    return str(value)
+
+
 def prepare_schema(engine: Engine, *, skip_migrations: bool) -> MigrationOutcome | None:
-    """What every role does at boot."""
+    """What every role does at boot. A database already at this release's head is
+    recognised with one query and no alembic import; anything else takes the full
+    path (migrate, or check and refuse)."""
+    head = declared_head()
+    if head is not None and _stamped_revision(engine) == head:
+        return None if skip_migrations else MigrationOutcome(applied=[], head=head)
     if skip_migrations:
         check_schema(engine)
         return None
