@@ -96,10 +96,13 @@ class RunEventHub:
 
     def _from_writer_thread(self, run_ids: frozenset[str]) -> None:
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop is None:
             return
-        for run_id in run_ids:
-            loop.call_soon_threadsafe(self._wake, run_id)
+        try:
+            for run_id in run_ids:
+                loop.call_soon_threadsafe(self._wake, run_id)
+        except RuntimeError:  # the loop closed (the app shut down): nobody is following
+            return
 
     def _listening(self) -> None:
         self._live = True
