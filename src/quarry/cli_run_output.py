@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.table import Table
 
 from quarry.runtime.apps.values import json_value
@@ -102,6 +101,8 @@ def print_outputs(out: Console, outputs: RunOutputs, root: Path | None) -> None:
     reaches (``quarry.cli_output``), and a heading centred across that is lost."""
     width = min(out.width, READING_WIDTH)
     if outputs.text is not None:
+        from rich.markdown import Markdown  # ~0.1 s CPU (markdown-it, pygments): only here
+
         out.print()
         out.print(Markdown(outputs.text), width=width)
     if outputs.table is not None and (outputs.text is None or outputs.table_after_text):
