@@ -40,8 +40,10 @@ def resolve_target(root: Path, target: str) -> tuple[str, str]:
     if relpath.is_file() and relpath.is_relative_to(root):
         rel = relpath.relative_to(root).as_posix()
         kind = classify_path(rel)
-        if kind in {Kind.WORKFLOW, Kind.APP}:
-            assert kind is not None
+        if kind is Kind.WORKFLOW:
+            # By path: a.workflow.yml and a.procedure.yml may share the stem.
+            return kind.value, rel
+        if kind is Kind.APP:
             return kind.value, definition_name(rel, kind)
         raise BadRequest(f"{rel} is not a workflow or an app")
     return "workflow", target
