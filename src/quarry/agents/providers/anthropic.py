@@ -19,10 +19,11 @@ from quarry.agents.providers.base import (
     Completion,
     DeltaSink,
     Message,
-    ProviderError,
     ToolCall,
     ToolSpec,
     Usage,
+    error_message,
+    provider_errors,
 )
 
 MAX_TOKENS = 4096
@@ -76,27 +77,13 @@ class AnthropicProvider:
             budget = _THINKING_BUDGET.get(self.reasoning_effort, 4096)
             request["thinking"] = {"type": "enabled", "budget_tokens": budget}
             request["max_tokens"] = MAX_TOKENS + budget
-        try:
+        with provider_errors(self.name, anthropic, _said):
             if on_delta is None:
                 return _completion(await self._client.messages.create(**request))
             async with self._client.messages.stream(**request) as stream:
                 async for text in stream.text_stream:
                     on_delta(text)
                 return _completion(await stream.get_final_message())
-        except anthropic.APIStatusError as exc:
-            raise ProviderError(
-                f"model {self.name!r}: the provider answered {exc.status_code}: {_said(exc)}",
-                model=self.name,
-                status=exc.status_code,
-            ) from None
-        except anthropic.APITimeoutError:
-            raise ProviderError(
-                f"model {self.name!r}: no answer within the timeout", model=self.name
-            ) from None
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError(
-                f"model {self.name!r}: cannot reach the provider ({exc.message})", model=self.name
-            ) from None
 
     async def close(self) -> None:
         await self._client.close()
@@ -155,9 +142,5 @@ def _completion(message: Any) -> Completion:
 
 
 def _said(exc: anthropic.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and "message" in error:
-            return str(error["message"])[:500]
-    return exc.message[:500]
+    said = error_message(exc.body)
+    return exc.message[:500] if said is None else said

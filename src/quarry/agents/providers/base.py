@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from quarry.core.errors import QuarryError
@@ -31,6 +32,75 @@ class ProviderError(QuarryError):
 class ModelNotConfigured(QuarryError):
     status_code = 422
     code = "model_not_configured"
+
+
+class SdkErrors(Protocol):
+    """The errors both official SDKs (``openai``, ``anthropic``) raise once their own
+    retries are spent; either module satisfies this protocol as it is."""
+
+    @property
+    def APIStatusError(self) -> type[Exception]: ...
+
+    @property
+    def APITimeoutError(self) -> type[Exception]: ...
+
+    @property
+    def APIConnectionError(self) -> type[Exception]: ...
+
+
+class _ProviderErrors:
+    """Turns an SDK's failure inside the block into a :class:`ProviderError` naming the
+    model, so both adapters report the same three kinds of failure in the same words.
+
+    ``said`` reads the provider's own explanation out of a status error.
+    """
+
+    def __init__(self, model: str, sdk: SdkErrors, said: Callable[[Any], str]) -> None:
+        self._model = model
+        self._sdk = sdk
+        self._said = said
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        model = self._model
+        if isinstance(exc, self._sdk.APIStatusError):
+            status = getattr(exc, "status_code", None)
+            raise ProviderError(
+                f"model {model!r}: the provider answered {status}: {self._said(exc)}",
+                model=model,
+                status=status,
+            ) from None
+        if isinstance(exc, self._sdk.APITimeoutError):
+            raise ProviderError(
+                f"model {model!r}: no answer within the timeout", model=model
+            ) from None
+        if isinstance(exc, self._sdk.APIConnectionError):
+            message = getattr(exc, "message", str(exc))
+            raise ProviderError(
+                f"model {model!r}: cannot reach the provider ({message})", model=model
+            ) from None
+
+
+def provider_errors(model: str, sdk: SdkErrors, said: Callable[[Any], str]) -> _ProviderErrors:
+    """``with provider_errors(name, openai, _said):`` around an SDK call (see above)."""
+    return _ProviderErrors(model, sdk, said)
+
+
+def error_message(body: object) -> str | None:
+    """The ``error.message`` (or top-level ``message``) of a provider's JSON error body,
+    cut to 500 characters; ``None`` when the body has none."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and "message" in error:
+            return str(error["message"])[:500]
+    return None
 
 
 @dataclass(frozen=True)

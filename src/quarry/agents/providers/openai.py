@@ -23,6 +23,8 @@ from quarry.agents.providers.base import (
     ToolCall,
     ToolSpec,
     Usage,
+    error_message,
+    provider_errors,
 )
 
 
@@ -88,24 +90,10 @@ class OpenAIProvider:
             request["tools"] = [_tool(spec) for spec in tools]
         if self.reasoning_effort is not None:
             request["reasoning_effort"] = self.reasoning_effort
-        try:
+        with provider_errors(self.name, openai, _said):
             if on_delta is None:
                 return _completion(await self._client.chat.completions.create(**request))
             return await self._stream(request, on_delta)
-        except openai.APIStatusError as exc:
-            raise ProviderError(
-                f"model {self.name!r}: the provider answered {exc.status_code}: {_said(exc)}",
-                model=self.name,
-                status=exc.status_code,
-            ) from None
-        except openai.APITimeoutError:
-            raise ProviderError(
-                f"model {self.name!r}: no answer within the timeout", model=self.name
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise ProviderError(
-                f"model {self.name!r}: cannot reach the provider ({exc.message})", model=self.name
-            ) from None
 
     async def _stream(self, request: dict[str, Any], on_delta: DeltaSink) -> Completion:
         stream = await self._client.chat.completions.create(
@@ -180,9 +168,7 @@ def _completion(response: Any) -> Completion:
 
 
 def _said(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and "message" in error:
-            return str(error["message"])[:500]
-    return json.dumps(body)[:500] if body is not None else exc.message[:500]
+    said = error_message(exc.body)
+    if said is not None:
+        return said
+    return json.dumps(exc.body)[:500] if exc.body is not None else exc.message[:500]
