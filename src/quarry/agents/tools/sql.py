@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 
@@ -61,18 +61,39 @@ def _sql_argument(arguments: dict[str, Any]) -> str:
     return sql
 
 
-class _SqlTool:
+_Config = TypeVar("_Config", ExecuteSqlTool, ValidateSqlTool)
+
+
+class _SqlTool(Generic[_Config]):
+    """What both SQL tools share: their spec from the config (Oxy's stock name and
+    sentence where it gives none), the connection and the guarded, read-only statement."""
+
+    default_name: ClassVar[str]
+    default_description: ClassVar[str]
+    persist: ClassVar[bool]
+
     def __init__(
         self,
-        database: str,
+        config: _Config,
         connections: Connections,
         limits: SqlLimits,
         guard: StatementGuard | None = None,
     ) -> None:
-        self.database = database
+        self.database = config.database
         self.connections = connections
         self.limits = limits
         self.guard = guard or _unguarded
+        self.spec = ToolSpec(
+            config.name or self.default_name,
+            config.description or self.default_description,
+            sql_parameters(persist=self.persist),
+        )
+
+    async def _query(self, arguments: dict[str, Any]) -> tuple[Connector, str]:
+        """The connector and the model's SQL, checked read-only in its dialect."""
+        sql = _sql_argument(arguments)
+        connector = await asyncio.to_thread(self._connector)
+        return connector, read_only_query(sql, connector.dialect)
 
     def _connector(self) -> Connector:
         try:
@@ -91,49 +112,25 @@ class _SqlTool:
             explain_read_only(connector, query, self.limits)
 
 
-class ExecuteSql(_SqlTool):
-    def __init__(
-        self,
-        config: ExecuteSqlTool,
-        connections: Connections,
-        limits: SqlLimits,
-        guard: StatementGuard | None = None,
-    ) -> None:
-        super().__init__(config.database, connections, limits, guard)
-        self.spec = ToolSpec(
-            config.name or "execute_sql",
-            config.description or EXECUTE_SQL_DESCRIPTION,
-            sql_parameters(persist=True),
-        )
+class ExecuteSql(_SqlTool[ExecuteSqlTool]):
+    default_name = "execute_sql"
+    default_description = EXECUTE_SQL_DESCRIPTION
+    persist = True
 
     async def call(self, arguments: dict[str, Any]) -> ToolOutcome:
-        sql = _sql_argument(arguments)
-        connector = await asyncio.to_thread(self._connector)
-        query = read_only_query(sql, connector.dialect)
+        connector, query = await self._query(arguments)
         table = await asyncio.to_thread(self._run, connector, query)
         text, detail = render_table(table, self.limits)
         return ToolOutcome(text, {"database": self.database, "sql": query, **detail})
 
 
-class ValidateSql(_SqlTool):
-    def __init__(
-        self,
-        config: ValidateSqlTool,
-        connections: Connections,
-        limits: SqlLimits,
-        guard: StatementGuard | None = None,
-    ) -> None:
-        super().__init__(config.database, connections, limits, guard)
-        self.spec = ToolSpec(
-            config.name or "validate_sql",
-            config.description or VALIDATE_SQL_DESCRIPTION,
-            sql_parameters(persist=False),
-        )
+class ValidateSql(_SqlTool[ValidateSqlTool]):
+    default_name = "validate_sql"
+    default_description = VALIDATE_SQL_DESCRIPTION
+    persist = False
 
     async def call(self, arguments: dict[str, Any]) -> ToolOutcome:
-        sql = _sql_argument(arguments)
-        connector = await asyncio.to_thread(self._connector)
-        query = read_only_query(sql, connector.dialect)
+        connector, query = await self._query(arguments)
         try:
             await asyncio.to_thread(self._explain, connector, query)
         except ConnectorError as exc:
