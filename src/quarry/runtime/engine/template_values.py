@@ -19,7 +19,7 @@ Two concerns, both about matching Oxy while staying sandboxed:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -321,18 +321,28 @@ def _rust_debug_str(text: str) -> str:
     return "".join(out)
 
 
-def debug(value: Any) -> str:
-    """A value as it appears inside a printed list or map (Rust debug form)."""
+def _scalar_text(value: Any, *, none: str, float_text: Callable[[float], str]) -> str | None:
+    """The text of ``None``, a boolean, a float or an int, shared by :func:`debug`,
+    :func:`display` and :func:`to_json` (they differ only in ``None`` and floats);
+    ``None`` for any other value."""
     if value is None:
-        return "none"
+        return none
     if value is True:
         return "true"
     if value is False:
         return "false"
     if isinstance(value, float):
-        return rust_debug_float(value)
+        return float_text(value)
     if isinstance(value, int):
         return str(value)
+    return None
+
+
+def debug(value: Any) -> str:
+    """A value as it appears inside a printed list or map (Rust debug form)."""
+    scalar = _scalar_text(value, none="none", float_text=rust_debug_float)
+    if scalar is not None:
+        return scalar
     if isinstance(value, str):
         return _rust_debug_str(value)
     if isinstance(value, (MapValue, OutputsValue, dict)):
@@ -353,16 +363,9 @@ def display(value: Any) -> str:
     undefined name (which prints as nothing in Oxy) and for ``none`` (which prints
     ``none`` in Oxy); the undefined case is by far the common one.
     """
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        return rust_display_float(value)
-    if isinstance(value, int):
-        return str(value)
+    scalar = _scalar_text(value, none="", float_text=rust_display_float)
+    if scalar is not None:
+        return scalar
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, (list, tuple, dict, SeqValue, MapValue)):
@@ -409,6 +412,10 @@ def _ryu_float(value: float) -> str:
     return sign + body
 
 
+def _json_float(value: float) -> str:
+    return "null" if math.isnan(value) or math.isinf(value) else _ryu_float(value)
+
+
 _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _JSON_ESCAPES.update({"\b": "\\b", "\f": "\\f"})
 
@@ -429,16 +436,9 @@ def _json_str(text: str) -> str:
 
 def to_json(value: Any) -> str:
     """Compact JSON as Oxy's ``tojson`` writes it (``serde_json::to_string``)."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        return "null" if math.isnan(value) or math.isinf(value) else _ryu_float(value)
-    if isinstance(value, int):
-        return str(value)
+    scalar = _scalar_text(value, none="null", float_text=_json_float)
+    if scalar is not None:
+        return scalar
     if isinstance(value, str):
         return _json_str(value)
     if isinstance(value, (MapValue, OutputsValue, dict)):
