@@ -444,20 +444,28 @@ class _Compiler:
     def member(self, name: str) -> Member:
         return self.model.member(self.qualified(name), topic=self.topic)
 
-    def _selected_dimensions(self) -> list[_Selected]:
+    def _selected_members(self, names: Sequence[str], *, measures: bool) -> list[_Selected]:
+        """The query's plain dimensions or measures, each once, refusing one listed
+        under the other kind."""
         selected: list[_Selected] = []
         seen: set[str] = set()
-        for name in self.query.dimensions:
+        for name in names:
             member = self.member(name)
-            if member.is_measure:
+            if member.is_measure != measures:
+                kind = "measure" if member.is_measure else "dimension"
                 raise SemanticError(
-                    f"'{member.qualified}' is a measure; list it under measures",
+                    f"'{member.qualified}' is a {kind}; list it under {kind}s",
                     member=member.qualified,
                 )
             alias = member.qualified.replace(".", "__")
             if alias not in seen:
                 seen.add(alias)
                 selected.append(_Selected(alias, member))
+        return selected
+
+    def _selected_dimensions(self) -> list[_Selected]:
+        selected = self._selected_members(self.query.dimensions, measures=False)
+        seen = {s.alias for s in selected}
         for td in self.query.time_dimensions:
             member = self.member(td.dimension)
             if member.kind != "time":
@@ -476,20 +484,7 @@ class _Compiler:
         return selected
 
     def _selected_measures(self) -> list[_Selected]:
-        selected: list[_Selected] = []
-        seen: set[str] = set()
-        for name in self.query.measures:
-            member = self.member(name)
-            if not member.is_measure:
-                raise SemanticError(
-                    f"'{member.qualified}' is a dimension; list it under dimensions",
-                    member=member.qualified,
-                )
-            alias = member.qualified.replace(".", "__")
-            if alias not in seen:
-                seen.add(alias)
-                selected.append(_Selected(alias, member))
-        return selected
+        return self._selected_members(self.query.measures, measures=True)
 
     def _datasource(self, groups: list[_Selected], measures: list[_Selected]) -> str | None:
         views = [s.member.view for s in [*measures, *groups]]

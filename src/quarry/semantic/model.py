@@ -371,17 +371,22 @@ def _index_edges(views: Mapping[str, ViewConfig], index: _Index) -> None:
                     )
 
 
-def _shortest_path(
-    model: SemanticModel, source: str, target: str, allowed: Collection[str] | None
-) -> JoinPath | SemanticError:
-    """Breadth-first search counting shortest paths, so a tie is reported, not guessed."""
-    if source == target:
-        return JoinPath(())
+def count_join_paths(
+    model: SemanticModel,
+    source: str,
+    allowed: Collection[str] | None,
+    *,
+    until: str | None = None,
+) -> tuple[dict[str, int], dict[str, int], dict[str, Edge]]:
+    """Breadth-first over the join edges from ``source`` (within ``allowed``): each
+    reached view's depth, its number of shortest paths, and the edge it was first
+    reached by. Stops after the level that reaches ``until``; with none, reaches all.
+    Serves both join planning and validation's search for tied paths."""
     depth = {source: 0}
     ways = {source: 1}
     parent: dict[str, Edge] = {}
     frontier = [source]
-    while frontier and target not in depth:
+    while frontier and (until is None or until not in depth):
         following: list[str] = []
         for view in frontier:
             for edge in model.edges_from(view):
@@ -396,6 +401,16 @@ def _shortest_path(
                 elif depth[nxt] == depth[view] + 1:
                     ways[nxt] += ways[view]
         frontier = following
+    return depth, ways, parent
+
+
+def _shortest_path(
+    model: SemanticModel, source: str, target: str, allowed: Collection[str] | None
+) -> JoinPath | SemanticError:
+    """Breadth-first search counting shortest paths, so a tie is reported, not guessed."""
+    if source == target:
+        return JoinPath(())
+    depth, ways, parent = count_join_paths(model, source, allowed, until=target)
     if target not in depth:
         return SemanticError(
             f"view '{target}' cannot be joined to view '{source}': no shared entity "

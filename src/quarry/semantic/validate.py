@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from quarry.definitions.semantic_rules import topic_rule_problems, view_rule_problems
 from quarry.semantic.errors import SemanticError, SemanticProblem
 from quarry.semantic.expressions import references
+from quarry.semantic.model import count_join_paths
 from quarry.semantic.query import SemanticQuery
 
 if TYPE_CHECKING:
@@ -169,21 +170,5 @@ def _ambiguities(
 
 
 def _tied_targets(model: SemanticModel, source: str, allowed: frozenset[str] | None) -> list[str]:
-    depth = {source: 0}
-    ways = {source: 1}
-    frontier = [source]
-    while frontier:
-        following: list[str] = []
-        for view in frontier:
-            for edge in model.edges_from(view):
-                nxt = edge.target
-                if allowed is not None and nxt not in allowed:
-                    continue
-                if nxt not in depth:
-                    depth[nxt] = depth[view] + 1
-                    ways[nxt] = ways[view]
-                    following.append(nxt)
-                elif depth[nxt] == depth[view] + 1:
-                    ways[nxt] += ways[view]
-        frontier = following
+    _, ways, _ = count_join_paths(model, source, allowed)
     return sorted(v for v, n in ways.items() if n > 1)
