@@ -146,9 +146,12 @@ def test_app_run_stores_the_page_document_under_its_cache_key(
     assert client.get(data_url, params={"region": "South"}).status_code == 404
     artifacts = client.get(f"/api/v1/runs/{run['id']}/artifacts").json()["artifacts"]
     assert [a["kind"] for a in artifacts] == ["app_data"]
+    # A value outside the control's options is refused before anything is queued.
+    before = client.get(f"{WS}/runs").json()
+    assert before["runs"], before
     bad = client.post(
         f"{WS}/runs",
         json={"kind": "app", "name": "apps/sales_overview", "variables": {"region": "Mars"}},
-    ).json()
-    failed = _wait_finished(client, bad["id"])
-    assert failed["state"] == "failed" and "region" in failed["error"]
+    )
+    assert bad.status_code == 400 and "region" in bad.text
+    assert client.get(f"{WS}/runs").json() == before
