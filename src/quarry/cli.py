@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 import quarry.cli_schedules
 import quarry.cli_workspaces
 from quarry import cli_agents, cli_fleet, cli_init, cli_runs, cli_semantic, cli_tokens
+from quarry.cli_output import make_console
 from quarry.core.errors import CompileFailed, ConfigurationError, Problem, QuarryError
 from quarry.core.logs import configure_logging, set_verbose
 from quarry.core.settings import Role, Settings, load_settings
@@ -22,8 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 log = logging.getLogger("quarry")
 
 PathArg = Annotated[

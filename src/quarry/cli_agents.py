@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from quarry.cli_output import make_console
 from quarry.core.errors import QuarryError
 from quarry.core.settings import Settings
 
-console = Console(stderr=True, highlight=False)
+console = make_console(stderr=True, highlight=False)
 
 
 class _Printer:

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from quarry.cli_output import make_console
 from quarry.core.errors import ConfigurationError
 from quarry.core.logs import configure_logging
 from quarry.core.settings import load_settings
 
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 
 
 def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from quarry.cli_output import make_console
 from quarry.core.errors import ConfigurationError
 
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 
 # Package data cannot ship a file named .gitignore reliably (build tools honour it).
 _RENAMES = {"gitignore": ".gitignore"}

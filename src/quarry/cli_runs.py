@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from quarry.cli_output import make_console
 from quarry.core.errors import BadRequest, CompileFailed, NotFound, QuarryError
 from quarry.core.settings import Role, Settings
 
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 
 
 def parse_vars(pairs: list[str]) -> dict[str, Any]:

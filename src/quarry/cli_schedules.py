@@ -15,14 +15,14 @@ import threading
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from quarry.cli_output import make_console
 from quarry.core.errors import QuarryError
 from quarry.core.settings import Role
 
-console = Console(stderr=True)
-out = Console()
+console = make_console(stderr=True)
+out = make_console()
 
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
 KindOpt = Annotated[str, typer.Option("--kind", help="schedule or monitor.")]

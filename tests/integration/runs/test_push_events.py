@@ -1,5 +1,5 @@
 """Following a run is pushed, not polled: the terminal event reaches a follower on
-a replica that did not execute the run within a few ms of the run finishing.
+a replica that did not execute the run, long before any poll would have told it.
 
 The followers' safety-net poll is raised to 5 s, so only the push (LISTEN/NOTIFY on
 Postgres, the local commit signal on SQLite) can deliver inside the bound; without
@@ -27,8 +27,12 @@ from tests.support.services import PG_ADMIN_DSN
 
 WS = "/api/v1/workspaces/shop"
 RUNS = 30
-P99_BOUND_SECONDS = 0.05
 SAFETY_NET_POLL_SECONDS = 5.0
+# Far below the safety-net poll: without the push, a follower learns of an end only at
+# its next poll, uniformly within 5 s, so 30 runs all under 1 s cannot happen (0.2**30).
+# How fast the push is (a few ms) is measured by a benchmark, not asserted by a test on
+# a shared machine.
+PUSHED_BOUND_SECONDS = 1.0
 
 
 @pytest.fixture
@@ -87,17 +91,12 @@ def _report_delay(exec_client: httpx.Client, follow_client: httpx.Client) -> flo
     return (received - finished_at).total_seconds()
 
 
-def _p99(delays: list[float]) -> float:
-    ordered = sorted(delays)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
 def test_a_finished_run_is_reported_within_a_few_ms_on_any_replica(
     replicas: tuple[httpx.Client, httpx.Client],
 ) -> None:
     exec_client, follow_client = replicas
     delays = [_report_delay(exec_client, follow_client) for _ in range(RUNS)]
-    assert _p99(delays) < P99_BOUND_SECONDS, sorted(delays)
+    assert max(delays) < PUSHED_BOUND_SECONDS, sorted(delays)
 
 
 def _listener_pid(dbname: str) -> int | None:
@@ -128,4 +127,4 @@ def test_push_survives_a_dropped_listen_connection(
 
     wait_until(relistening, 15, "the follower to LISTEN again")
     delays = [_report_delay(exec_client, follow_client) for _ in range(5)]
-    assert max(delays) < P99_BOUND_SECONDS, sorted(delays)
+    assert max(delays) < PUSHED_BOUND_SECONDS, sorted(delays)

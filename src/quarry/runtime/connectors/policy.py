@@ -110,9 +110,9 @@ def install_policy(policy: ConnectorPolicy) -> None:
     with _lock:
         _installed = policy
     if not policy.fleet and policy.secret_env_allow is None:
-        # INFO, not WARNING: every local command installs a policy, and the person
-        # running it is the operator; `--verbose` and the log show it.
-        log.info(
+        # DEBUG, not WARNING: every local command installs a policy, and the person
+        # running it is the operator; `--verbose` shows it (docs/security.md says it).
+        log.debug(
             "local mode: workspace *_var fields may name any environment variable of this "
             "process except Quarry's own (set QUARRY_SECRET_ENV_ALLOW to restrict them)"
         )
