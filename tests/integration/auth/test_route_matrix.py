@@ -83,6 +83,9 @@ def _plausible(schema: dict[str, Any], spec: dict[str, Any], key: str = "") -> o
         return {k: _plausible(props.get(k, {}), spec, k) for k in required}
     if "enum" in schema:
         return schema["enum"][0]
+    if kind == "array" and schema.get("minItems", 0) > 0:
+        item = _plausible(schema.get("items", {}), spec)
+        return [item for _ in range(schema["minItems"])]
     defaults: dict[str, object] = {"integer": 1, "number": 1, "boolean": False, "array": []}
     return defaults.get(str(kind), "x")
 
