@@ -178,7 +178,10 @@ def prepare_schema(engine: Engine, *, skip_migrations: bool) -> MigrationOutcome
     path (migrate, or check and refuse)."""
     head = declared_head()
     if head is not None and _stamped_revision(engine) == head:
-        return None if skip_migrations else MigrationOutcome(applied=[], head=head)
+        if skip_migrations:
+            return None
+        log.info("migrations: schema current at %s", head)
+        return MigrationOutcome(applied=[], head=head)
     if skip_migrations:
         check_schema(engine)
         return None
