@@ -21,17 +21,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quarry.core.settings import Settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _FILE_WRITE = re.compile(r"^/api/v1/workspaces/[^/]+/files/.+")
 _RUN_CREATE = re.compile(r"^/api/v1/workspaces/[^/]+/(?:runs|draft-runs)/?$")

@@ -15,17 +15,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from quarry.core.metrics import ADMISSION_REJECTIONS, HTTP_IN_FLIGHT
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 TenantOf = Callable[[Scope], str]
 
 EXPENSIVE, CHEAP, STREAM = "expensive", "cheap", "stream"

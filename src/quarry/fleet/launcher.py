@@ -31,8 +31,9 @@ from typing import IO
 
 import httpx
 import uvicorn
+from starlette.types import Scope
 
-from quarry.fleet.proxy import ProxyConfig, ReverseProxy, Scope
+from quarry.fleet.proxy import ProxyConfig, ReverseProxy
 
 log = logging.getLogger(__name__)
 

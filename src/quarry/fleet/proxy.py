@@ -43,21 +43,19 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from prometheus_client import Counter
+from starlette.types import Receive, Scope, Send
 
 from quarry.core.metrics import PROXY_ERRORS, REGISTRY
 from quarry.core.settings import Settings
 from quarry.fleet.proxy_asgi import (
     ClientGone,
     Failure,
-    Receive,
     RequestBody,
-    Send,
     UnconfiguredUpstream,
     UpstreamBroke,
     send_failure,
     wait_disconnect,
 )
-from quarry.fleet.proxy_asgi import Scope as Scope
 from quarry.fleet.proxy_headers import (
     content_length,
     forwarded_headers,

@@ -7,16 +7,12 @@ module stays about forwarding; these pieces only speak ASGI to the client.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from quarry.fleet.proxy_headers import request_id_of
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class ClientGone(Exception):

@@ -9,12 +9,12 @@ id follows the request to the upstream.
 from __future__ import annotations
 
 import uuid
-from collections.abc import MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from starlette.types import Scope
 
 from quarry.core.logs import REQUEST_ID
 
-Scope = MutableMapping[str, Any]
 Headers = Sequence[tuple[bytes, bytes]]
 
 HOP_BY_HOP = frozenset(

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quarry.api.deps import services
 from quarry.api.services import Services
@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 KEEPALIVE_PATH = "/keepalive"
