@@ -72,3 +72,67 @@ def test_topic_rules() -> None:
     found = problems("sales.topic.yml", text)
     assert any(p.startswith("3: base view 'customers'") for p in found)
     assert any(p.startswith("5: 'customers.region' is not a field") for p in found)
+
+
+GOOD_VIEW = """\
+name: orders
+table: orders
+meta: {owner: data-team}
+entities:
+  - name: order
+    type: primary
+    key: id
+    tags: [core]
+dimensions:
+  - name: id
+    type: number
+    expr: id
+    hidden: true
+measures:
+  - name: revenue
+    type: sum
+    expr: amount
+    format: currency
+    filters:
+      - expr: "amount > 0"
+        label: positive
+"""
+
+
+def test_unknown_view_keys_are_warnings_as_in_oxy() -> None:
+    # Oxy's View/Entity/Dimension/Measure/MeasureFilter structs have no
+    # deny_unknown_fields: Oxy ignores the keys, Quarry warns at each one.
+    parsed = parse_definition("orders.view.yml", GOOD_VIEW.encode())
+    found = [(w.line, w.column, w.message) for w in parsed.warnings]
+    assert found == [
+        (3, 1, "unknown field 'meta' is ignored (as Oxy ignores it)"),
+        (8, 5, "unknown field 'tags' is ignored (as Oxy ignores it)"),
+        (13, 5, "unknown field 'hidden' is ignored (as Oxy ignores it)"),
+        (18, 5, "unknown field 'format' is ignored (as Oxy ignores it)"),
+        (21, 9, "unknown field 'label' is ignored (as Oxy ignores it)"),
+    ], found
+    assert all(w.severity == "warning" for w in parsed.warnings)
+
+
+def test_unknown_topic_keys_are_warnings_with_a_did_you_mean() -> None:
+    text = (
+        "name: sales\nviews: [orders]\nbase_veiw: orders\n"
+        "default_filters:\n  - field: orders.status\n    eq: {value: paid}\n    comment: x\n"
+    )
+    parsed = parse_definition("sales.topic.yml", text.encode())
+    found = [(w.line, w.message) for w in parsed.warnings]
+    assert found == [
+        (3, "unknown field 'base_veiw' is ignored (as Oxy ignores it); did you mean 'base_view'?"),
+        (7, "unknown field 'comment' is ignored (as Oxy ignores it)"),
+    ], found
+
+
+def test_quarry_own_semantic_blocks_stay_strict() -> None:
+    # segments and security rules are not in Oxy's model: a typo there must not be
+    # silently dropped (a row filter that vanished would show every tenant's rows).
+    text = (
+        "name: sales\nviews: [orders]\nsecurity:\n  row_filters:\n"
+        "    - member: orders.tenant\n      atribute: tenant\n"
+    )
+    found = problems("sales.topic.yml", text)
+    assert any(p.startswith("6: ") and "atribute" in p for p in found), found

@@ -5,6 +5,12 @@ post-aggregation pattern) and ``*.query.yml`` (saved multi-step queries).
 Views and topics are referenced by their declared ``name``, not their path, so the
 name is what the compiler indexes them by. The fields are airlayer's (Oxy's
 engine); ``quarry.semantic`` compiles them to SQL.
+
+Oxy reads views and topics (``crates/semantic/src/models.rs``) without
+``deny_unknown_fields``, so their mappings are :class:`Lenient`: an unknown key is
+a warning, as in agents and apps. Segments, row-filter rules, motifs and saved
+queries are not in Oxy's model (airlayer's or Quarry's own): a typo there stays an
+error.
 """
 
 from __future__ import annotations
@@ -13,10 +19,10 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from quarry.definitions.models.common import RetrievalConfig, Scalar, Strict
+from quarry.definitions.models.common import Lenient, RetrievalConfig, Scalar, Strict
 
 
-class Entity(Strict):
+class Entity(Lenient):
     name: str
     type: Literal["primary", "foreign"] = "primary"
     description: str | None = None
@@ -24,7 +30,7 @@ class Entity(Strict):
     keys: list[str] | None = None
 
 
-class Dimension(Strict):
+class Dimension(Lenient):
     name: str
     type: Literal["string", "number", "date", "datetime", "boolean", "geo"]
     expr: str
@@ -35,13 +41,13 @@ class Dimension(Strict):
     primary_key: bool | None = None
 
 
-class MeasureFilter(Strict):
+class MeasureFilter(Lenient):
     expr: str
     description: str | None = None
     original_expr: str | None = None
 
 
-class Measure(Strict):
+class Measure(Lenient):
     name: str
     type: Literal[
         "count",
@@ -72,7 +78,7 @@ class Segment(Strict):
     description: str | None = None
 
 
-class ViewConfig(Strict):
+class ViewConfig(Lenient):
     name: str
     description: str | None = None
     entities: list[Entity]
@@ -86,15 +92,15 @@ class ViewConfig(Strict):
     segments: list[Segment] = []
 
 
-class ScalarFilterValue(Strict):
+class ScalarFilterValue(Lenient):
     value: Scalar = None
 
 
-class ListFilterValue(Strict):
+class ListFilterValue(Lenient):
     values: list[Scalar]
 
 
-class DateRangeFilterValue(Strict):
+class DateRangeFilterValue(Lenient):
     from_: Scalar = Field(default=None, alias="from")
     to: Scalar = None
 
@@ -113,7 +119,7 @@ _OPERATORS = (
 )
 
 
-class TopicFilter(Strict):
+class TopicFilter(Lenient):
     """``{field: x, <operator>: {...}}``: exactly one operator key per filter."""
 
     field: str
@@ -153,7 +159,7 @@ class TopicSecurity(Strict):
     row_filters: list[RowFilterRule] = []
 
 
-class TopicConfig(Strict):
+class TopicConfig(Lenient):
     name: str
     description: str | None = None
     views: list[str]
