@@ -29,6 +29,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from quarry.core.clock import utcnow
+from quarry.core.identity import node_name
 from quarry.runtime.queue import TaskQueue
 from quarry.runtime.queue.health import LOOPS, LoopHealth
 from quarry.runtime.queue.reaper import reap_once
@@ -36,7 +37,6 @@ from quarry.scheduling.ticks import (
     Clock,
     Fire,
     earliest_due,
-    node_name,
     tick_monitor_schedules,
     tick_schedules,
 )

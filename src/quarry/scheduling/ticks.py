@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,6 +32,7 @@ from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from quarry.core.clock import utcnow
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
+from quarry.core.identity import node_name
 from quarry.definitions.kinds import classify_path
 from quarry.definitions.kinds import definition_name as name_of
 from quarry.runtime.queue import NewTask, TaskQueue
@@ -53,10 +52,6 @@ MONITOR_TASK_KIND = "monitor_check"
 _COUNT_CAP = 10_000
 
 Clock = Callable[[], datetime]
-
-
-def node_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
