@@ -26,7 +26,7 @@ from quarry.core.metrics import (
     RUN_DURATION,
 )
 from quarry.runtime.queue import QueueCount, TaskQueue
-from quarry.runtime.queue.base import oldest_age_seconds
+from quarry.store.queue import oldest_age_seconds
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,11 +1,18 @@
-"""Engines for the two supported state databases, SQLite (local) and Postgres (fleet)."""
+"""Engines for the two supported state databases, SQLite (local) and Postgres (fleet).
+
+``Engine`` and ``Connection`` are re-exported here so that modules outside
+``quarry.store`` can name the handles they pass around without importing
+SQLAlchemy (an import-linter contract forbids it: every query lives in ``store``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection as Connection
+from sqlalchemy import Engine as Engine
+from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -42,6 +49,12 @@ def create_state_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (readiness probes); raises when it is away."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:

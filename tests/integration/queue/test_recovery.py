@@ -20,11 +20,11 @@ from sqlalchemy.exc import DBAPIError
 
 from quarry.core.metrics import QUEUE_RECONNECTS
 from quarry.runtime.queue import TaskQueue
-from quarry.runtime.queue.base import Task
 from quarry.runtime.queue.batch import make_worker
 from quarry.runtime.queue.health import LOOPS
 from quarry.runtime.queue.worker import Worker
 from quarry.scheduling.driver import Driver
+from quarry.store.queue.port import Task
 from tests.integration.queue.helpers import wait_for
 from tests.support.services import pg_admin_execute
 

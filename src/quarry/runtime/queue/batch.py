@@ -48,8 +48,8 @@ import time
 from collections import deque
 from typing import Any
 
-from quarry.runtime.queue.base import LeaseLost, Task, TaskQueue
 from quarry.runtime.queue.worker import Handler, Worker
+from quarry.store.queue.port import LeaseLost, Task, TaskQueue
 
 log = logging.getLogger(__name__)
 

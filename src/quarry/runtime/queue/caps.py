@@ -8,16 +8,11 @@ of concurrent enqueuers for one tenant, which is what it is for (stopping a floo
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
-
 from quarry.core.errors import QuarryError
 from quarry.core.metrics import ADMISSION_REJECTIONS
-from quarry.runtime.queue.base import EnqueueGuard
-
-_COUNT = text(
-    "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE tenant_id = :tenant AND queue = :queue "
-    "AND state = 'queued' LIMIT :cap) AS capped"
-)
+from quarry.store.db import Connection
+from quarry.store.queue.port import EnqueueGuard
+from quarry.store.queue.reads import count_queued_up_to
 
 
 class QueueFull(QuarryError):
@@ -32,9 +27,7 @@ def queued_cap(limit: int) -> EnqueueGuard | None:
         return None
 
     def guard(conn: Connection, tenant_id: str, queue: str, incoming: int = 1) -> None:
-        queued = int(
-            conn.execute(_COUNT, {"tenant": tenant_id, "queue": queue, "cap": limit}).scalar_one()
-        )
+        queued = count_queued_up_to(conn, tenant_id, queue, limit)
         if queued + incoming > limit:
             ADMISSION_REJECTIONS.labels("queue_full").inc()
             raise QueueFull(

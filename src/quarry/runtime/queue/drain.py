@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
-
 from quarry.core.holds import Holds, HoldToken
-from quarry.runtime.queue.base import TaskQueue
 from quarry.runtime.queue.worker import Handler, Worker
-from quarry.store.queue_tables import tasks
+from quarry.store.db import Engine
+from quarry.store.queue.port import TaskQueue
+from quarry.store.queue.reads import earliest_queued
 
 log = logging.getLogger(__name__)
 
@@ -163,17 +162,10 @@ class Drain:
 def look_at_queue(engine: Engine, queues: Sequence[str]) -> Pending:
     """A read-only look at ``queues``: is anything queued, and when is the earliest
     of it eligible? (One aggregate over the claim index; claims nothing.)"""
-    stmt = select(func.min(tasks.c.run_after)).where(
-        tasks.c.state == "queued", tasks.c.queue.in_(list(queues))
-    )
     with engine.connect() as conn:
-        earliest = conn.execute(stmt).scalar_one_or_none()
+        earliest = earliest_queued(conn, list(queues))
     if earliest is None:
         return Pending.nothing()
-    if isinstance(earliest, str):
-        earliest = datetime.fromisoformat(earliest)
-    if earliest.tzinfo is None:
-        earliest = earliest.replace(tzinfo=UTC)
     delay = (earliest - datetime.now(UTC)).total_seconds()
     return Pending(eligible=delay <= 0, next_at=time.monotonic() + max(delay, 0.0))
 

@@ -17,10 +17,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from quarry.runtime.queue.base import Task, open_queue
 from quarry.runtime.queue.batch import DEFAULT_FLUSH_INTERVAL, make_worker
 from quarry.runtime.queue.worker import Handler, default_owner
 from quarry.store.db import create_state_engine
+from quarry.store.queue.port import Task, open_queue
 
 
 def noop(task: Task) -> object:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from quarry.runtime.queue.base import Reaped, TaskQueue
 from quarry.runtime.queue.health import LOOPS, LoopHealth
+from quarry.store.queue.port import Reaped, TaskQueue
 
 log = logging.getLogger(__name__)
 

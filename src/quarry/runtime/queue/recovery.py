@@ -25,12 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
 from quarry.core.holds import Holds, HoldToken
-from quarry.runtime.queue.base import TaskQueue
 from quarry.runtime.queue.reaper import reap_once
-from quarry.store.queue_tables import tasks
+from quarry.store.queue.port import TaskQueue
+from quarry.store.queue.reads import leases_held_by_others
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +37,6 @@ log = logging.getLogger(__name__)
 class _Lease:
     token: str | None
     expires_at: datetime | None
-
-
-def _utc(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a datetime, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class StartupRecovery:
@@ -107,15 +95,9 @@ class StartupRecovery:
             self.done.set()
 
     def _running_leases(self) -> dict[int, _Lease]:
-        stmt = select(tasks.c.id, tasks.c.lease_token, tasks.c.lease_expires_at).where(
-            tasks.c.state == "running",
-            (tasks.c.lease_owner.is_(None)) | (tasks.c.lease_owner != self.own_owner),
-        )
         with self.queue.engine.connect() as conn:
-            return {
-                int(r.id): _Lease(r.lease_token, _utc(r.lease_expires_at))
-                for r in conn.execute(stmt)
-            }
+            held = leases_held_by_others(conn, self.own_owner)
+        return {lease.task_id: _Lease(lease.token, lease.expires_at) for lease in held}
 
     def _recover(self) -> None:
         waiting = self._running_leases()

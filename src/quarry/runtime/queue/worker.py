@@ -43,15 +43,15 @@ from typing import Any
 
 import psycopg
 
-from quarry.runtime.queue.base import (
+from quarry.runtime.queue.health import LOOPS, LoopHealth
+from quarry.runtime.queue.reaper import Reaper
+from quarry.store.queue.port import (
     DEFAULT_QUEUE,
     NOTIFY_CHANNEL,
     LeaseLost,
     Task,
     TaskQueue,
 )
-from quarry.runtime.queue.health import LOOPS, LoopHealth
-from quarry.runtime.queue.reaper import Reaper
 
 log = logging.getLogger(__name__)
 

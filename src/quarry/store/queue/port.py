@@ -416,11 +416,11 @@ def fenced(conn: Connection, task: Task) -> None:
 
     Works on either backend (dispatching on the connection's dialect)."""
     if conn.dialect.name == "postgresql":
-        from quarry.runtime.queue.postgres import fence_postgres
+        from quarry.store.queue.postgres import fence_postgres
 
         fence_postgres(conn, task)
     else:
-        from quarry.runtime.queue.sqlite import fence_sqlite
+        from quarry.store.queue.sqlite import fence_sqlite
 
         fence_sqlite(conn, task)
 
@@ -428,10 +428,10 @@ def fenced(conn: Connection, task: Task) -> None:
 def open_queue(engine: Engine, **kwargs: Any) -> TaskQueue:
     """The queue backend for this state database."""
     if engine.dialect.name == "postgresql":
-        from quarry.runtime.queue.postgres import PostgresQueue
+        from quarry.store.queue.postgres import PostgresQueue
 
         return PostgresQueue(engine, **kwargs)
-    from quarry.runtime.queue.sqlite import SqliteQueue
+    from quarry.store.queue.sqlite import SqliteQueue
 
     return SqliteQueue(engine, **kwargs)
 

@@ -24,7 +24,8 @@ from psycopg.rows import dict_row
 from sqlalchemy import Connection, TextClause
 
 from quarry.core.metrics import QUEUE_RECONNECTS
-from quarry.runtime.queue.base import (
+from quarry.store.queries import query, sql_text
+from quarry.store.queue.port import (
     DEFAULT_QUEUE,
     Enqueued,
     LeaseLost,
@@ -38,7 +39,6 @@ from quarry.runtime.queue.base import (
     new_token,
     utc,
 )
-from quarry.store.queries import query, sql_text
 
 SQL_FILE = "queue_postgres.sql"
 IDLE = pq.TransactionStatus.IDLE

@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, TextClause
 
 from quarry.core.clock import utcnow
-from quarry.runtime.queue.base import (
+from quarry.store.queries import query
+from quarry.store.queue.port import (
     DEFAULT_QUEUE,
     Enqueued,
     LeaseLost,
@@ -31,7 +32,6 @@ from quarry.runtime.queue.base import (
     new_token,
     utc,
 )
-from quarry.store.queries import query
 
 SQL_FILE = "queue_sqlite.sql"
 
