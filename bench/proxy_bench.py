@@ -1,21 +1,28 @@
-"""Proxy overhead: an IdeOnly ``GET`` through a serve replica vs the same request sent
-to the Factory directly, in the same run.
+"""Proxy overhead and the proxy's upstream client: an IdeOnly ``GET`` sent to the
+Factory directly and through two serve replicas that differ only in the client they
+forward with, all in the same run.
 
 * **direct**: ``GET /api/v1/workspaces/shop/files/queries/monthly_revenue.sql`` on the
   Factory (``quarry serve WS --role ide``; the file API reads the working copy).
-* **via replica**: the same request to a serve replica (``quarry serve --role serve``
-  with ``QUARRY_IDE_UPSTREAM`` at the Factory), which classifies it IdeOnly and
-  streams it through its pooled proxy client.
+* **llhttp**: the same request to a serve replica (``quarry serve --role serve`` with
+  ``QUARRY_IDE_UPSTREAM`` at the Factory) whose proxy uses the hand-written client
+  (``quarry.fleet.upstream_client``: asyncio protocol + httptools).
+* **httpx**: the same request to a second replica whose proxy uses
+  ``HttpxPool`` from ``bench/proxy_httpx_client.py`` (one shared ``httpx.AsyncClient``, a
+  keep-alive pool, HTTP/1.1, no cookie jar, no default headers, ``trust_env=False``).
+  The replica is started with the class swapped in before the CLI runs; nothing
+  else differs.
 
-Both processes run on one scratch Postgres database and a local blob folder. The
-client is one keep-alive ``http.client`` connection per target (the least client-side
-overhead Python offers), requests alternate between the targets (which goes first
-flips every iteration) so load on the shared machine hits both alike; a warm-up
-precedes the timed requests. Both processes authenticate the bearer token
-(``QUARRY_AUTH=tokens``): the replica before routing, the Factory again itself.
-Goal (issue 5): via-replica p50 < 1.5x direct p50.
+All processes run on one scratch Postgres database and a local blob folder, all with
+``QUARRY_AUTH=tokens``. The load generator is one keep-alive ``http.client``
+connection per target (the least client-side overhead Python offers). Requests go
+round-robin over the three targets, the order rotating every iteration, so load on a
+shared machine hits all alike; a warm-up precedes the timed rounds. Each round
+reports p50 and p99 per target; the table gives the median over rounds, the worst
+round, and the ratios, plus each replica's CPU per request from ``/proc`` (the
+client's own cost, least disturbed by other load).
 
-    .venv/bin/python bench/proxy_bench.py [--requests 2000] [--warmup 200]
+    .venv/bin/python bench/proxy_bench.py [--rounds 5] [--requests 400] [--warmup 200]
 """
 
 from __future__ import annotations
@@ -46,10 +53,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+# The httpx replica: the proxy module's client class is swapped before the CLI runs.
+HTTPX_REPLICA = (
+    f"import runpy, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+    "import quarry.fleet.proxy as proxy, proxy_httpx_client as h; "
+    "proxy.UpstreamPool = h.HttpxPool; runpy.run_module('quarry', run_name='__main__')"
+)
+
+
+def start(
+    args: list[str], env: dict[str, str], log: Path, code: str | None = None
+) -> subprocess.Popen[bytes]:
+    entry = ["-c", code] if code else ["-m", "quarry"]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "quarry", *args],
+            [sys.executable, *entry, *args],
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -119,7 +137,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=400, help="per target and round")
     parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()
 
@@ -134,11 +153,11 @@ def main() -> None:
     env = {
         "QUARRY_DATABASE_URL": f"{database_url}/{db}",
         "QUARRY_BLOB_URL": (tmp / "blobs").as_uri(),
-        "QUARRY_AUTH": "tokens",  # both processes authenticate, as in a real fleet
+        "QUARRY_AUTH": "tokens",  # every process authenticates, as in a real fleet
     }
     root = create_demo_workspace(tmp / "shop")
-    factory_port, replica_port = free_port(), free_port()
-    processes: list[subprocess.Popen[bytes]] = []
+    factory_port = free_port()
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         factory_log = tmp / "factory.log"
         factory = start(
@@ -146,70 +165,91 @@ def main() -> None:
             {**env, "QUARRY_DATA_DIR": str(tmp / "factory"), "QUARRY_INPROCESS_WORKERS": "off"},
             factory_log,
         )
-        processes.append(factory)
+        processes["factory"] = factory
         wait_ready(factory_port, factory, factory_log, "/healthz")
         HEADERS["Authorization"] = f"Bearer {issue_token(env['QUARRY_DATABASE_URL'])}"
         wait_ready(factory_port, factory, factory_log, PATH)
-        replica_log = tmp / "replica.log"
-        replica = start(
-            ["serve", "--role", "serve", "--port", str(replica_port)],
-            {
-                **env,
-                "QUARRY_DATA_DIR": str(tmp / "replica"),
-                "QUARRY_IDE_UPSTREAM": f"http://127.0.0.1:{factory_port}",
-            },
-            replica_log,
-        )
-        processes.append(replica)
-        wait_ready(replica_port, replica, replica_log, PATH)
+        ports = {"direct": factory_port}
+        for name, code in (("llhttp", None), ("httpx", HTTPX_REPLICA)):
+            port = free_port()
+            replica_log = tmp / f"replica-{name}.log"
+            replica = start(
+                ["serve", "--role", "serve", "--port", str(port)],
+                {
+                    **env,
+                    "QUARRY_DATA_DIR": str(tmp / f"replica-{name}"),
+                    "QUARRY_IDE_UPSTREAM": f"http://127.0.0.1:{factory_port}",
+                },
+                replica_log,
+                code,
+            )
+            processes[name] = replica
+            wait_ready(port, replica, replica_log, PATH)
+            ports[name] = port
 
-        direct = http.client.HTTPConnection("127.0.0.1", factory_port, timeout=30)
-        proxied = http.client.HTTPConnection("127.0.0.1", replica_port, timeout=30)
-        targets = {"direct": direct, "via replica": proxied}
-        samples: dict[str, list[float]] = {name: [] for name in targets}
+        targets = {
+            name: http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for name, port in ports.items()
+        }
+        names = list(targets)
         bodies = set()
-        cpu_before = {"factory": cpu_seconds(factory), "replica": cpu_seconds(replica)}
-        for i in range(args.warmup + args.requests):
-            order = list(targets.items()) if i % 2 == 0 else list(reversed(targets.items()))
-            for name, conn in order:
-                elapsed, body = timed_get(conn)
-                bodies.add(body)
-                if i >= args.warmup:
+        rounds: list[dict[str, list[float]]] = []
+        cpu_before = {name: cpu_seconds(p) for name, p in processes.items()}
+        for r in range(args.rounds + 1):  # round 0 is the warm-up
+            count = args.warmup if r == 0 else args.requests
+            samples: dict[str, list[float]] = {name: [] for name in names}
+            for i in range(count):
+                shift = i % len(names)
+                for name in names[shift:] + names[:shift]:
+                    elapsed, body = timed_get(targets[name])
+                    bodies.add(body)
                     samples[name].append(elapsed)
-        assert len(bodies) == 1, "the proxy must return the Factory's bytes"
-        cpu_after = {"factory": cpu_seconds(factory), "replica": cpu_seconds(replica)}
+            if r == 0:
+                cpu_before = {name: cpu_seconds(p) for name, p in processes.items()}
+            else:
+                rounds.append(samples)
+        cpu_after = {name: cpu_seconds(p) for name, p in processes.items()}
+        assert len(bodies) == 1, "every target must return the Factory's bytes"
 
-        print(f"IdeOnly GET {PATH}, {args.requests} requests each, 1 connection, interleaved")
-        print(f"{'target':<14}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
-        stats = {}
-        for name, values in samples.items():
-            p50, p90, p99 = (percentile(values, q) for q in (0.5, 0.9, 0.99))
-            stats[name] = (p50, p99)
-            print(
-                f"{name:<14}{p50 * 1e3:>10.3f}{p90 * 1e3:>10.3f}{p99 * 1e3:>10.3f}"
-                f"{statistics.fmean(values) * 1e3:>10.3f}"
-            )
-        p50_ratio = stats["via replica"][0] / stats["direct"][0]
-        p99_ratio = stats["via replica"][1] / stats["direct"][1]
-        verdict = "met" if p50_ratio < 1.5 else "NOT met"
+        timed = args.rounds * args.requests
         print(
-            f"ratio via/direct: p50 {p50_ratio:.2f}x, p99 {p99_ratio:.2f}x "
-            f"(goal p50 < 1.5x: {verdict})"
+            f"IdeOnly GET {PATH}: {args.rounds} rounds x {args.requests} requests per target, "
+            f"1 keep-alive connection each, round-robin; load average "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end"
         )
-        total = args.warmup + args.requests
-        before, after = cpu_before, cpu_after
-        if before["factory"] is not None and after["factory"] is not None:
-            # The Factory answers both targets' requests, the replica one of them.
-            factory_cpu = (after["factory"] - before["factory"]) / (2 * total)
-            replica_cpu = (after["replica"] or 0.0) - (before["replica"] or 0.0)
+        p50 = {n: [percentile(s[n], 0.5) * 1e3 for s in rounds] for n in names}
+        p99 = {n: [percentile(s[n], 0.99) * 1e3 for s in rounds] for n in names}
+        header = f"{'target':<8}{'p50 med':>9}{'p50 worst':>11}{'p99 med':>9}{'p99 worst':>11}"
+        print(header + f"{'CPU/req':>10}")
+        for n in names:
+            cpu = ""
+            process = "factory" if n == "direct" else n
+            before, after = cpu_before[process], cpu_after[process]
+            if before is not None and after is not None:
+                # The Factory answers every target's requests.
+                per = (after - before) / (timed * (len(names) if n == "direct" else 1))
+                cpu = f"{per * 1e3:.3f}"
             print(
-                f"CPU per request: Factory {factory_cpu * 1e3:.3f} ms, "
-                f"replica (proxying) {replica_cpu / total * 1e3:.3f} ms"
+                f"{n:<8}{statistics.median(p50[n]):>9.3f}{max(p50[n]):>11.3f}"
+                f"{statistics.median(p99[n]):>9.3f}{max(p99[n]):>11.3f}{cpu:>10}"
             )
+        print("(ms; CPU/req of 'direct' is the Factory's, of a replica its own)")
+        for a, b in (("llhttp", "direct"), ("httpx", "direct"), ("httpx", "llhttp")):
+            r50 = [x / y for x, y in zip(p50[a], p50[b], strict=True)]
+            r99 = [x / y for x, y in zip(p99[a], p99[b], strict=True)]
+            print(
+                f"ratio {a}/{b}: p50 median {statistics.median(r50):.2f}x "
+                f"(rounds {min(r50):.2f}-{max(r50):.2f}), p99 median "
+                f"{statistics.median(r99):.2f}x (rounds {min(r99):.2f}-{max(r99):.2f})"
+            )
+        cpu_l = (cpu_after["llhttp"] or 0.0) - (cpu_before["llhttp"] or 0.0)
+        cpu_h = (cpu_after["httpx"] or 0.0) - (cpu_before["httpx"] or 0.0)
+        if cpu_l > 0:
+            print(f"replica CPU httpx/llhttp: {cpu_h / cpu_l:.2f}x")
     finally:
-        for process in processes:
+        for process in processes.values():
             process.send_signal(signal.SIGTERM)
-        for process in processes:
+        for process in processes.values():
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:

@@ -190,7 +190,7 @@ class ReverseProxy:
                 while await response.read():
                     pass
             finally:
-                response.close()
+                await response.aclose()
         except UpstreamError as exc:
             return f"unreachable: {type(exc).__name__}"
         return "ok" if response.status < 500 else f"failed: HTTP {response.status}"
@@ -325,7 +325,7 @@ class ReverseProxy:
             if remaining != 0:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            response.close()
+            await response.aclose()
 
 
 def _unavailable(cfg: ProxyConfig, upstream: str) -> Failure:
