@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -76,6 +75,21 @@ def parse_order(spec: str) -> dict[str, Any]:
     return {"field": field, "direction": direction or "asc"}
 
 
+def parse_params(specs: list[str]) -> dict[str, Any]:
+    """``--param name=value`` pairs; a value that reads as JSON (``5``, ``true``,
+    ``["2024-01-01", "2024-03-31"]``) is that value, anything else is text."""
+    params: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        if not sep or not name.strip():
+            raise BadRequest(f"--param is name=value, not {spec!r}", parameter="param")
+        try:
+            params[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name.strip()] = raw
+    return params
+
+
 def build_body(
     topic: str | None,
     measures: list[str],
@@ -100,15 +114,14 @@ def build_body(
 
 
 def _open(settings_for: Any, workspace: str, revision: str | None) -> tuple[Any, Any, Any, str]:
-    from quarry.api.services import build_services
+    from quarry.node.services import build_services
     from quarry.runtime.semantic.service import SemanticService
 
     settings = settings_for(None)
     svc = build_services(settings)
     ws = svc.catalog.workspace(settings.tenant, workspace, fresh=True)
     rev = svc.catalog.resolve(ws, revision)
-    cache = (settings.data_dir or Path(".quarry")) / "cache"
-    sem = SemanticService(svc.catalog, svc.store, cache_dir=cache, ttl=0)
+    sem = SemanticService(svc.catalog, svc.store, cache_dir=svc.paths.cache_dir, ttl=0)
     return svc, sem, ws, rev
 
 
@@ -165,6 +178,14 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         step: Annotated[
             str | None, typer.Option("--step", help="The saved query's step (if several).")
         ] = None,
+        param: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--param",
+                "-p",
+                help="A --saved query's parameter, name=value (value read as JSON if it is).",
+            ),
+        ] = None,
     ) -> None:
         """Ask a semantic query: measures by dimensions of a topic, as a table."""
         from quarry.runtime.apps.values import json_value
@@ -177,6 +198,12 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             raise fail(BadRequest("--saved runs the saved query as it is: give no other query"))
         if step is not None and saved is None:
             raise fail(BadRequest("--step names a step of a --saved query"))
+        if param and saved is None:
+            raise fail(BadRequest("--param gives a parameter of a --saved query"))
+        try:
+            params = parse_params(param or [])
+        except BadRequest as exc:
+            raise fail(exc) from None
         try:
             semantic_query = None
             if saved is None:
@@ -196,12 +223,12 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             try:
                 if semantic_query is None:
                     assert saved is not None
-                    semantic_query = sem.saved_query(ws, rev, saved, step)
+                    semantic_query = sem.saved_query(ws, rev, saved, step, params)
                 prepared = sem.prepare(ws, rev, semantic_query, principal)
                 if sql:
                     out.print(prepared.bound.display(), markup=False, highlight=False)
-                    params = [json_value(p) for p in prepared.compiled.params]
-                    out.print(f"-- params: {json.dumps(params)}", markup=False, highlight=False)
+                    bound = [json_value(p) for p in prepared.compiled.params]
+                    out.print(f"-- params: {json.dumps(bound)}", markup=False, highlight=False)
                     out.print(
                         f"-- datasource: {prepared.target.datasource} "
                         f"({prepared.target.dialect}), revision {rev}",

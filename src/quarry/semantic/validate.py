@@ -14,16 +14,17 @@ paths; motif and saved-query steps are well formed.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quarry.definitions.semantic_rules import topic_rule_problems, view_rule_problems
 from quarry.semantic.errors import SemanticError, SemanticProblem
 from quarry.semantic.expressions import references
 from quarry.semantic.model import count_join_paths
 from quarry.semantic.query import SemanticQuery
+from quarry.semantic.saved_params import coerce, referenced, substitute
 
 if TYPE_CHECKING:
-    from quarry.definitions.models.semantic import TopicConfig, ViewConfig
+    from quarry.definitions.models.semantic import SavedQueryConfig, TopicConfig, ViewConfig
     from quarry.semantic.model import SemanticModel
 
 
@@ -58,14 +59,38 @@ def validate_model(
                 SemanticProblem("motif", motif.name, "outputs", f"output '{name}' is repeated")
             )
     for saved in model.saved_queries.values():
-        for i, step in enumerate(saved.steps):
-            try:
-                SemanticQuery.from_request(step.query)
-            except SemanticError as exc:
-                problems.append(
-                    SemanticProblem("query", saved.name, f"steps.{i}.query", exc.message)
-                )
+        problems.extend(_saved_query_problems(saved))
     return problems
+
+
+def _saved_query_problems(saved: SavedQueryConfig) -> Iterator[SemanticProblem]:
+    """Defaults of the right type, placeholders that name declared parameters, and
+    steps that are queries once the defaults are in (a step using a parameter
+    without a default is checked when it is run with a value)."""
+    defaults: dict[str, Any] = {}
+    for name, spec in saved.params.items():
+        if spec.default is None:
+            continue
+        try:
+            defaults[name] = coerce(saved.name, name, spec, spec.default)
+        except SemanticError as exc:
+            yield SemanticProblem("query", saved.name, f"params.{name}.default", exc.message)
+    for i, step in enumerate(saved.steps):
+        used = referenced(step.query)
+        undeclared = sorted(used - set(saved.params))
+        for name in undeclared:
+            yield SemanticProblem(
+                "query",
+                saved.name,
+                f"steps.{i}.query",
+                f"step '{step.name}' uses parameter '{name}', which params do not declare",
+            )
+        if undeclared or not used <= set(defaults):
+            continue
+        try:
+            SemanticQuery.from_request(substitute(saved, step.name, step.query, defaults))
+        except SemanticError as exc:
+            yield SemanticProblem("query", saved.name, f"steps.{i}.query", exc.message)
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:

@@ -54,7 +54,24 @@ outputs:
   - name: doubled
     expr: "{{ measure }} * 2"
 """
+BY_STATUS = """\
+name: by_status
+params:
+  status:
+    type: string
+    values: [complete, returned, pending, cancelled]
+    default: returned
+steps:
+  - name: by_region
+    query:
+      topic: sales
+      measures: [orders.revenue]
+      dimensions: [customers.region]
+      filters: [{field: orders.status, op: eq, value: "{{ status }}"}]
+      orders: [{field: customers.region, direction: asc}]
+"""
 SAVED = {
+    "semantics/by_status.query.yml": BY_STATUS,
     "semantics/returns.query.yml": RETURNS,
     "semantics/two.query.yml": TWO_STEPS,
     "semantics/doubled.motif.yml": DOUBLED,
@@ -94,6 +111,33 @@ def test_saved_queries_and_motifs_run_through_the_api(shop: Shop) -> None:
         sql = client.post(QUERY, params={"sql_only": 1}, json={"saved_query": "returns_by_region"})
         assert sql.status_code == 200 and sql.json()["params"] == ["returned"]
 
+        # params: the default, then a given value, bound (never in the SQL text)
+        default = client.post(QUERY, json={"saved_query": "by_status"})
+        assert default.status_code == 200, default.text
+        assert same(_rows(default.json(), ["customers__region", "orders__revenue"]), want)
+        given = client.post(
+            QUERY, json={"saved_query": "by_status", "params": {"status": "complete"}}
+        )
+        assert given.status_code == 200, given.text
+        complete = hand_written(shop.root, REVENUE_BY_REGION_FOR_STATUS, "complete")
+        assert same(_rows(given.json(), ["customers__region", "orders__revenue"]), complete)
+        bound = client.post(
+            QUERY,
+            params={"sql_only": 1},
+            json={"saved_query": "by_status", "params": {"status": "complete"}},
+        ).json()
+        assert bound["params"] == ["complete"] and "complete" not in bound["sql"]
+        outside = client.post(
+            QUERY, json={"saved_query": "by_status", "params": {"status": "x' OR 1=1"}}
+        )
+        assert outside.status_code == 400 and "parameter 'status'" in outside.text
+        unknown_param = client.post(
+            QUERY, json={"saved_query": "by_status", "params": {"colour": 1}}
+        )
+        assert unknown_param.status_code == 400 and "parameter 'colour'" in unknown_param.text
+        not_a_map = client.post(QUERY, json={"saved_query": "by_status", "params": ["complete"]})
+        assert not_a_map.status_code == 400 and "params" in not_a_map.text
+
         catalog = client.get("/api/v1/workspaces/shop/semantic/catalog").text
         assert "returns_by_region" in catalog and "doubled" in catalog
 
@@ -121,5 +165,21 @@ def test_quarry_query_saved_from_the_command_line(tmp_path: Path) -> None:
     assert same(got, hand_written(root, REVENUE_BY_REGION_FOR_STATUS, "returned"))
     step = quarry("query", "-w", "shop", "--saved", "two_steps", "--step", "plain", "--sql")
     assert step.returncode == 0 and "SUM" in step.stdout.upper(), step.stderr
+    given = quarry(
+        "query",
+        "-w",
+        "shop",
+        "--saved",
+        "by_status",
+        "--param",
+        "status=complete",
+        "--format",
+        "json",
+    )
+    assert given.returncode == 0, given.stderr
+    got = [tuple(r.values()) for r in json.loads(given.stdout)]
+    assert same(got, hand_written(root, REVENUE_BY_REGION_FOR_STATUS, "complete"))
+    bad = quarry("query", "-w", "shop", "--saved", "by_status", "-p", "status=nope")
+    assert bad.returncode == 1 and "parameter 'status'" in bad.stderr, bad.stderr
     both = quarry("query", "-w", "shop", "--saved", "two_steps", "-m", "orders.revenue")
     assert both.returncode == 1 and "--saved" in both.stderr

@@ -16,7 +16,6 @@ import hashlib
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -58,7 +57,7 @@ def semantic_service(request: Request) -> SemanticService:
         found = SemanticService(
             svc.catalog,
             svc.store,
-            cache_dir=(svc.settings.data_dir or Path(".quarry")) / "cache",
+            cache_dir=svc.paths.cache_dir,
             ttl=svc.settings.semantic_cache_ttl,
         )
         request.app.state.semantic = found
@@ -107,22 +106,28 @@ async def _raw_body(request: Request, limit: int) -> bytes:
 async def _parse(
     raw: bytes, sem: SemanticService, workspace: WorkspaceRow, revision: str
 ) -> SemanticQuery:
-    """The posted query, or ``{"saved_query": name, "step": optional}``: a saved
-    query (``*.query.yml``) of the revision, run like a posted one."""
+    """The posted query, or ``{"saved_query": name, "step": optional, "params":
+    optional}``: a saved query (``*.query.yml``) of the revision with its
+    parameters substituted, run like a posted one."""
     try:
         body = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}", parameter="body") from None
     if isinstance(body, dict) and "saved_query" in body:
-        extra = sorted(set(body) - {"saved_query", "step"})
-        name, step = body["saved_query"], body.get("step")
-        if extra or not isinstance(name, str) or not isinstance(step, (str, type(None))):
+        extra = sorted(set(body) - {"saved_query", "step", "params"})
+        name, step, params = body["saved_query"], body.get("step"), body.get("params")
+        if (
+            extra
+            or not isinstance(name, str)
+            or not isinstance(step, (str, type(None)))
+            or not isinstance(params, (dict, type(None)))
+        ):
             raise BadRequest(
-                'a saved query is asked as {"saved_query": name, "step": name}'
-                + (f"; unexpected: {', '.join(extra)}" if extra else ""),
+                'a saved query is asked as {"saved_query": name, "step": name, '
+                '"params": {name: value}}' + (f"; unexpected: {', '.join(extra)}" if extra else ""),
                 parameter="saved_query",
             )
-        return await run_in_threadpool(sem.saved_query, workspace, revision, name, step)
+        return await run_in_threadpool(sem.saved_query, workspace, revision, name, step, params)
     return SemanticQuery.from_request(body)
 
 

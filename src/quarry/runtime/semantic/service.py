@@ -183,10 +183,17 @@ class SemanticService:
         return compile_for(self.models, self.source(workspace, revision_id), query, principal)
 
     def saved_query(
-        self, workspace: WorkspaceRow, revision_id: str, name: str, step: str | None
+        self,
+        workspace: WorkspaceRow,
+        revision_id: str,
+        name: str,
+        step: str | None,
+        params: Mapping[str, Any] | None = None,
     ) -> SemanticQuery:
-        """A saved query's step (``*.query.yml`` of the revision); blocking: on a thread."""
-        return saved_step_query(self.models.model(workspace, revision_id), name, step)
+        """A saved query's step (``*.query.yml`` of the revision) with ``params``
+        substituted; blocking: on a thread."""
+        model = self.models.model(workspace, revision_id)
+        return saved_step_query(model, name, step, params)
 
     def cache_key(
         self,
