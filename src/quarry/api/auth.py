@@ -4,8 +4,7 @@
 without doing anything: a request without a valid bearer token is a ``401``; a safe
 method (GET, HEAD, OPTIONS) needs the viewer role and any other method the editor
 role (but for the POSTs that only read, ``READ_ONLY_POSTS``), else ``403``. A route
-that needs more declares it with
-``dependencies=[Depends(require_role(AccessRole.ADMIN))]`` (``quarry.api.deps``).
+that needs more checks the caller's role itself (``quarry.api.ide.common.require``).
 Public paths (health, readiness, metrics, keep-alive, static files, the OpenAPI
 document) are not authenticated; ``/metrics`` may require its own scrape token.
 

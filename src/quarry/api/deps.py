@@ -7,7 +7,6 @@ route added later is scoped to its tenant without doing anything of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -72,16 +71,3 @@ def principal(request: Request) -> Principal:
 
 def tenant_id(request: Request) -> str:
     return principal(request).tenant_id
-
-
-def require_role(role: AccessRole) -> Callable[[Request], Principal]:
-    """A route dependency raising the bar above the method's default (viewer for safe
-    methods, editor otherwise): ``dependencies=[Depends(require_role(AccessRole.ADMIN))]``."""
-
-    def check(request: Request) -> Principal:
-        who = principal(request)
-        if who.role < role:
-            raise HTTPException(403, f"this needs the {role.name.lower()} role")
-        return who
-
-    return check

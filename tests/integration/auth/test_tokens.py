@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from sqlalchemy import event, select, update
 
 from quarry.api import auth as auth_module
 from quarry.api.app import create_app
 from quarry.api.auth import decide_open
-from quarry.api.deps import AccessRole, principal, require_role
+from quarry.api.deps import AccessRole, principal
+from quarry.api.ide.common import require
 from quarry.api.services import build_services
 from quarry.core.clock import utcnow
 from quarry.core.settings import Settings
@@ -176,8 +177,9 @@ def extended(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     async def add_thing(request: Request) -> dict[str, str]:
         return {"tenant": principal(request).tenant_id}
 
-    @router.post("/api/v1/settings", dependencies=[Depends(require_role(AccessRole.ADMIN))])
-    async def change_settings() -> dict[str, str]:
+    @router.post("/api/v1/settings")
+    async def change_settings(request: Request) -> dict[str, str]:
+        require(request, AccessRole.ADMIN)
         return {"changed": "yes"}
 
     app.include_router(router)
