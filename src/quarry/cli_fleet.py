@@ -93,6 +93,3 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
 
         code = asyncio.run(run_fleet(plan, echo))
         raise typer.Exit(code)
-
-
-__all__ = ["register"]

@@ -268,6 +268,3 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             run_worker(settings)
         except QuarryError as exc:
             raise fail(exc) from exc
-
-
-__all__ = ["register"]

@@ -221,6 +221,3 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         except QuarryError as exc:
             raise fail(exc) from exc
         out.print_json(json.dumps(rows))
-
-
-__all__ = ["register", "run_driver"]

@@ -298,6 +298,3 @@ def _members(entry: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(m, dict):
                 found.append({"kind": kind[:-1], **m})
     return found
-
-
-__all__ = ["register"]

@@ -151,6 +151,3 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             raise fail(exc) from exc
         for r in rows:
             out.print(f"{r.id}  {r.workspaces} workspace(s)  {r.name}", markup=False)
-
-
-__all__ = ["parse_expiry", "register"]

@@ -190,6 +190,3 @@ def _add_locally(
             )
     finally:
         svc.close()
-
-
-__all__ = ["register"]

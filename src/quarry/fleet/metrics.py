@@ -17,29 +17,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from quarry.core.metrics import (
-    ADMISSION_REJECTIONS,
-    COMPILE_DURATION,
-    HTTP_IN_FLIGHT,
-    PROXY_ERRORS,
-    REGISTRY,
-    RUN_DURATION,
-)
+from quarry.core.metrics import REGISTRY
 from quarry.runtime.queue import QueueCount, TaskQueue
 from quarry.store.queue import oldest_age_seconds
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-__all__ = [
-    "ADMISSION_REJECTIONS",
-    "COMPILE_DURATION",
-    "CONTENT_TYPE",
-    "HTTP_IN_FLIGHT",
-    "PROXY_ERRORS",
-    "RUN_DURATION",
-    "QueueCollector",
-    "render_metrics",
-]
 
 
 class QueueCollector(Collector):
