@@ -7,8 +7,8 @@ process that holds the fleet's secrets. It caps its own address space and core
 dumps before importing DuckDB, then serves requests from its parent:
 
 - parent -> child: pickled dicts (the parent is trusted): ``init`` (the policy and
-  the address-space cap), ``open`` (a DuckDB or Postgres connector, its resolved
-  parameters), ``query`` (a :class:`BoundSql`), ``interrupt``, ``close``;
+  the address-space cap), ``open`` (a connector of a kind of ``kinds.py``, its
+  resolved parameters), ``query`` (a :class:`BoundSql`), ``interrupt``, ``close``;
 - child -> parent: a JSON header, then for a result the Arrow IPC stream bytes.
   Never pickle: a child that tenant SQL managed to subvert can send the parent
   only data, not code.
@@ -118,17 +118,11 @@ class _Host:
             )
 
     def _open(self, message: dict[str, Any]) -> None:
+        from quarry.runtime.connectors.kinds import open_connector
+
         name: str = message["name"]
-        args: dict[str, Any] = message["args"]
-        if message["kind"] == "duckdb":
-            from quarry.runtime.connectors.duckdb import DuckDbConnector
-
-            connector: Connector = DuckDbConnector(name, policy=self.policy, **args)
-        else:
-            from quarry.runtime.connectors.postgres import PostgresConnector
-
-            # Messages are redacted by the parent, which knows the secrets it resolved.
-            connector = PostgresConnector(name, args["conninfo"], policy=self.policy)
+        # Messages are redacted by the parent, which knows the secrets it resolved.
+        connector = open_connector(message["kind"], name, message["args"], policy=self.policy)
         with self._lock:
             self.connectors[name] = connector
 

@@ -18,11 +18,10 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 
-from quarry.definitions.models.config import PostgresDatabase
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host, check_identity
 from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
-from quarry.runtime.connectors.secrets import SecretResolver
+from quarry.runtime.connectors.settings import connection_info as connection_info
 from quarry.store.identity import cluster_identity
 
 Redact = Callable[[str], str]
@@ -43,34 +42,16 @@ _OID_TYPES: Mapping[int, pa.DataType] = {
 }
 
 
-def connection_info(config: PostgresDatabase, secrets: SecretResolver) -> dict[str, Any]:
-    """psycopg keyword arguments from ``config.yml``, read as Oxy reads them.
-
-    :meth:`~quarry.definitions.models.config.PostgresDatabase.setting` holds Oxy's rules
-    (a plain value beats its ``*_var``; otherwise Oxy's default: localhost:5432, user
-    and database ``postgres``, no password). A ``*_var`` resolves only through
-    ``secrets`` (the operator's allow-list), which remembers the value for redaction.
-    """
-
-    def read(key: str) -> str | None:
-        def lookup(variable: str) -> str:
-            return secrets.resolve(config.name, f"{key}_var", variable)
-
-        return config.setting(key, lookup)
-
-    info: dict[str, Any] = {
-        "host": read("host"),
-        "port": read("port"),
-        "user": read("user"),
-        "dbname": read("database"),
-        "password": read("password"),
-    }
-    return {k: v for k, v in info.items() if v is not None}
-
-
 class PostgresConnector(Connector):
     """A warehouse reached only where the policy allows (see ``guard``): the host is
-    checked before connecting and the server's identity after, on every connection."""
+    checked before connecting and the server's identity after, on every connection.
+
+    Also Redshift and Airhouse, which speak Postgres's wire protocol: ``dialect`` is
+    the SQL they are written in (Airhouse: DuckDB's), ``default_port`` their Oxy
+    default. Neither gives Postgres's cluster identity; a server that does not is
+    accepted only when its ``pg_catalog.version()`` says it is not PostgreSQL (or is
+    Redshift), which Quarry's state cluster never says.
+    """
 
     dialect = "postgres"
 
@@ -81,8 +62,12 @@ class PostgresConnector(Connector):
         *,
         policy: ConnectorPolicy | None = None,
         redact: Redact = lambda message: message,
+        dialect: str = "postgres",
+        default_port: int = 5432,
     ) -> None:
         self.name = name
+        self.dialect = dialect
+        self._default_port = default_port
         self._conninfo = dict(conninfo)
         self._policy = policy or current_policy()
         self._redact = redact
@@ -95,7 +80,7 @@ class PostgresConnector(Connector):
     def _checked_conninfo(self) -> dict[str, Any]:
         if self._target is None:
             try:
-                port = int(self._conninfo.get("port") or 5432)
+                port = int(self._conninfo.get("port") or self._default_port)
             except ValueError:
                 raise ConnectorError(
                     f"database {self.name!r}: the port is not a number", database=self.name
@@ -120,12 +105,7 @@ class PostgresConnector(Connector):
                 f"cannot connect to database {self.name!r}: {message}", database=self.name
             ) from None
         try:
-            try:
-                with conn.cursor() as cur:
-                    identity = cluster_identity(cur)
-            except psycopg.Error:
-                identity = None
-            check_identity(self.name, identity, self._policy)
+            check_identity(self.name, _server_identity(conn), self._policy)
         except BaseException:
             conn.close()
             raise
@@ -180,6 +160,26 @@ class PostgresConnector(Connector):
             conns, self._all = self._all, []
         for conn in conns:
             conn.close()
+
+
+def _server_identity(conn: psycopg.Connection[Any]) -> str | None:
+    """Postgres's cluster identity; for a server without one (Redshift, Airhouse), a
+    marker when ``pg_catalog.version()`` shows it is not a PostgreSQL cluster."""
+    try:
+        with conn.cursor() as cur:
+            return cluster_identity(cur)
+    except psycopg.Error:
+        pass
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_catalog.version()")
+            row = cur.fetchone()
+    except psycopg.Error:
+        return None
+    version = "" if row is None or row[0] is None else str(row[0])
+    if version and ("Redshift" in version or not version.startswith("PostgreSQL")):
+        return "not-postgresql: " + version[:80]
+    return None
 
 
 def _array(values: list[Any], oid: int) -> pa.Array:

@@ -3,6 +3,8 @@
 Everything a workspace names is opened under the process's :class:`ConnectorPolicy`
 (``docs/security.md``): DuckDB sandboxed to the run's private folder, warehouses
 checked by host and by server identity, ``*_var`` secrets resolved only when allowed.
+No driver is imported here: each connector module is imported when a run first
+opens a database of its kind (``kinds.py``); see ``docs/connectors.md``.
 """
 
 from __future__ import annotations
@@ -13,15 +15,27 @@ from pathlib import Path
 from typing import Any
 
 from quarry.core.errors import QuarryError
-from quarry.definitions.models.config import DuckDbDatabase, PostgresDatabase
+from quarry.definitions.models.config import (
+    AirhouseDatabase,
+    ClickHouseDatabase,
+    DuckDbDatabase,
+    MysqlDatabase,
+    PostgresDatabase,
+    RedshiftDatabase,
+)
 from quarry.runtime.connectors.base import Connector, ConnectorError
 from quarry.runtime.connectors.datasets import BlobCache
-from quarry.runtime.connectors.duckdb import DuckDbConnector
 from quarry.runtime.connectors.isolated import ConnectorHost, IsolatedConnector
+from quarry.runtime.connectors.kinds import open_connector
 from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
-from quarry.runtime.connectors.postgres import PostgresConnector, connection_info
 from quarry.runtime.connectors.sandbox import RunSandbox
 from quarry.runtime.connectors.secrets import SecretLookup, SecretResolver
+from quarry.runtime.connectors.settings import (
+    clickhouse_settings,
+    connection_info,
+    mysql_settings,
+)
+from quarry.runtime.connectors.support import unsupported_reason
 from quarry.runtime.source import RevisionSource, normalise_path
 
 
@@ -69,32 +83,40 @@ class Connections:
                 f"no database named {name!r} in config.yml (known: {known or 'none'})",
                 database=name,
             )
+        refused = unsupported_reason(config)
+        if refused is not None:
+            raise ConnectorError(
+                f"database {name!r} is of type {config.type!r}: {refused}",
+                database=name,
+                type=config.type,
+            )
         if isinstance(config, DuckDbDatabase):
-            return self._duckdb(config)
-        if isinstance(config, PostgresDatabase):
-            info = connection_info(config, self.secrets)
-            if self.host is not None:
-                return IsolatedConnector(
-                    self.host,
-                    name,
-                    PostgresConnector.dialect,
-                    "postgres",
-                    {"conninfo": info},
-                    redact=self.secrets.redact,
-                )
-            return PostgresConnector(name, info, policy=self.policy, redact=self.secrets.redact)
+            return self._connector("duckdb", name, "duckdb", self._duckdb_args(config))
+        if isinstance(config, PostgresDatabase | RedshiftDatabase | AirhouseDatabase):
+            options = _POSTGRES_WIRE[config.type]
+            settings = connection_info(config, self.secrets)
+            args = {"settings": settings, "options": options}
+            return self._connector("postgres", name, str(options["dialect"]), args)
+        if isinstance(config, MysqlDatabase):
+            args = {"settings": mysql_settings(config, self.secrets)}
+            return self._connector("mysql", name, "mysql", args)
+        if isinstance(config, ClickHouseDatabase):
+            args = {"settings": clickhouse_settings(config, self.secrets)}
+            return self._connector("clickhouse", name, "clickhouse", args)
         raise ConnectorError(
             f"database {name!r} is of type {config.type!r}, which is not supported yet",
             database=name,
+            type=config.type,
         )
 
-    def _duckdb(self, config: DuckDbDatabase) -> Connector:
-        args = self._duckdb_args(config)
+    def _connector(self, kind: str, name: str, dialect: str, args: dict[str, Any]) -> Connector:
+        """The connector here, or in the run's connector host (process isolation).
+
+        Error messages are redacted here, where the resolved secrets are known."""
+        redact = self.secrets.redact
         if self.host is not None:
-            return IsolatedConnector(
-                self.host, config.name, DuckDbConnector.dialect, "duckdb", args
-            )
-        return DuckDbConnector(config.name, policy=self.policy, **args)
+            return IsolatedConnector(self.host, name, dialect, kind, args, redact=redact)
+        return open_connector(kind, name, args, policy=self.policy, redact=redact)
 
     def _duckdb_args(self, config: DuckDbDatabase) -> dict[str, Any]:
         """The keyword arguments of :class:`DuckDbConnector` besides name and policy."""
@@ -157,6 +179,14 @@ class Connections:
                 self.host.close()
         finally:
             self.sandbox.close()
+
+
+# Postgres-wire databases: the SQL they speak and Oxy's default port.
+_POSTGRES_WIRE: dict[str, dict[str, Any]] = {
+    "postgres": {"dialect": "postgres", "default_port": 5432},
+    "redshift": {"dialect": "postgres", "default_port": 5439},
+    "airhouse": {"dialect": "duckdb", "default_port": 5445},
+}
 
 
 def _revision_file(source: RevisionSource, path: str) -> str | None:

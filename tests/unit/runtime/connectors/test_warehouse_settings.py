@@ -1,0 +1,140 @@
+"""What each warehouse entry of ``config.yml`` resolves to, by Oxy's rules (issue #21):
+defaults per type, ``*_var`` only through the allow-list, clear errors naming the
+database and field; types Quarry cannot open are named with their type; and the
+registry imports no driver."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from quarry.definitions.models.config import (
+    AirhouseDatabase,
+    BigQueryDatabase,
+    ClickHouseDatabase,
+    DuckDbDatabase,
+    MysqlDatabase,
+    RedshiftDatabase,
+)
+from quarry.runtime.connectors.base import ConnectorError
+from quarry.runtime.connectors.policy import ConnectorPolicy
+from quarry.runtime.connectors.secrets import SecretNotAllowed, SecretResolver
+from quarry.runtime.connectors.settings import (
+    clickhouse_settings,
+    connection_info,
+    filter_settings,
+    mysql_settings,
+)
+from quarry.runtime.connectors.support import unsupported_reason
+
+ENV = {"CH_HOST": "https://ch.example.com", "CH_PW": "ch-secret", "MY_PORT": "3307"}
+
+
+def resolver(policy: ConnectorPolicy | None = None) -> SecretResolver:
+    return SecretResolver(policy or ConnectorPolicy.local(), "acme", ENV.get)
+
+
+def clickhouse(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"host": "http://ch.local:8123", "user": "default", "database": "a"}
+    config = ClickHouseDatabase(name="ch", type="clickhouse", **{**base, **fields})
+    return clickhouse_settings(config, resolver())
+
+
+def test_mysql_defaults_are_oxys() -> None:
+    got = mysql_settings(MysqlDatabase(name="m", type="mysql"), resolver())
+    assert got == {"host": "localhost", "port": 3306, "user": "root", "database": "mysql"}
+    assert (
+        mysql_settings(MysqlDatabase(name="m", type="mysql", port_var="MY_PORT"), resolver())[
+            "port"
+        ]
+        == 3307
+    )
+
+
+def test_a_bad_port_names_the_database_and_field() -> None:
+    with pytest.raises(ConnectorError, match="database 'm': the port is not a number") as err:
+        mysql_settings(MysqlDatabase(name="m", type="mysql", port="x"), resolver())
+    assert err.value.details["field"] == "port"
+
+
+def test_redshift_and_airhouse_defaults_are_oxys() -> None:
+    redshift = connection_info(RedshiftDatabase(name="r", type="redshift"), resolver())
+    assert redshift == {"host": "localhost", "port": "5439", "user": "awsuser", "dbname": "dev"}
+    airhouse = connection_info(AirhouseDatabase(name="a", type="airhouse"), resolver())
+    assert airhouse["port"] == "5445" and airhouse["dbname"] == "airhouse"
+
+
+def test_clickhouse_host_is_a_url_and_a_bare_host_means_http_8123() -> None:
+    got = clickhouse(password_var="CH_PW")
+    assert (got["host"], got["port"], got["secure"]) == ("ch.local", 8123, False)
+    assert got["password"] == "ch-secret"
+    secure = clickhouse(host=None, host_var="CH_HOST")
+    assert (secure["host"], secure["port"], secure["secure"]) == ("ch.example.com", 8443, True)
+    assert clickhouse(host="ch.internal")["port"] == 8123
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"host": None}, "needs 'host'"),
+        ({"database": None}, "needs 'database'"),
+        ({"host": "ftp://ch.local"}, "http:// or https:// URL"),
+        ({"host": "http://u:p@ch.local:8123"}, "no path, query or credentials"),
+        ({"host": "http://ch.local:99999"}, "port"),
+    ],
+)
+def test_clickhouse_errors_name_the_field(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConnectorError, match=message):
+        clickhouse(**fields)
+
+
+def test_clickhouse_var_outside_the_allow_list_is_refused() -> None:
+    config = ClickHouseDatabase(
+        name="ch", type="clickhouse", host="h", user="u", database="d", password_var="CH_PW"
+    )
+    fleet = ConnectorPolicy(secret_env_allow={"*": ("ACME_*",)})
+    with pytest.raises(SecretNotAllowed, match="password_var names 'CH_PW'"):
+        clickhouse_settings(config, resolver(fleet))
+
+
+def test_clickhouse_filters_become_prefixed_settings_from_their_defaults() -> None:
+    config = ClickHouseDatabase(
+        name="ch",
+        type="clickhouse",
+        settings_prefix="SQL_oxy_",
+        filters={"tenant": {"type": "string", "default": "acme"}, "ids": {"default": [1, 2]}},
+    )
+    assert filter_settings(config) == {"SQL_oxy_ids": "[1,2]", "SQL_oxy_tenant": "acme"}
+    required = ClickHouseDatabase(name="ch", type="clickhouse", filters={"t": {"type": "string"}})
+    with pytest.raises(ConnectorError, match="filter 't' has no default") as err:
+        filter_settings(required)
+    assert err.value.details["field"] == "filters.t"
+
+
+def test_types_quarry_cannot_open_say_why() -> None:
+    assert unsupported_reason(MysqlDatabase(name="m", type="mysql")) is None
+    bigquery = BigQueryDatabase(name="bq", type="bigquery", key_path="k.json")
+    assert "BigQuery is not supported yet" in str(unsupported_reason(bigquery))
+    lake = DuckDbDatabase(
+        name="lake",
+        type="duckdb",
+        data_path="s3://b/",
+        schema_name="s",
+        s3_secret_type="credential_chain",
+    )
+    assert "DuckLake" in str(unsupported_reason(lake))
+
+
+def test_importing_the_registry_imports_no_driver() -> None:
+    code = (
+        "import sys, quarry.runtime.connectors.registry\n"
+        "print(sorted(m for m in ('duckdb', 'psycopg', 'pymysql', 'clickhouse_connect')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
