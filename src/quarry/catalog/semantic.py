@@ -61,10 +61,6 @@ class SemanticModels:
             self._locks.pop(key, None)
         return hit
 
-    def peek_model(self, workspace: WorkspaceRow, revision_id: str) -> SemanticModel | None:
-        """The cached model if built: lets the request path skip a thread hop."""
-        return self._models.get((workspace.id, revision_id))
-
     def catalog_document(self, workspace: WorkspaceRow, revision_id: str) -> Document:
         """``model.catalog()`` as canonical JSON with a strong ETag, once per revision."""
         key = (workspace.id, revision_id)

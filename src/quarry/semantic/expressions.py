@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -27,7 +26,6 @@ from quarry.definitions.semantic_rules import (
 from quarry.semantic.errors import SemanticError
 
 _MEMBER_REF = re.compile(r"\{\{\s*([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*\}\}")
-_VARIABLE_REF = re.compile(r"\{\{\s*variables\.([A-Za-z_]\w*)\s*\}\}")
 _TABLE_NAME = TABLE_PLACEHOLDER
 _VARIABLE_PREFIX = VARIABLE_PREFIX
 _REF_PREFIX = REF_PREFIX
@@ -63,10 +61,6 @@ def _first_line(exc: Exception) -> str:
 def references(text: str) -> list[tuple[str, str]]:
     """``{{a.b}}`` references of ``text`` other than ``{{variables.x}}``."""
     return [(a, b) for a, b in _MEMBER_REF.findall(text) if a != "variables"]
-
-
-def variables_of(text: str) -> list[str]:
-    return _VARIABLE_REF.findall(text)
 
 
 def qualify(
@@ -115,8 +109,3 @@ def table_source(table: str, dialect: str) -> exp.Expr:
         return exp.to_table(table, dialect=dialect)
     except (ParseError, ValueError):
         return exp.Table(this=exp.to_identifier(table, quoted=True))
-
-
-def literal_free(value: Any) -> bool:
-    """True for values that may be bound as parameters (scalars only)."""
-    return value is None or isinstance(value, (str, int, float, bool))
