@@ -32,6 +32,7 @@ from quarry.runtime.runs.workers import BackgroundWorkers
 from quarry.scheduling.node import SchedulingNode, build_scheduling_node
 from quarry.web import apps as app_pages
 from quarry.web import index
+from quarry.web import pages as web_pages
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(apps.router)
     app.include_router(fleet_semantic.router)
     app.include_router(app_pages.router)
+    app.include_router(web_pages.router)  # sign-in, runs, schedules, explore
     app_pages.mount_static(app)
     if svc.topology.serves_ide_routes:
         # Imported only here: a serve replica must never load the Factory package.

@@ -15,6 +15,10 @@ process. Expiry is checked on every request against the cached row. A string tha
 does not have a token's exact shape is refused before the cache and the database, and
 a full cache evicts its least recently used entry: a flood of made-up tokens neither
 reaches the database for free nor empties the cache of the real ones.
+
+Browsers: without an ``Authorization`` header the ``quarry_session`` cookie set by the
+sign-in page is read as the token (same checks), and a state-changing request from a
+browser must carry the CSRF token of ``quarry.web.session``, else ``403 csrf_failed``.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ from quarry.core.settings import Role, Settings
 from quarry.store import tokens as tokq
 from quarry.store.db import is_sqlite
 from quarry.store.tokens import TokenRow
+from quarry.web import session
 
 log = logging.getLogger(__name__)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/livez", "/metrics", "/keepalive", "/api/v1/keepalive"}
+    {"/healthz", "/readyz", "/livez", "/metrics", "/keepalive", "/api/v1/keepalive", "/sign-in"}
 )
 PUBLIC_PREFIXES = ("/static/", "/docs", "/redoc", "/openapi.json", "/favicon.ico")
 CACHE_LIMIT = 10_000
@@ -52,7 +57,10 @@ def is_public(path: str) -> bool:
 
 # POST routes that only read (their request is a body, not a change): a viewer may
 # call them. Matched on the whole path, one workspace segment.
-READ_ONLY_POSTS = (re.compile(r"^/api/v1/workspaces/[^/]+/semantic/query$"),)
+READ_ONLY_POSTS = (
+    re.compile(r"^/api/v1/workspaces/[^/]+/semantic/query$"),
+    re.compile(r"^/sign-out$"),  # forgets the browser's cookie; changes nothing stored
+)
 
 
 def required_role(method: str, path: str = "") -> AccessRole:
@@ -142,13 +150,22 @@ class Authenticator:
             return self.local
         header = _header(scope, b"authorization")
         if header is None:
-            raise Denied(
-                401, "unauthorized", "authentication required: Authorization: Bearer <token>"
-            )
+            # A browser's session cookie holds the token it signed in with (quarry.web.session).
+            cookie = session.session_secret(scope)
+            if cookie is None:
+                raise Denied(
+                    401, "unauthorized", "authentication required: Authorization: Bearer <token>"
+                )
+            scope[session.VIA_COOKIE_KEY] = True
+            return await self.check_secret(cookie)
         scheme, _, secret = header.decode("latin-1").strip().partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise Denied(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
+        return await self.check_secret(secret)
+
+    async def check_secret(self, secret: str) -> Principal:
+        """The principal of a presented token (header, session cookie or sign-in form)."""
         if not tokq.looks_like_secret(secret):
             raise Denied(401, "unauthorized", "invalid token")
         found = await self.lookup(secret)
@@ -181,11 +198,29 @@ class AuthMiddleware:
                     f"{method} needs the {need.name.lower()} role; this token is "
                     f"{principal.role.name.lower()}",
                 )
+            receive = await _check_csrf(scope, receive, method)
         except Denied as denied:
             await _deny(scope, send, denied)
             return
         scope[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
+
+
+async def _check_csrf(scope: Scope, receive: Receive, method: str) -> Receive:
+    """A state-changing request from a browser (by session cookie, or any browser
+    request in open mode) must carry the session's CSRF token (quarry.web.session)."""
+    if method.upper() in SAFE_METHODS or scope["type"] != "http":
+        return receive
+    if scope.get(session.VIA_COOKIE_KEY):
+        expected = session.csrf_token(session.session_secret(scope))
+    elif _header(scope, b"authorization") is None and session.from_browser(scope):
+        expected = session.csrf_token(None)
+    else:
+        return receive  # a bearer token: no browser sends one on its own
+    try:
+        return await session.check_csrf(scope, receive, expected)
+    except session.CsrfRefused as refused:
+        raise Denied(403, "csrf_failed", str(refused)) from refused
 
 
 async def _deny(scope: Scope, send: Send, denied: Denied) -> None:

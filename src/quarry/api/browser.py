@@ -6,9 +6,10 @@ authentication middleware, admission, request limits). A browser asking for a pa
 "Internal Server Error" with nothing to quote. :class:`BrowserErrorPages` sits just
 inside the request-id middleware and, only for clients that accept HTML, turns a
 JSON error into a small page (404 with a link home, 401 with how to sign in, 500
-with the request id to quote); API clients (``Accept: application/json``, ``*/*`` or
-none) keep the JSON unchanged. An unhandled exception becomes a 500 carrying the
-request id in both forms, and is still re-raised so the server logs its traceback.
+with the request id to quote; a signed-out GET of a page goes to ``/sign-in``);
+API clients (``Accept: application/json``, ``*/*`` or none) keep the JSON
+unchanged. An unhandled exception becomes a 500 carrying the request id in both
+forms, and is still re-raised so the server logs its traceback.
 
 Offline docs: FastAPI's ``/docs`` loads Swagger UI from a CDN. :func:`install_offline_docs`
 replaces that route with one loading the vendored copy under
@@ -22,6 +23,7 @@ import html
 import json
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -52,7 +54,8 @@ _TITLES = {
 _SIGN_IN = (
     "This Quarry instance requires a token. Ask an admin for one "
     "(<code>quarry tokens create --tenant TENANT --role viewer</code>) and send it as "
-    "<code>Authorization: Bearer qk_…</code>. A local instance is open only while it "
+    '<code>Authorization: Bearer qk_…</code>, or <a href="/sign-in">sign in</a> with it '
+    "in this browser. A local instance is open only while it "
     "has no tokens: revoking them (<code>quarry tokens list</code>, "
     "<code>quarry tokens revoke</code>) opens it again."
 )
@@ -104,6 +107,29 @@ def _message_of(body: bytes) -> str:
     return ""
 
 
+def signs_in(scope: Scope) -> bool:
+    """A page (not an API or static path) answers a signed-out browser with the
+    sign-in form instead of a 401 page."""
+    path = str(scope.get("path", ""))
+    return not path.startswith(("/api/", "/static/", "/metrics"))
+
+
+async def send_sign_in_redirect(scope: Scope, send: Send) -> None:
+    target = str(scope.get("path", "/"))
+    query = scope.get("query_string", b"")
+    if query:
+        target += "?" + bytes(query).decode("latin-1")
+    location = "/sign-in?" + urlencode({"next": target})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 class BrowserErrorPages:
     """JSON errors become pages for browsers; unhandled errors become a 500 with the
     request id (JSON for API clients, a page for browsers)."""
@@ -121,6 +147,9 @@ class BrowserErrorPages:
         chunks: list[bytes] = []
 
         async def send_page(status: int, headers: list[Any], message: str) -> None:
+            if status == 401 and scope.get("method") == "GET" and signs_in(scope):
+                await send_sign_in_redirect(scope, send)
+                return
             body = error_page(status, message, REQUEST_ID.get()).encode()
             kept = [h for h in headers if h[0] not in (b"content-type", b"content-length")]
             await send(

@@ -8,54 +8,33 @@ The page itself reads the catalog only (the app's title, and that it exists); it
 script asks ``/api/v1/workspaces/{ws}/apps/{name}/data`` for the stored result,
 starts an app run when none is stored yet, follows the run's events and fetches the
 data again. The script, styles and vendored Vega libraries are package files served
-under ``/static`` (no CDN).
+under ``/static`` with content-hashed names (no CDN). The page's Content-Security-Policy
+is the strict one plus what Vega needs (``quarry.web.layout.DASHBOARD_CSP``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from typing import Any
+from urllib.parse import quote
 
-import jinja2
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.staticfiles import StaticFiles
 
 from quarry.core.errors import BadRequest, NotFound
 from quarry.runtime.apps.load import find_app_name, load_app
 from quarry.runtime.apps.result import humanize
+from quarry.web.assets import HashedStatic
+from quarry.web.layout import DASHBOARD_CSP, render
 
 router = APIRouter(include_in_schema=False)
 
-# The page runs only its own files: no inline script or handler, no other origin.
-# Vega compiles chart expressions with ``Function`` (hence 'unsafe-eval') and sets
-# inline styles on the SVG it draws.
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self' 'unsafe-eval'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
-
-STATIC_DIR = Path(__file__).parent / "static"
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-
 
 def mount_static(app: FastAPI) -> None:
-    """Serve ``quarry/web/static`` (page script, styles, vendored Vega) at ``/static``."""
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    """Serve ``quarry/web/static`` at ``/static``, hashed names cached for a year
+    (``quarry.web.assets``)."""
+    app.mount("/static", HashedStatic(), name="static")
 
 
 def request_tenant(request: Request) -> str:
@@ -83,7 +62,7 @@ def _workspace_name(request: Request, given: str | None) -> str:
     )
 
 
-def _page(request: Request, workspace: str | None, name: str) -> str:
+def _page(request: Request, workspace: str | None, name: str) -> HTMLResponse:
     svc = request.app.state.services
     tenant = request_tenant(request)
     ws = svc.catalog.workspace(tenant, _workspace_name(request, workspace))
@@ -97,24 +76,54 @@ def _page(request: Request, workspace: str | None, name: str) -> str:
         "runsUrl": f"/api/v1/workspaces/{ws.name}/runs",
         "runUrl": "/api/v1/runs/",
     }
-    return _TEMPLATES.get_template("app.html").render(
+    return render(
+        request,
+        "app.html",
         title=app.title or humanize(app_name),
+        section="dashboards",
+        csp=DASHBOARD_CSP,
         description=app.description,
         workspace=ws.name,
         config=config,
     )
 
 
-def _html(body: str) -> HTMLResponse:
-    return HTMLResponse(body, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY})
+def _dashboards(request: Request) -> HTMLResponse:
+    svc = request.app.state.services
+    groups = []
+    for ws in svc.catalog.list_workspaces(request_tenant(request)):
+        apps: list[dict[str, str]] = []
+        if ws.current_revision_id is not None:
+            listing = json.loads(svc.catalog.definitions(ws, ws.current_revision_id, "app").body)
+            for d in listing["definitions"]:
+                apps.append(
+                    {
+                        "name": d["name"],
+                        "title": d.get("title") or humanize(d["name"]),
+                        "path": d["path"],
+                        "url": f"/workspaces/{quote(ws.name)}/apps/{quote(d['name'])}",
+                    }
+                )
+        groups.append(
+            {"workspace": ws.name, "compiled": ws.current_revision_id is not None, "apps": apps}
+        )
+    return render(
+        request, "dashboards.html", title="Dashboards", section="dashboards", groups=groups
+    )
+
+
+@router.get("/dashboards", response_class=HTMLResponse)
+async def dashboards(request: Request) -> HTMLResponse:
+    """Every app of every workspace of the tenant."""
+    return await run_in_threadpool(_dashboards, request)
 
 
 @router.get("/apps/{name:path}", response_class=HTMLResponse)
 async def app_page(request: Request, name: str, workspace: str | None = None) -> HTMLResponse:
     """Other query parameters are control values; the page script reads them."""
-    return _html(await run_in_threadpool(_page, request, workspace, name))
+    return await run_in_threadpool(_page, request, workspace, name)
 
 
 @router.get("/workspaces/{workspace}/apps/{name:path}", response_class=HTMLResponse)
 async def workspace_app_page(request: Request, workspace: str, name: str) -> HTMLResponse:
-    return _html(await run_in_threadpool(_page, request, workspace, name))
+    return await run_in_threadpool(_page, request, workspace, name)

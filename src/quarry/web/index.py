@@ -1,49 +1,103 @@
-"""The landing page: what this Quarry serves, with links into the API."""
+"""Home: each workspace with its revision, branch and last compile, the recent runs,
+and the schedules whose last run failed.
+
+Why one page: it is the answer to "is everything all right?" — what is live, what
+broke, what to look at next — with links into every other screen.
+"""
 
 from __future__ import annotations
 
-import html
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from quarry.catalog.reader import Catalog
+from quarry.core.errors import NotFound
+from quarry.scheduling import admin
+from quarry.store import factory_tables as ft
+from quarry.store import runs as runq
+from quarry.store.runs import RunRow
 from quarry.web.apps import request_tenant
+from quarry.web.layout import render
 
 router = APIRouter(include_in_schema=False)
-
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Quarry</title>
-<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
-code{{background:#f3f3f3;padding:0 .2rem}}td{{padding:.1rem .8rem .1rem 0}}</style></head>
-<body><h1>Quarry</h1><p>API reference: <a href="/openapi.json">/openapi.json</a></p>{body}
-</body></html>"""
+RECENT_RUNS = 10
 
 
-def _render(catalog: Catalog, tenant: str) -> str:
-    parts: list[str] = []
-    for ws in catalog.list_workspaces(tenant):
-        name = html.escape(ws.name)
-        parts.append(f"<h2>Workspace <code>{name}</code></h2>")
-        if ws.current_revision_id is None:
-            parts.append("<p>Not compiled yet.</p>")
-            continue
-        parts.append(f"<p>Current revision <code>{html.escape(ws.current_revision_id)}</code></p>")
-        listing = json.loads(catalog.definitions(ws, ws.current_revision_id, None).body)
-        rows = []
-        for d in listing["definitions"]:
-            url = f"/api/v1/workspaces/{name}/definitions/{d['kind']}/{html.escape(d['name'])}"
-            rows.append(
-                f'<tr><td>{html.escape(d["kind"])}</td><td><a href="{url}">'
-                f"{html.escape(d['name'])}</a></td><td><code>{html.escape(d['path'])}</code></td></tr>"
+@dataclass(frozen=True)
+class WorkspaceCard:
+    name: str
+    revision_id: str | None
+    branch: str | None
+    commit: str | None
+    compiled_at: str | None
+    definitions: int
+    compile_state: str | None
+    problems: int
+    problem_lines: list[str]
+
+
+def _card(svc: Any, conn: Any, ws: Any) -> WorkspaceCard:
+    revision: dict[str, Any] = {}
+    if ws.current_revision_id is not None:
+        revision = json.loads(svc.catalog.revision(ws, ws.current_revision_id).body)
+    statuses = ft.statuses(conn, ws.id)
+    latest = next((s for s in statuses if s.branch == ws.default_branch), None)
+    if latest is None and statuses:
+        latest = max(statuses, key=lambda s: s.updated_at)
+    problems = latest.problems if latest is not None else []
+    lines = [
+        f"{p.get('file', '?')}:{p.get('line', '?')}: {p.get('message', '')}" for p in problems[:5]
+    ]
+    return WorkspaceCard(
+        name=ws.name,
+        revision_id=ws.current_revision_id,
+        branch=revision.get("git_branch") or (latest.branch if latest else None),
+        commit=revision.get("git_commit"),
+        compiled_at=revision.get("created_at"),
+        definitions=int(revision.get("definition_count") or 0),
+        compile_state=latest.state if latest is not None else None,
+        problems=len(problems),
+        problem_lines=lines,
+    )
+
+
+def _home(request: Request) -> HTMLResponse:
+    svc = request.app.state.services
+    tenant = request_tenant(request)
+    cards: list[WorkspaceCard] = []
+    runs: list[tuple[str, RunRow]] = []
+    failing: list[dict[str, Any]] = []
+    for ws in svc.catalog.list_workspaces(tenant):
+        with svc.engine.connect() as conn:
+            cards.append(_card(svc, conn, ws))
+            runs.extend(
+                (ws.name, r) for r in runq.list_runs(conn, tenant, ws.id, limit=RECENT_RUNS)
             )
-        parts.append("<table>" + "".join(rows) + "</table>")
-    return _PAGE.format(body="".join(parts) or "<p>No workspaces yet.</p>")
+            for view in admin.list_schedules(conn, tenant, ws.id):
+                if view.last_run_id is None:
+                    continue
+                try:
+                    last = runq.get_run(conn, tenant, view.last_run_id)
+                except NotFound:
+                    continue  # the run was pruned
+                if last.state == "failed":
+                    failing.append({"workspace": ws.name, "schedule": view, "run": last})
+    runs.sort(key=lambda pair: pair[1].created_at, reverse=True)
+    return render(
+        request,
+        "home.html",
+        title="Home",
+        section="home",
+        workspaces=cards,
+        runs=runs[:RECENT_RUNS],
+        failing=failing,
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request) -> HTMLResponse:
-    svc = request.app.state.services
-    page = await run_in_threadpool(_render, svc.catalog, request_tenant(request))
-    return HTMLResponse(page)
+    return await run_in_threadpool(_home, request)

@@ -23,7 +23,7 @@ from quarry.store.tables import revisions, workspaces
 from tests.support.tenancy import ACME, ACME_WS, GLOBEX_WS, WORKFLOW, Deployment
 
 PARAM = re.compile(r"\{([^}:]+)(?::path)?\}")
-EXPECTED_PUBLIC = {"/healthz", "/readyz", "/metrics", "/keepalive"}
+EXPECTED_PUBLIC = {"/healthz", "/readyz", "/metrics", "/keepalive", "/sign-in"}
 
 
 def _values(dep: Deployment) -> dict[str, str]:

@@ -23,6 +23,12 @@ var pending = false; // values changed while a run was in flight: look again aft
 var lastRun = null; // the control values of the last run this page started (JSON)
 var generation = 0;
 
+// Every state-changing request carries the page's CSRF token (quarry.web.session).
+function csrfToken() {
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.getAttribute("content") : "";
+}
+
 function setState(state, text) {
   document.body.setAttribute("data-state", state);
   els.status.textContent = text;
@@ -95,7 +101,11 @@ function startRun(target) {
   };
   fetch(config.runsUrl, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    headers: {
+      "Content-Type": "application/json",
+      Accept: "application/json",
+      "X-CSRF-Token": csrfToken(),
+    },
     body: JSON.stringify(body),
   })
     .then(function (resp) {

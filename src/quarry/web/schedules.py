@@ -1,0 +1,83 @@
+"""Schedules and monitors: next and last fire, the last run's state, and pause,
+resume and trigger as form posts (editor role, CSRF-checked by the middleware).
+
+Pausing is operator state in the database (``quarry.scheduling.admin``), never an
+edit of the definition files, so any replica serves these pages and actions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from quarry.core.errors import BadRequest, NotFound
+from quarry.scheduling import admin
+from quarry.store import runs as runq
+from quarry.web.apps import request_tenant
+from quarry.web.layout import render
+
+router = APIRouter(include_in_schema=False)
+ACTIONS = ("pause", "resume", "trigger")
+
+
+def _page(request: Request) -> HTMLResponse:
+    svc = request.app.state.services
+    tenant = request_tenant(request)
+    groups: list[dict[str, Any]] = []
+    for ws in svc.catalog.list_workspaces(tenant):
+        items = []
+        with svc.engine.connect() as conn:
+            for view in admin.list_schedules(conn, tenant, ws.id):
+                last_state = None
+                if view.last_run_id:
+                    try:
+                        last_state = runq.get_run(conn, tenant, view.last_run_id).state
+                    except NotFound:
+                        last_state = None
+                items.append({"view": view, "last_state": last_state})
+            alerts = admin.list_alerts(conn, tenant, ws.id)
+        groups.append({"workspace": ws.name, "rows": items, "alerts": alerts})
+    return render(
+        request,
+        "schedules.html",
+        title="Schedules",
+        section="schedules",
+        groups=groups,
+        notice=request.query_params.get("notice"),
+    )
+
+
+@router.get("/schedules", response_class=HTMLResponse)
+async def schedules_page(request: Request) -> HTMLResponse:
+    return await run_in_threadpool(_page, request)
+
+
+@router.post("/schedules/{workspace}/{action}")
+async def schedule_action(request: Request, workspace: str, action: str) -> Response:
+    """``name`` and ``kind`` come from the form (names contain slashes)."""
+    if action not in ACTIONS:
+        raise NotFound(f"no schedule action {action!r}; one of {list(ACTIONS)}")
+    raw = await request.body()
+    form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    name, kind = form.get("name", ""), form.get("kind", "schedule")
+    if not name:
+        raise BadRequest("which schedule? the form names none", parameter="name")
+    if kind not in ("schedule", "monitor"):
+        raise BadRequest("kind must be schedule or monitor", parameter="kind")
+    svc = request.app.state.services
+    tenant = request_tenant(request)
+
+    def act() -> str:
+        ws = svc.catalog.workspace(tenant, workspace)
+        if action == "trigger":
+            fire = admin.trigger(svc.engine, svc.queue, tenant, ws.id, name, kind=kind)
+            return f"Triggered {name}: run {str(fire.run_id or '')[:8]} ({fire.outcome})."
+        admin.set_paused(svc.engine, tenant, ws.id, name, action == "pause", kind=kind)
+        return f"{'Paused' if action == 'pause' else 'Resumed'} {name}."
+
+    notice = await run_in_threadpool(act)
+    return RedirectResponse(f"/schedules?{urlencode({'notice': notice})}", status_code=303)

@@ -1,0 +1,124 @@
+// The semantic explorer: the topic's members from the catalog API, a query built
+// from the form, its SQL (?sql_only=1) and rows from the query API. Text only: every
+// value goes in with textContent, never as markup.
+import { el } from "./controls.js";
+
+var form = document.getElementById("explore");
+var $ = function (id) { return document.getElementById(id); };
+var catalog = null;
+
+function csrf() {
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.getAttribute("content") : "";
+}
+
+function base() { return "/api/v1/workspaces/" + encodeURIComponent($("x-workspace").value) + "/semantic"; }
+
+function options(select, items, keepFirst) {
+  while (select.options.length > (keepFirst ? 1 : 0)) select.remove(select.options.length - 1);
+  items.forEach(function (m) { select.appendChild(el("option", { value: m, text: m })); });
+}
+
+function checkboxes(fieldset, names, prefix) {
+  Array.from(fieldset.querySelectorAll("label")).forEach(function (l) { l.remove(); });
+  names.forEach(function (name, i) {
+    var id = prefix + i;
+    var box = el("input", { type: "checkbox", id: id, value: name });
+    fieldset.appendChild(el("label", { for: id }, [box, document.createTextNode(" " + name)]));
+  });
+}
+
+function members(topicName) {
+  var topic = catalog.topics.find(function (t) { return t.name === topicName; });
+  var views = topic ? topic.views : catalog.views.map(function (v) { return v.name; });
+  var found = { measure: [], dimension: [], time: [] };
+  catalog.views.forEach(function (v) {
+    if (views.indexOf(v.name) < 0) return;
+    v.members.forEach(function (m) { (found[m.kind] || []).push(m.qualified_name); });
+  });
+  return found;
+}
+
+function showTopic() {
+  var m = members($("x-topic").value);
+  checkboxes($("x-measures"), m.measure, "x-m-");
+  checkboxes($("x-dimensions"), m.dimension, "x-d-");
+  options($("x-time"), m.time, true);
+  options($("x-filter-field"), m.dimension.concat(m.time), true);
+}
+
+function loadCatalog() {
+  $("x-status").textContent = "Loading the catalog…";
+  return fetch(base() + "/catalog", { headers: { Accept: "application/json" } })
+    .then(function (r) { return r.json(); })
+    .then(function (doc) {
+      catalog = doc;
+      options($("x-topic"), doc.topics.map(function (t) { return t.name; }), false);
+      showTopic();
+      $("x-status").textContent = doc.topics.length + " topics.";
+    });
+}
+
+function query() {
+  var checked = function (id) {
+    return Array.from($(id).querySelectorAll("input:checked")).map(function (i) { return i.value; });
+  };
+  var q = { topic: $("x-topic").value, measures: checked("x-measures"), dimensions: checked("x-dimensions") };
+  if ($("x-time").value) q.time_dimensions = [{ dimension: $("x-time").value, granularity: $("x-grain").value }];
+  if ($("x-filter-field").value) {
+    q.filters = [{ field: $("x-filter-field").value, op: $("x-filter-op").value, value: $("x-filter-value").value }];
+  }
+  var limit = parseInt($("x-limit").value, 10);
+  if (limit > 0) q.limit = limit;
+  return q;
+}
+
+function post(url, body) {
+  return fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrf() },
+    body: JSON.stringify(body),
+  }).then(function (r) {
+    return r.json().then(function (j) {
+      if (!r.ok) throw new Error(j.message || ("HTTP " + r.status));
+      return j;
+    });
+  });
+}
+
+function table(result) {
+  var head = el("tr", {}, result.columns.map(function (c) { return el("th", { text: c, scope: "col" }); }));
+  var rows = result.rows.map(function (row) {
+    return el("tr", {}, row.map(function (v) { return el("td", { text: v === null ? "" : String(v) }); }));
+  });
+  return el("table", { className: "list" }, [el("thead", {}, [head]), el("tbody", {}, rows)]);
+}
+
+form.addEventListener("submit", function (event) {
+  event.preventDefault();
+  var q = query();
+  $("x-error").hidden = true;
+  $("x-status").textContent = "Running…";
+  document.body.setAttribute("data-state", "loading");
+  post(base() + "/query?sql_only=1", q)
+    .then(function (compiled) {
+      $("x-sql").textContent = compiled.sql;
+      return post(base() + "/query?format=json", q);
+    })
+    .then(function (result) {
+      var box = $("x-rows");
+      box.textContent = "";
+      box.appendChild(table(result));
+      $("x-status").textContent = result.row_count + " rows" + (result.truncated ? " (truncated)" : "") + ".";
+      document.body.setAttribute("data-state", "ready");
+    })
+    .catch(function (err) {
+      $("x-error").textContent = err.message;
+      $("x-error").hidden = false;
+      $("x-status").textContent = "Failed.";
+      document.body.setAttribute("data-state", "error");
+    });
+});
+$("x-workspace").addEventListener("change", loadCatalog);
+$("x-topic").addEventListener("change", showTopic);
+loadCatalog();

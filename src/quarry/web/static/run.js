@@ -1,0 +1,65 @@
+// The run page: follow the run's events live, list them as they come, and when the
+// run ends swap in the server-rendered details (steps, outputs, exports) — the page
+// is fetched again and its #run-detail replaced, so no markup is built here.
+import { follow } from "./sse.js";
+
+var detail = document.getElementById("run-detail");
+var list = document.getElementById("events");
+var status = document.getElementById("live-status");
+var runId = detail.getAttribute("data-run");
+var lastId = null;
+var refreshing = null;
+
+function line(name, event) {
+  var parts = [name];
+  if (event.step) parts.push(String(event.step));
+  if (event.task) parts.push("(" + event.task + ")");
+  if (event.rows !== undefined && event.rows !== null) parts.push(event.rows + " rows");
+  if (event.seconds !== undefined) parts.push(event.seconds + " s");
+  if (event.error) parts.push("— " + (event.error.message || JSON.stringify(event.error)));
+  var li = document.createElement("li");
+  li.textContent = parts.join(" ");
+  if (event.error) li.className = "error";
+  list.appendChild(li);
+  status.textContent = "Latest: " + parts.slice(0, 3).join(" ");
+}
+
+// Replace the details with a fresh server rendering (steps as they finish).
+function refresh() {
+  if (refreshing) return refreshing;
+  refreshing = fetch(window.location.pathname, { headers: { Accept: "text/html" } })
+    .then(function (resp) { return resp.text(); })
+    .then(function (text) {
+      var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("run-detail");
+      if (fresh) detail.replaceWith(document.importNode(fresh, true));
+      detail = document.getElementById("run-detail");
+    })
+    .finally(function () { refreshing = null; });
+  return refreshing;
+}
+
+function watch(attempt) {
+  follow("/api/v1/runs/" + encodeURIComponent(runId) + "/events", function (name, event, id) {
+    if (id) lastId = id;
+    line(name, event);
+    if (name.indexOf("step.") === 0 && name !== "step.started") refresh();
+  }, lastId).then(function (how) {
+    if (how === "end") {
+      refresh().then(function () {
+        document.body.setAttribute("data-run-state", "finished");
+        status.textContent = "The run has finished: " +
+          (document.getElementById("run-state") || {}).textContent;
+      });
+    } else if (attempt < 5) {
+      watch(attempt + 1); // the stream closed early (a restart): resume after lastId
+    }
+  }, function (err) {
+    status.textContent = "Live updates stopped: " + err.message + ". Reload to try again.";
+  });
+}
+
+if (detail.getAttribute("data-finished") === "true") {
+  document.body.setAttribute("data-run-state", "finished");
+} else {
+  watch(0);
+}
