@@ -13,16 +13,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, desc, select, update
-
 from quarry.core.clock import utcnow
 from quarry.core.errors import BadRequest, NotFound
 from quarry.runtime.queue import TaskQueue
 from quarry.scheduling.sync import TRIGGER_KINDS
 from quarry.scheduling.ticks import Fire, fire_now
 from quarry.scheduling.timing import next_fire
-from quarry.store.schedule_tables import alert_deliveries, alert_events, alerts, schedule_fires
-from quarry.store.schedule_tables import schedules as table
+from quarry.store import alerts as alertq
+from quarry.store import schedules as scheduleq
+from quarry.store.db import Connection, Engine
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -73,25 +72,13 @@ def _view(row: Any) -> ScheduleView:
 def list_schedules(
     conn: Connection, tenant_id: str, workspace_id: str, kind: str | None = None
 ) -> list[ScheduleView]:
-    query = select(table).where(
-        table.c.tenant_id == tenant_id, table.c.workspace_id == workspace_id
-    )
-    if kind is not None:
-        query = query.where(table.c.kind == kind)
-    return [_view(r) for r in conn.execute(query.order_by(table.c.kind, table.c.name))]
+    return [_view(r) for r in scheduleq.list_schedules(conn, tenant_id, workspace_id, kind)]
 
 
 def _find(conn: Connection, tenant_id: str, workspace_id: str, kind: str, name: str) -> Any:
     if kind not in TRIGGER_KINDS:
         raise BadRequest(f"kind must be one of {list(TRIGGER_KINDS)}", parameter="kind")
-    row = conn.execute(
-        select(table).where(
-            table.c.tenant_id == tenant_id,
-            table.c.workspace_id == workspace_id,
-            table.c.kind == kind,
-            table.c.name == name,
-        )
-    ).first()
+    row = scheduleq.find_schedule(conn, tenant_id, workspace_id, kind, name)
     if row is None:
         raise NotFound(f"no {kind} named {name!r} in this workspace", name=name)
     return row
@@ -116,11 +103,9 @@ def set_paused(
     now = now or utcnow()
     with engine.begin() as conn:
         row = _find(conn, tenant_id, workspace_id, kind, name)
-        values: dict[str, Any] = {"paused": paused}
-        if not paused and row.paused and row.enabled:
-            values["next_run_at"] = next_fire(row.cron, row.timezone, now)
-        conn.execute(update(table).where(table.c.id == row.id).values(**values))
-        return _view(conn.execute(select(table).where(table.c.id == row.id)).one())
+        resumed = not paused and row.paused and row.enabled
+        nxt = next_fire(row.cron, row.timezone, now) if resumed else None
+        return _view(scheduleq.set_paused(conn, row.id, paused, next_run_at=nxt))
 
 
 def trigger(
@@ -147,12 +132,7 @@ def list_fires(
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     row = _find(conn, tenant_id, workspace_id, kind, name)
-    rows = conn.execute(
-        select(schedule_fires)
-        .where(schedule_fires.c.schedule_id == row.id)
-        .order_by(desc(schedule_fires.c.scheduled_for))
-        .limit(limit)
-    )
+    rows = scheduleq.recent_fires(conn, row.id, limit)
     return [
         {
             "scheduled_for": _iso(r.scheduled_for),
@@ -168,11 +148,7 @@ def list_fires(
 
 
 def list_alerts(conn: Connection, tenant_id: str, workspace_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(alerts)
-        .where(alerts.c.tenant_id == tenant_id, alerts.c.workspace_id == workspace_id)
-        .order_by(alerts.c.monitor)
-    )
+    rows = alertq.list_alerts(conn, tenant_id, workspace_id)
     return [
         {
             "monitor": r.monitor,
@@ -189,41 +165,23 @@ def alert_history(
     conn: Connection, tenant_id: str, workspace_id: str, monitor: str, *, limit: int = 50
 ) -> list[dict[str, Any]]:
     """State changes of one monitor's alert, newest first, each with its deliveries."""
-    alert = conn.execute(
-        select(alerts).where(
-            alerts.c.tenant_id == tenant_id,
-            alerts.c.workspace_id == workspace_id,
-            alerts.c.monitor == monitor,
-        )
-    ).first()
+    alert = alertq.find_alert(conn, tenant_id, workspace_id, monitor)
     if alert is None:
         raise NotFound(f"no alert for monitor {monitor!r} (never checked?)", monitor=monitor)
-    events = list(
-        conn.execute(
-            select(alert_events)
-            .where(alert_events.c.alert_id == alert.id)
-            .order_by(desc(alert_events.c.id))
-            .limit(limit)
-        )
-    )
+    events = alertq.recent_events(conn, alert.id, limit)
     deliveries: dict[int, list[dict[str, Any]]] = {}
-    if events:
-        for d in conn.execute(
-            select(alert_deliveries)
-            .where(alert_deliveries.c.event_id.in_([e.id for e in events]))
-            .order_by(alert_deliveries.c.id)
-        ):
-            deliveries.setdefault(int(d.event_id), []).append(
-                {
-                    "target": d.target,
-                    "format": d.format,
-                    "state": d.state,
-                    "attempts": d.attempts,
-                    "last_status": d.last_status,
-                    "last_error": d.last_error,
-                    "finished_at": _iso(d.finished_at),
-                }
-            )
+    for d in alertq.deliveries_of_events(conn, [int(e.id) for e in events]):
+        deliveries.setdefault(int(d.event_id), []).append(
+            {
+                "target": d.target,
+                "format": d.format,
+                "state": d.state,
+                "attempts": d.attempts,
+                "last_status": d.last_status,
+                "last_error": d.last_error,
+                "finished_at": _iso(d.finished_at),
+            }
+        )
     return [
         {
             "id": int(e.id),

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
-
 from quarry.runtime.queue import TaskQueue
-from quarry.store.schedule_tables import alert_deliveries, alert_events, alerts
+from quarry.store import alerts as alertq
+from quarry.store.db import Connection
 
 FIRING = "firing"
 RESOLVED = "resolved"
@@ -85,68 +84,50 @@ def record_check(
     """Inside the check's transaction: store the value, and on a change of state
     append the event and queue its deliveries."""
     body = json.loads(monitor.body)
-    lock = select(alerts).where(alerts.c.id == monitor.id)
-    if conn.dialect.name == "postgresql":
-        lock = lock.with_for_update()
-    current = conn.execute(lock).first()
+    current = alertq.lock_alert(conn, monitor.id)
     previous_value = current.value if current is not None else None
     firing, message = evaluate(body["condition"], value, previous_value)
     state = FIRING if firing else RESOLVED
     stored_value = json.dumps(value, default=str)
     if current is None:
-        conn.execute(
-            insert(alerts).values(
-                id=monitor.id,
-                tenant_id=monitor.tenant_id,
-                workspace_id=monitor.workspace_id,
-                monitor=monitor.name,
-                state=RESOLVED,
-                value=stored_value,
-                checked_at=now,
-                changed_at=None,
-            )
+        alertq.insert_alert(
+            conn,
+            id=monitor.id,
+            tenant_id=monitor.tenant_id,
+            workspace_id=monitor.workspace_id,
+            monitor=monitor.name,
+            state=RESOLVED,
+            value=stored_value,
+            checked_at=now,
+            changed_at=None,
         )
         old_state = RESOLVED
     else:
         old_state = current.state
-        conn.execute(
-            update(alerts)
-            .where(alerts.c.id == monitor.id)
-            .values(value=stored_value, checked_at=now)
-        )
+        alertq.record_value(conn, monitor.id, stored_value, now)
     if state == old_state:
         return Transition(monitor.id, state, None, 0)
-    conn.execute(
-        update(alerts).where(alerts.c.id == monitor.id).values(state=state, changed_at=now)
+    alertq.set_state(conn, monitor.id, state, now)
+    event_id = alertq.insert_event(
+        conn,
+        alert_id=monitor.id,
+        tenant_id=monitor.tenant_id,
+        state=state,
+        value=stored_value,
+        message=message,
+        created_at=now,
     )
-    event_id = conn.execute(
-        insert(alert_events)
-        .values(
-            alert_id=monitor.id,
-            tenant_id=monitor.tenant_id,
-            state=state,
-            value=stored_value,
-            message=message,
-            created_at=now,
-        )
-        .returning(alert_events.c.id)
-    ).scalar_one()
     count = 0
     for notification in body.get("notify") or []:
-        delivery_id = conn.execute(
-            insert(alert_deliveries)
-            .values(
-                event_id=event_id,
-                alert_id=monitor.id,
-                tenant_id=monitor.tenant_id,
-                target=notification["url_env"],
-                format=notification.get("format", "json"),
-                state="pending",
-                attempts=0,
-                created_at=now,
-            )
-            .returning(alert_deliveries.c.id)
-        ).scalar_one()
+        delivery_id = alertq.insert_delivery(
+            conn,
+            event_id=event_id,
+            alert_id=monitor.id,
+            tenant_id=monitor.tenant_id,
+            target=notification["url_env"],
+            format=notification.get("format", "json"),
+            created_at=now,
+        )
         task = queue.enqueue(
             monitor.tenant_id,
             DELIVERY_TASK_KIND,
@@ -156,10 +137,6 @@ def record_check(
             dedupe_key=f"delivery:{delivery_id}",
             conn=conn,
         )
-        conn.execute(
-            update(alert_deliveries)
-            .where(alert_deliveries.c.id == delivery_id)
-            .values(task_id=task.id)
-        )
+        alertq.set_delivery_task(conn, delivery_id, task.id)
         count += 1
-    return Transition(monitor.id, state, int(event_id), count)
+    return Transition(monitor.id, state, event_id, count)

@@ -25,14 +25,14 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, select, update
 
 from quarry.core.clock import utcnow
 from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 from quarry.runtime.connectors.secrets import SecretResolver
 from quarry.runtime.queue import Task
 from quarry.runtime.queue.worker import PermanentFailure
-from quarry.store.schedule_tables import alert_deliveries, alert_events, alerts
+from quarry.store import alerts as alertq
+from quarry.store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +85,14 @@ class Deliverer:
 
     def _finish(self, delivery_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(alert_deliveries)
-                .where(alert_deliveries.c.id == delivery_id)
-                .values(**values)
-            )
+            alertq.update_delivery(conn, delivery_id, **values)
 
     def handle(self, task: Task) -> object:
         delivery_id = int(task.payload["delivery_id"])
         with self.engine.connect() as conn:
-            delivery = conn.execute(
-                select(alert_deliveries).where(alert_deliveries.c.id == delivery_id)
-            ).one()
-            event = conn.execute(
-                select(alert_events).where(alert_events.c.id == delivery.event_id)
-            ).one()
-            alert = conn.execute(select(alerts).where(alerts.c.id == delivery.alert_id)).first()
+            delivery = alertq.get_delivery(conn, delivery_id)
+            event = alertq.get_event(conn, delivery.event_id)
+            alert = alertq.get_alert(conn, delivery.alert_id)
         if alert is None:
             self._finish(
                 delivery_id, state="failed", last_error="monitor removed", finished_at=utcnow()

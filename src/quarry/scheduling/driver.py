@@ -24,8 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-
-from sqlalchemy import Engine
+from datetime import datetime
 
 from quarry.core.clock import utcnow
 from quarry.core.identity import node_name
@@ -39,6 +38,7 @@ from quarry.scheduling.ticks import (
     tick_monitor_schedules,
     tick_schedules,
 )
+from quarry.store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +176,9 @@ class Driver:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def due_in(engine: Engine, now: datetime | None = None) -> float | None:
+    """Seconds until the next due schedule (None when nothing is scheduled)."""
+    due = earliest_due(engine)
+    return None if due is None else (due - (now or utcnow())).total_seconds()

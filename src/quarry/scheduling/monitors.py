@@ -16,8 +16,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
-
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
 from quarry.runtime.connectors.base import BoundSql
@@ -26,8 +24,9 @@ from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.queue import Task, TaskQueue
 from quarry.runtime.source import RevisionSource
 from quarry.scheduling.alerts import Transition, record_check
+from quarry.store import schedules as scheduleq
 from quarry.store import workspaces as wq
-from quarry.store.schedule_tables import schedules
+from quarry.store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class MonitorChecker:
     def handle(self, task: Task) -> object:
         sid = str(task.payload["schedule_id"])
         with self.engine.connect() as conn:
-            monitor = conn.execute(select(schedules).where(schedules.c.id == sid)).first()
+            monitor = scheduleq.get_schedule(conn, sid)
             if monitor is None:
                 return {"skipped": "monitor removed"}
             workspace = wq.get_workspace_by_id(conn, monitor.workspace_id)

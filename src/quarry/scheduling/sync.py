@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
-
 from quarry.core.clock import utcnow
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.scheduling.timing import next_fire
-from quarry.store.schedule_tables import alerts, schedules
-from quarry.store.tables import definition_bodies, definitions
+from quarry.store import alerts as alertq
+from quarry.store import schedules as scheduleq
+from quarry.store.db import Connection
+from quarry.store.revisions import definition_bodies_of_kinds
 
 TRIGGER_KINDS = ("schedule", "monitor")
 
@@ -50,19 +50,6 @@ class SyncResult:
     removed: list[str] = field(default_factory=list)
 
 
-def _definitions(conn: Connection, workspace_id: str, revision_id: str) -> list[Any]:
-    query = (
-        select(definitions.c.kind, definitions.c.name, definition_bodies.c.body)
-        .join(definition_bodies, definition_bodies.c.content_hash == definitions.c.content_hash)
-        .where(
-            definitions.c.workspace_id == workspace_id,
-            definitions.c.revision_id == revision_id,
-            definitions.c.kind.in_(TRIGGER_KINDS),
-        )
-    )
-    return list(conn.execute(query))
-
-
 def sync_triggers(
     conn: Connection,
     tenant_id: str,
@@ -74,13 +61,11 @@ def sync_triggers(
     """Make the schedules of ``workspace_id`` those of ``revision_id`` (just promoted)."""
     now = now or utcnow()
     result = SyncResult()
-    wanted = _definitions(conn, workspace_id, revision_id)
-    lock = select(schedules).where(schedules.c.workspace_id == workspace_id)
-    if conn.dialect.name == "postgresql":
-        lock = lock.with_for_update()
-    existing = {row.id: row for row in conn.execute(lock)}
+    wanted = definition_bodies_of_kinds(conn, workspace_id, revision_id, TRIGGER_KINDS)
+    existing = scheduleq.lock_workspace_schedules(conn, workspace_id)
     seen: set[str] = set()
-    for kind, name, stored in wanted:
+    for definition, stored in wanted:
+        kind, name = definition.kind, definition.name
         body: dict[str, Any] = json.loads(stored)
         raw = canonical_json(body).decode("utf-8")
         sid = schedule_id(workspace_id, kind, name)
@@ -102,18 +87,17 @@ def sync_triggers(
         fresh = next_fire(cron, timezone, now) if enabled else None
         row = existing.get(sid)
         if row is None:
-            conn.execute(
-                insert(schedules).values(
-                    id=sid,
-                    tenant_id=tenant_id,
-                    workspace_id=workspace_id,
-                    kind=kind,
-                    name=name,
-                    next_run_at=fresh,
-                    paused=False,
-                    created_at=now,
-                    **values,
-                )
+            scheduleq.insert_schedule(
+                conn,
+                id=sid,
+                tenant_id=tenant_id,
+                workspace_id=workspace_id,
+                kind=kind,
+                name=name,
+                next_run_at=fresh,
+                paused=False,
+                created_at=now,
+                **values,
             )
             result.added.append(name)
             continue
@@ -124,10 +108,10 @@ def sync_triggers(
             result.retimed.append(name)
         if row.body != raw:
             result.changed.append(name)
-        conn.execute(update(schedules).where(schedules.c.id == sid).values(**values))
+        scheduleq.update_schedule(conn, sid, **values)
     gone = [sid for sid in existing if sid not in seen]
     if gone:
-        conn.execute(delete(schedules).where(schedules.c.id.in_(gone)))
-        conn.execute(delete(alerts).where(alerts.c.id.in_(gone)))
+        scheduleq.delete_schedules(conn, gone)
+        alertq.delete_alerts(conn, gone)
         result.removed.extend(existing[sid].name for sid in gone)
     return result

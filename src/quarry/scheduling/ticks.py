@@ -28,9 +28,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
-
 from quarry.core.clock import utcnow
+from quarry.core.errors import NotFound
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.core.identity import node_name
 from quarry.definitions.kinds import classify_path
@@ -39,11 +38,9 @@ from quarry.runtime.queue import NewTask, TaskQueue
 from quarry.runtime.runs.service import RUN_TASK_KIND, RunRequest, new_run, run_task_payload
 from quarry.scheduling.timing import fires_between, next_fire
 from quarry.store import runs as runq
-from quarry.store.db import insert_ignoring_duplicates
-from quarry.store.run_tables import runs
+from quarry.store import schedules as scheduleq
+from quarry.store.db import Connection, Engine
 from quarry.store.runs import TERMINAL, RunRow
-from quarry.store.schedule_tables import schedule_fires, schedules
-from quarry.store.types import UtcDateTime
 
 log = logging.getLogger(__name__)
 
@@ -91,58 +88,6 @@ def advance(
     return next_fire(cron, timezone, now), len(folded)
 
 
-def _due(conn: Connection, kind: str, now: datetime, batch: int) -> list[Any]:
-    """Due rows, locked for this transaction; rows another node is firing right now
-    are skipped rather than waited for (Postgres), so nodes never queue up behind
-    each other. The lock only spreads the work: exactly-once is the CAS's job."""
-    query = (
-        select(
-            schedules.c.id,
-            schedules.c.next_run_at,
-            schedules.c.cron,
-            schedules.c.timezone,
-            schedules.c.overlap,
-            schedules.c.last_run_id,
-        )
-        .where(
-            schedules.c.kind == kind,
-            schedules.c.next_run_at <= now,
-            schedules.c.enabled.is_(True),
-            schedules.c.paused.is_(False),
-        )
-        .order_by(schedules.c.next_run_at)
-        .limit(batch)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(conn.execute(query))
-
-
-def _claim(
-    conn: Connection,
-    schedule_id: str,
-    due: datetime,
-    nxt: datetime,
-    now: datetime,
-    **extra: Any,
-) -> Any:
-    """The compare-and-swap; the row as it is now if this node won, else None."""
-    stmt = (
-        update(schedules)
-        .where(
-            and_(
-                schedules.c.id == schedule_id,
-                schedules.c.next_run_at == due,
-                schedules.c.enabled.is_(True),
-                schedules.c.paused.is_(False),
-            )
-        )
-        .values(next_run_at=nxt, last_scheduled_for=due, last_fired_at=now, **extra)
-        .returning(*schedules.c)
-    )
-    return conn.execute(stmt).first()
-
-
 def _log_fire(
     conn: Connection,
     row: Any,
@@ -153,38 +98,24 @@ def _log_fire(
     outcome: str,
     run_id: str | None = None,
 ) -> bool:
-    fresh = insert_ignoring_duplicates(
+    return scheduleq.record_fire(
         conn,
-        schedule_fires,
-        [
-            {
-                "schedule_id": row.id,
-                "scheduled_for": due,
-                "tenant_id": row.tenant_id,
-                "fired_at": now,
-                "node": node,
-                "outcome": outcome,
-                "coalesced": folded,
-                "run_id": run_id,
-            }
-        ],
+        schedule_id=row.id,
+        tenant_id=row.tenant_id,
+        scheduled_for=due,
+        fired_at=now,
+        node=node,
+        outcome=outcome,
+        coalesced=folded,
+        run_id=run_id,
     )
-    return fresh == 1
 
 
 def _still_running(conn: Connection, run_id: str | None) -> bool:
     if run_id is None:
         return False
-    state = conn.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar_one_or_none()
+    state = scheduleq.run_state(conn, run_id)
     return state is not None and state not in TERMINAL
-
-
-def _set_fire(conn: Connection, sid: str, due: datetime, **values: Any) -> None:
-    conn.execute(
-        update(schedule_fires)
-        .where(schedule_fires.c.schedule_id == sid, schedule_fires.c.scheduled_for == due)
-        .values(**values)
-    )
 
 
 def _fire_run(row: Any, due: datetime, run_id: str) -> tuple[RunRow, NewTask]:
@@ -235,7 +166,9 @@ def _write_fires(conn: Connection, queue: TaskQueue, fires: list[_Pending]) -> l
         if pending.run is not None:
             runs_written.append(replace(pending.run, task_id=e.id))
         else:
-            _set_fire(conn, pending.fire.schedule_id, pending.fire.scheduled_for, task_id=e.id)
+            scheduleq.set_fire_task(
+                conn, pending.fire.schedule_id, pending.fire.scheduled_for, e.id
+            )
         done.append(replace(pending.fire, task_id=e.id))
     runq.insert_runs(conn, runs_written)
     runq.append_events(
@@ -303,7 +236,7 @@ def _batch(
 ) -> tuple[list[Fire], int]:
     fires: list[Fire] = []
     with engine.begin() as conn:
-        due_rows = _due(conn, kind, now, batch)
+        due_rows = scheduleq.due_schedules(conn, kind, now, batch)
         pending: list[_Pending] = []
         for due_row in due_rows:
             if not isolate:
@@ -357,16 +290,15 @@ def _fire_in(
     else:
         outcome = "run"
     run_id = uuid.uuid4().hex if outcome == "run" else None
-    extra = {"last_run_id": run_id} if run_id is not None else {}
     nxt, folded = advance(due_row.cron, due_row.timezone, due, now, catchup)
-    row = _claim(conn, sid, due, nxt, now, **extra)
+    row = scheduleq.claim_due(conn, sid, due, nxt, now, last_run_id=run_id)
     if row is None:
         return None  # another node won (or the row changed): nothing to do
     if row.cron != due_row.cron or row.timezone != due_row.timezone:
         # Retimed by a promotion since we read it: the fire stands (its time was still
         # the row's due time), the next one follows the new timing.
         nxt, folded = advance(row.cron, row.timezone, due, now, catchup)
-        conn.execute(update(schedules).where(schedules.c.id == sid).values(next_run_at=nxt))
+        scheduleq.set_next_run_at(conn, sid, nxt)
     if not _log_fire(conn, row, due, now, node, folded, outcome, run_id):
         log.warning("schedule %s already fired for %s; not firing again", row.name, due)
         return None
@@ -426,7 +358,9 @@ def fire_now(
     Recorded in the fire log at the current instant with outcome ``manual``."""
     now = utcnow()
     with engine.begin() as conn:
-        row = conn.execute(select(schedules).where(schedules.c.id == schedule_id)).one()
+        row = scheduleq.get_schedule(conn, schedule_id)
+        if row is None:
+            raise NotFound(f"no schedule or monitor with id {schedule_id!r}", id=schedule_id)
         run_id = None if row.kind == "monitor" else uuid.uuid4().hex
         if not _log_fire(conn, row, now, now, node or node_name(), 0, "manual", run_id):
             raise RuntimeError("a manual fire at this exact instant exists")  # pragma: no cover
@@ -434,19 +368,12 @@ def fire_now(
             task_id = _enqueue_check(conn, queue, row, now)
         else:
             task_id = _enqueue_run(conn, queue, row, now, run_id)
-            conn.execute(
-                update(schedules).where(schedules.c.id == schedule_id).values(last_run_id=run_id)
-            )
-        _set_fire(conn, schedule_id, now, task_id=task_id)
+            scheduleq.set_last_run(conn, schedule_id, run_id)
+        scheduleq.set_fire_task(conn, schedule_id, now, task_id)
         return Fire(schedule_id, row.name, now, "manual", run_id, task_id, 0)
 
 
 def earliest_due(engine: Engine) -> datetime | None:
     """When the next schedule or monitor is due (the driver sleeps until then)."""
     with engine.connect() as conn:
-        value = conn.execute(
-            select(func.min(schedules.c.next_run_at, type_=UtcDateTime())).where(
-                schedules.c.enabled.is_(True), schedules.c.paused.is_(False)
-            )
-        ).scalar_one_or_none()
-    return value if isinstance(value, datetime) else None
+        return scheduleq.earliest_due(conn)

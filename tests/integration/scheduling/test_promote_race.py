@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
-from quarry.scheduling.ticks import _claim, advance, tick_schedules
+from quarry.scheduling.ticks import advance, tick_schedules
+from quarry.store.schedules import claim_due
 from tests.integration.scheduling.helpers import fires, next_run, schedule_row
 from tests.integration.scheduling.workspace import Workspace, schedule_yaml
 from tests.support.processes import wait_until
@@ -62,7 +63,7 @@ def test_promotion_waiting_on_a_tick_does_not_undo_it(pg_svc: Services, tmp_path
     due = row.next_run_at
     nxt, _ = advance(row.cron, row.timezone, due, due, 5.0)
     with pg_svc.engine.connect() as tick, tick.begin():
-        assert _claim(tick, row.id, due, nxt, due) is not None  # the tick holds the row
+        assert claim_due(tick, row.id, due, nxt, due) is not None  # the tick holds the row
         promotion = _promote_unchanged_in_thread(ws, 1)
         wait_until(lambda: _blocked_on_a_lock(pg_svc), 30, "the promotion to wait")
         # the tick commits; the promotion goes on and must keep what the tick wrote
