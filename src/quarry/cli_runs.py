@@ -46,22 +46,25 @@ def resolve_target(root: Path, target: str) -> tuple[str, str]:
         if kind is Kind.APP:
             return kind.value, definition_name(rel, kind)
         raise BadRequest(f"{rel} is not a workflow or an app")
-    return "workflow", target
+    return Kind.WORKFLOW.value, target
 
 
 def _progress(event: dict[str, Any]) -> None:
-    kind = event.get("event")
+    """A step's event as stored in the run's stream (``type``: a RunEvent)."""
+    from quarry.runtime.runs.events import RunEvent
+
+    kind = event.get("type")
     step = event.get("step") or ""
     task = event.get("task", "")
-    if kind == "step_started":
+    if kind == RunEvent.STEP_STARTED:
         console.print(f"[dim]…[/dim] {step} {task}")
-    elif kind == "step_finished":
+    elif kind == RunEvent.STEP_FINISHED:
         rows = event.get("rows")
         facts = f"{rows} rows, " if rows is not None else ""
         console.print(f"[green]✓[/green] {step} {task} ({facts}{event.get('seconds', 0):.2f}s)")
-    elif kind == "step_replayed":
+    elif kind == RunEvent.STEP_REPLAYED:
         console.print(f"[cyan]↺[/cyan] {step} {task} (replayed from checkpoint)")
-    elif kind == "step_failed":
+    elif kind == RunEvent.STEP_FAILED:
         message = (event.get("error") or {}).get("message", "")
         console.print(f"[red]✗[/red] {step} {task}: {message}", markup=True, highlight=False)
 
@@ -72,6 +75,7 @@ def run_locally(
     """Run here; ``mode``: ``human`` (progress, then the outputs), ``json`` or ``quiet``
     (see :mod:`quarry.cli_run_output`)."""
     from quarry.api.services import build_services
+    from quarry.definitions.kinds import Kind
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
     from quarry.runtime.runs.executor import RunExecutor, RunLimits
@@ -97,14 +101,14 @@ def run_locally(
     try:
         run = create_run(svc.engine, svc.queue, svc.catalog, workspace, request, enqueue=False)
     except NotFound:
-        if kind != "workflow":
+        if kind != Kind.WORKFLOW:
             raise
         run = create_run(
             svc.engine,
             svc.queue,
             svc.catalog,
             workspace,
-            RunRequest("app", name, variables, revision=revision, origin="cli"),
+            RunRequest(Kind.APP.value, name, variables, revision=revision, origin="cli"),
             enqueue=False,
         )
     if mode == "human":

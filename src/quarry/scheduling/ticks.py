@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -32,15 +31,14 @@ from quarry.core.clock import utcnow
 from quarry.core.errors import NotFound
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.core.identity import node_name
-from quarry.definitions.kinds import classify_path
+from quarry.definitions.kinds import Kind, classify_path
 from quarry.definitions.kinds import definition_name as name_of
 from quarry.runtime.queue import NewTask, TaskQueue
-from quarry.runtime.runs.service import RUN_TASK_KIND, RunRequest, new_run, run_task_payload
+from quarry.runtime.runs.service import NewRun, RunRequest, new_run_id, plan_run, write_runs
 from quarry.scheduling.timing import fires_between, next_fire
-from quarry.store import runs as runq
 from quarry.store import schedules as scheduleq
 from quarry.store.db import Connection, Engine
-from quarry.store.runs import TERMINAL, RunRow
+from quarry.store.runs import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +65,9 @@ class _Pending:
     """A fire whose compare-and-swap won in this transaction, its task not yet queued."""
 
     fire: Fire
-    task: NewTask
-    run: RunRow | None
+    task: NewTask | None
+    """A monitor check's task (a run's task is planned with its run)."""
+    run: NewRun | None
 
 
 def fire_key(schedule_id: str, scheduled_for: datetime) -> str:
@@ -118,11 +117,11 @@ def _still_running(conn: Connection, run_id: str | None) -> bool:
     return state is not None and state not in TERMINAL
 
 
-def _fire_run(row: Any, due: datetime, run_id: str) -> tuple[RunRow, NewTask]:
+def _fire_run(row: Any, due: datetime, run_id: str) -> NewRun:
     """The run a fire makes and its task (not yet written)."""
     body = json.loads(row.body)
     target = body["target"]
-    kind = "workflow" if target.get("workflow") else "app"
+    kind = Kind.WORKFLOW if target.get("workflow") else Kind.APP
     path = target.get("workflow") or target.get("app")
     key = fire_key(row.id, due)
     request = RunRequest(
@@ -132,14 +131,14 @@ def _fire_run(row: Any, due: datetime, run_id: str) -> tuple[RunRow, NewTask]:
         origin="schedule",
         request_id=key,
     )
-    run = replace(new_run(row.tenant_id, row.workspace_id, row.revision_id, request), id=run_id)
-    task = NewTask(
-        run.tenant_id,
-        RUN_TASK_KIND,
-        run_task_payload(run, None),
+    return plan_run(
+        row.tenant_id,
+        row.workspace_id,
+        row.revision_id,
+        request,
+        run_id=run_id,
         dedupe_key=f"schedule:{key}",
     )
-    return run, task
 
 
 def _fire_check(row: Any, due: datetime) -> NewTask:
@@ -155,34 +154,32 @@ def _fire_check(row: Any, due: datetime) -> NewTask:
 
 
 def _write_fires(conn: Connection, queue: TaskQueue, fires: list[_Pending]) -> list[Fire]:
-    """Queue the tasks of ``fires`` with one bulk enqueue, then their runs (one insert,
-    carrying the task ids) and events (one insert), in the caller's transaction: the
-    compare-and-swaps that won these fires commit with them or not at all."""
-    tasks = [p.task for p in fires]
-    enqueued = queue.enqueue_many(tasks, conn=conn)
-    runs_written: list[RunRow] = []
+    """Write the runs of ``fires`` (runs.service.write_runs: one bulk enqueue, one
+    insert of rows carrying their task ids, one of events) and queue the monitor
+    checks (one bulk enqueue), in the caller's transaction: the compare-and-swaps
+    that won these fires commit with them or not at all. A tick fires one kind."""
+    written = write_runs(conn, queue, [p.run for p in fires if p.run is not None])
+    task_ids = {r.id: r.task_id for r in written}
+    checks = [p.task for p in fires if p.run is None and p.task is not None]
+    checked = iter(queue.enqueue_many(checks, conn=conn) if checks else [])
     done: list[Fire] = []
-    for pending, e in zip(fires, enqueued, strict=True):
+    for pending in fires:
         if pending.run is not None:
-            runs_written.append(replace(pending.run, task_id=e.id))
+            task_id = task_ids[pending.run.row.id]
         else:
+            task_id = next(checked).id
             scheduleq.set_fire_task(
-                conn, pending.fire.schedule_id, pending.fire.scheduled_for, e.id
+                conn, pending.fire.schedule_id, pending.fire.scheduled_for, task_id
             )
-        done.append(replace(pending.fire, task_id=e.id))
-    runq.insert_runs(conn, runs_written)
-    runq.append_events(
-        conn,
-        [(r.id, {"type": "run.queued", "revision_id": r.revision_id}) for r in runs_written],
-    )
+        done.append(replace(pending.fire, task_id=task_id))
     return done
 
 
 def _enqueue_run(conn: Connection, queue: TaskQueue, row: Any, due: datetime, run_id: str) -> int:
     """The run row and its task, in the caller's transaction (one fire on its own)."""
-    run, task = _fire_run(row, due, run_id)
     fire = Fire(row.id, row.name, due, "run", run_id, None, 0)
-    return _write_fires(conn, queue, [_Pending(fire, task, run)])[0].task_id or 0
+    pending = _Pending(fire, None, _fire_run(row, due, run_id))
+    return _write_fires(conn, queue, [pending])[0].task_id or 0
 
 
 def definition_name(path: str) -> str:
@@ -289,7 +286,7 @@ def _fire_in(
         outcome = "skipped"
     else:
         outcome = "run"
-    run_id = uuid.uuid4().hex if outcome == "run" else None
+    run_id = new_run_id() if outcome == "run" else None
     nxt, folded = advance(due_row.cron, due_row.timezone, due, now, catchup)
     row = scheduleq.claim_due(conn, sid, due, nxt, now, last_run_id=run_id)
     if row is None:
@@ -305,11 +302,14 @@ def _fire_in(
     fire = Fire(sid, row.name, due, outcome, run_id, None, folded)
     if outcome == "skipped":
         return fire
-    run, task = _fire_run(row, due, run_id) if run_id is not None else (None, _fire_check(row, due))
+    if run_id is not None:
+        pending = _Pending(fire, None, _fire_run(row, due, run_id))
+    else:
+        pending = _Pending(fire, _fire_check(row, due), None)
     if defer is not None:
-        defer.append(_Pending(fire, task, run))
+        defer.append(pending)
         return fire
-    return _write_fires(conn, queue, [_Pending(fire, task, run)])[0]
+    return _write_fires(conn, queue, [pending])[0]
 
 
 def tick_schedules(
@@ -361,7 +361,7 @@ def fire_now(
         row = scheduleq.get_schedule(conn, schedule_id)
         if row is None:
             raise NotFound(f"no schedule or monitor with id {schedule_id!r}", id=schedule_id)
-        run_id = None if row.kind == "monitor" else uuid.uuid4().hex
+        run_id = None if row.kind == "monitor" else new_run_id()
         if not _log_fire(conn, row, now, now, node or node_name(), 0, "manual", run_id):
             raise RuntimeError("a manual fire at this exact instant exists")  # pragma: no cover
         if run_id is None:

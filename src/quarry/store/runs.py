@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
@@ -74,22 +75,13 @@ def _run(r: Any) -> RunRow:
     return RunRow(**m)
 
 
-def insert_run(conn: Connection, run: RunRow) -> None:
-    values = {**run.__dict__, "variables": json.dumps(run.variables, sort_keys=True)}
-    conn.execute(insert(runs).values(**values))
-
-
-def insert_runs(conn: Connection, rows: list[RunRow]) -> None:
-    """Many run rows in one multi-row INSERT."""
+def insert_runs(conn: Connection, rows: Sequence[RunRow]) -> None:
+    """Run rows in one multi-row INSERT (only quarry.runtime.runs.service writes runs)."""
     if rows:
         values = [
             {**r.__dict__, "variables": json.dumps(r.variables, sort_keys=True)} for r in rows
         ]
         conn.execute(insert(runs).values(values))
-
-
-def set_task(conn: Connection, run_id: str, task_id: int) -> None:
-    conn.execute(update(runs).where(runs.c.id == run_id).values(task_id=task_id))
 
 
 def get_run(conn: Connection, tenant_id: str, run_id: str) -> RunRow:
@@ -126,20 +118,44 @@ def list_runs(
     return [_run(r) for r in rows]
 
 
-def mark_started(conn: Connection, run_id: str) -> None:
-    conn.execute(
-        update(runs)
-        .where(runs.c.id == run_id, runs.c.state.in_(["queued", "running"]))
-        .values(state="running", started_at=utcnow(), error=None)
+def mark_started(conn: Connection, run_id: str) -> Literal["started", "resumed"] | None:
+    """An attempt begins: ``started`` when it is the run's first (the run was
+    queued), ``resumed`` for a later one (it was running when its worker died or gave
+    it back), None when the run has already finished (nothing is changed). Decided by
+    the row in the caller's transaction, so two attempts never both see ``started``."""
+    values = {"state": "running", "started_at": utcnow(), "error": None}
+    first = conn.execute(
+        update(runs).where(runs.c.id == run_id, runs.c.state == "queued").values(**values)
     )
+    if first.rowcount:
+        return "started"
+    again = conn.execute(
+        update(runs).where(runs.c.id == run_id, runs.c.state == "running").values(**values)
+    )
+    return "resumed" if again.rowcount else None
 
 
-def mark_finished(conn: Connection, run_id: str, state: str, error: str | None = None) -> None:
-    conn.execute(
+def mark_finished(conn: Connection, run_id: str, state: str, error: str | None = None) -> bool:
+    """The run ends in ``state``; False (and nothing changed) when it had already
+    ended, so a run's outcome is recorded once however many writers race to it."""
+    done = conn.execute(
         update(runs)
-        .where(runs.c.id == run_id)
+        .where(runs.c.id == run_id, runs.c.state.not_in(TERMINAL))
         .values(state=state, error=error, finished_at=utcnow())
     )
+    return bool(done.rowcount)
+
+
+def lock_unfinished(conn: Connection, run_id: str) -> bool:
+    """Lock the run's row for the caller's transaction if it has not finished: an
+    event written under the lock cannot land after the run's outcome (whose writer
+    updates the row first, so it waits for this transaction)."""
+    locked = conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.state.not_in(TERMINAL))
+        .values(state=runs.c.state)
+    )
+    return bool(locked.rowcount)
 
 
 def get_steps(conn: Connection, run_id: str) -> list[StepRow]:

@@ -9,14 +9,22 @@ from quarry.runtime.engine.results import StepResult
 
 
 class StepJournal(Protocol):
-    """Where a run's finished steps are checkpointed (a Postgres table in production).
+    """Where a run's steps are recorded and its finished steps checkpointed (the
+    ``run_steps`` table in production).
 
     ``get`` answering a result means the step finished in an earlier attempt: the
-    runner replays it and does not execute it. ``put`` is called once the step has
-    finished, effects included. Both may be called from several threads at once.
+    runner replays it and does not execute it. Otherwise the runner calls
+    ``started`` before executing the step, then ``put`` once it has finished (effects
+    included) or ``failed`` with the error's message. The runner calls these itself,
+    so a journal never has to read the run's events to know a step's state. All may
+    be called from several threads at once (loop iterations).
     """
 
     def get(self, step_key: str) -> StepResult | None: ...
+
+    def started(self, step_key: str, name: str) -> None: ...
+
+    def failed(self, step_key: str, name: str, error: str) -> None: ...
 
     def put(self, step_key: str, result: StepResult) -> None: ...
 
@@ -33,6 +41,12 @@ class MemoryJournal:
             data = self.entries.get(step_key)
         return None if data is None else StepResult.from_bytes(data)
 
+    def started(self, step_key: str, name: str) -> None:
+        return None
+
+    def failed(self, step_key: str, name: str, error: str) -> None:
+        return None
+
     def put(self, step_key: str, result: StepResult) -> None:
         data = result.to_bytes()
         with self._lock:
@@ -43,6 +57,12 @@ class NoJournal:
     """No checkpoints: every step executes."""
 
     def get(self, step_key: str) -> StepResult | None:
+        return None
+
+    def started(self, step_key: str, name: str) -> None:
+        return None
+
+    def failed(self, step_key: str, name: str, error: str) -> None:
         return None
 
     def put(self, step_key: str, result: StepResult) -> None:

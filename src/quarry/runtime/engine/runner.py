@@ -231,6 +231,7 @@ def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     if stored is not None:
         ctx.emit("step_replayed", key, rows=row_count(stored.output), **facts)
         return stored
+    ctx.journal.started(key, task.name)
     ctx.emit("step_started", key, **facts)
     started = time.monotonic()
     try:
@@ -240,6 +241,7 @@ def run_step(ctx: RunContext, task: Task, scope: Scope, key: str) -> StepResult:
     except Exception as exc:
         failed = _step_error(ctx, exc, key, task.name)
         if not isinstance(failed, RunCancelled):
+            ctx.journal.failed(key, task.name, failed.message)
             ctx.emit("step_failed", key, error=failed.to_json(), **facts)
         raise failed from (exc.__cause__ if isinstance(exc, WorkflowError) else exc)
     seconds = round(time.monotonic() - started, 6)

@@ -30,6 +30,7 @@ from quarry.core.hashing import canonical_json
 from quarry.core.logs import request_context
 from quarry.core.metrics import RUN_DURATION
 from quarry.core.settings import Settings
+from quarry.definitions.kinds import Kind
 from quarry.runtime.apps import app_result_key, build_app_result, resolve_controls
 from quarry.runtime.apps.load import load_app
 from quarry.runtime.connectors.datasets import BlobCache
@@ -41,6 +42,7 @@ from quarry.runtime.engine.views import to_view
 from quarry.runtime.engine.watchdog import Deadline
 from quarry.runtime.queue import LeaseLost, Task, TaskQueue
 from quarry.runtime.queue.worker import TaskCancelled
+from quarry.runtime.runs.events import RunEvent
 from quarry.runtime.runs.journal import DurableJournal, RunWriter
 from quarry.runtime.source import RevisionSource
 from quarry.store import runs as runq
@@ -146,11 +148,8 @@ class RunExecutor:
         extra = {"run_id": run.id, "request_id": run.request_id, "attempt": attempt}
         log.info("run %s: executing %s %s", run.id, run.target_kind, run.target_name, extra=extra)
 
-        def start(conn: Any) -> None:
-            runq.mark_started(conn, run.id)
-            runq.append_event(conn, run.id, {"type": "run.started", "attempt": attempt})
-
-        writer.write(start)
+        if writer.begin() is None:  # finished meanwhile (cancelled while queued)
+            return {"run_id": run.id, "state": run.state, "skipped": True}
         try:
             self._run(run, writer)
         except LeaseLost:
@@ -227,16 +226,8 @@ class RunExecutor:
         self, writer: RunWriter, state: str, error: str | None, detail: dict[str, Any] | None
     ) -> dict[str, Any]:
         run_id = writer.run.id
-
-        def finish(conn: Any) -> None:
-            runq.mark_finished(conn, run_id, state, error)
-            event: dict[str, Any] = {"type": f"run.{state}"}
-            if detail is not None:
-                event["error"] = detail
-            runq.append_event(conn, run_id, event)
-
-        writer.write(finish)
-        log.info("run %s: %s", run_id, state, extra={"run_id": run_id})
+        if writer.finish(state, error, detail):
+            log.info("run %s: %s", run_id, state, extra={"run_id": run_id})
         return {"run_id": run_id, "state": state}
 
     def _run(self, run: RunRow, writer: RunWriter) -> None:
@@ -247,16 +238,15 @@ class RunExecutor:
         connections = Connections(source, self.cache)
 
         def on_event(event: dict[str, Any]) -> None:
-            kind = str(event.get("event", "message"))
-            step = str(event.get("step", ""))
-            if kind == "step_started":
-                journal.started(step, str(event.get("task", step)))
-            elif kind == "step_failed":
-                error = event.get("error") or {}
-                journal.failed(step, str(event.get("task", step)), str(error.get("message")))
-            writer.event({"type": kind.replace("_", ".", 1), **event})
+            # Step rows are the journal's (the engine calls it); the run-level
+            # notices are the writer's, once, with the run's state (events.py).
+            kind = RunEvent.from_engine(str(event["event"]))
+            if kind is None:
+                return
+            stored = {"type": kind, **event}
+            writer.event(stored)
             if self.listener is not None:
-                self.listener(event)
+                self.listener(stored)
 
         def on_export(path: str, data: bytes, fmt: str) -> None:
             writer.store_artifact("export", path, fmt, writer.object_key("exports", path), data)
@@ -267,7 +257,7 @@ class RunExecutor:
         requested = writer.task.payload.get("deadline_seconds") if writer.task else None
         limits = self.limits.for_run(run, float(requested) if requested is not None else None)
         try:
-            if run.target_kind == "workflow":
+            if run.target_kind == Kind.WORKFLOW:
                 run_workflow(
                     source,
                     run.target_name,
@@ -281,7 +271,7 @@ class RunExecutor:
                     run_id=run.id,
                     attempt=writer.attempt,
                 )
-            elif run.target_kind == "app":
+            elif run.target_kind == Kind.APP:
                 self._run_app(
                     run, workspace, source, writer, connections, journal, on_event, limits
                 )

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from quarry.core.clock import utcnow
 from quarry.runtime.engine.results import StepResult, row_count
 from quarry.runtime.queue import Task, TaskQueue
+from quarry.runtime.runs.events import RunEvent
 from quarry.store import runs as runq
 from quarry.store.objects import ObjectStore
 from quarry.store.objects.base import tenant_prefix
@@ -53,7 +54,47 @@ class RunWriter:
         with self.transaction() as conn:
             fn(conn)
 
+    def begin(self) -> RunEvent | None:
+        """Mark the run running and record ``run.started`` (its first attempt) or
+        ``run.resumed`` (a later one), together; None when the run has already
+        finished (nothing is written and the attempt must not execute)."""
+        began: list[RunEvent] = []
+
+        def begin(conn: Connection) -> None:
+            state = runq.mark_started(conn, self.run.id)
+            if state is None:
+                return
+            event = RunEvent.STARTED if state == "started" else RunEvent.RESUMED
+            runq.append_event(conn, self.run.id, {"type": event, "attempt": self.attempt})
+            began.append(event)
+
+        self.write(begin)
+        return began[0] if began else None
+
+    def finish(self, state: str, error: str | None, detail: dict[str, Any] | None) -> bool:
+        """Record the run's outcome and its event (``run.succeeded|failed|cancelled``)
+        together; False when the run had already ended (nothing is written again)."""
+        finished: list[bool] = []
+
+        def finish(conn: Connection) -> None:
+            if not runq.mark_finished(conn, self.run.id, state, error):
+                return
+            event: dict[str, Any] = {"type": RunEvent.outcome(state)}
+            if detail is not None:
+                event["error"] = detail
+            runq.append_event(conn, self.run.id, event)
+            finished.append(True)
+
+        self.write(finish)
+        return bool(finished)
+
     def event(self, event: dict[str, Any]) -> None:
+        """Append a step's event (``{"type": "step.started", ...}``, see
+        :class:`RunEvent`). Run-level events (``run.*``) are refused: they are written
+        only with the state change they report (:meth:`begin`, :meth:`finish`), which
+        is what keeps each of them to once per run."""
+        if str(event.get("type", "")).startswith("run."):
+            raise ValueError(f"{event['type']} is written with the run's state, not as an event")
         self.write(lambda conn: runq.append_event(conn, self.run.id, event))
 
     def store_artifact(self, kind: str, name: str, fmt: str, key: str, data: bytes) -> None:
@@ -88,6 +129,10 @@ class RunWriter:
 
 
 class DurableJournal:
+    """The engine's :class:`~quarry.runtime.engine.journal.StepJournal` for a run: step
+    rows in ``run_steps`` (``started``/``failed``/``put``) and checkpoints read back
+    (``get``), each write fenced by the run's lease through its :class:`RunWriter`."""
+
     def __init__(self, writer: RunWriter) -> None:
         self.writer = writer
 

@@ -1,8 +1,19 @@
-"""Creating and cancelling runs.
+"""Where runs are created (and cancelled): the one owner of the ``runs`` aggregate's
+birth.
 
-The run row and its task are written in one transaction, so a run is never queued
-without its row nor recorded without its task. ``create_runs`` is the one way runs
-are created from requests (``create_run`` is a batch of one).
+Every run — from the API, a schedule's fire, a Factory draft run or ``quarry run``
+— gets its id from :func:`new_run_id` and is written by :func:`write_runs`, always
+in one order inside one transaction: its task (when it is queued), then its row
+carrying the task id, then its ``run.queued`` event. So a run is never queued
+without its row, never recorded without its task, and its first event is always
+``run.queued`` (docs/runs.md, "The event stream"). Many runs cost one statement
+each for tasks, rows and events whatever their number (the scheduler's bulk fires,
+``runs:batch``).
+
+:func:`create_runs` (``create_run`` is a batch of one) checks requests against the
+catalog and writes them in a transaction of its own; the scheduler, which must write
+in the transaction of its compare-and-swap, plans runs with :func:`plan_run` and
+calls :func:`write_runs` itself.
 """
 
 from __future__ import annotations
@@ -17,13 +28,15 @@ from sqlalchemy import Connection, Engine
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
 from quarry.core.errors import BadRequest
+from quarry.definitions.kinds import Kind
 from quarry.runtime.queue import NewTask, TaskQueue
+from quarry.runtime.runs.events import RunEvent
 from quarry.store import runs as runq
 from quarry.store.runs import RunRow
 from quarry.store.workspaces import WorkspaceRow
 
 RUN_TASK_KIND = "run"
-RUNNABLE_KINDS = frozenset({"workflow", "app"})
+RUNNABLE_KINDS = frozenset({Kind.WORKFLOW, Kind.APP})
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,24 @@ class RunRequest:
     request_id: str | None = None
     deadline_seconds: float | None = None
     """A deadline for this run shorter than the operator's (it travels in the task)."""
+    draft: bool = False
+    """The run executes a draft revision of the Factory's working copy (its
+    ``run.queued`` event says so)."""
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run planned but not yet written: its row and, when it is queued for a
+    worker, its task (None: the caller executes it at once, in process)."""
+
+    row: RunRow
+    task: NewTask | None
+    draft: bool = False
+
+
+def new_run_id() -> str:
+    """The only place run ids are minted."""
+    return uuid.uuid4().hex
 
 
 def create_run(
@@ -49,7 +80,7 @@ def create_run(
     enqueue: bool = True,
 ) -> RunRow:
     """Record a run and queue it; ``enqueue=False`` is for a caller that executes the
-    run itself, at once (``quarry run``)."""
+    run itself, at once (``quarry run``, a Factory draft run)."""
     return create_runs(
         engine, queue, catalog, workspace, [request], max_attempts=max_attempts, enqueue=enqueue
     )[0]
@@ -66,10 +97,9 @@ def create_runs(
     enqueue: bool = True,
 ) -> list[RunRow]:
     """Record runs and queue them, all in one transaction (all or none): every
-    request is checked first, then the tasks go in with one bulk enqueue, the run rows
-    (carrying their task ids) with one insert and their ``run.queued`` events with one
-    more. The per-tenant queue cap counts the whole batch."""
-    rows: list[RunRow] = []
+    request is checked first (a runnable kind, a revision and a definition that
+    exist), then :func:`write_runs`. The per-tenant queue cap counts the whole batch."""
+    planned: list[NewRun] = []
     for index, request in enumerate(requests):
         if request.target_kind not in RUNNABLE_KINDS:
             raise BadRequest(
@@ -78,46 +108,36 @@ def create_runs(
             )
         revision_id = catalog.resolve(workspace, request.revision)
         catalog.definition(workspace, revision_id, request.target_kind, request.target_name)
-        rows.append(new_run(workspace.tenant_id, workspace.id, revision_id, request))
-    with engine.begin() as conn:
-        if not enqueue:
-            runq.insert_runs(conn, rows)
-            return rows
-        tasks = [
-            NewTask(
-                run.tenant_id,
-                RUN_TASK_KIND,
-                run_task_payload(run, request.deadline_seconds),
+        planned.append(
+            plan_run(
+                workspace.tenant_id,
+                workspace.id,
+                revision_id,
+                request,
                 max_attempts=max_attempts,
+                enqueue=enqueue,
             )
-            for run, request in zip(rows, requests, strict=True)
-        ]
-        enqueued = queue.enqueue_many(tasks, conn=conn)
-        rows = [replace(run, task_id=e.id) for run, e in zip(rows, enqueued, strict=True)]
-        runq.insert_runs(conn, rows)
-        runq.append_events(
-            conn, [(r.id, {"type": "run.queued", "revision_id": r.revision_id}) for r in rows]
         )
-        return rows
+    with engine.begin() as conn:
+        return write_runs(conn, queue, planned)
 
 
-def run_task_payload(run: RunRow, deadline_seconds: float | None) -> dict[str, Any]:
-    """What a run's task carries (the worker loads everything else from the run row)."""
-    payload: dict[str, Any] = {"run_id": run.id, "request_id": run.request_id}
-    if deadline_seconds is not None:
-        payload["deadline_seconds"] = deadline_seconds
-    return payload
-
-
-def new_run(
+def plan_run(
     tenant_id: str,
     workspace_id: str,
     revision_id: str,
     request: RunRequest,
-) -> RunRow:
-    """A queued run row (not yet written) for a target already known to exist."""
-    return RunRow(
-        id=uuid.uuid4().hex,
+    *,
+    run_id: str | None = None,
+    max_attempts: int = 3,
+    dedupe_key: str | None = None,
+    enqueue: bool = True,
+) -> NewRun:
+    """A queued run (row and task, not yet written) for a target already known to
+    exist; ``run_id`` for a caller that needed the id before (the scheduler records
+    it with its compare-and-swap), minted by :func:`new_run_id` too."""
+    row = RunRow(
+        id=run_id or new_run_id(),
         tenant_id=tenant_id,
         workspace_id=workspace_id,
         revision_id=revision_id,
@@ -133,56 +153,51 @@ def new_run(
         started_at=None,
         finished_at=None,
     )
+    task = None
+    if enqueue:
+        task = NewTask(
+            tenant_id,
+            RUN_TASK_KIND,
+            run_task_payload(row, request.deadline_seconds),
+            max_attempts=max_attempts,
+            dedupe_key=dedupe_key,
+        )
+    return NewRun(row, task, request.draft)
 
 
-def queue_run_in(
-    conn: Connection,
-    queue: TaskQueue,
-    run: RunRow,
-    *,
-    max_attempts: int = 3,
-    dedupe_key: str | None = None,
-    deadline_seconds: float | None = None,
-) -> int:
-    """Inside the caller's transaction: queue the task of an inserted run row, link
-    it and record the event; returns the task id."""
-    task_id = enqueue_run_task(
-        conn,
-        queue,
-        run,
-        max_attempts=max_attempts,
-        dedupe_key=dedupe_key,
-        deadline_seconds=deadline_seconds,
-    )
-    runq.set_task(conn, run.id, task_id)
-    runq.append_event(conn, run.id, {"type": "run.queued", "revision_id": run.revision_id})
-    return task_id
+def write_runs(conn: Connection, queue: TaskQueue, planned: Sequence[NewRun]) -> list[RunRow]:
+    """Write planned runs in the caller's transaction, in the one order: the tasks
+    (one bulk enqueue), the rows carrying their task ids (one insert), the
+    ``run.queued`` events (one insert). Returns the rows as written."""
+    if not planned:
+        return []
+    queued = [p for p in planned if p.task is not None]
+    enqueued = queue.enqueue_many([p.task for p in queued if p.task is not None], conn=conn)
+    task_ids = {p.row.id: e.id for p, e in zip(queued, enqueued, strict=True)}
+    rows = [replace(p.row, task_id=task_ids.get(p.row.id)) for p in planned]
+    runq.insert_runs(conn, rows)
+    runq.append_events(conn, [(p.row.id, queued_event(p)) for p in planned])
+    return rows
 
 
-def enqueue_run_task(
-    conn: Connection,
-    queue: TaskQueue,
-    run: RunRow,
-    *,
-    max_attempts: int = 3,
-    dedupe_key: str | None = None,
-    deadline_seconds: float | None = None,
-) -> int:
-    """Only the task of ``run`` (its row may be inserted after it, in the same
-    transaction, already carrying the task id: the scheduler saves a statement per
-    fire that way, inside the transaction of its compare-and-swap)."""
-    payload = run_task_payload(run, deadline_seconds)
-    return queue.enqueue(
-        run.tenant_id,
-        RUN_TASK_KIND,
-        payload,
-        max_attempts=max_attempts,
-        dedupe_key=dedupe_key,
-        conn=conn,
-    ).id
+def queued_event(run: NewRun) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": RunEvent.QUEUED, "revision_id": run.row.revision_id}
+    if run.draft:
+        event["draft"] = True
+    return event
+
+
+def run_task_payload(run: RunRow, deadline_seconds: float | None) -> dict[str, Any]:
+    """What a run's task carries (the worker loads everything else from the run row)."""
+    payload: dict[str, Any] = {"run_id": run.id, "request_id": run.request_id}
+    if deadline_seconds is not None:
+        payload["deadline_seconds"] = deadline_seconds
+    return payload
 
 
 def cancel_run(engine: Engine, queue: TaskQueue, tenant_id: str, run_id: str) -> RunRow:
+    """A queued run ends ``cancelled`` at once; a running one is marked for its
+    worker (``run.cancel_requested``), which interrupts it and records the outcome."""
     with engine.connect() as conn:
         run = runq.get_run(conn, tenant_id, run_id)
     if run.finished or run.task_id is None:
@@ -190,8 +205,8 @@ def cancel_run(engine: Engine, queue: TaskQueue, tenant_id: str, run_id: str) ->
     state = queue.cancel(run.task_id)
     with engine.begin() as conn:
         if state == "cancelled":
-            runq.mark_finished(conn, run_id, "cancelled", "cancelled before it started")
-            runq.append_event(conn, run_id, {"type": "run.cancelled"})
-        else:
-            runq.append_event(conn, run_id, {"type": "run.cancel_requested"})
+            if runq.mark_finished(conn, run_id, "cancelled", "cancelled before it started"):
+                runq.append_event(conn, run_id, {"type": RunEvent.CANCELLED})
+        elif runq.lock_unfinished(conn, run_id):
+            runq.append_event(conn, run_id, {"type": RunEvent.CANCEL_REQUESTED})
         return runq.get_run(conn, tenant_id, run_id)
