@@ -373,18 +373,11 @@ class _Compiler:
             hints.add(self.topic.base_view)
         self.through = frozenset(hints)
         self.filtered_measures: dict[str, Member] = {}
-        if query.timezone and query.timezone.upper() not in ("UTC", "ETC/UTC"):
-            raise SemanticError(
-                f"timezone '{query.timezone}' is not supported yet: time dimensions are "
-                "truncated in the database's own time zone",
-                timezone=query.timezone,
-            )
+        self.timezone = _time_zone(query.timezone)
 
     # -- entry ------------------------------------------------------------------
 
     def compile(self) -> CompiledQuery:
-        if self.query.ungrouped:
-            raise SemanticError("ungrouped queries are not supported; list dimensions instead")
         groups = self._selected_dimensions()
         measures = self._selected_measures()
         if not groups and not measures:
@@ -410,8 +403,18 @@ class _Compiler:
             for q, member in self.filtered_measures.items()
             if q not in shown
         ]
-        combined = self._combined(groups, [*measures, *hidden], where)
-        final = self._finish(combined, groups, measures, having)
+        if self.query.ungrouped:
+            from quarry.semantic.ungrouped import ungrouped_select
+
+            rows = ungrouped_select(self, groups, measures, where, having)
+            final = self.order_and_limit(rows, groups, measures)
+        else:
+            combined = self._combined(groups, [*measures, *hidden], where)
+            if any(_rolling(m.member) for m in [*measures, *hidden]):
+                from quarry.semantic.rolling import rolled
+
+                combined = rolled(combined, groups, [*measures, *hidden])
+            final = self._finish(combined, groups, measures, having)
         if self.query.motif:
             from quarry.semantic.motifs import apply_motif
 
@@ -525,6 +528,15 @@ class _Compiler:
         return self.binder.bind_from(self.variables[name], _variable_value(name))
 
     def dimension_sql(self, member: Member) -> exp.Expr:
+        """The dimension's expression; a datetime one as wall-clock time in the query's
+        ``timezone`` when it has one (grouping and filtering alike, so a day boundary
+        is the same local midnight for both)."""
+        tree = self._dimension_tree(member)
+        if self.timezone is not None and member.type == "datetime":
+            return dialects.to_timezone(tree, self.timezone, self.dialect)
+        return tree
+
+    def _dimension_tree(self, member: Member) -> exp.Expr:
         definition = member.definition
         text = definition.expr or ""
         if "variables" in text:  # binds a value per use: never shared
@@ -543,7 +555,10 @@ class _Compiler:
 
     def time_sql(self, member: Member, granularity: str) -> exp.Expr:
         value = self.dimension_sql(member)
-        return dialects.truncate(value, granularity, self.dialect, is_date=member.type == "date")
+        local = self.timezone is not None and member.type == "datetime"
+        return dialects.truncate(
+            value, granularity, self.dialect, is_date=member.type == "date", local=local
+        )
 
     def measure_sql(self, member: Member, stack: tuple[str, ...] = ()) -> exp.Expr:
         measure = member.definition
@@ -925,7 +940,7 @@ class _Compiler:
     def _key(self, view_name: str, key: str) -> exp.Expr:
         member = self.model.members.get(f"{view_name}.{key}")
         if member is not None and not member.is_measure:
-            return self.dimension_sql(member)
+            return self._dimension_tree(member)  # join keys as stored, never converted
         return exp.column(key, table=exp.to_identifier(view_name, quoted=True))
 
     def _primary_keys(self, view_name: str) -> tuple[str, ...]:
@@ -1175,6 +1190,34 @@ class _Compiler:
             "dimensions or time_dimensions",
             member=qualified,
         )
+
+
+_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
+
+
+def _time_zone(name: str | None) -> str | None:
+    """The query's IANA ``timezone`` (None for UTC or none), checked against the
+    zone database: it is written into the SQL as a literal, so only real zone
+    names pass."""
+    if name is None or name.strip().upper() in ("", "UTC", "ETC/UTC", "Z"):
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        if not _ZONE_NAME.match(name):
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise SemanticError(
+            f"timezone '{name}' is not an IANA time zone name (such as 'America/New_York')",
+            timezone=name,
+        ) from None
+    return name
+
+
+def _rolling(member: Member) -> bool:
+    definition = member.definition
+    return isinstance(definition, Measure) and definition.rolling_window is not None
 
 
 def _coerce_value(member: Member, value: Any, op: str, today: date) -> Any:

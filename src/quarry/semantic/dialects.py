@@ -2,8 +2,8 @@
 
 sqlglot renders most of a query for any dialect; the few things it renders wrongly
 or not at all for some of them are spelled out here: truncating a timestamp to a
-granularity (weeks start on Monday everywhere), the median, and approximate
-distinct counts.
+granularity (weeks start on Monday everywhere), converting it to a time zone, the
+median, and approximate distinct counts.
 """
 
 from __future__ import annotations
@@ -73,8 +73,42 @@ _MYSQL_FORMATS = {
 }
 
 
-def truncate(value: exp.Expr, granularity: str, dialect: str, *, is_date: bool) -> exp.Expr:
-    """``value`` truncated to the start of its ``granularity`` (weeks start on Monday)."""
+def to_timezone(value: exp.Expr, zone: str, dialect: str) -> exp.Expr:
+    """``value`` (a moment, UTC when it carries no zone) as wall-clock time in ``zone``.
+
+    airlayer's expressions per dialect (docs/dialects.md); ``zone`` is an IANA name
+    the compiler has checked, so it is written as a literal. The result carries no
+    zone, so truncating it gives local days, weeks, months.
+    """
+    tz = exp.Literal.string(zone)
+    if dialect in ("postgres", "redshift"):
+        return exp.Paren(
+            this=exp.AtTimeZone(
+                this=exp.Cast(this=value, to=exp.DataType.build("TIMESTAMPTZ")), zone=tz
+            )
+        )
+    if dialect == "duckdb":
+        return _fn("TIMEZONE", tz, exp.Cast(this=value, to=exp.DataType.build("TIMESTAMPTZ")))
+    if dialect == "mysql":
+        return _fn("CONVERT_TZ", value, exp.Literal.string("UTC"), tz)
+    if dialect == "bigquery":
+        # sqlglot spells TIMESTAMPTZ as BigQuery's TIMESTAMP (its TIMESTAMP is DATETIME)
+        return _fn("DATETIME", exp.Cast(this=value, to=exp.DataType.build("TIMESTAMPTZ")), tz)
+    if dialect == "snowflake":
+        ntz = exp.Cast(this=value, to=exp.DataType.build("TIMESTAMP_NTZ", dialect="snowflake"))
+        return _fn("CONVERT_TIMEZONE", exp.Literal.string("UTC"), tz, ntz)
+    if dialect == "clickhouse":
+        return _fn("toTimeZone", value, tz)
+    raise SemanticError(f"time zones are not supported on {dialect}", dialect=dialect)
+
+
+def truncate(
+    value: exp.Expr, granularity: str, dialect: str, *, is_date: bool, local: bool = False
+) -> exp.Expr:
+    """``value`` truncated to the start of its ``granularity`` (weeks start on Monday).
+
+    ``local``: ``value`` is wall-clock time from :func:`to_timezone` (a BigQuery
+    ``DATETIME``, which ``TIMESTAMP_TRUNC`` does not take)."""
     if dialect == "clickhouse":
         return _fn(_CLICKHOUSE[granularity], value)
     if dialect == "mysql":
@@ -101,6 +135,8 @@ def truncate(value: exp.Expr, granularity: str, dialect: str, *, is_date: bool) 
         )
         if is_date and granularity in ("day", "week", "month", "quarter", "year"):
             return exp.DateTrunc(this=value, unit=unit)  # type: ignore[no-untyped-call]
+        if local:
+            return exp.DatetimeTrunc(this=value, unit=unit)
         return exp.TimestampTrunc(this=value, unit=unit)
     # duckdb, postgres, redshift, snowflake: DATE_TRUNC('unit', x); Monday weeks.
     return exp.TimestampTrunc(this=value, unit=exp.var(granularity.upper()))

@@ -47,6 +47,27 @@ class MeasureFilter(Lenient):
     original_expr: str | None = None
 
 
+class RollingWindow(Lenient):
+    """airlayer's ``rolling_window``: the window frame, in periods of the query's
+    time dimension, that the measure is aggregated over (``trailing: unbounded`` is
+    a running total, ``trailing: "7"`` the current period and the 7 before)."""
+
+    trailing: str = "unbounded"
+    leading: str = "current row"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        for side in ("trailing", "leading"):
+            value = getattr(self, side).strip().lower()
+            if value not in ("unbounded", "current row") and not value.isdigit():
+                raise ValueError(
+                    f"rolling_window {side} is 'unbounded', 'current row' or a number of "
+                    f"periods, not {getattr(self, side)!r}"
+                )
+            setattr(self, side, value)
+        return self
+
+
 class Measure(Lenient):
     name: str
     type: Literal[
@@ -68,6 +89,7 @@ class Measure(Lenient):
     filters: list[MeasureFilter] | None = None
     samples: list[Scalar] | None = None
     synonyms: list[str] | None = None
+    rolling_window: RollingWindow | None = None
 
 
 class Segment(Strict):
