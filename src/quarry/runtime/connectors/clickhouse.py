@@ -1,0 +1,170 @@
+"""ClickHouse through clickhouse-connect (its HTTP interface), answering Arrow.
+
+Values are bound server-side: each marker becomes a typed query parameter
+(``{quarry_p0:Int64}``), sent apart from the SQL text, so a value is never spliced
+into it. The host (the URL of ``config.yml``) is checked by the guard, and the
+client connects to the checked address (the TLS name stays the configured host).
+
+Oxy's ``filters`` travel as custom settings named ``<settings_prefix><filter>``
+on every statement (``settings.filter_settings``), for row policies to read;
+``role`` is sent as ClickHouse's ``role`` parameter. One HTTP client per thread
+(a client is one session); ``interrupt()`` closes them, which ends the requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import threading
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import clickhouse_connect
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.guard import CheckedTarget, check_host
+from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+
+Redact = Callable[[str], str]
+CONNECT_TIMEOUT_SECONDS = 10
+_RESULT_STATEMENT = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_URL_SUFFIX = re.compile(r"\s*\(for url [^)]*\)")
+
+
+def parameter_type(value: Any) -> str:
+    """The ClickHouse type a bound Python value is declared as."""
+    if value is None:
+        return "Nullable(String)"
+    if isinstance(value, bool):
+        return "Bool"
+    if isinstance(value, int):
+        return "Int64"
+    if isinstance(value, float):
+        return "Float64"
+    if isinstance(value, Decimal):
+        return "Decimal(38, 10)"
+    if isinstance(value, dt.datetime):
+        return "DateTime64(6)"
+    if isinstance(value, dt.date):
+        return "Date"
+    return "String"
+
+
+def server_bound(sql: BoundSql) -> tuple[str, dict[str, Any]]:
+    """The text with typed server-side placeholders, and the parameters by name."""
+    text, ordered = sql.to_driver(lambda i: f"\x00{i}\x00")
+    values: dict[str, Any] = {}
+    for i, value in enumerate(ordered):
+        name = f"quarry_p{i}"
+        kind = parameter_type(value)
+        values[name] = str(value) if kind == "String" else value
+        text = text.replace(f"\x00{i}\x00", f"{{{name}:{kind}}}", 1)
+    return text, values
+
+
+class ClickHouseConnector(Connector):
+    """One ``type: clickhouse`` database of a run."""
+
+    dialect = "clickhouse"
+
+    def __init__(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        *,
+        policy: ConnectorPolicy | None = None,
+        redact: Redact = lambda message: message,
+    ) -> None:
+        self.name = name
+        self._settings = dict(settings)
+        self._policy = policy or current_policy()
+        self._redact = redact
+        self._target: CheckedTarget | None = None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Client] = []
+
+    def _open(self) -> Client:
+        host = str(self._settings["host"])
+        port = int(self._settings["port"])
+        if self._target is None:
+            self._target = check_host(self.name, host, port, self._policy)
+        address = self._target.addresses[0] if self._target.addresses else host
+        session: dict[str, Any] = dict(self._settings.get("settings") or {})
+        if self._settings.get("role"):
+            session["role"] = self._settings["role"]
+        secure = bool(self._settings.get("secure"))
+        try:
+            return clickhouse_connect.get_client(
+                host=address,
+                port=port,
+                username=self._settings.get("username") or "default",
+                password=self._settings.get("password") or "",
+                database=self._settings.get("database") or "",
+                secure=secure,
+                # TLS checks the certificate against the configured name, not the address.
+                server_host_name=host if secure else None,
+                settings=session,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                compress=False,
+                autogenerate_session_id=False,
+            )
+        except ClickHouseError as exc:
+            raise ConnectorError(
+                f"cannot connect to database {self.name!r}: {self._message(exc)}",
+                database=self.name,
+            ) from None
+
+    def _client(self) -> Client:
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._open()
+            self._local.client = client
+            with self._lock:
+                self._all.append(client)
+        return client
+
+    def query(self, sql: BoundSql) -> pa.Table:
+        text, parameters = server_bound(sql)
+        client = self._client()
+        try:
+            if _RESULT_STATEMENT.match(text):
+                table: pa.Table = client.query_arrow(
+                    text, parameters=parameters or None, use_strings=True
+                )
+                return table
+            client.command(text, parameters=parameters or None)
+            return pa.table({})
+        except ClickHouseError as exc:
+            raise ConnectorError(self._message(exc), database=self.name) from exc
+        except OSError as exc:
+            raise ConnectorError(
+                f"database {self.name!r}: {self._redact(str(exc))}", database=self.name
+            ) from exc
+
+    def _message(self, exc: BaseException) -> str:
+        text = str(exc).strip()
+        # The client wraps the server's message and appends the request URL (the
+        # host may be a secret): the server's own words are the useful part.
+        text = _URL_SUFFIX.sub("", text.split("server response: ", 1)[-1]).strip()
+        return self._redact(text)
+
+    def interrupt(self) -> None:
+        """Close every client: their running requests fail and end."""
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._all = self._all, []
+        self._local = threading.local()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
