@@ -19,9 +19,10 @@ tool calls with their arguments, tool results, the end).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -31,6 +32,15 @@ from quarry.agents.tools.base import AgentTool, ToolFailed, ToolOutcome
 TurnEvent = dict[str, Any]
 EventSink = Callable[[TurnEvent], None]
 TurnStatus = Literal["answered", "max_iterations"]
+StopCheck = Callable[[], bool]
+
+STOP_POLL_SECONDS = 0.2
+"""How often a model call in flight looks at the turn's stop check."""
+
+
+class TurnStopped(Exception):
+    """The turn's stop check answered True (a cancel, a deadline, a shutdown): the
+    model call in flight was abandoned and nothing more runs. The caller knows why."""
 
 
 def _ignore(_event: TurnEvent) -> None:
@@ -77,6 +87,7 @@ class _Turn:
     stream: bool
     messages: list[Message]
     journal: TurnJournal | None = None
+    should_stop: StopCheck | None = None
     tool_calls: int = 0
     model_calls: int = 0
     input_tokens: int = 0
@@ -95,8 +106,8 @@ class _Turn:
         completion = await self._replayed_completion(key)
         replayed = completion is not None
         if completion is None:
-            completion = await self.provider.complete(
-                self.system, self.messages, specs, on_delta=sink
+            completion = await self._unless_stopped(
+                self.provider.complete(self.system, self.messages, specs, on_delta=sink)
             )
             await self._journal_put(key, _completion_entry(completion))
         self.model_calls += 1
@@ -114,6 +125,27 @@ class _Turn:
             }
         )
         return completion.text, completion.tool_calls
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise TurnStopped()
+
+    async def _unless_stopped(self, call: Coroutine[Any, Any, Completion]) -> Completion:
+        """The model's answer, unless the turn is stopped first (the call is then
+        cancelled: the SDK closes its connection, nothing is journaled)."""
+        self.check_stop()
+        if self.should_stop is None:
+            return await call
+        pending = asyncio.ensure_future(call)
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=STOP_POLL_SECONDS)
+            if done:
+                return pending.result()
+            if self.should_stop():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+                raise TurnStopped()
 
     async def _replayed_completion(self, key: str) -> Completion | None:
         if self.journal is None:
@@ -204,8 +236,11 @@ async def run_turn(
     on_event: EventSink = _ignore,
     stream: bool = True,
     journal: TurnJournal | None = None,
+    should_stop: StopCheck | None = None,
 ) -> TurnResult:
-    """One turn: ``prompt`` answered after ``history``, with ``tools``."""
+    """One turn: ``prompt`` answered after ``history``, with ``tools``. When
+    ``should_stop`` answers True (checked before each model call and tool batch, and
+    while a model call is in flight) the turn ends with :class:`TurnStopped`."""
     question = Message("user", prompt)
     turn = _Turn(
         provider,
@@ -216,6 +251,7 @@ async def run_turn(
         stream,
         [*history, question],
         journal,
+        should_stop,
     )
     start = len(history)
     last_text = ""
@@ -225,6 +261,7 @@ async def run_turn(
         turn.messages.append(Message("assistant", text, calls))
         if not calls:
             return _finish(turn, "answered", text, start)
+        turn.check_stop()
         turn.messages.extend(await turn.run_tools(calls))
     answer = (
         f"The agent stopped after {turn.limits.max_iterations} model calls (its "

@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from quarry.agents.loop import EventSink, TurnJournal, TurnLimits, TurnResult, run_turn
+from quarry.agents.loop import (
+    EventSink,
+    StopCheck,
+    TurnJournal,
+    TurnLimits,
+    TurnResult,
+    run_turn,
+)
 from quarry.agents.prompt import system_prompt
 from quarry.agents.providers.base import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Message, ProviderError
 from quarry.agents.providers.configured import make_provider
@@ -61,6 +68,7 @@ async def ask_agent(
     model_retries: int = DEFAULT_RETRIES,
     statement_guard: StatementGuard | None = None,
     journal: TurnJournal | None = None,
+    should_stop: StopCheck | None = None,
 ) -> TurnResult:
     """One turn of agent ``ref`` of the revision, its SQL on ``connections``."""
     agent = load_agent(source, ref)
@@ -96,6 +104,7 @@ async def ask_agent(
                 on_event=sink,
                 stream=stream,
                 journal=journal,
+                should_stop=should_stop,
             )
         except ProviderError as exc:
             # A provider may quote the key it was sent (401: "Incorrect API key: sk-...").

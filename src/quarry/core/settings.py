@@ -240,6 +240,18 @@ class Settings(BaseSettings):
     queue_max_queued_per_tenant: int = Field(
         1000, ge=0, description="Queued tasks one tenant may have; over it: 429 (0: no cap)."
     )
+    agent_max_concurrent_turns: int = Field(
+        20,
+        ge=0,
+        description="Agent thread turns one tenant may have queued or running at once; "
+        "a message past it is refused with 429 (0: no ceiling).",
+    )
+    agent_max_tokens_per_day: int = Field(
+        0,
+        ge=0,
+        description="Model tokens (input + output) one tenant's thread turns may use per UTC "
+        "day; a message past it is refused with 429 until midnight UTC (0: no ceiling).",
+    )
     worker_port: int | None = Field(
         None, ge=0, le=65535, description="quarry worker: port of /healthz, /readyz, /metrics."
     )

@@ -190,6 +190,10 @@ def touch_thread(conn: Connection, thread_id: str) -> None:
     )
 
 
+def set_title(conn: Connection, thread_id: str, title: str) -> None:
+    conn.execute(update(agent_threads).where(agent_threads.c.id == thread_id).values(title=title))
+
+
 def next_seq(conn: Connection, thread_id: str) -> int:
     found = conn.execute(
         select(func.max(agent_messages.c.seq)).where(agent_messages.c.thread_id == thread_id)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -51,6 +51,33 @@ from quarry.store.objects import ObjectStore
 from quarry.store.runs import RunRow
 
 log = logging.getLogger(__name__)
+
+
+class RunKindHandler(Protocol):
+    """Executes runs of a kind whose engine lives above the runtime; ``on_event``
+    appends a run event as given (``{"type": ...}``)."""
+
+    def __call__(
+        self,
+        run: RunRow,
+        source: RevisionSource,
+        *,
+        connections: Connections,
+        journal: DurableJournal,
+        on_event: Callable[[dict[str, Any]], None],
+        should_stop: Callable[[], bool],
+        limits: Limits,
+        attempt: int,
+    ) -> None: ...
+
+
+# Run kinds executed above the runtime (``agent``: a turn of a thread, in
+# quarry.agents.threads), installed at composition as task handlers are.
+_run_kinds: dict[str, RunKindHandler] = {}
+
+
+def register_run_kind(kind: str, handler: RunKindHandler) -> None:
+    _run_kinds[kind] = handler
 
 
 def write_in_workspace(root: Path, relpath: str, data: bytes) -> None:
@@ -274,6 +301,17 @@ class RunExecutor:
             elif run.target_kind == Kind.APP:
                 self._run_app(
                     run, workspace, source, writer, connections, journal, on_event, limits
+                )
+            elif run.target_kind in _run_kinds:
+                _run_kinds[run.target_kind](
+                    run,
+                    source,
+                    connections=connections,
+                    journal=journal,
+                    on_event=writer.event,
+                    should_stop=stop,
+                    limits=limits,
+                    attempt=writer.attempt,
                 )
             else:
                 raise WorkflowError(f"running a {run.target_kind!r} is not supported")
