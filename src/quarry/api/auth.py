@@ -30,13 +30,12 @@ import time
 from dataclasses import dataclass
 
 from anyio import to_thread
-from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from quarry.api.deps import PRINCIPAL_KEY, AccessRole, Principal, local_principal
 from quarry.core.settings import Role, Settings
 from quarry.store import tokens as tokq
-from quarry.store.db import is_sqlite
+from quarry.store.db import Engine, is_sqlite
 from quarry.store.tokens import TokenRow
 from quarry.web import session
 

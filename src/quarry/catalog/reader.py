@@ -12,14 +12,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-
 from quarry.catalog.cache import LruCache
 from quarry.core.errors import NotFound
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
 from quarry.definitions.kinds import Kind, classify_path, definition_name
 from quarry.store import revisions as rq
 from quarry.store import workspaces as wq
+from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore, blob_key
 from quarry.store.workspaces import WorkspaceRow
 

@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from quarry.core.clock import utcnow
 from quarry.core.errors import WARNING, CompileFailed, Problem
 from quarry.core.hashing import canonical_json, sha256_hex, short_id
@@ -39,6 +37,7 @@ from quarry.factory.semantic_checks import check_workspace
 from quarry.scheduling.sync import sync_triggers
 from quarry.store import revisions as rq
 from quarry.store import workspaces as wq
+from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore, blob_key
 from quarry.store.workspaces import WorkspaceRow
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from quarry.factory.compiler import CompileResult, compile_workspace
 from quarry.factory.isolation import CompileLimits
 from quarry.factory.statcache import cache_path
+from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
 from quarry.store.workspaces import WorkspaceRow, list_workspaces, register_workspace
 

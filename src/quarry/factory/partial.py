@@ -15,14 +15,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from quarry.core.errors import WARNING, CompileFailed, Problem
 from quarry.definitions.kinds import classify_path
 from quarry.definitions.parse import parse_definition
 from quarry.definitions.references import RefKind
 from quarry.factory.compiler import CompileResult, compile_workspace
 from quarry.factory.scan import SKIPPED_DIRS
+from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
 from quarry.store.workspaces import WorkspaceRow
 

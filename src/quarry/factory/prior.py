@@ -21,12 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
-
 from quarry.definitions.references import Ref, RefKind
 from quarry.factory.scan import SourceFile
 from quarry.factory.statcache import only_strings
 from quarry.store import revisions as rq
+from quarry.store.db import Engine
 
 # (path, source hash) -> the base revision's row and its stored refs JSON.
 Known = Mapping[tuple[str, str], tuple[rq.DefinitionRow, str]]

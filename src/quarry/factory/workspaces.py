@@ -21,11 +21,10 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine
-
 from quarry.core.errors import BadRequest
 from quarry.factory import git
 from quarry.store import factory_tables as ft
+from quarry.store.db import Engine
 from quarry.store.workspaces import WorkspaceRow, get_workspace, register_workspace
 
 log = logging.getLogger(__name__)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from quarry import __version__
 from quarry.api.deps import services
 from quarry.fleet.guard import factory_imported
 from quarry.runtime.queue.health import LOOPS
+from quarry.store.db import ping
 
 router = APIRouter(tags=["health"])
 
@@ -33,8 +33,7 @@ async def readyz(request: Request, response: Response) -> dict[str, Any]:
     checks: dict[str, str] = {}
 
     def database() -> None:
-        with svc.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(svc.engine)
 
     for name, probe in (("database", database), ("object_store", svc.store.check)):
         try:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # imported where used: the connector host process loads this module
-    from sqlalchemy import Engine
-
     from quarry.core.settings import Settings
+    from quarry.store.db import Engine
 
 log = logging.getLogger(__name__)
 
