@@ -34,7 +34,6 @@ from quarry.runtime.queue import TaskQueue
 from quarry.runtime.runs.executor import RunExecutor, RunLimits
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store import factory_tables as ft
-from quarry.store import runs as runq
 from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
 from quarry.store.runs import RunRow
@@ -251,14 +250,9 @@ class Factory:
             revision=result.revision_id,
             origin="factory",
             request_id=request_id,
+            draft=True,
         )
         run = create_run(self.engine, self.queue, self.catalog, workspace, request, enqueue=False)
-        with self.engine.begin() as conn:
-            runq.append_event(
-                conn,
-                run.id,
-                {"type": "run.queued", "revision_id": result.revision_id, "draft": True},
-            )
         token = self.holds.acquire("draft run")
         try:
             self._runs.submit(self._execute, run, token)
