@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Discriminator, Field, Tag, model_validator
 
+from quarry.definitions.database_support import unsupported_reason
 from quarry.definitions.models.common import JsonObject, Lenient, NonNegativeInt, Strict
 
 # A secret store: the value of a named variable, or None when it is not set.
@@ -24,6 +25,16 @@ class MissingSecret(LookupError):
 
 class _Database(Lenient):
     name: str
+
+    @model_validator(mode="after")
+    def _usable(self) -> Self:
+        """A warning on ``type`` when Quarry cannot open this database (#21): the
+        workflows on other databases still compile; a step on this one fails."""
+        reason = unsupported_reason(self)
+        if reason is not None:
+            kind = getattr(self, "type", "?")
+            self.note(("type",), f"database '{self.name}' (type: {kind}) cannot be used: {reason}")
+        return self
 
 
 class BigQueryDatabase(_Database):

@@ -19,6 +19,7 @@ from quarry.definitions.models.config import (
     MysqlDatabase,
     RedshiftDatabase,
 )
+from quarry.definitions.parse import parse_definition
 from quarry.runtime.connectors.base import ConnectorError
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.connectors.secrets import SecretNotAllowed, SecretResolver
@@ -138,3 +139,20 @@ def test_importing_the_registry_imports_no_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_compile_warns_naming_file_database_and_type() -> None:
+    parsed = parse_definition(
+        "config.yml",
+        b"databases:\n"
+        b"  - name: bq\n    type: bigquery\n    key_path: k.json\n"
+        b"  - name: local\n    type: duckdb\n    dataset: data/\n    data_path: s3://b/\n"
+        b"    schema_name: s\n    s3_secret_type: credential_chain\n"
+        b"  - name: shop\n    type: mysql\n"
+        b"models: []\n",
+    )
+    unusable = [str(w) for w in parsed.warnings if "cannot be used" in w.message]
+    assert unusable == [
+        "config.yml:3:11: warning: database 'bq' (type: bigquery) cannot be used: "
+        "BigQuery is not supported yet (no BigQuery connector in Quarry)"
+    ]
