@@ -36,7 +36,7 @@ from quarry.runtime.engine.templating import TemplateProblem, evaluate, render_t
 T = TypeVar("T")
 
 
-def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to the end from this (step) thread, which has no running loop —
     or, if it has one, on a thread of its own."""
     try:
@@ -90,7 +90,7 @@ def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
             kind = fields["type"]
             ctx.emit(f"agent_{kind}", key, **{k: v for k, v in fields.items() if k != "type"})
 
-    result: TurnResult = _run_async(
+    result: TurnResult = run_async(
         ask_agent(
             ctx.source,
             ctx.connections,
@@ -117,5 +117,9 @@ def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
 
 
 def install() -> None:
-    """Make ``agent`` tasks run through the agent loop in this process."""
+    """Make ``agent`` tasks, and the turns of threads, run through the agent loop in
+    this process."""
     register_task_handler("agent", run)
+    from quarry.agents.threads import install as install_threads  # it imports this module
+
+    install_threads()  # ``agent`` runs: turns of threads

@@ -17,7 +17,7 @@ from quarry.api.auth import Authenticator, AuthMiddleware, decide_open
 from quarry.api.browser import BrowserErrorPages, install_offline_docs
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath, scope_tenant
-from quarry.api.fleet import apps, compile_status, health, metrics, runs, workspaces
+from quarry.api.fleet import apps, compile_status, health, metrics, runs, threads, workspaces
 from quarry.api.fleet import schedules as fleet_schedules
 from quarry.api.fleet import semantic as fleet_semantic
 from quarry.api.fleet.keepalive import ScaleToZero, ScaleToZeroMiddleware
@@ -100,6 +100,7 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(index.router)
     app.include_router(apps.router)
     app.include_router(fleet_semantic.router)
+    app.include_router(threads.router)
     app.include_router(app_pages.router)
     app.include_router(web_pages.router)  # sign-in, runs, schedules, explore
     app_pages.mount_static(app)

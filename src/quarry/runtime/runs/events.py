@@ -46,6 +46,14 @@ class RunEvent(StrEnum):
     AGENT_TOOL_CALL = "agent.tool_call"
     AGENT_TOOL_RESULT = "agent.tool_result"
     AGENT_DONE = "agent.done"
+    # A thread's turn (``kind: agent`` runs, quarry.agents.threads; docs/agents.md
+    # names them without the prefix in a thread's stream).
+    AGENT_TEXT = "agent.text"
+    """Streamed model text (``text``), pieces joined up to every 50 ms."""
+    AGENT_MODEL_RESPONSE = "agent.model_response"
+    AGENT_WARNING = "agent.warning"
+    AGENT_ANSWER = "agent.answer"
+    """The reply is stored (``message_id``, ``status``, ``content``, usage)."""
 
     @classmethod
     def from_engine(cls, engine_event: str) -> RunEvent | None:
