@@ -1,5 +1,13 @@
 """Shared fixtures: every backend-sensitive test runs on both SQLite + a local folder
-and Postgres + S3 (a real local S3 server), parametrised rather than copied."""
+and Postgres + S3 (a real local S3 server), parametrised rather than copied.
+
+A test whose subject does not depend on the backend (an HTML page, the shape of an
+HTTP answer, CLI output, the file or git API of a working copy) is marked
+``backend_agnostic`` and runs on SQLite only: the ``postgres`` run of such a test
+repeats what the store tests already prove on both backends, at three to five times
+the cost (a cloned database, an S3 bucket). Anything about the store itself
+(queries, locking, transactions, timestamps, the object store) stays on both.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +27,28 @@ from tests.support.services import (
     pg_url,
     running_s3_server,
 )
+
+BACKEND_AGNOSTIC = "backend_agnostic"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{BACKEND_AGNOSTIC}: the test does not depend on the state backend; its "
+        "``backend`` fixture runs on SQLite only (see tests/README.md)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend_agnostic`` tests get ``backend`` parametrised with SQLite alone; the
+    fixture's own ``[sqlite, postgres]`` yields to an explicit parametrize mark."""
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        BACKEND_AGNOSTIC
+    ):
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+        )
 
 
 @dataclass

@@ -33,6 +33,7 @@ def api(backend: Backend, tmp_path: Path) -> Iterator[FactoryApi]:
         yield factory
 
 
+@pytest.mark.backend_agnostic
 def test_read_write_create_move_delete(api: FactoryApi) -> None:
     text, digest = api.read(VIEW)
     assert api.client.get(f"{WS}/files/{VIEW}").headers["etag"] == f'"{digest}"'
@@ -120,6 +121,7 @@ ATTACKS = [
 ]
 
 
+@pytest.mark.backend_agnostic
 @pytest.mark.parametrize("path", ATTACKS)
 def test_path_attacks_are_400_and_change_nothing(api: FactoryApi, path: str) -> None:
     outside = _attack_setup(api)
@@ -143,6 +145,7 @@ def test_path_attacks_are_400_and_change_nothing(api: FactoryApi, path: str) -> 
     assert (snapshot(api.root), snapshot(outside)) == before
 
 
+@pytest.mark.backend_agnostic
 def test_listing_never_follows_links(api: FactoryApi) -> None:
     _attack_setup(api)
     tree = {f["path"]: f["type"] for f in api.client.get(f"{WS}/files").json()["files"]}
@@ -151,6 +154,7 @@ def test_listing_never_follows_links(api: FactoryApi) -> None:
     assert api.client.get(f"{WS}/files", params={"path": "../"}).status_code == 400
 
 
+@pytest.mark.backend_agnostic
 def test_size_and_binary_limits(api: FactoryApi) -> None:
     before = snapshot(api.root)
     big = api.put("notes/big.md", "x" * 100_001, None)

@@ -93,6 +93,7 @@ def _push_from_other(api: FactoryApi, old: str, new: str) -> str:
     return git(other, "rev-parse", "HEAD")
 
 
+@pytest.mark.backend_agnostic
 def test_diverged_pull_and_rejected_push_change_nothing(api: FactoryApi) -> None:
     _edit_view(api, "label: Orders", "label: Mine")
     assert api.client.post(f"{WS}/git/commit", json={"message": "mine"}).status_code == 200
@@ -113,6 +114,7 @@ def test_diverged_pull_and_rejected_push_change_nothing(api: FactoryApi) -> None
     assert git(api.origin, "rev-parse", "main") == theirs
 
 
+@pytest.mark.backend_agnostic
 def test_pull_blocked_by_local_edits_changes_nothing(api: FactoryApi) -> None:
     _push_from_other(api, "label: Orders", "label: Theirs")
     _edit_view(api, "label: Orders", "label: Uncommitted")
@@ -173,6 +175,7 @@ def test_branch_compiles_to_a_draft_readable_by_pin(api: FactoryApi) -> None:
     assert api.current() == main_revision
 
 
+@pytest.mark.backend_agnostic
 @pytest.mark.parametrize("name", ["-x", "a..b", "x.lock", "a b", "../main", "@{u}"])
 def test_bad_branch_names_are_400(api: FactoryApi, name: str) -> None:
     got = api.client.post(f"{WS}/git/branches", json={"name": name})
@@ -180,6 +183,7 @@ def test_bad_branch_names_are_400(api: FactoryApi, name: str) -> None:
     assert "branch" in got.json()["message"]
 
 
+@pytest.mark.backend_agnostic
 def test_switch_that_would_overwrite_edits_is_refused(api: FactoryApi) -> None:
     api.client.post(f"{WS}/git/branches", json={"name": "other"})
     api.client.post(f"{WS}/git/switch", json={"branch": "other"})

@@ -42,6 +42,7 @@ def test_workspaces_and_current_revision(served: tuple[httpx.Client, Path, Compi
     assert rev.headers["x-quarry-revision"] == result.revision_id
 
 
+@pytest.mark.backend_agnostic
 def test_definitions_by_kind_and_name(served: tuple[httpx.Client, Path, CompileResult]) -> None:
     client, _, _ = served
     listing = client.get(f"{WS}/definitions").json()["definitions"]
@@ -58,6 +59,7 @@ def test_definitions_by_kind_and_name(served: tuple[httpx.Client, Path, CompileR
     assert wf["body"]["tasks"][0]["type"] == "execute_sql"
 
 
+@pytest.mark.backend_agnostic
 def test_strong_etag_and_304(served: tuple[httpx.Client, Path, CompileResult]) -> None:
     client, _, _ = served
     url = f"{WS}/definitions/view/orders"
@@ -69,6 +71,7 @@ def test_strong_etag_and_304(served: tuple[httpx.Client, Path, CompileResult]) -
     assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
 
 
+@pytest.mark.backend_agnostic
 def test_pinning_an_older_revision(
     backend: Backend, served: tuple[httpx.Client, Path, CompileResult], tmp_path: Path
 ) -> None:
@@ -98,6 +101,7 @@ def test_revision_files_come_from_the_object_store(
     assert csv.content == (root / ".db" / "orders.csv").read_bytes()
 
 
+@pytest.mark.backend_agnostic
 @pytest.mark.parametrize(
     ("path", "params", "status", "error"),
     [
@@ -123,12 +127,14 @@ def test_bad_requests_get_clear_errors(
     assert got.json()["message"]
 
 
+@pytest.mark.backend_agnostic
 def test_openapi_is_published(served: tuple[httpx.Client, Path, CompileResult]) -> None:
     client, _, _ = served
     spec = client.get("/openapi.json").json()
     assert "/api/v1/workspaces/{workspace}/definitions/{kind}/{name}" in spec["paths"]
 
 
+@pytest.mark.backend_agnostic
 def test_fast_path_answers_exactly_as_the_route(
     served: tuple[httpx.Client, Path, CompileResult],
 ) -> None:

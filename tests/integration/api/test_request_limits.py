@@ -31,6 +31,8 @@ from tests.support.processes import serve_in_thread
 WS = "/api/v1/workspaces/shop"
 RUN = {"name": "workflows/monthly_revenue"}
 
+pytestmark = pytest.mark.backend_agnostic  # limits are checked before any storage
+
 
 @pytest.fixture
 def api(backend: Backend, tmp_path: Path) -> Iterator[tuple[str, Services]]:

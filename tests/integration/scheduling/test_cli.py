@@ -16,7 +16,9 @@ from tests.integration.scheduling.helpers import schedule_row
 from tests.integration.scheduling.workspace import Workspace, schedule_yaml
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.slow  # real processes: ~10 s each on a loaded machine
+# Real processes, ~10 s each on a loaded machine; the CLI's output does not depend on
+# the backend (the schedule queries are tested on both in test_ticks and test_api).
+pytestmark = [pytest.mark.slow, pytest.mark.backend_agnostic]
 
 
 def _quarry(backend: Backend, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -90,6 +90,7 @@ def test_query_answers_as_hand_written_sql_and_is_cached(shop: Shop) -> None:
     assert executions(shop) == 2  # BY_REGION once (of three requests), the fan-out once
 
 
+@pytest.mark.backend_agnostic
 def test_formats_by_accept_and_parameter(shop: Shop) -> None:
     with shop.client() as client:
         as_csv = client.post(QUERY, json=BY_REGION, headers={"Accept": "text/csv"})
@@ -111,6 +112,7 @@ def test_formats_by_accept_and_parameter(shop: Shop) -> None:
     assert executions(shop) == 1
 
 
+@pytest.mark.backend_agnostic
 def test_sql_only_binds_values_and_runs_nothing(shop: Shop) -> None:
     sneaky = "returned' OR 1=1 --"
     body = {**BY_REGION, "filters": [{"field": "orders.status", "op": "eq", "value": sneaky}]}
@@ -127,6 +129,7 @@ def test_sql_only_binds_values_and_runs_nothing(shop: Shop) -> None:
         assert ran.status_code == 200 and ran.json()["rows"] == []
 
 
+@pytest.mark.backend_agnostic
 @pytest.mark.parametrize(
     ("body", "named"),
     [
@@ -166,6 +169,7 @@ def test_bad_queries_are_400_naming_the_member(
         assert not_json.status_code == 400 and "JSON" in not_json.json()["message"]
 
 
+@pytest.mark.backend_agnostic
 def test_body_size_is_limited(shop: Shop) -> None:
     huge = {**BY_REGION, "dimensions": ["customers.region"] * 20_000}
     with shop.client() as client:
@@ -214,6 +218,7 @@ def test_catalog_and_pinned_revisions(shop: Shop) -> None:
         assert unknown.status_code == 404
 
 
+@pytest.mark.backend_agnostic
 def test_row_filter_cannot_be_escaped(shop: Shop) -> None:
     """tenant_sales shows the caller's tenant's rows (here: local) whatever it asks."""
     want = hand_written(shop.root, REVENUE_BY_STATUS_FOR_TENANT, "local")
