@@ -29,10 +29,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue as stdqueue
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -43,6 +41,7 @@ from typing import Any
 
 import psycopg
 
+from quarry.core.identity import node_name
 from quarry.runtime.queue.health import LOOPS, LoopHealth
 from quarry.runtime.queue.reaper import Reaper
 from quarry.store.queue.port import (
@@ -67,7 +66,9 @@ class TaskCancelled(Exception):
 
 
 def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """``host:pid:suffix``: the process's name plus a suffix, so two workers in one
+    process hold distinct leases."""
+    return f"{node_name()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
