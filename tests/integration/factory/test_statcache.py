@@ -20,6 +20,9 @@ from quarry.factory.local import compile_local
 from quarry.factory.statcache import RACY_NS, StatCache
 from quarry.store.tables import workspaces
 
+# The stat cache is a file beside the working copy; revisions are stored as usual.
+pytestmark = pytest.mark.backend_agnostic
+
 SQL = "queries/top_products.sql"
 WORKFLOW = "workflows/monthly_revenue.workflow.yml"
 

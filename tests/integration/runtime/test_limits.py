@@ -15,6 +15,9 @@ from quarry.runtime.engine.errors import StepTimedOut
 from quarry.runtime.engine.runner import Limits
 from tests.integration.runtime.conftest import Runner
 
+# The watchdog is the engine's; the backend only stores what it ran.
+pytestmark = pytest.mark.backend_agnostic
+
 SPIN = "SELECT sum(a.range * b.range) AS s FROM range(100000) a, range(100000) b"
 LOOP = f"""\
 tasks:

@@ -1,6 +1,6 @@
 """Runtime gaps left after Oxy workspaces compiled (issue #15): task types Quarry does
 not run stop a run with a clear error, and a sub-workflow ``src:`` is a path, so two
-workflows sharing a stem both run. Real compile, store and DuckDB on both backends."""
+workflows sharing a stem both run. Real compile, store and DuckDB (SQLite state)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from quarry.runtime.engine import (
 )
 from quarry.runtime.source import RevisionSource
 from tests.integration.runtime.conftest import Runner
+
+# Task types and sub-workflow paths are the engine's; the store is proven elsewhere.
+pytestmark = pytest.mark.backend_agnostic
 
 
 def _runner(services: Services, root: Path, tmp_path: Path) -> Runner:

@@ -20,6 +20,9 @@ from quarry.runtime.engine import ListOutput, MapOutput, TemplateFailed, TextOut
 from tests.integration.runtime.conftest import Runner
 from tests.support.processes import quarry_process, wait_until
 
+# Template modes are the engine's; the backend only stores what it ran.
+pytestmark = pytest.mark.backend_agnostic
+
 WORKFLOW = """\
 tasks:
   - name: each
