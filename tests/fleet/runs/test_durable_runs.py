@@ -1,5 +1,6 @@
 """SIGKILL a worker process in the middle of a multi-step run: another worker
-finishes it, and a step with a side effect that finished before the kill ran once."""
+finishes it, a step with a side effect that finished before the kill ran once, and
+the run's event stream shows the retry exactly as docs/runs.md says."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from sqlalchemy import select
 from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.runtime.runs.events import RunEvent
 from quarry.runtime.runs.service import RunRequest, create_run
+from quarry.store import runs as runq
 from quarry.store.run_tables import run_steps, runs
 from tests.support.processes import wait_until
 from tests.support.services import PG_ADMIN_DSN
@@ -106,9 +109,23 @@ def test_killed_worker_loses_nothing(
         with svc.engine.connect() as conn:
             return str(conn.execute(select(runs.c.state).where(runs.c.id == run.id)).scalar_one())
 
+    def stream() -> list[tuple[str, str, int | None]]:
+        """(type, step, attempt) of every event of the run, in stream order."""
+        with svc.engine.connect() as conn:
+            return [
+                (e["type"], e.get("step", ""), e.get("attempt"))
+                for _, e in runq.events_after(conn, run.id, 0)
+            ]
+
     first = _worker(env, tmp_path / "worker-a.log")
     try:
-        wait_until(lambda: step_state("tasks.1") == "running", 60, "the slow step to start")
+        # Killed once the slow step's event is written, so the stream below is exact.
+        wait_until(
+            lambda: (RunEvent.STEP_STARTED, "tasks.1", None) in stream(),
+            60,
+            "the slow step to start",
+        )
+        assert step_state("tasks.1") == "running"
         assert step_state("tasks.0") == "succeeded"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -139,4 +156,20 @@ def test_killed_worker_loses_nothing(
         )
     assert attempts["tasks.0"] == 1, "the first step was replayed, not executed again"
     assert attempts["tasks.2"] == 2
+    # The stream shows the crash as one run.resumed (attempt 2) and the replay; each of
+    # run.queued, run.started and the outcome is there once (docs/runs.md).
+    assert stream() == [
+        (RunEvent.QUEUED, "", None),
+        (RunEvent.STARTED, "", 1),
+        (RunEvent.STEP_STARTED, "tasks.0", None),
+        (RunEvent.STEP_FINISHED, "tasks.0", None),
+        (RunEvent.STEP_STARTED, "tasks.1", None),
+        (RunEvent.RESUMED, "", 2),
+        (RunEvent.STEP_REPLAYED, "tasks.0", None),
+        (RunEvent.STEP_STARTED, "tasks.1", None),
+        (RunEvent.STEP_FINISHED, "tasks.1", None),
+        (RunEvent.STEP_STARTED, "tasks.2", None),
+        (RunEvent.STEP_FINISHED, "tasks.2", None),
+        (RunEvent.SUCCEEDED, "", None),
+    ]
     svc.close()
