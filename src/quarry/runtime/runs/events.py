@@ -6,7 +6,8 @@ are written only by the run's owners — :mod:`quarry.runtime.runs.service` (cre
 cancel before start) and the executor through
 :class:`~quarry.runtime.runs.journal.RunWriter` (start, resume, the outcome) — each
 in the transaction that changes the run row, which is what makes each of them happen
-exactly once (docs/runs.md, "The event stream").
+exactly once (docs/runs.md, "The event stream", is the contract: names, order,
+fields).
 
 The workflow engine reports a step's progress to its caller with in-process events
 named ``step_started``, ``step_finished``... (docs/workflows.md); the executor stores
@@ -33,7 +34,7 @@ class RunEvent(StrEnum):
     """A cancel reached a run that is executing; ``run.cancelled`` follows."""
     SUCCEEDED = "run.succeeded"
     FAILED = "run.failed"
-    """``error``: ``{"error": code, "message": ..., "step"?, "task"?}``."""
+    """``error``: ``{"error": code, "message": ..., "details"?: {"step", "task"}}``."""
     CANCELLED = "run.cancelled"
 
     STEP_STARTED = "step.started"
