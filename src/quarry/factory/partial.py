@@ -1,6 +1,7 @@
 """Run one definition while other files of the workspace are broken.
 
-``quarry run FILE`` should not be blocked by a mistake in an unrelated file. When
+``quarry run FILE`` and the Factory's draft runs should not be blocked by a mistake
+in an unrelated file. When
 the full compile fails, the files the target needs are worked out (the target,
 every file its references name, transitively, and config.yml); if none of them has
 an error, a revision of the workspace *without the broken files* is stored — but
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quarry.core.errors import WARNING, CompileFailed, Problem
-from quarry.definitions.kinds import classify_path
+from quarry.definitions.kinds import Kind, classify_path
 from quarry.definitions.parse import parse_definition
 from quarry.definitions.references import RefKind
 from quarry.factory.compiler import CompileResult, compile_workspace
+from quarry.factory.isolation import CompileLimits
 from quarry.factory.scan import SKIPPED_DIRS
 from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
@@ -58,6 +60,26 @@ def needed_files(root: Path, target: str) -> set[str]:
     return needed
 
 
+def draft_target(root: Path, kind: str, name: str) -> str | None:
+    """The file a draft run of ``kind`` names: ``name`` itself when it is such a file,
+    else the one file ``name`` + a suffix of that kind (a workflow known by its stem,
+    ``workflows/sales``); None when there is none or several."""
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        return None  # only a plain path inside the workspace names a draft target
+    wanted = Kind.APP if kind == "app" else Kind.WORKFLOW
+    if classify_path(name) is wanted and (root / name).is_file():
+        return name
+    stems = ("app",) if wanted is Kind.APP else ("workflow", "procedure", "automation")
+    found = [
+        candidate
+        for stem in stems
+        for ext in (".yml", ".yaml")
+        if (root / (candidate := f"{name}.{stem}{ext}")).is_file()
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 def compile_for_run(
     engine: Engine,
     store: ObjectStore,
@@ -65,9 +87,12 @@ def compile_for_run(
     root: Path,
     target: str,
     failed: CompileFailed,
+    *,
+    limits: CompileLimits | None = None,
 ) -> PartialCompile:
     """The revision to run ``target`` (workspace-relative) at, given the full
-    compile's failure; re-raises ``failed`` when the target or what it needs is broken."""
+    compile's failure; re-raises ``failed`` when the target or what it needs is broken.
+    ``limits`` as for the full compile (the Factory's hostile-input limits)."""
     broken = {p.path for p in failed.problems if p.severity != WARNING}
     if broken & needed_files(root, target):
         raise failed
@@ -79,7 +104,7 @@ def compile_for_run(
             symlinks=True,
             ignore=lambda folder, names: _left_out(root, Path(folder), names, broken),
         )
-        result = compile_workspace(engine, store, workspace, copy, promote=False)
+        result = compile_workspace(engine, store, workspace, copy, promote=False, limits=limits)
     elsewhere = [Problem(p.path, p.line, p.column, p.message, WARNING) for p in failed.problems]
     return PartialCompile(result=result, elsewhere=elsewhere)
 

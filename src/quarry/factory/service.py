@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from quarry.catalog.reader import Catalog
-from quarry.core.errors import CompileFailed, NotFound, QuarryError
+from quarry.core.errors import CompileFailed, NotFound, Problem, QuarryError
 from quarry.core.holds import Holds, HoldToken
 from quarry.core.settings import Settings
 from quarry.factory import files, git
@@ -29,6 +29,7 @@ from quarry.factory.autocompile import AutoCompiler, promotion_for, status_branc
 from quarry.factory.compiler import CompileResult, compile_workspace
 from quarry.factory.gitinfo import read_git_info
 from quarry.factory.isolation import CompileLimits
+from quarry.factory.partial import compile_for_run, draft_target
 from quarry.factory.statcache import cache_path
 from quarry.runtime.queue import TaskQueue
 from quarry.runtime.runs.executor import RunExecutor, RunLimits
@@ -237,12 +238,34 @@ class Factory:
         name: str,
         variables: dict[str, Any],
         request_id: str | None,
+        warnings: list[Problem] | None = None,
     ) -> RunRow:
         """Compile the working copy as it is (uncommitted edits included) to a draft
         revision and execute the run here, on the Factory, on a background thread.
         Its events and results go to the database and the object store like any
-        run's, so every replica can follow it."""
-        result = self.compile_now(workspace, draft=True, record=False)
+        run's, so every replica can follow it. A broken file the target does not
+        need does not stop it (issue #15): the draft revision then leaves the broken
+        files out, and their problems are added to ``warnings``."""
+        try:
+            result = self.compile_now(workspace, draft=True, record=False)
+        except CompileFailed as failed:
+            with self.lock(workspace):
+                root = self.root(workspace)
+                target = draft_target(root, kind, name)
+                if target is None:
+                    raise
+                partial = compile_for_run(
+                    self.engine,
+                    self.store,
+                    workspace,
+                    root,
+                    target,
+                    failed,
+                    limits=self.compile_limits,
+                )
+            result = partial.result
+            if warnings is not None:
+                warnings.extend(partial.elsewhere)
         request = RunRequest(
             kind,
             name,

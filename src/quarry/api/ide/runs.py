@@ -1,7 +1,9 @@
 """IdeOnly: draft runs — run the working copy as it is, uncommitted edits included.
 
 The Factory compiles the working copy to a draft revision (stored, never promoted)
-and executes the run itself, on a background thread. Follow it like any run
+and executes the run itself, on a background thread. Files broken elsewhere in the
+workspace do not stop a draft run whose target and what it references compile:
+they are left out of the draft revision and listed as ``warnings``. Follow it like any run
 (``GET /api/v1/runs/{id}/events``, FleetOk: events and results are in the database
 and the object store, so any replica can stream them).
 """
@@ -16,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import AccessRole
 from quarry.api.ide.common import factory, require, workspace_of
+from quarry.core.errors import Problem
 
 router = APIRouter(tags=["ide: runs"])
 
@@ -38,7 +41,10 @@ async def create_draft_run(
 
     def run() -> dict[str, Any]:
         ws = workspace_of(request, workspace, who)
-        row = fac.start_draft_run(ws, body.kind, body.name, body.variables, request_id)
+        elsewhere: list[Problem] = []  # broken files the target does not need
+        row = fac.start_draft_run(
+            ws, body.kind, body.name, body.variables, request_id, warnings=elsewhere
+        )
         return {
             "id": row.id,
             "state": row.state,
@@ -48,6 +54,7 @@ async def create_draft_run(
             "draft": True,
             "origin": row.origin,
             "events_url": f"/api/v1/runs/{row.id}/events",
+            "warnings": [{**p.__dict__, "text": str(p)} for p in elsewhere],
         }
 
     result: dict[str, Any] = await run_in_threadpool(run)
