@@ -31,8 +31,6 @@ FULL_WARNINGS = [
     "used: airhouse_managed is not supported: its credentials come from Oxy's per-user "
     "provisioning, which Quarry does not have (use type: airhouse with host, user and "
     "password_var)",
-    "config.yml:45:11: warning: database 'bq' (type: bigquery) cannot be used: BigQuery is "
-    "not supported yet (no BigQuery connector in Quarry)",
     "config.yml:50:11: warning: database 'sf' (type: snowflake) cannot be used: Snowflake is "
     "not supported yet (no Snowflake connector in Quarry)",
     "config.yml:58:11: warning: database 'domo' (type: domo) cannot be used: Domo is not "

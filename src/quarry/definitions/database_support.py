@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 _NOT_YET: dict[str, str] = {
-    "bigquery": "BigQuery is not supported yet (no BigQuery connector in Quarry)",
     "snowflake": "Snowflake is not supported yet (no Snowflake connector in Quarry)",
     "domo": "Domo is not supported yet (no Domo connector in Quarry)",
     "motherduck": (

@@ -72,8 +72,11 @@ class Workspace:
 
 @pytest.fixture
 def make_workspace(sqlite_services: Services, tmp_path: Path) -> Callable[..., Workspace]:
+    made: list[Path] = []
+
     def make(config: str, workflows: dict[str, str], secrets: dict[str, str]) -> Workspace:
-        root = tmp_path / "ws"
+        root = tmp_path / f"ws{len(made)}"
+        made.append(root)
         (root / "workflows").mkdir(parents=True)
         (root / "config.yml").write_text(config)
         for name, text in workflows.items():

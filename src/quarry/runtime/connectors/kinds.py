@@ -24,6 +24,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "postgres": ("quarry.runtime.connectors.postgres", "PostgresConnector"),
     "mysql": ("quarry.runtime.connectors.mysql", "MysqlConnector"),
     "clickhouse": ("quarry.runtime.connectors.clickhouse", "ClickHouseConnector"),
+    "bigquery": ("quarry.runtime.connectors.bigquery", "BigQueryConnector"),
 }
 
 

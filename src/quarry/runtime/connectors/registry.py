@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from quarry.core.errors import QuarryError
 from quarry.definitions.models.config import (
     AirhouseDatabase,
+    BigQueryDatabase,
     ClickHouseDatabase,
     DuckDbDatabase,
     MysqlDatabase,
@@ -31,6 +33,7 @@ from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 from quarry.runtime.connectors.sandbox import RunSandbox
 from quarry.runtime.connectors.secrets import SecretLookup, SecretResolver
 from quarry.runtime.connectors.settings import (
+    bigquery_settings,
     clickhouse_settings,
     connection_info,
     mysql_settings,
@@ -103,6 +106,9 @@ class Connections:
         if isinstance(config, ClickHouseDatabase):
             args = {"settings": clickhouse_settings(config, self.secrets)}
             return self._connector("clickhouse", name, "clickhouse", args)
+        if isinstance(config, BigQueryDatabase):
+            settings = bigquery_settings(config, self.secrets, self._reader(name, "key_path"))
+            return self._connector("bigquery", name, "bigquery", {"settings": settings})
         raise ConnectorError(
             f"database {name!r} is of type {config.type!r}, which is not supported yet",
             database=name,
@@ -117,6 +123,38 @@ class Connections:
         if self.host is not None:
             return IsolatedConnector(self.host, name, dialect, kind, args, redact=redact)
         return open_connector(kind, name, args, policy=self.policy, redact=redact)
+
+    def _reader(self, database: str, field: str) -> Callable[[str], bytes]:
+        """Reads a file a database entry names (a key file): one of the revision, or
+        an absolute path where the operator allows it (as for DuckDB's ``path``)."""
+
+        def read(path: str) -> bytes:
+            src = self.source
+            shipped = _revision_file(src, path)
+            if shipped is not None:
+                return self.cache.ensure_blob(src.store, src.tenant_id, shipped).read_bytes()
+            local = Path(path)
+            allowed = self.policy.absolute_duckdb_paths or any(
+                local.resolve().is_relative_to(root) for root in self.policy.duckdb_allowed_paths
+            )
+            if not local.is_absolute() or not allowed:
+                raise ConnectorError(
+                    f"database {database!r}: {field} names a file that is not part of the "
+                    "revision (put it in the workspace, or use an absolute path the operator "
+                    "allows)",
+                    database=database,
+                    field=field,
+                )
+            try:
+                return local.read_bytes()
+            except OSError as exc:
+                raise ConnectorError(
+                    f"database {database!r}: cannot read the {field} file: {exc.strerror}",
+                    database=database,
+                    field=field,
+                ) from None
+
+        return read
 
     def _duckdb_args(self, config: DuckDbDatabase) -> dict[str, Any]:
         """The keyword arguments of :class:`DuckDbConnector` besides name and policy."""

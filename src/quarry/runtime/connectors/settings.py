@@ -11,11 +11,15 @@ Oxy's defaults follow :meth:`~quarry.definitions.models.config._Resolved.setting
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from quarry.definitions.models.config import (
     AirhouseDatabase,
+    BigQueryDatabase,
     ClickHouseDatabase,
     MysqlDatabase,
     PostgresDatabase,
@@ -169,3 +173,53 @@ def _literal(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# The BigQuery REST endpoint; an operator may point it elsewhere (an emulator, a
+# private endpoint). Not a workspace setting: a workspace cannot move its API.
+BIGQUERY_ENDPOINT_ENV = "QUARRY_BIGQUERY_API_ENDPOINT"
+BIGQUERY_ENDPOINT = "https://bigquery.googleapis.com"
+_KEY_FIELDS = ("type", "project_id", "private_key", "client_email", "token_uri")
+
+
+def bigquery_settings(
+    config: BigQueryDatabase, secrets: SecretResolver, read_file: Callable[[str], bytes]
+) -> dict[str, Any]:
+    """The service-account key (parsed), dataset, dry-run cap and API endpoint.
+
+    ``key_path`` is a file of the workspace (or, where the operator allows it, an
+    absolute path), read with ``read_file``. ``key_path_var`` names a secret holding
+    the key file's path or, as deployments often mount it, the key's JSON itself.
+    """
+    name = config.name
+    if config.key_path is not None:
+        raw = read_file(config.key_path)
+    elif config.key_path_var is not None:
+        value = secrets.resolve(name, "key_path_var", config.key_path_var)
+        raw = value.encode() if value.lstrip().startswith("{") else read_file(value)
+    else:
+        raise ConnectorError(
+            f"database {name!r}: a BigQuery database needs key_path or key_path_var "
+            "(a service-account key file)",
+            database=name,
+            field="key_path",
+        )
+    try:
+        key = json.loads(raw)
+    except ValueError:
+        key = None
+    missing = [k for k in _KEY_FIELDS if not isinstance(key, dict) or not key.get(k)]
+    if missing:
+        raise ConnectorError(
+            f"database {name!r}: the key file is not a service-account key (JSON with "
+            f"{', '.join(_KEY_FIELDS)}; missing {', '.join(missing)})",
+            database=name,
+            field="key_path",
+        )
+    assert isinstance(key, dict)
+    return {
+        "key": key,
+        "dataset": config.dataset,
+        "dry_run_limit": config.dry_run_limit,
+        "api_endpoint": os.environ.get(BIGQUERY_ENDPOINT_ENV) or BIGQUERY_ENDPOINT,
+    }

@@ -5,6 +5,7 @@ registry imports no driver."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import Any
@@ -18,12 +19,14 @@ from quarry.definitions.models.config import (
     DuckDbDatabase,
     MysqlDatabase,
     RedshiftDatabase,
+    SnowflakeDatabase,
 )
 from quarry.definitions.parse import parse_definition
 from quarry.runtime.connectors.base import ConnectorError
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.connectors.secrets import SecretNotAllowed, SecretResolver
 from quarry.runtime.connectors.settings import (
+    bigquery_settings,
     clickhouse_settings,
     connection_info,
     filter_settings,
@@ -117,8 +120,11 @@ def test_clickhouse_filters_become_prefixed_settings_from_their_defaults() -> No
 
 def test_types_quarry_cannot_open_say_why() -> None:
     assert unsupported_reason(MysqlDatabase(name="m", type="mysql")) is None
-    bigquery = BigQueryDatabase(name="bq", type="bigquery", key_path="k.json")
-    assert "BigQuery is not supported yet" in str(unsupported_reason(bigquery))
+    assert unsupported_reason(BigQueryDatabase(name="bq", type="bigquery")) is None
+    snowflake = SnowflakeDatabase(
+        name="sf", type="snowflake", account="a", username="u", warehouse="w", database="d"
+    )
+    assert "Snowflake is not supported yet" in str(unsupported_reason(snowflake))
     lake = DuckDbDatabase(
         name="lake",
         type="duckdb",
@@ -145,7 +151,8 @@ def test_the_compile_warns_naming_file_database_and_type() -> None:
     parsed = parse_definition(
         "config.yml",
         b"databases:\n"
-        b"  - name: bq\n    type: bigquery\n    key_path: k.json\n"
+        b"  - name: sf\n    type: snowflake\n    account: a\n    username: u\n"
+        b"    warehouse: w\n    database: d\n"
         b"  - name: local\n    type: duckdb\n    dataset: data/\n    data_path: s3://b/\n"
         b"    schema_name: s\n    s3_secret_type: credential_chain\n"
         b"  - name: shop\n    type: mysql\n"
@@ -153,6 +160,27 @@ def test_the_compile_warns_naming_file_database_and_type() -> None:
     )
     unusable = [str(w) for w in parsed.warnings if "cannot be used" in w.message]
     assert unusable == [
-        "config.yml:3:11: warning: database 'bq' (type: bigquery) cannot be used: "
-        "BigQuery is not supported yet (no BigQuery connector in Quarry)"
+        "config.yml:3:11: warning: database 'sf' (type: snowflake) cannot be used: "
+        "Snowflake is not supported yet (no Snowflake connector in Quarry)"
     ]
+
+
+def test_bigquery_needs_a_service_account_key_and_names_what_is_missing() -> None:
+    def no_file(path: str) -> bytes:
+        raise AssertionError(f"read {path}")
+
+    bare = BigQueryDatabase(name="bq", type="bigquery")
+    with pytest.raises(ConnectorError, match="needs key_path or key_path_var"):
+        bigquery_settings(bare, resolver(), no_file)
+    inline = BigQueryDatabase(name="bq", type="bigquery", key_path_var="BQ_KEY")
+    env = {"BQ_KEY": '{"type": "service_account", "project_id": "p"}'}
+    with pytest.raises(ConnectorError, match="missing private_key, client_email, token_uri"):
+        bigquery_settings(inline, SecretResolver(ConnectorPolicy.local(), "acme", env.get), no_file)
+    by_path = BigQueryDatabase(name="bq", type="bigquery", key_path="k.json", dataset="d")
+    key = {k: "x" for k in ("type", "project_id", "private_key", "client_email", "token_uri")}
+    got = bigquery_settings(by_path, resolver(), lambda path: json.dumps(key).encode())
+    assert (got["key"], got["dataset"], got["api_endpoint"]) == (
+        key,
+        "d",
+        "https://bigquery.googleapis.com",
+    )
