@@ -129,8 +129,8 @@ def compile_cmd(
                 soft_wrap=True,
             )
             return
-        from quarry.api.services import build_services
         from quarry.factory.local import compile_local
+        from quarry.node.services import build_services
 
         svc = build_services(settings)
         result = compile_local(
@@ -139,7 +139,7 @@ def compile_cmd(
             settings.tenant,
             root,
             name,
-            data_dir=settings.data_dir,
+            data_dir=svc.paths.data_dir,
             strict=strict,
             limits=limits,
         )
@@ -170,7 +170,8 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
     import uvicorn
 
     from quarry.api.app import create_app
-    from quarry.api.services import build_services
+    from quarry.node.roles import Process, build_node
+    from quarry.node.services import build_services
 
     if root is not None and settings.role in {Role.SERVE, Role.WORKER}:
         raise _fail(
@@ -192,7 +193,7 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
                 settings.tenant,
                 root,
                 name,
-                data_dir=settings.data_dir,
+                data_dir=svc.paths.data_dir,
                 limits=CompileLimits.from_settings(settings),
             )
             console.print(
@@ -202,7 +203,7 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
             workspace_name = result.workspace
     except QuarryError as exc:
         raise _fail(exc) from exc
-    application = create_app(svc)
+    application = create_app(build_node(svc, Process.SERVER))
     if not svc.topology.serves_ide_routes:
         from quarry.fleet.guard import assert_read_only
 

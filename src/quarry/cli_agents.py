@@ -81,9 +81,9 @@ def ask_locally(
     settings: Settings, root: Path, agent: str, question: str, variables: dict[str, Any]
 ) -> int:
     from quarry.agents.service import ask_agent
-    from quarry.api.services import build_services
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
+    from quarry.node.services import build_services
     from quarry.runtime.connectors import BlobCache, Connections
     from quarry.runtime.source import RevisionSource
 
@@ -101,7 +101,7 @@ def ask_locally(
             console.print(str(problem), markup=False, soft_wrap=True)
         workspace = svc.catalog.workspace(settings.tenant, result.workspace, fresh=True)
         source = RevisionSource(svc.catalog, workspace, result.revision_id)
-        cache = BlobCache((settings.data_dir or root / ".quarry") / "cache")
+        cache = BlobCache(svc.paths.cache_dir)
         connections = Connections(source, cache)
         printer = _Printer()
         try:

@@ -74,10 +74,10 @@ def run_locally(
 ) -> int:
     """Run here; ``mode``: ``human`` (progress, then the outputs), ``json`` or ``quiet``
     (see :mod:`quarry.cli_run_output`)."""
-    from quarry.api.services import build_services
     from quarry.definitions.kinds import Kind
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
+    from quarry.node.services import build_services
     from quarry.runtime.runs.executor import RunExecutor, RunLimits
     from quarry.runtime.runs.service import RunRequest, create_run
 
@@ -113,13 +113,12 @@ def run_locally(
         )
     if mode == "human":
         console.print(f"run {run.id}: {run.target_kind} {run.target_name} @ {run.revision_id}")
-    cache = (settings.data_dir or root / ".quarry") / "cache"
     executor = RunExecutor(
         svc.engine,
         svc.queue,
         svc.store,
         svc.catalog,
-        cache,
+        svc.paths.cache_dir,
         export_root=root,
         on_event=_progress if mode == "human" else None,
         limits=RunLimits.from_settings(settings),
@@ -174,53 +173,27 @@ def _print_warnings(problems: list[Any]) -> None:
 
 
 def run_worker(settings: Settings) -> None:
-    from quarry.api.services import build_run_worker, build_services
+    """Build the worker node (a run worker; the driver and the health server when
+    configured: ``quarry.node.roles``) and run it until SIGTERM/SIGINT."""
     from quarry.fleet.guard import assert_read_only
+    from quarry.node.roles import Process, build_node
+    from quarry.node.services import build_services
 
     svc = build_services(settings)
-    assert_read_only("worker")
-    worker = build_run_worker(svc)
-    worker.install_signal_handlers()
-    driver = None
-    if svc.topology.global_driver:
-        from quarry.scheduling.node import build_scheduling_node
+    try:
+        assert_read_only("worker")
+        node = build_node(svc, Process.WORKER)
+        assert node.run_workers is not None
+        owner = node.run_workers.workers[0].owner
 
-        driver = build_scheduling_node(svc.engine, svc.queue, svc.catalog, settings)
-        driver.start()
-    http = None if settings.worker_port is None else _worker_http(svc, settings.worker_port)
-    console.print(f"worker {worker.owner} draining the queue (SIGTERM stops gracefully)")
-    stats = worker.run()
-    if driver is not None:
-        driver.stop()
-    console.print(f"worker {worker.owner} stopped: {stats}")
-    if http is not None:
-        http.stop()
-    svc.close()
+        def started() -> None:
+            console.print(f"worker {owner} draining the queue (SIGTERM stops gracefully)")
 
-
-def _worker_http(svc: Any, port: int) -> Any:
-    """Health, readiness and metrics for the worker (docs/autoscaling.md)."""
-    from sqlalchemy import text
-
-    from quarry import __version__
-    from quarry.fleet.metrics import QueueCollector
-    from quarry.fleet.worker_http import WorkerHttp
-
-    def database() -> None:
-        with svc.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-    http = WorkerHttp(
-        svc.settings.host,
-        port,
-        health=lambda: {"status": "ok", "version": __version__, "role": "worker"},
-        probes={"database": database, "object_store": svc.store.check},
-        collectors=[QueueCollector(svc.queue, svc.settings.metrics_cache_seconds)],
-        metrics_token=svc.settings.metrics_token,
-        unready_after=svc.settings.queue_unready_after_seconds,
-    )
-    http.start()
-    return http
+        node.run(on_started=started)
+        stats = node.run_workers.stats[0] if node.run_workers.stats else None
+        console.print(f"worker {owner} stopped: {stats}")
+    finally:
+        svc.close()
 
 
 def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:

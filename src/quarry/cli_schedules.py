@@ -10,8 +10,6 @@ to the state database directly, like ``quarry migrate``.
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from typing import Annotated, Any
 
 import typer
@@ -30,7 +28,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _services(settings_for: Any) -> Any:
-    from quarry.api.services import build_services
+    from quarry.node.services import build_services
 
     return build_services(settings_for(None))
 
@@ -43,26 +41,26 @@ def _workspace_id(svc: Any, name: str) -> str:
 
 
 def run_driver(settings: Any) -> None:
-    from quarry.api.services import build_services
+    """Build the driver node (the global driver alone: ``quarry.node.roles``) and run
+    it until SIGTERM/SIGINT."""
     from quarry.fleet.guard import assert_read_only
-    from quarry.scheduling.node import build_scheduling_node
+    from quarry.node.roles import Process, build_node
+    from quarry.node.services import build_services
 
     svc = build_services(settings)
-    assert_read_only("worker")
-    node = build_scheduling_node(svc.engine, svc.queue, svc.catalog, settings)
-    stop = threading.Event()
+    try:
+        assert_read_only("worker")
+        node = build_node(svc, Process.DRIVER)
+        assert node.scheduling is not None
+        driver = node.scheduling.driver
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
+        def started() -> None:
+            console.print(f"driver {driver.node} ready (tick {driver.interval:g}s)")
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    node.start()
-    console.print(f"driver {node.driver.node} ready (tick {node.driver.interval:g}s)")
-    stop.wait()
-    node.stop()
-    console.print(f"driver {node.driver.node} stopped: {node.driver.stats.fired} fired")
-    svc.close()
+        node.run(on_started=started)
+        console.print(f"driver {driver.node} stopped: {driver.stats.fired} fired")
+    finally:
+        svc.close()
 
 
 def _print_schedules(views: list[Any]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -115,15 +114,14 @@ def build_body(
 
 
 def _open(settings_for: Any, workspace: str, revision: str | None) -> tuple[Any, Any, Any, str]:
-    from quarry.api.services import build_services
+    from quarry.node.services import build_services
     from quarry.runtime.semantic.service import SemanticService
 
     settings = settings_for(None)
     svc = build_services(settings)
     ws = svc.catalog.workspace(settings.tenant, workspace, fresh=True)
     rev = svc.catalog.resolve(ws, revision)
-    cache = (settings.data_dir or Path(".quarry")) / "cache"
-    sem = SemanticService(svc.catalog, svc.store, cache_dir=cache, ttl=0)
+    sem = SemanticService(svc.catalog, svc.store, cache_dir=svc.paths.cache_dir, ttl=0)
     return svc, sem, ws, rev
 
 

@@ -119,7 +119,7 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             if url is not None:
                 _print_workspaces(_remote(url, token, "GET", "/api/v1/workspaces")["workspaces"])
                 return
-            from quarry.api.services import build_services
+            from quarry.node.services import build_services
 
             settings = settings_for(None)
             svc = build_services(settings)
@@ -153,8 +153,8 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             if url is not None:
                 _remote(url, token, "DELETE", f"/api/v1/workspaces/{name}")
             else:
-                from quarry.api.services import build_services
                 from quarry.factory.workspaces import unregister
+                from quarry.node.services import build_services
 
                 settings = settings_for(None)
                 svc = build_services(settings)
@@ -171,8 +171,8 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
 def _add_locally(
     settings: Any, name: str, path: Path | None, origin: str | None, branch: str | None
 ) -> None:
-    from quarry.api.services import build_services
     from quarry.factory import workspaces as fw
+    from quarry.node.services import build_services
 
     svc = build_services(settings)
     try:

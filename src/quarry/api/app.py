@@ -1,6 +1,8 @@
-"""The ASGI application, assembled from routers according to the topology.
+"""The ASGI application: routers and middleware for a node, according to its topology.
 
 The serve role gets FleetOk routers only; ``ide`` and ``all`` add the IdeOnly ones.
+What runs beside the routes (workers, driver, Factory, proxy pool...) is the node's
+(``quarry.node``): the lifespan only starts and stops it.
 """
 
 from __future__ import annotations
@@ -20,16 +22,15 @@ from quarry.api.fastpath import DefinitionFastPath, scope_tenant
 from quarry.api.fleet import apps, compile_status, health, metrics, runs, threads, workspaces
 from quarry.api.fleet import schedules as fleet_schedules
 from quarry.api.fleet import semantic as fleet_semantic
-from quarry.api.fleet.keepalive import ScaleToZero, ScaleToZeroMiddleware
+from quarry.api.fleet.keepalive import ScaleToZeroMiddleware
 from quarry.api.fleet.keepalive import router as keepalive_router
 from quarry.api.limits import RequestLimits, RequestLimitsMiddleware
 from quarry.api.request_id import RequestIdMiddleware
-from quarry.api.services import Services, build_run_worker
 from quarry.fleet.admission import Admission, AdmissionMiddleware, Limits
-from quarry.fleet.proxy import IdeRouting, ide_proxy
-from quarry.runtime.runs.follow import RunEventHub
-from quarry.runtime.runs.workers import BackgroundWorkers
-from quarry.scheduling.node import SchedulingNode, build_scheduling_node
+from quarry.fleet.proxy import IdeRouting
+from quarry.node.node import Node
+from quarry.node.roles import Process, build_node
+from quarry.runtime.services import Services
 from quarry.web import apps as app_pages
 from quarry.web import index
 from quarry.web import pages as web_pages
@@ -37,58 +38,46 @@ from quarry.web import pages as web_pages
 log = logging.getLogger(__name__)
 
 
-def _lifespan(svc: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(node: Node) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the node with the server and stop it with the server (``quarry.node.node``
+    lists what runs and in which order)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workers: BackgroundWorkers | None = None
-        proxy = getattr(app.state, "ide_proxy", None)
-        if proxy is not None:
-            await proxy.start()  # the shared connection pool to the Factory
-        if svc.topology.inprocess_workers:
-            worker = build_run_worker(svc)
-            workers = BackgroundWorkers([worker])
-            await run_in_threadpool(workers.start)
-        driver: SchedulingNode | None = None
-        if svc.topology.global_driver:
-            driver = build_scheduling_node(svc.engine, svc.queue, svc.catalog, svc.settings)
-            await run_in_threadpool(driver.start)
-        scale: ScaleToZero = app.state.scale_to_zero
-        scale.start(workers.workers if workers is not None else [])
-        factory = getattr(app.state, "factory", None)  # ide/all only (quarry.api.ide.mount)
-        if factory is not None:
-            await run_in_threadpool(factory.start)  # clone what is missing, compile
+        await node.start()
         try:
             yield
         finally:
-            if factory is not None:
-                await run_in_threadpool(factory.stop)
-            await run_in_threadpool(scale.stop)
-            if driver is not None:
-                await run_in_threadpool(driver.stop)
-            if workers is not None:
-                await run_in_threadpool(workers.stop)
-            if proxy is not None:
-                await proxy.close()
-            await app.state.run_events.close()
-            semantic = getattr(app.state, "semantic", None)  # made on first query
-            if semantic is not None:
-                await run_in_threadpool(semantic.close)
+            try:
+                await node.stop()
+            finally:
+                semantic = getattr(app.state, "semantic", None)  # made on first query
+                if semantic is not None:
+                    await run_in_threadpool(semantic.close)
 
     return lifespan
 
 
-def create_app(svc: Services) -> FastAPI:
+def create_app(node: Node | Services) -> FastAPI:
+    """The application for a node (``quarry.node.roles.build_node``); given bare
+    services, the server node of their topology is built here."""
+    if isinstance(node, Services):
+        node = build_node(node, Process.SERVER)
+    if node.run_events is None or node.scale_to_zero is None:
+        raise ValueError("create_app needs a server node: build_node(svc, Process.SERVER)")
+    svc = node.services
     app = FastAPI(
-        lifespan=_lifespan(svc),
+        lifespan=_lifespan(node),
         title="Quarry",
         version=__version__,
         description="Compiled workspaces, runs and fleet operations.",
     )
+    # One typed node (``quarry.api.deps.node``); the other names are its parts, kept
+    # for the routes and tests that read them.
+    app.state.node = node
     app.state.services = svc
-    # One LISTEN connection (or local commit hook) wakes every run event stream.
-    app.state.run_events = RunEventHub(
-        svc.engine, poll_seconds=svc.settings.run_events_poll_seconds
-    )
+    app.state.run_events = node.run_events
+    app.state.scale_to_zero = node.scale_to_zero
     install_error_handlers(app)
     install_offline_docs(app)  # /docs from vendored Swagger UI, not a CDN
     app.include_router(health.router)
@@ -108,14 +97,15 @@ def create_app(svc: Services) -> FastAPI:
         # Imported only here: a serve replica must never load the Factory package.
         from quarry.api.ide import compile as ide_compile
         from quarry.api.ide import mount as ide_mount
+        from quarry.factory.service import Factory
 
+        assert isinstance(node.factory, Factory), "an ide/all node runs the Factory"
         app.include_router(ide_compile.router)
-        ide_mount.install(app, svc)  # files, git, draft runs; app.state.factory
-    if svc.topology.proxies_ide_routes:
+        ide_mount.install(app, node.factory)  # files, git, draft runs; app.state.factory
+    if node.ide_proxy is not None:
         # classify() decides; IdeOnly requests stream to the Factory (quarry.fleet.proxy).
-        proxy = ide_proxy(svc.settings)
-        app.state.ide_proxy = proxy
-        app.add_middleware(IdeRouting, proxy=proxy)
+        app.state.ide_proxy = node.ide_proxy
+        app.add_middleware(IdeRouting, proxy=node.ide_proxy)
     app.include_router(metrics.router)
     # Middleware, innermost first: fast path < admission < authentication < request id.
     app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=scope_tenant)
@@ -145,8 +135,7 @@ def create_app(svc: Services) -> FastAPI:
     app.add_middleware(BrowserErrorPages)
     app.add_middleware(RequestIdMiddleware)
     # Outermost: recovery on the first request; write requests end with a drain kick.
-    app.state.scale_to_zero = ScaleToZero(svc)
-    app.add_middleware(ScaleToZeroMiddleware, scale=app.state.scale_to_zero)
+    app.add_middleware(ScaleToZeroMiddleware, scale=node.scale_to_zero)
     if authenticator.open:
         log.warning(
             "running OPEN (auth=%s): every request is served as an admin of tenant %r "

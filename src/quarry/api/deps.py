@@ -12,7 +12,8 @@ from enum import IntEnum
 
 from fastapi import HTTPException, Request
 
-from quarry.api.services import Services
+from quarry.node.node import Node
+from quarry.runtime.services import Services
 
 
 class AccessRole(IntEnum):
@@ -35,9 +36,15 @@ class Principal:
     email: str
 
 
+def node(request: Request) -> Node:
+    """The process's node (``quarry.node``), which ``create_app`` put on the app."""
+    found = request.app.state.node
+    assert isinstance(found, Node)
+    return found
+
+
 def services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
+    return node(request).services
 
 
 # Where the authentication middleware (quarry.api.auth) leaves the caller in the scope.

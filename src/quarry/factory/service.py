@@ -1,6 +1,6 @@
 """The Factory as one object: working copies, their locks, compiles and draft runs.
 
-Built once by the ide/all application (``quarry.api.ide.mount``) and started with it:
+Built once by the ide/all node (``quarry.node.roles``) and started with it:
 at start every cloud workspace is cloned if its working copy is missing and compiled,
 so a Factory with a wiped disk comes back serving the same revisions.
 
@@ -22,7 +22,6 @@ from typing import Any
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import CompileFailed, NotFound, Problem, QuarryError
 from quarry.core.holds import Holds, HoldToken
-from quarry.core.settings import Settings
 from quarry.factory import files, git
 from quarry.factory import workspaces as fw
 from quarry.factory.autocompile import AutoCompiler, promotion_for, status_branch
@@ -34,6 +33,7 @@ from quarry.factory.statcache import cache_path
 from quarry.runtime.queue import TaskQueue
 from quarry.runtime.runs.executor import RunExecutor, RunLimits
 from quarry.runtime.runs.service import RunRequest, create_run
+from quarry.runtime.services import Services
 from quarry.store import factory_tables as ft
 from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
@@ -44,26 +44,22 @@ log = logging.getLogger(__name__)
 
 
 class Factory:
-    def __init__(
-        self,
-        settings: Settings,
-        engine: Engine,
-        store: ObjectStore,
-        catalog: Catalog,
-        queue: TaskQueue,
-        holds: Holds | None = None,
-    ) -> None:
+    def __init__(self, svc: Services) -> None:
+        """Built by the composition root (``quarry.node.roles``), which also decides
+        its folders (``svc.paths``)."""
+        settings = svc.settings
         self.settings = settings
         # Keep-alive holds (docs/scale-to-zero.md): a requested compile holds from the
         # request until it is done, like start-up cloning and draft runs.
-        self.holds = holds or Holds()
+        self.holds: Holds = svc.holds
         self._compile_holds: dict[str, HoldToken] = {}
-        self.engine = engine
-        self.store = store
-        self.catalog = catalog
-        self.queue = queue
-        self.data_dir = settings.data_dir or Path(".quarry").resolve()
-        self.workspaces_dir = settings.workspaces_dir or self.data_dir / "workspaces"
+        self.engine: Engine = svc.engine
+        self.store: ObjectStore = svc.store
+        self.catalog: Catalog = svc.catalog
+        self.queue: TaskQueue = svc.queue
+        self.data_dir: Path = svc.paths.data_dir
+        self.workspaces_dir: Path = svc.paths.workspaces_dir
+        self.cache_dir: Path = svc.paths.cache_dir
         self.runner = git.GitRunner(
             timeout=settings.git_timeout_seconds,
             credentials={h: s.get_secret_value() for h, s in settings.git_credentials.items()},
@@ -297,7 +293,7 @@ class Factory:
                 self.queue,
                 self.store,
                 self.catalog,
-                self.data_dir / "cache",
+                self.cache_dir,
                 limits=RunLimits.from_settings(self.settings),
             )
         try:

@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
-from sqlalchemy import Engine
-
-from quarry.catalog.reader import Catalog
-from quarry.core.settings import Settings
-from quarry.runtime.queue import TaskQueue
 from quarry.runtime.queue.worker import Worker
+from quarry.runtime.services import Services
 from quarry.scheduling.alerts import DELIVERY_QUEUE
 from quarry.scheduling.delivery import Deliverer
 from quarry.scheduling.driver import Driver
@@ -28,14 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class SchedulingNode:
-    def __init__(
-        self,
-        engine: Engine,
-        queue: TaskQueue,
-        catalog: Catalog,
-        settings: Settings,
-        cache_dir: Path,
-    ) -> None:
+    def __init__(self, svc: Services) -> None:
+        engine, queue, settings = svc.engine, svc.queue, svc.settings
         self.driver = Driver(
             engine,
             queue,
@@ -44,7 +33,11 @@ class SchedulingNode:
             purge_after=settings.queue_purge_after_seconds,
         )
         self.checker = MonitorChecker(
-            engine, queue, catalog, cache_dir, delivery_attempts=settings.alert_delivery_attempts
+            engine,
+            queue,
+            svc.catalog,
+            svc.paths.cache_dir,
+            delivery_attempts=settings.alert_delivery_attempts,
         )
         self.deliverer = Deliverer(engine, timeout=settings.alert_delivery_timeout)
         # The driver reaps; these workers need no reaper of their own.
@@ -74,9 +67,6 @@ class SchedulingNode:
         self.deliverer.close()
 
 
-def build_scheduling_node(
-    engine: Engine, queue: TaskQueue, catalog: Catalog, settings: Settings
-) -> SchedulingNode:
+def build_scheduling_node(svc: Services) -> SchedulingNode:
     """The node's scheduling parts, configured from the settings tree."""
-    cache = (settings.data_dir or Path(".quarry")) / "cache"
-    return SchedulingNode(engine, queue, catalog, settings, cache)
+    return SchedulingNode(svc)

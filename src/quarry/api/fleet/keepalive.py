@@ -6,7 +6,8 @@ answers after ``hold`` seconds (capped by ``QUARRY_KEEPALIVE_MAX_HOLD_SECONDS``)
 as soon as the process has no holds left, whichever comes first. It is FleetOk and
 unauthenticated, like ``/healthz``: it reads no tenant data, only the hold counts.
 
-:class:`ScaleToZeroMiddleware` (raw ASGI, in front of everything) does two things:
+:class:`ScaleToZeroMiddleware` (raw ASGI, in front of everything) does two things
+with the node's :class:`~quarry.fleet.scale_to_zero.ScaleToZero`:
 
 - the first HTTP request after a cold start triggers startup recovery, whose hold is
   taken before that request completes;
@@ -25,11 +26,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quarry.api.deps import services
-from quarry.api.services import Services
-from quarry.fleet.keepalive import SelfKeepAlive, self_keepalive
-from quarry.runtime.queue.drain import DrainingWorker
-from quarry.runtime.queue.recovery import StartupRecovery
-from quarry.runtime.queue.worker import Worker
+from quarry.fleet.scale_to_zero import ScaleToZero
 
 log = logging.getLogger(__name__)
 
@@ -82,52 +79,6 @@ async def keepalive(
         "holds": holds.count,
         "by_reason": holds.by_reason(),
     }
-
-
-class ScaleToZero:
-    """What one process runs for scale-to-zero: started and stopped by the lifespan."""
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-        self.worker: DrainingWorker | None = None
-        self.recovery: StartupRecovery | None = None
-        self.keepalive: SelfKeepAlive | None = None
-
-    def start(self, workers: list[Worker]) -> None:
-        settings = self.svc.settings
-        self.worker = next((w for w in workers if isinstance(w, DrainingWorker)), None)
-        if self.worker is not None:
-            self.recovery = StartupRecovery(
-                self.svc.queue, self.svc.holds, self.worker.kick, own_owner=self.worker.owner
-            )
-        self.keepalive = self_keepalive(
-            self.svc.holds,
-            settings.self_url,
-            min_replicas=settings.min_replicas,
-            hold_seconds=settings.keepalive_hold_seconds,
-            max_hold_seconds=settings.keepalive_max_hold_seconds,
-        )
-        if self.keepalive is not None:
-            self.keepalive.start()
-        else:
-            log.info(
-                "keep-alive dormant (%s)",
-                "QUARRY_MIN_REPLICAS>=1" if settings.self_url else "QUARRY_SELF_URL unset",
-            )
-
-    def stop(self) -> None:
-        if self.recovery is not None:
-            self.recovery.stop()
-        if self.keepalive is not None:
-            self.keepalive.stop()
-
-    def on_request(self) -> None:
-        if self.recovery is not None and not self.recovery.triggered:
-            self.recovery.trigger()
-
-    def kick(self) -> None:
-        if self.worker is not None:
-            self.worker.kick("request")
 
 
 class ScaleToZeroMiddleware:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -58,7 +57,7 @@ def semantic_service(request: Request) -> SemanticService:
         found = SemanticService(
             svc.catalog,
             svc.store,
-            cache_dir=(svc.settings.data_dir or Path(".quarry")) / "cache",
+            cache_dir=svc.paths.cache_dir,
             ttl=svc.settings.semantic_cache_ttl,
         )
         request.app.state.semantic = found

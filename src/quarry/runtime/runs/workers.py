@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
-from sqlalchemy import Engine
-
-from quarry.catalog.reader import Catalog
 from quarry.core.holds import Holds
-from quarry.runtime.queue import Task, TaskQueue
+from quarry.runtime.queue import Task
 from quarry.runtime.queue.drain import DrainingWorker
 from quarry.runtime.queue.worker import Worker
 from quarry.runtime.runs.executor import RunExecutor, RunLimits
 from quarry.runtime.runs.service import RUN_TASK_KIND
-from quarry.store.objects import ObjectStore
+from quarry.runtime.services import Services
 
 log = logging.getLogger(__name__)
 
 
 def build_worker(
-    engine: Engine,
-    queue: TaskQueue,
-    store: ObjectStore,
-    catalog: Catalog,
-    cache_dir: Path,
+    svc: Services,
     *,
     lease_seconds: float = 30.0,
     shutdown_grace: float | None = None,
@@ -35,7 +27,10 @@ def build_worker(
 ) -> Worker:
     """With ``holds`` (the Factory, which may scale to zero) the worker drains under
     keep-alive holds and every run it executes holds one too (``docs/scale-to-zero.md``)."""
-    executor = RunExecutor(engine, queue, store, catalog, cache_dir, limits=limits)
+    queue = svc.queue
+    executor = RunExecutor(
+        svc.engine, queue, svc.store, svc.catalog, svc.paths.cache_dir, limits=limits
+    )
 
     def handle(task: Task) -> object:
         if task.kind != RUN_TASK_KIND:

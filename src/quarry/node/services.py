@@ -1,0 +1,72 @@
+"""Open what a process holds — the only place that connects to the state database,
+opens the queue, the object store and the catalog, and decides the local folders.
+
+Every process (``quarry serve``, ``worker``, ``driver``, ``run``, the operator
+commands, tests) gets its :class:`~quarry.runtime.services.Services` from
+:func:`build_services`; the components that run on it are assembled by
+:mod:`quarry.node.roles`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from quarry.agents.tasks import install as install_agent_tasks
+from quarry.catalog.reader import Catalog
+from quarry.core.errors import ConfigurationError
+from quarry.core.settings import Role, Settings
+from quarry.core.topology import derive_topology
+from quarry.node.paths import state_paths
+from quarry.runtime.connectors.policy import ConnectorPolicy, install_policy
+from quarry.runtime.queue import open_queue
+from quarry.runtime.queue.caps import queued_cap
+from quarry.runtime.queue.worker import Worker
+from quarry.runtime.runs.executor import RunLimits
+from quarry.runtime.runs.workers import build_worker
+from quarry.runtime.services import Services, StatePaths
+from quarry.store.db import create_state_engine, is_sqlite
+from quarry.store.migrate import prepare_schema
+from quarry.store.objects import open_object_store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Services", "StatePaths", "build_run_worker", "build_services"]
+
+
+def build_services(settings: Settings) -> Services:
+    """Connect, migrate (or check) the schema and open the object store."""
+    if settings.database_url is None or settings.blob_url is None:
+        raise ValueError("settings need database_url and blob_url (call with_local_defaults)")
+    if settings.role in {Role.SERVE, Role.WORKER} and is_sqlite(settings.database_url):
+        raise ConfigurationError(
+            f"role {settings.role.value!r} needs a shared PostgreSQL database "
+            "(QUARRY_DATABASE_URL=postgresql://...); SQLite serves a single local process only"
+        )
+    topology = derive_topology(settings)
+    log.info("topology: %s", topology.describe())
+    engine = create_state_engine(settings.database_url)
+    prepare_schema(engine, skip_migrations=settings.skip_migrations)
+    # What workspace code may reach from this process (docs/security.md).
+    install_policy(ConnectorPolicy.from_settings(settings, engine))
+    store = open_object_store(settings.blob_url)
+    catalog = Catalog(
+        engine,
+        store,
+        current_ttl=settings.revision_cache_ttl,
+        cache_size=settings.definition_cache_size,
+    )
+    queue = open_queue(engine, enqueue_guard=queued_cap(settings.queue_max_queued_per_tenant))
+    install_agent_tasks()  # ``agent`` steps run through quarry.agents in this process
+    return Services(settings, topology, engine, store, catalog, queue, state_paths(settings))
+
+
+def build_run_worker(svc: Services) -> Worker:
+    """The queue worker that executes runs, configured from the settings tree. On the
+    Factory (roles ide and all) it drains under keep-alive holds."""
+    return build_worker(
+        svc,
+        lease_seconds=svc.settings.worker_lease_seconds,
+        shutdown_grace=svc.settings.worker_shutdown_grace,
+        holds=svc.holds if svc.topology.serves_ide_routes else None,
+        limits=RunLimits.from_settings(svc.settings),
+    )

@@ -1,0 +1,55 @@
+"""What a running process holds, as one value lower layers may take.
+
+:class:`Services` is built only by the composition root (:mod:`quarry.node.services`);
+it is *defined* here, in ``quarry.runtime``, because the packages that use it —
+``runtime`` itself (run workers), ``scheduling``, ``fleet``, ``agents``, ``factory`` —
+all sit at or above ``runtime`` in the layer contract, and everything a ``Services``
+holds (settings, topology, engine, object store, catalog, queue, holds) comes from
+``runtime`` or below. Defining it in ``quarry.node`` (or ``quarry.api``, where it
+used to live) would make every one of them import upwards; defining it in
+``quarry.core`` would need the store and queue types under ``TYPE_CHECKING``, which
+the import contract still counts as imports. So lower layers take one ``svc`` instead
+of the ``(engine, queue, store, catalog)`` quartet, and never learn how it was built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from quarry.catalog.reader import Catalog
+from quarry.core.holds import Holds
+from quarry.core.settings import Settings
+from quarry.core.topology import Topology
+from quarry.runtime.queue import TaskQueue
+from quarry.store.objects import ObjectStore
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The process's local folders, decided once (``quarry.node.paths.state_paths``):
+    ``data_dir`` holds local state, ``cache_dir`` the connectors' and results' caches,
+    ``workspaces_dir`` the Factory's working copies."""
+
+    data_dir: Path
+    cache_dir: Path
+    workspaces_dir: Path
+
+
+@dataclass
+class Services:
+    settings: Settings
+    topology: Topology
+    engine: Engine
+    store: ObjectStore
+    catalog: Catalog
+    queue: TaskQueue
+    paths: StatePaths
+    # Keep-alive holds (docs/scale-to-zero.md): work that outlives a request — a
+    # compile, a run, the drain loop — takes one with ``svc.holds.hold("compile")``.
+    holds: Holds = field(default_factory=Holds)
+
+    def close(self) -> None:
+        self.engine.dispose()
