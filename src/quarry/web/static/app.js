@@ -31,6 +31,11 @@ function csrfToken() {
 
 function setState(state, text) {
   document.body.setAttribute("data-state", state);
+  // Blocks on screen are stale while new data loads: say so on each of them.
+  var busy = state === "loading" || state === "running";
+  els.blocks.querySelectorAll(".block").forEach(function (b) {
+    if (busy) b.setAttribute("aria-busy", "true"); else b.removeAttribute("aria-busy");
+  });
   els.status.textContent = text;
   els.status.className = "status status-" + state;
 }

@@ -39,11 +39,54 @@ function renderTable(block) {
 
 function renderChart(block) {
   var target = el("div", { className: "chart" });
-  window.vegaEmbed(target, block.spec, { renderer: "svg", actions: false })
+  // ast + the expression interpreter: Vega evaluates chart expressions without
+  // compiling code (no 'unsafe-eval' in the page's Content-Security-Policy).
+  var options = { renderer: "svg", actions: false, ast: true, expr: window.vega.expressionInterpreter };
+  window.vegaEmbed(target, block.spec, options)
     .catch(function (err) {
       target.appendChild(el("p", { className: "error", text: "Chart failed: " + err }));
     });
   return target;
+}
+
+// -- CSV of a block's data (made in the page from the rows it already has) ------------
+function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  var text = typeof value === "object" ? JSON.stringify(value) : String(value);
+  // Quote when needed; a leading = + - @ is prefixed so a spreadsheet shows it as text.
+  if (/^[=+\-@]/.test(text) && !/^-?[0-9.]+$/.test(text)) text = "'" + text;
+  return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
+export function blockCsv(block) {
+  var header, rows;
+  if (block.type === "table") {
+    header = block.columns.map(function (c) { return c.name; });
+    rows = block.rows;
+  } else {
+    var values = (block.spec && block.spec.data && block.spec.data.values) || [];
+    header = values.length ? Object.keys(values[0]) : [];
+    rows = values.map(function (v) { return header.map(function (k) { return v[k]; }); });
+  }
+  return [header].concat(rows).map(function (r) { return r.map(csvCell).join(","); }).join("\r\n") + "\r\n";
+}
+
+function slug(text) {
+  return String(text || "data").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "") || "data";
+}
+
+function downloadButton(block) {
+  var label = "Download CSV" + (block.title ? " of " + block.title : "");
+  var button = el("button", { type: "button", className: "download", "aria-label": label, text: "Download CSV" });
+  button.addEventListener("click", function () {
+    var url = URL.createObjectURL(new Blob([blockCsv(block)], { type: "text/csv;charset=utf-8" }));
+    var link = el("a", { href: url, download: slug(block.title || block.data) + ".csv" });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+  });
+  return el("div", { className: "block-tools" }, [button]);
 }
 
 export function renderBlock(block) {
@@ -64,6 +107,9 @@ export function renderBlock(block) {
     box.appendChild(renderTable(block));
   } else {
     box.appendChild(renderChart(block));
+  }
+  if (!block.error && (block.type === "table" || (block.spec && block.spec.data))) {
+    box.appendChild(downloadButton(block));
   }
   return box;
 }

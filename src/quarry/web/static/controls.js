@@ -87,8 +87,9 @@ export function renderControls(form, controls, onChange) {
     var widget = c.type === "toggle" ? toggleWidget(c, id, onChange)
       : c.type === "date" ? dateWidget(c, id, onChange)
       : selectWidget(c, id, onChange);
-    form.appendChild(el("label", { for: id, className: "control control-" + c.type }, [
-      el("span", { text: c.label || c.name }), widget,
+    // The label names the widget alone (wrapping it would add the options' text).
+    form.appendChild(el("div", { className: "control control-" + c.type }, [
+      el("label", { for: id, text: c.label || c.name }), widget,
     ]));
   });
 }

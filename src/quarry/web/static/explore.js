@@ -89,7 +89,10 @@ function post(url, body) {
 function table(result) {
   var head = el("tr", {}, result.columns.map(function (c) { return el("th", { text: c, scope: "col" }); }));
   var rows = result.rows.map(function (row) {
-    return el("tr", {}, row.map(function (v) { return el("td", { text: v === null ? "" : String(v) }); }));
+    var values = Array.isArray(row) ? row : result.columns.map(function (c) { return row[c]; });
+    return el("tr", {}, values.map(function (v) {
+      return el("td", { text: v === null || v === undefined ? "" : String(v) });
+    }));
   });
   return el("table", { className: "list" }, [el("thead", {}, [head]), el("tbody", {}, rows)]);
 }

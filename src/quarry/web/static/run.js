@@ -58,8 +58,5 @@ function watch(attempt) {
   });
 }
 
-if (detail.getAttribute("data-finished") === "true") {
-  document.body.setAttribute("data-run-state", "finished");
-} else {
-  watch(0);
-}
+// A finished run's stream replays its events and ends at once: the log is complete.
+watch(0);
