@@ -67,6 +67,7 @@ QUIET_FOR_HUMANS: tuple[str, ...] = (
     "alembic",
     "uvicorn.error",
     "quarry.api.services",
+    "quarry.node.services",
     "quarry.store.migrate",
     "quarry.factory.compiler",
     "quarry.runtime.runs.executor",
