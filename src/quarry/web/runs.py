@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from quarry.core.errors import BadRequest
+from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
 from quarry.store import runs as runq
@@ -111,9 +111,9 @@ def _task_sql(svc: Any, ws: WorkspaceRow, run: RunRow) -> dict[str, str]:
     try:
         doc = svc.catalog.definition(ws, run.revision_id, "workflow", run.target_name)
         body = json.loads(doc.body)
-    except Exception:  # a pruned revision: the page still shows the run
+    except NotFound:  # a pruned revision: the page still shows the run
         return {}
-    spec = body.get("definition", body)
+    spec = body.get("body", body)
     found: dict[str, str] = {}
     for index, task in enumerate(spec.get("tasks") or []):
         if not isinstance(task, dict):
@@ -122,7 +122,13 @@ def _task_sql(svc: Any, ws: WorkspaceRow, run: RunRow) -> dict[str, str]:
         if isinstance(sql, str):
             found[f"tasks.{index}"] = sql
         elif isinstance(task.get("sql_file"), str):
-            found[f"tasks.{index}"] = f"-- {task['sql_file']}"
+            try:
+                _, data = svc.catalog.file(ws, run.revision_id, task["sql_file"])
+                found[f"tasks.{index}"] = f"-- {task['sql_file']}\n" + data.decode(
+                    "utf-8", "replace"
+                )
+            except NotFound:  # the file is not in the revision: name it only
+                found[f"tasks.{index}"] = f"-- {task['sql_file']}"
     return found
 
 

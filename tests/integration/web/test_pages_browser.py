@@ -157,6 +157,9 @@ def test_start_a_run_and_watch_it_finish(
     steps = page.locator("#run-detail table.list tbody tr")
     expect(steps.first).to_contain_text("succeeded")
     expect(page.get_by_role("link", name="CSV").first).to_be_visible()
+    page.locator("#run-detail summary", has_text="SQL").first.click()
+    expect(page.locator("#run-detail pre").first).to_contain_text("queries/monthly_revenue.sql")
+    expect(page.locator("#run-detail pre").first).to_contain_text("SELECT")
     _check(page, shots, "run")
 
     page.get_by_role("button", name="Retry").click()
