@@ -33,8 +33,6 @@ FULL_WARNINGS = [
     "password_var)",
     "config.yml:50:11: warning: database 'sf' (type: snowflake) cannot be used: Snowflake is "
     "not supported yet (no Snowflake connector in Quarry)",
-    "config.yml:58:11: warning: database 'domo' (type: domo) cannot be used: Domo is not "
-    "supported yet (no Domo connector in Quarry)",
     "config.yml:63:11: warning: database 'md' (type: motherduck) cannot be used: MotherDuck "
     "is not supported: it needs DuckDB's motherduck extension, which Quarry's DuckDB "
     "sandbox does not install or load",

@@ -13,7 +13,6 @@ from typing import Any
 
 _NOT_YET: dict[str, str] = {
     "snowflake": "Snowflake is not supported yet (no Snowflake connector in Quarry)",
-    "domo": "Domo is not supported yet (no Domo connector in Quarry)",
     "motherduck": (
         "MotherDuck is not supported: it needs DuckDB's motherduck extension, which "
         "Quarry's DuckDB sandbox does not install or load"

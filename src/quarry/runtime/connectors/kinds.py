@@ -25,6 +25,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "mysql": ("quarry.runtime.connectors.mysql", "MysqlConnector"),
     "clickhouse": ("quarry.runtime.connectors.clickhouse", "ClickHouseConnector"),
     "bigquery": ("quarry.runtime.connectors.bigquery", "BigQueryConnector"),
+    "domo": ("quarry.runtime.connectors.domo", "DomoConnector"),
 }
 
 

@@ -20,6 +20,7 @@ from quarry.definitions.models.config import (
     AirhouseDatabase,
     BigQueryDatabase,
     ClickHouseDatabase,
+    DomoDatabase,
     DuckDbDatabase,
     MysqlDatabase,
     PostgresDatabase,
@@ -36,6 +37,7 @@ from quarry.runtime.connectors.settings import (
     bigquery_settings,
     clickhouse_settings,
     connection_info,
+    domo_settings,
     mysql_settings,
 )
 from quarry.runtime.connectors.support import unsupported_reason
@@ -109,6 +111,9 @@ class Connections:
         if isinstance(config, BigQueryDatabase):
             settings = bigquery_settings(config, self.secrets, self._reader(name, "key_path"))
             return self._connector("bigquery", name, "bigquery", {"settings": settings})
+        if isinstance(config, DomoDatabase):
+            settings = domo_settings(config, self.secrets)
+            return self._connector("domo", name, "postgres", {"settings": settings})
         raise ConnectorError(
             f"database {name!r} is of type {config.type!r}, which is not supported yet",
             database=name,

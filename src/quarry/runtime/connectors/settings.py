@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from quarry.definitions.models.config import (
     AirhouseDatabase,
     BigQueryDatabase,
     ClickHouseDatabase,
+    DomoDatabase,
     MysqlDatabase,
     PostgresDatabase,
     RedshiftDatabase,
@@ -222,4 +224,36 @@ def bigquery_settings(
         "dataset": config.dataset,
         "dry_run_limit": config.dry_run_limit,
         "api_endpoint": os.environ.get(BIGQUERY_ENDPOINT_ENV) or BIGQUERY_ENDPOINT,
+    }
+
+
+# Domo's API base URL per instance; an operator may point it elsewhere (a proxy, a
+# test server). Not a workspace setting.
+DOMO_BASE_URL_ENV = "QUARRY_DOMO_BASE_URL"
+DOMO_BASE_URL = "https://{instance}.domo.com"
+# A host label: nothing that could turn the URL into another host or a path.
+_DOMO_INSTANCE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def domo_settings(config: DomoDatabase, secrets: SecretResolver) -> dict[str, Any]:
+    """The API base URL of ``instance``, the dataset and the developer token."""
+    name = config.name
+    if not _DOMO_INSTANCE.match(config.instance):
+        raise ConnectorError(
+            f"database {name!r}: instance must be a Domo instance name (letters, digits "
+            "and '-', as in <instance>.domo.com)",
+            database=name,
+            field="instance",
+        )
+    if not re.fullmatch(r"[A-Za-z0-9-]+", config.dataset_id):
+        raise ConnectorError(
+            f"database {name!r}: dataset_id must be a Domo dataset id (letters, digits, '-')",
+            database=name,
+            field="dataset_id",
+        )
+    template = os.environ.get(DOMO_BASE_URL_ENV) or DOMO_BASE_URL
+    return {
+        "base_url": template.replace("{instance}", config.instance),
+        "dataset_id": config.dataset_id,
+        "token": secrets.resolve(name, "developer_token_var", config.developer_token_var),
     }

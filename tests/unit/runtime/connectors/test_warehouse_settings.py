@@ -16,6 +16,7 @@ from quarry.definitions.models.config import (
     AirhouseDatabase,
     BigQueryDatabase,
     ClickHouseDatabase,
+    DomoDatabase,
     DuckDbDatabase,
     MysqlDatabase,
     RedshiftDatabase,
@@ -29,6 +30,7 @@ from quarry.runtime.connectors.settings import (
     bigquery_settings,
     clickhouse_settings,
     connection_info,
+    domo_settings,
     filter_settings,
     mysql_settings,
 )
@@ -184,3 +186,27 @@ def test_bigquery_needs_a_service_account_key_and_names_what_is_missing() -> Non
         "d",
         "https://bigquery.googleapis.com",
     )
+
+
+def test_domo_instance_and_dataset_cannot_redirect_the_request() -> None:
+    env = {"DOMO_TOKEN": "t0k"}
+    secrets = SecretResolver(ConnectorPolicy.local(), "acme", env.get)
+
+    def domo(**fields: str) -> dict[str, object]:
+        base = {
+            "instance": "oxygen-ai",
+            "dataset_id": "b7a2-f6c3",
+            "developer_token_var": "DOMO_TOKEN",
+        }
+        return domo_settings(DomoDatabase(name="d", type="domo", **{**base, **fields}), secrets)
+
+    assert domo() == {
+        "base_url": "https://oxygen-ai.domo.com",
+        "dataset_id": "b7a2-f6c3",
+        "token": "t0k",
+    }
+    for instance in ("evil.com#", "a.b", "-x", "x/y"):
+        with pytest.raises(ConnectorError, match="instance must be a Domo instance name"):
+            domo(instance=instance)
+    with pytest.raises(ConnectorError, match="dataset_id must be a Domo dataset id"):
+        domo(dataset_id="../../admin")
