@@ -20,6 +20,7 @@ the strings it builds), and the output may not exceed :data:`MAX_OUTPUT_CHARS`.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -58,6 +59,33 @@ _CONTRIB_GLOBALS = ("cycler", "joiner", "lipsum", "randrange")
 
 class ParamOutsideSql(ValueError):
     pass
+
+
+class UnknownStatement(ValueError):
+    """A statement Oxy's minijinja does not know (its message is the user's)."""
+
+
+_LOOP_CONTROL = re.compile(r"\{%[-+]?\s*(break|continue)\s*[-+]?%\}")
+_NOT_CODE = re.compile(
+    r"\{%[-+]?\s*raw\s*[-+]?%\}.*?\{%[-+]?\s*endraw\s*[-+]?%\}|\{#.*?#\}", re.DOTALL
+)
+
+
+def refuse_loop_controls(source: str) -> None:
+    """Oxy's minijinja is built without the ``loop_controls`` feature, so
+    ``{% break %}`` and ``{% continue %}`` are syntax errors there; the Python binding
+    enables it. Quarry refuses them as Oxy does (outside ``raw`` blocks and comments),
+    rather than running a template Oxy cannot."""
+    if "break" not in source and "continue" not in source:
+        return
+    code = _NOT_CODE.sub(lambda m: "\n" * m.group(0).count("\n"), source)
+    found = _LOOP_CONTROL.search(code)
+    if found is not None:
+        line = code.count("\n", 0, found.start()) + 1
+        raise UnknownStatement(
+            f"SyntaxError: unknown statement {found.group(1)} (line {line}; "
+            "Oxy's templates have no loop controls)"
+        )
 
 
 def _one_argument(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -155,6 +183,7 @@ class TemplateCache:
             if hit is not None:
                 self._templates.move_to_end(source)
                 return hit
+        refuse_loop_controls(source)
         name = f"quarry-{next(self._counter)}"
         self.env.add_template(name, source)  # raises TemplateError on bad syntax
         entry = (name, frozenset(self.env.undeclared_variables_in_template(name)))

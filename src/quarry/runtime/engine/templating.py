@@ -149,6 +149,8 @@ def _problem(exc: Exception, strict: bool) -> TemplateProblem:
             detail = f"{detail} (strict templates: every name must be defined)"
         where = f" (line {exc.line})" if exc.line else ""
         return TemplateProblem(f"{exc.kind}: {detail}{where}")
+    if isinstance(exc, template_env.UnknownStatement):
+        return TemplateProblem(str(exc))
     if isinstance(exc, AttributeError):
         return TemplateProblem(f"not allowed in a template: {exc}")
     return TemplateProblem(f"{type(exc).__name__}: {exc}")
