@@ -126,6 +126,7 @@ def test_open_a_dashboard_change_a_control_download_csv(
     expect(page.locator(".chart svg")).to_have_count(3)
     expect(page.locator("table.data").first).to_contain_text("$445,833.33")
     _check(page, shots, "dashboard")
+    page.screenshot(path=str(shots / "dashboard-top.png"))  # the first screen, for the README
 
     page.get_by_label("Region", exact=True).select_option("North")
     expect(page).to_have_url(re.compile(r"region=North"))
