@@ -28,6 +28,7 @@ from quarry.node.services import build_run_worker
 from quarry.runtime.runs.follow import RunEventHub
 from quarry.runtime.services import Services
 from quarry.scheduling.node import build_scheduling_node
+from quarry.store.db import ping
 
 
 class Process(Enum):
@@ -81,20 +82,13 @@ def _worker(svc: Services) -> Node:
     return node
 
 
-def _ping(svc: Services) -> None:
-    from sqlalchemy import text
-
-    with svc.engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
-
-
 def _worker_http(svc: Services, port: int) -> WorkerHttp:
     """Health, readiness and metrics for the worker (docs/autoscaling.md)."""
     return WorkerHttp(
         svc.settings.host,
         port,
         health=lambda: {"status": "ok", "version": __version__, "role": "worker"},
-        probes={"database": lambda: _ping(svc), "object_store": svc.store.check},
+        probes={"database": lambda: ping(svc.engine), "object_store": svc.store.check},
         collectors=[QueueCollector(svc.queue, svc.settings.metrics_cache_seconds)],
         metrics_token=svc.settings.metrics_token,
         unready_after=svc.settings.queue_unready_after_seconds,

@@ -17,13 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from quarry.catalog.reader import Catalog
 from quarry.core.holds import Holds
 from quarry.core.settings import Settings
 from quarry.core.topology import Topology
 from quarry.runtime.queue import TaskQueue
+from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
 
 
