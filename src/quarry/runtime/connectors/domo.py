@@ -38,7 +38,7 @@ _NUMBERS: dict[str, pa.DataType] = {
 class DomoConnector(Connector):
     """One ``type: domo`` database (one Domo dataset) of a run."""
 
-    dialect = "postgres"  # Oxy maps Domo to Postgres SQL for its semantic layer
+    dialect = "mysql"  # the semantic layer's dialect for Domo (semantic/dialects.py)
 
     def __init__(
         self,

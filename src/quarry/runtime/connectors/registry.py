@@ -113,7 +113,7 @@ class Connections:
             return self._connector("bigquery", name, "bigquery", {"settings": settings})
         if isinstance(config, DomoDatabase):
             settings = domo_settings(config, self.secrets)
-            return self._connector("domo", name, "postgres", {"settings": settings})
+            return self._connector("domo", name, "mysql", {"settings": settings})
         raise ConnectorError(
             f"database {name!r} is of type {config.type!r}, which is not supported yet",
             database=name,
