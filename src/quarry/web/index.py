@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from quarry.core.errors import NotFound
+from quarry.runtime.apps.result import humanize
 from quarry.scheduling import admin
 from quarry.store import factory_tables as ft
 from quarry.store import runs as runq
@@ -38,12 +40,19 @@ class WorkspaceCard:
     compile_state: str | None
     problems: int
     problem_lines: list[str]
+    apps: list[tuple[str, str]]  # (title, page URL)
 
 
 def _card(svc: Any, conn: Any, ws: Any) -> WorkspaceCard:
     revision: dict[str, Any] = {}
+    apps: list[tuple[str, str]] = []
     if ws.current_revision_id is not None:
         revision = json.loads(svc.catalog.revision(ws, ws.current_revision_id).body)
+        listing = json.loads(svc.catalog.definitions(ws, ws.current_revision_id, "app").body)
+        apps = [
+            (humanize(d["name"]), f"/workspaces/{quote(ws.name)}/apps/{quote(d['name'])}")
+            for d in listing["definitions"]
+        ]
     statuses = ft.statuses(conn, ws.id)
     latest = next((s for s in statuses if s.branch == ws.default_branch), None)
     if latest is None and statuses:
@@ -62,6 +71,7 @@ def _card(svc: Any, conn: Any, ws: Any) -> WorkspaceCard:
         compile_state=latest.state if latest is not None else None,
         problems=len(problems),
         problem_lines=lines,
+        apps=apps,
     )
 
 
