@@ -136,3 +136,12 @@ def test_quarry_own_semantic_blocks_stay_strict() -> None:
     )
     found = problems("sales.topic.yml", text)
     assert any(p.startswith("6: ") and "atribute" in p for p in found), found
+
+
+def test_plain_column_names_skip_the_parser_but_keywords_do_not() -> None:
+    from quarry.definitions.semantic_rules import sql_error
+
+    assert sql_error("amount") is None and sql_error("orders.customer_id") is None
+    assert sql_error("from") is not None  # a keyword alone still goes to sqlglot
+    assert sql_error("CASE WHEN THEN") is not None
+    assert sql_error("CASE WHEN THEN") == sql_error("CASE WHEN THEN")  # remembered
