@@ -81,6 +81,7 @@ def _home(request: Request) -> HTMLResponse:
     cards: list[WorkspaceCard] = []
     runs: list[tuple[str, RunRow]] = []
     failing: list[dict[str, Any]] = []
+    firing: list[dict[str, Any]] = []
     for ws in svc.catalog.list_workspaces(tenant):
         with svc.engine.connect() as conn:
             cards.append(_card(svc, conn, ws))
@@ -96,6 +97,11 @@ def _home(request: Request) -> HTMLResponse:
                     continue  # the run was pruned
                 if last.state == "failed":
                     failing.append({"workspace": ws.name, "schedule": view, "run": last})
+            firing.extend(
+                {"workspace": ws.name, **alert}
+                for alert in admin.list_alerts(conn, tenant, ws.id)
+                if alert["state"] == "firing"
+            )
     runs.sort(key=lambda pair: pair[1].created_at, reverse=True)
     return render(
         request,
@@ -105,6 +111,7 @@ def _home(request: Request) -> HTMLResponse:
         workspaces=cards,
         runs=runs[:RECENT_RUNS],
         failing=failing,
+        firing=firing,
     )
 
 

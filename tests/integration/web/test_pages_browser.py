@@ -161,6 +161,9 @@ def test_start_a_run_and_watch_it_finish(
     page.locator("#run-detail summary", has_text="SQL").first.click()
     expect(page.locator("#run-detail pre").first).to_contain_text("queries/monthly_revenue.sql")
     expect(page.locator("#run-detail pre").first).to_contain_text("SELECT")
+    page.get_by_role("button", name="Show the rows of tasks.0").click()
+    rows = page.locator("#rows-1 tbody tr")
+    expect(rows).to_have_count(24)  # monthly_revenue: 24 months
     _check(page, shots, "run")
 
     page.get_by_role("button", name="Retry").click()
@@ -211,6 +214,10 @@ def test_explore_a_topic(signed_in: tuple[Page, Watched], quarry: Quarry, shots:
     expect(page.locator("#x-sql")).to_contain_text("SELECT")
     expect(page.locator("#x-rows tbody tr")).to_have_count(4)
     expect(page.locator("#x-rows")).to_contain_text("North")
+    task = page.locator("#x-task")
+    expect(task).to_contain_text("type: semantic_query")
+    expect(task).to_contain_text('measures: ["orders.revenue"]')
+    expect(task).to_contain_text('dimensions: ["orders.region"]')
     _check(page, shots, "explore")
 
 

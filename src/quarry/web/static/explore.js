@@ -86,6 +86,25 @@ function post(url, body) {
   });
 }
 
+// The query as an Oxy ``semantic_query`` task: YAML whose values are JSON (a JSON
+// string or list is a valid YAML flow scalar), so nothing needs YAML quoting rules.
+export function taskYaml(q) {
+  var j = JSON.stringify;
+  var lines = ["- name: explore_query", "  type: semantic_query", "  topic: " + j(q.topic),
+    "  measures: " + j(q.measures || [])];
+  if (q.dimensions && q.dimensions.length) lines.push("  dimensions: " + j(q.dimensions));
+  (q.time_dimensions || []).forEach(function (t, i) {
+    if (i === 0) lines.push("  time_dimensions:");
+    lines.push("    - dimension: " + j(t.dimension), "      granularity: " + j(t.granularity));
+  });
+  (q.filters || []).forEach(function (f, i) {
+    if (i === 0) lines.push("  filters:");
+    lines.push("    - field: " + j(f.field), "      op: " + j(f.op), "      value: " + j(f.value));
+  });
+  if (q.limit) lines.push("  limit: " + j(q.limit));
+  return lines.join("\n") + "\n";
+}
+
 function table(result) {
   var head = el("tr", {}, result.columns.map(function (c) { return el("th", { text: c, scope: "col" }); }));
   var rows = result.rows.map(function (row) {
@@ -113,6 +132,8 @@ form.addEventListener("submit", function (event) {
       box.textContent = "";
       box.appendChild(table(result));
       $("x-status").textContent = result.row_count + " rows" + (result.truncated ? " (truncated)" : "") + ".";
+      $("x-task").textContent = taskYaml(q);
+      $("x-copy").disabled = false;
       document.body.setAttribute("data-state", "ready");
     })
     .catch(function (err) {
@@ -121,6 +142,15 @@ form.addEventListener("submit", function (event) {
       $("x-status").textContent = "Failed.";
       document.body.setAttribute("data-state", "error");
     });
+});
+$("x-copy").addEventListener("click", function () {
+  var text = $("x-task").textContent;
+  var done = function () { $("x-status").textContent = "Task copied."; };
+  if (navigator.clipboard) {
+    navigator.clipboard.writeText(text).then(done, function () {
+      $("x-status").textContent = "Copying was refused: select the task text instead.";
+    });
+  }
 });
 $("x-workspace").addEventListener("change", loadCatalog);
 $("x-topic").addEventListener("change", showTopic);

@@ -58,5 +58,51 @@ function watch(attempt) {
   });
 }
 
+// A step's output as a table under its row (the first rows of its JSON output).
+var SHOWN_ROWS = 100;
+
+function cell(tag, text) {
+  var node = document.createElement(tag);
+  node.textContent = text === null || text === undefined ? "" :
+    typeof text === "object" ? JSON.stringify(text) : String(text);
+  return node;
+}
+
+function outputTable(doc) {
+  if (!doc || !Array.isArray(doc.columns)) {
+    return cell("pre", JSON.stringify(doc, null, 2));
+  }
+  var table = document.createElement("table");
+  table.className = "list";
+  var head = table.createTHead().insertRow();
+  doc.columns.forEach(function (c) { var th = cell("th", c); th.scope = "col"; head.appendChild(th); });
+  var body = table.createTBody();
+  doc.rows.slice(0, SHOWN_ROWS).forEach(function (row) {
+    var tr = body.insertRow();
+    doc.columns.forEach(function (c) { tr.appendChild(cell("td", Array.isArray(row) ? row[doc.columns.indexOf(c)] : row[c])); });
+  });
+  var wrap = document.createElement("div");
+  wrap.appendChild(table);
+  if (doc.rows.length > SHOWN_ROWS) {
+    wrap.appendChild(cell("p", "Showing the first " + SHOWN_ROWS + " of " + doc.rows.length + " rows; the CSV has them all."));
+  }
+  return wrap;
+}
+
+document.addEventListener("click", function (event) {
+  var button = event.target.closest ? event.target.closest("button.show-rows") : null;
+  if (!button) return;
+  var target = document.getElementById(button.getAttribute("aria-controls"));
+  if (!target.hidden) { target.hidden = true; button.setAttribute("aria-expanded", "false"); return; }
+  var box = target.querySelector("div");
+  box.textContent = "Loading…";
+  target.hidden = false;
+  button.setAttribute("aria-expanded", "true");
+  fetch(button.getAttribute("data-url"), { headers: { Accept: "application/json" } })
+    .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+    .then(function (doc) { box.textContent = ""; box.appendChild(outputTable(doc)); },
+      function (err) { box.textContent = "The output could not be loaded: " + err.message; });
+});
+
 // A finished run's stream replays its events and ends at once: the log is complete.
 watch(0);
