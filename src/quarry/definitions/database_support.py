@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 _NOT_YET: dict[str, str] = {
-    "snowflake": "Snowflake is not supported yet (no Snowflake connector in Quarry)",
     "motherduck": (
         "MotherDuck is not supported: it needs DuckDB's motherduck extension, which "
         "Quarry's DuckDB sandbox does not install or load"

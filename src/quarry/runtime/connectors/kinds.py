@@ -26,6 +26,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "clickhouse": ("quarry.runtime.connectors.clickhouse", "ClickHouseConnector"),
     "bigquery": ("quarry.runtime.connectors.bigquery", "BigQueryConnector"),
     "domo": ("quarry.runtime.connectors.domo", "DomoConnector"),
+    "snowflake": ("quarry.runtime.connectors.snowflake", "SnowflakeConnector"),
 }
 
 

@@ -25,6 +25,7 @@ from quarry.definitions.models.config import (
     MysqlDatabase,
     PostgresDatabase,
     RedshiftDatabase,
+    SnowflakeDatabase,
 )
 from quarry.runtime.connectors.base import Connector, ConnectorError
 from quarry.runtime.connectors.datasets import BlobCache
@@ -39,6 +40,7 @@ from quarry.runtime.connectors.settings import (
     connection_info,
     domo_settings,
     mysql_settings,
+    snowflake_settings,
 )
 from quarry.runtime.connectors.support import unsupported_reason
 from quarry.runtime.source import RevisionSource, normalise_path
@@ -111,6 +113,10 @@ class Connections:
         if isinstance(config, BigQueryDatabase):
             settings = bigquery_settings(config, self.secrets, self._reader(name, "key_path"))
             return self._connector("bigquery", name, "bigquery", {"settings": settings})
+        if isinstance(config, SnowflakeDatabase):
+            reader = self._reader(name, "private_key_path")
+            settings = snowflake_settings(config, self.secrets, reader)
+            return self._connector("snowflake", name, "snowflake", {"settings": settings})
         if isinstance(config, DomoDatabase):
             settings = domo_settings(config, self.secrets)
             return self._connector("domo", name, "mysql", {"settings": settings})

@@ -26,6 +26,7 @@ from quarry.definitions.models.config import (
     MysqlDatabase,
     PostgresDatabase,
     RedshiftDatabase,
+    SnowflakeDatabase,
 )
 from quarry.runtime.connectors.base import ConnectorError
 from quarry.runtime.connectors.secrets import SecretResolver
@@ -257,3 +258,62 @@ def domo_settings(config: DomoDatabase, secrets: SecretResolver) -> dict[str, An
         "dataset_id": config.dataset_id,
         "token": secrets.resolve(name, "developer_token_var", config.developer_token_var),
     }
+
+
+# Where Snowflake accounts are reached; an operator may point elsewhere (a private
+# link, a test server): scheme://host:port, "{account}" replaced. Not a workspace setting.
+SNOWFLAKE_URL_ENV = "QUARRY_SNOWFLAKE_URL"
+SNOWFLAKE_URL = "https://{account}.snowflakecomputing.com:443"
+_SNOWFLAKE_ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+
+
+def snowflake_settings(
+    config: SnowflakeDatabase, secrets: SecretResolver, read_file: Callable[[str], bytes]
+) -> dict[str, Any]:
+    """Connection values and the authentication Oxy would use: a key pair when
+    ``private_key_path`` is given, else the password (``password`` or
+    ``password_var``); Oxy's third way, a browser login, needs a person at a browser
+    on the worker and is refused."""
+    name = config.name
+    if not _SNOWFLAKE_ACCOUNT.match(config.account) or ".." in config.account:
+        raise ConnectorError(
+            f"database {name!r}: account must be a Snowflake account identifier "
+            "(e.g. xy12345 or xy12345.us-east-1)",
+            database=name,
+            field="account",
+        )
+    if config.filters:
+        raise ConnectorError(
+            f"database {name!r}: Snowflake filters are not supported yet (row-level "
+            "security would not apply; remove 'filters' or use another database)",
+            database=name,
+            field="filters",
+        )
+    url = urlsplit(
+        (os.environ.get(SNOWFLAKE_URL_ENV) or SNOWFLAKE_URL).replace("{account}", config.account)
+    )
+    out: dict[str, Any] = {
+        "account": config.account,
+        "user": config.username,
+        "warehouse": config.warehouse,
+        "database": config.database,
+        "schema": config.schema_,
+        "role": config.role,
+        "host": url.hostname,
+        "port": url.port or (443 if url.scheme == "https" else 80),
+        "protocol": url.scheme,
+    }
+    if config.private_key_path is not None:
+        out["private_key_pem"] = read_file(config.private_key_path)
+    elif config.password is not None:
+        out["password"] = config.password
+    elif config.password_var is not None:
+        out["password"] = secrets.resolve(name, "password_var", config.password_var)
+    else:
+        raise ConnectorError(
+            f"database {name!r}: give password_var or private_key_path (Oxy's browser "
+            "login needs a person at a browser, which a Quarry worker does not have)",
+            database=name,
+            field="password_var",
+        )
+    return out

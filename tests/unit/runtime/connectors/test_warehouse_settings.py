@@ -18,6 +18,7 @@ from quarry.definitions.models.config import (
     ClickHouseDatabase,
     DomoDatabase,
     DuckDbDatabase,
+    MotherDuckDatabase,
     MysqlDatabase,
     RedshiftDatabase,
     SnowflakeDatabase,
@@ -33,6 +34,7 @@ from quarry.runtime.connectors.settings import (
     domo_settings,
     filter_settings,
     mysql_settings,
+    snowflake_settings,
 )
 from quarry.runtime.connectors.support import unsupported_reason
 
@@ -123,10 +125,8 @@ def test_clickhouse_filters_become_prefixed_settings_from_their_defaults() -> No
 def test_types_quarry_cannot_open_say_why() -> None:
     assert unsupported_reason(MysqlDatabase(name="m", type="mysql")) is None
     assert unsupported_reason(BigQueryDatabase(name="bq", type="bigquery")) is None
-    snowflake = SnowflakeDatabase(
-        name="sf", type="snowflake", account="a", username="u", warehouse="w", database="d"
-    )
-    assert "Snowflake is not supported yet" in str(unsupported_reason(snowflake))
+    motherduck = MotherDuckDatabase(name="md", type="motherduck", token_var="MD_TOKEN")
+    assert "needs DuckDB's motherduck extension" in str(unsupported_reason(motherduck))
     lake = DuckDbDatabase(
         name="lake",
         type="duckdb",
@@ -153,8 +153,7 @@ def test_the_compile_warns_naming_file_database_and_type() -> None:
     parsed = parse_definition(
         "config.yml",
         b"databases:\n"
-        b"  - name: sf\n    type: snowflake\n    account: a\n    username: u\n"
-        b"    warehouse: w\n    database: d\n"
+        b"  - name: md\n    type: motherduck\n    token_var: MD_TOKEN\n"
         b"  - name: local\n    type: duckdb\n    dataset: data/\n    data_path: s3://b/\n"
         b"    schema_name: s\n    s3_secret_type: credential_chain\n"
         b"  - name: shop\n    type: mysql\n"
@@ -162,8 +161,9 @@ def test_the_compile_warns_naming_file_database_and_type() -> None:
     )
     unusable = [str(w) for w in parsed.warnings if "cannot be used" in w.message]
     assert unusable == [
-        "config.yml:3:11: warning: database 'sf' (type: snowflake) cannot be used: "
-        "Snowflake is not supported yet (no Snowflake connector in Quarry)"
+        "config.yml:3:11: warning: database 'md' (type: motherduck) cannot be used: "
+        "MotherDuck is not supported: it needs DuckDB's motherduck extension, which "
+        "Quarry's DuckDB sandbox does not install or load"
     ]
 
 
@@ -210,3 +210,39 @@ def test_domo_instance_and_dataset_cannot_redirect_the_request() -> None:
             domo(instance=instance)
     with pytest.raises(ConnectorError, match="dataset_id must be a Domo dataset id"):
         domo(dataset_id="../../admin")
+
+
+def test_snowflake_auth_is_oxys_order_and_browser_login_is_refused() -> None:
+    def sf(**fields: str) -> SnowflakeDatabase:
+        base = {"account": "xy12345.us-east-1", "username": "u", "warehouse": "w", "database": "d"}
+        return SnowflakeDatabase(name="sf", type="snowflake", **{**base, **fields})
+
+    env = {"SF_PW": "pw"}
+    secrets = SecretResolver(ConnectorPolicy.local(), "acme", env.get)
+    got = snowflake_settings(sf(password_var="SF_PW"), secrets, lambda p: b"")
+    assert (got["password"], got["host"], got["port"], got["protocol"]) == (
+        "pw",
+        "xy12345.us-east-1.snowflakecomputing.com",
+        443,
+        "https",
+    )
+    keyed = snowflake_settings(
+        sf(private_key_path="k.pem", password_var="SF_PW"), secrets, lambda p: b"PEM"
+    )
+    assert keyed["private_key_pem"] == b"PEM" and "password" not in keyed
+    with pytest.raises(ConnectorError, match="give password_var or private_key_path"):
+        snowflake_settings(sf(), secrets, lambda p: b"")
+    with pytest.raises(ConnectorError, match="account must be a Snowflake account identifier"):
+        snowflake_settings(sf(account="evil.com/x", password_var="SF_PW"), secrets, lambda p: b"")
+    filtered = SnowflakeDatabase(
+        name="sf",
+        type="snowflake",
+        account="a",
+        username="u",
+        warehouse="w",
+        database="d",
+        password_var="SF_PW",
+        filters={"t": {"default": "x"}},
+    )
+    with pytest.raises(ConnectorError, match="Snowflake filters are not supported yet"):
+        snowflake_settings(filtered, secrets, lambda p: b"")

@@ -1,0 +1,210 @@
+"""Snowflake through snowflake-connector-python, answering Arrow.
+
+Password or key-pair (``SNOWFLAKE_JWT``) authentication with the values of
+``settings.snowflake_settings``; the key arrives as PEM bytes (read by the registry),
+so the child process of tenant SQL reads no file. Values are bound server-side
+(``paramstyle="qmark"``: the statement's ``?`` and a ``bindings`` map, never
+formatted in). The guard checks the account's host before the first login.
+
+One connection per thread (a connection is one session); ``interrupt()`` cancels
+each running statement with the connector's own cancel request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import snowflake.connector
+from cryptography.hazmat.primitives import serialization
+from snowflake.connector.constants import (  # type: ignore[attr-defined]  # public, re-exported
+    FIELD_ID_TO_NAME,
+)
+
+from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.guard import check_host
+from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+
+Redact = Callable[[str], str]
+LOGIN_TIMEOUT_SECONDS = 60
+
+# The driver's core probes cloud metadata services (AWS IMDS, GCE, Azure) at every
+# login to report the platform in telemetry, loading the worker's own cloud
+# credentials while at it. A workspace's warehouse has no business with them.
+os.environ.setdefault("SNOWFLAKE_DISABLE_PLATFORM_DETECTION", "true")
+_JSON_TYPES = {"VARIANT", "OBJECT", "ARRAY", "MAP"}
+
+
+class SnowflakeConnector(Connector):
+    """One ``type: snowflake`` database of a run."""
+
+    dialect = "snowflake"
+
+    def __init__(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        *,
+        policy: ConnectorPolicy | None = None,
+        redact: Redact = lambda message: message,
+    ) -> None:
+        self.name = name
+        self._settings = dict(settings)
+        self._policy = policy or current_policy()
+        self._redact = redact
+        self._checked = False
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Any] = []
+        self._running: set[Any] = set()
+
+    def _connect_args(self) -> dict[str, Any]:
+        s = self._settings
+        if not self._checked:
+            check_host(self.name, s["host"], int(s["port"]), self._policy)
+            self._checked = True
+        args: dict[str, Any] = {
+            # The login names the account without its region (xy12345.us-east-1 -> xy12345).
+            "account": str(s["account"]).split(".", 1)[0],
+            "user": s["user"],
+            "warehouse": s["warehouse"],
+            "database": s["database"],
+            "host": s["host"],
+            "port": int(s["port"]),
+            "protocol": s["protocol"],
+            "paramstyle": "qmark",
+            "login_timeout": LOGIN_TIMEOUT_SECONDS,
+            "client_session_keep_alive": False,
+            "enable_server_session_keep_alive_auto_detection": False,
+        }
+        for key in ("schema", "role"):
+            if s.get(key):
+                args[key] = s[key]
+        if s.get("private_key_pem") is not None:
+            args["authenticator"] = "SNOWFLAKE_JWT"
+            args["private_key"] = _der_key(self.name, s["private_key_pem"])
+        else:
+            args["password"] = s.get("password") or ""
+        return args
+
+    def _open(self) -> Any:
+        args = self._connect_args()
+        try:
+            return snowflake.connector.connect(**args)
+        except snowflake.connector.Error as exc:
+            raise ConnectorError(
+                f"cannot connect to database {self.name!r}: {self._message(exc)}",
+                database=self.name,
+            ) from None
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.is_closed():
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def query(self, sql: BoundSql) -> pa.Table:
+        text, params = sql.to_driver(lambda _i: "?")
+        conn = self._connection()
+        cursor = conn.cursor()
+        with self._lock:
+            self._running.add(cursor)
+        try:
+            cursor.execute(text, params or None)
+            description = cursor.description
+            rows = cursor.fetchall() if description else []
+        except snowflake.connector.Error as exc:
+            raise ConnectorError(self._message(exc), database=self.name) from exc
+        finally:
+            with self._lock:
+                self._running.discard(cursor)
+            with contextlib.suppress(Exception):
+                cursor.close()
+        if not description:
+            return pa.table({})
+        arrays = [_array([row[i] for row in rows], col) for i, col in enumerate(description)]
+        return pa.Table.from_arrays(arrays, names=_unique([str(c.name) for c in description]))
+
+    def _message(self, exc: BaseException) -> str:
+        text = str(getattr(exc, "msg", None) or exc)
+        return self._redact(text.strip())
+
+    def interrupt(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for cursor in running:
+            with contextlib.suppress(Exception):
+                cursor.abort_query(cursor.sfqid)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def _der_key(database: str, pem: bytes) -> bytes:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise ConnectorError(
+            f"database {database!r}: private_key_path is not an unencrypted PEM private key",
+            database=database,
+            field="private_key_path",
+        ) from None
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _array(values: list[Any], column: Any) -> pa.Array:
+    kind = FIELD_ID_TO_NAME.get(column.type_code, "TEXT")
+    try:
+        if kind == "FIXED":
+            scale, precision = int(column.scale or 0), int(column.precision or 38)
+            if scale == 0:
+                return pa.array(values, type=pa.int64())
+            decimals = [None if v is None else Decimal(v) for v in values]
+            return pa.array(decimals, type=pa.decimal128(min(precision, 38), scale))
+        if kind == "REAL":
+            return pa.array(values, type=pa.float64())
+        if kind == "BOOLEAN":
+            return pa.array(values, type=pa.bool_())
+        if kind == "DATE":
+            return pa.array(values, type=pa.date32())
+        if kind == "TIMESTAMP_NTZ":
+            return pa.array(values, type=pa.timestamp("us"))
+        if kind in ("TIMESTAMP_TZ", "TIMESTAMP_LTZ"):
+            return pa.array(values, type=pa.timestamp("us", tz="UTC"))
+        if kind == "BINARY":
+            return pa.array(values, type=pa.binary())
+        if kind in _JSON_TYPES:
+            return pa.array(
+                [v if v is None or isinstance(v, str) else json.dumps(v) for v in values],
+                type=pa.string(),
+            )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        out.append(name if count == 0 else f"{name}_{count}")
+    return out
