@@ -22,6 +22,7 @@ from quarry.web.layout import render
 
 router = APIRouter(include_in_schema=False)
 ACTIONS = ("pause", "resume", "trigger")
+HISTORY = 50
 
 
 def _page(request: Request) -> HTMLResponse:
@@ -54,6 +55,41 @@ def _page(request: Request) -> HTMLResponse:
 @router.get("/schedules", response_class=HTMLResponse)
 async def schedules_page(request: Request) -> HTMLResponse:
     return await run_in_threadpool(_page, request)
+
+
+def _history(request: Request, workspace: str, name: str, kind: str) -> HTMLResponse:
+    svc = request.app.state.services
+    tenant = request_tenant(request)
+    ws = svc.catalog.workspace(tenant, workspace)
+    with svc.engine.connect() as conn:
+        view = admin.get_schedule(conn, tenant, ws.id, name, kind)
+        fires = admin.list_fires(conn, tenant, ws.id, name, kind=kind, limit=HISTORY)
+        alerts: list[dict[str, Any]] = []
+        if kind == "monitor":
+            try:
+                alerts = admin.alert_history(conn, tenant, ws.id, name, limit=HISTORY)
+            except NotFound:
+                alerts = []  # never checked yet
+    return render(
+        request,
+        "schedule.html",
+        title=f"{name} · Schedules",
+        section="schedules",
+        workspace=ws.name,
+        s=view,
+        fires=fires,
+        alerts=alerts,
+    )
+
+
+@router.get("/schedules/{workspace}/history", response_class=HTMLResponse)
+async def schedule_history(
+    request: Request, workspace: str, name: str = "", kind: str = "schedule"
+) -> HTMLResponse:
+    """One schedule's or monitor's fire log (and a monitor's alert history)."""
+    if kind not in ("schedule", "monitor"):
+        raise BadRequest("kind must be schedule or monitor", parameter="kind")
+    return await run_in_threadpool(_history, request, workspace, name, kind)
 
 
 @router.post("/schedules/{workspace}/{action}")

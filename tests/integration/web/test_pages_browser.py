@@ -200,6 +200,14 @@ def test_pause_a_schedule_with_the_keyboard_only(
     _check(page, shots, "schedules")
     page.get_by_role("button", name="Resume schedules/nightly").click()
     expect(page.get_by_role("status")).to_have_text("Resumed schedules/nightly.")
+    page.get_by_role("button", name="Trigger schedules/nightly").click()
+    expect(page.get_by_role("status")).to_contain_text("Triggered schedules/nightly: run")
+    page.get_by_role("link", name="schedules/nightly").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Schedule schedules/nightly")
+    fires = page.locator("table.list tbody tr")
+    expect(fires).to_have_count(1)
+    expect(fires.first.get_by_role("link")).to_be_visible()  # the run it started
+    _check(page, shots, "schedule")
 
 
 def test_explore_a_topic(signed_in: tuple[Page, Watched], quarry: Quarry, shots: Path) -> None:
