@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
+from quarry.scheduling import admin
 from quarry.store import runs as runq
 from quarry.store.runs import ArtifactRow, RunRow, StepRow
 from quarry.store.workspaces import WorkspaceRow
@@ -58,14 +59,27 @@ def _list(request: Request) -> HTMLResponse:
     svc = request.app.state.services
     tenant = request_tenant(request)
     q = request.query_params
-    chosen = {k: q.get(k, "") for k in ("workspace", "kind", "state", "origin")}
+    chosen = {k: q.get(k, "") for k in ("workspace", "kind", "state", "origin", "schedule")}
     spaces = _workspaces(request)
     found: list[tuple[str, RunRow]] = []
+    schedules: list[str] = []  # "workspace:name" of every schedule, for the filter
     with svc.engine.connect() as conn:
+        for ws in spaces:
+            names = [v.name for v in admin.list_schedules(conn, tenant, ws.id, "schedule")]
+            schedules.extend(f"{ws.name}:{n}" for n in names)
         for ws in spaces:
             if chosen["workspace"] and ws.name != chosen["workspace"]:
                 continue
+            fired: set[str] | None = None  # the runs the chosen schedule started
+            if chosen["schedule"]:
+                where, _, name = chosen["schedule"].partition(":")
+                if where != ws.name or f"{where}:{name}" not in schedules:
+                    continue
+                fires = admin.list_fires(conn, tenant, ws.id, name, limit=SCAN_LIMIT)
+                fired = {str(f["run_id"]) for f in fires if f["run_id"]}
             for run in runq.list_runs(conn, tenant, ws.id, limit=SCAN_LIMIT):
+                if fired is not None and run.id not in fired:
+                    continue
                 if chosen["kind"] and run.target_kind != chosen["kind"]:
                     continue
                 if chosen["state"] and run.state != chosen["state"]:
@@ -94,6 +108,7 @@ def _list(request: Request) -> HTMLResponse:
         kinds=KINDS,
         states=STATES,
         origins=ORIGINS,
+        schedules=schedules,
         startable=startable,
         notice=q.get("notice"),
     )

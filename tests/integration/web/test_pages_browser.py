@@ -208,6 +208,9 @@ def test_pause_a_schedule_with_the_keyboard_only(
     expect(fires).to_have_count(1)
     expect(fires.first.get_by_role("link")).to_be_visible()  # the run it started
     _check(page, shots, "schedule")
+    page.get_by_role("link", name="Its runs").click()
+    expect(page.get_by_label("Schedule")).to_have_value(f"{WORKSPACE}:schedules/nightly")
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
 
 
 def test_explore_a_topic(signed_in: tuple[Page, Watched], quarry: Quarry, shots: Path) -> None:
