@@ -377,6 +377,22 @@ def _sql_of(arguments: str) -> str | None:
     return None
 
 
+_SHOWN_FACTS = (
+    "content",
+    "error",
+    "database",
+    "rows",
+    "rows_shown",
+    "truncated",
+    "topic",
+    "chart",
+    "workflow",
+    "agent",
+    "status",
+)
+"""What a reply keeps of each tool result for the chat (docs/agents.md)."""
+
+
 def _tool_parts(result: TurnResult, results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Each tool call of the turn with its arguments, SQL and result, in call order."""
     parts = []
@@ -387,7 +403,7 @@ def _tool_parts(result: TurnResult, results: dict[str, dict[str, Any]]) -> list[
             if sql is not None:
                 part["sql"] = sql
             found = results.get(call.id, {})
-            for key in ("content", "error", "database", "rows", "rows_shown", "truncated"):
+            for key in _SHOWN_FACTS:
                 if key in found:
                     part[key] = found[key]
             parts.append(part)
@@ -487,20 +503,20 @@ def install() -> None:
 
 # -- the event stream of a turn (docs/agents.md, "Server-sent events") ---------------
 
-_RENAMED = {
-    "run.queued": "queued",
-    "run.started": "started",
-    "run.resumed": "started",
-    "run.cancel_requested": "cancel_requested",
-    "agent.text": "text",
-    "agent.tool_call": "tool_call",
-    "agent.tool_result": "tool_result",
-    "agent.model_response": "model_response",
-    "agent.warning": "warning",
-    "agent.answer": "answer",
-    "run.failed": "error",
+_RENAMED: dict[str, str] = {
+    RunEvent.QUEUED: "queued",
+    RunEvent.STARTED: "started",
+    RunEvent.RESUMED: "started",
+    RunEvent.CANCEL_REQUESTED: "cancel_requested",
+    RunEvent.AGENT_TEXT: "text",
+    RunEvent.AGENT_TOOL_CALL: "tool_call",
+    RunEvent.AGENT_TOOL_RESULT: "tool_result",
+    RunEvent.AGENT_MODEL_RESPONSE: "model_response",
+    RunEvent.AGENT_WARNING: "warning",
+    RunEvent.AGENT_ANSWER: "answer",
+    RunEvent.FAILED: "error",
 }
-TERMINAL_RUN_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+TERMINAL_RUN_EVENTS: frozenset[str] = frozenset(e for e in RunEvent if e.terminal)
 
 
 def thread_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -511,9 +527,9 @@ def thread_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     if name is None:
         return None
     data = {k: v for k, v in event.items() if k != "type"}
-    if kind == "run.resumed":
+    if kind == RunEvent.RESUMED:
         data["resumed"] = True
-    if kind == "run.failed":
+    if kind == RunEvent.FAILED:
         error = data.get("error")
         message = error.get("message") if isinstance(error, dict) else error
         data = {"message": str(message or "the turn failed"), "error": error}

@@ -47,16 +47,22 @@ def test_only_the_owner_writes_run_rows_and_builds_them() -> None:
 
 
 def test_only_the_owner_writes_run_queued() -> None:
+    """``{"type": RunEvent.QUEUED, ...}`` is built in one place (others may match it)."""
     writers = set()
     for rel, tree in modules():
         for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Attribute)
-                and node.attr == "QUEUED"
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "RunEvent"
-            ):
-                writers.add(rel)
+            if not isinstance(node, ast.Dict):
+                continue
+            for key, value in zip(node.keys, node.values, strict=True):
+                if (
+                    isinstance(key, ast.Constant)
+                    and key.value == "type"
+                    and isinstance(value, ast.Attribute)
+                    and value.attr == "QUEUED"
+                    and isinstance(value.value, ast.Name)
+                    and value.value.id == "RunEvent"
+                ):
+                    writers.add(rel)
     assert writers == {OWNER}
 
 
