@@ -36,6 +36,15 @@ EXTRA_FILES = {
         "target:\n  workflow: workflows/monthly_revenue.workflow.yml\n"
         'cron: "0 3 * * *"\ntimezone: UTC\ndescription: Nightly revenue\n'
     ),
+    "workflows/broken.workflow.yml": (
+        "tasks:\n  - name: missing\n    type: execute_sql\n    database: local\n"
+        "    sql_query: SELECT * FROM no_such_table\n"
+    ),
+    # Long enough to cancel: a cross join DuckDB counts for minutes.
+    "workflows/slow.workflow.yml": (
+        "tasks:\n  - name: spin\n    type: execute_sql\n    database: local\n"
+        "    sql_query: SELECT count(*) FROM range(100000000000) a\n"
+    ),
     # Everything a workspace author controls, with markup in it: shown as text.
     "apps/escapes.app.yml": (
         f"title: {json.dumps(XSS_TITLE)}\n"
@@ -88,7 +97,13 @@ def quarry_server(tmp: Path) -> Iterator[Quarry]:
     for relpath, text in EXTRA_FILES.items():
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
         (root / relpath).write_text(text)
-    env = {"QUARRY_DATA_DIR": str(tmp / "data"), "QUARRY_AUTH": "tokens", "COLUMNS": "120"}
+    env = {
+        "QUARRY_DATA_DIR": str(tmp / "data"),
+        "QUARRY_AUTH": "tokens",
+        "COLUMNS": "120",
+        # a cancel reaches the worker at its next heartbeat (a third of the lease)
+        "QUARRY_WORKER_LEASE_SECONDS": "3",
+    }
     args = ["serve", str(root), "--name", WORKSPACE]
     with quarry_process(args, env, tmp / "serve.log") as server:
         yield Quarry(server, _token(env, tmp), root)

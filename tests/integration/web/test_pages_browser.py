@@ -180,6 +180,29 @@ def test_start_a_run_and_watch_it_finish(
     _check(page, shots, "runs")
 
 
+def test_a_failed_run_shows_its_error_and_a_running_one_cancels(
+    signed_in: tuple[Page, Watched], quarry: Quarry, shots: Path
+) -> None:
+    page, _ = signed_in
+    page.goto(quarry.url + "/runs")
+    page.get_by_label("Workflow").select_option(f"{WORKSPACE}:workflows/broken")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_selector("body[data-run-state=finished]", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#run-state")).to_have_text("failed")
+    expect(page.locator("#run-detail p.error").first).to_contain_text("no_such_table")
+    expect(page.locator("#events")).to_contain_text("step.failed")
+    _check(page, shots, "run-failed")
+
+    page.goto(quarry.url + "/runs")
+    page.get_by_label("Workflow").select_option(f"{WORKSPACE}:workflows/slow")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#events")).to_contain_text("step.started", timeout=RUN_TIMEOUT_MS)
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.get_by_role("status").first).to_have_text("Cancel requested.")
+    page.wait_for_selector("body[data-run-state=finished]", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#run-state")).to_have_text("cancelled")
+
+
 def test_pause_a_schedule_with_the_keyboard_only(
     signed_in: tuple[Page, Watched], quarry: Quarry, shots: Path
 ) -> None:
