@@ -38,7 +38,7 @@ StatementGuard = Callable[[Connector], AbstractContextManager[Any]]
 interrupts the agent's SQL as it does a task's)."""
 
 
-def _unguarded(_connector: Connector) -> AbstractContextManager[Any]:
+def unguarded(_connector: Connector) -> AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
@@ -82,7 +82,7 @@ class _SqlTool(Generic[_Config]):
         self.database = config.database
         self.connections = connections
         self.limits = limits
-        self.guard = guard or _unguarded
+        self.guard = guard or unguarded
         self.spec = ToolSpec(
             config.name or self.default_name,
             config.description or self.default_description,

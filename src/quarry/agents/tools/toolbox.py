@@ -1,13 +1,28 @@
-"""The tools of one agent: those Quarry runs, built; the others named as not offered."""
+"""The tools of one agent: those Quarry runs, built; the others named as not offered
+(the compiler warns about them too: ``RUNNABLE_TOOL_TYPES``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from quarry.agents.tools.agent import AskAgent
 from quarry.agents.tools.base import AgentTool
 from quarry.agents.tools.readonly import SqlLimits
+from quarry.agents.tools.semantic import SemanticQueryExecutor
 from quarry.agents.tools.sql import ExecuteSql, StatementGuard, ValidateSql
-from quarry.definitions.models.agent import DefaultAgentConfig, ExecuteSqlTool, ValidateSqlTool
+from quarry.agents.tools.visualize import Visualize
+from quarry.agents.tools.workflow import RunWorkflow
+from quarry.definitions.models.agent import (
+    AgentTool as AgentToolConfig,
+)
+from quarry.definitions.models.agent import (
+    DefaultAgentConfig,
+    ExecuteSqlTool,
+    SemanticQueryTool,
+    ValidateSqlTool,
+    VisualizeTool,
+    WorkflowTool,
+)
 from quarry.runtime.connectors.registry import Connections
 
 
@@ -32,6 +47,14 @@ def build_toolbox(
             tool = ExecuteSql(config, connections, limits, guard)
         elif isinstance(config, ValidateSqlTool):
             tool = ValidateSql(config, connections, limits, guard)
+        elif isinstance(config, SemanticQueryTool):
+            tool = SemanticQueryExecutor(config, connections, limits, guard)
+        elif isinstance(config, VisualizeTool):
+            tool = Visualize(config)
+        elif isinstance(config, WorkflowTool):
+            tool = RunWorkflow(config, connections, limits)
+        elif isinstance(config, AgentToolConfig):
+            tool = AskAgent(config, connections, limits, guard)
         else:
             box.not_offered.append(f"{config.name or config.type} ({config.type})")
             continue

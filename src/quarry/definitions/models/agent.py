@@ -194,6 +194,13 @@ class _AgentBase(Lenient):
     retrieval: RetrievalConfig | None = None
 
 
+# Tool types Quarry runs (quarry.agents.tools.toolbox builds them); an agent's other
+# tools are accepted as in Oxy, offered to no model, and warned about when compiled.
+RUNNABLE_TOOL_TYPES = frozenset(
+    {"execute_sql", "validate_sql", "semantic_query", "visualize", "workflow", "agent"}
+)
+
+
 class DefaultAgentConfig(_AgentBase):
     # Oxy reads any ``type`` but "routing" as a default agent.
     type: str | None = None
@@ -210,6 +217,13 @@ class DefaultAgentConfig(_AgentBase):
                 f"agent type '{self.type}' is read as a default agent, as Oxy reads it "
                 "(the agent types are: default, routing)",
             )
+        for index, tool in enumerate(self.tools):
+            if tool.type not in RUNNABLE_TOOL_TYPES:
+                self.note(
+                    ("tools", index, "type"),
+                    f"tool '{tool.name or tool.type}' ({tool.type}) is not run by Quarry yet: "
+                    "it is offered to no model",
+                )
         return self
 
 
