@@ -248,6 +248,7 @@ def test_explore_a_topic(signed_in: tuple[Page, Watched], quarry: Quarry, shots:
     expect(page.locator("#x-sql")).to_contain_text("SELECT")
     expect(page.locator("#x-rows tbody tr")).to_have_count(4)
     expect(page.locator("#x-rows")).to_contain_text("North")
+    expect(page.locator("#x-chart svg rect")).to_have_count(4)  # one bar per region
     task = page.locator("#x-task")
     expect(task).to_contain_text("type: semantic_query")
     expect(task).to_contain_text('measures: ["orders.revenue"]')

@@ -2,6 +2,7 @@
 // from the form, its SQL (?sql_only=1) and rows from the query API. Text only: every
 // value goes in with textContent, never as markup.
 import { el } from "./controls.js";
+import { barChart } from "./minichart.js";
 
 var form = document.getElementById("explore");
 var $ = function (id) { return document.getElementById(id); };
@@ -110,7 +111,10 @@ function table(result) {
   var rows = result.rows.map(function (row) {
     var values = Array.isArray(row) ? row : result.columns.map(function (c) { return row[c]; });
     return el("tr", {}, values.map(function (v) {
-      return el("td", { text: v === null || v === undefined ? "" : String(v) });
+      // floats to 4 decimals: sums of money read 150924.78, not 150924.7800000001
+      var text = v === null || v === undefined ? "" :
+        typeof v === "number" && !Number.isInteger(v) ? String(Math.round(v * 1e4) / 1e4) : String(v);
+      return el("td", { text: text, className: typeof v === "number" ? "num" : "" });
     }));
   });
   return el("table", { className: "list" }, [el("thead", {}, [head]), el("tbody", {}, rows)]);
@@ -131,6 +135,10 @@ form.addEventListener("submit", function (event) {
       var box = $("x-rows");
       box.textContent = "";
       box.appendChild(table(result));
+      var chart = $("x-chart");
+      chart.textContent = "";
+      var svg = barChart(result, "Chart of " + q.measures.join(", ") + " by " + (result.columns[0] || ""));
+      if (svg) chart.appendChild(svg); else chart.appendChild(el("p", { className: "empty", text: "Nothing to plot." }));
       $("x-status").textContent = result.row_count + " rows" + (result.truncated ? " (truncated)" : "") + ".";
       $("x-task").textContent = taskYaml(q);
       $("x-copy").disabled = false;
