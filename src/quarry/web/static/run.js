@@ -24,9 +24,13 @@ function line(name, event) {
   status.textContent = "Latest: " + parts.slice(0, 3).join(" ");
 }
 
-// Replace the details with a fresh server rendering (steps as they finish).
-function refresh() {
-  if (refreshing) return refreshing;
+// Replace the details with a fresh server rendering (steps as they finish). One
+// fetch at a time; `after` waits for the one in flight and then fetches again (the
+// final rendering must be read after the run ended, not before).
+function refresh(after) {
+  if (refreshing) {
+    return after ? refreshing.then(function () { return refresh(false); }) : refreshing;
+  }
   refreshing = fetch(window.location.pathname, { headers: { Accept: "text/html" } })
     .then(function (resp) { return resp.text(); })
     .then(function (text) {
@@ -45,7 +49,7 @@ function watch(attempt) {
     if (name.indexOf("step.") === 0 && name !== "step.started") refresh();
   }, lastId).then(function (how) {
     if (how === "end") {
-      refresh().then(function () {
+      refresh(true).then(function () {
         document.body.setAttribute("data-run-state", "finished");
         status.textContent = "The run has finished: " +
           (document.getElementById("run-state") || {}).textContent;
