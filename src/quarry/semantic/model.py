@@ -88,10 +88,15 @@ class JoinPath:
     edges: tuple[Edge, ...]
 
 
+# (view, keys) of each entity name, on its primary and its foreign side
+_Sides = dict[str, list[tuple[str, tuple[str, ...]]]]
+
+
 @dataclass
 class _Index:
     members: dict[str, Member] = field(default_factory=dict)
-    edges: dict[str, list[Edge]] = field(default_factory=dict)
+    primaries: _Sides = field(default_factory=dict)
+    foreigns: _Sides = field(default_factory=dict)
     problems: list[SemanticProblem] = field(default_factory=list)
 
 
@@ -111,7 +116,13 @@ class SemanticModel:
         self.motifs: Mapping[str, MotifConfig] = dict(motifs)
         self.saved_queries: Mapping[str, SavedQueryConfig] = dict(saved_queries)
         self.members: Mapping[str, Member] = index.members
-        self._edges = index.edges
+        self._primaries = index.primaries
+        self._foreigns = index.foreigns
+        # Each view's edges, made on first use: views sharing a primary entity join
+        # pairwise (200 such views: 40,000 edges), and a query or a topic check only
+        # walks the edges of the views it reaches.
+        self._edges: dict[str, list[Edge]] = {}
+        self._entity_order = {name: i for i, name in enumerate(index.primaries)}
         self._build_problems = tuple(index.problems)
         self._lock = threading.Lock()
         self._plans: OrderedDict[Any, Any] = OrderedDict()
@@ -191,7 +202,12 @@ class SemanticModel:
         return found
 
     def edges_from(self, view: str) -> list[Edge]:
-        return self._edges.get(view, [])
+        found = self._edges.get(view)
+        if found is None:  # computed twice by two threads at worst: the same list
+            found = self._edges[view] = _edges_of(
+                self.views.get(view), self._primaries, self._foreigns, self._entity_order
+            )
+        return found
 
     def join_path(
         self,
@@ -346,29 +362,41 @@ def entity_keys(keys: str | None, many: list[str] | None) -> tuple[str, ...]:
 
 
 def _index_edges(views: Mapping[str, ViewConfig], index: _Index) -> None:
-    primaries: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-    foreigns: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    """Which views hold each entity, primary or foreign side (edges come from it)."""
     for view in views.values():
         for entity in view.entities:
             keys = entity_keys(entity.key, entity.keys)
-            side = primaries if entity.type == "primary" else foreigns
+            side = index.primaries if entity.type == "primary" else index.foreigns
             side.setdefault(entity.name, []).append((view.name, keys))
-    for name, owners in primaries.items():
+
+
+def _edges_of(
+    view: ViewConfig | None, primaries: _Sides, foreigns: _Sides, order: Mapping[str, int]
+) -> list[Edge]:
+    """The joins from ``view``: to the primary side of each of its foreign entities
+    (many to one), from each of its primary entities to their foreign sides (one to
+    many, fans out) and to other primaries of the same entity (one to one). Ordered
+    by entity (as first declared primary), then owner, as join planning expects."""
+    if view is None:
+        return []
+    name_of = view.name
+    edges: list[Edge] = []
+    names = sorted({e.name for e in view.entities if e.name in order}, key=order.__getitem__)
+    for name in names:
+        owners = primaries[name]
         for p_view, p_keys in owners:
-            for f_view, f_keys in foreigns.get(name, []):
-                if f_view == p_view:
-                    continue
-                index.edges.setdefault(f_view, []).append(
-                    Edge(f_view, p_view, name, f_keys, p_keys, fans_out=False)
-                )
-                index.edges.setdefault(p_view, []).append(
-                    Edge(p_view, f_view, name, p_keys, f_keys, fans_out=True)
-                )
-            for other, o_keys in owners:
-                if other != p_view:  # two primaries of one entity: one to one
-                    index.edges.setdefault(p_view, []).append(
-                        Edge(p_view, other, name, p_keys, o_keys, fans_out=False)
-                    )
+            if p_view == name_of:
+                for f_view, f_keys in foreigns.get(name, []):
+                    if f_view != name_of:
+                        edges.append(Edge(name_of, f_view, name, p_keys, f_keys, fans_out=True))
+                for other, o_keys in owners:
+                    if other != name_of:  # two primaries of one entity: one to one
+                        edges.append(Edge(name_of, other, name, p_keys, o_keys, fans_out=False))
+            else:
+                for f_view, f_keys in foreigns.get(name, []):
+                    if f_view == name_of:
+                        edges.append(Edge(name_of, p_view, name, f_keys, p_keys, fans_out=False))
+    return edges
 
 
 def count_join_paths(
