@@ -26,6 +26,20 @@ Goal (issue 2): the one-file recompile of 10,000 definitions under 10% of the fu
 compile (``1-file/full`` column).
 
     .venv/bin/python bench/compile_bench.py [--sizes 100,1000,10000] [--postgres]
+
+**Against a previous compiler** (issue 15: a 1,000-definition workspace compiles
+within 10% of the compiler before the Oxy-compatibility work), ``--previous DIR``
+names a checkout of that commit (``git worktree add /tmp/prev <commit>``); its
+``src`` is put on the children's ``PYTHONPATH``, and ``--current DIR`` likewise for
+the compiler under test (default: the installed one). Both run in the same bench
+run, alternating, on SQLite, over two workloads of ``--compare-size`` definitions:
+the generated workspace (both compilers read it) and the **conformance corpus**
+(``tests/conformance/workspaces/full``, its workflows, apps and agents copied under
+``copies/<k>/`` until it holds that many definitions). The previous compiler
+refuses the corpus (it predates Oxy's formats), so its figure there is the time it
+takes to find every problem, shown with the problem count.
+
+    .venv/bin/python bench/compile_bench.py --previous /tmp/prev [--current DIR]
 """
 
 from __future__ import annotations
@@ -80,13 +94,23 @@ def _backend_cpu(engine: Any) -> dict[int, float]:
 def child(args: argparse.Namespace) -> None:
     from quarry.api.services import build_services
     from quarry.core.settings import Settings
-    from quarry.factory.isolation import CompileLimits, prewarm
+    from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
 
     settings = Settings(database_url=args.db, blob_url=args.blobs)
     limits = CompileLimits.from_settings(settings)  # QUARRY_COMPILE_ISOLATION=inline|process
-    prewarm(limits)  # as quarry compile does: the compile process starts with the services
+    try:  # as quarry compile does: the compile process starts with the services
+        from quarry.factory.isolation import prewarm
+    except ImportError:  # an older checkout (--previous) has no prewarm, nor limits=
+        pass
+    else:
+        prewarm(limits)
+    import inspect
+
+    takes_limits = "limits" in inspect.signature(compile_local).parameters
     svc = build_services(settings)
+    from quarry.core.errors import CompileFailed
+
     before = _rss_kb()
     profiler = None
     if args.profile:
@@ -97,9 +121,14 @@ def child(args: argparse.Namespace) -> None:
     backends = _backend_cpu(svc.engine)
     cpu_started = time.process_time()
     started = time.perf_counter()
-    result = compile_local(
-        svc.engine, svc.store, settings.tenant, Path(args.root), "bench", limits=limits
-    )
+    failed: CompileFailed | None = None
+    try:
+        extra: dict[str, Any] = {"limits": limits} if takes_limits else {}
+        result = compile_local(
+            svc.engine, svc.store, settings.tenant, Path(args.root), "bench", **extra
+        )
+    except CompileFailed as exc:  # a compiler that refuses the workspace: time to refuse
+        failed = exc
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     cpu += sum(c - backends.get(pid, 0.0) for pid, c in _backend_cpu(svc.engine).items())
@@ -107,6 +136,20 @@ def child(args: argparse.Namespace) -> None:
         profiler.disable()
         profiler.dump_stats(args.profile)
     svc.close()
+    if failed is not None:
+        errors = [p for p in failed.problems if getattr(p, "severity", "error") != "warning"]
+        print(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "cpu": cpu,
+                    "failed": len(errors),
+                    "rss_before_kb": before,
+                    "rss_peak_kb": _rss_kb(),
+                }
+            )
+        )
+        return
     print(
         json.dumps(
             {
@@ -142,14 +185,22 @@ class Run:
     info: dict[str, object]
 
 
-def measure(db: str, blobs: str, root: Path, profile: str | None = None) -> Run:
+def measure(
+    db: str, blobs: str, root: Path, profile: str | None = None, src: Path | None = None
+) -> Run:
+    """One compile in a fresh child; ``src``: the ``src`` folder of another checkout
+    whose ``quarry`` the child imports instead of the installed one."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--db", db]
     cmd += ["--blobs", blobs, "--root", str(root)]
     if profile:
         cmd += ["--profile", profile]
+    env = None
+    if src is not None:  # a comparison: both compilers parse inline (the compiler itself,
+        # not the start of a compile process, which the older one cannot pre-warm)
+        env = {**os.environ, "PYTHONPATH": str(src), "QUARRY_COMPILE_ISOLATION": "inline"}
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise ChildFailed(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -282,6 +333,113 @@ def bench_size(backend: Backend, work: Path, n: int, repeat: int, profile_dir: P
     }
 
 
+# -- against a previous compiler (issue 15) ------------------------------------------
+CORPUS = HERE.parent / "tests" / "conformance" / "workspaces" / "full"
+_COPIED = ("workflows/", "apps/", "agents/")
+
+
+def corpus_workspace(root: Path, n: int) -> str:
+    """The conformance corpus with its workflows, apps and agents copied under
+    ``copies/<k>/`` until it holds about ``n`` definitions (references are
+    workspace-relative, so each copy still finds what it names); the path of one
+    copied workflow, the file a 1-file recompile changes."""
+    from quarry.definitions.kinds import classify_path
+
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(CORPUS, root)
+    files = sorted(p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*") if p.is_file())
+    definitions = [f for f in files if classify_path(f) is not None]
+    copied = [f for f in definitions if f.startswith(_COPIED) and f.endswith(".yml")]
+    copied = [f for f in copied if classify_path(f) is not None]
+    k = 0
+    while len(definitions) + k * len(copied) < n:
+        for f in copied:
+            target = root / "copies" / str(k) / f
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(CORPUS / f, target)
+        k += 1
+    return next(f"copies/0/{f}" for f in copied if f.endswith(".workflow.yml"))
+
+
+def compare(work: Path, n: int, repeat: int, current: Path | None, previous: Path) -> list[dict]:
+    """Full and 1-file compiles of both workloads by both compilers, alternating."""
+    rows = []
+    current = current or Path(__file__).resolve().parent.parent / "src"
+    backend = SqliteBackend(work)
+    for workload in ("generated", "corpus"):
+        root = work / f"cmp-{workload}"
+        if workload == "generated":
+            shutil.rmtree(root, ignore_errors=True)
+            generate_workspace(root, n)
+            edited = None
+        else:
+            edited = corpus_workspace(root, n)
+        runs: dict[str, dict[str, list[Run]]] = {
+            name: {"full": [], "one": []} for name in ("previous", "current")
+        }
+        for gen in range(repeat):
+            for name, src in (("previous", previous), ("current", current)):
+                db, blobs = backend.fresh()
+                full = measure(db, blobs, root, src=src)
+                runs[name]["full"].append(full)
+                if "failed" in full.info:
+                    continue  # nothing stored to recompile against
+                if edited is None:
+                    touch_one_file(root, gen + 1)
+                else:
+                    path = root / edited
+                    path.write_text(path.read_text() + f"\n# edit {name} {gen}\n")
+                runs[name]["one"].append(measure(db, blobs, root, src=src))
+        for name, by in runs.items():
+            full = by["full"]
+            rows.append(
+                {
+                    "workload": workload,
+                    "compiler": name,
+                    "definitions": full[0].info.get("definitions"),
+                    "refused": full[0].info.get("failed"),
+                    "full_s": statistics.median(r.seconds for r in full),
+                    "full_cpu_s": statistics.median(r.cpu for r in full),
+                    "one_s": statistics.median(r.seconds for r in by["one"]) if by["one"] else None,
+                    "raw_full_s": [round(r.seconds, 3) for r in full],
+                    "raw_one_s": [round(r.seconds, 3) for r in by["one"]],
+                    "load": statistics.median(r.load for r in full),
+                }
+            )
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def print_comparison(rows: list[dict]) -> None:
+    print(
+        f"{'workload':<11}{'compiler':<10}{'defs':>6} | {'full s':>7}{'cpu s':>7}"
+        f"{'1-file s':>9} | {'full vs previous':>16} | {'load':>5}"
+    )
+    by = {(r["workload"], r["compiler"]): r for r in rows}
+    for r in rows:
+        prev = by[(r["workload"], "previous")]
+        ratio = ""
+        if r["compiler"] == "current" and not prev["refused"]:
+            ratio = f"{r['full_s'] / prev['full_s']:.2f}x"
+        one = f"{r['one_s']:.2f}" if r["one_s"] is not None else "-"
+        defs = (
+            r["definitions"] if r["definitions"] is not None else f"refused ({r['refused']} errors)"
+        )
+        print(
+            f"{r['workload']:<11}{r['compiler']:<10}{defs!s:>6} | {r['full_s']:>7.2f}"
+            f"{r['full_cpu_s']:>7.2f}{one:>9} | {ratio:>16} | {r['load']:>5.1f}"
+        )
+    gen_prev, gen_cur = by[("generated", "previous")], by[("generated", "current")]
+    ratio = gen_cur["full_s"] / gen_prev["full_s"]
+    verdict = "MET" if ratio <= 1.10 else "NOT MET"
+    print(
+        f"goal (issue 15: {gen_cur['definitions']} definitions within 10% of the previous "
+        f"compiler): full {ratio:.2f}x -> {verdict}"
+    )
+    for r in rows:
+        print(f"  {r['workload']} {r['compiler']}: full {r['raw_full_s']} 1-file {r['raw_one_s']}")
+
+
 def print_tables(rows: list[dict]) -> None:
     head = (
         f"{'backend':<9}{'defs':>7}{'files':>7} | {'full s':>7}{'wall s':>7}{'RSS0 MB':>8}"
@@ -334,6 +492,13 @@ def main() -> None:
         "--profile", type=Path, help="write cProfile stats of a full and a 1-file compile here"
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--previous", type=Path, help="checkout of the previous compiler: compare with it"
+    )
+    parser.add_argument(
+        "--current", type=Path, help="checkout of the compiler under test (default: installed)"
+    )
+    parser.add_argument("--compare-size", type=int, default=1000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--blobs", help=argparse.SUPPRESS)
@@ -345,6 +510,16 @@ def main() -> None:
         return
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
+    if args.previous is not None:
+        current = None if args.current is None else args.current / "src"
+        with tempfile.TemporaryDirectory(prefix="quarry-compile-compare-") as tmp:
+            found = compare(
+                Path(tmp), args.compare_size, args.repeat, current, args.previous / "src"
+            )
+        print_comparison(found)
+        if args.json:
+            args.json.write_text(json.dumps(found, indent=2))
+        return
     import quarry
 
     print(f"quarry from {Path(quarry.__file__).parent}", file=sys.stderr)
