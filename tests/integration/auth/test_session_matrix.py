@@ -128,6 +128,19 @@ def test_another_tenants_cookie_sees_no_page_of_acme(deployment: Deployment) -> 
     assert _state(deployment) == before
 
 
+def test_a_viewer_sees_no_button_it_cannot_use(deployment: Deployment) -> None:
+    with _signed_in(deployment, "acme:viewer") as viewer:
+        runs = viewer.get("/runs").text
+        run = viewer.get(f"/runs/{deployment.acme_run}").text
+        assert "viewer" in runs and "Sign out" in runs
+        assert "Start run" not in runs
+        assert "Cancel run" not in run and "Retry" not in run
+    with _signed_in(deployment, "acme:editor") as editor:
+        assert "Start run" in editor.get("/runs").text
+        page = editor.get(f"/runs/{deployment.acme_run}").text
+        assert "Cancel run" in page or "Retry" in page
+
+
 def test_a_signed_out_browser_is_sent_to_sign_in(deployment: Deployment) -> None:
     with httpx.Client(base_url=deployment.url, timeout=30) as client:
         page = client.get("/runs?state=failed", headers={"Accept": "text/html"})
