@@ -153,6 +153,10 @@ def _binding(binding: dict[str, Any]) -> Any:
         return float(value)
     if kind == "BOOLEAN":
         return value in ("true", "1", "TRUE")
+    if kind == "DATE":  # epoch milliseconds
+        return dt.date(1970, 1, 1) + dt.timedelta(milliseconds=int(value))
+    if kind == "TIMESTAMP_NTZ":  # epoch nanoseconds
+        return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=int(value) // 1000)
     return value
 
 
