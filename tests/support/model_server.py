@@ -1,15 +1,16 @@
-"""A scripted model server: OpenAI Chat Completions and Anthropic Messages on a real socket.
+"""A scripted model server: OpenAI Chat Completions, Anthropic Messages and Gemini
+``generateContent`` on a real socket.
 
 No model can be reached from CI, so agent tests talk to this server through the real
-``openai`` and ``anthropic`` SDKs (``base_url`` pointed here). A test writes a
+``openai``, ``anthropic`` and ``google-genai`` SDKs (``base_url`` pointed here). A test writes a
 script: each entry optionally matches the last message of a request (its text, or
 the content of the last tool result) and answers with text, tool calls, or an HTTP
 error (429 with ``Retry-After``, 500...). Requests take the first unused entry that
 matches, in order; every request is recorded (with the time it arrived) so a test
 can assert what the model was sent and when.
 
-Both protocols stream (SSE chunks exactly as the providers frame them) when the
-request asks for ``stream: true``.
+Every protocol streams (SSE chunks as the providers frame them) when the request asks
+for it (``stream: true``; Gemini's ``:streamGenerateContent?alt=sse``).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class ModelServer:
                     methods=["POST"],
                 ),
                 Route("/v1/messages", self._anthropic, methods=["POST"]),
+                # Gemini: /v1[beta]/models/<model>:generateContent | :streamGenerateContent
+                Route("/{version}/models/{target}", self._gemini, methods=["POST"]),
             ]
         )
         config = uvicorn.Config(
@@ -147,6 +150,10 @@ class ModelServer:
     def anthropic_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def google_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def add(self, *replies: Reply) -> None:
         with self._lock:
             self.script.extend(replies)
@@ -166,7 +173,10 @@ class ModelServer:
         self._thread.join(timeout=10)
 
     def _next(self, protocol: str, request: Request, body: dict[str, Any]) -> Reply:
-        last = _last_text(body.get("messages", []))
+        if protocol == "google":
+            last = _gemini_last_text(body.get("contents", []))
+        else:
+            last = _last_text(body.get("messages", []))
         with self._lock:
             self.requests.append(
                 Seen(
@@ -211,6 +221,24 @@ class ModelServer:
     async def _anthropic(self, request: Request) -> Response:
         return await self._answer("anthropic", request)
 
+    async def _gemini(self, request: Request) -> Response:
+        model, _, method = str(request.path_params["target"]).partition(":")
+        body = await request.json()
+        reply = self._next("google", request, body)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            return JSONResponse(
+                _error_body("google", reply.status, reply.error or "scripted error"),
+                status_code=reply.status,
+                headers=reply.headers,
+            )
+        if method == "streamGenerateContent":
+            return _sse(_gemini_chunks(model, reply))
+        if method != "generateContent":
+            return JSONResponse(_error_body("google", 404, f"no method {method}"), 404)
+        return JSONResponse(_gemini_response(model, reply, reply.text, reply.calls, True))
+
 
 def _error_body(protocol: str, status: int, message: str) -> dict[str, Any]:
     kind = {429: "rate_limit_error", 500: "api_error", 400: "invalid_request_error"}.get(
@@ -218,6 +246,11 @@ def _error_body(protocol: str, status: int, message: str) -> dict[str, Any]:
     )
     if protocol == "openai":
         return {"error": {"message": message, "type": kind, "code": str(status)}}
+    if protocol == "google":
+        state = {429: "RESOURCE_EXHAUSTED", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}
+        return {
+            "error": {"code": status, "message": message, "status": state.get(status, "INTERNAL")}
+        }
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
@@ -381,3 +414,41 @@ async def _anthropic_events(model: str, reply: Reply) -> AsyncIterator[str]:
         },
     )
     yield event("message_stop", {})
+
+
+def _gemini_last_text(contents: list[dict[str, Any]]) -> str:
+    if not contents:
+        return ""
+    texts = []
+    for part in contents[-1].get("parts", []):
+        if "text" in part:
+            texts.append(str(part["text"]))
+        elif "functionResponse" in part:
+            response = part["functionResponse"].get("response", {})
+            texts.append(str(response.get("result", response)))
+    return "\n".join(texts)
+
+
+def _gemini_response(
+    model: str, reply: Reply, text: str, calls: list[Call], last: bool
+) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"text": text}] if text else []
+    parts.extend({"functionCall": {"name": c.name, "args": c.arguments}} for c in calls)
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    body: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
+    if last:
+        candidate["finishReason"] = "STOP"
+        body["usageMetadata"] = {
+            "promptTokenCount": reply.input_tokens,
+            "candidatesTokenCount": reply.output_tokens,
+            "totalTokenCount": reply.input_tokens + reply.output_tokens,
+        }
+    return body
+
+
+async def _gemini_chunks(model: str, reply: Reply) -> AsyncIterator[str]:
+    pieces = _words(reply.text) if reply.text else []
+    for piece in pieces[:-1]:
+        yield f"data: {json.dumps(_gemini_response(model, reply, piece, [], False))}\r\n\r\n"
+    final = _gemini_response(model, reply, pieces[-1] if pieces else "", reply.calls, True)
+    yield f"data: {json.dumps(final)}\r\n\r\n"

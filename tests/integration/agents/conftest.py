@@ -151,6 +151,13 @@ def make_workspace(
                 "key_var": "TEST_ANTHROPIC_KEY",
                 "api_url": server.anthropic_url,
             },
+            {
+                "name": "gemini",
+                "vendor": "google",
+                "model_ref": "gemini-test",
+                "key_var": "TEST_GOOGLE_KEY",
+                "api_url": server.google_url,
+            },
         ]
         if warehouse is not None:
             config["databases"].append(
@@ -172,7 +179,11 @@ def make_workspace(
         assert not [p for p in result.problems if not p.is_warning], result.problems
         row = services.catalog.workspace("local", "shop", fresh=True)
         source = RevisionSource(services.catalog, row, result.revision_id)
-        env = {"TEST_OPENAI_KEY": "sk-test", "TEST_ANTHROPIC_KEY": "ant-test"}
+        env = {
+            "TEST_OPENAI_KEY": "sk-test",
+            "TEST_ANTHROPIC_KEY": "ant-test",
+            "TEST_GOOGLE_KEY": "g-test",
+        }
         return Workspace(services, root, source, BlobCache(tmp_path / "data" / "cache"), env)
 
     return make

@@ -12,6 +12,7 @@ import pytest
 from quarry.agents.providers.anthropic import AnthropicProvider
 from quarry.agents.providers.base import Message, ModelProvider, ProviderError, ToolSpec
 from quarry.agents.providers.configured import make_provider
+from quarry.agents.providers.google import GoogleProvider
 from quarry.agents.providers.openai import OpenAIProvider
 from quarry.definitions.models.config import WorkspaceConfig
 from quarry.runtime.connectors.policy import ConnectorPolicy
@@ -32,6 +33,10 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 def provider(vendor: str, server: ModelServer, **options: Any) -> ModelProvider:
     if vendor == "openai":
         return OpenAIProvider("gpt", "gpt-test", "sk-test", api_url=server.openai_url, **options)
+    if vendor == "google":
+        return GoogleProvider(
+            "gemini", "gemini-test", "g-test", api_url=server.google_url, **options
+        )
     return AnthropicProvider(
         "claude", "claude-test", "sk-ant-test", api_url=server.anthropic_url, **options
     )
@@ -44,7 +49,7 @@ async def call(p: ModelProvider, *args: Any, **kwargs: Any) -> Any:
         await p.close()
 
 
-VENDORS = ["openai", "anthropic"]
+VENDORS = ["openai", "anthropic", "google"]
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
@@ -91,6 +96,26 @@ def test_text_and_tool_calls_round_trip(vendor: str, stream: bool) -> None:
     if vendor == "openai":
         assert sent["messages"][0] == {"role": "system", "content": "be brief"}
         assert sent["messages"][-1]["role"] == "tool"
+    elif vendor == "google":
+        assert sent["systemInstruction"]["parts"] == [{"text": "be brief"}]
+        assert [c["role"] for c in sent["contents"]] == ["user", "model", "user"]
+        calls = [p["functionCall"] for p in sent["contents"][1]["parts"]]
+        assert [c["args"] for c in calls] == [{"sql": "SELECT 1"}, {"sql": "SELECT 2"}]
+        # Both results in one user content, each named after its function and id.
+        results = [p["functionResponse"] for p in sent["contents"][-1]["parts"]]
+        assert [(r["name"], r["response"]) for r in results] == [
+            ("execute_sql", {"result": "result one"}),
+            ("execute_sql", {"result": "result one too"}),
+        ]
+        assert [r["id"] for r in results] == [c.id for c in first.tool_calls]
+        tool = sent["tools"][0]["functionDeclarations"][0]
+        # the JSON schema as is (the SDK names the field in proto's snake case)
+        schema = tool.get("parametersJsonSchema", tool.get("parameters_json_schema"))
+        assert tool["name"] == "execute_sql" and schema == SQL_TOOL.parameters
+        assert server.requests[1].path.endswith(
+            ":streamGenerateContent" if stream else ":generateContent"
+        )
+        assert server.requests[1].headers["x-goog-api-key"] == "g-test"
     else:
         assert sent["system"] == "be brief"
         # Both results in one user message, as the Messages API requires.
@@ -165,6 +190,13 @@ def _config(server: ModelServer) -> WorkspaceConfig:
                     "azure_api_version": "2024-10-21",
                 },
                 {
+                    "name": "gemini",
+                    "vendor": "google",
+                    "model_ref": "gemini-x",
+                    "key_var": "MY_GOOGLE_KEY",
+                    "api_url": server.google_url,
+                },
+                {
                     "name": "leaky",
                     "vendor": "openai",
                     "model_ref": "x",
@@ -180,14 +212,15 @@ def test_configured_models_read_keys_from_the_named_variables() -> None:
         "MY_AZURE_KEY": "az-from-env",
         "MY_OPENAI_KEY": "sk-from-env",
         "MY_ANTHROPIC_KEY": "ant-from-env",
+        "MY_GOOGLE_KEY": "g-from-env",
         "QUARRY_STATE_URL": "postgres://x",
     }
     secrets = SecretResolver(ConnectorPolicy(fleet=False), "t1", lambda name: env.get(name))
-    with ModelServer([text_reply(x) for x in "abcd"]) as server:
+    with ModelServer([text_reply(x) for x in "abcde"]) as server:
         config = _config(server)
-        for name in ("gpt", "claude", "local", "azure"):
+        for name in ("gpt", "claude", "local", "azure", "gemini"):
             run(call(make_provider(config, name, secrets), "s", [Message("user", "q")], []))
-        gpt, claude, local, azure = server.requests
+        gpt, claude, local, azure, gemini = server.requests
         with pytest.raises(
             Exception,
             match="'leaky': key_var names 'QUARRY_STATE_URL', which this tenant may not read",
@@ -209,4 +242,6 @@ def test_configured_models_read_keys_from_the_named_variables() -> None:
     assert azure.path == "/openai/deployments/prod-4o/chat/completions"
     assert azure.query == "api-version=2024-10-21"
     assert azure.headers["api-key"] == "az-from-env"
+    assert gemini.headers["x-goog-api-key"] == "g-from-env"
+    assert gemini.path.endswith("/models/gemini-x:generateContent")
     assert secrets.redact("key sk-from-env leaked") == "key [secret] leaked"

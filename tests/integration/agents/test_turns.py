@@ -24,6 +24,13 @@ def tool_results(server: ModelServer, index: int) -> list[str]:
     body = server.requests[index].body
     if server.requests[index].protocol == "openai":
         return [m["content"] for m in body["messages"] if m["role"] == "tool"]
+    if server.requests[index].protocol == "google":
+        return [
+            part["functionResponse"]["response"]["result"]
+            for content in body["contents"]
+            for part in content["parts"]
+            if "functionResponse" in part
+        ]
     return [
         block["content"]
         for m in body["messages"]
@@ -33,7 +40,7 @@ def tool_results(server: ModelServer, index: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
 def test_multi_step_sql_answer_on_duckdb_with_a_tool_error_fed_back(
     make_workspace: MakeWorkspace, server: ModelServer, model: str
 ) -> None:
@@ -59,16 +66,20 @@ def test_multi_step_sql_answer_on_duckdb_with_a_tool_error_fed_back(
     # The instructions were rendered with databases.*, tools.* and context.*; the
     # retrieval tool, not run by Quarry yet, was offered to no model.
     request = server.requests[0]
-    system = (
-        request.body["messages"][0]["content"]
-        if request.protocol == "openai"
-        else request.body["system"]
-    )
+    if request.protocol == "openai":
+        system = request.body["messages"][0]["content"]
+    elif request.protocol == "google":
+        system = request.body["systemInstruction"]["parts"][0]["text"]
+    else:
+        system = request.body["system"]
     assert "You answer with SQL on local (duckdb). Tools: execute_sql validate_sql ." in system
     assert "Dictionary (1 file): # " in system
-    offered = [
-        t["function"]["name"] if "function" in t else t["name"] for t in request.body["tools"]
-    ]
+    if request.protocol == "google":
+        offered = [f["name"] for f in request.body["tools"][0]["functionDeclarations"]]
+    else:
+        offered = [
+            t["function"]["name"] if "function" in t else t["name"] for t in request.body["tools"]
+        ]
     assert offered == ["execute_sql", "validate_sql"]
     assert any(e["type"] == "warning" and "retrieval" in e["message"] for e in events)
     # Streamed: the deltas make the answer; every call and result was reported.
@@ -214,7 +225,7 @@ def test_a_slow_query_is_stopped_at_the_statement_timeout(
     assert tool_results(server, 1)[0] == "Error: the query ran longer than 0.5s and was stopped"
 
 
-@pytest.mark.parametrize("model", ["gpt", "claude"])
+@pytest.mark.parametrize("model", ["gpt", "claude", "gemini"])
 def test_provider_429_and_500_inside_a_turn_then_success(
     make_workspace: MakeWorkspace, server: ModelServer, model: str
 ) -> None:

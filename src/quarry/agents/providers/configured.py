@@ -124,7 +124,13 @@ def make_provider(
             **options,  # type: ignore[arg-type]
         )
     assert isinstance(model, GoogleModel)
-    raise ModelNotConfigured(
-        f"model {name!r}: vendor 'google' is not supported yet (openai, anthropic and ollama are)",
-        model=name,
+    from quarry.agents.providers.google import GoogleProvider
+
+    key = _secret(secrets, name, "key_var", model.key_var)
+    return GoogleProvider(
+        name,
+        model.model_ref,
+        key,
+        api_url=model.api_url,
+        **options,  # type: ignore[arg-type]
     )

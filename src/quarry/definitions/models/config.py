@@ -284,6 +284,7 @@ class OpenAIModel(_LlmModel):
 class GoogleModel(_LlmModel):
     vendor: Literal["google"]
     key_var: str
+    api_url: str | None = None  # Quarry's: the Gemini API's base URL (a gateway, a proxy)
 
 
 class OllamaModel(_LlmModel):
