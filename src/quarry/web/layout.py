@@ -9,6 +9,7 @@ is text; nothing is marked safe.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,33 @@ def render(
         **context,
     )
     return HTMLResponse(body, status_code=status, headers=page_headers(csp))
+
+
+# What an action's redirect may announce: a fixed sentence per code, its blanks filled
+# only with values of a safe shape, so a crafted link cannot put words in our mouth.
+NOTICES = {
+    "cancel_requested": "Cancel requested.",
+    "paused": "Paused {name}.",
+    "resumed": "Resumed {name}.",
+    "triggered": "Triggered {name}: run {run} ({outcome}).",
+}
+_SAFE = {
+    "name": re.compile(r"[\w./-]{1,200}"),
+    "run": re.compile(r"[0-9a-f-]{0,36}"),
+    "outcome": re.compile(r"[a-z_]{1,40}"),
+}
+
+
+def notice(request: Request) -> str | None:
+    """The sentence for ``?done=<code>&name=…`` after a form action, if well formed."""
+    q = request.query_params
+    template = NOTICES.get(q.get("done", ""))
+    if template is None:
+        return None
+    values = {k: q.get(k, "") for k in _SAFE}
+    if any(f"{{{k}}}" in template and not p.fullmatch(values[k]) for k, p in _SAFE.items()):
+        return None
+    return template.format(**values)
 
 
 def page_headers(csp: str = STRICT_CSP) -> dict[str, str]:

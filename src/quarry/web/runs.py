@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,7 +26,7 @@ from quarry.store import runs as runq
 from quarry.store.runs import ArtifactRow, RunRow, StepRow
 from quarry.store.workspaces import WorkspaceRow
 from quarry.web.apps import request_tenant
-from quarry.web.layout import render
+from quarry.web.layout import notice, render
 
 router = APIRouter(include_in_schema=False)
 LIST_LIMIT = 100
@@ -110,7 +110,7 @@ def _list(request: Request) -> HTMLResponse:
         origins=ORIGINS,
         schedules=schedules,
         startable=startable,
-        notice=q.get("notice"),
+        notice=notice(request),
     )
 
 
@@ -185,7 +185,7 @@ def _run_page(request: Request, run_id: str) -> HTMLResponse:
         workspace=ws.name if ws is not None else "",
         steps=[_step_view(run, s, sql) for s in steps],
         artifacts=[a for a in artifacts if a.kind == "export"],
-        notice=request.query_params.get("notice"),
+        notice=notice(request),
     )
 
 
@@ -225,8 +225,7 @@ async def cancel(request: Request, run_id: str) -> Response:
     svc = request.app.state.services
     tenant = request_tenant(request)
     await run_in_threadpool(cancel_run, svc.engine, svc.queue, tenant, run_id)
-    notice = urlencode({"notice": "Cancel requested."})
-    return RedirectResponse(f"/runs/{quote(run_id)}?{notice}", status_code=303)
+    return RedirectResponse(f"/runs/{quote(run_id)}?done=cancel_requested", status_code=303)
 
 
 @router.post("/runs/{run_id}/retry")

@@ -18,7 +18,7 @@ from quarry.core.errors import BadRequest, NotFound
 from quarry.scheduling import admin
 from quarry.store import runs as runq
 from quarry.web.apps import request_tenant
-from quarry.web.layout import render
+from quarry.web.layout import notice, render
 
 router = APIRouter(include_in_schema=False)
 ACTIONS = ("pause", "resume", "trigger")
@@ -48,7 +48,7 @@ def _page(request: Request) -> HTMLResponse:
         title="Schedules",
         section="schedules",
         groups=groups,
-        notice=request.query_params.get("notice"),
+        notice=notice(request),
     )
 
 
@@ -107,13 +107,14 @@ async def schedule_action(request: Request, workspace: str, action: str) -> Resp
     svc = request.app.state.services
     tenant = request_tenant(request)
 
-    def act() -> str:
+    def act() -> dict[str, str]:
         ws = svc.catalog.workspace(tenant, workspace)
         if action == "trigger":
             fire = admin.trigger(svc.engine, svc.queue, tenant, ws.id, name, kind=kind)
-            return f"Triggered {name}: run {str(fire.run_id or '')[:8]} ({fire.outcome})."
+            run = str(fire.run_id or "")[:8]
+            return {"done": "triggered", "name": name, "run": run, "outcome": fire.outcome}
         admin.set_paused(svc.engine, tenant, ws.id, name, action == "pause", kind=kind)
-        return f"{'Paused' if action == 'pause' else 'Resumed'} {name}."
+        return {"done": "paused" if action == "pause" else "resumed", "name": name}
 
-    notice = await run_in_threadpool(act)
-    return RedirectResponse(f"/schedules?{urlencode({'notice': notice})}", status_code=303)
+    done = await run_in_threadpool(act)
+    return RedirectResponse(f"/schedules?{urlencode(done)}", status_code=303)

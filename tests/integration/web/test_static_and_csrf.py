@@ -84,3 +84,17 @@ def test_open_mode_browser_writes_need_the_page_token(served_sqlite: Served) -> 
     assert started.status_code == 303 and started.headers["location"].startswith("/runs/")
     cli = client.post(url, json=body)  # no browser headers: a command-line client
     assert cli.status_code == 202
+
+
+def test_a_crafted_link_cannot_put_words_on_a_page(served_sqlite: Served) -> None:
+    client = served_sqlite.client
+    said = client.get("/schedules", params={"done": "paused", "name": "schedules/nightly"})
+    assert 'role="status">Paused schedules/nightly.</p>' in said.text
+    for params in (
+        {"notice": "Your session expired: sign in at evil.example"},
+        {"done": "paused", "name": "x. Your session expired: sign in at evil.example"},
+        {"done": "anything", "name": "schedules/nightly"},
+    ):
+        page = client.get("/runs", params=params)
+        assert page.status_code == 200
+        assert 'class="notice' not in page.text and "evil.example" not in page.text, params
