@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 from yaml.nodes import Node
 
 from quarry.core.errors import WARNING, Problem
-from quarry.definitions.models.common import Lenient, _Model, close_match
+from quarry.definitions.models.common import Lenient, Note, _Model, close_match, notes_of
 from quarry.definitions.yaml_nodes import locate, position
 
 Loc = tuple[str | int, ...]
@@ -33,10 +34,13 @@ def known_keys(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def model_warnings(path: str, root: Node, model: BaseModel) -> list[Problem]:
-    """Every warning of ``model`` (validated from the document at ``root``)."""
+def model_warnings(
+    path: str, root: Node, model: BaseModel, notes: Mapping[int, tuple[BaseModel, list[Note]]]
+) -> list[Problem]:
+    """Every warning of ``model`` (validated from the document at ``root`` inside
+    :func:`~quarry.definitions.models.common.collecting_notes`, which gave ``notes``)."""
     problems = []
-    for loc, message, at_key in _findings(model):
+    for loc, message, at_key in _findings(model, notes):
         where = locate(root, loc)
         line, column = position(where.key if at_key and where.key is not None else where.node)
         problems.append(Problem(path, line, column, message, WARNING))
@@ -47,7 +51,7 @@ def model_warnings(path: str, root: Node, model: BaseModel) -> list[Problem]:
 Finding = tuple[Loc, str, bool]
 
 
-def _findings(model: BaseModel) -> list[Finding]:
+def _findings(model: BaseModel, notes: Mapping[int, tuple[BaseModel, list[Note]]]) -> list[Finding]:
     """Notes point at the value they are about; unknown keys at the key. Walked with
     a stack, into the fields that may hold models only (this runs for every file)."""
     found: list[Finding] = []
@@ -55,8 +59,10 @@ def _findings(model: BaseModel) -> list[Finding]:
     while stack:
         value, loc = stack.pop()
         if isinstance(value, BaseModel):
-            if isinstance(value, _Model) and value._notes:
-                found.extend(((*loc, *rel), message, False) for rel, message in value._notes)
+            if notes and isinstance(value, _Model):
+                found.extend(
+                    ((*loc, *rel), message, False) for rel, message in notes_of(notes, value)
+                )
             extra = value.__pydantic_extra__
             if extra and isinstance(value, Lenient):
                 keys = known_keys(type(value))

@@ -21,6 +21,7 @@ from quarry.definitions.leniency import model_warnings
 from quarry.definitions.models.agent import AgentConfig
 from quarry.definitions.models.agentic import AgenticConfig
 from quarry.definitions.models.app import AppConfig
+from quarry.definitions.models.common import collecting_notes
 from quarry.definitions.models.config import WorkspaceConfig, config_names, dataset_dirs
 from quarry.definitions.models.monitor import MonitorConfig
 from quarry.definitions.models.schedule import ScheduleConfig
@@ -98,14 +99,15 @@ def parse_definition(
     document = load_document(path, data, limits)
     problems: list[Problem] = list(document.problems)
     model: BaseModel | None = None
-    try:
-        model = _ADAPTERS[kind].validate_python(document.value)
-    except ValidationError as exc:
-        problems += validation_problems(path, document.root, exc.errors())
+    with collecting_notes() as notes:
+        try:
+            model = _ADAPTERS[kind].validate_python(document.value)
+        except ValidationError as exc:
+            problems += validation_problems(path, document.root, exc.errors())
     warnings: list[Problem] = []
     if model is not None:
         problems += unique_name_problems(path, document.root, model)
-        warnings = model_warnings(path, document.root, model)
+        warnings = model_warnings(path, document.root, model, notes)
     if problems or model is None:
         raise CompileFailed(problems=sorted(set(problems + warnings)))
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -13,7 +15,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
 )
 from pydantic_core import PydanticCustomError
 
@@ -23,19 +24,45 @@ from quarry.definitions.jsonschemas import schema_problem
 Note = tuple[tuple[str | int, ...], str]
 
 
+# The notes of the models validated inside :func:`collecting_notes`, by model id,
+# each with its model (kept alive so no other model reuses the id meanwhile).
+_collected: ContextVar[dict[int, tuple[BaseModel, list[Note]]] | None] = ContextVar(
+    "quarry_definition_notes", default=None
+)
+
+
+@contextmanager
+def collecting_notes() -> Iterator[dict[int, tuple[BaseModel, list[Note]]]]:
+    """Collect the notes models leave while validating inside the block (the parser
+    reports them as warnings); outside such a block notes are not kept."""
+    notes: dict[int, tuple[BaseModel, list[Note]]] = {}
+    token = _collected.set(notes)
+    try:
+        yield notes
+    finally:
+        _collected.reset(token)
+
+
+def notes_of(notes: Mapping[int, tuple[BaseModel, list[Note]]], model: BaseModel) -> list[Note]:
+    found = notes.get(id(model))
+    return found[1] if found is not None and found[0] is model else []
+
+
 class _Model(BaseModel):
     """What both bases share: numbers read as text, and notes for the author.
 
     Numbers are accepted where text is expected because Oxy reads ``port: 5432`` or
-    ``name: 2024`` as text too. ``_notes`` holds warnings a validator found about a
-    value it accepted (e.g. a field Oxy reads but then ignores); the parser reports
-    them with the file's other warnings.
+    ``name: 2024`` as text too. :meth:`note` records a warning a validator found about
+    a value it accepted (e.g. a field Oxy reads but then ignores); the parser reports
+    them with the file's other warnings. Notes are collected beside the models, not
+    in a private attribute: a pydantic model with one pays about twice per instance
+    to validate, for every mapping of every file of every compile.
     """
 
-    _notes: list[Note] = PrivateAttr(default_factory=list)
-
     def note(self, loc: tuple[str | int, ...], message: str) -> None:
-        self._notes.append((loc, message))
+        notes = _collected.get()
+        if notes is not None:
+            notes.setdefault(id(self), (self, []))[1].append((loc, message))
 
 
 class Strict(_Model):
