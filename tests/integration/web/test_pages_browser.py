@@ -133,6 +133,16 @@ def test_open_a_dashboard_change_a_control_download_csv(
     page.wait_for_selector("body[data-state=ready]", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("table.data").first).not_to_contain_text("$445,833.33")
 
+    products = page.locator("section.block", has_text="Top ten products")
+    products.get_by_role("button", name="units").click()
+    expect(products.locator("th[aria-sort=ascending]")).to_have_text("units")
+    units = [int(t) for t in products.locator("tbody td:nth-child(3)").all_inner_texts()]
+    assert units == sorted(units) and len(units) == 10
+    products.get_by_role("button", name="units").press("Enter")  # the keyboard: descending
+    expect(products.locator("th[aria-sort=descending]")).to_have_text("units")
+    units = [int(t) for t in products.locator("tbody td:nth-child(3)").all_inner_texts()]
+    assert units == sorted(units, reverse=True)
+
     with page.expect_download() as got:
         page.get_by_role("button", name="Download CSV of Key figures").click()
     data = Path(got.value.path()).read_text()

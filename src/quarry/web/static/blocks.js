@@ -18,17 +18,45 @@ export function formatCell(value, column) {
   return String(value);
 }
 
+function compare(a, b) {
+  if (a === b) return 0;
+  if (a === null || a === undefined) return 1; // empty cells last, either way
+  if (b === null || b === undefined) return -1;
+  if (typeof a === "number" && typeof b === "number") return a - b;
+  return String(a).localeCompare(String(b), undefined, { numeric: true });
+}
+
+// Sorting by a column: a button in its header (keyboard and screen readers reach it),
+// aria-sort on the header; ascending, then descending. The block's rows stay as sent.
 function renderTable(block) {
-  var head = el("tr", {}, block.columns.map(function (c) {
-    return el("th", { text: c.name, className: c.kind === "number" ? "num" : "" });
-  }));
-  var body = block.rows.map(function (row) {
-    return el("tr", {}, row.map(function (v, i) {
-      var col = block.columns[i];
-      return el("td", { text: formatCell(v, col), className: col.kind === "number" ? "num" : "" });
-    }));
+  var tbody = el("tbody", {});
+  var order = block.rows.slice();
+  function fill() {
+    tbody.textContent = "";
+    order.forEach(function (row) {
+      tbody.appendChild(el("tr", {}, row.map(function (v, i) {
+        var col = block.columns[i];
+        return el("td", { text: formatCell(v, col), className: col.kind === "number" ? "num" : "" });
+      })));
+    });
+  }
+  var headers = block.columns.map(function (c, i) {
+    var button = el("button", { type: "button", className: "sort", text: c.name });
+    var th = el("th", { scope: "col", className: c.kind === "number" ? "num" : "" }, [button]);
+    button.addEventListener("click", function () {
+      var ascending = th.getAttribute("aria-sort") !== "ascending";
+      headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      order = block.rows.slice().sort(function (a, b) {
+        var got = compare(a[i], b[i]);
+        return ascending ? got : -got;
+      });
+      fill();
+    });
+    return th;
   });
-  var table = el("table", { className: "data" }, [el("thead", {}, [head]), el("tbody", {}, body)]);
+  fill();
+  var table = el("table", { className: "data" }, [el("thead", {}, [el("tr", {}, headers)]), tbody]);
   var wrap = el("div", { className: "table-wrap" }, [table]);
   if (block.truncated) {
     wrap.appendChild(el("p", { className: "note",
