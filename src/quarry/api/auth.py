@@ -59,6 +59,9 @@ def is_public(path: str) -> bool:
 READ_ONLY_POSTS = (
     re.compile(r"^/api/v1/workspaces/[^/]+/semantic/query$"),
     re.compile(r"^/sign-out$"),  # forgets the browser's cookie; changes nothing stored
+    # MCP speaks JSON-RPC in POSTs; its tools that write check the editor role
+    # themselves (quarry.api.fleet.mcp).
+    re.compile(r"^/mcp/?$"),
 )
 
 
