@@ -31,7 +31,7 @@ compile (``1-file/full`` column).
 within 10% of the compiler before the Oxy-compatibility work), ``--previous DIR``
 names a checkout of that commit (``git worktree add /tmp/prev <commit>``); its
 ``src`` is put on the children's ``PYTHONPATH``, and ``--current DIR`` likewise for
-the compiler under test (default: the installed one). Both run in the same bench
+the compiler under test (default: this checkout). Both run in the same bench
 run, alternating, on SQLite, over two workloads of ``--compare-size`` definitions:
 the generated workspace (both compilers read it) and the **conformance corpus**
 (``tests/conformance/workspaces/full``, its workflows, apps and agents copied under
@@ -496,7 +496,7 @@ def main() -> None:
         "--previous", type=Path, help="checkout of the previous compiler: compare with it"
     )
     parser.add_argument(
-        "--current", type=Path, help="checkout of the compiler under test (default: installed)"
+        "--current", type=Path, help="checkout of the compiler under test (default: this checkout)"
     )
     parser.add_argument("--compare-size", type=int, default=1000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
