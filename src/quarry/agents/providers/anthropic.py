@@ -24,6 +24,7 @@ from quarry.agents.providers.base import (
     Usage,
     error_message,
     provider_errors,
+    shared_tls,
 )
 
 MAX_TOKENS = 4096
@@ -52,6 +53,7 @@ class AnthropicProvider:
             default_headers=headers,
             timeout=timeout,
             max_retries=max_retries,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_tls()),
         )
 
     async def complete(

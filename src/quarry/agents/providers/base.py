@@ -7,6 +7,8 @@ raises :class:`ProviderError` (after the SDK's own retries), never a vendor type
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -20,6 +22,16 @@ DeltaSink = Callable[[str], None]
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
+
+
+@functools.cache
+def shared_tls() -> ssl.SSLContext:
+    """The TLS context every model client of the process verifies servers with: the
+    SDKs' own default, built once. Each SDK client made its own, loading the CA store
+    again (~17 ms, most of a turn's own cost); a context is safe to share."""
+    import httpcore2
+
+    return httpcore2.default_ssl_context()
 
 
 class ProviderError(QuarryError):

@@ -35,6 +35,7 @@ from quarry.agents.providers.base import (
     ToolCall,
     ToolSpec,
     Usage,
+    shared_tls,
 )
 
 RETRIED = frozenset({408, 429, 500, 502, 503, 504})
@@ -66,6 +67,7 @@ class GoogleProvider:
             base_url=api_url,
             timeout=int(timeout * 1000),
             retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"verify": shared_tls()},
         )
         self._client = genai.Client(api_key=api_key, http_options=options)
 

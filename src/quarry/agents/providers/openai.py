@@ -25,6 +25,7 @@ from quarry.agents.providers.base import (
     Usage,
     error_message,
     provider_errors,
+    shared_tls,
 )
 
 
@@ -64,6 +65,7 @@ class OpenAIProvider:
                 default_headers=headers,
                 timeout=timeout,
                 max_retries=max_retries,
+                http_client=openai.DefaultAsyncHttpxClient(verify=shared_tls()),
             )
             return
         self._client = openai.AsyncOpenAI(
@@ -72,6 +74,7 @@ class OpenAIProvider:
             default_headers=headers,
             timeout=timeout,
             max_retries=max_retries,
+            http_client=openai.DefaultAsyncHttpxClient(verify=shared_tls()),
         )
 
     async def complete(
