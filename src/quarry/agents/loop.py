@@ -237,10 +237,13 @@ async def run_turn(
     stream: bool = True,
     journal: TurnJournal | None = None,
     should_stop: StopCheck | None = None,
+    synthesize: bool = True,
 ) -> TurnResult:
     """One turn: ``prompt`` answered after ``history``, with ``tools``. When
     ``should_stop`` answers True (checked before each model call and tool batch, and
-    while a model call is in flight) the turn ends with :class:`TurnStopped`."""
+    while a model call is in flight) the turn ends with :class:`TurnStopped`. With
+    ``synthesize=False`` (a routing agent's ``synthesize_results: false``) the output
+    of the first tools called is the answer, as it came."""
     question = Message("user", prompt)
     turn = _Turn(
         provider,
@@ -262,7 +265,10 @@ async def run_turn(
         if not calls:
             return _finish(turn, "answered", text, start)
         turn.check_stop()
-        turn.messages.extend(await turn.run_tools(calls))
+        results = await turn.run_tools(calls)
+        turn.messages.extend(results)
+        if not synthesize:
+            return _finish(turn, "answered", "\n\n".join(m.content for m in results), start)
     answer = (
         f"The agent stopped after {turn.limits.max_iterations} model calls (its "
         "max_iterations) without a final answer."

@@ -3,6 +3,8 @@ instructions and loop, used by the CLI (``quarry ask``) and ``agent`` tasks."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,14 +17,22 @@ from quarry.agents.loop import (
     run_turn,
 )
 from quarry.agents.prompt import system_prompt
-from quarry.agents.providers.base import DEFAULT_RETRIES, DEFAULT_TIMEOUT, Message, ProviderError
+from quarry.agents.providers.base import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    Message,
+    ProviderError,
+    ToolCall,
+)
 from quarry.agents.providers.configured import make_provider
+from quarry.agents.routing import DEFAULT_INSTRUCTIONS, fallback_tool, routing_toolbox
+from quarry.agents.tools.base import AgentTool, ToolFailed
 from quarry.agents.tools.readonly import SqlLimits
 from quarry.agents.tools.sql import StatementGuard
 from quarry.agents.tools.toolbox import build_toolbox
 from quarry.core.errors import NotFound, QuarryError
 from quarry.definitions.kinds import Kind, classify_path, definition_name
-from quarry.definitions.models.agent import DefaultAgentConfig
+from quarry.definitions.models.agent import DefaultAgentConfig, RoutingAgentConfig
 from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.source import RevisionSource, normalise_path
 
@@ -39,17 +49,14 @@ def agent_name(ref: str) -> str:
     return definition_name(path, Kind.AGENT) if classify_path(path) is Kind.AGENT else path
 
 
-def load_agent(source: RevisionSource, ref: str) -> DefaultAgentConfig:
+def load_agent(source: RevisionSource, ref: str) -> DefaultAgentConfig | RoutingAgentConfig:
     name = agent_name(ref)
     try:
         agent = source.definition(Kind.AGENT, name)
     except NotFound:
         raise NotFound(f"no agent {ref!r} in revision {source.revision_id}", agent=ref) from None
-    if not isinstance(agent, DefaultAgentConfig):
-        raise AgentNotRunnable(
-            f"agent {ref!r} is a routing agent; routing agents are not supported yet",
-            agent=ref,
-        )
+    if not isinstance(agent, (DefaultAgentConfig, RoutingAgentConfig)):
+        raise AgentNotRunnable(f"{ref!r} is not an agent Quarry runs", agent=ref)
     return agent
 
 
@@ -72,7 +79,18 @@ async def ask_agent(
 ) -> TurnResult:
     """One turn of agent ``ref`` of the revision, its SQL on ``connections``."""
     agent = load_agent(source, ref)
-    toolbox = build_toolbox(agent, connections, sql_limits, statement_guard)
+    fallback: AgentTool | None = None
+    if isinstance(agent, RoutingAgentConfig):
+        toolbox = routing_toolbox(source, agent, connections, sql_limits, statement_guard)
+        fallback = fallback_tool(source, agent, connections, sql_limits, statement_guard)
+        system = agent.system_instructions or DEFAULT_INSTRUCTIONS
+        limits = TurnLimits(max_iterations=agent.max_iterations)
+        synthesize = agent.synthesize_results
+    else:
+        toolbox = build_toolbox(agent, connections, sql_limits, statement_guard)
+        system = system_prompt(source, agent, toolbox, variables, agent_ref=ref)
+        limits = TurnLimits(agent.max_iterations, agent.max_tool_calls, agent.max_tool_concurrency)
+        synthesize = True
     sink: EventSink = on_event or (lambda _event: None)
     if toolbox.not_offered:
         sink(
@@ -82,7 +100,6 @@ async def ask_agent(
                 "model: " + ", ".join(toolbox.not_offered),
             }
         )
-    system = system_prompt(source, agent, toolbox, variables, agent_ref=ref)
     provider = make_provider(
         source.config,
         agent.model,
@@ -91,10 +108,9 @@ async def ask_agent(
         max_retries=model_retries,
         reasoning_effort=agent.reasoning.effort if agent.reasoning else None,
     )
-    limits = TurnLimits(agent.max_iterations, agent.max_tool_calls, agent.max_tool_concurrency)
     try:
         try:
-            return await run_turn(
+            result = await run_turn(
                 provider,
                 system,
                 prompt,
@@ -105,9 +121,37 @@ async def ask_agent(
                 stream=stream,
                 journal=journal,
                 should_stop=should_stop,
+                synthesize=synthesize,
             )
         except ProviderError as exc:
             # A provider may quote the key it was sent (401: "Incorrect API key: sk-...").
             raise ProviderError(connections.secrets.redact(exc.message), **exc.details) from None
     finally:
         await provider.close()
+    if fallback is not None and result.tool_calls == 0:
+        return await _fall_back(fallback, prompt, result, sink)
+    return result
+
+
+async def _fall_back(
+    fallback: AgentTool, prompt: str, routed: TurnResult, sink: EventSink
+) -> TurnResult:
+    """A routing agent's model called no route: ``route_fallback`` answers instead."""
+    call_id = f"fallback_{uuid.uuid4().hex[:12]}"
+    arguments = json.dumps({"prompt": prompt})
+    name = fallback.spec.name
+    sink({"type": "tool_call", "id": call_id, "name": name, "arguments": arguments})
+    try:
+        outcome = await fallback.call({"prompt": prompt})
+    except ToolFailed as exc:
+        sink({"type": "tool_result", "id": call_id, "name": name, "error": str(exc)})
+        raise AgentNotRunnable(f"route_fallback {name!r} failed: {exc}") from None
+    sink({"type": "tool_result", "id": call_id, "name": name, "content": outcome.content})
+    call = ToolCall(call_id, name, arguments)
+    messages = [
+        *routed.messages[:1],
+        Message("assistant", "", (call,)),
+        Message("tool", outcome.content, tool_call_id=call_id),
+        Message("assistant", outcome.content),
+    ]
+    return TurnResult("answered", outcome.content, messages, routed.model_calls, 1, routed.usage)
