@@ -11,8 +11,10 @@ happens (``<step>.agent.model.N``, ``<step>.agent.tool.N.I``), so a step run aga
 after its worker died replays them: no model call or query is repeated, and the turn
 goes on from the first thing missing.
 
-Not built yet (docs/agents.md): ``retry`` beyond one attempt, ``consistency_run`` with
-a judge.
+``retry`` asks again (that many attempts in all) when a turn fails or ends without an
+answer; ``consistency_run: N`` asks N times and a judge picks the answer most runs
+agree with (:mod:`quarry.agents.consistency`), each run, retry and verdict journaled
+under keys of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from quarry.agents.loop import TurnResult
+from quarry.core.errors import QuarryError
 from quarry.definitions.models.tasks import AgentTask
 from quarry.runtime.connectors.base import Connector
 from quarry.runtime.engine.context import RunContext, Scope
@@ -90,8 +93,8 @@ def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
             kind = fields["type"]
             ctx.emit(f"agent_{kind}", key, **{k: v for k, v in fields.items() if k != "type"})
 
-    result: TurnResult = run_async(
-        ask_agent(
+    async def ask(journal: StepTurnJournal) -> TurnResult:
+        return await ask_agent(
             ctx.source,
             ctx.connections,
             ref,
@@ -100,9 +103,35 @@ def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
             on_event=event,
             stream=False,
             statement_guard=guard,
-            journal=StepTurnJournal(ctx.journal, key),
+            journal=journal,
         )
-    )
+
+    async def with_retries(step: str) -> TurnResult:
+        """One answer, asked again (``retry`` times in all) when a turn fails or
+        ends without an answer; each attempt journaled under its own key."""
+        attempts = max(1, task.retry)
+        for attempt in range(attempts):
+            journal = StepTurnJournal(
+                ctx.journal, step if attempt == 0 else f"{step}.retry{attempt}"
+            )
+            try:
+                result = await ask(journal)
+            except QuarryError:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            if result.status == "answered" or attempt == attempts - 1:
+                return result
+        raise AssertionError("unreachable")
+
+    async def answer() -> tuple[TurnResult, dict[str, Any]]:
+        runs = max(1, task.consistency_run)
+        results = [await with_retries(key if i == 0 else f"{key}.run{i}") for i in range(runs)]
+        if runs == 1:
+            return results[0], {}
+        return await _most_consistent(ctx, task, key, ref, prompt, results)
+
+    result, extra = run_async(answer())
     if result.status != "answered":
         raise StepFailed(result.answer, agent=ref, status=result.status)
     meta = {
@@ -112,8 +141,51 @@ def run(ctx: RunContext, task: AgentTask, scope: Scope, key: str) -> StepResult:
         "tool_calls": result.tool_calls,
         "input_tokens": result.usage.input_tokens,
         "output_tokens": result.usage.output_tokens,
+        **extra,
     }
     return StepResult(TextOutput(result.answer), meta)
+
+
+async def _most_consistent(
+    ctx: RunContext,
+    task: AgentTask,
+    key: str,
+    ref: str,
+    prompt: str,
+    results: list[TurnResult],
+) -> tuple[TurnResult, dict[str, Any]]:
+    """The answer most runs agree with (``consistency_run``), judged by the agent's
+    model; each verdict journaled, so a resumed step does not ask the judge again."""
+    from quarry.agents.consistency import judge_with, pick
+    from quarry.agents.providers.configured import make_provider
+    from quarry.agents.service import load_agent
+
+    answered = [r for r in results if r.status == "answered"]
+    if not answered:
+        return results[0], {"runs": len(results), "consistency": 0.0}
+    agent = load_agent(ctx.source, ref)
+    provider = make_provider(ctx.source.config, agent.model, ctx.connections.secrets)
+    journal = StepTurnJournal(ctx.journal, f"{key}.judge")
+    ask_judge = judge_with(provider)
+
+    async def judge(i: int, j: int, text: str) -> str:
+        entry = await asyncio.to_thread(journal.get, f"{i}.{j}")
+        if entry is not None:
+            return str(entry["text"])
+        verdict = await ask_judge(text)
+        await asyncio.to_thread(journal.put, f"{i}.{j}", {"text": verdict})
+        return verdict
+
+    try:
+        chosen = await pick(prompt, [r.answer for r in answered], judge, task.consistency_prompt)
+    finally:
+        await provider.close()
+    extra = {
+        "runs": len(results),
+        "consistency": round(chosen.score, 4),
+        "consistency_scores": [round(x, 4) for x in chosen.scores],
+    }
+    return answered[chosen.index], extra
 
 
 def install() -> None:

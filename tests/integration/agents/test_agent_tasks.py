@@ -9,6 +9,7 @@ import pytest
 
 from quarry.runtime.connectors import Connections
 from quarry.runtime.engine import MemoryJournal, StepFailed, TextOutput, run_workflow
+from quarry.runtime.engine.results import StepResult
 from tests.integration.agents.conftest import Workspace, agent_file
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
 
@@ -107,3 +108,54 @@ def test_a_step_run_again_replays_the_journaled_model_calls_and_tool_results(
         server.requests[2].body["messages"][-2]["tool_calls"][0]["function"]["arguments"]
         == (server.requests[1].body["messages"][-2]["tool_calls"][0]["function"]["arguments"])
     )
+
+
+def _workflow(extra: str) -> dict[str, str]:
+    text = WORKFLOW.replace(
+        '    prompt: "How many orders in {{ region }}?"\n',
+        ('    prompt: "How many orders in {{ region }}?"\n' + extra),
+    )
+    return {"workflows/ask_twice.workflow.yml": text}
+
+
+def test_retry_asks_again_after_a_failed_turn(
+    make_workspace: Callable[..., Workspace], server: ModelServer
+) -> None:
+    ws = make_workspace({"duck": agent_file("local")}, files=_workflow("    retry: 2\n"))
+    server.add(
+        Reply(status=400, error="the provider fell over", match="South"),  # attempt 1 fails
+        text_reply("South: 250 orders.", match="South"),  # attempt 2
+    )
+    result = run(ws, [])
+    assert result.outputs["ask"] == TextOutput("South: 250 orders.")
+    assert len(server.requests) == 2
+
+
+def test_consistency_run_picks_the_answer_most_runs_agree_with(
+    make_workspace: Callable[..., Workspace], server: ModelServer
+) -> None:
+    ws = make_workspace({"duck": agent_file("local")}, files=_workflow("    consistency_run: 3\n"))
+    server.add(
+        text_reply("South has 250 orders.", match="How many orders in South?"),
+        text_reply("South: 9 orders.", match="How many orders in South?"),
+        text_reply("There are 250 orders in South.", match="How many orders in South?"),
+        # the judge, pair by pair: (0,1) (0,2) (1,2)
+        text_reply("250 vs 9 differ.\nAnswer: B", match="[Submission 2]: South: 9 orders."),
+        text_reply("Same number.\nAnswer: A", match="[Submission 2]: There are 250"),
+        text_reply("9 vs 250.\nAnswer: B", match="[Submission 2]: There are 250"),
+    )
+    events: list[dict[str, Any]] = []
+    journal = MemoryJournal()
+    result = run(ws, events, journal)
+    assert result.outputs["ask"] == TextOutput("South has 250 orders.")
+    judged = [r for r in server.requests if "[Submission 1]" in r.last]
+    assert len(judged) == 3 and all(len(r.body["messages"]) == 2 for r in judged)
+    assert not any(r.body.get("tools") for r in judged)
+    facts = StepResult.from_bytes(journal.entries["tasks.0"]).meta
+    assert facts["runs"] == 3 and facts["consistency"] == 0.5
+    assert facts["consistency_scores"] == [0.5, 0.0, 0.5]
+    assert sorted(k for k in journal.entries if ".judge." in k) == [
+        "tasks.0.judge.agent.0.1",
+        "tasks.0.judge.agent.0.2",
+        "tasks.0.judge.agent.1.2",
+    ]
