@@ -1,4 +1,5 @@
-"""``quarry ask AGENT "question"``: one turn of an agent of a working copy, here.
+"""``quarry ask AGENT "question"``: one turn of an agent of a working copy, here
+(and ``quarry test``: the agents' tests, :mod:`quarry.agents.evals`).
 
 The workspace folder is compiled as ``quarry run`` compiles it, then the agent
 answers: its text streams to stdout as the model writes it; each tool call (with
@@ -120,7 +121,111 @@ def ask_locally(
     return 0
 
 
+def test_locally(
+    settings: Settings,
+    root: Path,
+    target: str | None,
+    threshold: float,
+    json_out: Path | None,
+    junit_out: Path | None,
+) -> int:
+    """Run the ``tests:`` of the working copy's agents (all, or those under
+    ``target``); a table on stdout, JSON and JUnit XML where asked; 1 when a test
+    scores under ``threshold``."""
+    from rich.table import Table
+
+    from quarry.agents.evals import TestResult, junit_xml, run_agent_tests
+    from quarry.factory.isolation import CompileLimits
+    from quarry.factory.local import compile_local
+    from quarry.node.services import build_services
+    from quarry.runtime.connectors import BlobCache, Connections
+    from quarry.runtime.source import RevisionSource
+
+    prefix = None
+    if target:
+        given = Path(target)
+        absolute = given if given.is_absolute() else (Path.cwd() / given)
+        try:
+            prefix = absolute.resolve().relative_to(root).as_posix()
+        except ValueError:
+            prefix = target.strip("/")
+        prefix = "" if prefix == "." else prefix
+    svc = build_services(settings)
+    results: list[TestResult] = []
+    try:
+        compiled = compile_local(
+            svc.engine,
+            svc.store,
+            settings.tenant,
+            root,
+            data_dir=settings.data_dir,
+            limits=CompileLimits.from_settings(settings),
+        )
+        workspace = svc.catalog.workspace(settings.tenant, compiled.workspace, fresh=True)
+        source = RevisionSource(svc.catalog, workspace, compiled.revision_id)
+        listing = json.loads(
+            svc.catalog.definitions(workspace, compiled.revision_id, "agent").body
+        )["definitions"]
+        agents = [d for d in listing if not prefix or d["path"].startswith(prefix)]
+        connections = Connections(source, BlobCache(svc.paths.cache_dir))
+        try:
+            for found in agents:
+                results += asyncio.run(
+                    run_agent_tests(
+                        source,
+                        connections,
+                        found["path"],
+                        threshold,
+                        lambda line: console.print(f"[dim]{line}[/dim]"),
+                    )
+                )
+        finally:
+            connections.close()
+    finally:
+        svc.close()
+    table = Table("agent test", "runs", "score", "result")
+    for r in results:
+        shown = "skipped" if r.score is None else ("pass" if r.passed else "FAIL")
+        table.add_row(r.name, str(r.runs), "-" if r.score is None else f"{r.score:.2f}", shown)
+    make_console().print(table)
+    if json_out is not None:
+        body = {"threshold": threshold, "tests": [r.to_json() for r in results]}
+        json_out.write_text(json.dumps(body, indent=2) + "\n")
+    if junit_out is not None:
+        junit_out.write_text(junit_xml(results, threshold))
+    if not results:
+        console.print("no agent tests found")
+    return 1 if any(not r.passed for r in results) else 0
+
+
 def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
+    @app.command(name="test")
+    def test_command(
+        path: Annotated[
+            str | None,
+            typer.Argument(help="An agent file or a folder (default: every agent)."),
+        ] = None,
+        workspace: Annotated[
+            Path | None, typer.Option(help="Workspace folder (default: the current folder).")
+        ] = None,
+        min_score: Annotated[
+            float, typer.Option("--min-score", help="A test under this score fails.")
+        ] = 0.8,
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="Write the results as JSON here.")
+        ] = None,
+        junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    ) -> None:
+        """Run the agents' tests (consistency and test cases, scored by a judge model);
+        exit 1 when one scores under --min-score."""
+        root = (workspace or Path.cwd()).resolve()
+        settings = settings_for(root)
+        try:
+            code = test_locally(settings, root, path, min_score, json_out, junit)
+        except QuarryError as exc:
+            raise fail(exc) from exc
+        raise typer.Exit(code)
+
     @app.command()
     def ask(
         agent: Annotated[

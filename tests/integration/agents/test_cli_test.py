@@ -1,0 +1,85 @@
+"""``quarry test`` in a real process: an agent's consistency test and test cases run
+against the scripted model server, scored by the judge; a table on stdout, JSON and
+JUnit XML written; exit 1 when a test scores under --min-score."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from tests.integration.agents.conftest import Workspace, agent_file
+from tests.support.model_server import ModelServer, text_reply
+
+
+def quarry_test(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **ws.env, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "quarry", "test", *args, "--workspace", str(ws.root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _tested(tests: list[dict[str, object]]) -> str:
+    body = yaml.safe_load(agent_file("local"))
+    body["tests"] = tests
+    return yaml.safe_dump(body)
+
+
+def test_quarry_test_scores_consistency_and_cases(
+    make_workspace: Callable[..., Workspace], server: ModelServer, tmp_path: Path
+) -> None:
+    ws = make_workspace(
+        {
+            "duck": _tested(
+                [
+                    {"type": "consistency", "n": 3, "task_description": "How many regions?"},
+                    {
+                        "type": "test_case",
+                        "runs": 2,
+                        "cases": [{"prompt": "Biggest region?", "expected": "North"}],
+                    },
+                ]
+            )
+        }
+    )
+    server.add(
+        *[text_reply("There are 4 regions.", match="How many regions?") for _ in range(3)],
+        *[text_reply("Same.\nAnswer: A", match="[Submission 1]: There are 4") for _ in range(3)],
+        text_reply("North is the biggest.", match="Biggest region?"),
+        text_reply("South is the biggest.", match="Biggest region?"),
+        text_reply("Answer: A", match="[Submission 2]: North is"),
+        text_reply("Answer: B", match="[Submission 2]: South is"),
+    )
+    out_json, out_xml = tmp_path / "r.json", tmp_path / "r.xml"
+    done = quarry_test(
+        ws, "agents/duck.agent.yml", "--json", str(out_json), "--junit", str(out_xml)
+    )
+    assert done.returncode == 1, done.stderr  # the case scored 0.5 < 0.8
+    assert "agents/duck.agent.yml#0 consistency" in done.stdout and "1.00" in done.stdout
+    assert "FAIL" in done.stdout and "0.50" in done.stdout
+    report = json.loads(out_json.read_text())
+    scores = [(t["type"], t["score"], t["passed"]) for t in report["tests"]]
+    assert scores == [("consistency", 1.0, True), ("test_case", 0.5, False)]
+    xml = out_xml.read_text()
+    assert 'tests="2" failures="1"' in xml and "under the threshold 0.8" in xml
+
+    # the same with a lower bar passes (the judge's verdicts are scripted again)
+    server.add(
+        *[text_reply("There are 4 regions.", match="How many regions?") for _ in range(3)],
+        *[text_reply("Answer: A", match="[Submission 1]: There are 4") for _ in range(3)],
+        text_reply("North is the biggest.", match="Biggest region?"),
+        text_reply("South is the biggest.", match="Biggest region?"),
+        text_reply("Answer: A", match="[Submission 2]: North is"),
+        text_reply("Answer: B", match="[Submission 2]: South is"),
+    )
+    again = quarry_test(ws, "agents", "--min-score", "0.5")
+    assert again.returncode == 0, again.stdout + again.stderr
