@@ -28,7 +28,6 @@ FULL_WARNINGS = [
     ".databases/:1:1: warning: Oxy's database schema files (.databases/, written by "
     "`oxy sync`): Quarry does not read these yet; not compiled",
     # Agent tools Quarry does not run (#17): offered to no model.
-    _not_run(30, "search", "retrieval"),
     _not_run(45, "create_data_app", "create_data_app"),
     _not_run(46, "edit_data_app", "edit_data_app"),
     _not_run(47, "read_data_app", "read_data_app"),

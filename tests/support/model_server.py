@@ -126,6 +126,7 @@ class ModelServer:
                     methods=["POST"],
                 ),
                 Route("/v1/messages", self._anthropic, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                 # Gemini: /v1[beta]/models/<model>:generateContent | :streamGenerateContent
                 Route("/{version}/models/{target}", self._gemini, methods=["POST"]),
             ]
@@ -220,6 +221,29 @@ class ModelServer:
 
     async def _anthropic(self, request: Request) -> Response:
         return await self._answer("anthropic", request)
+
+    async def _embeddings(self, request: Request) -> Response:
+        """OpenAI embeddings: a deterministic bag of words hashed into 64 dimensions,
+        so texts sharing words are similar (retrieval can be tested)."""
+        body = await request.json()
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        with self._lock:
+            self.requests.append(
+                Seen("openai", body, dict(request.headers), time.monotonic(), "", request.url.path)
+            )
+        data = [
+            {"object": "embedding", "index": i, "embedding": _bag_of_words(str(text))}
+            for i, text in enumerate(inputs)
+        ]
+        tokens = sum(len(str(t).split()) for t in inputs)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "scripted"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def _gemini(self, request: Request) -> Response:
         model, _, method = str(request.path_params["target"]).partition(":")
@@ -452,3 +476,13 @@ async def _gemini_chunks(model: str, reply: Reply) -> AsyncIterator[str]:
         yield f"data: {json.dumps(_gemini_response(model, reply, piece, [], False))}\r\n\r\n"
     final = _gemini_response(model, reply, pieces[-1] if pieces else "", reply.calls, True)
     yield f"data: {json.dumps(final)}\r\n\r\n"
+
+
+def _bag_of_words(text: str, dims: int = 64) -> list[float]:
+    import hashlib
+    import re
+
+    vector = [0.0] * dims
+    for word in re.findall(r"[a-z0-9_]+", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
+    return vector

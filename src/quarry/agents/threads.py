@@ -389,6 +389,7 @@ _SHOWN_FACTS = (
     "workflow",
     "agent",
     "status",
+    "documents",
 )
 """What a reply keeps of each tool result for the chat (docs/agents.md)."""
 

@@ -87,7 +87,7 @@ def agent_file(database: str, model: str = "gpt", **extra: Any) -> str:
         "tools": [
             {"type": "execute_sql", "database": database},
             {"type": "validate_sql", "database": database},
-            {"type": "retrieval", "src": ["docs/*.md"]},  # not run yet: offered to no model
+            {"type": "create_data_app"},  # not run yet: offered to no model
         ],
         "context": [{"name": "dictionary", "type": "file", "src": ["docs/*.md"]}],
         **extra,

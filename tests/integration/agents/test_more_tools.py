@@ -134,3 +134,34 @@ def test_an_agent_asks_another_and_nesting_is_bounded(
     refused = [r for r in server.requests if "at most 3 deep" in r.last]
     assert len(refused) == 1
     assert sum(1 for r in server.requests if r.last == "again") == 4
+
+
+def test_retrieval_finds_the_closest_documents_by_embeddings(
+    make_workspace: Callable[..., Workspace], server: ModelServer
+) -> None:
+    tool = {
+        "type": "retrieval",
+        "src": ["queries/*.sql", "docs/*.md"],
+        "top_k": 1,
+        "key_var": "TEST_OPENAI_KEY",
+        "api_url": server.openai_url,
+        "embed_model": "embed-test",
+    }
+    ws = make_workspace({"finder": _agent([tool])})
+    query = "top products ranked by revenue product"
+    server.add(
+        tool_reply("retrieval", match="best sellers", query=query),
+        tool_reply("retrieval", match="-- queries/", query=query),
+        text_reply("Use the top products query.", match="-- queries/"),
+    )
+    events: list[dict[str, Any]] = []
+    assert ws.ask("agents/finder", "best sellers?", events).answer == "Use the top products query."
+    first, second = _results(events)
+    assert first["documents"] == ["queries/top_products.sql"]
+    assert first["content"].startswith("-- queries/top_products.sql\n")
+    assert second["documents"] == first["documents"]
+    embedded = [r for r in server.requests if r.path == "/v1/embeddings"]
+    # the three documents once (cached for the revision), then each query
+    assert [len(r.body["input"]) for r in embedded] == [3, 1, 1]
+    assert embedded[0].headers["authorization"] == "Bearer sk-test"
+    assert embedded[0].body["model"] == "embed-test"

@@ -64,7 +64,7 @@ def test_multi_step_sql_answer_on_duckdb_with_a_tool_error_fed_back(
     table = tool_results(server, 2)[1]
     assert table.startswith("region,n\n") and "rows]" in table
     # The instructions were rendered with databases.*, tools.* and context.*; the
-    # retrieval tool, not run by Quarry yet, was offered to no model.
+    # create_data_app tool, not run by Quarry yet, was offered to no model.
     request = server.requests[0]
     if request.protocol == "openai":
         system = request.body["messages"][0]["content"]
@@ -81,7 +81,7 @@ def test_multi_step_sql_answer_on_duckdb_with_a_tool_error_fed_back(
             t["function"]["name"] if "function" in t else t["name"] for t in request.body["tools"]
         ]
     assert offered == ["execute_sql", "validate_sql"]
-    assert any(e["type"] == "warning" and "retrieval" in e["message"] for e in events)
+    assert any(e["type"] == "warning" and "create_data_app" in e["message"] for e in events)
     # Streamed: the deltas make the answer; every call and result was reported.
     assert "".join(e["text"] for e in events if e["type"] == "text_delta") == result.answer
     calls = [json.loads(e["arguments"])["sql"] for e in events if e["type"] == "tool_call"]

@@ -39,7 +39,8 @@ def find_model(config: WorkspaceConfig, name: str) -> Model:
     return found
 
 
-def _secret(secrets: SecretResolver, model: str, field: str, variable: str) -> str:
+def resolve_secret(secrets: SecretResolver, model: str, field: str, variable: str) -> str:
+    """The value of ``variable`` for ``model``'s ``field``, if this tenant may read it."""
     if not secrets.allowed(variable):
         raise ModelNotConfigured(
             f"model {model!r}: {field} names {variable!r}, which this tenant may not read "
@@ -65,7 +66,7 @@ def _headers(
     if not headers:
         return None
     return {
-        name: _secret(secrets, model, f"headers.{name}.env_var", value.env_var)
+        name: resolve_secret(secrets, model, f"headers.{name}.env_var", value.env_var)
         if isinstance(value, EnvHeader)
         else value
         for name, value in headers.items()
@@ -93,7 +94,7 @@ def make_provider(
         "reasoning_effort": reasoning_effort,
     }
     if isinstance(model, OpenAIModel):
-        key = _secret(secrets, name, "key_var", model.key_var)
+        key = resolve_secret(secrets, name, "key_var", model.key_var)
         return OpenAIProvider(
             name,
             model.model_ref,
@@ -114,7 +115,7 @@ def make_provider(
             **options,  # type: ignore[arg-type]
         )
     if isinstance(model, AnthropicModel):
-        key = _secret(secrets, name, "key_var", model.key_var)
+        key = resolve_secret(secrets, name, "key_var", model.key_var)
         return AnthropicProvider(
             name,
             model.model_ref,
@@ -126,7 +127,7 @@ def make_provider(
     assert isinstance(model, GoogleModel)
     from quarry.agents.providers.google import GoogleProvider
 
-    key = _secret(secrets, name, "key_var", model.key_var)
+    key = resolve_secret(secrets, name, "key_var", model.key_var)
     return GoogleProvider(
         name,
         model.model_ref,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from quarry.agents.tools.agent import AskAgent
 from quarry.agents.tools.base import AgentTool
 from quarry.agents.tools.readonly import SqlLimits
+from quarry.agents.tools.retrieval import Retrieval
 from quarry.agents.tools.semantic import SemanticQueryExecutor
 from quarry.agents.tools.sql import ExecuteSql, StatementGuard, ValidateSql
 from quarry.agents.tools.visualize import Visualize
@@ -18,6 +19,7 @@ from quarry.definitions.models.agent import (
 from quarry.definitions.models.agent import (
     DefaultAgentConfig,
     ExecuteSqlTool,
+    RetrievalTool,
     SemanticQueryTool,
     ValidateSqlTool,
     VisualizeTool,
@@ -55,6 +57,8 @@ def build_toolbox(
             tool = RunWorkflow(config, connections, limits)
         elif isinstance(config, AgentToolConfig):
             tool = AskAgent(config, connections, limits, guard)
+        elif isinstance(config, RetrievalTool):
+            tool = Retrieval(config, connections, limits)
         else:
             box.not_offered.append(f"{config.name or config.type} ({config.type})")
             continue

@@ -197,7 +197,15 @@ class _AgentBase(Lenient):
 # Tool types Quarry runs (quarry.agents.tools.toolbox builds them); an agent's other
 # tools are accepted as in Oxy, offered to no model, and warned about when compiled.
 RUNNABLE_TOOL_TYPES = frozenset(
-    {"execute_sql", "validate_sql", "semantic_query", "visualize", "workflow", "agent"}
+    {
+        "execute_sql",
+        "validate_sql",
+        "semantic_query",
+        "visualize",
+        "workflow",
+        "agent",
+        "retrieval",
+    }
 )
 
 
