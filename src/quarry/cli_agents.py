@@ -134,7 +134,7 @@ def test_locally(
     scores under ``threshold``."""
     from rich.table import Table
 
-    from quarry.agents.evals import TestResult, junit_xml, run_agent_tests
+    from quarry.agents.evals import TestResult, junit_xml, run_agent_tests, run_workflow_tests
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
     from quarry.node.services import build_services
@@ -163,15 +163,29 @@ def test_locally(
         )
         workspace = svc.catalog.workspace(settings.tenant, compiled.workspace, fresh=True)
         source = RevisionSource(svc.catalog, workspace, compiled.revision_id)
-        listing = json.loads(
-            svc.catalog.definitions(workspace, compiled.revision_id, "agent").body
-        )["definitions"]
-        agents = [d for d in listing if not prefix or d["path"].startswith(prefix)]
+
+        def listed(kind: str) -> list[dict[str, Any]]:
+            body = svc.catalog.definitions(workspace, compiled.revision_id, kind).body
+            found: list[dict[str, Any]] = json.loads(body)["definitions"]
+            return [d for d in found if not prefix or d["path"].startswith(prefix)]
+
+        agents = listed("agent")
+        workflows = listed("workflow")
         connections = Connections(source, BlobCache(svc.paths.cache_dir))
         try:
             for found in agents:
                 results += asyncio.run(
                     run_agent_tests(
+                        source,
+                        connections,
+                        found["path"],
+                        threshold,
+                        lambda line: console.print(f"[dim]{line}[/dim]"),
+                    )
+                )
+            for found in workflows:
+                results += asyncio.run(
+                    run_workflow_tests(
                         source,
                         connections,
                         found["path"],
@@ -216,8 +230,9 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         ] = None,
         junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     ) -> None:
-        """Run the agents' tests (consistency and test cases, scored by a judge model);
-        exit 1 when one scores under --min-score."""
+        """Run the agents' tests (consistency and test cases) and the workflows'
+        consistency tests, scored by a judge model; exit 1 when one scores under
+        --min-score."""
         root = (workspace or Path.cwd()).resolve()
         settings = settings_for(root)
         try:

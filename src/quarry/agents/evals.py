@@ -8,6 +8,10 @@
   the expected one (the judge is ``judge_model`` or the agent's model).
 * ``custom`` (datasets) is reported as not run.
 
+A workflow's (procedure's) ``consistency`` tests run the workflow ``n`` times and
+judge the output of ``task_ref`` (default: its last task) the same way, with the
+first model of ``config.yml`` as the judge.
+
 Turns run ``concurrency`` at a time. A test passes when its score reaches the
 threshold the caller gives.
 """
@@ -26,6 +30,7 @@ from quarry.agents.consistency import (
     judge_with,
     pick,
 )
+from quarry.agents.providers.base import ModelNotConfigured
 from quarry.agents.providers.configured import make_provider
 from quarry.agents.service import ask_agent, load_agent
 from quarry.definitions.models.evals import CaseEval, ConsistencyEval
@@ -180,3 +185,72 @@ def junit_xml(results: list[TestResult], threshold: float) -> str:
             lines.append(f'{head}><failure message="{message}"/></testcase>')
     lines.append("</testsuite>")
     return "\n".join(lines) + "\n"
+
+
+def _text(output: Any) -> str:
+    from quarry.agents.tools.readonly import SqlLimits
+    from quarry.agents.tools.sql import render_table
+    from quarry.runtime.engine.results import TableOutput, TextOutput
+
+    if isinstance(output, TableOutput):
+        return render_table(output.table, SqlLimits())[0]
+    if isinstance(output, TextOutput):
+        return output.text
+    return str(output)
+
+
+async def run_workflow_tests(
+    source: RevisionSource,
+    connections: Connections,
+    workflow: str,
+    threshold: float,
+    progress: Progress = lambda _line: None,
+) -> list[TestResult]:
+    from quarry.runtime.engine.journal import MemoryJournal
+    from quarry.runtime.engine.runner import resolve_workflow, run_workflow
+
+    name, config = resolve_workflow(source, workflow)
+    results: list[TestResult] = []
+    for index, test in enumerate(config.tests):
+        label = f"{workflow}#{index} {test.type}"
+        if not isinstance(test, ConsistencyEval):
+            results.append(
+                TestResult(workflow, label, test.type, None, 0, True, {"skipped": "not run yet"})
+            )
+            continue
+        if not source.config.models:
+            raise ModelNotConfigured(
+                f"{workflow}: a consistency test needs a judge: config.yml defines no models"
+            )
+        progress(f"{label}: running {test.n} times")
+        wanted = test.task_ref or (config.tasks[-1].name if config.tasks else None)
+
+        def once(task: str | None) -> str:
+            run = run_workflow(source, name, {}, connections=connections, journal=MemoryJournal())
+            output = run.outputs.get(task) if task else None
+            return "" if output is None else _text(output)
+
+        outputs = [await asyncio.to_thread(once, wanted) for _ in range(test.n)]
+        provider = make_provider(source.config, source.config.models[0].name, connections.secrets)
+        try:
+            chosen = await pick(
+                test.task_description or workflow,
+                outputs,
+                _pairwise(judge_with(provider)),
+                config.consistency_prompt,
+            )
+        finally:
+            await provider.close()
+        score = sum(chosen.scores) / len(chosen.scores) if chosen.scores else 0.0
+        results.append(
+            TestResult(
+                workflow,
+                label,
+                test.type,
+                round(score, 4),
+                test.n,
+                score >= threshold,
+                {"outputs": outputs, "task_ref": wanted},
+            )
+        )
+    return results

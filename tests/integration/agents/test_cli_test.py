@@ -83,3 +83,30 @@ def test_quarry_test_scores_consistency_and_cases(
     )
     again = quarry_test(ws, "agents", "--min-score", "0.5")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_quarry_test_runs_a_procedures_consistency_test(
+    make_workspace: Callable[..., Workspace], server: ModelServer, tmp_path: Path
+) -> None:
+    procedure = {
+        "tasks": [
+            {
+                "name": "count",
+                "type": "execute_sql",
+                "database": "local",
+                "sql_query": "SELECT 4 AS n",
+            },
+            {"name": "say", "type": "formatter", "template": "There are {{ count }} regions."},
+        ],
+        "tests": [{"type": "consistency", "n": 2, "task_description": "How many regions?"}],
+    }
+    ws = make_workspace({}, files={"workflows/regions.workflow.yml": yaml.safe_dump(procedure)})
+    server.add(text_reply("Identical.\nAnswer: A", match="[Question]: How many regions?"))
+    out = tmp_path / "r.json"
+    done = quarry_test(ws, "workflows/regions.workflow.yml", "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (only,) = json.loads(out.read_text())["tests"]
+    assert only["type"] == "consistency" and only["score"] == 1.0 and only["task_ref"] == "say"
+    assert only["outputs"][0] == only["outputs"][1] and only["outputs"][0].startswith("There are")
+    judged = server.requests[-1]
+    assert judged.body["model"] == "gpt-4o-mini" and "[Submission 2]: There are" in judged.last
