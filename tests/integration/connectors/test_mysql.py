@@ -14,13 +14,13 @@ from typing import Any
 import pyarrow as pa
 import pymysql
 import pytest
-from tests.integration.connectors.conftest import FLEET_STRICT, ISOLATED, Workspace
 
 from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.mysql import MysqlConnector
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.engine import SqlFailed, TableOutput
 from quarry.runtime.engine.results import Output
+from tests.integration.connectors.conftest import FLEET_STRICT, ISOLATED, Workspace
 
 
 def admin_connection(**extra: Any) -> pymysql.connections.Connection[Any]:
