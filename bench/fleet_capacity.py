@@ -1,0 +1,650 @@
+"""Fleet capacity: where a real fleet on this machine stops, resource by resource.
+
+Starts a real fleet as processes (``quarry.fleet.launcher``, the code behind
+``quarry fleet up``): one Postgres database created for the run, one Factory
+compiling the demo workspace (plus a one-task ``workflows/ping`` to measure the run
+machinery rather than DuckDB), ``--serve`` replicas and ``--workers`` workers. Then,
+over real sockets, an **open-loop** generator (httpx async: request *i* is sent at
+``t0 + i/rate`` whether or not earlier ones returned, and latency counts from that
+scheduled instant, so a saturated server shows up as climbing latency, not as a
+politely slower client) offers increasing rates to:
+
+* ``hello``: a raw uvicorn hello-world (same uvicorn arguments) — the ceiling of this
+  generator + uvicorn on this machine; every other row is also shown as a ratio to it;
+* ``definitions``, ``app data``, ``semantic``: reads on ONE serve replica;
+* ``run create``: ``POST .../runs`` of ``workflows/ping`` on one replica;
+* ``run drain``: a backlog of runs (``runs:batch``) drained by the workers — runs/s
+  per worker and the queue claim rate (``tasks.started_at``), beside the ceiling of
+  single-row autocommit ``INSERT`` s/s on the same Postgres;
+* ``sse``: F followers held open on one replica (workers SIGSTOPped so runs stay
+  queued), a probe read rate's p99 with them open, the replica's RSS, then the
+  workers resumed and the time until every follower saw its run end;
+* Postgres connections per process (``pg_stat_activity.client_port`` mapped to the
+  fleet's pids through ``/proc``), sampled at the end of every loaded step.
+
+The knee of a ramp is the highest offered rate that was achieved (>= 95 %), had no
+errors, and whose p99 stayed under ``max(5 x p99 at the lowest rate, 50 ms)``. Each
+step runs ``--rounds`` times (interleaved ramps); tables show the median round and
+the worst round's p99.
+
+This machine is small and shared: the generator, Postgres and every fleet process
+compete for the same cores, so the figures are a floor and the *ratios* and the
+*shape* (which resource saturates first) are what transfer to a real deployment.
+
+    .venv/bin/python bench/fleet_capacity.py --quick     # smoke: ~1 minute
+    .venv/bin/python bench/fleet_capacity.py             # the full run (~10 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+WS = "/api/v1/workspaces/shop"
+PING = (
+    "description: The run machinery only.\n"
+    "tasks:\n  - name: pong\n    type: formatter\n    template: pong\n"
+)
+SEMANTIC = {
+    "topic": "sales",
+    "measures": ["orders.revenue", "orders.order_count"],
+    "dimensions": ["orders.region"],
+}
+
+
+# -- the ceiling server, started by this file with --hello-server PORT ---------------
+def hello_server(port: int) -> None:
+    import uvicorn
+
+    body = b'{"ok":true}'
+    head = [(b"content-type", b"application/json"), (b"content-length", b"11")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+# -- open-loop load ------------------------------------------------------------------
+@dataclass
+class Step:
+    rate: float
+    achieved: float
+    ok: int
+    errors: int
+    dropped: int
+    p50: float
+    p99: float
+    worst: float
+    connections: dict[str, int] = field(default_factory=dict)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def open_loop(
+    send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+    rate: float,
+    duration: float,
+    max_inflight: int = 512,
+) -> Step:
+    latencies: list[float] = []
+    errors = dropped = 0
+    inflight = 0
+    limits = httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight)
+    async with httpx.AsyncClient(timeout=30, limits=limits, trust_env=False) as client:
+
+        async def one(scheduled: float) -> None:
+            nonlocal errors, inflight
+            try:
+                response = await send(client)
+                if response.status_code >= 400:
+                    errors += 1
+                else:
+                    latencies.append(time.perf_counter() - scheduled)
+            except httpx.HTTPError:
+                errors += 1
+            finally:
+                inflight -= 1
+
+        tasks: list[asyncio.Task[None]] = []
+        total = int(rate * duration)
+        t0 = time.perf_counter()
+        for i in range(total):
+            at = t0 + i / rate
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if inflight >= max_inflight:
+                dropped += 1
+                continue
+            inflight += 1
+            tasks.append(asyncio.create_task(one(at)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return Step(
+        rate=rate,
+        achieved=len(latencies) / elapsed,
+        ok=len(latencies),
+        errors=errors,
+        dropped=dropped,
+        p50=_pct(latencies, 0.50),
+        p99=_pct(latencies, 0.99),
+        worst=max(latencies, default=float("nan")),
+    )
+
+
+def knee(steps: list[Step]) -> Step | None:
+    if not steps:
+        return None
+    base = max(steps[0].p99 * 5, 0.050)
+    good = [
+        s
+        for s in steps
+        if s.achieved >= 0.95 * s.rate and s.errors == 0 and s.dropped == 0 and s.p99 <= base
+    ]
+    return max(good, key=lambda s: s.rate) if good else None
+
+
+# -- Postgres connections per process --------------------------------------------------
+def _socket_inodes(pid: int) -> set[str]:
+    found: set[str] = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                found.add(link[8:-1])
+    except OSError:
+        pass
+    return found
+
+
+def _local_ports_to_pg() -> dict[str, int]:
+    """socket inode -> local port, for TCP connections whose remote port is 5432."""
+    out: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            local, remote, inode = parts[1], parts[2], parts[9]
+            if int(remote.rsplit(":", 1)[1], 16) == 5432:
+                out[inode] = int(local.rsplit(":", 1)[1], 16)
+    return out
+
+
+def pg_connections(database: str, pids: dict[str, int]) -> dict[str, int]:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        ports = {
+            int(r[0])
+            for r in conn.execute(
+                "SELECT client_port FROM pg_stat_activity WHERE datname = %s AND client_port > 0",
+                (database,),
+            )
+        }
+    by_inode = _local_ports_to_pg()
+    counts: dict[str, int] = {}
+    for name, pid in pids.items():
+        mine = {by_inode[i] for i in _socket_inodes(pid) if i in by_inode}
+        counts[name] = len(mine & ports)
+    counts["total"] = len(ports)
+    return counts
+
+
+# -- the fleet -----------------------------------------------------------------------
+@dataclass
+class Fleet:
+    database: str
+    url: str
+    token: str
+    replicas: list[str]
+    pids: dict[str, int]
+    worker_pids: list[int]
+    factory_pid: int
+    launcher: Any
+
+    def pause_runners(self) -> None:
+        """SIGSTOP every process that claims runs: the workers and the Factory (role
+        ``ide`` works runs in-process by default; compose turns that off)."""
+        for pid in [*self.worker_pids, self.factory_pid]:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume_workers(self) -> None:
+        for pid in self.worker_pids:
+            with _suppress():
+                os.kill(pid, signal.SIGCONT)
+
+    def resume_all(self) -> None:
+        self.resume_workers()
+        with _suppress():
+            os.kill(self.factory_pid, signal.SIGCONT)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_fleet(args: argparse.Namespace, root: Path) -> Fleet:
+    from quarry.demo import create_demo_workspace
+    from quarry.fleet.launcher import FleetPlan, Launcher
+    from quarry.store import tokens as tokq
+    from quarry.store.db import create_state_engine
+    from quarry.store.migrate import migrate
+    from quarry.store.workspaces import ensure_tenant
+
+    database = f"quarry_capacity_{os.getpid()}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = re.sub(r"/[^/]*$", f"/{database}", ADMIN_DSN)
+    engine = create_state_engine(url)
+    migrate(engine)
+    with engine.begin() as conn:
+        ensure_tenant(conn, "local")
+        _row, token = tokq.create_token(conn, "local", "admin", "fleet capacity bench")
+    engine.dispose()
+    workspace = create_demo_workspace(root / "shop")
+    (workspace / "workflows" / "ping.workflow.yml").write_text(PING)
+    plan = FleetPlan(
+        serve=args.serve,
+        workers=args.workers,
+        database_url=url,
+        blob_url=(root / "blobs").as_uri(),
+        data_dir=root / "fleet",
+        workspace=workspace,
+        name="shop",
+        grace=10,
+        extra_env={"QUARRY_SKIP_MIGRATIONS": "1", "QUARRY_LOG_LEVEL": "WARNING"},
+    )
+    launcher = Launcher(plan, echo=lambda line: print(line, file=sys.stderr))
+    replicas = await launcher.start()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=10, trust_env=False, headers=headers) as client:
+        deadline = time.monotonic() + 180
+        while True:
+            got = await client.get(f"{replicas[0].url}{WS}/definitions")
+            if got.status_code == 200 and got.json().get("definitions"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the demo workspace never compiled: {got.text[:300]}")
+            await asyncio.sleep(0.2)
+        # App data is a stored result: run the app once so the read has something to serve.
+        await client.post(
+            f"{replicas[0].url}{WS}/runs", json={"kind": "app", "name": "apps/sales_overview"}
+        )
+        data = f"{replicas[0].url}{WS}/apps/apps/sales_overview/data"
+        while (await client.get(data)).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the app run never stored its result")
+            await asyncio.sleep(0.2)
+    return Fleet(
+        database=database,
+        url=url,
+        token=token,
+        replicas=[r.url for r in replicas if r.url],
+        pids={c.name: c.pid for c in launcher.children},
+        worker_pids=[c.pid for c in launcher.children if c.name.startswith("worker")],
+        factory_pid=next(c.pid for c in launcher.children if c.name == "factory"),
+        launcher=launcher,
+    )
+
+
+async def stop_fleet(fleet: Fleet) -> None:
+    fleet.resume_all()
+    await fleet.launcher.stop()
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{fleet.database}" WITH (FORCE)')
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
+
+
+# -- scenarios -----------------------------------------------------------------------
+def readers(
+    fleet: Fleet, hello: str
+) -> dict[str, Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]]:
+    h = {"Authorization": f"Bearer {fleet.token}"}
+    r = fleet.replicas[0]
+    return {
+        "hello (ceiling)": lambda c: c.get(f"{hello}/"),
+        "definitions": lambda c: c.get(f"{r}{WS}/definitions", headers=h),
+        "app data": lambda c: c.get(f"{r}{WS}/apps/apps/sales_overview/data", headers=h),
+        "semantic": lambda c: c.post(f"{r}{WS}/semantic/query", json=SEMANTIC, headers=h),
+        "run create": lambda c: c.post(f"{r}{WS}/runs", json={"name": "workflows/ping"}, headers=h),
+    }
+
+
+async def ramp_all(
+    fleet: Fleet, hello: str, rates: list[float], duration: float, rounds: int
+) -> dict[str, list[list[Step]]]:
+    """results[scenario][rate index] = the rounds' steps."""
+    scenarios = readers(fleet, hello)
+    results: dict[str, list[list[Step]]] = {n: [[] for _ in rates] for n in scenarios}
+    for rnd in range(rounds):
+        for name, send in scenarios.items():
+            for i, rate in enumerate(rates):
+                step = await open_loop(send, rate, duration)
+                step.connections = pg_connections(fleet.database, fleet.pids)
+                results[name][i].append(step)
+                print(
+                    f"  round {rnd + 1} {name:<16} {rate:>6g}/s -> {step.achieved:7.1f}/s "
+                    f"p99 {step.p99 * 1000:7.1f} ms err {step.errors} drop {step.dropped}",
+                    file=sys.stderr,
+                )
+                if step.achieved < 0.5 * rate and step.errors + step.dropped > 0:
+                    break  # far past the knee: the next rates only add noise and load
+    return results
+
+
+def _count(url: str, sql: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def drain(fleet: Fleet, backlog: int) -> dict[str, float]:
+    """Enqueue ``backlog`` ping runs at once, time until the workers finished them."""
+    h = {"Authorization": f"Bearer {fleet.token}"}
+    done_sql = "SELECT count(*) FROM runs WHERE finished_at IS NOT NULL"
+    before = _count(fleet.url, done_sql)
+    fleet.pause_runners()
+    async with httpx.AsyncClient(timeout=60, trust_env=False, headers=h) as client:
+        t0 = time.perf_counter()
+        left = backlog
+        while left:
+            n = min(left, 100)
+            got = await client.post(
+                f"{fleet.replicas[0]}{WS}/runs:batch",
+                json={"runs": [{"name": "workflows/ping"} for _ in range(n)]},
+            )
+            got.raise_for_status()
+            left -= n
+        enqueued = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fleet.resume_workers()  # the backlog is all there: time the workers alone
+    peak: dict[str, int] = {}
+    while _count(fleet.url, done_sql) - before < backlog:
+        now = pg_connections(fleet.database, fleet.pids)
+        peak = {k: max(v, peak.get(k, 0)) for k, v in now.items()}
+        await asyncio.sleep(0.25)
+    elapsed = time.perf_counter() - t0
+    fleet.resume_all()
+    with psycopg.connect(fleet.url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM max(started_at) - min(started_at)), count(*) FROM tasks "
+            "WHERE started_at > now() - make_interval(secs => %s)",
+            (elapsed + 5,),
+        ).fetchone()
+    span, claimed = (float(row[0] or 0), int(row[1] or 0)) if row else (0.0, 0)
+    workers = max(len(fleet.worker_pids), 1)
+    return {
+        "backlog": backlog,
+        "enqueue_s": enqueued,
+        "drain_s": elapsed,
+        "runs_per_s": backlog / elapsed,
+        "runs_per_s_per_worker": backlog / elapsed / workers,
+        "claims_per_s": claimed / span if span > 0 else float("nan"),
+        "peak_connections": peak,  # type: ignore[dict-item]
+    }
+
+
+def insert_ceiling(url: str, seconds: float) -> float:
+    """Single-row autocommit INSERTs per second from one connection (a commit each)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE bench_ceiling (id bigserial, payload jsonb)")
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            conn.execute("INSERT INTO bench_ceiling (payload) VALUES (%s)", ('{"a":1}',))
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def sse(fleet: Fleet, followers: int, probe_rate: float, duration: float) -> dict[str, Any]:
+    """F followers on one replica while workers are stopped; then resume and time the end."""
+    h = {"Authorization": f"Bearer {fleet.token}"}
+    replica = fleet.replicas[0]
+    replica_pid = fleet.pids["serve-1"]
+    fleet.pause_runners()
+    try:
+        limits = httpx.Limits(max_connections=followers + 8)
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(300, connect=30), trust_env=False, headers=h, limits=limits
+        ) as client:
+            runs: list[str] = []
+            left = followers
+            while left:
+                n = min(left, 100)
+                got = await client.post(
+                    f"{replica}{WS}/runs:batch",
+                    json={"runs": [{"name": "workflows/ping"} for _ in range(n)]},
+                )
+                got.raise_for_status()
+                runs += [r["id"] for r in got.json()["runs"]]
+                left -= n
+            opened = asyncio.Event()
+            open_count = 0
+            ended: list[float] = []
+            failed = 0
+
+            async def follow(run_id: str) -> None:
+                nonlocal open_count, failed
+                try:
+                    async with client.stream("GET", f"{replica}/api/v1/runs/{run_id}/events") as s:
+                        if s.status_code != 200:
+                            failed += 1
+                            return
+                        open_count += 1
+                        if open_count == followers:
+                            opened.set()
+                        async for line in s.aiter_lines():
+                            if line == "event: end":
+                                ended.append(time.perf_counter())
+                                return
+                except httpx.HTTPError:
+                    failed += 1
+                finally:
+                    if open_count + failed >= followers:
+                        opened.set()
+
+            streams = [asyncio.create_task(follow(r)) for r in runs]
+            await asyncio.wait_for(opened.wait(), 120)
+            rss = _rss_kib(replica_pid)
+            conns = pg_connections(fleet.database, fleet.pids)
+            probe = await open_loop(
+                lambda c: c.get(f"{replica}{WS}/definitions", headers=h), probe_rate, duration
+            )
+            resumed = time.perf_counter()
+            fleet.resume_workers()
+            await asyncio.wait_for(asyncio.gather(*streams), 600)
+    finally:
+        fleet.resume_all()
+    return {
+        "followers": followers,
+        "open": open_count,
+        "failed": failed,
+        "replica_rss_mib": rss / 1024,
+        "probe": probe,
+        "connections": conns,
+        "all_ended_s": (max(ended) - resumed) if ended else float("nan"),
+    }
+
+
+# -- report --------------------------------------------------------------------------
+def _ms(v: float) -> str:
+    return "-" if v != v else f"{v * 1000:.1f}"
+
+
+def report(
+    results: dict[str, list[list[Step]]],
+    rates: list[float],
+    ceiling_inserts: float,
+    drains: list[dict[str, Any]],
+    sses: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> None:
+    print(
+        f"# fleet capacity: {args.serve} serve, {args.workers} workers, 1 Factory, 1 Postgres; "
+        f"{os.cpu_count()} cores SHARED with other work (load average at end: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}); {args.rounds} round(s) x "
+        f"{args.duration:g}s per step, open loop"
+    )
+    print("\n## Ramps on ONE serve replica (median round; p99 worst = worst round)\n")
+    print(
+        "| scenario | offered/s | achieved/s | p50 ms | "
+        "p99 ms | p99 worst ms | errors | pg conns (replica/total) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    knees: dict[str, Step | None] = {}
+    for name, per_rate in results.items():
+        medians: list[Step] = []
+        for i, steps in enumerate(per_rate):
+            if not steps:
+                continue
+            mid = sorted(steps, key=lambda s: s.p99)[len(steps) // 2]
+            medians.append(mid)
+            worst = max(s.p99 for s in steps)
+            conns = mid.connections
+            print(
+                f"| {name} | {rates[i]:g} | {statistics.median(s.achieved for s in steps):.1f} | "
+                f"{_ms(mid.p50)} | {_ms(mid.p99)} | {_ms(worst)} | "
+                f"{sum(s.errors + s.dropped for s in steps)} | "
+                f"{conns.get('serve-1', 0)}/{conns.get('total', 0)} |"
+            )
+        knees[name] = knee(medians)
+    hello = knees.get("hello (ceiling)")
+    print("\n## Knees (p99 <= max(5 x lowest-rate p99, 50 ms), >= 95 % achieved, no errors)\n")
+    print("| scenario | knee req/s | p99 ms at knee | ratio to hello ceiling |")
+    print("|---|---|---|---|")
+    for name, k in knees.items():
+        if k is None:
+            print(f"| {name} | below {rates[0]:g} | - | - |")
+            continue
+        ratio = f"{k.rate / hello.rate:.2f}" if hello else "-"
+        top = " (top of ramp: not reached)" if k.rate == rates[-1] else ""
+        print(f"| {name} | {k.rate:g}{top} | {_ms(k.p99)} | {ratio} |")
+    print("\n## Run drain (backlog of workflows/ping through the queue)\n")
+    print(
+        "| backlog | runs/s | runs/s per worker | "
+        "queue claims/s | ceiling INSERT/s | runs/s : INSERT/s | peak pg conns |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for d in drains:
+        print(
+            f"| {d['backlog']} | {d['runs_per_s']:.1f} | {d['runs_per_s_per_worker']:.1f} | "
+            f"{d['claims_per_s']:.1f} | {ceiling_inserts:.0f} | "
+            f"1 : {ceiling_inserts / d['runs_per_s']:.0f} | {json.dumps(d['peak_connections'])} |"
+        )
+    print("\n## SSE followers on one replica (workers stopped, then resumed)\n")
+    print(
+        "| followers | open | failed | "
+        "replica RSS MiB | probe p99 ms (definitions) | "
+        "all ended after resume s | pg conns replica/total |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for s in sses:
+        p: Step = s["probe"]
+        c = s["connections"]
+        print(
+            f"| {s['followers']} | {s['open']} | {s['failed']} | {s['replica_rss_mib']:.0f} | "
+            f"{_ms(p.p99)} @ {p.rate:g}/s | {s['all_ended_s']:.1f} | "
+            f"{c.get('serve-1', 0)}/{c.get('total', 0)} |"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="quarry-capacity-"))
+    hello_port = _free_port()
+    hello = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
+        [sys.executable, __file__, "--hello-server", str(hello_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    fleet: Fleet | None = None
+    try:
+        fleet = await start_fleet(args, root)
+        rates = [float(r) for r in args.rates.split(",")]
+        results = await ramp_all(
+            fleet, f"http://127.0.0.1:{hello_port}", rates, args.duration, args.rounds
+        )
+        ceiling = insert_ceiling(fleet.url, args.duration)
+        drains = [await drain(fleet, b) for b in (int(x) for x in args.backlogs.split(","))]
+        sses = [
+            await sse(fleet, int(f), rates[0], args.duration) for f in args.followers.split(",")
+        ]
+        report(results, rates, ceiling, drains, sses, args)
+    finally:
+        if fleet is not None:
+            await stop_fleet(fleet)
+        hello.terminate()
+        hello.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hello-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smoke run: short, few steps")
+    parser.add_argument("--serve", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rates", default="25,50,100,200,400,800")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per step")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backlogs", default="200,1000")
+    parser.add_argument("--followers", default="50,200")
+    args = parser.parse_args()
+    if args.hello_server:
+        hello_server(args.hello_server)
+        return
+    if args.quick:
+        args.rates, args.duration, args.rounds = "20,80", 2.0, 1
+        args.backlogs, args.followers = "50", "20"
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
