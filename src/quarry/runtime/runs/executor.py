@@ -22,8 +22,6 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
-
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import BadRequest, QuarryError
 from quarry.core.hashing import canonical_json
@@ -47,6 +45,7 @@ from quarry.runtime.runs.journal import DurableJournal, RunWriter
 from quarry.runtime.source import RevisionSource
 from quarry.store import runs as runq
 from quarry.store import workspaces as wq
+from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
 from quarry.store.runs import RunRow
 

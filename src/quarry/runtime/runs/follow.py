@@ -16,9 +16,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from sqlalchemy import Engine
-
 from quarry.store import run_notify
+from quarry.store.db import Engine
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,12 @@ import hashlib
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-
 from quarry.core.clock import utcnow
 from quarry.runtime.engine.results import StepResult, row_count
 from quarry.runtime.queue import Task, TaskQueue
 from quarry.runtime.runs.events import RunEvent
 from quarry.store import runs as runq
+from quarry.store.db import Connection, Engine
 from quarry.store.objects import ObjectStore
 from quarry.store.objects.base import tenant_prefix
 from quarry.store.runs import ArtifactRow, StepRow

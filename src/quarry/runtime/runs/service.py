@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
 from quarry.core.errors import BadRequest
@@ -32,6 +30,7 @@ from quarry.definitions.kinds import Kind
 from quarry.runtime.queue import NewTask, TaskQueue
 from quarry.runtime.runs.events import RunEvent
 from quarry.store import runs as runq
+from quarry.store.db import Connection, Engine
 from quarry.store.runs import RunRow
 from quarry.store.workspaces import WorkspaceRow
 
