@@ -210,7 +210,7 @@ def compile_latency(views: int, rounds: int) -> dict[str, list[float]]:
 def make_shop(root: Path, orders: int) -> None:
     """The test suite's shop workspace, with ``orders`` orders (and 3x line items)."""
     import duckdb
-    from tests.integration.semantic_api.shop import make_shop as small_shop
+    from tests.integration.api.semantic.shop import make_shop as small_shop
 
     small_shop(root)
     database = root / "data" / "shop.duckdb"

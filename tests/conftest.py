@@ -86,7 +86,7 @@ def _open_auth_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _test_warehouses_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Test warehouses live on the test cluster (loopback, the state database's own
-    cluster) and name their secrets freely; tests/integration/security sets the
+    cluster) and name their secrets freely; tests/integration/runtime/connectors sets the
     production defaults explicitly."""
     monkeypatch.setenv("QUARRY_WAREHOUSE_ALLOW_LOOPBACK", "true")
     monkeypatch.setenv("QUARRY_WAREHOUSE_ALLOW_STATE_CLUSTER", "true")

@@ -18,7 +18,7 @@ from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
 from quarry.store import runs as runq
-from tests.integration.admission.conftest import async_client, post_runs, tenant_row_locked
+from tests.integration.fleet.admission.conftest import async_client, post_runs, tenant_row_locked
 from tests.support.processes import serve_in_thread, wait_until
 from tests.support.tenancy import s3_url
 

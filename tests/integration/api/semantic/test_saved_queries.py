@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.semantic_api.conftest import Shop, compile_shop
-from tests.integration.semantic_api.shop import (
+from tests.integration.api.semantic.conftest import Shop, compile_shop
+from tests.integration.api.semantic.shop import (
     REVENUE_BY_REGION_FOR_STATUS,
     hand_written,
     make_shop,

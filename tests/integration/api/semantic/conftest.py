@@ -18,7 +18,7 @@ from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.runs import get_run
 from quarry.store.workspaces import WorkspaceRow
 from tests.conftest import Backend
-from tests.integration.semantic_api.shop import make_shop
+from tests.integration.api.semantic.shop import make_shop
 from tests.support.processes import serve_in_thread
 
 WS = "shop"

@@ -13,7 +13,7 @@ import httpx
 
 from quarry.api.auth import SAFE_METHODS, is_public
 from quarry.web.session import SESSION_COOKIE, csrf_token
-from tests.integration.auth.test_route_matrix import _requests, _send, _state
+from tests.integration.api.auth.test_route_matrix import _requests, _send, _state
 from tests.support.tenancy import ACME_WS, Deployment
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.admission.conftest import async_client, post_runs, tenant_row_locked
+from tests.integration.fleet.admission.conftest import async_client, post_runs, tenant_row_locked
 from tests.support.tenancy import (
     ACME,
     ACME_WS,

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from quarry.store.auth_tables import api_tokens
-from tests.integration.security.clusters import private_cluster
-from tests.integration.security.conftest import Fleet, failure, running_fleet
+from tests.integration.runtime.connectors.clusters import private_cluster
+from tests.integration.runtime.connectors.conftest import Fleet, failure, running_fleet
 from tests.support.tenancy import ACME, s3_url
 
 STEAL = "SELECT tenant_id, role, token_hash FROM api_tokens"

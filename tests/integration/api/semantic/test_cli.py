@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.semantic_api.shop import (
+from tests.integration.api.semantic.shop import (
     REVENUE_BY_REGION_FOR_STATUS,
     hand_written,
     make_shop,

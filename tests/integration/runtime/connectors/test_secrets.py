@@ -11,8 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.security.clusters import private_cluster
-from tests.integration.security.conftest import FLEET_SECRET, Fleet, failure, running_fleet
+from tests.integration.runtime.connectors.clusters import private_cluster
+from tests.integration.runtime.connectors.conftest import (
+    FLEET_SECRET,
+    Fleet,
+    failure,
+    running_fleet,
+)
 from tests.support.tenancy import s3_url
 
 

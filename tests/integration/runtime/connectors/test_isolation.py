@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.security.conftest import FLEET_SECRET, Fleet, running_fleet
+from tests.integration.runtime.connectors.conftest import FLEET_SECRET, Fleet, running_fleet
 from tests.support.processes import wait_until
 from tests.support.tenancy import GLOBEX, s3_url
 

@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 from quarry.api.app import create_app
 from quarry.api.services import build_services
 from tests.conftest import Backend
-from tests.integration.semantic_api.conftest import Shop, compile_shop
-from tests.integration.semantic_api.shop import (
+from tests.integration.api.semantic.conftest import Shop, compile_shop
+from tests.integration.api.semantic.shop import (
     FANOUT,
     REVENUE_BY_REGION_FOR_STATUS,
     REVENUE_BY_REGION_MONTH,

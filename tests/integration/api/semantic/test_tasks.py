@@ -3,8 +3,8 @@ give the answers of hand-written SQL on the same DuckDB database."""
 
 from __future__ import annotations
 
-from tests.integration.semantic_api.conftest import Shop
-from tests.integration.semantic_api.shop import (
+from tests.integration.api.semantic.conftest import Shop
+from tests.integration.api.semantic.shop import (
     FANOUT,
     LARGE_ORDERS,
     REVENUE_BY_REGION_FOR_STATUS,

@@ -14,8 +14,8 @@ from quarry.api.app import create_app
 from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
-from tests.integration.semantic_api.conftest import Shop, compile_shop
-from tests.integration.semantic_api.shop import same
+from tests.integration.api.semantic.conftest import Shop, compile_shop
+from tests.integration.api.semantic.shop import same
 from tests.support.processes import serve_in_thread
 
 WORKFLOW = """\

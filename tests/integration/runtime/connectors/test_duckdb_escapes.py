@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.integration.security.conftest import (
+from tests.integration.runtime.connectors.conftest import (
     FLEET_SECRET,
     Fleet,
     failure,
