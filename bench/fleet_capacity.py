@@ -470,6 +470,7 @@ async def sse(fleet: Fleet, followers: int, probe_rate: float, duration: float) 
             open_count = 0
             ended: list[float] = []
             failed = 0
+            reasons: dict[str, int] = {}
 
             async def follow(run_id: str) -> None:
                 nonlocal open_count, failed
@@ -477,6 +478,8 @@ async def sse(fleet: Fleet, followers: int, probe_rate: float, duration: float) 
                     async with client.stream("GET", f"{replica}/api/v1/runs/{run_id}/events") as s:
                         if s.status_code != 200:
                             failed += 1
+                            key = f"HTTP {s.status_code}"
+                            reasons[key] = reasons.get(key, 0) + 1
                             return
                         open_count += 1
                         if open_count == followers:
@@ -485,8 +488,9 @@ async def sse(fleet: Fleet, followers: int, probe_rate: float, duration: float) 
                             if line == "event: end":
                                 ended.append(time.perf_counter())
                                 return
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     failed += 1
+                    reasons[type(exc).__name__] = reasons.get(type(exc).__name__, 0) + 1
                 finally:
                     if open_count + failed >= followers:
                         opened.set()
@@ -507,6 +511,7 @@ async def sse(fleet: Fleet, followers: int, probe_rate: float, duration: float) 
         "followers": followers,
         "open": open_count,
         "failed": failed,
+        "reasons": reasons,
         "replica_rss_mib": rss / 1024,
         "probe": probe,
         "connections": conns,
@@ -590,7 +595,8 @@ def report(
         p: Step = s["probe"]
         c = s["connections"]
         print(
-            f"| {s['followers']} | {s['open']} | {s['failed']} | {s['replica_rss_mib']:.0f} | "
+            f"| {s['followers']} | {s['open']} | {s['failed']} {json.dumps(s['reasons'])} | "
+            f"{s['replica_rss_mib']:.0f} | "
             f"{_ms(p.p99)} @ {p.rate:g}/s | {s['all_ended_s']:.1f} | "
             f"{c.get('serve-1', 0)}/{c.get('total', 0)} |"
         )
@@ -642,7 +648,9 @@ def main() -> None:
         return
     if args.quick:
         args.rates, args.duration, args.rounds = "20,80", 2.0, 1
-        args.backlogs, args.followers = "50", "20"
+        args.backlogs = "50"
+        if args.followers == parser.get_default("followers"):
+            args.followers = "20"
     asyncio.run(main_async(args))
 
 
