@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.model_server import Call, ModelServer, Reply
 
 from quarry.agents.service import ask_agent
-from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import build_services
 from quarry.runtime.connectors import BlobCache, Connections
 from quarry.runtime.source import RevisionSource
 

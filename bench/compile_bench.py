@@ -92,10 +92,10 @@ def _backend_cpu(engine: Any) -> dict[int, float]:
 
 
 def child(args: argparse.Namespace) -> None:
-    from quarry.api.services import build_services
     from quarry.core.settings import Settings
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
+    from quarry.node.services import build_services
 
     settings = Settings(database_url=args.db, blob_url=args.blobs)
     limits = CompileLimits.from_settings(settings)  # QUARRY_COMPILE_ISOLATION=inline|process

@@ -41,11 +41,11 @@ sys.path.insert(0, str(HERE))
 
 from _workspace_gen import generate_workspace, touch_one_file  # noqa: E402
 from quarry.api.app import create_app  # noqa: E402
-from quarry.api.services import build_services  # noqa: E402
 from quarry.core.settings import Settings  # noqa: E402
 from quarry.factory.compiler import compile_workspace  # noqa: E402
 from quarry.factory.statcache import cache_path  # noqa: E402
 from quarry.factory.workspaces import register_path  # noqa: E402
+from quarry.node.services import build_services  # noqa: E402
 
 GIT = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
 ENV = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}

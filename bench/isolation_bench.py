@@ -26,10 +26,10 @@ from _workspace_gen import generate_workspace, touch_one_file
 
 
 def main() -> None:
-    from quarry.api.services import build_services
     from quarry.core.settings import Settings
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
+    from quarry.node.services import build_services
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10_000)

@@ -158,8 +158,8 @@ def aps_results(dsn: str, count: int, start: datetime, end: datetime) -> dict[st
 
 
 def quarry_setup(dsn: str, count: int, root: Path) -> Any:
-    from quarry.api.services import build_services
     from quarry.core.settings import Settings
+    from quarry.node.services import build_services
 
     settings = Settings(
         database_url=sa_url(dsn),

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.core.errors import CompileFailed, NotFound, Problem
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.store.tables import revisions, workspaces
 from quarry.store.workspaces import get_workspace
 from tests.conformance.corpus import (

@@ -11,8 +11,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from quarry.api.services import Services, build_services
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.connectors import BlobCache, Connections
 from quarry.runtime.engine import MemoryJournal, run_workflow
 from quarry.runtime.engine.results import ListOutput, MapOutput, TableOutput, TextOutput

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store import tokens as tokq
 from tests.support.processes import serve_in_thread

@@ -66,7 +66,6 @@ class JsonFormatter(logging.Formatter):
 QUIET_FOR_HUMANS: tuple[str, ...] = (
     "alembic",
     "uvicorn.error",
-    "quarry.api.services",
     "quarry.node.services",
     "quarry.store.migrate",
     "quarry.factory.compiler",

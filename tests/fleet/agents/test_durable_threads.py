@@ -21,9 +21,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.node.services import build_services
 from quarry.store.run_tables import run_steps
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
 from tests.support.processes import start_quarry, wait_healthy, wait_until

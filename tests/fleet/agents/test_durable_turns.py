@@ -16,9 +16,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.node.services import build_services
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.run_tables import run_events, run_steps, runs
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply

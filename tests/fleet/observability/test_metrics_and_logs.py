@@ -16,10 +16,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.store import runs as runq
 from tests.support.processes import quarry_process, serve_in_thread, wait_until
 from tests.support.tenancy import WORKFLOW, s3_url

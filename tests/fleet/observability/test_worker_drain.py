@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.node.services import build_services
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.queue_tables import tasks
 from quarry.store.run_tables import run_steps, runs

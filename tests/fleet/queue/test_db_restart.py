@@ -27,9 +27,9 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.db import create_state_engine
 from quarry.store.migrate import migrate

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.node.services import build_services
 from quarry.runtime.runs.events import RunEvent
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store import runs as runq

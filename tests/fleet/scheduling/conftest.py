@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
+from quarry.node.services import Services, build_services
 from tests.integration.scheduling.workspace import Workspace
 from tests.support.processes import wait_until
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import Services
 from quarry.core.clock import utcnow
+from quarry.node.services import Services
 from quarry.scheduling.ticks import fire_key
 from quarry.store.run_tables import runs
 from quarry.store.schedule_tables import alert_deliveries, alert_events, schedule_fires, schedules

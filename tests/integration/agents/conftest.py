@@ -16,9 +16,9 @@ import yaml
 
 from quarry.agents.loop import TurnResult
 from quarry.agents.service import ask_agent
-from quarry.api.services import Services, build_services
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.connectors import BlobCache, Connections
 from quarry.runtime.source import RevisionSource
 from tests.support.model_server import ModelServer

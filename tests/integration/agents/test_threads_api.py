@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.store import threads as tq
 from tests.conftest import Backend
 from tests.integration.agents.conftest import agent_file

@@ -13,8 +13,8 @@ import pytest
 
 from quarry.api.app import create_app
 from quarry.api.browser import SWAGGER_UI_PATH, SWAGGER_UI_VERSION
-from quarry.api.services import build_services
 from quarry.core.settings import Settings
+from quarry.node.services import build_services
 from tests.support.processes import serve_in_thread
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}

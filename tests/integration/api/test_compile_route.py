@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 
 from quarry.api.app import create_app
-from quarry.api.services import build_services
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import build_services
 from tests.conftest import Backend
 from tests.support.processes import serve_in_thread
 

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import build_services
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
 from quarry.factory.workspaces import register_path
+from quarry.node.services import build_services
 from tests.conftest import Backend
 from tests.integration.factory.gitrepos import FactoryApi, factory_api, snapshot
 from tests.support.processes import serve_in_thread, wait_until

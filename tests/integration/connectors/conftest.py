@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.connectors import BlobCache, Connections
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.engine import MemoryJournal, RunResult, run_workflow

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from quarry.api.services import Services, build_services
 from quarry.demo import create_demo_workspace
+from quarry.node.services import Services, build_services
 from tests.conftest import Backend
 
 

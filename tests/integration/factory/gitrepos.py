@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.demo import create_demo_workspace
+from quarry.node.services import Services, build_services
 from tests.conftest import Backend
 from tests.support.processes import serve_in_thread, wait_until
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from quarry.api.services import Services
 from quarry.core.errors import CompileFailed, PromotionConflict
 from quarry.factory.compiler import analyze, compile_workspace, publish
 from quarry.factory.local import compile_local, register_local
+from quarry.node.services import Services
 from quarry.store.tables import blobs, workspaces
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from quarry.api.services import Services
 from quarry.core.errors import CompileFailed
 from quarry.factory.compiler import analyze
 from quarry.factory.isolation import ISOLATED_FAILURES, CompileLimits, CompileProcess
 from quarry.factory.local import compile_local
+from quarry.node.services import Services
 
 TEN_GB = 10_000_000_000
 SLOW = b"tasks: [" + b"1," * 900_000 + b"1]\n"  # 1.8 MB: a second or two to read

@@ -10,12 +10,12 @@ import httpx
 
 from quarry.api.app import create_app
 from quarry.api.route_audit import declared_class, registered_routes, route_class_problems
-from quarry.api.services import build_services
 from quarry.core.settings import Role, Settings
 from quarry.core.topology import derive_topology
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
 from quarry.fleet.routes import RouteClass, classify
+from quarry.node.services import build_services
 from tests.support.processes import serve_in_thread
 
 IDE = [

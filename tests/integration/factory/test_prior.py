@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import Services
 from quarry.core.errors import CompileFailed
 from quarry.definitions.kinds import classify_path
 from quarry.factory.compiler import Known, analyze, known_from_revision
 from quarry.factory.local import compile_local
 from quarry.factory.scan import _kind
+from quarry.node.services import Services
 from quarry.store import revisions as rq
 from quarry.store.tables import workspaces
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from quarry.api.services import Services
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services
 from quarry.store.factory_tables import delete_workspace
 from quarry.store.tables import definitions, revision_files, revisions, workspaces
 

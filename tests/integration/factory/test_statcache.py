@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import Services
 from quarry.core.errors import CompileFailed
 from quarry.factory import statcache
 from quarry.factory.compiler import analyze
 from quarry.factory.local import compile_local
 from quarry.factory.statcache import RACY_NS, StatCache
+from quarry.node.services import Services
 from quarry.store.tables import workspaces
 
 # The stat cache is a file beside the working copy; revisions are stored as usual.

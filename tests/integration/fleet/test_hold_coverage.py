@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from quarry.api.app import create_app
 from quarry.api.fleet.keepalive import ScaleToZero
-from quarry.api.services import Services, build_services
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.store.run_tables import runs
 from tests.conftest import Backend
 from tests.support.processes import serve_in_thread, wait_until

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.fleet.keepalive import SelfKeepAlive
 from quarry.fleet.routes import RouteClass, classify
+from quarry.node.services import Services, build_services
 from tests.support.processes import serve_in_thread, wait_until
 
 

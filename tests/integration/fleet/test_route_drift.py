@@ -15,9 +15,9 @@ from quarry.api.route_audit import (
     route_class_problems,
     unused_patterns,
 )
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.fleet.routes import RouteClass, classify
+from quarry.node.services import Services, build_services
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from fastapi import APIRouter, FastAPI
 
 from quarry.api.app import create_app
 from quarry.api.route_audit import RegisteredRoute, concrete_path, registered_routes
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.fleet.routes import RouteClass, classify
+from quarry.node.services import Services, build_services
 
 FACTORY = "quarry.factory"
 
@@ -100,7 +100,7 @@ SERVE_APP = textwrap.dedent(
     import dataclasses, json, sys
     from quarry.api.app import create_app
     from quarry.api.route_audit import registered_routes
-    from quarry.api.services import build_services
+    from quarry.node.services import build_services
     from quarry.core.settings import Settings
     from quarry.core.topology import derive_topology
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.queue.worker import Worker
 from quarry.runtime.runs.events import RunEvent
 from quarry.runtime.runs.executor import RunExecutor

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import build_services
 from quarry.factory.local import compile_local
+from quarry.node.services import build_services
 from tests.conftest import Backend
 from tests.support.processes import serve_in_thread, wait_until
 

@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.runs.events import RunEvent
 from quarry.scheduling.ticks import tick_schedules
 from quarry.store import runs as runq

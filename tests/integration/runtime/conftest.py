@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from quarry.api.services import Services, build_services
 from quarry.catalog.reader import Catalog
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.connectors import BlobCache, Connections
 from quarry.runtime.engine import MemoryJournal, RunResult, StepJournal, run_workflow
 from quarry.runtime.source import RevisionSource

@@ -9,8 +9,8 @@ from textwrap import dedent
 
 import pytest
 
-from quarry.api.services import Services
 from quarry.factory.local import compile_local
+from quarry.node.services import Services
 from quarry.runtime.connectors import BlobCache
 from quarry.runtime.engine import (
     MapOutput,

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pytest
 
-from quarry.api.services import Services
+from quarry.node.services import Services
 from quarry.runtime.engine import (
     ListOutput,
     MapOutput,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from quarry.api.services import Services, build_services
+from quarry.node.services import Services, build_services
 from tests.conftest import Backend
 from tests.integration.scheduling.workspace import Workspace
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.fleet.routes import RouteClass, classify
+from quarry.node.services import Services, build_services
 from quarry.scheduling.monitors import MonitorChecker
 from quarry.scheduling.ticks import tick_schedules
 from quarry.store.schedule_tables import schedules

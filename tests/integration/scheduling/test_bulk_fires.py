@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from quarry.api.services import Services
+from quarry.node.services import Services
 from quarry.scheduling.ticks import tick_schedules
 from quarry.store.queue_tables import tasks
 from tests.integration.scheduling.helpers import next_run, scheduled_runs

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quarry.api.services import Services
+from quarry.node.services import Services
 from tests.conftest import Backend
 from tests.integration.scheduling.helpers import schedule_row
 from tests.integration.scheduling.workspace import Workspace, schedule_yaml

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from quarry.api.services import Services
 from quarry.core.clock import utcnow
+from quarry.node.services import Services
 from quarry.scheduling.driver import Driver
 from quarry.store.queue_tables import tasks
 from tests.integration.scheduling.helpers import scheduled_runs

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import Services
+from quarry.node.services import Services
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.queue.worker import Worker
 from quarry.scheduling.alerts import DELIVERY_QUEUE

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
+from quarry.node.services import Services, build_services
 from quarry.scheduling.ticks import advance, tick_schedules
 from quarry.store.schedules import claim_due
 from tests.integration.scheduling.helpers import fires, next_run, schedule_row

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import Services
 from quarry.core.errors import CompileFailed
+from quarry.node.services import Services
 from quarry.scheduling.admin import set_paused
 from quarry.scheduling.sync import schedule_id
 from quarry.store.schedule_tables import schedules

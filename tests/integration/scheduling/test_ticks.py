@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from quarry.api.services import Services
+from quarry.node.services import Services
 from quarry.scheduling.admin import trigger
 from quarry.scheduling.ticks import fire_key, tick_schedules
 from quarry.store.queue_tables import tasks

@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from quarry.api.services import Services
 from quarry.factory.compiler import CompileResult
 from quarry.factory.local import compile_local
+from quarry.node.services import Services
 
 CONFIG = """\
 databases:

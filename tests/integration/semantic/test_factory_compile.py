@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from quarry.api.services import Services, build_services
 from quarry.core.errors import CompileFailed
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.store.tables import revisions, workspaces
 from tests.conftest import Backend
 

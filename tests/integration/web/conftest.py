@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.store.workspaces import WorkspaceRow
 from tests.conftest import Backend
 from tests.support.processes import serve_in_thread

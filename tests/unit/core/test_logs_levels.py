@@ -16,7 +16,7 @@ def _passes(name: str, level: int, threshold: int = logging.INFO) -> bool:
 
 def test_machinery_info_is_debug_for_people() -> None:
     assert not _passes("alembic.runtime.migration", logging.INFO)
-    assert not _passes("quarry.api.services", logging.INFO)
+    assert not _passes("quarry.node.services", logging.INFO)
     assert _passes("alembic.runtime.migration", logging.INFO, threshold=logging.DEBUG)
 
 

@@ -35,10 +35,10 @@ from quarry.agents.threads import (
     thread_event,
 )
 from quarry.api.deps import AccessRole, Principal, principal, services
-from quarry.api.services import Services
 from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.runs.follow import RunEventHub
+from quarry.runtime.services import Services
 from quarry.store import runs as runq
 from quarry.store import threads as tq
 from quarry.store.threads import MessageRow, ThreadRow

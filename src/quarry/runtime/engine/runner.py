@@ -52,7 +52,7 @@ from quarry.runtime.source import RevisionSource, normalise_path
 Handler = Callable[[RunContext, Any, Scope, str], StepResult]
 
 # Executors of task types whose engines live above the runtime (``agent``: in
-# quarry.agents), installed at composition (quarry.api.services.build_services).
+# quarry.agents), installed at composition (quarry.node.services.build_services).
 _registered: dict[str, Handler] = {}
 
 

@@ -22,9 +22,9 @@ from quarry.api.app import create_app
 from quarry.api.auth import decide_open
 from quarry.api.deps import AccessRole, principal
 from quarry.api.ide.common import require
-from quarry.api.services import build_services
 from quarry.core.clock import utcnow
 from quarry.core.settings import Settings
+from quarry.node.services import build_services
 from quarry.store import tokens as tokq
 from quarry.store.auth_tables import api_tokens
 from quarry.store.db import create_state_engine

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.runtime.runs.executor import RunExecutor
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.runs import get_run

@@ -11,9 +11,9 @@ import duckdb
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import build_services
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
+from quarry.node.services import build_services
 from tests.integration.api.semantic.conftest import Shop, compile_shop
 from tests.integration.api.semantic.shop import same
 from tests.support.processes import serve_in_thread

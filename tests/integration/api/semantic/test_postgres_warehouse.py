@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from quarry.api.app import create_app
-from quarry.api.services import build_services
+from quarry.node.services import build_services
 from tests.conftest import Backend
 from tests.integration.api.semantic.conftest import Shop, compile_shop
 from tests.integration.api.semantic.shop import (

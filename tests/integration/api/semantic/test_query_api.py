@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import build_services
+from quarry.node.services import build_services
 from quarry.runtime.semantic.service import SemanticService
 from tests.conftest import Backend
 from tests.integration.api.semantic.conftest import Shop, compile_shop

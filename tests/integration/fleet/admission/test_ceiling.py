@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from quarry.api.app import create_app
-from quarry.api.services import Services, build_services
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
 from quarry.factory.local import compile_local
+from quarry.node.services import Services, build_services
 from quarry.store import runs as runq
 from tests.integration.fleet.admission.conftest import async_client, post_runs, tenant_row_locked
 from tests.support.processes import serve_in_thread, wait_until
