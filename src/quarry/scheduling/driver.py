@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from quarry.core.clock import utcnow
 from quarry.core.identity import node_name
@@ -176,9 +175,3 @@ class Driver:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-
-def due_in(engine: Engine, now: datetime | None = None) -> float | None:
-    """Seconds until the next due schedule (None when nothing is scheduled)."""
-    due = earliest_due(engine)
-    return None if due is None else (due - (now or utcnow())).total_seconds()
