@@ -31,7 +31,8 @@ def test_compile_route_promotes_and_refuses_broken_files(backend: Backend, tmp_p
         current = client.get("/api/v1/workspaces/shop").json()["current_revision_id"]
         assert current == changed["revision_id"]
 
-        view.write_text(view.read_text() + "\nnot_a_field: 1\n")
+        # An unknown key is only a warning in a view (as in Oxy); a bad enum value is an error.
+        view.write_text(view.read_text().replace("type: number", "type: nmber", 1))
         broken = client.post("/api/v1/workspaces/shop/compile")
         assert broken.status_code == 422
         problems = broken.json()["details"]["problems"]

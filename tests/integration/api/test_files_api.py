@@ -188,7 +188,8 @@ def test_size_and_binary_limits(api: FactoryApi) -> None:
 def test_cloud_write_compiles_a_draft_and_errors_are_readable(api: FactoryApi) -> None:
     current = api.current()
     text, digest = api.read(VIEW)
-    broken = api.put(VIEW, text + "\nnot_a_field: 1\n", digest)
+    # An unknown key is only a warning in a view (as in Oxy); a bad enum value is an error.
+    broken = api.put(VIEW, text.replace("type: number", "type: nmber", 1), digest)
     assert broken.status_code == 200
     failed = api.wait_compiled("main")
     assert failed["state"] == "failed" and failed["revision_id"] is None
