@@ -190,9 +190,7 @@ def get_schedule(conn: Connection, schedule_id: str) -> Any:
     return conn.execute(select(schedules).where(schedules.c.id == schedule_id)).first()
 
 
-def find_schedule(
-    conn: Connection, tenant_id: str, workspace_id: str, kind: str, name: str
-) -> Any:
+def find_schedule(conn: Connection, tenant_id: str, workspace_id: str, kind: str, name: str) -> Any:
     """The row of one named schedule or monitor of a tenant's workspace, or None."""
     return conn.execute(
         select(schedules).where(
