@@ -13,10 +13,8 @@ on every statement (``settings.filter_settings``), for row policies to read;
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
-import threading
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -28,6 +26,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host
+from quarry.runtime.connectors.per_thread import PerThreadConnections
 from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 
 Redact = Callable[[str], str]
@@ -88,9 +87,7 @@ class ClickHouseConnector(Connector):
         self._policy = policy or current_policy()
         self._redact = redact
         self._target: CheckedTarget | None = None
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[Client] = []
+        self._clients: PerThreadConnections[Client] = PerThreadConnections(self._open)
 
     def _open(self) -> Client:
         host = str(self._settings["host"])
@@ -123,18 +120,9 @@ class ClickHouseConnector(Connector):
                 database=self.name,
             ) from None
 
-    def _client(self) -> Client:
-        client: Client | None = getattr(self._local, "client", None)
-        if client is None:
-            client = self._open()
-            self._local.client = client
-            with self._lock:
-                self._all.append(client)
-        return client
-
     def query(self, sql: BoundSql) -> pa.Table:
         text, parameters = server_bound(sql)
-        client = self._client()
+        client = self._clients.get()
         try:
             if _RESULT_STATEMENT.match(text):
                 table: pa.Table = client.query_arrow(
@@ -162,9 +150,4 @@ class ClickHouseConnector(Connector):
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._all = self._all, []
-        self._local = threading.local()
-        for client in clients:
-            with contextlib.suppress(Exception):
-                client.close()
+        self._clients.close_all()

@@ -28,6 +28,7 @@ from pymysql.constants import FIELD_TYPE, FLAG
 
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host
+from quarry.runtime.connectors.per_thread import PerThreadConnections
 from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 
 Redact = Callable[[str], str]
@@ -80,9 +81,10 @@ class MysqlConnector(Connector):
         self._policy = policy or current_policy()
         self._redact = redact
         self._target: CheckedTarget | None = None
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[pymysql.connections.Connection[Any]] = []
+        self._connections: PerThreadConnections[pymysql.connections.Connection[Any]] = (
+            PerThreadConnections(self._open, alive=lambda conn: bool(conn.open))
+        )
         self._running: dict[int, pymysql.connections.Connection[Any]] = {}
 
     def _connect_args(self) -> dict[str, Any]:
@@ -120,18 +122,9 @@ class MysqlConnector(Connector):
                 database=self.name,
             ) from None
 
-    def _connection(self) -> pymysql.connections.Connection[Any]:
-        conn: pymysql.connections.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is None or not conn.open:
-            conn = self._open()
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
     def query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "%s", escape_percent=True)
-        conn = self._connection()
+        conn = self._connections.get()
         with conn.cursor() as cur:
             thread_id = int(conn.thread_id())  # type: ignore[no-untyped-call]
             with self._lock:
@@ -178,11 +171,7 @@ class MysqlConnector(Connector):
                 killer.close()
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(pymysql.MySQLError):
-                conn.close()
+        self._connections.close_all(pymysql.MySQLError)
 
 
 def _unsigned_columns(cur: Any) -> set[int]:

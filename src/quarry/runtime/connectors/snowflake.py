@@ -29,6 +29,7 @@ from snowflake.connector.constants import (  # type: ignore[attr-defined]  # pub
 
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.guard import check_host
+from quarry.runtime.connectors.per_thread import PerThreadConnections
 from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
 
 Redact = Callable[[str], str]
@@ -59,9 +60,10 @@ class SnowflakeConnector(Connector):
         self._policy = policy or current_policy()
         self._redact = redact
         self._checked = False
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[Any] = []
+        self._connections: PerThreadConnections[Any] = PerThreadConnections(
+            self._open, alive=lambda conn: not conn.is_closed()
+        )
         self._running: set[Any] = set()
 
     def _connect_args(self) -> dict[str, Any]:
@@ -103,18 +105,9 @@ class SnowflakeConnector(Connector):
                 database=self.name,
             ) from None
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.is_closed():
-            conn = self._open()
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
     def query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "?")
-        conn = self._connection()
+        conn = self._connections.get()
         cursor = conn.cursor()
         with self._lock:
             self._running.add(cursor)
@@ -146,11 +139,7 @@ class SnowflakeConnector(Connector):
                 cursor.abort_query(cursor.sfqid)
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(Exception):
-                conn.close()
+        self._connections.close_all()
 
 
 def _der_key(database: str, pem: bytes) -> bytes:

@@ -1,0 +1,54 @@
+"""One driver connection per thread, every one remembered so the connector can end
+them all.
+
+A run's steps may query one database from several threads, and DB-API connections
+(and the warehouse clients) are not safe to share between threads: each thread opens
+its own on first use. ``close_all`` ends every one of them at the end of the run, or
+from another thread on interrupt, which is why they are kept in a list as well."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class PerThreadConnections(Generic[C]):
+    """``get()`` gives this thread's connection, opening one when it has none or
+    ``alive`` says the one it has was closed."""
+
+    def __init__(
+        self, open_: Callable[[], C], *, alive: Callable[[C], bool] = lambda _conn: True
+    ) -> None:
+        self._open = open_
+        self._alive = alive
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[C] = []
+
+    def get(self) -> C:
+        conn: C | None = getattr(self._local, "conn", None)
+        if conn is None or not self._alive(conn):
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close_all(self, suppress: type[BaseException] = Exception) -> None:
+        """Close every connection opened so far (errors of the kinds in ``suppress``
+        ignored); the next ``get()`` of any thread opens a new one."""
+        with self._lock:
+            conns, self._all = self._all, []
+        self._local = threading.local()
+        for conn in conns:
+            with contextlib.suppress(suppress):
+                conn.close()
