@@ -7,11 +7,9 @@ so any replica answers for any run, wherever it executed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -20,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import services, tenant_id
+from quarry.api.fleet.cursors import decode_cursor, encode_cursor
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
@@ -160,19 +159,6 @@ def _check_controls(
     resolve_controls(load_app(catalog, ws, revision_id, body.name), given)
 
 
-def _encode_cursor(run: RunRow) -> str:
-    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, rid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(rid)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("invalid cursor", parameter="cursor") from exc
-
-
 @router.get("/api/v1/workspaces/{workspace}/runs")
 async def list_runs(
     request: Request,
@@ -183,7 +169,7 @@ async def list_runs(
     svc = services(request)
     tenant = tenant_id(request)
     ws = await run_in_threadpool(svc.catalog.workspace, tenant, workspace)
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
 
     def page() -> list[RunRow]:
         with svc.engine.connect() as conn:
@@ -192,7 +178,9 @@ async def list_runs(
     rows = await run_in_threadpool(page)
     return {
         "runs": [_run_json(r) for r in rows],
-        "next_cursor": _encode_cursor(rows[-1]) if len(rows) == limit else None,
+        "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id)
+        if len(rows) == limit
+        else None,
     }
 
 

@@ -10,11 +10,9 @@ user of the tenant gets a 404 (an admin sees every thread of the tenant).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -35,7 +33,8 @@ from quarry.agents.threads import (
     thread_event,
 )
 from quarry.api.deps import AccessRole, Principal, principal, services
-from quarry.core.errors import BadRequest, NotFound
+from quarry.api.fleet.cursors import decode_cursor, encode_cursor
+from quarry.core.errors import NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.runs.follow import RunEventHub
 from quarry.runtime.services import Services
@@ -158,19 +157,6 @@ def _post(svc: Services, ws: WorkspaceRow, thread: ThreadRow, content: str) -> T
     )
 
 
-def _encode_cursor(thread: ThreadRow) -> str:
-    raw = json.dumps([thread.updated_at.isoformat(), thread.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, tid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(tid)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("invalid cursor", parameter="cursor") from exc
-
-
 @router.get("/{workspace}/threads")
 async def list_threads(
     request: Request,
@@ -182,7 +168,7 @@ async def list_threads(
     """The caller's threads (an admin's: everyone's), last active first."""
     svc = services(request)
     who = principal(request)
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
 
     def page() -> list[ThreadRow]:
         from quarry.agents.service import agent_name
@@ -203,7 +189,9 @@ async def list_threads(
     rows = await run_in_threadpool(page)
     return {
         "threads": [_thread_json(t) for t in rows],
-        "next_cursor": _encode_cursor(rows[-1]) if len(rows) == limit else None,
+        "next_cursor": encode_cursor(rows[-1].updated_at, rows[-1].id)
+        if len(rows) == limit
+        else None,
     }
 
 
