@@ -4,7 +4,7 @@ Everything a workspace names is opened under the process's :class:`ConnectorPoli
 (``docs/security.md``): DuckDB sandboxed to the run's private folder, warehouses
 checked by host and by server identity, ``*_var`` secrets resolved only when allowed.
 No driver is imported here: each connector module is imported when a run first
-opens a database of its kind (``kinds.py``); see ``docs/connectors.md``.
+opens a database of its kind (``kinds.py``); see ``docs/databases.md``.
 """
 
 from __future__ import annotations
