@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from quarry.cli_output import make_console
 from quarry.core.errors import CompileFailed, ConfigurationError, Problem, QuarryError
 from quarry.core.logs import configure_logging, set_verbose
 from quarry.core.settings import Role, Settings, load_settings
+
+if TYPE_CHECKING:
+    from quarry.runtime.services import Services
 
 app = typer.Typer(
     help="Quarry: compile Oxy-format workspaces from git, and serve, schedule and run them.",
@@ -166,6 +169,50 @@ def _warning_count(warnings: list[Problem]) -> str:
     return f"; {count} warning{'s' if count != 1 else ''}" if count else ""
 
 
+def _compile_served_folder(svc: Services, settings: Settings, root: Path, name: str | None) -> str:
+    """Compile the folder ``quarry serve DIR`` serves and return its workspace name.
+
+    A broken file does not stop the server: the problems are printed, the previous
+    revision (if any) stays live, and the watcher recompiles once the file is saved
+    fixed. Refusing to start sent people back to the terminal to find a typo with no
+    page to look at; ``quarry compile`` stays the strict, exit-1 gate for CI."""
+    from quarry.factory.isolation import CompileLimits
+    from quarry.factory.local import compile_local, register_local
+
+    try:
+        result = compile_local(
+            svc.engine,
+            svc.store,
+            settings.tenant,
+            root,
+            name,
+            data_dir=svc.paths.data_dir,
+            limits=CompileLimits.from_settings(settings),
+        )
+    except CompileFailed as exc:
+        _print_problems(exc.problems)
+        workspace = register_local(svc.engine, settings.tenant, root, name)
+        current = svc.catalog.workspace(settings.tenant, workspace.name, fresh=True)
+        errors = sum(1 for p in exc.problems if not p.is_warning)
+        serving = (
+            f"serving the previous revision {current.current_revision_id}"
+            if current.current_revision_id
+            else "nothing is live yet"
+        )
+        console.print(
+            f"[yellow]compile failed:[/yellow] {errors} error(s) in "
+            f"[bold]{workspace.name}[/bold]; {serving}. Fix and save: Quarry recompiles.",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return workspace.name
+    console.print(
+        f"compiled [bold]{result.workspace}[/bold] @ {result.revision_id} "
+        f"({result.definitions} definitions)"
+    )
+    return result.workspace
+
+
 def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
     import uvicorn
 
@@ -184,23 +231,7 @@ def _serve(settings: Settings, root: Path | None, name: str | None) -> None:
     try:
         svc = build_services(settings)
         if root is not None:
-            from quarry.factory.isolation import CompileLimits
-            from quarry.factory.local import compile_local
-
-            result = compile_local(
-                svc.engine,
-                svc.store,
-                settings.tenant,
-                root,
-                name,
-                data_dir=svc.paths.data_dir,
-                limits=CompileLimits.from_settings(settings),
-            )
-            console.print(
-                f"compiled [bold]{result.workspace}[/bold] @ {result.revision_id} "
-                f"({result.definitions} definitions)"
-            )
-            workspace_name = result.workspace
+            workspace_name = _compile_served_folder(svc, settings, root, name)
     except QuarryError as exc:
         raise _fail(exc) from exc
     application = create_app(build_node(svc, Process.SERVER))

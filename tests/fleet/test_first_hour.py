@@ -88,6 +88,43 @@ def test_serve_recompiles_a_saved_file_and_says_so(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_serve_starts_on_a_folder_with_a_broken_file(tmp_path: Path) -> None:
+    """A typo in one file used to stop ``quarry serve`` from starting at all; now it
+    serves, prints the problem, and goes live as soon as the file is saved fixed."""
+    root = tmp_path / "shop"
+    create_demo_workspace(root)
+    broken = root / "workflows" / "added.workflow.yml"
+    broken.write_text("tasks: [unclosed\n")
+    server = start_quarry(["serve", str(root), "--name", "shop"], _env(tmp_path), tmp_path / "log")
+    try:
+        wait_healthy(server, timeout=90)
+        lines = server.log().splitlines()
+        assert any(
+            line.startswith("workflows/added.workflow.yml:2:1: invalid YAML") for line in lines
+        ), lines
+        summary = next(line for line in lines if line.startswith("compile failed:"))
+        assert "1 error(s) in shop; nothing is live yet. Fix and save" in summary
+        assert "watching" in server.log()
+        assert httpx.get(f"{server.url}/", timeout=10).status_code == 200
+
+        listing = f"{server.url}/api/v1/workspaces/shop/definitions"
+        assert httpx.get(listing, timeout=10).status_code == 404  # no revision yet
+
+        broken.write_text(NEW_WORKFLOW)
+        wait_until(
+            lambda: (
+                httpx.get(listing, timeout=10).status_code == 200
+                and "workflows/added.workflow.yml" in _definition_names(server, "shop")
+            ),
+            60,
+            "the fixed workspace to go live",
+        )
+        page = httpx.get(f"{server.url}/workspaces/shop/apps/sales_overview", timeout=10)
+        assert page.status_code == 200 and "Sales overview" in page.text
+    finally:
+        server.stop()
+
+
 def _quarry(
     args: list[str], env: dict[str, str], cwd: Path, *, tty: bool = False
 ) -> tuple[int, str]:
