@@ -47,6 +47,13 @@ def test_demo_command_from_a_fresh_clone(tmp_path: Path) -> None:
     server = ServerProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
         wait_healthy(server, timeout=240)
+        # The URL a person opens is the one printed, and it is the demo dashboard.
+        printed = re.findall(r"dashboard: (http://\S+)", server.log())
+        assert printed == [f"{server.url}/workspaces/demo/apps/sales_overview"], server.log()
+        page = httpx.get(printed[0], timeout=10)
+        assert page.status_code == 200
+        assert "text/html" in page.headers["content-type"]
+        assert "Sales overview" in page.text
         listing = httpx.get(f"{server.url}/api/v1/workspaces/demo/definitions", timeout=10)
         assert listing.status_code == 200
         assert len(listing.json()["definitions"]) == 7
