@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
-from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 from google.api_core import exceptions as api_exceptions
@@ -28,11 +25,9 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import bigquery
 from google.oauth2 import service_account
 
-from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
-from quarry.runtime.connectors.guard import check_host
-from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+from quarry.runtime.connectors.base import BoundSql, ConnectorError
+from quarry.runtime.connectors.support import WarehouseConnector
 
-Redact = Callable[[str], str]
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 TIMEOUT_SECONDS = 600.0
 
@@ -63,25 +58,13 @@ def query_parameters(values: list[Any]) -> list[bigquery.ScalarQueryParameter]:
     return out
 
 
-class BigQueryConnector(Connector):
+class BigQueryConnector(WarehouseConnector):
     """One ``type: bigquery`` database of a run."""
 
     dialect = "bigquery"
 
-    def __init__(
-        self,
-        name: str,
-        settings: Mapping[str, Any],
-        *,
-        policy: ConnectorPolicy | None = None,
-        redact: Redact = lambda message: message,
-    ) -> None:
-        self.name = name
-        self._settings = dict(settings)
-        self._policy = policy or current_policy()
-        self._redact = redact
+    def _setup(self) -> None:
         self._client: bigquery.Client | None = None
-        self._lock = threading.Lock()
 
     def _open(self) -> bigquery.Client:
         with self._lock:
@@ -89,15 +72,8 @@ class BigQueryConnector(Connector):
                 return self._client
             key: dict[str, Any] = dict(self._settings["key"])
             endpoint = str(self._settings["api_endpoint"])
-            for label, url in (("api endpoint", endpoint), ("key's token_uri", key["token_uri"])):
-                parts = urlsplit(url)
-                if parts.scheme not in ("http", "https") or not parts.hostname:
-                    raise ConnectorError(
-                        f"database {self.name!r}: the {label} is not an http(s) URL",
-                        database=self.name,
-                    )
-                default = 443 if parts.scheme == "https" else 80
-                check_host(self.name, parts.hostname, parts.port or default, self._policy)
+            self._check_url(endpoint, "api endpoint")
+            self._check_url(str(key["token_uri"]), "key's token_uri")
             try:
                 credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
                     key, scopes=SCOPES

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -24,12 +23,11 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host
 from quarry.runtime.connectors.per_thread import PerThreadConnections
-from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+from quarry.runtime.connectors.support import WarehouseConnector
 
-Redact = Callable[[str], str]
 CONNECT_TIMEOUT_SECONDS = 10
 _RESULT_STATEMENT = re.compile(
     r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b",
@@ -69,23 +67,12 @@ def server_bound(sql: BoundSql) -> tuple[str, dict[str, Any]]:
     return text, values
 
 
-class ClickHouseConnector(Connector):
+class ClickHouseConnector(WarehouseConnector):
     """One ``type: clickhouse`` database of a run."""
 
     dialect = "clickhouse"
 
-    def __init__(
-        self,
-        name: str,
-        settings: Mapping[str, Any],
-        *,
-        policy: ConnectorPolicy | None = None,
-        redact: Redact = lambda message: message,
-    ) -> None:
-        self.name = name
-        self._settings = dict(settings)
-        self._policy = policy or current_policy()
-        self._redact = redact
+    def _setup(self) -> None:
         self._target: CheckedTarget | None = None
         self._clients: PerThreadConnections[Client] = PerThreadConnections(self._open)
 

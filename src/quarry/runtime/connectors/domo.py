@@ -14,19 +14,14 @@ when they parse, anything else text.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pyarrow as pa
 
-from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
-from quarry.runtime.connectors.guard import check_host
-from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+from quarry.runtime.connectors.base import BoundSql, ConnectorError
+from quarry.runtime.connectors.support import WarehouseConnector
 
-Redact = Callable[[str], str]
 TIMEOUT_SECONDS = 600.0
 _NUMBERS: dict[str, pa.DataType] = {
     "LONG": pa.int64(),
@@ -35,38 +30,19 @@ _NUMBERS: dict[str, pa.DataType] = {
 }
 
 
-class DomoConnector(Connector):
+class DomoConnector(WarehouseConnector):
     """One ``type: domo`` database (one Domo dataset) of a run."""
 
     dialect = "mysql"  # the semantic layer's dialect for Domo (semantic/dialects.py)
 
-    def __init__(
-        self,
-        name: str,
-        settings: Mapping[str, Any],
-        *,
-        policy: ConnectorPolicy | None = None,
-        redact: Redact = lambda message: message,
-    ) -> None:
-        self.name = name
-        self._settings = dict(settings)
-        self._policy = policy or current_policy()
-        self._redact = redact
-        self._lock = threading.Lock()
+    def _setup(self) -> None:
         self._client: httpx.Client | None = None
 
     def _open(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
                 base = str(self._settings["base_url"])
-                parts = urlsplit(base)
-                if parts.scheme not in ("http", "https") or not parts.hostname:
-                    raise ConnectorError(
-                        f"database {self.name!r}: the Domo API URL is not http(s)",
-                        database=self.name,
-                    )
-                default = 443 if parts.scheme == "https" else 80
-                check_host(self.name, parts.hostname, parts.port or default, self._policy)
+                self._check_url(base, "Domo API URL")
                 self._client = httpx.Client(
                     base_url=base,
                     headers={"X-DOMO-Developer-Token": str(self._settings["token"])},

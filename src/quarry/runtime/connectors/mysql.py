@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -26,12 +25,11 @@ import pymysql
 import pymysql.cursors
 from pymysql.constants import FIELD_TYPE, FLAG
 
-from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host
 from quarry.runtime.connectors.per_thread import PerThreadConnections
-from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+from quarry.runtime.connectors.support import WarehouseConnector, unique_names
 
-Redact = Callable[[str], str]
 CONNECT_TIMEOUT_SECONDS = 10
 
 # Column type codes -> Arrow types, so an empty result still has typed columns.
@@ -63,25 +61,13 @@ _TEXT_TYPES = {
 }
 
 
-class MysqlConnector(Connector):
+class MysqlConnector(WarehouseConnector):
     """One ``type: mysql`` database (MySQL or MariaDB) of a run."""
 
     dialect = "mysql"
 
-    def __init__(
-        self,
-        name: str,
-        settings: Mapping[str, Any],
-        *,
-        policy: ConnectorPolicy | None = None,
-        redact: Redact = lambda message: message,
-    ) -> None:
-        self.name = name
-        self._settings = dict(settings)
-        self._policy = policy or current_policy()
-        self._redact = redact
+    def _setup(self) -> None:
         self._target: CheckedTarget | None = None
-        self._lock = threading.Lock()
         self._connections: PerThreadConnections[pymysql.connections.Connection[Any]] = (
             PerThreadConnections(self._open, alive=lambda conn: bool(conn.open))
         )
@@ -146,7 +132,7 @@ class MysqlConnector(Connector):
             _array([row[i] for row in rows], int(col[1]), col, i in unsigned)
             for i, col in enumerate(description)
         ]
-        return pa.Table.from_arrays(arrays, names=_unique(names))
+        return pa.Table.from_arrays(arrays, names=unique_names(names))
 
     def _message(self, exc: BaseException) -> str:
         args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
@@ -223,13 +209,3 @@ def _array(values: list[Any], code: int, column: Any, unsigned: bool = False) ->
 
 def _text(values: list[Any]) -> pa.Array:
     return pa.array([None if v is None else str(v) for v in values], pa.string())
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        out.append(name if count == 0 else f"{name}_{count}")
-    return out

@@ -43,12 +43,20 @@ class PerThreadConnections(Generic[C]):
                 self._all.append(conn)
         return conn
 
-    def close_all(self, suppress: type[BaseException] = Exception) -> None:
+    def close_all(
+        self, suppress: type[BaseException] | tuple[type[BaseException], ...] = Exception
+    ) -> None:
         """Close every connection opened so far (errors of the kinds in ``suppress``
-        ignored); the next ``get()`` of any thread opens a new one."""
+        ignored; ``()`` ignores none); the next ``get()`` of any thread opens a new one."""
         with self._lock:
             conns, self._all = self._all, []
         self._local = threading.local()
         for conn in conns:
-            with contextlib.suppress(suppress):
+            with contextlib.suppress(*_kinds(suppress)):
                 conn.close()
+
+
+def _kinds(
+    suppress: type[BaseException] | tuple[type[BaseException], ...],
+) -> tuple[type[BaseException], ...]:
+    return suppress if isinstance(suppress, tuple) else (suppress,)

@@ -10,21 +10,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pyarrow as pa
 
-from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host, check_identity
-from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+from quarry.runtime.connectors.per_thread import PerThreadConnections
+from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.connectors.settings import connection_info as connection_info
+from quarry.runtime.connectors.support import Redact, WarehouseConnector, unique_names
 from quarry.store.identity import cluster_identity
-
-Redact = Callable[[str], str]
 
 # Built-in type OIDs -> Arrow types, so an empty result still has typed columns.
 _OID_TYPES: Mapping[int, pa.DataType] = {
@@ -42,7 +41,7 @@ _OID_TYPES: Mapping[int, pa.DataType] = {
 }
 
 
-class PostgresConnector(Connector):
+class PostgresConnector(WarehouseConnector):
     """A warehouse reached only where the policy allows (see ``guard``): the host is
     checked before connecting and the server's identity after, on every connection.
 
@@ -65,28 +64,27 @@ class PostgresConnector(Connector):
         dialect: str = "postgres",
         default_port: int = 5432,
     ) -> None:
-        self.name = name
+        super().__init__(name, conninfo, policy=policy, redact=redact)
         self.dialect = dialect
         self._default_port = default_port
-        self._conninfo = dict(conninfo)
-        self._policy = policy or current_policy()
-        self._redact = redact
+
+    def _setup(self) -> None:
         self._target: CheckedTarget | None = None
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[psycopg.Connection[Any]] = []
+        self._connections: PerThreadConnections[psycopg.Connection[Any]] = PerThreadConnections(
+            self._open, alive=lambda conn: not conn.closed
+        )
         self._running: set[psycopg.Connection[Any]] = set()
 
     def _checked_conninfo(self) -> dict[str, Any]:
         if self._target is None:
             try:
-                port = int(self._conninfo.get("port") or self._default_port)
+                port = int(self._settings.get("port") or self._default_port)
             except ValueError:
                 raise ConnectorError(
                     f"database {self.name!r}: the port is not a number", database=self.name
                 ) from None
-            self._target = check_host(self.name, self._conninfo.get("host"), port, self._policy)
-        info = dict(self._conninfo)
+            self._target = check_host(self.name, self._settings.get("host"), port, self._policy)
+        info = dict(self._settings)
         if self._target.addresses:
             # Connect to the address that was checked, not to a second DNS answer.
             info["hostaddr"] = self._target.addresses[0]
@@ -111,18 +109,9 @@ class PostgresConnector(Connector):
             raise
         return conn
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._open()
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
     def query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "%s", escape_percent=True)
-        conn = self._connection()
+        conn = self._connections.get()
         with conn.cursor() as cur:
             try:
                 with self._lock:
@@ -144,7 +133,7 @@ class PostgresConnector(Connector):
             columns = [[row[i] for row in rows] for i in range(len(names))]
             types = [col.type_code for col in cur.description]
             arrays = [_array(values, oid) for values, oid in zip(columns, types, strict=True)]
-        return pa.Table.from_arrays(arrays, names=_unique(names))
+        return pa.Table.from_arrays(arrays, names=unique_names(names))
 
     def interrupt(self) -> None:
         """Send the server a cancel request for each statement running now."""
@@ -156,10 +145,7 @@ class PostgresConnector(Connector):
                 conn.cancel_safe(timeout=5.0)
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        self._connections.close_all(())
 
 
 def _server_identity(conn: psycopg.Connection[Any]) -> str | None:
@@ -195,13 +181,3 @@ def _array(values: list[Any], oid: int) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Values Arrow cannot type consistently are kept as their text form.
         return pa.array([None if v is None else str(v) for v in values], pa.string())
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        out.append(name if count == 0 else f"{name}_{count}")
-    return out

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
-from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -27,12 +25,11 @@ from snowflake.connector.constants import (  # type: ignore[attr-defined]  # pub
     FIELD_ID_TO_NAME,
 )
 
-from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
+from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import check_host
 from quarry.runtime.connectors.per_thread import PerThreadConnections
-from quarry.runtime.connectors.policy import ConnectorPolicy, current_policy
+from quarry.runtime.connectors.support import WarehouseConnector, unique_names
 
-Redact = Callable[[str], str]
 LOGIN_TIMEOUT_SECONDS = 60
 
 # The driver's core probes cloud metadata services (AWS IMDS, GCE, Azure) at every
@@ -42,25 +39,13 @@ os.environ.setdefault("SNOWFLAKE_DISABLE_PLATFORM_DETECTION", "true")
 _JSON_TYPES = {"VARIANT", "OBJECT", "ARRAY", "MAP"}
 
 
-class SnowflakeConnector(Connector):
+class SnowflakeConnector(WarehouseConnector):
     """One ``type: snowflake`` database of a run."""
 
     dialect = "snowflake"
 
-    def __init__(
-        self,
-        name: str,
-        settings: Mapping[str, Any],
-        *,
-        policy: ConnectorPolicy | None = None,
-        redact: Redact = lambda message: message,
-    ) -> None:
-        self.name = name
-        self._settings = dict(settings)
-        self._policy = policy or current_policy()
-        self._redact = redact
+    def _setup(self) -> None:
         self._checked = False
-        self._lock = threading.Lock()
         self._connections: PerThreadConnections[Any] = PerThreadConnections(
             self._open, alive=lambda conn: not conn.is_closed()
         )
@@ -125,7 +110,7 @@ class SnowflakeConnector(Connector):
         if not description:
             return pa.table({})
         arrays = [_array([row[i] for row in rows], col) for i, col in enumerate(description)]
-        return pa.Table.from_arrays(arrays, names=_unique([str(c.name) for c in description]))
+        return pa.Table.from_arrays(arrays, names=unique_names([str(c.name) for c in description]))
 
     def _message(self, exc: BaseException) -> str:
         text = str(getattr(exc, "msg", None) or exc)
@@ -187,13 +172,3 @@ def _array(values: list[Any], column: Any) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
     return pa.array([None if v is None else str(v) for v in values], type=pa.string())
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        out.append(name if count == 0 else f"{name}_{count}")
-    return out
