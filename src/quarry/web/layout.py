@@ -46,6 +46,7 @@ NAV = (
     ("runs", "/runs", "Runs"),
     ("schedules", "/schedules", "Schedules"),
     ("explore", "/explore", "Explore"),
+    ("chat", "/chat", "Chat"),
 )
 
 TEMPLATES = jinja2.Environment(

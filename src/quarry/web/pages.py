@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from quarry.web import explore, runs, schedules, signin
+from quarry.web import chat, explore, runs, schedules, signin
 
 router = APIRouter(include_in_schema=False)
 router.include_router(signin.router)
 router.include_router(runs.router)
 router.include_router(schedules.router)
 router.include_router(explore.router)
+router.include_router(chat.router)

@@ -108,7 +108,7 @@ def test_another_tenants_cookie_sees_no_page_of_acme(deployment: Deployment) -> 
     with _signed_in(deployment, "globex:admin") as client:
         run = client.get(f"/runs/{deployment.acme_run}")
         assert run.status_code == 404
-        for path in ("/", "/runs", "/dashboards", "/schedules", "/explore"):
+        for path in ("/", "/runs", "/dashboards", "/schedules", "/explore", "/chat"):
             got = client.get(path)
             assert got.status_code == 200, (path, got.text[:200])
             for secret in (ACME_WS, deployment.acme_run, acme.id):
