@@ -20,8 +20,10 @@ from quarry.node.paths import state_paths
 from quarry.runtime.connectors.policy import ConnectorPolicy, install_policy
 from quarry.runtime.queue import open_queue
 from quarry.runtime.queue.caps import queued_cap
+from quarry.runtime.queue.reaper import on_task_ended
 from quarry.runtime.queue.worker import Worker
 from quarry.runtime.runs.executor import RunLimits
+from quarry.runtime.runs.service import end_abandoned_runs
 from quarry.runtime.runs.workers import build_worker
 from quarry.runtime.services import Services, StatePaths
 from quarry.store.db import create_state_engine, is_sqlite
@@ -57,6 +59,8 @@ def build_services(settings: Settings) -> Services:
     )
     queue = open_queue(engine, enqueue_guard=queued_cap(settings.queue_max_queued_per_tenant))
     install_agent_tasks()  # ``agent`` steps run through quarry.agents in this process
+    # A run whose last worker died ends when the reaper fails (or cancels) its task.
+    on_task_ended(end_abandoned_runs)
     return Services(settings, topology, engine, store, catalog, queue, state_paths(settings))
 
 

@@ -14,10 +14,15 @@ each for tasks, rows and events whatever their number (the scheduler's bulk fire
 catalog and writes them in a transaction of its own; the scheduler, which must write
 in the transaction of its compare-and-swap, plans runs with :func:`plan_run` and
 calls :func:`write_runs` itself.
+
+:func:`end_abandoned_runs` ends the runs whose task the queue's reaper failed or
+cancelled because their last worker died: it is the reaper's ``TaskEnded`` hook
+(``quarry.runtime.queue.reaper``), installed by ``quarry.node.services``.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,12 +32,14 @@ from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
 from quarry.core.errors import BadRequest
 from quarry.definitions.kinds import Kind
-from quarry.runtime.queue import NewTask, TaskQueue
+from quarry.runtime.queue import NewTask, Reaped, TaskQueue
 from quarry.runtime.runs.events import RunEvent
 from quarry.store import runs as runq
 from quarry.store.db import Connection, Engine
 from quarry.store.runs import RunRow
 from quarry.store.workspaces import WorkspaceRow
+
+log = logging.getLogger(__name__)
 
 RUN_TASK_KIND = "run"
 RUNNABLE_KINDS = frozenset({Kind.WORKFLOW, Kind.APP})
@@ -209,3 +216,35 @@ def cancel_run(engine: Engine, queue: TaskQueue, tenant_id: str, run_id: str) ->
         elif runq.lock_unfinished(conn, run_id):
             runq.append_event(conn, run_id, {"type": RunEvent.CANCEL_REQUESTED})
         return runq.get_run(conn, tenant_id, run_id)
+
+
+def end_abandoned_runs(queue: TaskQueue, reaped: Sequence[Reaped]) -> None:
+    """End the runs of tasks the reaper failed (their last allowed attempt's worker
+    died) or cancelled (a cancel was requested and the worker died before acting on
+    it): the row goes ``failed`` or ``cancelled`` with its terminal event, in one
+    transaction, only if the run had not ended — so a run still gets exactly one
+    outcome, and calling this twice adds nothing. Tasks of other kinds are left to
+    their owners."""
+    for ended in reaped:
+        task = queue.get(ended.id)
+        if task is None or task.kind != RUN_TASK_KIND or ended.state == "queued":
+            continue
+        run_id = str(task.payload["run_id"])
+        event: dict[str, Any]
+        if ended.state == "cancelled":
+            state, error = "cancelled", "cancelled: its worker stopped before it could end"
+            event = {"type": RunEvent.CANCELLED}
+        else:
+            state = "failed"
+            error = (
+                f"the worker executing the run stopped (its lease expired) on the last "
+                f"allowed attempt ({ended.attempts} of {task.max_attempts})"
+            )
+            event = {
+                "type": RunEvent.FAILED,
+                "error": {"error": "worker_lost", "message": error},
+            }
+        with queue.engine.begin() as conn:
+            if runq.mark_finished(conn, run_id, state, error):
+                runq.append_event(conn, run_id, event)
+                log.warning("run %s: %s (%s)", run_id, state, error, extra={"run_id": run_id})
