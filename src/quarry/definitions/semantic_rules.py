@@ -33,6 +33,10 @@ TABLE_PLACEHOLDER = "__quarry_table__"
 VARIABLE_PREFIX = "__quarry_var__"
 REF_PREFIX = "__quarry_ref__"
 _READ_DIALECTS = ("duckdb", "postgres", "bigquery", "snowflake", "mysql", "clickhouse")
+# Tried in this order: sqlglot's postgres dialect loads in a sixth of the time of its
+# duckdb one (~4 vs ~23 ms, once per compile process), and reads what authors write
+# in views; an error is still reported as the first dialect of _READ_DIALECTS says it.
+_TRY_ORDER = ("postgres", "duckdb", "bigquery", "snowflake", "mysql", "clickhouse")
 
 
 def template_free(text: str) -> str:
@@ -61,13 +65,13 @@ def sql_error(text: str, *, query: bool = False) -> str | None:
         and not any(part.upper() in _KEYWORDS for part in plain.split("."))
     ):
         return None
-    first: str | None = None
-    for dialect in _READ_DIALECTS:
+    errors: dict[str, str] = {}
+    for dialect in _TRY_ORDER:
         try:
             parsed = sqlglot.parse_one(template_free(text), read=dialect)
         except (ParseError, ValueError) as exc:
             lines = str(exc).strip().splitlines()
-            first = first or (lines[0] if lines else type(exc).__name__)
+            errors[dialect] = lines[0] if lines else type(exc).__name__
             continue
         if query and not isinstance(parsed, exp.Query):
             return "expected a SELECT statement"
@@ -78,7 +82,7 @@ def sql_error(text: str, *, query: bool = False) -> str | None:
         ):
             return "expected an expression, not a statement"
         return None
-    return first
+    return next((errors[d] for d in _READ_DIALECTS if d in errors), None)
 
 
 def view_rule_problems(view: ViewConfig) -> Iterator[tuple[Loc, str]]:
