@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from quarry.catalog.task_sources import TaskSources, task_sources
 from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
@@ -47,6 +48,7 @@ class StepView:
     error: str | None
     output_url: str | None
     sql: str | None
+    source: str | None  # the file:line of the step's task (quarry.catalog.task_sources)
 
 
 def _workspaces(request: Request) -> list[WorkspaceRow]:
@@ -147,7 +149,9 @@ def _task_sql(svc: Any, ws: WorkspaceRow, run: RunRow) -> dict[str, str]:
     return found
 
 
-def _step_view(run: RunRow, step: StepRow, sql: dict[str, str]) -> StepView:
+def _step_view(
+    run: RunRow, step: StepRow, sql: dict[str, str], sources: TaskSources | None
+) -> StepView:
     seconds = None
     if step.started_at and step.finished_at:
         seconds = round((step.finished_at - step.started_at).total_seconds(), 3)
@@ -164,6 +168,7 @@ def _step_view(run: RunRow, step: StepRow, sql: dict[str, str]) -> StepView:
         error=step.error,
         output_url=output,
         sql=sql.get(step.step_key),
+        source=sources.of(step.step_key) if sources is not None else None,
     )
 
 
@@ -176,6 +181,13 @@ def _run_page(request: Request, run_id: str) -> HTMLResponse:
         artifacts: list[ArtifactRow] = runq.list_artifacts(conn, run_id)
     ws = next((w for w in _workspaces(request) if w.id == run.workspace_id), None)
     sql = _task_sql(svc, ws, run) if ws is not None else {}
+    sources = (
+        task_sources(svc.engine, svc.catalog, ws, run.revision_id, run.target_kind, run.target_name)
+        if ws is not None
+        else None
+    )
+    views = [_step_view(run, s, sql, sources) for s in steps]
+    failed = next((v for v in views if v.error and v.source), None)
     return render(
         request,
         "run.html",
@@ -183,7 +195,9 @@ def _run_page(request: Request, run_id: str) -> HTMLResponse:
         section="runs",
         run=run,
         workspace=ws.name if ws is not None else "",
-        steps=[_step_view(run, s, sql) for s in steps],
+        steps=views,
+        error_source=failed.source if failed is not None else None,
+        sources=sources.to_json() if sources is not None else None,
         artifacts=[a for a in artifacts if a.kind == "export"],
         notice=notice(request),
     )

@@ -9,6 +9,19 @@ var status = document.getElementById("live-status");
 var runId = detail.getAttribute("data-run");
 var lastId = null;
 var refreshing = null;
+var sourcesNode = document.getElementById("task-sources");
+var sources = sourcesNode ? JSON.parse(sourcesNode.textContent) : null;
+
+// The file:line of a step's task (as quarry.catalog.task_sources computes it).
+export function taskSource(step) {
+  if (!sources || !step) return null;
+  var key = String(step).replace(/\.iter\.\d+/g, "");
+  var cut = key.indexOf(".workflow.");
+  if (cut >= 0) key = key.slice(0, cut);
+  if (key.indexOf("tasks.") !== 0) return null;
+  var line = sources.lines[key];
+  return line !== undefined ? sources.path + ":" + line : sources.path;
+}
 
 function line(name, event) {
   var parts = [name];
@@ -16,7 +29,11 @@ function line(name, event) {
   if (event.task) parts.push("(" + event.task + ")");
   if (event.rows !== undefined && event.rows !== null) parts.push(event.rows + " rows");
   if (event.seconds !== undefined) parts.push(event.seconds + " s");
-  if (event.error) parts.push("— " + (event.error.message || JSON.stringify(event.error)));
+  if (event.error) {
+    parts.push("— " + (event.error.message || JSON.stringify(event.error)));
+    var at = taskSource(event.step || (event.error.details && event.error.details.step));
+    if (at) parts.push("at " + at);
+  }
   var li = document.createElement("li");
   li.textContent = parts.join(" ");
   if (event.error) li.className = "error";

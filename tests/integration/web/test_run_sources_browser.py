@@ -1,0 +1,93 @@
+"""A failed step's error shows the file:line of its task, in Chromium (Playwright)
+against a real ``quarry serve`` on SQLite: beside the error in the steps table, in
+the run's summary and in the live event log. The line comes from the positions the
+compiler stored for the task's references (``quarry.catalog.task_sources``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from quarry.catalog.task_sources import canonical_step
+from quarry.demo import create_demo_workspace
+from tests.integration.web.pages import (
+    WORKSPACE,
+    Quarry,
+    _token,
+    axe_violations,
+    chromium,
+    screenshot_dir,
+    watch,
+)
+from tests.support.processes import quarry_process
+
+pytestmark = pytest.mark.slow
+RUN_TIMEOUT_MS = 90_000
+# The second task fails; its reference (database) is on line 11 of the file.
+LOCATED = """\
+description: A failing step somewhere in the middle
+tasks:
+  - name: intro
+    type: formatter
+    template: hello
+
+  - name: missing
+    type: execute_sql
+    # the next line is the task's first reference
+
+    database: local
+    sql_query: SELECT * FROM no_such_table
+"""
+
+
+@pytest.fixture(scope="module")
+def quarry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quarry]:
+    tmp = tmp_path_factory.mktemp("sources")
+    root = create_demo_workspace(tmp / WORKSPACE)
+    (root / "workflows" / "located.workflow.yml").write_text(LOCATED)
+    env = {"QUARRY_DATA_DIR": str(tmp / "data"), "QUARRY_AUTH": "tokens", "COLUMNS": "120"}
+    with quarry_process(["serve", str(root), "--name", WORKSPACE], env, tmp / "serve.log") as s:
+        yield Quarry(s, _token(env, tmp), root)
+
+
+def test_canonical_step_keys() -> None:
+    assert canonical_step("tasks.2.iter.3.tasks.0") == "tasks.2.tasks.0"
+    assert canonical_step("tasks.4.workflow.tasks.1") == "tasks.4"
+    assert canonical_step("tasks.1.if.0.tasks.0") == "tasks.1.if.0.tasks.0"
+
+
+def test_a_failed_step_shows_the_file_and_line_of_its_task(quarry: Quarry, tmp_path: Path) -> None:
+    shots = screenshot_dir(tmp_path)
+    where = "workflows/located.workflow.yml:11"
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        watched = watch(page)
+        page.goto(quarry.url + "/runs")
+        page.get_by_label("API token").fill(quarry.token)
+        page.get_by_label("API token").press("Enter")
+        expect(page).to_have_title("Runs · Quarry")
+        page.get_by_label("Workflow").select_option(f"{WORKSPACE}:workflows/located")
+        page.get_by_role("button", name="Start run").click()
+        expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]+$"))
+        # live: the step.failed line of the event log names the task's place
+        failed = page.locator("#events li.error", has_text="step.failed")
+        expect(failed).to_contain_text("no_such_table", timeout=RUN_TIMEOUT_MS)
+        expect(failed).to_contain_text(f"at {where}")
+        page.wait_for_selector("body[data-run-state=finished]", timeout=RUN_TIMEOUT_MS)
+        expect(page.locator("#run-state")).to_have_text("failed")
+        row = page.locator("#run-detail table.list tbody tr", has_text="missing")
+        expect(row.locator("p.error")).to_contain_text("no_such_table")
+        expect(row.locator("p.error .source")).to_have_text(f"at {where}")
+        expect(page.locator("#run-detail p.error[role=alert] .source")).to_have_text(f"at {where}")
+        # the step that succeeded has no error and so no place
+        intro = page.locator("#run-detail table.list tbody tr", has_text="intro")
+        expect(intro.locator(".source")).to_have_count(0)
+        assert axe_violations(page) == []
+        page.screenshot(path=str(shots / "run-failed-source.png"), full_page=True)
+        assert watched.problems == []
+        context.close()
