@@ -9,9 +9,12 @@ from __future__ import annotations
 import io
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -50,10 +53,18 @@ def choose_format(param: str | None, accept: str | None) -> str:
 
 
 def _column_json(column: pa.ChunkedArray) -> list[Any]:
-    """A column's values as JSON values; integers, text and booleans are already
-    JSON, so only other types pay a Python call per value (this runs on every
-    answer a cold query encodes)."""
+    """A column's values as JSON values, exactly what ``json_value`` makes of each
+    value; integers, text and booleans are already JSON, and decimals, dates and
+    whole-second timestamps are converted by Arrow, so a cold answer does not pay
+    a Python object per value for them (this runs on every answer encoded)."""
     kind = column.type
+    if pa.types.is_decimal(kind) and kind.scale >= 0:
+        return _decimals(column)
+    if pa.types.is_date(kind):
+        return list(pc.cast(column, pa.string()).to_pylist())
+    if pa.types.is_timestamp(kind) and kind.tz is None and _whole_seconds(column):
+        text = pc.cast(pc.cast(column, pa.timestamp("s")), pa.string())  # "2024-01-31 05:30:00"
+        return list(pc.replace_substring(text, " ", "T", max_replacements=1).to_pylist())
     values: list[Any] = column.to_pylist()
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_string(kind):
         return values
@@ -62,6 +73,39 @@ def _column_json(column: pa.ChunkedArray) -> list[Any]:
     if pa.types.is_floating(kind):
         return [v if v is None or math.isfinite(v) else None for v in values]
     return [json_value(v) for v in values]
+
+
+def _whole_seconds(column: pa.ChunkedArray) -> bool:
+    """No value has a fraction of a second (``isoformat`` then prints none)."""
+    if _unit(column.type) == "s":
+        return True
+    fraction = pc.any(pc.not_equal(pc.subsecond(column), 0)).as_py()
+    return not fraction
+
+
+def _unit(kind: pa.DataType) -> str:
+    return str(getattr(kind, "unit", ""))
+
+
+def _decimals(column: pa.ChunkedArray) -> list[Any]:
+    """``json_value`` of each decimal (an int when whole, else the nearest float),
+    from Arrow's text of it: ``float`` of the text is the float of the decimal."""
+    scale = column.type.scale
+    zeros = "." + "0" * scale
+    cut = scale + 1
+    out: list[Any] = []
+    for text in pc.cast(column, pa.string()).to_pylist():
+        if text is None:
+            out.append(None)
+        elif scale == 0 and "E" not in text:
+            out.append(int(text))
+        elif scale and text.endswith(zeros) and "E" not in text:
+            out.append(int(text[:-cut]))
+        elif "E" in text or "e" in text:
+            out.append(json_value(Decimal(text)))
+        else:
+            out.append(float(text))
+    return out
 
 
 def table_rows(table: pa.Table) -> list[dict[str, object]]:
@@ -90,4 +134,7 @@ def encode(table: pa.Table, fmt: str) -> bytes:
         "row_count": table.num_rows,
         "truncated": (table.schema.metadata or {}).get(b"quarry.truncated") == b"1",
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return orjson.dumps(body)
+    except (orjson.JSONEncodeError, TypeError):  # an int over 64 bits, a lone surrogate
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -249,3 +249,4 @@ class SemanticService:
 
     def close(self) -> None:
         self._connections.close()
+        self.results.close()

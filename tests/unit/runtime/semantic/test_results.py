@@ -3,6 +3,7 @@ test moves: TTL, sharing between instances, keys, and the stored format."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,11 +66,61 @@ def test_a_second_instance_shares_through_the_store(store: ObjectStore) -> None:
     one = ResultCache(store, 60, clock=clock)
     two = ResultCache(store, 60, clock=clock)
     made, _ = one.get_or_compute(KEY, _compute(calls, 1))
+    one.flush()  # the store write runs behind the answer
     got, hit = two.get_or_compute(KEY, _compute(calls, 2))
     assert hit and calls == [1] and got.table.equals(made.table)
     assert got.etag("json") == made.etag("json") != made.etag("csv")
     clock.now += 61  # expired in the store too
     assert two.get(KEY) is None
+
+
+class GatedStore(ObjectStore):
+    """The real store, whose writes wait until the test opens the gate."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.gate = threading.Event()
+
+    def put(self, key: str, data: bytes) -> None:
+        assert self.gate.wait(30), "the test never opened the gate"
+        self.inner.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    async def put_async(self, key: str, data: bytes) -> None:
+        raise AssertionError("the cache writes synchronously, on its writer thread")
+
+    async def get_async(self, key: str) -> bytes:
+        return await self.inner.get_async(key)
+
+    def check(self) -> None:
+        self.inner.check()
+
+
+def test_the_store_write_is_off_the_answer_path(store: ObjectStore) -> None:
+    """A computed answer is returned (and hit in this process) before the shared
+    store has it; the store has it once flushed, and another instance then hits."""
+    gated = GatedStore(store)
+    one = ResultCache(gated, 60)
+    calls: list[int] = []
+    made, hit = one.get_or_compute(KEY, _compute(calls, 1))  # returns with the gate shut
+    assert not hit and not store.exists(KEY)
+    again, hit = one.get_or_compute(KEY, _compute(calls, 2))
+    assert hit and again is made and calls == [1]
+    gated.gate.set()
+    one.flush()
+    assert store.exists(KEY)
+    got, hit = ResultCache(store, 60).get_or_compute(KEY, _compute(calls, 3))
+    assert hit and got.table.equals(made.table) and calls == [1]
+    one.close()
 
 
 def test_ttl_zero_never_stores(store: ObjectStore) -> None:
