@@ -377,13 +377,32 @@ def display(value: Any) -> str:
 
 def finalize(value: Any) -> Any:
     """The engine's finalizer: what ``{{ value }}`` prints, where the binding's own
-    printing differs from Oxy's (booleans, and lists or maps built in a template)."""
+    printing differs from Oxy's (booleans, and lists or maps built in a template).
+
+    A list of numbers only (nested lists too) is left to the engine, which prints
+    it as Oxy does (``[100.0, -0.0]``): Python is handed ``[100, 0]``, whole floats
+    having become integers on the way, so printing it here would lose the ``.0``.
+    Strings, booleans and none inside print Python-style in the engine (``'a'``,
+    ``True``), so lists holding them are printed here."""
     kind = type(value)
     if kind is bool:
         return "true" if value else "false"
+    if kind is list and _numbers_only(value):
+        return NotImplemented
     if kind is list or kind is tuple or kind is dict:
         return debug(value)
     return NotImplemented
+
+
+def _numbers_only(items: list[Any]) -> bool:
+    for item in items:
+        kind = type(item)
+        if kind is int or kind is float:
+            continue
+        if kind is list and _numbers_only(item):
+            continue
+        return False
+    return True
 
 
 # --- JSON as serde_json writes it (Oxy's ``tojson``) ----------------------------
