@@ -91,6 +91,8 @@ def _task_scopes(tasks: Sequence[Task], base: Loc) -> Iterator[Scope]:
 
 def _duplicates(path: str, root: Node, scope: Scope) -> Iterator[Problem]:
     noun, names = scope
+    if len({name for name, _loc in names}) == len(names):
+        return  # nothing repeated: no need to find where each name is written
     first_line: dict[str, int] = {}
     for name, loc in names:
         line, column = position(locate(root, loc).node)
