@@ -10,6 +10,12 @@ socket, executing with DuckDB, so the real client is tested without Google.
   TIMESTAMP as int64 microseconds when ``formatOptions.useInt64Timestamp``).
 - ``POST /bigquery/v2/projects/{p}/jobs`` with ``dryRun`` (jobs.insert): the bytes
   the query "would process", :attr:`BigQueryRest.dry_run_bytes`.
+- ``POST /bigquery/v2/projects/{p}/jobs`` without ``dryRun`` (jobs.insert with the
+  caller's ``jobId``), then ``GET .../queries/{job}`` (getQueryResults, the rows) and
+  ``GET .../jobs/{job}`` (jobs.get): a query job run to its end at insert, unless its
+  text holds :data:`HOLD`, which keeps it running until
+  ``POST .../jobs/{job}/cancel`` (recorded in :attr:`BigQueryRest.cancels`), when it
+  ends ``stopped`` as a cancelled BigQuery job does.
 - Errors as BigQuery sends them: 400 with ``{"error": {"code", "message", "errors"}}``.
 
 Every request is recorded; a request without the bearer token is refused (401).
@@ -35,6 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 TOKEN = "ya29.test-token"
+HOLD = "quarry_hold"
 
 
 def service_account_key(token_uri: str, project: str = "quarry-test") -> dict[str, str]:
@@ -66,14 +73,30 @@ class Call:
 class BigQueryRest:
     dry_run_bytes: int = 1000
     calls: list[Call] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.held = threading.Event()
+        """Set once a job holding :data:`HOLD` is running."""
         self.db = duckdb.connect(":memory:")
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.public_keys: list[Any] = []
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def ran(self) -> list[dict[str, Any]]:
+        """The query configurations of every job run (jobs.query or jobs.insert, not dry)."""
+        out = []
+        for call in self.calls:
+            if call.path.endswith("/queries"):
+                out.append(call.body)
+            elif call.path.endswith("/jobs"):
+                config = call.body.get("configuration", {})
+                if not config.get("dryRun"):
+                    out.append(config.get("query", {}))
+        return out
 
     def key(self) -> dict[str, str]:
         key = service_account_key(f"{self.url}/token")
@@ -164,12 +187,59 @@ def _cell(value: Any, kind: str) -> Any:
     return str(value)
 
 
+def _rows_answer(
+    names: list[str], rows: list[Any], reference: dict[str, str], processed: int
+) -> dict[str, Any]:
+    fields = [_field(n, [r[i] for r in rows]) for i, n in enumerate(names)]
+    encoded = [
+        {"f": [{"v": _cell(v, f["type"])} for v, f in zip(row, fields, strict=True)]}
+        for row in rows
+    ]
+    return {
+        "kind": "bigquery#queryResponse",
+        "jobReference": reference,
+        "jobComplete": True,
+        "schema": {"fields": fields},
+        "rows": encoded,
+        "totalRows": str(len(rows)),
+        "totalBytesProcessed": str(processed),
+    }
+
+
+def _job_resource(job: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = {"state": job["state"]}
+    if "error" in job:
+        status["errorResult"] = job["error"]
+        status["errors"] = [job["error"]]
+    return {
+        "kind": "bigquery#job",
+        "id": f"{job['project']}:US.{job['id']}",
+        "jobReference": {"projectId": job["project"], "jobId": job["id"], "location": "US"},
+        "configuration": job["configuration"],
+        "status": status,
+        "statistics": {"creationTime": "1764900000000", "query": {"statementType": "SELECT"}},
+    }
+
+
 def _handler(server: BigQueryRest) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
             return None
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            server.calls.append(Call(url.path, dict(parse_qsl(url.query))))
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._error(401, "Request is missing required authentication credential.")
+            parts = url.path.split("/")
+            job = server.jobs.get(parts[-1])
+            if job is None:
+                return self._error(404, f"Not found: Job {parts[-1]}", reason="notFound")
+            if parts[-2] == "jobs":
+                return self._json(200, _job_resource(job))
+            return self._results(job, dict(parse_qsl(url.query)))
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -182,8 +252,12 @@ def _handler(server: BigQueryRest) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 return self._error(401, "Request is missing required authentication credential.")
             project = path.split("/")[4] if path.count("/") >= 5 else "?"
-            if path.endswith("/jobs"):
+            if path.endswith("/jobs") and body.get("configuration", {}).get("dryRun"):
                 return self._dry_run(project, body)
+            if path.endswith("/jobs"):
+                return self._insert(project, body)
+            if path.endswith("/cancel"):
+                return self._cancel(path.split("/")[-2])
             if path.endswith("/queries"):
                 return self._query(project, body)
             return self._error(404, f"Not found: {path}")
@@ -212,6 +286,63 @@ def _handler(server: BigQueryRest) -> type[BaseHTTPRequestHandler]:
             }
             return self._json(200, job)
 
+        def _insert(self, project: str, body: dict[str, Any]) -> None:
+            query = body.get("configuration", {}).get("query", {})
+            reference = dict(body.get("jobReference") or {})
+            job_id = str(reference.get("jobId") or uuid.uuid4().hex)
+            job: dict[str, Any] = {
+                "id": job_id,
+                "project": project,
+                "configuration": body.get("configuration", {}),
+                "state": "RUNNING",
+                "stopped": threading.Event(),
+            }
+            server.jobs[job_id] = job
+            if HOLD in str(query.get("query", "")):
+                server.held.set()
+                return self._json(200, _job_resource(job))
+            params = [_param(p) for p in query.get("queryParameters", [])]
+            default = query.get("defaultDataset", {}).get("datasetId")
+            try:
+                job["result"] = server.run(str(query.get("query", "")), params, default)
+            except duckdb.Error as exc:
+                job["error"] = {"reason": "invalidQuery", "message": str(exc).splitlines()[0]}
+            job["state"] = "DONE"
+            return self._json(200, _job_resource(job))
+
+        def _cancel(self, job_id: str) -> None:
+            job = server.jobs.get(job_id)
+            if job is None:
+                return self._error(404, f"Not found: Job {job_id}", reason="notFound")
+            server.cancels.append(job_id)
+            if job["state"] != "DONE":
+                job["state"] = "DONE"
+                job["error"] = {
+                    "reason": "stopped",
+                    "message": "Job execution was cancelled: User requested cancellation",
+                }
+                job["stopped"].set()
+            return self._json(
+                200, {"kind": "bigquery#jobCancelResponse", "job": _job_resource(job)}
+            )
+
+        def _results(self, job: dict[str, Any], query: dict[str, str]) -> None:
+            if job["state"] != "DONE":
+                # As BigQuery: wait up to timeoutMs for the job, then say it is running.
+                job["stopped"].wait(min(int(query.get("timeoutMs") or 10_000), 10_000) / 1000)
+            reference = {"projectId": job["project"], "jobId": job["id"], "location": "US"}
+            if job["state"] != "DONE":
+                running = {"kind": "bigquery#getQueryResultsResponse", "jobReference": reference}
+                return self._json(200, {**running, "jobComplete": False})
+            if "error" in job:
+                error = job["error"]
+                return self._error(400, error["message"], reason=error["reason"])
+            names, rows = job["result"]
+            answer = _rows_answer(names, rows, reference, server.dry_run_bytes)
+            if query.get("maxResults") == "0":
+                answer.pop("rows")
+            return self._json(200, answer)
+
         def _query(self, project: str, body: dict[str, Any]) -> None:
             params = [_param(p) for p in body.get("queryParameters", [])]
             default = body.get("defaultDataset", {}).get("datasetId")
@@ -219,21 +350,8 @@ def _handler(server: BigQueryRest) -> type[BaseHTTPRequestHandler]:
                 names, rows = server.run(body["query"], params, default)
             except duckdb.Error as exc:
                 return self._error(400, str(exc).splitlines()[0], reason="invalidQuery")
-            fields = [_field(n, [r[i] for r in rows]) for i, n in enumerate(names)]
-            encoded = [
-                {"f": [{"v": _cell(v, f["type"])} for v, f in zip(row, fields, strict=True)]}
-                for row in rows
-            ]
-            answer = {
-                "kind": "bigquery#queryResponse",
-                "jobReference": {"projectId": project, "jobId": uuid.uuid4().hex, "location": "US"},
-                "jobComplete": True,
-                "schema": {"fields": fields},
-                "rows": encoded,
-                "totalRows": str(len(rows)),
-                "totalBytesProcessed": str(server.dry_run_bytes),
-            }
-            return self._json(200, answer)
+            reference = {"projectId": project, "jobId": uuid.uuid4().hex, "location": "US"}
+            return self._json(200, _rows_answer(names, rows, reference, server.dry_run_bytes))
 
         def _error(self, code: int, message: str, reason: str = "invalid") -> None:
             error = {

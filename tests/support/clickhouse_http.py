@@ -7,8 +7,14 @@ It speaks the part of the HTTP interface the client uses: the query in the URL's
 for server-side binding (handed to chDB as parameters, never spliced), settings as
 other URL parameters, results in the format the query's ``FORMAT`` clause names,
 and errors as ClickHouse sends them (status 500, ``X-ClickHouse-Exception-Code``).
-Every request's settings and credentials are recorded for assertions; settings are
-not applied (chDB has no ``custom_settings_prefixes`` for Oxy's filter settings).
+Every request's settings, ``query_id`` and credentials are recorded for assertions;
+settings are not applied (chDB has no ``custom_settings_prefixes`` for Oxy's filter
+settings), except ``readonly``: with ``readonly=1`` a statement that is not a read
+is refused with ClickHouse's code 164, as the server does.
+
+Cancellation: a statement holding :data:`HOLD` does not run; it waits until a
+``KILL QUERY WHERE query_id IN (...)`` names its id (recorded in ``kills``), then
+fails with ClickHouse's ``QUERY_WAS_CANCELLED`` (code 394), or after 60 s.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from urllib.parse import parse_qsl, urlsplit
 _CHDB_SESSION: Any = importlib.import_module("chdb.session")
 _NOT_SETTINGS = {"query", "database", "query_id", "session_id", "user", "password", "compress"}
 _NOT_SETTINGS |= {"decompress", "default_format", "wait_end_of_query", "role", "quota_key"}
+HOLD = "quarry_hold"
+_KILL = re.compile(r"^\s*KILL\s+QUERY\s+WHERE\s+query_id\s+IN\s*\(([^)]*)\)", re.IGNORECASE)
+_READ = re.compile(r"^\s*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -36,6 +45,7 @@ class Request:
     settings: dict[str, str]
     user: str | None
     password: str | None
+    query_id: str | None = None
 
 
 @dataclass
@@ -45,8 +55,12 @@ class ClickHouseHttp:
     user: str = "default"
     password: str = ""
     requests: list[Request] = field(default_factory=list)
+    kills: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.held = threading.Event()
+        """Set once a statement holding :data:`HOLD` is waiting."""
+        self._killed: dict[str, threading.Event] = {}
         self._dir = tempfile.TemporaryDirectory(prefix="chdb-")
         self._session: Any = _CHDB_SESSION.Session(self._dir.name)
         self._lock = threading.Lock()
@@ -62,6 +76,19 @@ class ClickHouseHttp:
                 self._session.query(f"USE `{database.replace('`', '')}`")
             result = self._session.query(sql, "TabSeparated", params=params or None)
             return bytes(result.bytes())
+
+    def hold(self, query_id: str) -> bool:
+        """Wait until ``query_id`` is killed; whether it was."""
+        with self._lock:
+            killed = self._killed.setdefault(query_id, threading.Event())
+        self.held.set()
+        return killed.wait(60)
+
+    def kill(self, query_ids: list[str]) -> None:
+        with self._lock:
+            for query_id in query_ids:
+                self.kills.append(query_id)
+                self._killed.setdefault(query_id, threading.Event()).set()
 
     def setup(self, sql: str) -> None:
         """Run a statement directly (test data), outside the HTTP interface."""
@@ -106,13 +133,29 @@ def _handler(server: ClickHouseHttp) -> type[BaseHTTPRequestHandler]:
                 for k, v in query_params.items()
                 if k not in _NOT_SETTINGS and not k.startswith("param_")
             }
-            server.requests.append(Request(sql, binds, settings, user, password))
+            query_id = query_params.get("query_id")
+            server.requests.append(Request(sql, binds, settings, user, password, query_id))
             if (user or "default") != server.user or (password or "") != server.password:
                 message = (
                     f"Code: 516. DB::Exception: {user}: Authentication failed: password is "
                     "incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)"
                 )
                 return self._send(516, message.encode(), code="516", status=401)
+            kill = _KILL.match(sql)
+            if kill:
+                server.kill([q.strip().strip("'") for q in kill.group(1).split(",")])
+                return self._send(200, b"")
+            if settings.get("readonly") in ("1", "2") and not _READ.match(sql):
+                message = (
+                    "Code: 164. DB::Exception: default: Cannot execute query in readonly "
+                    "mode. (READONLY)"
+                )
+                return self._send(0, message.encode(), code="164")
+            if HOLD in sql:
+                if server.hold(query_id or ""):
+                    message = "Code: 394. DB::Exception: Query was cancelled. (QUERY_WAS_CANCELLED)"
+                    return self._send(0, message.encode(), code="394")
+                return self._send(200, b"")
             try:
                 data = server.execute(sql, binds, query_params.get("database"))
             except Exception as exc:  # chDB raises its errors as plain exceptions

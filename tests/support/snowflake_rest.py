@@ -9,6 +9,10 @@ socket, executing with DuckDB, so the real connector is tested without Snowflake
   result (``rowtype``, ``rowset`` of strings); errors as Snowflake sends them
   (``success: false`` with ``code`` and ``message``).
 - ``/telemetry/send``, ``/session?delete=true`` and ``abort-request``: accepted.
+- Cancellation: each login is a session with its own ``sessionId``. A statement
+  holding :data:`HOLD` does not run; it waits until ``SELECT
+  SYSTEM$CANCEL_ALL_QUERIES(?)`` names its session (recorded in ``cancels``), then
+  fails as Snowflake's cancelled statements do (``000604``), or after 60 s.
 
 Every login and query body is recorded. Bodies may be gzip-compressed.
 """
@@ -32,6 +36,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+HOLD = "quarry_hold"
+_CANCEL_ALL = "SYSTEM$CANCEL_ALL_QUERIES"
+
 
 @dataclass
 class SnowflakeRest:
@@ -40,11 +47,15 @@ class SnowflakeRest:
     public_key: Any = None
     logins: list[dict[str, Any]] = field(default_factory=list)
     queries: list[dict[str, Any]] = field(default_factory=list)
+    cancels: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.db = duckdb.connect(":memory:")
         self._lock = threading.Lock()
-        self._tokens: set[str] = set()
+        self._tokens: dict[str, int] = {}  # session token -> session id
+        self._cancelled: dict[int, threading.Event] = {}
+        self.held = threading.Event()
+        """Set once a statement holding :data:`HOLD` is waiting."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -60,11 +71,34 @@ class SnowflakeRest:
         elif data.get("PASSWORD") != self.password:
             return None
         token = uuid.uuid4().hex
-        self._tokens.add(token)
+        with self._lock:
+            self._tokens[token] = len(self._tokens) + 1001
         return token
 
+    def session_of(self, token: str) -> int:
+        return self._tokens[token]
+
+    def session(self, header: str | None) -> int | None:
+        """The session id of an ``Authorization`` header, None if not logged in."""
+        for token, session in list(self._tokens.items()):
+            if header == f'Snowflake Token="{token}"':
+                return session
+        return None
+
     def authorised(self, header: str | None) -> bool:
-        return any(header == f'Snowflake Token="{t}"' for t in self._tokens)
+        return self.session(header) is not None
+
+    def hold(self, session: int) -> bool:
+        """Wait until the session's statements are cancelled; whether they were."""
+        with self._lock:
+            cancelled = self._cancelled.setdefault(session, threading.Event())
+        self.held.set()
+        return cancelled.wait(60)
+
+    def cancel_all(self, session: int) -> None:
+        with self._lock:
+            self.cancels.append(session)
+            self._cancelled.setdefault(session, threading.Event()).set()
 
     def run(self, sql: str, params: list[Any]) -> tuple[list[dict[str, Any]], list[list[Any]]]:
         with self._lock:
@@ -195,7 +229,7 @@ def _handler(server: SnowflakeRest) -> type[BaseHTTPRequestHandler]:
                     "remMeValidityInSeconds": 0,
                     "healthCheckInterval": 45,
                     "newClientForUpgrade": None,
-                    "sessionId": 1,
+                    "sessionId": server.session_of(token),
                     "parameters": [],
                     "sessionInfo": {},
                 }
@@ -203,15 +237,24 @@ def _handler(server: SnowflakeRest) -> type[BaseHTTPRequestHandler]:
             if not server.authorised(self.headers.get("Authorization")):
                 return self._fail("390104", "User must login again to access the service.")
             if path == "/queries/v1/query-request":
-                return self._query(body)
+                session = server.session(self.headers.get("Authorization"))
+                return self._query(body, session or 0)
             return self._json({"data": None, "code": None, "message": None, "success": True})
 
-        def _query(self, body: dict[str, Any]) -> None:
+        def _query(self, body: dict[str, Any], session: int) -> None:
             server.queries.append(body)
             bindings = body.get("bindings") or {}
             params = [_binding(bindings[k]) for k in sorted(bindings, key=int)]
+            text = str(body.get("sqlText", ""))
+            if _CANCEL_ALL in text.upper():
+                server.cancel_all(int(params[0]))
+                text, params = "SELECT 'cancelled' AS status", []
+            elif HOLD in text:
+                if server.hold(session):
+                    return self._fail("000604", "SQL execution canceled", sql_state="57014")
+                text = "SELECT 1 AS held"
             try:
-                rowtype, rows = server.run(str(body.get("sqlText", "")), params)
+                rowtype, rows = server.run(text, params)
             except duckdb.Error as exc:
                 message = "SQL compilation error:\n" + str(exc).splitlines()[0]
                 return self._fail("002003", message, sql_state="42S02")

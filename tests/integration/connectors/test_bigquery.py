@@ -80,7 +80,7 @@ def test_a_workflow_binds_parameters_and_gets_typed_arrow(
 ) -> None:
     result = bq.run("workflows/orders", policy=ISOLATED if isolated else None)
     assert table(result.outputs["check"]).to_pylist() == [{"n": 1, "who": "O'Brien", "six": 6}]
-    query = next(c.body for c in bigquery.calls if c.path.endswith("/queries"))
+    query = bigquery.ran()[0]
     assert query["parameterMode"] == "POSITIONAL"
     assert "O'Brien" not in query["query"]  # bound, not spliced
     assert query["defaultDataset"]["datasetId"] == "sales"
@@ -99,7 +99,7 @@ def test_dry_run_limit_refuses_a_statement_that_would_scan_more(
     bigquery.dry_run_bytes = 10**12
     with pytest.raises(SqlFailed, match="would process 1000000000000 bytes, over the dry_run"):
         bq.run("workflows/orders")
-    assert not any(c.path.endswith("/queries") for c in bigquery.calls)  # never ran
+    assert bigquery.ran() == []  # never ran
 
 
 def test_fleet_mode_refuses_a_loopback_endpoint(bq: Workspace, bigquery: BigQueryRest) -> None:

@@ -5,7 +5,9 @@ Authenticated with the service-account key of ``config.yml`` (``key_path`` or
 process of tenant SQL never reads a file. Values are bound as positional query
 parameters (``?``), typed from the Python value. ``dry_run_limit`` (Oxy's cap in
 bytes) runs a dry-run job first and refuses a statement that would scan more.
-``dataset`` is the default dataset for unqualified table names.
+``dataset`` is the default dataset for unqualified table names. Each statement is a
+query job with an id of Quarry's (jobs.insert), so ``interrupt()`` cancels it on
+BigQuery's side (jobs.cancel) instead of only dropping the HTTP request.
 
 The guard checks the API host and the key's ``token_uri`` host before any request
 (the key file is the workspace's: its token URL is not trusted blindly).
@@ -13,8 +15,10 @@ The guard checks the API host and the key's ``token_uri`` host before any reques
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +69,7 @@ class BigQueryConnector(WarehouseConnector):
 
     def _setup(self) -> None:
         self._client: bigquery.Client | None = None
+        self._running: dict[str, str | None] = {}  # job id -> its location, once known
 
     def _open(self) -> bigquery.Client:
         with self._lock:
@@ -105,6 +110,7 @@ class BigQueryConnector(WarehouseConnector):
     def query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "?")
         client = self._open()
+        job_id = ""
         try:
             limit = self._settings.get("dry_run_limit")
             if limit is not None:
@@ -117,13 +123,28 @@ class BigQueryConnector(WarehouseConnector):
                         database=self.name,
                         field="dry_run_limit",
                     )
-            rows = client.query_and_wait(
-                text, job_config=self._config(params), wait_timeout=TIMEOUT_SECONDS
-            )
+            # A job id of our own, known before the job starts, so interrupt() can
+            # cancel it on BigQuery's side (jobs.query would name it only when done).
+            job_id = f"quarry_{uuid.uuid4().hex}"
+            with self._lock:
+                self._running[job_id] = None
+            job = client.query(text, job_config=self._config(params), job_id=job_id, job_retry=None)
+            with self._lock:
+                if job_id in self._running:
+                    self._running[job_id] = job.location
+            rows = job.result(timeout=TIMEOUT_SECONDS)
             table: pa.Table = rows.to_arrow(create_bqstorage_client=False)
             return table
         except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
             raise ConnectorError(self._message(exc), database=self.name) from exc
+        except concurrent.futures.TimeoutError:
+            raise ConnectorError(
+                f"database {self.name!r}: the query ran longer than {TIMEOUT_SECONDS:g}s",
+                database=self.name,
+            ) from None
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
 
     def _message(self, exc: BaseException) -> str:
         text = str(exc)
@@ -135,12 +156,19 @@ class BigQueryConnector(WarehouseConnector):
         return self._redact(text.strip())
 
     def interrupt(self) -> None:
-        """Close the HTTP session: a waiting request fails and the statement ends."""
+        """Cancel each running job on BigQuery's side (jobs.cancel), then close the
+        HTTP session, so a request still waiting fails and the statement ends."""
         with self._lock:
             client = self._client
-        if client is not None:
+            running = dict(self._running)
+        if client is None:
+            return
+        for job_id, location in running.items():
+            # An error: the job ended already or cannot be reached; nothing to stop.
             with contextlib.suppress(Exception):
-                client.close()  # type: ignore[no-untyped-call]
+                client.cancel_job(job_id, location=location, timeout=10)
+        with contextlib.suppress(Exception):
+            client.close()  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         with self._lock:

@@ -8,13 +8,16 @@ client connects to the checked address (the TLS name stays the configured host).
 Oxy's ``filters`` travel as custom settings named ``<settings_prefix><filter>``
 on every statement (``settings.filter_settings``), for row policies to read;
 ``role`` is sent as ClickHouse's ``role`` parameter. One HTTP client per thread
-(a client is one session); ``interrupt()`` closes them, which ends the requests.
+(a client is one session). Each statement carries a ``query_id`` of Quarry's;
+``interrupt()`` sends ``KILL QUERY`` for the running ones, then closes the clients.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -75,6 +78,7 @@ class ClickHouseConnector(WarehouseConnector):
     def _setup(self) -> None:
         self._target: CheckedTarget | None = None
         self._clients: PerThreadConnections[Client] = PerThreadConnections(self._open)
+        self._running: set[str] = set()
 
     def _open(self) -> Client:
         host = str(self._settings["host"])
@@ -110,13 +114,18 @@ class ClickHouseConnector(WarehouseConnector):
     def query(self, sql: BoundSql) -> pa.Table:
         text, parameters = server_bound(sql)
         client = self._clients.get()
+        # Our own id for the statement, so interrupt() can KILL it on the server.
+        query_id = f"quarry-{uuid.uuid4().hex}"
+        per_query = {"query_id": query_id, **self._query_settings(text)}
+        with self._lock:
+            self._running.add(query_id)
         try:
             if _RESULT_STATEMENT.match(text):
                 table: pa.Table = client.query_arrow(
-                    text, parameters=parameters or None, use_strings=True
+                    text, parameters=parameters or None, settings=per_query, use_strings=True
                 )
                 return table
-            client.command(text, parameters=parameters or None)
+            client.command(text, parameters=parameters or None, settings=per_query)
             return pa.table({})
         except ClickHouseError as exc:
             raise ConnectorError(self._message(exc), database=self.name) from exc
@@ -124,6 +133,13 @@ class ClickHouseConnector(WarehouseConnector):
             raise ConnectorError(
                 f"database {self.name!r}: {self._redact(str(exc))}", database=self.name
             ) from exc
+        finally:
+            with self._lock:
+                self._running.discard(query_id)
+
+    def _query_settings(self, text: str) -> dict[str, Any]:
+        """Settings of one statement besides its id (none here; read-only callers add)."""
+        return {}
 
     def _message(self, exc: BaseException) -> str:
         text = str(exc).strip()
@@ -133,7 +149,20 @@ class ClickHouseConnector(WarehouseConnector):
         return self._redact(text)
 
     def interrupt(self) -> None:
-        """Close every client: their running requests fail and end."""
+        """``KILL QUERY`` each running statement by its id, from a client of its own
+        (closing an HTTP connection does not stop a ClickHouse query), then close
+        every client, so a request still waiting fails and ends."""
+        with self._lock:
+            running = sorted(self._running)
+        if running:
+            # The ids are ours (quarry-<hex>): safe to write as literals.
+            ids = ", ".join(f"'{query_id}'" for query_id in running)
+            with contextlib.suppress(ConnectorError, ClickHouseError, OSError):
+                killer = self._open()
+                try:
+                    killer.command(f"KILL QUERY WHERE query_id IN ({ids}) ASYNC")
+                finally:
+                    killer.close()
         self.close()
 
     def close(self) -> None:

@@ -7,7 +7,8 @@ so the child process of tenant SQL reads no file. Values are bound server-side
 formatted in). The guard checks the account's host before the first login.
 
 One connection per thread (a connection is one session); ``interrupt()`` cancels
-each running statement with the connector's own cancel request.
+each running statement on Snowflake's side: the driver's abort request when its
+query id is known, and ``SYSTEM$CANCEL_ALL_QUERIES(<session>)`` for its session.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class SnowflakeConnector(WarehouseConnector):
         self._connections: PerThreadConnections[Any] = PerThreadConnections(
             self._open, alive=lambda conn: not conn.is_closed()
         )
-        self._running: set[Any] = set()
+        self._running: dict[Any, int | None] = {}  # running cursor -> its session id
 
     def _connect_args(self) -> dict[str, Any]:
         s = self._settings
@@ -95,7 +96,7 @@ class SnowflakeConnector(WarehouseConnector):
         conn = self._connections.get()
         cursor = conn.cursor()
         with self._lock:
-            self._running.add(cursor)
+            self._running[cursor] = getattr(conn, "session_id", None)
         try:
             cursor.execute(text, params or None)
             description = cursor.description
@@ -104,7 +105,7 @@ class SnowflakeConnector(WarehouseConnector):
             raise ConnectorError(self._message(exc), database=self.name) from exc
         finally:
             with self._lock:
-                self._running.discard(cursor)
+                self._running.pop(cursor, None)
             with contextlib.suppress(Exception):
                 cursor.close()
         if not description:
@@ -117,11 +118,31 @@ class SnowflakeConnector(WarehouseConnector):
         return self._redact(text.strip())
 
     def interrupt(self) -> None:
+        """Cancel the running statements on Snowflake's side: the driver's abort for
+        each one whose query id is known, and ``SYSTEM$CANCEL_ALL_QUERIES`` for the
+        sessions they run in, from a connection of its own (a statement still being
+        sent has no query id yet; its session always has one)."""
         with self._lock:
-            running = list(self._running)
+            running = dict(self._running)
+        if not running:
+            return
         for cursor in running:
-            with contextlib.suppress(Exception):
-                cursor.abort_query(cursor.sfqid)
+            if cursor.sfqid:
+                with contextlib.suppress(Exception):
+                    cursor.abort_query(cursor.sfqid)
+        sessions = sorted({s for s in running.values() if s is not None})
+        if not sessions:
+            return
+        with contextlib.suppress(snowflake.connector.Error, ConnectorError):
+            canceller = self._open()
+            try:
+                with contextlib.closing(canceller.cursor()) as cur:
+                    for session in sessions:
+                        # An error: the session ended already; nothing to stop.
+                        with contextlib.suppress(snowflake.connector.Error):
+                            cur.execute("SELECT SYSTEM$CANCEL_ALL_QUERIES(?)", [session])
+            finally:
+                canceller.close()
 
     def close(self) -> None:
         self._connections.close_all()
