@@ -31,6 +31,7 @@ from quarry.core.settings import Settings
 from quarry.definitions.kinds import Kind
 from quarry.runtime.apps import app_result_key, build_app_result, resolve_controls
 from quarry.runtime.apps.load import load_app
+from quarry.runtime.apps.reuse import reusable_tasks
 from quarry.runtime.connectors.datasets import BlobCache
 from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.engine.errors import RunCancelled, VariableError, WorkflowError
@@ -218,7 +219,7 @@ class RunExecutor:
             raise VariableError(exc.message) from exc
         outputs = run_task_list(
             source,
-            app.tasks,
+            reusable_tasks(app, source, run.target_name, controls),  # only what changed runs
             {"controls": controls},
             connections=connections,
             journal=journal,
