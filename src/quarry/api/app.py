@@ -99,9 +99,11 @@ def create_app(node: Node | Services) -> FastAPI:
         from quarry.api.ide import compile as ide_compile
         from quarry.api.ide import mount as ide_mount
         from quarry.factory.service import Factory
+        from quarry.web import ide as ide_pages
 
         assert isinstance(node.factory, Factory), "an ide/all node runs the Factory"
         app.include_router(ide_compile.router)
+        app.include_router(ide_pages.router)  # the IDE pages (IdeOnly)
         ide_mount.install(app, node.factory)  # files, git, draft runs; app.state.factory
     if node.ide_proxy is not None:
         # classify() decides; IdeOnly requests stream to the Factory (quarry.fleet.proxy).

@@ -1,6 +1,7 @@
 """Route drift: ``classify()`` must agree with where each route is registered.
 
-A route defined in ``quarry.api.ide`` needs the Factory (IdeOnly); every other route
+A route defined in ``quarry.api.ide`` (or the IDE pages, ``quarry.web.ide``) needs
+the Factory (IdeOnly); every other route
 is FleetOk. A route whose class ``classify()`` gets wrong, or a pattern that matches
 no route, is drift: the proxy would send requests to the wrong process.
 """
@@ -25,6 +26,7 @@ from quarry.fleet.routes import (
 )
 
 IDE_PACKAGE = "quarry.api.ide"
+IDE_PAGES = "quarry.web.ide"  # the IDE pages: served where the Factory runs, like its API
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class RegisteredRoute:
 
 
 def declared_class(route: RegisteredRoute) -> RouteClass:
-    return RouteClass.IDE_ONLY if route.module.startswith(IDE_PACKAGE) else RouteClass.FLEET_OK
+    ide = route.module.startswith((IDE_PACKAGE, IDE_PAGES))
+    return RouteClass.IDE_ONLY if ide else RouteClass.FLEET_OK
 
 
 def _walk(routes: Iterable[Any], prefix: str) -> Iterator[RegisteredRoute]:

@@ -31,6 +31,9 @@ IDE_ONLY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("POST", "/api/v1/workspaces/{workspace}/move"),
     ("*", "/api/v1/workspaces/{workspace}/git/{rest:path}"),
     ("POST", "/api/v1/workspaces/{workspace}/draft-runs"),
+    # the IDE pages (quarry.web.ide): the page, its schemas and compile events
+    ("GET", "/ide"),
+    ("GET", "/ide/{rest:path}"),
 )
 
 FLEET_OK_READ_PATTERNS: tuple[tuple[str, str], ...] = ()

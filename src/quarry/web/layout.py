@@ -46,6 +46,7 @@ NAV = (
     ("runs", "/runs", "Runs"),
     ("schedules", "/schedules", "Schedules"),
     ("explore", "/explore", "Explore"),
+    ("ide", "/ide", "IDE"),
     ("chat", "/chat", "Chat"),
 )
 

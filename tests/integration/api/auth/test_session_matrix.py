@@ -108,6 +108,10 @@ def test_another_tenants_cookie_sees_no_page_of_acme(deployment: Deployment) -> 
     with _signed_in(deployment, "globex:admin") as client:
         run = client.get(f"/runs/{deployment.acme_run}")
         assert run.status_code == 404
+        for path in (f"/ide/{ACME_WS}", f"/ide/{ACME_WS}/compile/events"):  # IdeOnly pages
+            assert client.get(path).status_code == 404, path
+        ide = client.get("/ide")  # globex's only workspace, or the list of its own
+        assert ide.status_code in (200, 303) and ACME_WS not in ide.headers.get("location", "")
         for path in ("/", "/runs", "/dashboards", "/schedules", "/explore", "/chat"):
             got = client.get(path)
             assert got.status_code == 200, (path, got.text[:200])

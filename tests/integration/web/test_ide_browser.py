@@ -1,0 +1,235 @@
+"""The IDE in Chromium (Playwright) against a real ``quarry serve`` process on SQLite
+with tokens required, its workspace a git repository: open a file, break it and see
+the problem inline (the editor's schema check at once, the Factory's compile problem
+at its file:line over the live compile status), fix it, save, commit, and see the
+dashboard change; a save conflict showing both versions; "Run this" making a draft
+run; the page with the keyboard alone; axe-core with no serious violation; no CSP
+violation or script error. Screenshots are kept (``pages.screenshot_dir``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+
+from quarry.demo import create_demo_workspace
+from tests.integration.web.pages import (
+    WORKSPACE,
+    Quarry,
+    Watched,
+    axe_violations,
+    chromium,
+    screenshot_dir,
+    watch,
+)
+from tests.integration.web.pages import _token as make_token
+from tests.support.processes import quarry_process
+
+pytestmark = pytest.mark.slow
+APP = "apps/sales_overview.app.yml"
+COMPILE_TIMEOUT_MS = 60_000  # a debounced compile on this loaded 2-core machine
+
+
+def _git(root: Path, *args: str) -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def quarry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quarry]:
+    tmp = tmp_path_factory.mktemp("ide")
+    root = create_demo_workspace(tmp / WORKSPACE)
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "The demo workspace")
+    env = {"QUARRY_DATA_DIR": str(tmp / "data"), "QUARRY_AUTH": "tokens", "COLUMNS": "120"}
+    with quarry_process(["serve", str(root), "--name", WORKSPACE], env, tmp / "serve.log") as srv:
+        yield Quarry(srv, make_token(env, tmp), root)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return screenshot_dir(tmp_path_factory.mktemp("shots"))
+
+
+@pytest.fixture
+def ide(browser: Browser, quarry: Quarry) -> Iterator[tuple[Page, Watched]]:
+    context: BrowserContext = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    watched = watch(page)
+    page.goto(quarry.url + "/ide")
+    expect(page).to_have_url(re.compile(r"/sign-in\?next="))
+    page.get_by_label("API token").fill(quarry.token)
+    page.get_by_label("API token").press("Enter")
+    # one workspace: straight in, the first file opened (and named in the URL)
+    expect(page).to_have_url(re.compile(re.escape(f"{quarry.url}/ide/{WORKSPACE}") + r"(\?|$)"))
+    expect(page.locator("body")).to_have_attribute("data-editor", "ready")
+    try:
+        yield page, watched
+        assert watched.problems == []
+    finally:
+        context.close()
+
+
+def _editor(page: Page) -> Locator:
+    return page.locator(".cm-content")
+
+
+def _open(page: Page, path: str) -> None:
+    page.locator(f'button.file[data-path="{path}"]').click()
+    expect(page.locator("#ide-path")).to_have_text(path)
+
+
+def _compile(page: Page, state: str) -> None:
+    expect(page.locator("#ide-compile")).to_have_attribute(
+        "data-state", state, timeout=COMPILE_TIMEOUT_MS
+    )
+
+
+def test_break_a_file_see_it_inline_fix_save_commit_and_the_dashboard_changes(
+    ide: tuple[Page, Watched], quarry: Quarry, shots: Path
+) -> None:
+    page, _ = ide
+    expect(page).to_have_title(f"IDE: {WORKSPACE} · Quarry")
+    expect(page.locator("#ide-branch")).to_have_text("main")
+    _open(page, APP)
+    expect(_editor(page)).to_contain_text("title: Sales overview")
+
+    # Break it: a key the app format does not have (apps refuse unknown keys).
+    _editor(page).click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("colour: red\n")
+    # The editor's own schema check flags it while typing, before any save.
+    expect(page.locator(".cm-lintRange-error").first).to_be_visible(timeout=10_000)
+    page.keyboard.press("Control+s")
+    expect(page.locator("#ide-notice")).to_contain_text("Saved")
+    # The Factory's compile problem arrives over the live status, at its file:line.
+    _compile(page, "failed")
+    problem = page.locator("#ide-problems li.problem").first
+    expect(problem).to_contain_text(f"{APP}:1:")
+    expect(problem).to_contain_text("colour")
+    expect(page.locator(f'button.file[data-path="{APP}"] .badge')).to_have_text("1")
+    page.locator(".cm-lint-marker-error").first.hover()
+    expect(page.locator(".cm-tooltip-lint")).to_contain_text("colour")
+    assert axe_violations(page) == []
+    page.screenshot(path=str(shots / "ide-problem.png"))
+
+    # Fix it and change the title; save with the keyboard shortcut.
+    _editor(page).click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.press("Shift+ArrowDown")
+    page.keyboard.press("Delete")
+    page.keyboard.press("End")
+    page.keyboard.type(" (edited in the IDE)")
+    expect(page.locator("#ide-dirty")).to_have_text("(unsaved)")
+    page.get_by_role("button", name="Save").click()
+    _compile(page, "succeeded")
+    expect(page.locator("#ide-problem-count")).to_have_text("0")
+    assert "(edited in the IDE)" in (quarry.root / APP).read_text()
+
+    # Commit what changed.
+    change = page.locator("#git-changes label", has_text=APP)
+    expect(change).to_contain_text("modified")
+    page.get_by_label("Commit message").fill("Retitle the sales dashboard")
+    page.get_by_role("button", name="Commit").click()
+    expect(page.locator("#ide-notice")).to_contain_text("Committed")
+    expect(page.locator("#git-log")).to_contain_text("Retitle the sales dashboard")
+    expect(page.locator("#git-changes")).to_contain_text("No changes.")
+    page.get_by_role("button", name="Show diff").click()
+    expect(page.locator("#git-diff-text")).to_have_text("No differences.")
+    page.screenshot(path=str(shots / "ide.png"))
+
+    # The dashboard shows the new title.
+    page.goto(quarry.url + f"/workspaces/{WORKSPACE}/apps/sales_overview")
+    expect(page.locator("h1")).to_contain_text("(edited in the IDE)")
+
+
+def test_a_save_conflict_shows_both_versions(ide: tuple[Page, Watched], quarry: Quarry) -> None:
+    page, _ = ide
+    path = "workflows/monthly_revenue.workflow.yml"
+    _open(page, path)
+    _editor(page).click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("# mine\n")
+    # Someone else saves the file first (through the same API, with its hash).
+    bearer = {"Authorization": f"Bearer {quarry.token}"}
+    with httpx.Client(base_url=quarry.url, headers=bearer) as c:
+        url = f"/api/v1/workspaces/{WORKSPACE}/files/{path}"
+        got = c.get(url)
+        theirs = got.text + "# theirs\n"
+        put = c.put(
+            url,
+            json={"content": theirs, "expected_hash": got.headers["X-Quarry-Content-Hash"]},
+        )
+        assert put.status_code == 200, put.text
+    page.get_by_role("button", name="Save").click()
+    conflict = page.locator("#ide-conflict")
+    expect(conflict).to_be_visible()
+    expect(page.locator("#conflict-mine")).to_contain_text("# mine")
+    expect(page.locator("#conflict-theirs")).to_contain_text("# theirs")
+    assert "# mine" not in (quarry.root / path).read_text(), "nothing was overwritten"
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Overwrite with mine").click()
+    expect(conflict).to_be_hidden()
+    expect(page.locator("#ide-notice")).to_contain_text("Saved")
+    saved = (quarry.root / path).read_text()
+    assert "# mine" in saved and "# theirs" not in saved
+
+
+def test_run_this_makes_a_draft_run_and_links_to_it(
+    ide: tuple[Page, Watched], quarry: Quarry
+) -> None:
+    page, _ = ide
+    _open(page, "workflows/region_report.procedure.yml")
+    run = page.get_by_role("button", name="Run this workflow")
+    expect(run).to_be_visible()
+    run.click()
+    link = page.get_by_role("link", name="Open the run")
+    expect(link).to_be_visible(timeout=30_000)
+    link.click()
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]+$"))
+    expect(page.locator("h1")).to_contain_text("region_report")
+
+
+def test_the_ide_with_the_keyboard_alone(ide: tuple[Page, Watched]) -> None:
+    page, _ = ide
+    page.locator("body").focus()
+
+    def tab_to(selector: str, limit: int = 60) -> None:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate(f"document.activeElement.matches({selector!r})"):
+                return
+        raise AssertionError(f"Tab never reached {selector}")
+
+    tab_to('button.file[data-path="config.yml"]')
+    page.keyboard.press("Enter")
+    expect(page.locator("#ide-path")).to_have_text("config.yml")
+    tab_to(".cm-content")
+    page.keyboard.type("# by keyboard\n")
+    tab_to("#ide-save")  # Tab leaves the editor: no keyboard trap
+    page.keyboard.press("Enter")
+    expect(page.locator("#ide-notice")).to_contain_text("Saved config.yml")
+    tab_to("#git-message")
+    page.keyboard.type("Keyboard commit")
+    tab_to("#git-commit button[type=submit]")
+    page.keyboard.press("Enter")
+    expect(page.locator("#ide-notice")).to_contain_text("Committed")
