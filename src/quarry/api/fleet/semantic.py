@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from quarry.api.deps import Principal, principal, services
 from quarry.core.errors import BadRequest, QuarryError
@@ -131,8 +133,30 @@ async def _parse(
     return SemanticQuery.from_request(body)
 
 
+class _ThenPublish(Response):
+    """A response that writes a just-computed answer to the shared store once it
+    has been sent (or failed to send), so the write never delays it."""
+
+    def __init__(self, publish: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._publish = publish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._publish()  # hands the write to the cache's writer thread
+
+
 def _answer(
-    request: Request, result: CachedResult, data: bytes, fmt: str, hit: bool, rev: str, ttl: float
+    request: Request,
+    result: CachedResult,
+    data: bytes,
+    fmt: str,
+    hit: bool,
+    rev: str,
+    ttl: float,
+    publish: Callable[[], None] | None = None,
 ) -> Response:
     etag = result.etag(fmt)
     remaining = max(0, int(ttl - result.age(time.time())))
@@ -144,6 +168,10 @@ def _answer(
     }
     if result.truncated:
         headers["X-Quarry-Truncated"] = "true"
+    if publish is not None:
+        if request.headers.get("if-none-match") == etag:
+            return _ThenPublish(publish, status_code=304, headers=headers)
+        return _ThenPublish(publish, data, media_type=MEDIA[fmt], headers=headers)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=MEDIA[fmt], headers=headers)
@@ -251,11 +279,18 @@ async def semantic_query(
 
     def answer() -> tuple[CachedResult, bool, str, bytes]:
         result, hit, key = sem.answer(
-            ws, rev, query, attributes, max_rows=svc.settings.semantic_max_rows
+            ws, rev, query, attributes, max_rows=svc.settings.semantic_max_rows, publish=False
         )
-        return result, hit, key, result.encoded(fmt, encode)  # one thread hop, not two
+        try:
+            return result, hit, key, result.encoded(fmt, encode)  # one thread hop, not two
+        except BaseException:
+            if not hit:
+                sem.results.publish(key, result)
+            raise
 
     result, hit, key, data = await run_in_threadpool(answer)
     SEMANTIC_QUERIES.labels("hit" if hit else "miss").inc()
     sem.remember_key(request_key, key)
-    return _answer(request, result, data, fmt, hit, rev, ttl)
+    # A computed answer goes to the shared store once this response is sent.
+    publish = None if hit else (lambda: sem.results.publish(key, result))
+    return _answer(request, result, data, fmt, hit, rev, ttl, publish)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -139,7 +140,8 @@ class ResultCache:
         self._flights: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._writes: ThreadPoolExecutor | None = None  # made on the first write
-        self._pending = 0
+        self._pending = 0  # computed answers not yet written (or failed)
+        self._owed: Counter[str] = Counter()  # computed, the caller publishes
         self._drained = threading.Condition(self._guard)
         self.computed = 0
 
@@ -171,7 +173,11 @@ class ResultCache:
         return found
 
     def get_or_compute(
-        self, key: str, compute: Callable[[], tuple[pa.Table, str]]
+        self,
+        key: str,
+        compute: Callable[[], tuple[pa.Table, str]],
+        *,
+        publish: bool = True,
     ) -> tuple[CachedResult, bool]:
         """(answer, was it a hit). ``compute`` returns (rows, SQL); blocking.
 
@@ -179,7 +185,9 @@ class ResultCache:
         written to the shared store behind it, off the caller's path (one object
         store round trip: ~0.5 ms to a local folder, tens of ms to S3): another
         replica asked in that window computes the answer too, as two concurrent
-        first misses may. :meth:`flush` waits for the writes."""
+        first misses may. :meth:`flush` waits for the writes. With ``publish``
+        false the caller starts that write itself (:meth:`publish`), say once its
+        response is sent, so the write does not compete with sending it."""
         hit = self.get(key)
         if hit is not None:
             return hit, True
@@ -202,7 +210,12 @@ class ResultCache:
             result = CachedResult(table, self.clock(), sql, _digest_of(key))
             if self.ttl > 0:
                 self._local.put(key, result)
-                self._publish(key, result)
+                if publish:
+                    self.publish(key, result)
+                else:
+                    with self._guard:
+                        self._owed[key] += 1
+                        self._pending += 1
             return result, False
         finally:
             flight.release()
@@ -210,37 +223,46 @@ class ResultCache:
                 if self._flights.get(key) is flight and not flight.locked():
                     self._flights.pop(key, None)
 
-    def _publish(self, key: str, result: CachedResult) -> None:
+    def publish(self, key: str, result: CachedResult) -> None:
         """Write ``result`` to the shared store on the writer thread; inline when
         ``_MAX_PENDING`` writes are already waiting (a store slower than the
-        answers it is given then slows the answers, not the process's memory)."""
-        with self._guard:
-            queued = self._pending < _MAX_PENDING
-            if queued:
-                self._pending += 1
-                if self._writes is None:
-                    self._writes = ThreadPoolExecutor(2, thread_name_prefix="semantic-store")
-                writes = self._writes
-        if not queued:
-            self.store.put(key, encode_entry(result))
+        answers it is given then slows the answers, not the process's memory).
+        A failed write is logged: the answer was given, and the next replica
+        asked computes its own."""
+        if self.ttl <= 0:
             return
-        writes.submit(self._write, key, result)
+        with self._guard:
+            if self._owed[key] > 0:  # counted when computed with publish=False
+                self._owed[key] -= 1
+                if not self._owed[key]:
+                    del self._owed[key]
+            else:
+                self._pending += 1
+            inline = self._pending > _MAX_PENDING
+            if not inline and self._writes is None:
+                self._writes = ThreadPoolExecutor(2, thread_name_prefix="semantic-store")
+            writes = self._writes
+        if inline or writes is None:
+            self._write(key, result)
+        else:
+            writes.submit(self._write, key, result)
 
     def _write(self, key: str, result: CachedResult) -> None:
         try:
             self.store.put(key, encode_entry(result))
-        except Exception:  # the answer was given; the next replica computes its own
+        except Exception:
             log.warning("semantic cache: could not store %s", key, exc_info=True)
         finally:
             with self._drained:
                 self._pending -= 1
                 self._drained.notify_all()
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = 60.0) -> bool:
         """Wait until every answer computed so far is in the shared store (or its
-        write failed)."""
+        write failed), including those whose caller has yet to :meth:`publish`;
+        False if that took longer than ``timeout`` seconds."""
         with self._drained:
-            self._drained.wait_for(lambda: self._pending == 0)
+            return self._drained.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
         with self._guard:

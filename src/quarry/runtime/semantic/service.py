@@ -228,11 +228,14 @@ class SemanticService:
         principal: Mapping[str, Any],
         *,
         max_rows: int | None = None,
+        publish: bool = True,
     ) -> tuple[CachedResult, bool, str]:
         """(rows, cache hit?, result key). Compiles first, so a bad query is a
         :class:`~quarry.semantic.SemanticError` and nothing runs. With ``max_rows``
         the warehouse is asked for one row more than that, and an answer that has it
-        is cut to ``max_rows`` and marked truncated."""
+        is cut to ``max_rows`` and marked truncated. ``publish`` false: the caller
+        writes a computed answer to the shared store itself
+        (:meth:`ResultCache.publish`)."""
         if max_rows is not None and (query.limit is None or query.limit > max_rows):
             query = query.model_copy(update={"limit": max_rows + 1})
         prepared = self.prepare(workspace, revision_id, query, principal)
@@ -244,7 +247,7 @@ class SemanticService:
                 table = mark_truncated(table.slice(0, max_rows))
             return table, prepared.bound.display()
 
-        result, hit = self.results.get_or_compute(key, compute)
+        result, hit = self.results.get_or_compute(key, compute, publish=publish)
         return result, hit, key
 
     def close(self) -> None:

@@ -306,7 +306,7 @@ def test_two_app_instances_share_answers_through_the_store(
     try:
         with shop.client() as client:
             assert client.post(QUERY, json=BY_REGION).headers["x-quarry-cache"] == "miss"
-        shop.app.state.semantic.results.flush()  # stored behind the answer
+        assert shop.app.state.semantic.results.flush()  # stored behind the answer
         with serve_in_thread(other_app) as url, shop.client() as client:
             got = client.post(url + QUERY, json=BY_REGION)
             assert got.status_code == 200 and got.headers["x-quarry-cache"] == "hit"

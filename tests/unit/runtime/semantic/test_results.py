@@ -116,11 +116,24 @@ def test_the_store_write_is_off_the_answer_path(store: ObjectStore) -> None:
     again, hit = one.get_or_compute(KEY, _compute(calls, 2))
     assert hit and again is made and calls == [1]
     gated.gate.set()
-    one.flush()
+    assert one.flush()
     assert store.exists(KEY)
     got, hit = ResultCache(store, 60).get_or_compute(KEY, _compute(calls, 3))
     assert hit and got.table.equals(made.table) and calls == [1]
     one.close()
+
+
+def test_a_caller_that_publishes_itself(store: ObjectStore) -> None:
+    """``publish=False`` (the HTTP route, which writes once its response is sent):
+    nothing is written until the caller publishes, and flush waits for it."""
+    cache = ResultCache(store, 60)
+    calls: list[int] = []
+    made, hit = cache.get_or_compute(KEY, _compute(calls, 1), publish=False)
+    assert not hit and not store.exists(KEY)
+    assert cache.flush(timeout=0.01) is False  # owed by the caller
+    cache.publish(KEY, made)
+    assert cache.flush() and store.exists(KEY)
+    cache.close()
 
 
 def test_ttl_zero_never_stores(store: ObjectStore) -> None:
