@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -333,6 +334,23 @@ def test_serve_says_why_it_requires_tokens(tmp_path: Path, shop: Path) -> None:
         banner = " ".join(server.log().split())
         assert "this local instance has active tokens" in banner, banner
         assert "tenant 'local'" in banner
+        # The browser is asked to sign in (a page, not JSON) ...
+        wait_healthy(server, timeout=60)
+        page = httpx.get(f"{server.url}/", headers={"accept": "text/html"}, timeout=10)
+        assert page.status_code == 303, page.text
+        page = httpx.get(f"{server.url}{page.headers['location']}", timeout=10)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "sign in" in page.text.lower()
+        # ... and the token's tenant sees the folder's workspace.
+        token = re.search(r"qk_[A-Za-z0-9_-]{43}", text)
+        assert token is not None, text
+        listed = httpx.get(
+            f"{server.url}/api/v1/workspaces",
+            headers={"authorization": f"Bearer {token.group(0)}"},
+            timeout=10,
+        )
+        assert listed.status_code == 200
+        assert "shop" in {w["name"] for w in listed.json()["workspaces"]}
     finally:
         server.stop()
 
