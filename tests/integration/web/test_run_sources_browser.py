@@ -1,6 +1,7 @@
 """A failed step's error shows the file:line of its task, in Chromium (Playwright)
 against a real ``quarry serve`` on SQLite: beside the error in the steps table, in
-the run's summary and in the live event log. The line comes from the positions the
+the run's summary and in the live event log; the runs API gives it as the step's
+``source``. The line comes from the positions the
 compiler stored for the task's references (``quarry.catalog.task_sources``)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -87,6 +89,16 @@ def test_a_failed_step_shows_the_file_and_line_of_its_task(quarry: Quarry, tmp_p
         # the step that succeeded has no error and so no place
         intro = page.locator("#run-detail table.list tbody tr", has_text="intro")
         expect(intro.locator(".source")).to_have_count(0)
+        # the runs API says the same of the failed step
+        run_id = page.url.rsplit("/", 1)[-1]
+        got = httpx.get(
+            f"{quarry.url}/api/v1/runs/{run_id}",
+            headers={"Authorization": f"Bearer {quarry.token}"},
+            timeout=30,
+        ).json()
+        steps = {s["name"]: s for s in got["steps"]}
+        assert steps["missing"]["source"] == where
+        assert "source" not in steps["intro"]
         assert axe_violations(page) == []
         page.screenshot(path=str(shots / "run-failed-source.png"), full_page=True)
         assert watched.problems == []

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from quarry.api.deps import services, tenant_id
 from quarry.api.fleet.cursors import decode_cursor, encode_cursor
 from quarry.catalog.reader import Catalog
+from quarry.catalog.task_sources import task_sources
 from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.apps import resolve_controls
@@ -192,7 +193,20 @@ async def get_run(request: Request, run_id: str) -> dict[str, Any]:
     def load() -> dict[str, Any]:
         with svc.engine.connect() as conn:
             run = runq.get_run(conn, tenant, run_id)
-            return _run_json(run, runq.get_steps(conn, run_id))
+            steps = runq.get_steps(conn, run_id)
+        body = _run_json(run, steps)
+        if any(s.error for s in steps):  # a failed step names where its task is written
+            spaces = svc.catalog.list_workspaces(tenant)
+            ws = next((w for w in spaces if w.id == run.workspace_id), None)
+            found = None
+            if ws is not None:
+                found = task_sources(
+                    svc.engine, svc.catalog, ws, run.revision_id, run.target_kind, run.target_name
+                )
+            for step in body["steps"]:
+                if step["error"] and found is not None:
+                    step["source"] = found.of(step["step_key"])
+        return body
 
     return await run_in_threadpool(load)
 
