@@ -114,10 +114,7 @@ def run_locally(
     if mode == "human":
         console.print(f"run {run.id}: {run.target_kind} {run.target_name} @ {run.revision_id}")
     executor = RunExecutor(
-        svc.engine,
-        svc.queue,
-        svc.store,
-        svc.catalog,
+        svc,
         svc.paths.cache_dir,
         export_root=root,
         on_event=_progress if mode == "human" else None,

@@ -49,6 +49,7 @@ class Factory:
         its folders (``svc.paths``)."""
         settings = svc.settings
         self.settings = settings
+        self.svc = svc
         # Keep-alive holds (docs/scale-to-zero.md): a requested compile holds from the
         # request until it is done, like start-up cloning and draft runs.
         self.holds: Holds = svc.holds
@@ -289,10 +290,7 @@ class Factory:
     def _execute_run(self, run: RunRow) -> None:
         if self._executor is None:
             self._executor = RunExecutor(
-                self.engine,
-                self.queue,
-                self.store,
-                self.catalog,
+                self.svc,
                 self.cache_dir,
                 limits=RunLimits.from_settings(self.settings),
             )

@@ -93,7 +93,7 @@ def svc(pg_database: str, empty_pg_database: str, tmp_path: Path) -> Iterator[Se
 @contextmanager
 def worker(svc: Services, tmp_path: Path) -> Iterator[Worker]:
     """A real worker on a thread (heartbeats every 0.3 s, so a cancel arrives fast)."""
-    executor = RunExecutor(svc.engine, svc.queue, svc.store, svc.catalog, tmp_path / "cache")
+    executor = RunExecutor(svc, tmp_path / "cache")
     running = Worker(svc.queue, executor.handle, lease_seconds=0.9)
     thread = threading.Thread(target=running.run, name="test-worker", daemon=True)
     thread.start()
@@ -213,7 +213,7 @@ def test_an_outcome_and_a_start_are_recorded_once(svc: Services) -> None:
     """Two writers racing to end a run (or a late attempt starting a finished one)
     record nothing more: the outcome is conditional on the run row."""
     run = queue_run(svc, "two_steps")
-    writer = RunWriter(svc.engine, svc.queue, svc.store, run, None)
+    writer = RunWriter(svc, run, None)
     assert writer.begin() is RunEvent.STARTED
     assert writer.begin() is RunEvent.RESUMED
     assert writer.finish("succeeded", None, None)

@@ -39,15 +39,13 @@ from quarry.runtime.engine.results import TableOutput
 from quarry.runtime.engine.runner import Limits, run_task_list, run_workflow
 from quarry.runtime.engine.views import to_view
 from quarry.runtime.engine.watchdog import Deadline
-from quarry.runtime.queue import LeaseLost, Task, TaskQueue
+from quarry.runtime.queue import LeaseLost, Task
 from quarry.runtime.queue.worker import TaskCancelled
 from quarry.runtime.runs.events import RunEvent
-from quarry.runtime.runs.journal import DurableJournal, RunWriter
+from quarry.runtime.runs.journal import DurableJournal, RunStorage, RunWriter
 from quarry.runtime.source import RevisionSource
 from quarry.store import runs as runq
 from quarry.store import workspaces as wq
-from quarry.store.db import Engine
-from quarry.store.objects import ObjectStore
 from quarry.store.runs import RunRow
 
 log = logging.getLogger(__name__)
@@ -124,23 +122,30 @@ class RunLimits:
         return Limits(step_timeout=self.step_timeout, deadline=deadline)
 
 
+class RunServices(RunStorage, Protocol):
+    """What executing runs needs of the process (a
+    :class:`~quarry.runtime.services.Services` is one): the run's writes
+    (:class:`~quarry.runtime.runs.journal.RunStorage`) and the catalog its
+    definitions are read from."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+
 class RunExecutor:
     def __init__(
         self,
-        engine: Engine,
-        queue: TaskQueue,
-        store: ObjectStore,
-        catalog: Catalog,
+        svc: RunServices,
         cache_dir: Path,
         *,
         export_root: Path | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         limits: RunLimits | None = None,
     ) -> None:
-        self.engine = engine
-        self.queue = queue
-        self.store = store
-        self.catalog = catalog
+        self.svc = svc
+        self.engine = svc.engine
+        self.queue = svc.queue
+        self.catalog = svc.catalog
         self.cache = BlobCache(cache_dir)
         self.export_root = export_root
         self.listener = on_event
@@ -170,7 +175,7 @@ class RunExecutor:
     def _execute(self, run: RunRow, task: Task | None) -> dict[str, Any]:
         if run.finished:
             return {"run_id": run.id, "state": run.state, "skipped": True}
-        writer = RunWriter(self.engine, self.queue, self.store, run, task)
+        writer = RunWriter(self.svc, run, task)
         attempt = task.attempts if task else 1
         extra = {"run_id": run.id, "request_id": run.request_id, "attempt": attempt}
         log.info("run %s: executing %s %s", run.id, run.target_kind, run.target_name, extra=extra)

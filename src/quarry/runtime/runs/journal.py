@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from quarry.core.clock import utcnow
 from quarry.runtime.engine.results import StepResult, row_count
@@ -26,21 +26,27 @@ from quarry.store.runs import ArtifactRow, StepRow
 CHECKPOINT_FORMAT = "qsr"
 
 
+class RunStorage(Protocol):
+    """What a run's writes need of the process (a
+    :class:`~quarry.runtime.services.Services` is one): the state database, the
+    queue that fences writes by lease, the object store for results."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def queue(self) -> TaskQueue: ...
+    @property
+    def store(self) -> ObjectStore: ...
+
+
 class RunWriter:
     """Every write a worker makes for a run, fenced by its lease when it has one
     (``task`` is None only for a local ``quarry run`` that owns the run outright)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        queue: TaskQueue,
-        store: ObjectStore,
-        run: runq.RunRow,
-        task: Task | None,
-    ) -> None:
-        self.engine = engine
-        self.queue = queue
-        self.store = store
+    def __init__(self, svc: RunStorage, run: runq.RunRow, task: Task | None) -> None:
+        self.engine = svc.engine
+        self.queue = svc.queue
+        self.store = svc.store
         self.run = run
         self.task = task
 

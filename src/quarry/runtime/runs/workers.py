@@ -28,9 +28,7 @@ def build_worker(
     """With ``holds`` (the Factory, which may scale to zero) the worker drains under
     keep-alive holds and every run it executes holds one too (``docs/scale-to-zero.md``)."""
     queue = svc.queue
-    executor = RunExecutor(
-        svc.engine, queue, svc.store, svc.catalog, svc.paths.cache_dir, limits=limits
-    )
+    executor = RunExecutor(svc, svc.paths.cache_dir, limits=limits)
 
     def handle(task: Task) -> object:
         if task.kind != RUN_TASK_KIND:

@@ -46,13 +46,7 @@ class Shop:
             RunRequest(kind, name, variables, origin="test"),
             enqueue=False,
         )
-        executor = RunExecutor(
-            self.svc.engine,
-            self.svc.queue,
-            self.svc.store,
-            self.svc.catalog,
-            self.root.parent / "run-cache",
-        )
+        executor = RunExecutor(self.svc, self.root.parent / "run-cache")
         outcome = executor.execute(run, None)
         if outcome["state"] != "succeeded":
             with self.svc.engine.connect() as conn:
