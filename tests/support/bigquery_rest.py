@@ -187,6 +187,18 @@ def _cell(value: Any, kind: str) -> Any:
     return str(value)
 
 
+def _statement_type(sql: str) -> str:
+    """BigQuery's name for the statement's kind (SELECT, INSERT, DELETE, CREATE_TABLE...),
+    as DuckDB's parser sees it."""
+    try:
+        kinds = [s.type.name for s in duckdb.extract_statements(sql)]
+    except duckdb.Error:
+        return "SCRIPT"
+    if len(kinds) != 1:
+        return "SCRIPT"
+    return {"CREATE": "CREATE_TABLE", "DROP": "DROP_TABLE"}.get(kinds[0], kinds[0])
+
+
 def _rows_answer(
     names: list[str], rows: list[Any], reference: dict[str, str], processed: int
 ) -> dict[str, Any]:
@@ -281,7 +293,10 @@ def _handler(server: BigQueryRest) -> type[BaseHTTPRequestHandler]:
                 "status": {"state": "DONE"},
                 "statistics": {
                     "totalBytesProcessed": total,
-                    "query": {"totalBytesProcessed": total},
+                    "query": {
+                        "totalBytesProcessed": total,
+                        "statementType": _statement_type(str(config.get("query", {}).get("query"))),
+                    },
                 },
             }
             return self._json(200, job)

@@ -5,9 +5,17 @@ Two locks, so that either alone would hold:
 * the statement: exactly one, and a query (``SELECT``/``WITH``/set operations; DuckDB's
   own parser, sqlglot for Postgres) — ``DROP``, ``COPY``, ``ATTACH``, ``SET``,
   ``PRAGMA``, ``CALL`` are refused before anything runs;
-* the database: Postgres runs it inside ``BEGIN READ ONLY`` with a ``statement_timeout``
-  and rolls back (a data-modifying CTE or ``SELECT ... INTO`` fails there); DuckDB
-  runs it in the run's sandboxed connection, interrupted at the timeout.
+* the database, in its own read-only mode (the connector's, for a statement marked
+  ``BoundSql.read_only``): Postgres ``BEGIN READ ONLY`` with a ``statement_timeout``,
+  rolled back (a data-modifying CTE or ``SELECT ... INTO`` fails there); MySQL and
+  MariaDB ``START TRANSACTION READ ONLY``, rolled back; ClickHouse ``readonly=1`` (no
+  write, no setting changed, Oxy's filters included) with ``max_execution_time``;
+  BigQuery a dry run first, refusing what it does not plan as a ``SELECT``; DuckDB
+  the run's sandboxed connection. Snowflake has no read-only session: there, and on
+  every database, the query runs as ``SELECT * FROM (...)``, where no write parses.
+  Domo's query API only reads.
+
+Every statement is interrupted at the timeout (the connector's server-side cancel).
 
 The query is wrapped in ``SELECT * FROM (...) LIMIT cap + 1``: at most ``cap`` rows
 are fetched, and one more says that there were more.
@@ -15,7 +23,6 @@ are fetched, and one more says that there were more.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass
 
@@ -83,11 +90,7 @@ def run_read_only(connector: Connector, query: str, limits: SqlLimits) -> pa.Tab
     timer.daemon = True
     timer.start()
     try:
-        if connector.dialect == "postgres":
-            return _postgres(connector, capped, limits)
-        if connector.dialect == "duckdb":
-            return connector.query(BoundSql(capped))
-        raise ToolFailed(f"databases of type {connector.dialect} are not supported by agents yet")
+        return connector.query(_read_only(capped, limits))
     except ConnectorError as exc:
         if not timer.is_alive():
             raise ToolFailed(
@@ -99,20 +102,18 @@ def run_read_only(connector: Connector, query: str, limits: SqlLimits) -> pa.Tab
 
 
 def explain_read_only(connector: Connector, query: str, limits: SqlLimits) -> None:
-    """Plan the query without running it (``validate_sql``); ConnectorError if invalid."""
-    if connector.dialect == "postgres":
-        _postgres(connector, f"EXPLAIN {query}", limits)
+    """Plan the query without running it (``validate_sql``); ConnectorError if invalid.
+    BigQuery has no ``EXPLAIN``: its dry run plans the query."""
+    if connector.dialect == "bigquery":
+        connector.query(_read_only(query, limits, plan_only=True))
     else:
-        connector.query(BoundSql(f"EXPLAIN {query}"))
+        connector.query(_read_only(f"EXPLAIN {query}", limits))
 
 
-def _postgres(connector: Connector, sql: str, limits: SqlLimits) -> pa.Table:
-    # One connection per thread in the connector: the three calls share it.
-    millis = max(1, int(limits.timeout * 1000))
-    try:
-        return connector.query(
-            BoundSql(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {millis}; {sql}")
-        )
-    finally:
-        with contextlib.suppress(ConnectorError):  # a broken connection has no transaction
-            connector.query(BoundSql("ROLLBACK"))
+def _read_only(text: str, limits: SqlLimits, *, plan_only: bool = False) -> BoundSql:
+    """The statement marked read-only: each connector runs it in its database's own
+    read-only mode (``BoundSql.read_only``)."""
+    extra: dict[str, object] = {"read_only": limits.timeout}
+    if plan_only:
+        extra["plan_only"] = True
+    return BoundSql(text, extra=extra)

@@ -37,6 +37,20 @@ class BoundSql:
     token: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def read_only(self) -> float | None:
+        """Seconds the statement may run, when it must run read-only (an agent's SQL,
+        ``quarry.agents.tools.readonly``): each connector then uses its database's own
+        read-only mode. None for a workflow's SQL."""
+        value = self.extra.get("read_only")
+        return None if value is None else float(value)
+
+    @property
+    def plan_only(self) -> bool:
+        """Check (plan) the read-only statement without running it, where the database
+        checks by a dry run rather than by ``EXPLAIN`` (BigQuery)."""
+        return bool(self.extra.get("plan_only"))
+
     def marker(self, index: int) -> str:
         return f"{self.token}{index}{self.token}"
 

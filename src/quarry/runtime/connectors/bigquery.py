@@ -113,6 +113,18 @@ class BigQueryConnector(WarehouseConnector):
         job_id = ""
         try:
             limit = self._settings.get("dry_run_limit")
+            if sql.read_only is not None:
+                # BigQuery has no read-only session: its own dry run says what the
+                # statement is, and anything but a query is refused unrun.
+                planned = client.query(text, job_config=self._config(params, dry_run=True))
+                if planned.statement_type != "SELECT":
+                    raise ConnectorError(
+                        f"database {self.name!r}: refused: BigQuery plans this statement "
+                        f"as {planned.statement_type}, and only queries run read-only",
+                        database=self.name,
+                    )
+                if sql.plan_only:
+                    return pa.table({})
             if limit is not None:
                 planned = client.query(text, job_config=self._config(params, dry_run=True))
                 scanned = int(planned.total_bytes_processed or 0)

@@ -116,7 +116,12 @@ class ClickHouseConnector(WarehouseConnector):
         client = self._clients.get()
         # Our own id for the statement, so interrupt() can KILL it on the server.
         query_id = f"quarry-{uuid.uuid4().hex}"
-        per_query = {"query_id": query_id, **self._query_settings(text)}
+        per_query: dict[str, Any] = {"query_id": query_id}
+        if sql.read_only is not None:
+            # readonly=1: reads only, and no setting (Oxy's filters included) can be
+            # changed by the statement; the server also stops it at the timeout.
+            per_query["readonly"] = 1
+            per_query["max_execution_time"] = max(1, int(sql.read_only))
         with self._lock:
             self._running.add(query_id)
         try:
@@ -136,10 +141,6 @@ class ClickHouseConnector(WarehouseConnector):
         finally:
             with self._lock:
                 self._running.discard(query_id)
-
-    def _query_settings(self, text: str) -> dict[str, Any]:
-        """Settings of one statement besides its id (none here; read-only callers add)."""
-        return {}
 
     def _message(self, exc: BaseException) -> str:
         text = str(exc).strip()

@@ -109,6 +109,18 @@ class MysqlConnector(WarehouseConnector):
             ) from None
 
     def query(self, sql: BoundSql) -> pa.Table:
+        if sql.read_only is None:
+            return self._query(sql)
+        # A read-only transaction on this thread's connection: a write inside it fails
+        # (MySQL and MariaDB error 1792); the timeout is the caller's KILL QUERY.
+        self._query(BoundSql("START TRANSACTION READ ONLY"))
+        try:
+            return self._query(BoundSql(sql.text, sql.params, sql.token))
+        finally:
+            with contextlib.suppress(ConnectorError):  # a broken connection has no transaction
+                self._query(BoundSql("ROLLBACK"))
+
+    def _query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "%s", escape_percent=True)
         conn = self._connections.get()
         with conn.cursor() as cur:

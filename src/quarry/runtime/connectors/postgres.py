@@ -110,6 +110,23 @@ class PostgresConnector(WarehouseConnector):
         return conn
 
     def query(self, sql: BoundSql) -> pa.Table:
+        if sql.read_only is not None and self.dialect == "postgres":
+            return self._read_only(sql, sql.read_only)
+        return self._query(sql)
+
+    def _read_only(self, sql: BoundSql, seconds: float) -> pa.Table:
+        """Inside ``BEGIN READ ONLY`` with a ``statement_timeout``, rolled back: a
+        data-modifying CTE or ``SELECT ... INTO`` fails there (this thread's connection
+        runs the three statements)."""
+        millis = max(1, int(seconds * 1000))
+        begin = f"BEGIN READ ONLY; SET LOCAL statement_timeout = {millis}; "
+        try:
+            return self._query(BoundSql(begin + sql.text, sql.params, sql.token))
+        finally:
+            with contextlib.suppress(ConnectorError):  # a broken connection has no transaction
+                self._query(BoundSql("ROLLBACK"))
+
+    def _query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "%s", escape_percent=True)
         conn = self._connections.get()
         with conn.cursor() as cur:
