@@ -34,6 +34,18 @@ class Settings(BaseSettings):
         None,
         description="SQLAlchemy URL of the state database; default: SQLite under data_dir.",
     )
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        description="Connections each process keeps open to a Postgres state database "
+        "(docs/capacity.md sizes it against max_connections).",
+    )
+    database_max_overflow: int = Field(
+        10,
+        ge=0,
+        description="Connections a process may open past database_pool_size in a burst "
+        "(closed again when returned).",
+    )
     blob_url: str | None = Field(
         None,
         description="Object store: file:///path or s3://bucket/prefix; default: data_dir/blobs.",

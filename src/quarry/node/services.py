@@ -46,7 +46,11 @@ def build_services(settings: Settings) -> Services:
         )
     topology = derive_topology(settings)
     log.info("topology: %s", topology.describe())
-    engine = create_state_engine(settings.database_url)
+    engine = create_state_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     prepare_schema(engine, skip_migrations=settings.skip_migrations)
     # What workspace code may reach from this process (docs/security.md).
     install_policy(ConnectorPolicy.from_settings(settings, engine))

@@ -39,7 +39,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_state_engine(url: str, *, pool_size: int = 10) -> Engine:
+def create_state_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int | None = None
+) -> Engine:
+    """The engine of the state database. For Postgres, ``pool_size`` connections kept
+    open and ``max_overflow`` (default: as many again) opened past it in a burst
+    (``QUARRY_DATABASE_POOL_SIZE`` / ``_MAX_OVERFLOW``; docs/capacity.md)."""
     url = normalise_url(url)
     if is_sqlite(url):
         database = make_url(url).database
@@ -48,7 +53,8 @@ def create_state_engine(url: str, *, pool_size: int = 10) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    overflow = pool_size if max_overflow is None else max_overflow
+    return create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True)
 
 
 def ping(engine: Engine) -> None:
