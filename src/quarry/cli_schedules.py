@@ -150,8 +150,7 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         try:
             svc = _services(settings_for)
             fire = admin.trigger(
-                svc.engine,
-                svc.queue,
+                svc,
                 svc.settings.tenant,
                 _workspace_id(svc, workspace),
                 name,

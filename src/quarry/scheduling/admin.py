@@ -15,9 +15,8 @@ from typing import Any
 
 from quarry.core.clock import utcnow
 from quarry.core.errors import BadRequest, NotFound
-from quarry.runtime.queue import TaskQueue
 from quarry.scheduling.sync import TRIGGER_KINDS
-from quarry.scheduling.ticks import Fire, fire_now
+from quarry.scheduling.ticks import Fire, ScheduleServices, fire_now
 from quarry.scheduling.timing import next_fire
 from quarry.store import alerts as alertq
 from quarry.store import schedules as scheduleq
@@ -109,17 +108,16 @@ def set_paused(
 
 
 def trigger(
-    engine: Engine,
-    queue: TaskQueue,
+    svc: ScheduleServices,
     tenant_id: str,
     workspace_id: str,
     name: str,
     *,
     kind: str = "schedule",
 ) -> Fire:
-    with engine.connect() as conn:
+    with svc.engine.connect() as conn:
         row = _find(conn, tenant_id, workspace_id, kind, name)
-    return fire_now(engine, queue, row.id)
+    return fire_now(svc, row.id)
 
 
 def list_fires(

@@ -27,17 +27,16 @@ from dataclasses import dataclass, field
 
 from quarry.core.clock import utcnow
 from quarry.core.identity import node_name
-from quarry.runtime.queue import TaskQueue
 from quarry.runtime.queue.health import LOOPS, LoopHealth
 from quarry.runtime.queue.reaper import reap_once
 from quarry.scheduling.ticks import (
     Clock,
     Fire,
+    ScheduleServices,
     earliest_due,
     tick_monitor_schedules,
     tick_schedules,
 )
-from quarry.store.db import Engine
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +57,7 @@ class DriverStats:
 class Driver:
     def __init__(
         self,
-        engine: Engine,
-        queue: TaskQueue,
+        svc: ScheduleServices,
         *,
         interval: float = 1.0,
         catchup: float = 5.0,
@@ -70,8 +68,9 @@ class Driver:
         node: str | None = None,
         keep_fires: int = 0,
     ) -> None:
-        self.engine = engine
-        self.queue = queue
+        self.svc = svc
+        self.engine = svc.engine
+        self.queue = svc.queue
         self._interval = interval
         self.catchup = catchup
         self.reap_interval = reap_interval
@@ -102,12 +101,8 @@ class Driver:
     def tick(self) -> list[Fire]:
         """One pass: fire due schedules and monitors, then the upkeep that is due."""
         now = self.clock()
-        fires = tick_schedules(
-            self.engine, self.queue, now=now, node=self.node, catchup=self.catchup
-        )
-        fires += tick_monitor_schedules(
-            self.engine, self.queue, now=now, node=self.node, catchup=self.catchup
-        )
+        fires = tick_schedules(self.svc, now=now, node=self.node, catchup=self.catchup)
+        fires += tick_monitor_schedules(self.svc, now=now, node=self.node, catchup=self.catchup)
         self.stats.ticks += 1
         self.stats.fired += len(fires)
         if self.keep_fires:

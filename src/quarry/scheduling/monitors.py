@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
@@ -41,19 +41,30 @@ def first_value(table: Any, column: str | None) -> Any:
     return table.column(name)[0].as_py()
 
 
+class MonitorServices(Protocol):
+    """What checking monitors needs of the process (a
+    :class:`~quarry.runtime.services.Services` is one): the state database, the
+    queue deliveries go to, the catalog the monitor's database is read from."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def queue(self) -> TaskQueue: ...
+    @property
+    def catalog(self) -> Catalog: ...
+
+
 class MonitorChecker:
     def __init__(
         self,
-        engine: Engine,
-        queue: TaskQueue,
-        catalog: Catalog,
+        svc: MonitorServices,
         cache_dir: Path,
         *,
         delivery_attempts: int = 5,
     ) -> None:
-        self.engine = engine
-        self.queue = queue
-        self.catalog = catalog
+        self.engine = svc.engine
+        self.queue = svc.queue
+        self.catalog = svc.catalog
         self.cache = BlobCache(cache_dir)
         self.delivery_attempts = delivery_attempts
 

@@ -26,16 +26,13 @@ class SchedulingNode:
     def __init__(self, svc: Services) -> None:
         engine, queue, settings = svc.engine, svc.queue, svc.settings
         self.driver = Driver(
-            engine,
-            queue,
+            svc,
             interval=settings.schedule_tick_seconds,
             catchup=settings.schedule_catchup_seconds,
             purge_after=settings.queue_purge_after_seconds,
         )
         self.checker = MonitorChecker(
-            engine,
-            queue,
-            svc.catalog,
+            svc,
             svc.paths.cache_dir,
             delivery_attempts=settings.alert_delivery_attempts,
         )

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from quarry.core.clock import utcnow
 from quarry.core.errors import NotFound
@@ -194,9 +194,19 @@ def _enqueue_check(conn: Connection, queue: TaskQueue, row: Any, due: datetime) 
     return queue.enqueue_many([_fire_check(row, due)], conn=conn)[0].id
 
 
+class ScheduleServices(Protocol):
+    """What firing schedules needs of the process (a
+    :class:`~quarry.runtime.services.Services` is one): the state database the
+    schedules live in and the queue their runs and checks go to."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def queue(self) -> TaskQueue: ...
+
+
 def _tick(
-    engine: Engine,
-    queue: TaskQueue,
+    svc: ScheduleServices,
     kind: str,
     *,
     now: datetime,
@@ -210,7 +220,7 @@ def _tick(
     refused enqueue) cannot hold the others back."""
     fires: list[Fire] = []
     while True:
-        args = (engine, queue, kind, now, node, catchup, batch)
+        args = (svc, kind, now, node, catchup, batch)
         try:
             done, seen = _batch(*args, isolate=False)
         except Exception:
@@ -221,8 +231,7 @@ def _tick(
 
 
 def _batch(
-    engine: Engine,
-    queue: TaskQueue,
+    svc: ScheduleServices,
     kind: str,
     now: datetime,
     node: str,
@@ -232,7 +241,8 @@ def _batch(
     isolate: bool,
 ) -> tuple[list[Fire], int]:
     fires: list[Fire] = []
-    with engine.begin() as conn:
+    queue = svc.queue
+    with svc.engine.begin() as conn:
         due_rows = scheduleq.due_schedules(conn, kind, now, batch)
         pending: list[_Pending] = []
         for due_row in due_rows:
@@ -313,8 +323,7 @@ def _fire_in(
 
 
 def tick_schedules(
-    engine: Engine,
-    queue: TaskQueue,
+    svc: ScheduleServices,
     *,
     now: datetime | None = None,
     node: str | None = None,
@@ -325,8 +334,7 @@ def tick_schedules(
     """Fire every due schedule (``kind="monitor"``: queue a check for every due
     monitor) this node wins; returns what it fired."""
     return _tick(
-        engine,
-        queue,
+        svc,
         kind,
         now=now or utcnow(),
         node=node or node_name(),
@@ -336,8 +344,7 @@ def tick_schedules(
 
 
 def tick_monitor_schedules(
-    engine: Engine,
-    queue: TaskQueue,
+    svc: ScheduleServices,
     *,
     now: datetime | None = None,
     node: str | None = None,
@@ -345,19 +352,16 @@ def tick_monitor_schedules(
     batch: int = 5,
 ) -> list[Fire]:
     """Queue a check for every due monitor this node wins."""
-    return tick_schedules(
-        engine, queue, now=now, node=node, catchup=catchup, batch=batch, kind="monitor"
-    )
+    return tick_schedules(svc, now=now, node=node, catchup=catchup, batch=batch, kind="monitor")
 
 
-def fire_now(
-    engine: Engine, queue: TaskQueue, schedule_id: str, *, node: str | None = None
-) -> Fire:
+def fire_now(svc: ScheduleServices, schedule_id: str, *, node: str | None = None) -> Fire:
     """Trigger now (operator action): fire outside the cron, leaving ``next_run_at`` alone.
 
     Recorded in the fire log at the current instant with outcome ``manual``."""
     now = utcnow()
-    with engine.begin() as conn:
+    queue = svc.queue
+    with svc.engine.begin() as conn:
         row = scheduleq.get_schedule(conn, schedule_id)
         if row is None:
             raise NotFound(f"no schedule or monitor with id {schedule_id!r}", id=schedule_id)

@@ -110,7 +110,7 @@ async def schedule_action(request: Request, workspace: str, action: str) -> Resp
     def act() -> dict[str, str]:
         ws = svc.catalog.workspace(tenant, workspace)
         if action == "trigger":
-            fire = admin.trigger(svc.engine, svc.queue, tenant, ws.id, name, kind=kind)
+            fire = admin.trigger(svc, tenant, ws.id, name, kind=kind)
             run = str(fire.run_id or "")[:8]
             return {"done": "triggered", "name": name, "run": run, "outcome": fire.outcome}
         admin.set_paused(svc.engine, tenant, ws.id, name, action == "pause", kind=kind)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -240,8 +241,18 @@ def test_readiness_fails_while_claims_fail_and_recovers_with_the_database(
         wait_for(lambda: LOOPS.check(0.5) == "ok", timeout=5, what="readiness to recover")
 
 
+@dataclass(frozen=True)
+class _Scheduling:
+    """What the driver takes (scheduling.ticks.ScheduleServices): the queue's own
+    database and the queue."""
+
+    engine: Engine
+    queue: TaskQueue
+
+
 def test_the_driver_keeps_ticking_through_an_outage(pg_queue: TaskQueue) -> None:
-    driver = Driver(pg_queue.engine, pg_queue, interval=0.05, reap_interval=0.05)
+    scheduling = _Scheduling(pg_queue.engine, pg_queue)
+    driver = Driver(scheduling, interval=0.05, reap_interval=0.05)
     driver.start()
     try:
         wait_for(lambda: driver.stats.ticks >= 2, timeout=10, what="the first ticks")

@@ -116,7 +116,7 @@ def test_a_schedule_fire_creates_its_run_with_write_runs(
     svc: Services, writers: list[tuple[str, str, list[str]]]
 ) -> None:
     due = next_run(svc.engine, "schedules/every_second")
-    [fire] = tick_schedules(svc.engine, svc.queue, now=due, node="test")
+    [fire] = tick_schedules(svc, now=due, node="test")
     assert fire.run_id is not None and fire.task_id is not None
     assert_created_once(svc, writers, fire.run_id)
     with svc.engine.connect() as conn:

@@ -64,7 +64,7 @@ def test_list_pause_resume_trigger_and_fires(
     paused = c.post(f"{WS}/schedules/schedules/nightly/pause")
     assert paused.status_code == 200 and paused.json()["paused"] is True
     due = next_run(api_svc.engine, "schedules/nightly")
-    assert tick_schedules(api_svc.engine, api_svc.queue, now=due + timedelta(seconds=1)) == []
+    assert tick_schedules(api_svc, now=due + timedelta(seconds=1)) == []
     resumed = c.post(f"{WS}/schedules/schedules/nightly/resume").json()
     assert resumed["paused"] is False
 
@@ -81,7 +81,7 @@ def test_alerts_and_history(
 ) -> None:
     c, _ = client
     assert c.get(f"{WS}/alerts").json() == {"alerts": []}
-    checker = MonitorChecker(api_svc.engine, api_svc.queue, api_svc.catalog, tmp_path / "cache")
+    checker = MonitorChecker(api_svc, tmp_path / "cache")
     with api_svc.engine.connect() as conn:
         monitor = conn.execute(select(schedules).where(schedules.c.kind == "monitor")).one()
     checker.record(monitor, 42)

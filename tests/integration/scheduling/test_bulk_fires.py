@@ -29,7 +29,7 @@ def test_a_tick_queues_its_fires_in_one_statement(ws: Workspace, svc: Services) 
 
     event.listen(svc.engine, "before_cursor_execute", record)
     try:
-        won = tick_schedules(svc.engine, svc.queue, now=due, node="a", batch=50)
+        won = tick_schedules(svc, now=due, node="a", batch=50)
     finally:
         event.remove(svc.engine, "before_cursor_execute", record)
     assert len(won) == COUNT and all(f.task_id is not None for f in won)

@@ -19,7 +19,7 @@ from tests.support.processes import wait_until
 def test_driver_thread_fires_due_schedules_and_stops(ws: Workspace, svc: Services) -> None:
     ws.write("schedules/every.schedule.yml", schedule_yaml("* * * * * *"))
     ws.compile()
-    driver = Driver(svc.engine, svc.queue, interval=5.0, keep_fires=10)
+    driver = Driver(svc, interval=5.0, keep_fires=10)
     driver.interval = 0.5  # settable while running; wakes the loop
     with pytest.raises(ValueError, match="positive"):
         driver.interval = 0
@@ -55,7 +55,7 @@ def test_tick_reaps_expired_leases_and_purges_finished_tasks(svc: Services) -> N
         10,
         "the lease to expire",
     )
-    driver = Driver(svc.engine, svc.queue, purge_interval=0.0, purge_after=86400.0)
+    driver = Driver(svc, purge_interval=0.0, purge_after=86400.0)
     driver.tick()
     assert driver.stats.reaped == 1 and driver.stats.purged == 1
     with svc.engine.connect() as conn:

@@ -39,9 +39,7 @@ class Harness:
     def __init__(self, svc: Services, ws: Workspace, receiver: Receiver, cache: Path) -> None:
         self.svc, self.ws = svc, ws
         env = {"TEST_ALERT_HOOK": receiver.url}
-        self.checker = MonitorChecker(
-            svc.engine, svc.queue, svc.catalog, cache, delivery_attempts=3
-        )
+        self.checker = MonitorChecker(svc, cache, delivery_attempts=3)
         self.deliverer = Deliverer(svc.engine, timeout=5, env=env.get)
         self.check_worker = Worker(
             svc.queue,
@@ -65,7 +63,7 @@ class Harness:
             self.ws.write("data/level.csv", f"level\n{level}\n")
             self.ws.compile()
         self.now = max(self.now + timedelta(seconds=1), next_run(self.svc.engine, NAME, "monitor"))
-        fired = tick_monitor_schedules(self.svc.engine, self.svc.queue, now=self.now)
+        fired = tick_monitor_schedules(self.svc, now=self.now)
         assert [f.outcome for f in fired] == ["check"]
         self.check_worker.drain()
 

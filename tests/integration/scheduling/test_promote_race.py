@@ -70,7 +70,7 @@ def test_promotion_waiting_on_a_tick_does_not_undo_it(pg_svc: Services, tmp_path
     promotion.join(60)
     assert next_run(pg_svc.engine, NAME) == nxt
     assert schedule_row(pg_svc.engine, NAME).revision_id != row.revision_id
-    assert tick_schedules(pg_svc.engine, pg_svc.queue, now=due) == []
+    assert tick_schedules(pg_svc, now=due) == []
 
 
 def test_tick_skips_a_row_a_promotion_holds_then_fires_it_once(
@@ -85,11 +85,11 @@ def test_tick_skips_a_row_a_promotion_holds_then_fires_it_once(
         # What a promotion's sync holds until it commits: the tick skips the row
         # (SKIP LOCKED) instead of waiting, and it stays due.
         hold.execute(text("SELECT 1 FROM schedules WHERE id = :id FOR UPDATE"), {"id": row.id})
-        assert tick_schedules(pg_svc.engine, pg_svc.queue, now=due) == []
+        assert tick_schedules(pg_svc, now=due) == []
     promotion = _promote_unchanged_in_thread(ws, 2)
     promotion.join(60)
     assert next_run(pg_svc.engine, NAME) == due
-    fired = tick_schedules(pg_svc.engine, pg_svc.queue, now=due + timedelta(milliseconds=300))
-    again = tick_schedules(pg_svc.engine, pg_svc.queue, now=due + timedelta(milliseconds=600))
+    fired = tick_schedules(pg_svc, now=due + timedelta(milliseconds=300))
+    again = tick_schedules(pg_svc, now=due + timedelta(milliseconds=600))
     assert [f.scheduled_for for f in fired] == [due] and again == []
     assert [f.scheduled_for for f in fires(pg_svc.engine, row.id)] == [due]

@@ -75,9 +75,7 @@ async def trigger(
 ) -> dict[str, Any]:
     svc = services(request)
     tenant, ws = await _workspace_id(request, workspace)
-    fire = await run_in_threadpool(
-        lambda: admin.trigger(svc.engine, svc.queue, tenant, ws, name, kind=kind)
-    )
+    fire = await run_in_threadpool(lambda: admin.trigger(svc, tenant, ws, name, kind=kind))
     return {
         "name": fire.name,
         "scheduled_for": fire.scheduled_for.isoformat(),
