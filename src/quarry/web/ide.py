@@ -85,12 +85,21 @@ def _index(request: Request) -> Response:
     )
 
 
+def ide_csp(nonce: str) -> str:
+    """The strict policy, but for styles: CodeMirror writes its theme into one
+    ``<style>`` element (allowed by a nonce made for this response, not by
+    'unsafe-inline') and positions its tooltips and panels with style attributes
+    (``style-src-attr``; an attribute cannot run script, and workspace text is only
+    ever inserted as text). Scripts stay 'self' only."""
+    return STRICT_CSP.replace(
+        "style-src 'self'", f"style-src 'self' 'nonce-{nonce}'; style-src-attr 'unsafe-inline'"
+    )
+
+
 def _page(request: Request, workspace: str) -> HTMLResponse:
     svc = request.app.state.services
     ws = svc.catalog.workspace(request_tenant(request), workspace, fresh=True)  # 404 if not ours
     base = f"/api/v1/workspaces/{quote(ws.name)}"
-    # CodeMirror writes its theme into one <style> element: allowed by a nonce made
-    # for this response, never by 'unsafe-inline' (scripts stay 'self' only).
     nonce = secrets.token_urlsafe(18)
     config = {
         "workspace": ws.name,
@@ -110,7 +119,7 @@ def _page(request: Request, workspace: str) -> HTMLResponse:
         "ide.html",
         title=f"IDE: {ws.name}",
         section="ide",
-        csp=STRICT_CSP.replace("style-src 'self'", f"style-src 'self' 'nonce-{nonce}'"),
+        csp=ide_csp(nonce),
         workspace=ws.name,
         config=config,
     )

@@ -54,7 +54,16 @@ def quarry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quarry]:
     _git(root, "init", "-q", "-b", "main")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "The demo workspace")
-    env = {"QUARRY_DATA_DIR": str(tmp / "data"), "QUARRY_AUTH": "tokens", "COLUMNS": "120"}
+    # An origin to pull from and push to: a bare repository on this machine.
+    _git(tmp, "init", "-q", "--bare", "-b", "main", "origin.git")
+    _git(root, "remote", "add", "origin", str(tmp / "origin.git"))
+    _git(root, "push", "-q", "-u", "origin", "main")
+    env = {
+        "QUARRY_DATA_DIR": str(tmp / "data"),
+        "QUARRY_AUTH": "tokens",
+        "COLUMNS": "120",
+        "QUARRY_GIT_ALLOW_LOCAL_ORIGINS": "1",
+    }
     with quarry_process(["serve", str(root), "--name", WORKSPACE], env, tmp / "serve.log") as srv:
         yield Quarry(srv, make_token(env, tmp), root)
 
@@ -150,7 +159,7 @@ def test_break_a_file_see_it_inline_fix_save_commit_and_the_dashboard_changes(
     expect(change).to_contain_text("modified")
     page.get_by_label("Commit message").fill("Retitle the sales dashboard")
     page.get_by_role("button", name="Commit").click()
-    expect(page.locator("#ide-notice")).to_contain_text("Committed")
+    expect(page.locator("#ide-notice")).to_contain_text("Committed", timeout=COMPILE_TIMEOUT_MS)
     expect(page.locator("#git-log")).to_contain_text("Retitle the sales dashboard")
     expect(page.locator("#git-changes")).to_contain_text("No changes.")
     page.get_by_role("button", name="Show diff").click()
@@ -232,4 +241,77 @@ def test_the_ide_with_the_keyboard_alone(ide: tuple[Page, Watched]) -> None:
     page.keyboard.type("Keyboard commit")
     tab_to("#git-commit button[type=submit]")
     page.keyboard.press("Enter")
-    expect(page.locator("#ide-notice")).to_contain_text("Committed")
+    expect(page.locator("#ide-notice")).to_contain_text("Committed", timeout=COMPILE_TIMEOUT_MS)
+
+
+def test_schema_completion_offers_the_keys_of_the_format(ide: tuple[Page, Watched]) -> None:
+    page, _ = ide
+    _open(page, "workflows/monthly_revenue.workflow.yml")
+    _editor(page).click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\ndescri")
+    option = page.locator(".cm-tooltip-autocomplete li", has_text="description")
+    expect(option).to_be_visible(timeout=10_000)
+    page.keyboard.press("Enter")
+    expect(_editor(page)).to_contain_text("description: ")
+    # An enum value: a task's type, completed from the task formats.
+    page.keyboard.press("Control+a")
+    page.keyboard.type("tasks:\n- name: t\ntype: exec")
+    expect(page.locator(".cm-tooltip-autocomplete li", has_text="execute_sql")).to_be_visible()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+z")  # not saved: leave the file as it was
+
+
+def test_branches_switch_pull_and_push(
+    ide: tuple[Page, Watched], quarry: Quarry, tmp_path: Path
+) -> None:
+    page, _ = ide
+    origin = quarry.root.parent / "origin.git"
+    page.get_by_label("New branch").fill("retitle")
+    page.get_by_role("button", name="Create branch").click()
+    expect(page.locator("#ide-notice")).to_contain_text("Created branch retitle")
+    page.get_by_label("Branch", exact=True).select_option("retitle")
+    page.get_by_role("button", name="Switch").click()
+    expect(page.locator("#ide-branch")).to_have_text("retitle")
+    page.get_by_label("Branch", exact=True).select_option("main")
+    page.get_by_role("button", name="Switch").click()
+    expect(page.locator("#ide-branch")).to_have_text("main")
+
+    # Push what the other tests committed; then someone else pushes a commit to the
+    # origin, and Pull fast-forwards to it.
+    page.get_by_role("button", name="Push").click()
+    expect(page.locator("#ide-notice")).to_contain_text("Pushed main")
+    other = tmp_path / "other"
+    _git(tmp_path, "clone", "-q", str(origin), str(other))
+    (other / "docs" / "from_origin.md").write_text("# Pushed elsewhere\n")
+    _git(other, "add", "-A")
+    _git(other, "commit", "-q", "-m", "A page from elsewhere")
+    _git(other, "push", "-q", "origin", "main")
+    page.get_by_role("button", name="Pull").click()
+    expect(page.locator("#ide-notice")).to_contain_text("Pulled", timeout=COMPILE_TIMEOUT_MS)
+    expect(page.locator('button.file[data-path="docs/from_origin.md"]')).to_be_visible()
+    expect(page.locator("#git-log")).to_contain_text("A page from elsewhere")
+
+    # Commit here, then Push: the origin's main is this commit.
+    _open(page, "docs/from_origin.md")
+    _editor(page).click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("Edited in the IDE.\n")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#ide-notice")).to_contain_text("Saved")
+    page.get_by_label("Commit message").fill("Edit the page from elsewhere")
+    # Stage only this file (untick anything else left changed by other tests).
+    for box in page.locator("#git-changes input[type=checkbox]").all():
+        if box.get_attribute("value") != "docs/from_origin.md":
+            box.uncheck()
+    page.get_by_role("button", name="Commit").click()
+    expect(page.locator("#ide-notice")).to_contain_text("Committed", timeout=COMPILE_TIMEOUT_MS)
+    page.get_by_role("button", name="Push").click()
+    expect(page.locator("#ide-notice")).to_contain_text("Pushed main")
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(origin), "log", "-1", "--format=%s", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert pushed.stdout.strip() == "Edit the page from elsewhere"

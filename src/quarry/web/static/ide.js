@@ -53,6 +53,7 @@ function fileUrl(path) {
 function say(text) { $("ide-notice").textContent = text; }
 
 function fail(err) {
+  say("");
   var box = $("ide-error");
   box.textContent = err && err.message ? err.message : String(err);
   box.hidden = false;
@@ -436,6 +437,7 @@ function refreshGit() {
 }
 
 function gitAction(path, body, done) {
+  say(path.slice(1).replace(/^./, function (c) { return c.toUpperCase(); }) + "…");
   return api(cfg.gitUrl + path, { method: "POST", body: body || {} }).then(function (r) {
     ok(done(r.data));
     return Promise.all([refreshGit(), loadTree()]);
