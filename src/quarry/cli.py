@@ -124,7 +124,7 @@ def compile_cmd(
     prewarm(limits)  # it starts while the services do
     try:
         if check:
-            analysis = analyze(root, strict=strict, limits=limits)
+            analysis = analyze(root, strict=strict, limits=limits, template_names=True)
             _print_problems(analysis.warnings)
             out.print(
                 f"ok: {len(analysis.definitions)} definitions, {len(analysis.files)} files, "

@@ -204,7 +204,7 @@ BROKEN: dict[str, tuple[dict[str, str], list[str]]] = {
         },
         [
             "a.app.yml:8:11: controls.0.type: input should be 'select', 'toggle' or 'date'",
-            "a.app.yml:10:11: unknown display kind 'tabel'; did you mean 'table'? "
+            "a.app.yml:10:11: unknown display type 'tabel'; did you mean 'table'? "
             "(expected one of: bar_chart, control, controls, line_chart, markdown, "
             "pie_chart, row, table)",
             "a.app.yml:14:19: display.1.control_type: input should be 'select', 'toggle' or 'date'",

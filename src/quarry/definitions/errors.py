@@ -9,6 +9,7 @@ through the YAML node tree and reworded.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,8 +73,19 @@ def _describe(root: Node, error: ErrorDetails) -> tuple[int, int, str, str]:
         field = str(ctx.get("discriminator", "type")).strip("'")
         line, column = position(_value_of(node, field))
         tag = ctx.get("tag")
-        expected = ctx.get("expected_tags", "")
-        return line, column, "", f"unknown {field} '{tag}' (expected one of: {expected})"
+        expected = str(ctx.get("expected_tags", ""))
+        hint = close_match(str(tag), _QUOTED.findall(expected))
+        what = _what(loc, field)
+        return line, column, "", f"unknown {what} '{tag}'{hint} (expected one of: {expected})"
+    if kind in ("literal_error", "enum") and isinstance(error["input"], str):
+        # a misspelt choice: say which value is unknown and what it was meant to be
+        expected = str(ctx.get("expected", ""))
+        hint = close_match(error["input"], _QUOTED.findall(expected))
+        if hint and loc and isinstance(loc[-1], str):
+            line, column = position(node)
+            what = _what(loc[:-1], loc[-1])
+            message = f"unknown {what} '{error['input']}'{hint} (expected {expected})"
+            return line, column, "", message
     if kind == "union_tag_not_found":
         field = str(ctx.get("discriminator", "type")).strip("'")
         line, column = position(node)
@@ -87,6 +99,20 @@ def _describe(root: Node, error: ErrorDetails) -> tuple[int, int, str, str]:
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return line, column, subject, message[:1].lower() + message[1:]
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _what(loc: tuple[int | str, ...], field: str) -> str:
+    """What a value names, for a message: ``database type`` for the ``type`` of an
+    item of ``databases``, ``model vendor``, ``dimension type``; the field alone
+    when it is not in an item of a list."""
+    if len(loc) >= 2 and isinstance(loc[-1], int) and isinstance(loc[-2], str):
+        part = loc[-2]
+        noun = part[:-3] + "y" if part.endswith("ies") else part.removesuffix("s")
+        return f"{noun} {field}".replace("_", " ")
+    return field
 
 
 def _unsupported(node: Node, value: Any, ctx: dict[str, Any]) -> tuple[int, int, str, str]:

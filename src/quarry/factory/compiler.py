@@ -29,6 +29,8 @@ from quarry.core.metrics import COMPILE_DURATION
 from quarry.definitions.config_salvage import ConfigFacts, facts_of, salvage
 from quarry.definitions.kinds import Kind, unread_kind, workflow_names
 from quarry.definitions.references import Ref, ReferenceIndex, check_references
+from quarry.definitions.template_names import template_name_problems
+from quarry.definitions.yaml_nodes import load_document
 from quarry.factory import prior, statcache
 from quarry.factory.gitinfo import GitInfo, read_git_info
 from quarry.factory.isolation import CompileLimits, Parser
@@ -109,6 +111,7 @@ def analyze(
     known_revision: str | None = None,
     strict: bool = False,
     limits: CompileLimits | None = None,
+    template_names: bool = False,
 ) -> Analysis:
     """Validate a working copy completely; raises ``CompileFailed`` with every problem.
 
@@ -123,14 +126,17 @@ def analyze(
     (what Oxy would ignore) do not fail the analysis unless ``strict``; they are
     reported for the files parsed by this analysis (all of them without ``known``).
     ``limits``: what files may cost and where they are parsed (default: the
-    settings' defaults).
+    settings' defaults). ``template_names`` (``quarry compile --check``): also warn
+    of names the templates of parsed workflows and apps use that nothing defines.
     """
     root = root.resolve()
     if not root.is_dir():
         raise CompileFailed(problems=[Problem(str(root), 1, 1, "workspace folder not found")])
     limits = limits or CompileLimits()
     with Parser(limits) as parser:
-        return _analyze(root, known, stat_cache, known_revision, strict, limits, parser)
+        return _analyze(
+            root, known, stat_cache, known_revision, strict, limits, parser, template_names
+        )
 
 
 def _analyze(
@@ -141,6 +147,7 @@ def _analyze(
     strict: bool,
     limits: CompileLimits,
     parser: Parser,
+    template_names: bool = False,
 ) -> Analysis:
     problems: list[Problem] = []
     facts = _config_facts(root, problems, parser, limits.file_bytes)
@@ -177,6 +184,8 @@ def _analyze(
             problems.extend(failed.problems)
             continue
         problems.extend(found_warnings)
+        if template_names and f.kind in (Kind.WORKFLOW, Kind.APP):
+            problems.extend(_template_name_warnings(tree, f, limits))
         parsed += 1
         rows.append(row)
         refs_by_path[f.path] = refs
@@ -254,6 +263,18 @@ def _analyze(
         base_blobs=priors.blobs,
         warnings=warnings,
     )
+
+
+def _template_name_warnings(tree: Tree, f: SourceFile, limits: CompileLimits) -> list[Problem]:
+    """Names the file's templates use that it does not define (it parsed already, so
+    reading it again with the same YAML limits succeeds)."""
+    assert f.kind is not None
+    data = tree.content(f)
+    try:
+        document = load_document(f.path, data, limits.yaml)
+    except CompileFailed:
+        return []
+    return template_name_problems(f.path, f.kind, document.root, data.decode("utf-8-sig"))
 
 
 def _changed(tree: Tree, known_rows: Container[tuple[str, str]]) -> Iterator[tuple[str, bytes]]:

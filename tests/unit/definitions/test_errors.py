@@ -145,8 +145,8 @@ def test_unknown_display_kind_is_an_error_with_a_did_you_mean() -> None:
         "row, table)"
     )
     assert problems == [
-        f"d.app.yml:7:15: unknown display kind 'bar_chrat'; did you mean 'bar_chart'? {kinds}",
-        f"d.app.yml:9:15: unknown display kind 'area_chart'; did you mean 'bar_chart'? {kinds}",
+        f"d.app.yml:7:15: unknown display type 'bar_chrat'; did you mean 'bar_chart'? {kinds}",
+        f"d.app.yml:9:15: unknown display type 'area_chart'; did you mean 'bar_chart'? {kinds}",
     ]
 
 
@@ -271,7 +271,7 @@ def test_unknown_database_type_lists_the_known_ones() -> None:
     (problem,) = problems_of(
         "config.yml", "databases:\n  - name: a\n    type: oracle\nmodels: []\n"
     )
-    assert problem.startswith("config.yml:3:11: unknown type 'oracle' (expected one of: ")
+    assert problem.startswith("config.yml:3:11: unknown database type 'oracle' (expected one of: ")
     assert "'duckdb'" in problem
     assert "'postgres'" in problem
 
@@ -281,7 +281,7 @@ def test_model_vendor_discriminator() -> None:
         "config.yml",
         "databases: []\nmodels:\n  - {name: m, vendor: mistral, model_ref: x, key_var: K}\n",
     )
-    assert problem.startswith("config.yml:3:23: unknown vendor 'mistral' (expected one of: ")
+    assert problem.startswith("config.yml:3:23: unknown model vendor 'mistral' (expected one of: ")
 
 
 def test_duckdb_needs_a_storage_and_prefers_dataset_as_oxy_does() -> None:

@@ -3,7 +3,7 @@
 As in Oxy: the app file itself and ``row`` blocks are read with
 ``deny_unknown_fields`` (an unknown key is an error); every other block, control and
 task ignores unknown keys (a warning here). Display blocks are a discriminated union
-on ``type``; a ``type`` that is not a display kind is an error with a did-you-mean.
+on ``type``; a ``type`` that is not a display type is an error with a did-you-mean.
 
 Controls are declared in either of Oxy's two ways: the top-level ``controls:`` list,
 or inline among the display blocks as ``type: controls`` (a group, ``items:``) or
@@ -135,7 +135,7 @@ Display = Annotated[
     | Annotated[PieChartDisplay, Tag("pie_chart")]
     | Annotated[RowDisplay, Tag("row")]
     | Annotated[TableDisplay, Tag("table")],
-    by_type("display kind", DISPLAY_KINDS),
+    by_type("display type", DISPLAY_KINDS),
 ]
 
 RowDisplay.model_rebuild()
