@@ -57,6 +57,10 @@ class Reply:
     delay: float = 0.0
     input_tokens: int = 11
     output_tokens: int = 7
+    together: int = 0
+    """Hold this answer until ``together`` requests holding such answers are in the
+    server at once (at most ``ModelServer.together_timeout`` seconds; then a 500 says
+    how many came): proves requests were concurrent without timing anything."""
 
 
 @dataclass
@@ -115,6 +119,12 @@ class ModelServer:
         self.used: list[bool] = [False] * len(self.script)
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        """The most chat requests the server has held at once."""
+        self.together_timeout = 60.0
+        self._together: asyncio.Condition | None = None
+        self._waiting = 0
         self.port = _free_port()
         app = Starlette(
             routes=[
@@ -197,8 +207,38 @@ class ModelServer:
         return Reply(status=500, error=f"the script has no answer for: {last[:200]!r}")
 
     async def _answer(self, protocol: str, request: Request) -> Response:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer_now(protocol, request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _gather(self, reply: Reply) -> str | None:
+        """Wait until ``reply.together`` held answers are here; an error text if not."""
+        if self._together is None:
+            self._together = asyncio.Condition()
+        async with self._together:
+            self._waiting += 1
+            self._together.notify_all()
+            try:
+                await asyncio.wait_for(
+                    self._together.wait_for(lambda: self._waiting >= reply.together),
+                    self.together_timeout,
+                )
+            except TimeoutError:
+                return f"only {self._waiting} of {reply.together} requests came together"
+        return None
+
+    async def _answer_now(self, protocol: str, request: Request) -> Response:
         body = await request.json()
         reply = self._next(protocol, request, body)
+        if reply.together:
+            problem = await self._gather(reply)
+            if problem is not None:
+                return JSONResponse(_error_body(protocol, 500, problem), status_code=500)
         if reply.delay:
             await asyncio.sleep(reply.delay)  # the model "thinking": tests client timeouts
         if reply.status != 200:

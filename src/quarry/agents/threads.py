@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from quarry.agents.loop import TurnResult, TurnStopped
+from quarry.agents.pool import turn_connections
 from quarry.agents.providers.base import Message, ToolCall
 from quarry.agents.tasks import StepTurnJournal
 from quarry.catalog.reader import Catalog
@@ -438,7 +439,14 @@ def execute_turn(
     if question is None:
         raise QuarryError(f"reply {reply.id} of thread {thread.id} has no question")
     events = _TurnEvents(on_event)
-    with Watchdog(should_stop=should_stop, deadline=limits.deadline) as watchdog:
+    # Warm connections of an earlier turn of this revision, not the run's own: opening
+    # a sandboxed DuckDB per turn would be most of a turn's CPU (quarry.agents.pool).
+    with (
+        Watchdog(should_stop=should_stop, deadline=limits.deadline) as watchdog,
+        turn_connections().checkout(
+            source, connections.cache, keep=lambda: watchdog.stop is None
+        ) as warm,
+    ):
 
         def guard(connector: Connector) -> Any:
             return watchdog.statement(connector, TURN_STEP, thread.agent)
@@ -447,7 +455,7 @@ def execute_turn(
             result: TurnResult = run_async(
                 ask_agent(
                     source,
-                    connections,
+                    warm,
                     thread.agent,
                     question.content,
                     history=history_before(messages, reply),

@@ -258,6 +258,12 @@ class Settings(BaseSettings):
         description="Agent thread turns one tenant may have queued or running at once; "
         "a message past it is refused with 429 (0: no ceiling).",
     )
+    agent_turn_slots: int = Field(
+        256,
+        ge=1,
+        description="Agent thread turns one worker runs at once (they wait on models); a "
+        "workflow run is still run alone (docs/agents.md, 'On the fleet').",
+    )
     agent_max_tokens_per_day: int = Field(
         0,
         ge=0,

@@ -18,8 +18,9 @@ from quarry.core.settings import Role, Settings
 from quarry.core.topology import derive_topology
 from quarry.node.paths import state_paths
 from quarry.runtime.connectors.policy import ConnectorPolicy, install_policy
-from quarry.runtime.queue import open_queue
+from quarry.runtime.queue import Task, open_queue
 from quarry.runtime.queue.caps import queued_cap
+from quarry.runtime.queue.concurrent import ConcurrentWorker
 from quarry.runtime.queue.reaper import on_task_ended
 from quarry.runtime.queue.worker import Worker
 from quarry.runtime.runs.executor import RunLimits
@@ -29,6 +30,7 @@ from quarry.runtime.services import Services, StatePaths
 from quarry.store.db import create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
 from quarry.store.objects import open_object_store
+from quarry.store.runs import run_kind
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +72,32 @@ def build_services(settings: Settings) -> Services:
 
 def build_run_worker(svc: Services) -> Worker:
     """The queue worker that executes runs, configured from the settings tree. On the
-    Factory (roles ide and all) it drains under keep-alive holds."""
-    return build_worker(
+    Factory (roles ide and all) it drains under keep-alive holds; elsewhere it runs up
+    to ``agent_turn_slots`` agent turns at once (a workflow run alone, as before)."""
+    holds = svc.holds if svc.topology.serves_ide_routes else None
+    worker = build_worker(
         svc,
         lease_seconds=svc.settings.worker_lease_seconds,
         shutdown_grace=svc.settings.worker_shutdown_grace,
-        holds=svc.holds if svc.topology.serves_ide_routes else None,
+        holds=holds,
         limits=RunLimits.from_settings(svc.settings),
     )
+    if holds is not None or svc.settings.agent_turn_slots <= 1:
+        return worker
+    return ConcurrentWorker(
+        svc.queue,
+        worker.handler,
+        slots=svc.settings.agent_turn_slots,
+        light=lambda task: _is_agent_turn(svc, task),
+        lease_seconds=svc.settings.worker_lease_seconds,
+        shutdown_grace=svc.settings.worker_shutdown_grace,
+    )
+
+
+def _is_agent_turn(svc: Services, task: Task) -> bool:
+    """Whether the run of ``task`` is a thread turn (light: it waits on a model)."""
+    run_id = task.payload.get("run_id") if isinstance(task.payload, dict) else None
+    if run_id is None:
+        return False
+    with svc.engine.connect() as conn:
+        return run_kind(conn, str(run_id)) == "agent"

@@ -91,6 +91,13 @@ def get_run(conn: Connection, tenant_id: str, run_id: str) -> RunRow:
     return _run(r)
 
 
+def run_kind(conn: Connection, run_id: str) -> str | None:
+    """The ``target_kind`` of a run (None when there is no such run): what a worker
+    checks after a claim to tell an agent turn from a workflow run."""
+    found = conn.execute(select(runs.c.target_kind).where(runs.c.id == run_id)).scalar()
+    return None if found is None else str(found)
+
+
 def get_run_by_id(conn: Connection, run_id: str) -> RunRow:
     """For workers, which act for the tenant their task names; never for requests."""
     r = conn.execute(select(runs).where(runs.c.id == run_id)).first()

@@ -1,0 +1,234 @@
+"""A worker that runs many light tasks at once: agent turns, which spend their time
+waiting on a model, not on this machine.
+
+:class:`Worker` runs one task at a time, so a ``quarry worker`` process carries one
+agent turn at a time, each waiting seconds on its model. This worker keeps up to
+``slots`` tasks running, each handler on a thread of its own pool, and goes on
+claiming while they wait -- but only while every task it holds is *light*
+(``light(task)``, decided by the caller after the claim: the run's kind). A task that
+is not light (a workflow run) is run as :class:`Worker` runs it: the worker claims
+nothing more until it has finished, so a worker never hoards long runs that other
+workers could take. What stays as in :class:`Worker`:
+
+- every task keeps its own lease and token; the loop thread heartbeats every held
+  lease at once (``heartbeat_many``) every ``lease_seconds / 3``; a task found lost
+  has its ``stop_event`` set and its outcome discarded (its writes are fenced);
+  a requested cancellation sets the task's ``stop_event``;
+- outcomes are recorded by the loop thread (on its pinned connection) as each
+  handler finishes, with the same retries, fencing and stats;
+- ``request_stop()``: no new claims; the tasks in flight may finish within
+  ``shutdown_grace``; those still running then are released back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as stdqueue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from quarry.runtime.queue.worker import Handler, Worker
+from quarry.store.queue.port import Task, TaskQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Held:
+    task: Task
+    light: bool
+    cancel_requested: bool = False
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+
+class _DaemonPool:
+    """Up to ``size`` daemon threads running jobs, started as they are needed. Daemons,
+    as :class:`Worker`'s runner: a handler still stuck after a shutdown released its
+    task cannot keep the process from exiting."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._jobs: stdqueue.SimpleQueue[Callable[[], None]] = stdqueue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle == 0 and self._threads < self.size:
+                self._threads += 1
+                self._idle += 1
+                name = f"quarry-handler-{self._threads}"
+                threading.Thread(target=self._run, name=name, daemon=True).start()
+            self._idle -= 1
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._idle += 1
+
+
+class ConcurrentWorker(Worker):
+    def __init__(
+        self,
+        queue: TaskQueue,
+        handler: Handler,
+        *,
+        slots: int,
+        light: Callable[[Task], bool],
+        **kwargs: Any,
+    ) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, not {slots}")
+        super().__init__(queue, handler, **kwargs)
+        self.slots = slots
+        self.light = light
+        self._pool = _DaemonPool(slots)
+        self._held: dict[int, _Held] = {}
+        self._finished: stdqueue.SimpleQueue[int] = stdqueue.SimpleQueue()
+        self._next_beat = 0.0
+        self.peak = 0
+        """The most tasks this worker has run at once."""
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() or self._held:
+            self._settle_finished()
+            if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+                self._release_running()
+                return
+            claimed = self._fill()
+            self._beat_due()
+            if claimed:
+                continue
+            pause = self.poll_interval if self._retry_delay is None else self._retry_delay
+            if self._held:
+                pause = min(pause, max(0.0, self._next_beat - time.monotonic()))
+            if self._stop_deadline is not None:
+                pause = min(pause, max(0.0, self._stop_deadline - time.monotonic()))
+            # A finishing handler, a NOTIFY (the notifier) or a stop ends the wait.
+            self._wake.wait(pause)
+            self._wake.clear()
+
+    def drain(self) -> Any:
+        """Run tasks until none is eligible and none is running, then return."""
+        with self.queue.pinned(async_commit=self.async_commit):
+            while not self._stop.is_set():
+                self._settle_finished()
+                claimed = self._fill()
+                self._beat_due()
+                if not claimed and not self._held:
+                    break
+                if not claimed:
+                    self._wake.wait(max(0.0, self._next_beat - time.monotonic()))
+                    self._wake.clear()
+            while self._held:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                self._settle_finished()
+            self.release_held()
+        return self.stats
+
+    def run_one(self) -> bool:
+        """Claim and run one task to the end (what :class:`Worker` does)."""
+        task = self._claim()
+        if task is None:
+            return False
+        self.stats.claimed += 1
+        self.execute(task)
+        return True
+
+    def _fill(self) -> bool:
+        """Claim while there is room and everything held is light; True if it did."""
+        claimed = False
+        while (
+            not self._stop.is_set()
+            and len(self._held) < self.slots
+            and all(h.light for h in self._held.values())
+        ):
+            task = self._claim()
+            if task is None:
+                break
+            self.stats.claimed += 1
+            claimed = True
+            self._start(task)
+        return claimed
+
+    def _start(self, task: Task) -> None:
+        try:
+            light = self.light(task)
+        except Exception:
+            log.exception("worker %s: cannot tell whether task %d is light", self.owner, task.id)
+            light = False
+        held = _Held(task, light)
+        if not self._held:
+            self._next_beat = time.monotonic() + self.lease_seconds / 3
+        self._held[task.id] = held
+        self.peak = max(self.peak, len(self._held))
+
+        def target() -> None:
+            try:
+                held.outcome["result"] = self.handler(task)
+            except BaseException as exc:
+                held.outcome["error"] = exc
+            finally:
+                self._finished.put(task.id)
+                self._wake.set()
+
+        self._pool.submit(target)
+
+    def _settle_finished(self) -> None:
+        while True:
+            try:
+                task_id = self._finished.get_nowait()
+            except stdqueue.Empty:
+                return
+            held = self._held.pop(task_id, None)
+            if held is None or (held.task.stop_event.is_set() and not held.cancel_requested):
+                continue  # released at shutdown or lost: nothing to record
+            self._settle(held.task, held.outcome, held.cancel_requested)
+
+    def _beat_due(self) -> None:
+        if not self._held or time.monotonic() < self._next_beat:
+            return
+        interval = self.lease_seconds / 3
+        running = [h.task for h in self._held.values()]
+        try:
+            alive = self.queue.heartbeat_many(running, lease_seconds=self.lease_seconds)
+        except Exception as exc:
+            retry = self.health.failed(f"heartbeat of {len(running)} tasks", exc)
+            self._next_beat = time.monotonic() + min(retry, interval)
+            return
+        self.health.succeeded()
+        self._next_beat = time.monotonic() + interval
+        for task in running:
+            held = self._held[task.id]
+            if task.id not in alive:
+                self._lost(task, "heartbeat")
+                continue
+            if alive[task.id] and not held.cancel_requested:
+                held.cancel_requested = True
+                task.stop_event.set()
+
+    def _release_running(self) -> None:
+        for held in list(self._held.values()):
+            held.task.stop_event.set()
+            self._settle_safely(held.task, self.queue.release, "released")
+            self.stats.released += 1
+            log.info("worker %s: released task %d at shutdown", self.owner, held.task.id)
+        self._held.clear()
+
+    def _complete(self, task: Task, result: Any, *, retrying: bool = False) -> None:
+        """Record success alone (no next task claimed in the same statement: the
+        loop claims when there is room)."""
+        self.queue.complete(task, result)
+        self.stats.succeeded += 1
