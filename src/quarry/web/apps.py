@@ -22,13 +22,18 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from quarry.catalog.cache import LruCache
 from quarry.core.errors import BadRequest, NotFound
 from quarry.runtime.apps.load import find_app_name, load_app
 from quarry.runtime.apps.result import humanize
+from quarry.runtime.apps.reuse import task_dependencies
+from quarry.runtime.source import RevisionSource
 from quarry.web.assets import HashedStatic
 from quarry.web.layout import DASHBOARD_CSP, render
 
 router = APIRouter(include_in_schema=False)
+# What each task of an app reads, per (workspace, revision, app): a revision never changes.
+_DEPENDS: LruCache[tuple[str, str, str], dict[str, list[str] | None]] = LruCache(256)
 
 
 def mount_static(app: FastAPI) -> None:
@@ -69,12 +74,19 @@ def _page(request: Request, workspace: str | None, name: str) -> HTMLResponse:
     rev = svc.catalog.resolve(ws, None)
     app_name = find_app_name(svc.catalog, ws, rev, name)
     app = load_app(svc.catalog, ws, rev, app_name)
+    # Which controls each task reads: a control change dims only the blocks it re-runs.
+    depends = _DEPENDS.get((ws.id, rev, app_name))
+    if depends is None:
+        found = task_dependencies(app, RevisionSource(svc.catalog, ws, rev))
+        depends = {k: sorted(v) if v is not None else None for k, v in found.items()}
+        _DEPENDS.put((ws.id, rev, app_name), depends)
     config: dict[str, Any] = {
         "workspace": ws.name,
         "app": app_name,
         "dataUrl": f"/api/v1/workspaces/{ws.name}/apps/{app_name}/data",
         "runsUrl": f"/api/v1/workspaces/{ws.name}/runs",
         "runUrl": "/api/v1/runs/",
+        "dependsOn": depends,
     }
     return render(
         request,

@@ -2,7 +2,8 @@
 app runs by the real worker over HTTP, on SQLite and Postgres, counting from each
 run's events which tasks executed a query and which were read back; the data of a
 reused table is the same as computed; a refresh (the same controls again) executes
-everything."""
+everything. In Chromium, the dashboard dims (``aria-busy``) only the blocks whose
+tasks the changed control re-runs."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from quarry.runtime.apps.reuse import task_dependencies
 from quarry.runtime.source import RevisionSource
 from tests.conftest import Backend
 from tests.integration.web.conftest import Served, serve_demo
+from tests.integration.web.pages import chromium, watch
 
 APP = "apps/reuse"
 RUNS = "/api/v1/workspaces/shop/runs"
@@ -143,3 +145,38 @@ def test_a_control_change_reruns_only_the_tasks_that_read_it(served: Served) -> 
     # ...and the next change reads the refreshed tables.
     executed, reused = _run(served, {"region": "South", "year": "2023"})
     assert executed == {"regional", "summary"}
+
+
+BUSY_AT_RUN = """() => {
+  window.__busy = null;
+  new MutationObserver(() => {
+    if (document.body.dataset.state === "running" && window.__busy === null) {
+      window.__busy = Object.fromEntries([...document.querySelectorAll("#blocks .block[data-task]")]
+        .map(b => [b.dataset.task, b.getAttribute("aria-busy") === "true"]));
+      document.body.setAttribute("data-busy-seen", "");
+    }
+  }).observe(document.body, {attributes: true, attributeFilter: ["data-state"]});
+}"""
+
+
+@pytest.mark.slow
+def test_the_dashboard_dims_only_the_blocks_a_control_change_reruns(
+    backend_sqlite: Backend, tmp_path: Path
+) -> None:
+    files = {"apps/reuse.app.yml": REUSE_APP, "queries/yearly.sql": YEARLY_SQL}
+    with (
+        serve_demo(backend_sqlite, tmp_path, extra_files=files, workers=True) as served,
+        chromium() as browser,
+    ):
+        page = browser.new_page()
+        watched = watch(page)
+        page.goto(f"{served.url}/workspaces/shop/apps/{APP}")
+        page.wait_for_selector("body[data-state=ready]", timeout=90_000)
+        page.evaluate(BUSY_AT_RUN)
+        page.locator("#control-region").select_option("North")
+        page.wait_for_selector("body[data-busy-seen]", timeout=90_000)  # (CSP: no eval)
+        busy = page.evaluate("window.__busy")
+        assert busy == {"by_region": False, "regional": True, "yearly": False}
+        page.wait_for_selector("body[data-state=ready]", timeout=90_000)
+        assert page.locator("#blocks .block[aria-busy]").count() == 0
+        assert watched.problems == []

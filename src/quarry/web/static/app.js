@@ -22,6 +22,16 @@ var busy = false;
 var pending = false; // values changed while a run was in flight: look again after it
 var lastRun = null; // the control values of the last run this page started (JSON)
 var generation = 0;
+var changed = null; // the control just changed: only the blocks that read it are stale
+
+// Whether a block shows data that the change of ``changed`` recomputes (every block
+// when no single control changed, or when what it reads is not known).
+function stale(block) {
+  if (changed === null) return true;
+  var task = block.getAttribute("data-task");
+  var needs = task && config.dependsOn ? config.dependsOn[task] : null;
+  return !Array.isArray(needs) || needs.indexOf(changed) >= 0;
+}
 
 // Every state-changing request carries the page's CSRF token (quarry.web.session).
 function csrfToken() {
@@ -34,7 +44,7 @@ function setState(state, text) {
   // Blocks on screen are stale while new data loads: say so on each of them.
   var busy = state === "loading" || state === "running";
   els.blocks.querySelectorAll(".block").forEach(function (b) {
-    if (busy) b.setAttribute("aria-busy", "true"); else b.removeAttribute("aria-busy");
+    if (busy && stale(b)) b.setAttribute("aria-busy", "true"); else b.removeAttribute("aria-busy");
   });
   els.status.textContent = text;
   els.status.className = "status status-" + state;
@@ -203,6 +213,7 @@ function finish(runId) {
 
 // -- controls and rendering -------------------------------------------------------------
 function change(name, value) {
+  changed = name;
   if (value === null) delete chosen[name]; else chosen[name] = value;
   writeUrl(chosen);
   load(false);
@@ -222,10 +233,12 @@ function render(doc) {
 
 els.controls.addEventListener("submit", function (event) { event.preventDefault(); });
 els.refresh.addEventListener("click", function () {
+  changed = null;
   if (current) startRun(current); else load(false);
 });
 // Back/forward between shared views: the URL is the state.
 window.addEventListener("popstate", function () {
+  changed = null;
   chosen = chosenFromUrl();
   load(false);
 });

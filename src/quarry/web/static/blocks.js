@@ -119,6 +119,7 @@ function downloadButton(block) {
 
 export function renderBlock(block) {
   var box = el("section", { className: "block block-" + block.type });
+  if (block.data) box.setAttribute("data-task", block.data);
   if (block.type === "row") {
     box.style.gridTemplateColumns = "repeat(" + block.columns + ", minmax(0, 1fr))";
     block.children.forEach(function (child) { box.appendChild(renderBlock(child)); });
