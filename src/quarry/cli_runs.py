@@ -99,14 +99,12 @@ def run_locally(
     workspace = svc.catalog.workspace(settings.tenant, result.workspace, fresh=True)
     request = RunRequest(kind, name, variables, revision=revision, origin="cli")
     try:
-        run = create_run(svc.engine, svc.queue, svc.catalog, workspace, request, enqueue=False)
+        run = create_run(svc, workspace, request, enqueue=False)
     except NotFound:
         if kind != Kind.WORKFLOW:
             raise
         run = create_run(
-            svc.engine,
-            svc.queue,
-            svc.catalog,
+            svc,
             workspace,
             RunRequest(Kind.APP.value, name, variables, revision=revision, origin="cli"),
             enqueue=False,

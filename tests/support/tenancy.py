@@ -81,9 +81,7 @@ def two_tenants(settings: Settings, tmp_path: Path) -> Iterator[Deployment]:
                 for role in tokq.ROLES:
                     dep.tokens[f"{tenant}:{role}"] = dep.token(tenant, role)[1]
             acme = svc.catalog.workspace(ACME, ACME_WS)
-            run = create_run(
-                svc.engine, svc.queue, svc.catalog, acme, RunRequest("workflow", WORKFLOW, {})
-            )
+            run = create_run(svc, acme, RunRequest("workflow", WORKFLOW, {}))
             dep.acme_run = run.id
             yield dep
     finally:

@@ -272,7 +272,7 @@ class Factory:
             request_id=request_id,
             draft=True,
         )
-        run = create_run(self.engine, self.queue, self.catalog, workspace, request, enqueue=False)
+        run = create_run(self.svc, workspace, request, enqueue=False)
         token = self.holds.acquire("draft run")
         try:
             self._runs.submit(self._execute, run, token)

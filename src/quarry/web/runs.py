@@ -227,7 +227,7 @@ async def start_run(request: Request) -> Response:
         run_request = RunRequest(
             target_kind="workflow", target_name=name, variables={}, request_id=REQUEST_ID.get()
         )
-        created: RunRow = create_run(svc.engine, svc.queue, svc.catalog, ws, run_request)
+        created: RunRow = create_run(svc, ws, run_request)
         return created
 
     run = await run_in_threadpool(start)
@@ -259,7 +259,7 @@ async def retry(request: Request, run_id: str) -> Response:
             revision=old.revision_id,
             request_id=REQUEST_ID.get(),
         )
-        created: RunRow = create_run(svc.engine, svc.queue, svc.catalog, ws, run_request)
+        created: RunRow = create_run(svc, ws, run_request)
         return created
 
     run = await run_in_threadpool(again)

@@ -109,9 +109,7 @@ def test_a_turn_resumes_on_another_worker_without_repeating_calls(
         compile_local(svc.engine, svc.store, "local", root, "ws")
         workspace = svc.catalog.workspace("local", "ws", fresh=True)
         run = create_run(
-            svc.engine,
-            svc.queue,
-            svc.catalog,
+            svc,
             workspace,
             RunRequest("workflow", "workflows/ask", {}),
         )

@@ -61,9 +61,7 @@ def test_sigterm_drains_within_the_grace(
     )
     compile_local(svc.engine, svc.store, "local", root, "ws")
     workspace = svc.catalog.workspace("local", "ws", fresh=True)
-    run = create_run(
-        svc.engine, svc.queue, svc.catalog, workspace, RunRequest("workflow", "workflows/slow", {})
-    )
+    run = create_run(svc, workspace, RunRequest("workflow", "workflows/slow", {}))
 
     def step_running() -> bool:
         with svc.engine.connect() as conn:

@@ -156,9 +156,7 @@ class Deployment:
     def create_runs(self, n: int) -> None:
         for _ in range(n):
             create_run(
-                self.svc.engine,
-                self.svc.queue,
-                self.svc.catalog,
+                self.svc,
                 self.workspace,
                 RunRequest("workflow", "workflows/effect", {}),
             )

@@ -93,9 +93,7 @@ def test_killed_worker_loses_nothing(
     compile_local(svc.engine, svc.store, "local", root, "ws")
     workspace = svc.catalog.workspace("local", "ws", fresh=True)
     run = create_run(
-        svc.engine,
-        svc.queue,
-        svc.catalog,
+        svc,
         workspace,
         RunRequest("workflow", "workflows/durable", {}),
     )
@@ -201,9 +199,7 @@ def _started_run(
     compile_local(svc.engine, svc.store, "local", root, "ws")
     workspace = svc.catalog.workspace("local", "ws", fresh=True)
     run = create_run(
-        svc.engine,
-        svc.queue,
-        svc.catalog,
+        svc,
         workspace,
         RunRequest("workflow", "workflows/durable", {}),
         max_attempts=max_attempts,

@@ -108,9 +108,7 @@ def worker(svc: Services, tmp_path: Path) -> Iterator[Worker]:
 def queue_run(svc: Services, workflow: str) -> RunRow:
     workspace = svc.catalog.workspace("local", "ws", fresh=True)
     return create_run(
-        svc.engine,
-        svc.queue,
-        svc.catalog,
+        svc,
         workspace,
         RunRequest("workflow", f"workflows/{workflow}", {}),
     )

@@ -244,9 +244,7 @@ def build_server() -> MCPServer:
         def start() -> str:
             ws = svc.catalog.workspace(who.tenant_id, workspace)
             run = create_run(
-                svc.engine,
-                svc.queue,
-                svc.catalog,
+                svc,
                 ws,
                 RunRequest("workflow", workflow, variables or {}, origin="mcp"),
             )

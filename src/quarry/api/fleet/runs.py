@@ -106,7 +106,7 @@ async def create(request: Request, workspace: str, body: RunCreate) -> dict[str,
         request_id=REQUEST_ID.get(),
         deadline_seconds=body.deadline_seconds,
     )
-    run = await run_in_threadpool(create_run, svc.engine, svc.queue, svc.catalog, ws, run_request)
+    run = await run_in_threadpool(create_run, svc, ws, run_request)
     return _run_json(run)
 
 
@@ -136,9 +136,7 @@ async def create_batch(request: Request, workspace: str, body: RunBatchCreate) -
                 deadline_seconds=item.deadline_seconds,
             )
         )
-    rows = await run_in_threadpool(
-        create_runs, svc.engine, svc.queue, svc.catalog, ws, run_requests
-    )
+    rows = await run_in_threadpool(create_runs, svc, ws, run_requests)
     return {"runs": [_run_json(run) for run in rows]}
 
 

@@ -26,7 +26,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from quarry.catalog.reader import Catalog
 from quarry.core.clock import utcnow
@@ -70,15 +70,26 @@ class NewRun:
     draft: bool = False
 
 
+class RunCreation(Protocol):
+    """What creating runs needs of the process (a
+    :class:`~quarry.runtime.services.Services` is one): the state database, the
+    queue their tasks go to, the catalog the targets are checked against."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def queue(self) -> TaskQueue: ...
+    @property
+    def catalog(self) -> Catalog: ...
+
+
 def new_run_id() -> str:
     """The only place run ids are minted."""
     return uuid.uuid4().hex
 
 
 def create_run(
-    engine: Engine,
-    queue: TaskQueue,
-    catalog: Catalog,
+    svc: RunCreation,
     workspace: WorkspaceRow,
     request: RunRequest,
     *,
@@ -87,15 +98,11 @@ def create_run(
 ) -> RunRow:
     """Record a run and queue it; ``enqueue=False`` is for a caller that executes the
     run itself, at once (``quarry run``, a Factory draft run)."""
-    return create_runs(
-        engine, queue, catalog, workspace, [request], max_attempts=max_attempts, enqueue=enqueue
-    )[0]
+    return create_runs(svc, workspace, [request], max_attempts=max_attempts, enqueue=enqueue)[0]
 
 
 def create_runs(
-    engine: Engine,
-    queue: TaskQueue,
-    catalog: Catalog,
+    svc: RunCreation,
     workspace: WorkspaceRow,
     requests: Sequence[RunRequest],
     *,
@@ -112,8 +119,8 @@ def create_runs(
                 f"cannot run a {request.target_kind!r}; runnable kinds: {sorted(RUNNABLE_KINDS)}",
                 parameter="kind" if len(requests) == 1 else f"runs[{index}].kind",
             )
-        revision_id = catalog.resolve(workspace, request.revision)
-        catalog.definition(workspace, revision_id, request.target_kind, request.target_name)
+        revision_id = svc.catalog.resolve(workspace, request.revision)
+        svc.catalog.definition(workspace, revision_id, request.target_kind, request.target_name)
         planned.append(
             plan_run(
                 workspace.tenant_id,
@@ -124,8 +131,8 @@ def create_runs(
                 enqueue=enqueue,
             )
         )
-    with engine.begin() as conn:
-        return write_runs(conn, queue, planned)
+    with svc.engine.begin() as conn:
+        return write_runs(conn, svc.queue, planned)
 
 
 def plan_run(

@@ -39,9 +39,7 @@ class Shop:
     def run(self, kind: str, name: str, variables: dict[str, Any]) -> str:
         """Execute a run here, as ``quarry run`` does; its id."""
         run = create_run(
-            self.svc.engine,
-            self.svc.queue,
-            self.svc.catalog,
+            self.svc,
             self.workspace,
             RunRequest(kind, name, variables, origin="test"),
             enqueue=False,
