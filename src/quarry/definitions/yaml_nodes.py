@@ -461,9 +461,12 @@ def locate(root: Node, loc: Loc) -> Located:
 
 def find_key(mapping: MappingNode, name: str) -> tuple[Node, Node] | None:
     """The (key, value) nodes of ``name``; the last one wins, as when constructing."""
-    for key, value in reversed(mapping.value):
-        if isinstance(key, ScalarNode) and key.tag != _MERGE and key.value == name:
-            return key, value
+    keys, merges = _key_index(mapping)
+    found = keys.get(name)
+    if found is not None:
+        return found
+    if not merges:
+        return None
     for key, value in mapping.value:
         if isinstance(key, ScalarNode) and key.tag == _MERGE:
             sources = value.value if isinstance(value, SequenceNode) else [value]
@@ -473,3 +476,26 @@ def find_key(mapping: MappingNode, name: str) -> tuple[Node, Node] | None:
                     if found is not None:
                         return found
     return None
+
+
+_INDEX = "_quarry_key_index"
+
+
+def _key_index(mapping: MappingNode) -> tuple[dict[str, tuple[Node, Node]], bool]:
+    """The mapping's plain keys (the last of equal keys wins) and whether it has merge
+    keys, made on first use and kept on the node: errors, warnings and every
+    reference of a file are located through the same few mappings."""
+    index: tuple[dict[str, tuple[Node, Node]], bool, int] | None
+    index = getattr(mapping, _INDEX, None)
+    if index is not None and index[2] == len(mapping.value):
+        return index[0], index[1]
+    keys: dict[str, tuple[Node, Node]] = {}
+    merges = False
+    for key, value in mapping.value:
+        if isinstance(key, ScalarNode):
+            if key.tag == _MERGE:
+                merges = True
+            else:
+                keys[key.value] = (key, value)
+    setattr(mapping, _INDEX, (keys, merges, len(mapping.value)))
+    return keys, merges
