@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from playwright.sync_api import Page, expect
@@ -184,3 +187,41 @@ def test_chat_ask_see_sql_table_chart_cancel_retry(
         context.close()
     if os.environ.get("QUARRY_SCREENSHOT_DIR") is None:
         assert (shots / "chat.png").stat().st_size > 0
+
+
+def test_a_viewer_reads_but_cannot_ask(quarry: Quarry, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quarry",
+            "tokens",
+            "create",
+            "--tenant",
+            "local",
+            "--role",
+            "viewer",
+        ],
+        env={**os.environ, "QUARRY_DATA_DIR": str(quarry.root.parent / "data")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    viewer = done.stdout.strip().splitlines()[-1].strip()
+    page = httpx.get(
+        quarry.url + "/chat", headers={"Authorization": f"Bearer {viewer}"}, timeout=30
+    )
+    assert page.status_code == 200
+    assert 'id="chat-form"' not in page.text and "asking needs the editor role" in page.text
+    assert 'id="chat-new" disabled' in page.text
+    # and the API refuses it too (the page adds no path of its own)
+    asked = httpx.post(
+        quarry.url + f"/api/v1/workspaces/{WORKSPACE}/agents/agents/helper/threads",
+        headers={"Authorization": f"Bearer {viewer}"},
+        json={"message": "hello"},
+        timeout=30,
+    )
+    assert asked.status_code == 403, asked.text
