@@ -37,6 +37,8 @@ _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
 
 Loc = Sequence[str | int]
 
@@ -77,6 +79,29 @@ for _tag, _pattern, _first in (
     (_MERGE, r"^(?:<<)$", "<"),
 ):
     _Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+# Each scalar's tag, as PyYAML's ``Resolver.resolve`` finds it (the same resolvers,
+# in the same order; no wildcard or path resolvers are ever added), without the two
+# list concatenations and lookups it makes per scalar: the C parser calls this for
+# every node of every file a compile reads.
+_BY_FIRST: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    first: tuple(resolvers) for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
+_NOTHING: tuple[tuple[str, re.Pattern[str]], ...] = ()
+assert None not in _BY_FIRST and not _Loader.yaml_path_resolvers
+
+
+def _resolve(self: _Loader, kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+    if kind is ScalarNode:
+        if implicit[0]:
+            for tag, regexp in _BY_FIRST.get(value[:1], _NOTHING):
+                if regexp.match(value):
+                    return tag
+        return _STR
+    return _SEQ if kind is SequenceNode else _MAP
+
+
+_Loader.resolve = _resolve  # type: ignore[method-assign,assignment]
 
 
 def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
@@ -360,8 +385,6 @@ def _check_nodes(path: str, root: Node) -> Iterator[Problem]:
                 yield Problem(path, line, column, f"unsupported number '{node.value}' (not finite)")
 
 
-_MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
 _PLAIN_SCALARS = frozenset((_INT, _FLOAT, "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"))
 
 
