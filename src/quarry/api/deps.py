@@ -13,7 +13,7 @@ from enum import IntEnum
 from fastapi import HTTPException, Request
 
 from quarry.node.node import Node
-from quarry.runtime.services import Services
+from quarry.runtime.services import Services, services_of
 
 
 class AccessRole(IntEnum):
@@ -44,7 +44,7 @@ def node(request: Request) -> Node:
 
 
 def services(request: Request) -> Services:
-    return node(request).services
+    return services_of(request.app.state)
 
 
 # Where the authentication middleware (quarry.api.auth) leaves the caller in the scope.

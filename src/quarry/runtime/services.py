@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from quarry.catalog.reader import Catalog
 from quarry.core.holds import Holds
@@ -52,3 +53,16 @@ class Services:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def services_of(app_state: Any) -> Services:
+    """The process's services, read from the one node ``create_app`` puts on its
+    app's ``state`` (``app.state.node``): the accessor of the API's routes
+    (``quarry.api.deps.services``) and of the web pages alike. It lives here because
+    ``quarry.web`` sits below ``quarry.node`` and ``quarry.api`` in the layers and so
+    may not name :class:`~quarry.node.node.Node`; it reads the node's ``services``
+    and checks its type."""
+    found = getattr(getattr(app_state, "node", None), "services", None)
+    if not isinstance(found, Services):
+        raise RuntimeError("the app has no node: build it with quarry.api.app.create_app(node)")
+    return found

@@ -27,6 +27,7 @@ from quarry.core.errors import BadRequest, NotFound
 from quarry.runtime.apps.load import find_app_name, load_app
 from quarry.runtime.apps.result import humanize
 from quarry.runtime.apps.reuse import task_dependencies
+from quarry.runtime.services import services_of
 from quarry.runtime.source import RevisionSource
 from quarry.web.assets import HashedStatic
 from quarry.web.layout import DASHBOARD_CSP, render
@@ -54,7 +55,7 @@ def request_tenant(request: Request) -> str:
 def _workspace_name(request: Request, given: str | None) -> str:
     if given:
         return given
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     names = [ws.name for ws in svc.catalog.list_workspaces(request_tenant(request))]
     if len(names) == 1:
         return str(names[0])
@@ -68,7 +69,7 @@ def _workspace_name(request: Request, given: str | None) -> str:
 
 
 def _page(request: Request, workspace: str | None, name: str) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
     ws = svc.catalog.workspace(tenant, _workspace_name(request, workspace))
     rev = svc.catalog.resolve(ws, None)
@@ -101,7 +102,7 @@ def _page(request: Request, workspace: str | None, name: str) -> HTMLResponse:
 
 
 def _dashboards(request: Request) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     groups = []
     for ws in svc.catalog.list_workspaces(request_tenant(request)):
         apps: list[dict[str, str]] = []

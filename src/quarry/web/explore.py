@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from quarry.runtime.services import services_of
 from quarry.web.apps import request_tenant
 from quarry.web.layout import render
 
@@ -17,7 +18,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def _page(request: Request) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     names = [
         ws.name
         for ws in svc.catalog.list_workspaces(request_tenant(request))

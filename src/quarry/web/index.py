@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.core.errors import NotFound
 from quarry.runtime.apps.result import humanize
+from quarry.runtime.services import services_of
 from quarry.scheduling import admin
 from quarry.store import factory_tables as ft
 from quarry.store import runs as runq
@@ -76,7 +77,7 @@ def _card(svc: Any, conn: Any, ws: Any) -> WorkspaceCard:
 
 
 def _home(request: Request) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
     cards: list[WorkspaceCard] = []
     runs: list[tuple[str, RunRow]] = []

@@ -22,6 +22,7 @@ from quarry.catalog.task_sources import TaskSources, task_sources
 from quarry.core.errors import BadRequest, NotFound
 from quarry.core.logs import REQUEST_ID
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
+from quarry.runtime.services import services_of
 from quarry.scheduling import admin
 from quarry.store import runs as runq
 from quarry.store.runs import ArtifactRow, RunRow, StepRow
@@ -52,13 +53,13 @@ class StepView:
 
 
 def _workspaces(request: Request) -> list[WorkspaceRow]:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     rows: list[WorkspaceRow] = svc.catalog.list_workspaces(request_tenant(request))
     return rows
 
 
 def _list(request: Request) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
     q = request.query_params
     chosen = {k: q.get(k, "") for k in ("workspace", "kind", "state", "origin", "schedule")}
@@ -173,7 +174,7 @@ def _step_view(
 
 
 def _run_page(request: Request, run_id: str) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
     with svc.engine.connect() as conn:
         run = runq.get_run(conn, tenant, run_id)
@@ -220,7 +221,7 @@ async def start_run(request: Request) -> Response:
     workspace, _, name = form.get("target", "").partition(":")
     if not workspace or not name:
         raise BadRequest("pick a workflow to run", parameter="target")
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
 
     def start() -> RunRow:
         ws = svc.catalog.workspace(request_tenant(request), workspace)
@@ -236,7 +237,7 @@ async def start_run(request: Request) -> Response:
 
 @router.post("/runs/{run_id}/cancel")
 async def cancel(request: Request, run_id: str) -> Response:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
     await run_in_threadpool(cancel_run, svc.engine, svc.queue, tenant, run_id)
     return RedirectResponse(f"/runs/{quote(run_id)}?done=cancel_requested", status_code=303)
@@ -245,7 +246,7 @@ async def cancel(request: Request, run_id: str) -> Response:
 @router.post("/runs/{run_id}/retry")
 async def retry(request: Request, run_id: str) -> Response:
     """A new run of the same target with the same values, at the same revision."""
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
 
     def again() -> RunRow:

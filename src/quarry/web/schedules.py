@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from quarry.core.errors import BadRequest, NotFound
+from quarry.runtime.services import services_of
 from quarry.scheduling import admin
 from quarry.store import runs as runq
 from quarry.web.apps import request_tenant
@@ -26,7 +27,7 @@ HISTORY = 50
 
 
 def _page(request: Request) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
     groups: list[dict[str, Any]] = []
     for ws in svc.catalog.list_workspaces(tenant):
@@ -58,7 +59,7 @@ async def schedules_page(request: Request) -> HTMLResponse:
 
 
 def _history(request: Request, workspace: str, name: str, kind: str) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
     ws = svc.catalog.workspace(tenant, workspace)
     with svc.engine.connect() as conn:
@@ -104,7 +105,7 @@ async def schedule_action(request: Request, workspace: str, action: str) -> Resp
         raise BadRequest("which schedule? the form names none", parameter="name")
     if kind not in ("schedule", "monitor"):
         raise BadRequest("kind must be schedule or monitor", parameter="kind")
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     tenant = request_tenant(request)
 
     def act() -> dict[str, str]:
