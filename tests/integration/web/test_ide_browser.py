@@ -136,8 +136,10 @@ def test_break_a_file_see_it_inline_fix_save_commit_and_the_dashboard_changes(
     expect(problem).to_contain_text(f"{APP}:1:")
     expect(problem).to_contain_text("colour")
     expect(page.locator(f'button.file[data-path="{APP}"] .badge')).to_have_text("1")
+    # Inline at its line: the compile's own message beside the editor's schema check.
     page.locator(".cm-lint-marker-error").first.hover()
-    expect(page.locator(".cm-tooltip-lint")).to_contain_text("colour")
+    expect(page.locator(".cm-tooltip-lint")).to_contain_text("unknown field 'colour'")
+    expect(page.locator(".cm-tooltip-lint")).to_contain_text("unknown key 'colour'")
     assert axe_violations(page) == []
     page.screenshot(path=str(shots / "ide-problem.png"))
 

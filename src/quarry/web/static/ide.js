@@ -92,7 +92,7 @@ function showCompile(status) {
   badge.setAttribute("data-errors", String(errors));
   renderProblems();
   renderTree();
-  if (view && CM) CM.forceLinting(view);
+  relint();
 }
 
 function renderProblems() {
@@ -232,6 +232,7 @@ function loadEditor() {
       var kind = kindOf(current.path);
       if (/\.ya?ml$/.test(current.path)) {
         try { found = validate(CM, kind ? schemas[kind] : null, text); } catch (e) { found = []; }
+        found.forEach(function (d) { d.source = "schema"; });
       }
       problemsOf(current.path).forEach(function (p) {
         var n = Math.max(1, Math.min(p.line || 1, v.state.doc.lines));
@@ -244,7 +245,13 @@ function loadEditor() {
         });
       });
       return found;
-    }, { delay: 300 });
+    }, {
+      delay: 300,
+      // a new compile status (or another file opened) re-runs it without an edit
+      needsRefresh: function (u) {
+        return u.transactions.some(function (tr) { return tr.isUserEvent("quarry.compile"); });
+      },
+    });
     var state = CM.EditorState.create({
       doc: "",
       extensions: [
@@ -270,6 +277,10 @@ function loadEditor() {
     view = new CM.EditorView({ state: state, parent: $("ide-cm") });
     document.body.setAttribute("data-editor", "ready");
   });
+}
+
+function relint() {
+  if (view) view.dispatch({ userEvent: "quarry.compile" });
 }
 
 function text() { return view ? view.state.doc.toString() : ""; }
@@ -311,7 +322,7 @@ function open(path, line) {
       view.dispatch({ selection: { anchor: at }, scrollIntoView: true });
       view.focus();
     }
-    CM.forceLinting(view);
+    relint();
   }, fail);
 }
 
