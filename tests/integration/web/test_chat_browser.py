@@ -36,6 +36,7 @@ from tests.support.processes import quarry_process
 pytestmark = pytest.mark.slow
 TURN_TIMEOUT_MS = 90_000  # a turn on this loaded 2-core machine
 XSS = "<script>window.__xss = 5</script>"
+ANSWER_XSS = '<img src=x onerror="window.__xss = 6">'
 SQL = (
     f"SELECT region, count(*) AS n, '{XSS}' AS note FROM 'orders.csv' "
     "GROUP BY region ORDER BY region"
@@ -103,7 +104,7 @@ def test_chat_ask_see_sql_table_chart_cancel_retry(
             yAxis={"type": "value", "name": "orders"},
             series=[{"name": "orders", "type": "bar", "data": [340, 352, 349, 349]}],
         ),
-        text_reply("North has the most orders.", match="is shown"),
+        text_reply(f"North has the **most** orders. {ANSWER_XSS}", match="is shown"),
         Reply(text="too late", match="slow question", delay=60),
         text_reply("Here is the slow answer.", match="slow question"),
     )
@@ -127,7 +128,10 @@ def test_chat_ask_see_sql_table_chart_cancel_retry(
         page.keyboard.press("Enter")
         reply = page.locator("article.msg-assistant").last
         expect(reply).to_have_attribute("data-status", "answered", timeout=TURN_TIMEOUT_MS)
-        expect(reply.locator("p.text")).to_have_text("North has the most orders.")
+        # the answer is Markdown, its markup text
+        expect(reply.locator(".text")).to_have_text(f"North has the most orders. {ANSWER_XSS}")
+        expect(reply.locator(".text strong")).to_have_text("most")
+        assert reply.locator(".text img").count() == 0
         expect(page).to_have_url(re.compile(r"/chat\?workspace=shop&agent=agents%2Fhelper&thread="))
         expect(page.locator("#chat-threads a")).to_have_text(re.compile("How many orders"))
 
@@ -166,7 +170,7 @@ def test_chat_ask_see_sql_table_chart_cancel_retry(
         again = page.locator("article.msg-assistant").last
         expect(page.locator("article.msg-assistant")).to_have_count(3)
         expect(again).to_have_attribute("data-status", "answered", timeout=TURN_TIMEOUT_MS)
-        expect(again.locator("p.text")).to_have_text("Here is the slow answer.")
+        expect(again.locator(".text")).to_have_text("Here is the slow answer.")
         expect(retry).to_be_hidden()
 
         # The thread from the list, as stored: every turn with its status and tools.

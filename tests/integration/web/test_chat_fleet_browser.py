@@ -109,7 +109,7 @@ def test_chat_through_a_serve_replica(
         page.get_by_role("button", name="Send").click()
         reply = page.locator("article.msg-assistant").last
         expect(reply).to_have_attribute("data-status", "answered", timeout=TURN_TIMEOUT_MS)
-        expect(reply.locator("p.text")).to_have_text("North has the most orders.")
+        expect(reply.locator(".text")).to_have_text("North has the most orders.")
         expect(reply.locator("table.data tbody tr")).to_have_count(4)
         reply.locator("summary").first.click()
         expect(reply.locator("pre.sql")).to_have_text(SQL)

@@ -1,8 +1,10 @@
 // The chat page: threads of an agent, a question posted, its answer followed over
 // server-sent events (EventSource: the session cookie goes along), tool calls with
 // their SQL and results, tables and charts inline, cancel and retry.
-// Text only: every value from the server or the model goes in with textContent.
+// Text only: every value from the server or the model goes in with textContent; the
+// final answer is Markdown through markdown.js, which escapes every character first.
 import { el } from "./controls.js";
+import { render as renderMarkdown } from "./markdown.js";
 
 var config = JSON.parse(document.getElementById("quarry-chat").textContent);
 var $ = function (id) { return document.getElementById(id); };
@@ -191,7 +193,7 @@ function addReply(message) {
   var badge = el("span", { className: "reply-status" });
   box.firstChild.appendChild(badge);
   var tools = el("div", { className: "tools" });
-  var text = el("p", { className: "text" });
+  var text = el("div", { className: "text" });
   var error = el("p", { className: "error", hidden: "" });
   box.appendChild(tools);
   box.appendChild(text);
@@ -201,9 +203,14 @@ function addReply(message) {
     calls: {}, streamed: "" };
   setStatus(view, message.status || "queued");
   (message.tools || []).forEach(function (t) { toolCall(view, t); toolResult(view, t); });
-  if (message.content) text.textContent = message.content;
+  if (message.content) showAnswer(view, message.content);
   if (message.error) showReplyError(view, message.error);
   return view;
+}
+
+function showAnswer(view, content) {
+  view.text.className = "text md";
+  view.text.innerHTML = renderMarkdown(content);
 }
 
 function showReplyError(view, error) {
@@ -228,6 +235,7 @@ function toolCall(view, call) {
   view.tools.appendChild(box);
   // Text streamed before a tool call was the model thinking aloud: the answer follows.
   view.streamed = "";
+  view.text.className = "text";
   view.text.textContent = "";
   view.calls[call.id] = { box: box, summary: summary, details: details, result: result, name: call.name };
   return view.calls[call.id];
@@ -302,7 +310,7 @@ function follow(view, url) {
   on("tool_result", function (d) { toolResult(view, d); });
   on("warning", function (d) { status("Warning: " + (d.message || "")); });
   on("cancel_requested", function () { status("Cancelling…"); });
-  on("answer", function (d) { view.text.textContent = d.content || ""; });
+  on("answer", function (d) { showAnswer(view, d.content || ""); });
   on("error", function (d) { if (d && d.message) showReplyError(view, d.message); });
   on("done", function (d) {
     stopFollowing();
