@@ -18,9 +18,10 @@ Per page and round:
 Measured from the Navigation Timing entry: ``ttfb`` = ``responseStart`` (from the
 navigation start), ``dcl`` = DOMContentLoaded; ``full`` = until the page is fully
 rendered — for a dashboard ``body[data-state=ready]`` with every chart's SVG drawn,
-otherwise the ``load`` event. Medians (and worst) over ``--rounds``. Weight: bytes of
+for the IDE the editor library loaded with the file in it and the compile status
+shown, otherwise the ``load`` event. Medians (and worst) over ``--rounds``. Weight: bytes of
 every JS and CSS response body of the cold load, split into Quarry's own files and
-the vendored chart libraries.
+the vendored chart and editor libraries (CodeMirror on the IDE page).
 
     .venv/bin/python bench/web_bench.py [--rounds 7]
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -81,6 +83,11 @@ READY = (
     "() => document.body.dataset.state === 'ready' && "
     "[...document.querySelectorAll('.chart')].every(c => c.querySelector('svg'))"
 )
+# The IDE: the editor library loaded, the first file in it, the compile status shown.
+IDE_READY = (
+    "() => document.body.dataset.editor === 'ready' && !!document.querySelector('.cm-line')"
+    " && document.getElementById('ide-compile').dataset.state !== undefined"
+)
 
 
 def _timing(page: Page) -> dict[str, float]:
@@ -91,15 +98,15 @@ def _timing(page: Page) -> dict[str, float]:
     return got
 
 
-def _visit(page: Page, url: str, dashboard: bool) -> dict[str, float]:
+def _visit(page: Page, url: str, ready: str | None) -> dict[str, float]:
     page.goto(url, wait_until="load")
-    if dashboard:
-        page.wait_for_function(READY, timeout=120_000)
+    if ready:
+        page.wait_for_function(ready, timeout=120_000)
     full = float(page.evaluate("() => performance.now()"))
     return {**_timing(page), "full": full}
 
 
-def _weights(browser: Browser, url: str, dashboard: bool) -> dict[str, int]:
+def _weights(browser: Browser, url: str, ready: str | None) -> dict[str, int]:
     sizes: dict[str, int] = {"own_js": 0, "vendor_js": 0, "css": 0}
     context = browser.new_context()
     page = context.new_page()
@@ -117,7 +124,7 @@ def _weights(browser: Browser, url: str, dashboard: bool) -> dict[str, int]:
             sizes["own_js"] += size
 
     page.on("response", seen)
-    _visit(page, url, dashboard)
+    _visit(page, url, ready)
     context.close()
     return sizes
 
@@ -134,6 +141,13 @@ def main() -> None:
         tmp = Path(tmp_name)
         root = create_demo_workspace(tmp / "shop")
         (root / "apps" / "ten_blocks.app.yml").write_text(TEN_BLOCKS)
+        for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "demo"]):
+            subprocess.run(  # the IDE's git panel reads a repository
+                ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *git],
+                cwd=root,
+                check=True,
+                capture_output=True,
+            )
         env = {"QUARRY_DATA_DIR": str(tmp / "data"), "COLUMNS": "120"}
         with (
             quarry_process(["serve", str(root), "--name", "shop"], env, tmp / "log") as server,
@@ -141,22 +155,26 @@ def main() -> None:
         ):
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             pages = {
-                "home": (f"{server.url}/", False),
-                "runs": (f"{server.url}/runs", False),
-                "dashboard (demo, 6 blocks)": (f"{server.url}/apps/sales_overview", True),
-                "dashboard (10 blocks)": (f"{server.url}/apps/ten_blocks", True),
+                "home": (f"{server.url}/", None),
+                "runs": (f"{server.url}/runs", None),
+                "dashboard (demo, 6 blocks)": (f"{server.url}/apps/sales_overview", READY),
+                "dashboard (10 blocks)": (f"{server.url}/apps/ten_blocks", READY),
+                "ide (an app file open)": (
+                    f"{server.url}/ide/shop?file=apps/sales_overview.app.yml",
+                    IDE_READY,
+                ),
             }
             warmup = browser.new_page()
-            for url, dashboard in pages.values():  # store each app's result once
-                _visit(warmup, url, dashboard)
+            for url, ready in pages.values():  # store each app's result once
+                _visit(warmup, url, ready)
             warmup.close()
             results: dict[str, dict[str, list[float]]] = {}
             for _ in range(args.rounds):
-                for name, (url, dashboard) in pages.items():
+                for name, (url, ready) in pages.items():
                     context = browser.new_context()
                     page = context.new_page()
-                    cold = _visit(page, url, dashboard)
-                    warm = _visit(page, url, dashboard)
+                    cold = _visit(page, url, ready)
+                    warm = _visit(page, url, ready)
                     context.close()
                     row = results.setdefault(name, {})
                     for key, value in cold.items():
@@ -171,11 +189,11 @@ def main() -> None:
                 for key in ("cold ttfb", "cold full", "warm ttfb", "warm full"):
                     print(f"  {key:10} {_median(row[key])}")
             print("\nweight of a cold load (response bodies, uncompressed)")
-            for name, (url, dashboard) in pages.items():
-                sizes: dict[str, Any] = _weights(browser, url, dashboard)
+            for name, (url, ready) in pages.items():
+                sizes: dict[str, Any] = _weights(browser, url, ready)
                 print(
                     f"  {name:28} own JS {sizes['own_js'] / 1024:6.1f} KB, "
-                    f"chart libraries {sizes['vendor_js'] / 1024:6.1f} KB, "
+                    f"chart/editor libraries {sizes['vendor_js'] / 1024:6.1f} KB, "
                     f"CSS {sizes['css'] / 1024:5.1f} KB"
                 )
             browser.close()
