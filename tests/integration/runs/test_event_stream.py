@@ -16,11 +16,17 @@ import pytest
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
 from quarry.node.services import Services, build_services
+from quarry.runtime.queue.reaper import reap_once
 from quarry.runtime.queue.worker import Worker
 from quarry.runtime.runs.events import RunEvent
 from quarry.runtime.runs.executor import RunExecutor
 from quarry.runtime.runs.journal import RunWriter
-from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
+from quarry.runtime.runs.service import (
+    RunRequest,
+    cancel_run,
+    create_run,
+    end_abandoned_runs,
+)
 from quarry.store import runs as runq
 from quarry.store.runs import RunRow
 from tests.support.processes import wait_until
@@ -226,3 +232,30 @@ def test_an_outcome_and_a_start_are_recorded_once(svc: Services) -> None:
     assert state(svc, run.id) == "succeeded"
     with pytest.raises(ValueError, match=r"run\.succeeded"):
         writer.event({"type": RunEvent.SUCCEEDED})
+
+
+def test_a_run_whose_last_worker_died_before_starting_it_fails_once(svc: Services) -> None:
+    """A worker claims the run's only attempt and dies before it can start the run: the
+    reaper (this process's, with the hook build_services installed) fails the task and
+    the run ends ``failed`` with one ``run.failed``; reporting the same task again, or
+    a reaped task that is not a run, adds nothing. The SIGKILL version, mid-step, is
+    in tests/fleet/runs/test_durable_runs.py."""
+    workspace = svc.catalog.workspace("local", "ws", fresh=True)
+    run = create_run(
+        svc, workspace, RunRequest("workflow", "workflows/two_steps", {}), max_attempts=1
+    )
+    other = svc.queue.enqueue("local", "not-a-run", {"x": 1}, max_attempts=1)
+    claimed = [svc.queue.claim("dead-worker", lease_seconds=0.05) for _ in range(2)]
+    assert {t.id for t in claimed if t is not None} == {run.task_id, other.id}
+    reaped: list[Any] = []
+
+    def reap() -> bool:
+        reaped.extend(reap_once(svc.queue))
+        return len(reaped) == 2
+
+    wait_until(reap, 10, "both leases to expire and be reaped")
+    assert {(r.id, r.state) for r in reaped} == {(run.task_id, "failed"), (other.id, "failed")}
+    assert state(svc, run.id) == "failed"
+    end_abandoned_runs(svc.queue, reaped)
+    assert sequence(svc, run.id) == [(RunEvent.QUEUED, ""), (RunEvent.FAILED, "")]
+    assert events(svc, run.id)[-1]["error"]["error"] == "worker_lost"
