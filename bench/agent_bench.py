@@ -17,9 +17,14 @@ real ``openai`` SDK over a loopback socket; the server answers after a fixed del
     .venv/bin/python bench/agent_bench.py                      # defaults
     .venv/bin/python bench/agent_bench.py --turns 200 --concurrent 400
 
-Note: this measures the agent loop inside one process (what ``quarry ask`` and an
-``agent`` run execute). A queue worker runs one task per worker thread, so a worker
-process's concurrent turns are its thread count today, not the loop's capacity.
+  The turns take warm connections from the pool (quarry.agents.pool), as thread
+  turns on a worker do: the first round opens them, the second reuses them.
+* worker (``--worker``, needs Postgres at ``--pg``): ``--concurrent`` thread turns
+  posted, then one queue worker (``build_run_worker``: up to QUARRY_AGENT_TURN_SLOTS
+  turns at once) started; wall time until every reply is answered, two rounds (the
+  second on warm connections). Every model response and tool result is journaled
+  in Postgres before it is used, as in production. Goal: >= 200 turns at once, close
+  to the plain loop.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.model_server import Call, ModelServer, Reply
 
+from quarry.agents.pool import turn_connections
 from quarry.agents.service import ask_agent
 from quarry.core.settings import Settings
 from quarry.demo import create_demo_workspace
@@ -79,6 +87,15 @@ def workspace(root: Path, server: ModelServer) -> tuple[Any, RevisionSource, Blo
             data_dir=root / "data",
         )
     )
+    shop = bench_workspace(root, server)
+    result = compile_local(svc.engine, svc.store, "local", shop, "shop")
+    row = svc.catalog.workspace("local", "shop", fresh=True)
+    source = RevisionSource(svc.catalog, row, result.revision_id)
+    return svc, source, BlobCache(root / "data" / "cache")
+
+
+def bench_workspace(root: Path, server: ModelServer) -> Path:
+    """The demo workspace with the scripted models and a one-tool agent."""
     shop = create_demo_workspace(root / "shop")
     config = yaml.safe_load((shop / "config.yml").read_text())
     config["models"] = [
@@ -98,10 +115,7 @@ def workspace(root: Path, server: ModelServer) -> tuple[Any, RevisionSource, Blo
         "tools": [{"type": "execute_sql", "database": "local"}],
     }
     (shop / "agents" / "bench.agent.yml").write_text(yaml.safe_dump(agent))
-    result = compile_local(svc.engine, svc.store, "local", shop, "shop")
-    row = svc.catalog.workspace("local", "shop", fresh=True)
-    source = RevisionSource(svc.catalog, row, result.revision_id)
-    return svc, source, BlobCache(root / "data" / "cache")
+    return shop
 
 
 def script_three_tool_turns(server: ModelServer, turns: int, delay: float) -> None:
@@ -212,15 +226,33 @@ async def overhead(args: argparse.Namespace, source: Any, cache: Any, server: Mo
     )
 
 
+async def pooled_turn(source: RevisionSource, cache: BlobCache, prompt: str) -> None:
+    def checkout() -> Any:
+        manager = turn_connections().checkout(source, cache, secrets=lambda name: "sk-bench")
+        return manager, manager.__enter__()
+
+    manager, connections = await asyncio.to_thread(checkout)
+    try:
+        result = await ask_agent(source, connections, "agents/bench", prompt, stream=False)
+    except BaseException as exc:
+        await asyncio.to_thread(manager.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    await asyncio.to_thread(manager.__exit__, None, None, None)
+    assert result.status == "answered", result.answer
+
+
 async def concurrency(
     args: argparse.Namespace, source: Any, cache: Any, server: ModelServer
 ) -> None:
     n = args.concurrent
     delay = args.slow_ms / 1000
-    script_one_tool_turns(server, n, delay, "q")
-    started = time.perf_counter()
-    await asyncio.gather(*(quarry_turn(source, cache, f"q {k}?") for k in range(n)))
-    quarry_wall = time.perf_counter() - started
+    walls: list[float] = []
+    for round_ in range(2):
+        tag = f"q{round_}r"
+        script_one_tool_turns(server, n, delay, tag)
+        started = time.perf_counter()
+        await asyncio.gather(*(pooled_turn(source, cache, f"{tag} {k}?") for k in range(n)))
+        walls.append(time.perf_counter() - started)
     script_one_tool_turns(server, n, delay, "p")
     client = openai.AsyncOpenAI(
         api_key="sk-bench",
@@ -236,15 +268,90 @@ async def concurrency(
     await client.close()
     floor = 2 * delay
     print(f"\n{n} one-tool turns at once, model {args.slow_ms:g} ms (2 calls: floor {floor:.2f} s)")
-    print(f"{'':<10}{'wall s':>10}{'turns/s':>10}")
-    for name, wall in (("quarry", quarry_wall), ("plain SDK", plain_wall)):
-        print(f"{name:<10}{wall:>10.2f}{n / wall:>10.1f}")
+    print(f"{'':<16}{'wall s':>10}{'turns/s':>10}{'x plain':>10}")
+    rows = (("quarry cold", walls[0]), ("quarry warm", walls[1]), ("plain SDK", plain_wall))
+    for name, wall in rows:
+        print(f"{name:<16}{wall:>10.2f}{n / wall:>10.1f}{wall / plain_wall:>10.2f}")
+    if args.worker:
+        await asyncio.to_thread(worker_rounds, args, server, plain_wall)
+
+
+def worker_rounds(args: argparse.Namespace, server: ModelServer, plain_wall: float) -> None:
+    """Thread turns through the queue and one real worker, state in Postgres."""
+    import psycopg
+
+    from quarry.agents.threads import create_thread, post_message
+    from quarry.core.settings import Role
+    from quarry.node.services import build_run_worker
+    from quarry.store import threads as tq
+
+    n = args.concurrent
+    name = f"quarry_agent_bench_{os.getpid()}"
+    admin = args.pg
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = admin.rsplit("/", 1)[0] + f"/{name}"
+    walls: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            settings = Settings(
+                database_url=url.replace("postgresql://", "postgresql+psycopg://", 1),
+                blob_url=(root / "blobs").as_uri(),
+                data_dir=root / "data",
+                role=Role.WORKER,
+            )
+            svc = build_services(settings)
+            shop = bench_workspace(root, server)
+            compile_local(svc.engine, svc.store, "local", shop, "shop")
+            ws = svc.catalog.workspace("local", "shop", fresh=True)
+            worker = build_run_worker(svc)
+            runner = threading.Thread(target=worker.run, daemon=True)
+            try:
+                for round_ in range(2):
+                    tag = f"w{round_}r"
+                    script_one_tool_turns(server, n, args.slow_ms / 1000, tag)
+                    runs = []
+                    for k in range(n):
+                        thread = create_thread(svc.engine, svc.catalog, ws, "agents/bench", "u")
+                        turn = post_message(svc.engine, svc.queue, svc.catalog, ws, thread,
+                                            f"{tag} {k}?")  # fmt: skip
+                        runs.append(turn.run.id)
+                    started = time.perf_counter()
+                    if round_ == 0:
+                        runner.start()
+                    while True:
+                        with svc.engine.connect() as conn:
+                            left = sum(
+                                tq.get_reply_of_run(conn, r).status == tq.PENDING for r in runs
+                            )
+                        if not left:
+                            break
+                        time.sleep(0.05)
+                    walls.append(time.perf_counter() - started)
+                    with svc.engine.connect() as conn:
+                        statuses = {tq.get_reply_of_run(conn, r).status for r in runs}
+                    assert statuses == {"answered"}, statuses
+            finally:
+                worker.request_stop()
+                runner.join(30)
+                svc.close()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    peak = getattr(worker, "peak", 1)
+    print(
+        f"\n{n} thread turns through the queue, one worker ({type(worker).__name__}, "
+        f"peak {peak} at once), model {args.slow_ms:g} ms"
+    )
+    print(f"{'':<16}{'wall s':>10}{'turns/s':>10}{'x plain':>10}")
+    for label, wall in (("worker cold", walls[0]), ("worker warm", walls[1])):
+        print(f"{label:<16}{wall:>10.2f}{n / wall:>10.1f}{wall / plain_wall:>10.2f}")
+    print(f"{'plain SDK':<16}{plain_wall:>10.2f}{n / plain_wall:>10.1f}{1:>10.2f}")
 
 
 async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp, ModelServer() as server:
-        import os
-
         os.environ[KEY] = "sk-bench"
         svc, source, cache = workspace(Path(tmp), server)
         try:
@@ -260,6 +367,12 @@ def main() -> None:
     parser.add_argument("--model-ms", type=float, default=20, help="model delay, overhead run")
     parser.add_argument("--concurrent", type=int, default=200, help="turns started at once")
     parser.add_argument("--slow-ms", type=float, default=500, help="model delay, concurrency")
+    parser.add_argument("--worker", action="store_true", help="also through a queue worker")
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="Postgres admin URL for --worker (a database is created and dropped)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
