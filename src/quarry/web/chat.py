@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from quarry.runtime.services import services_of
 from quarry.web.apps import request_tenant
 from quarry.web.assets import asset_url
 from quarry.web.layout import DASHBOARD_CSP, render
@@ -33,7 +34,7 @@ VEGA = ("vega.min.js", "vega-interpreter.min.js", "vega-lite.min.js", "vega-embe
 
 def _agents(request: Request) -> list[dict[str, Any]]:
     """Each compiled workspace of the tenant with the agents of its current revision."""
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     found: list[dict[str, Any]] = []
     for ws in svc.catalog.list_workspaces(request_tenant(request)):
         if ws.current_revision_id is None:
