@@ -42,7 +42,7 @@ TRUNCATED = b"quarry.truncated"
 _CREATED = b"quarry.created_at"
 _SQL = b"quarry.sql"
 _PREFIX = "semantic"
-_MAX_PENDING = 64  # answers waiting for the store write before writes go inline
+_MAX_PENDING = 64  # answers waiting for their store write before a new computation waits
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ class ResultCache:
         self._flights: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._writes: ThreadPoolExecutor | None = None  # made on the first write
-        self._pending = 0  # computed answers not yet written (or failed)
-        self._owed: Counter[str] = Counter()  # computed, the caller publishes
+        self._pending = 0  # answers handed to the writer, not yet written (or failed)
+        self._owed: Counter[str] = Counter()  # computed, the caller publishes (flush waits)
         self._drained = threading.Condition(self._guard)
         self.computed = 0
 
@@ -204,6 +204,10 @@ class ResultCache:
             hit = self.get(key) if waited else None
             if hit is not None:
                 return hit, True
+            with self._drained:
+                # A store slower than the answers it is given slows the answers (on
+                # their worker threads), not the process's memory.
+                self._drained.wait_for(lambda: self._pending < _MAX_PENDING, 60.0)
             table, sql = compute()
             with self._guard:
                 self.computed += 1
@@ -214,8 +218,9 @@ class ResultCache:
                     self.publish(key, result)
                 else:
                     with self._guard:
+                        if len(self._owed) >= 4096:  # callers that never published
+                            self._owed.clear()
                         self._owed[key] += 1
-                        self._pending += 1
             return result, False
         finally:
             flight.release()
@@ -224,11 +229,9 @@ class ResultCache:
                     self._flights.pop(key, None)
 
     def publish(self, key: str, result: CachedResult) -> None:
-        """Write ``result`` to the shared store on the writer thread; inline when
-        ``_MAX_PENDING`` writes are already waiting (a store slower than the
-        answers it is given then slows the answers, not the process's memory).
-        A failed write is logged: the answer was given, and the next replica
-        asked computes its own."""
+        """Write ``result`` to the shared store on the writer thread (never on the
+        caller's: the HTTP route calls this on the event loop). A failed write is
+        logged: the answer was given, and the next replica asked computes its own."""
         if self.ttl <= 0:
             return
         with self._guard:
@@ -236,16 +239,11 @@ class ResultCache:
                 self._owed[key] -= 1
                 if not self._owed[key]:
                     del self._owed[key]
-            else:
-                self._pending += 1
-            inline = self._pending > _MAX_PENDING
-            if not inline and self._writes is None:
+            self._pending += 1
+            if self._writes is None:
                 self._writes = ThreadPoolExecutor(2, thread_name_prefix="semantic-store")
             writes = self._writes
-        if inline or writes is None:
-            self._write(key, result)
-        else:
-            writes.submit(self._write, key, result)
+        writes.submit(self._write, key, result)
 
     def _write(self, key: str, result: CachedResult) -> None:
         try:
@@ -262,7 +260,7 @@ class ResultCache:
         write failed), including those whose caller has yet to :meth:`publish`;
         False if that took longer than ``timeout`` seconds."""
         with self._drained:
-            return self._drained.wait_for(lambda: self._pending == 0, timeout)
+            return self._drained.wait_for(lambda: not self._pending and not self._owed, timeout)
 
     def close(self) -> None:
         with self._guard:

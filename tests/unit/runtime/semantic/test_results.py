@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from quarry.core.errors import BadRequest
+from quarry.runtime.semantic import results as results_module
 from quarry.runtime.semantic.formats import choose_format
 from quarry.runtime.semantic.results import (
     CachedResult,
@@ -121,6 +122,30 @@ def test_the_store_write_is_off_the_answer_path(store: ObjectStore) -> None:
     got, hit = ResultCache(store, 60).get_or_compute(KEY, _compute(calls, 3))
     assert hit and got.table.equals(made.table) and calls == [1]
     one.close()
+
+
+def test_a_slow_store_holds_back_new_computations(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers waiting for their write are bounded: past the bound a new
+    computation waits for the writer instead of piling answers up in memory."""
+    monkeypatch.setattr(results_module, "_MAX_PENDING", 1)
+    gated = GatedStore(store)
+    cache = ResultCache(gated, 60)
+    calls: list[int] = []
+    cache.get_or_compute(KEY, _compute(calls, 1))  # its write waits at the gate
+    other = result_key("acme", "ws1", "rev1", '{"measures":["o.n"]}', [])
+    done = threading.Event()
+    worker = threading.Thread(
+        target=lambda: (cache.get_or_compute(other, _compute(calls, 2)), done.set())
+    )
+    worker.start()
+    assert not done.wait(0.3) and calls == [1]  # held back, not computed
+    gated.gate.set()
+    assert done.wait(30) and calls == [1, 2]
+    worker.join()
+    assert cache.flush() and store.exists(KEY) and store.exists(other)
+    cache.close()
 
 
 def test_a_caller_that_publishes_itself(store: ObjectStore) -> None:
