@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from pydantic import TypeAdapter
+from pydantic import AliasChoices, BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from quarry.definitions.models import agent, agentic, app, monitor, schedule, semantic, workflow
@@ -61,12 +61,56 @@ HEARTBEAT_SECONDS = 15.0
 STREAM_SECONDS = 600.0  # then the stream ends; the page reconnects
 
 
+def _other_spellings() -> dict[str, dict[str, str]]:
+    """Model name -> {another key the model accepts: the property it fills}: the
+    older spellings of ``AliasChoices`` (``data_repos`` for ``repositories``) and field
+    names that ``populate_by_name`` accepts beside an alias. A JSON Schema names one
+    key per property, so these are added to it, or the editor would flag valid keys."""
+    found: dict[str, dict[str, str]] = {}
+    stack: list[type[BaseModel]] = [BaseModel]
+    seen: set[type[BaseModel]] = set()
+    while stack:
+        for cls in stack.pop().__subclasses__():
+            if cls in seen:
+                continue
+            seen.add(cls)
+            stack.append(cls)
+            if not cls.__module__.startswith("quarry.definitions."):
+                continue
+            for name, field in cls.model_fields.items():
+                keys: list[str] = []
+                if isinstance(field.validation_alias, AliasChoices):
+                    keys = [c for c in field.validation_alias.choices if isinstance(c, str)]
+                elif field.alias and field.alias != name:
+                    keys = [field.alias]
+                if cls.model_config.get("populate_by_name") and name not in keys:
+                    keys.append(name)
+                for other in keys[1:]:
+                    found.setdefault(cls.__name__, {})[other] = keys[0]
+    return found
+
+
+def _add_spellings(schema: dict[str, Any], spellings: dict[str, dict[str, str]]) -> None:
+    targets = [schema, *schema.get("$defs", {}).values()]
+    for target in targets:
+        props = target.get("properties")
+        extra = spellings.get(str(target.get("title", "")), {})
+        if not isinstance(props, dict):
+            continue
+        for other, primary in extra.items():
+            if primary in props and other not in props:
+                props[other] = {**props[primary], "description": f"another name for {primary}"}
+
+
 @lru_cache(maxsize=1)
 def schemas_json() -> bytes:
     """Every kind's JSON Schema, one document (built once per process)."""
     out: dict[str, Any] = {}
+    spellings = _other_spellings()
     for kind, model in SCHEMA_MODELS.items():
-        out[kind] = TypeAdapter(model).json_schema(by_alias=True)
+        schema = TypeAdapter(model).json_schema(by_alias=True)
+        _add_spellings(schema, spellings)
+        out[kind] = schema
     return json.dumps(out, separators=(",", ":")).encode()
 
 

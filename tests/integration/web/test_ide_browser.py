@@ -91,6 +91,7 @@ def ide(browser: Browser, quarry: Quarry) -> Iterator[tuple[Page, Watched]]:
     # one workspace: straight in, the first file opened (and named in the URL)
     expect(page).to_have_url(re.compile(re.escape(f"{quarry.url}/ide/{WORKSPACE}") + r"(\?|$)"))
     expect(page.locator("body")).to_have_attribute("data-editor", "ready")
+    expect(page.locator("#ide-path")).not_to_have_text("No file open")  # the first file
     try:
         yield page, watched
         assert watched.problems == []
@@ -317,3 +318,34 @@ def test_branches_switch_pull_and_push(
         check=True,
     )
     assert pushed.stdout.strip() == "Edit the page from elsewhere"
+
+
+def test_workspace_text_with_markup_shows_as_text(
+    ide: tuple[Page, Watched], quarry: Quarry
+) -> None:
+    """A file's content, its compile problem (the key is quoted in the message) and
+    the diff all carry markup: every one is shown as text, nothing runs."""
+    page, _ = ide
+    path = "apps/markup.app.yml"
+    page.get_by_label("New file").fill(path)
+    page.get_by_role("button", name="Create file").click()
+    expect(page.locator("#ide-path")).to_have_text(path)
+    _editor(page).click()
+    page.keyboard.insert_text(
+        'title: "<script>window.__xss = 1</script>"\n"<img src=x onerror=window.__xss=2>": 1\n'
+    )
+    page.get_by_role("button", name="Save").click()
+    problem = page.locator("#ide-problems li.problem", has_text="unknown field")
+    expect(problem).to_contain_text("<img src=x onerror=window.__xss=2>", timeout=60_000)
+    page.get_by_role("button", name="Show diff").click()
+    expect(page.locator("#git-diff-text")).to_contain_text("<script>window.__xss = 1</script>")
+    expect(_editor(page)).to_contain_text("<script>window.__xss = 1</script>")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#ide-problems img, #git-diff-text script, .cm-content img").count() == 0
+    # Leave the workspace compiling for the other tests.
+    with httpx.Client(
+        base_url=quarry.url, headers={"Authorization": f"Bearer {quarry.token}"}
+    ) as c:
+        url = f"/api/v1/workspaces/{WORKSPACE}/files/{path}"
+        gone = c.delete(url, params={"expected_hash": c.get(url).headers["X-Quarry-Content-Hash"]})
+        assert gone.status_code == 200, gone.text

@@ -90,6 +90,11 @@ function showCompile(status) {
     (row && row.draft ? " (draft)" : "") + (row && row.promoted ? " (live)" : "");
   badge.setAttribute("data-state", state);
   badge.setAttribute("data-errors", String(errors));
+  var notice = $("ide-notice");
+  if (/compiling…$/.test(notice.textContent) && (state === "succeeded" || state === "failed")) {
+    notice.textContent = notice.textContent.replace(/compiling…$/, state === "failed"
+      ? "the compile failed (see Problems)." : "compiled" + (row && row.promoted ? ", live." : ", a draft."));
+  }
   renderProblems();
   renderTree();
   relint();
@@ -201,7 +206,7 @@ function renderTree() {
     input.placeholder = "workflows/new.workflow.yml";
     var go = document.createElement("button");
     go.type = "submit";
-    go.textContent = "Create";
+    go.textContent = "Create file";
     form.append(lab, input, go);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
