@@ -34,6 +34,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -55,6 +56,12 @@ from quarry.store.queue.port import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Task], object]
+
+# A worker whose last task was short claims up to this many tasks with its next
+# completion (docs/queue.md "Prefetch"); tasks it holds but has not started go back to
+# the queue as soon as the running handler has taken longer than PREFETCH_HOLD.
+DEFAULT_PREFETCH = 8
+PREFETCH_HOLD = 0.05
 
 
 class PermanentFailure(Exception):
@@ -160,7 +167,11 @@ class Worker:
         listen: bool = True,
         reap_interval: float | None = 5.0,
         async_commit: bool = True,
+        prefetch: int = DEFAULT_PREFETCH,
+        prefetch_hold: float = PREFETCH_HOLD,
     ) -> None:
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, not {prefetch}")
         self.queue = queue
         self.handler = handler
         self.queues = list(queues)
@@ -177,8 +188,14 @@ class Worker:
         self.reaper = Reaper(queue, interval=reap_interval) if reap_interval else None
         self._next_queue = 0
         self._nudge: threading.Event | None = None
-        # The next task, claimed in the same statement that completed the last one.
-        self._prefetched: Task | None = None
+        # Tasks claimed in the statement that completed the last one, not started yet.
+        # Held at most prefetch * prefetch_hold seconds in all: kept well inside the
+        # lease, else no prefetch (no heartbeat extends them while they wait).
+        self.prefetch_hold = prefetch_hold
+        self.prefetch = prefetch if prefetch * prefetch_hold <= lease_seconds / 6 else 1
+        self._ahead: deque[Task] = deque()
+        # Whether the last handler finished within prefetch_hold (then prefetch).
+        self._short = False
         self._runner = _Runner()
         self.async_commit = async_commit
         self.health = LoopHealth(f"worker {self.owner}")
@@ -258,16 +275,37 @@ class Worker:
 
     def release_held(self) -> None:
         """At the end of the loop: give back what was claimed but not started (the
-        task prefetched by the last completion). A batched worker also flushes its
+        tasks prefetched by the last completion). A batched worker also flushes its
         buffered completions here."""
-        if self._prefetched is not None:
-            leftover, self._prefetched = self._prefetched, None
-            self._settle_safely(leftover, self.queue.release, "released")
+        self._release_ahead()
+
+    def _release_ahead(self) -> None:
+        """Give the prefetched, unstarted tasks back to the queue (attempts not
+        counted). If that write fails their leases expire and they run then."""
+        if not self._ahead:
+            return
+        ahead = list(self._ahead)
+        self._ahead.clear()
+        if len(ahead) == 1:
+            self._settle_safely(ahead[0], self.queue.release, "released")
+            return
+        try:
+            released = self.queue.release_many(ahead)
+        except Exception:
+            log.exception(
+                "worker %s: could not release %d prefetched tasks; their leases will "
+                "expire and they will run then",
+                self.owner,
+                len(ahead),
+            )
+            return
+        for task in ahead:
+            if task.id not in released:
+                self._lost(task, "release")
 
     def claim_next(self) -> Task | None:
-        if self._prefetched is not None:
-            ready, self._prefetched = self._prefetched, None
-            return ready
+        if self._ahead:
+            return self._ahead.popleft()
         for i in range(len(self.queues)):
             name = self.queues[(self._next_queue + i) % len(self.queues)]
             task = self.queue.claim(self.owner, queue=name, lease_seconds=self.lease_seconds)
@@ -279,7 +317,7 @@ class Worker:
     def run_one(self) -> bool:
         """Claim and execute one task; False when nothing was eligible (or the claim
         failed: ``_retry_delay`` then says how long to back off)."""
-        prefetched = self._prefetched is not None
+        prefetched = bool(self._ahead)
         task = self._claim()
         if task is None:
             return False
@@ -315,15 +353,19 @@ class Worker:
                 done.set()
                 nudge.set()
 
+        began = time.monotonic()
         self._runner.submit(target)
         interval = self.lease_seconds / 3
         next_beat = self._first_beat(interval)
+        hold_until = began + self.prefetch_hold
         cancel_requested = False
         while not done.is_set():
             now = time.monotonic()
             wait = next_beat - now
             if self._stop_deadline is not None:
                 wait = min(wait, self._stop_deadline - now)
+            if self._ahead:
+                wait = min(wait, hold_until - now)
             chore = self._chore_due()
             if chore is not None:
                 wait = min(wait, chore - now)
@@ -333,6 +375,9 @@ class Worker:
                 break
             now = time.monotonic()
             self._chores(now)
+            if self._ahead and now >= hold_until:
+                # A long task: what we prefetched would wait behind it; let others run it.
+                self._release_ahead()
             if self._stop_deadline is not None and now >= self._stop_deadline:
                 task.stop_event.set()
                 self._settle_safely(task, self.queue.release, "released")
@@ -356,6 +401,7 @@ class Worker:
                 self.health.succeeded()
                 if cancel_requested:
                     task.stop_event.set()
+        self._short = time.monotonic() - began <= self.prefetch_hold
         self._settle(task, outcome, cancel_requested)
 
     # -- hooks a batched worker (runtime/queue/batch.py) overrides ---------------------
@@ -441,28 +487,44 @@ class Worker:
         )
 
     def _complete(self, task: Task, result: Any, *, retrying: bool = False) -> None:
-        """Record success. A retry after a failed attempt completes only: the failed
-        attempt may have claimed a next task we never saw (its lease expires and the
-        reaper re-queues it), and a retry should not risk that again."""
-        if self.stopping or retrying:
+        """Record success, at once (a fenced write; the next task starts after it).
+
+        With prefetched tasks still to run, a plain completion (a primary-key update).
+        Otherwise complete and claim the next work in the same statement: one task, or
+        up to ``prefetch`` when this one was short (``docs/queue.md`` "Prefetch").
+        A retry after a failed attempt completes only: the failed attempt may have
+        claimed tasks we never saw (their leases expire and the reaper re-queues them),
+        and a retry should not risk that again."""
+        if self.stopping or retrying or self._ahead:
             self.queue.complete(task, result)
             self.stats.succeeded += 1
             return
-        # Complete and claim the next task (from the next of our queues in turn) in one
-        # round trip; a stop requested meanwhile releases the prefetched task at once.
+        # From the next of our queues in turn; a stop requested meanwhile releases the
+        # prefetched tasks at once.
         name = self.queues[self._next_queue % len(self.queues)]
         self._next_queue = (self._next_queue + 1) % len(self.queues)
-        completed, self._prefetched = self.queue.complete_and_claim(
-            task, result, self.owner, queue=name, lease_seconds=self.lease_seconds
-        )
+        limit = self.prefetch if self._short else 1
+        if limit == 1:
+            completed, following = self.queue.complete_and_claim(
+                task, result, self.owner, queue=name, lease_seconds=self.lease_seconds
+            )
+            claimed = [] if following is None else [following]
+        else:
+            ids, claimed = self.queue.complete_many_and_claim(
+                [(task, result)],
+                self.owner,
+                queue=name,
+                lease_seconds=self.lease_seconds,
+                limit=limit,
+            )
+            completed = task.id in ids
+        self._ahead.extend(claimed)
+        self.stats.claimed += len(claimed)
         if not completed:
             raise LeaseLost(f"task {task.id}: lease lost; complete refused", task_id=task.id)
         self.stats.succeeded += 1
-        if self._prefetched is not None:
-            self.stats.claimed += 1
-            if self.stopping:
-                prefetched, self._prefetched = self._prefetched, None
-                self._settle_safely(prefetched, self.queue.release, "released")
+        if self.stopping:
+            self._release_ahead()
 
     def _settle_safely(self, task: Task, op: Callable[[Task], None], what: str) -> None:
         try:
