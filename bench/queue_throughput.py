@@ -1,29 +1,42 @@
 """Queue throughput: Quarry's task queue side by side with pgqueuer and procrastinate.
 
-Same Postgres, same run, same work, each system in a fresh database per measurement:
+Every system runs the way its own documentation recommends, on the same Postgres, in
+a fresh database per measurement:
 
-1. **enqueue** -- one producer enqueues N no-op tasks, one call (one transaction)
-   per task, with each system's ordinary single-task API;
-2. **drain** -- W worker processes (1, 2, 4), started and connected beforehand, are
-   released together and claim + complete (execute a no-op) until the queue is empty,
-   timed from the start signal to the last handler run (each system's completion
-   writes are checked afterwards; pgqueuer's are buffered, so its figure does not
-   wait for them while Quarry's and procrastinate's completions are synchronous);
-   each system's own worker in its "exit when empty" mode with default settings
-   (pgqueuer: ``QueueManager.run(mode=drain)``, batch size 10; procrastinate:
-   ``run_worker(wait=False)``, concurrency 1; Quarry: ``Worker.drain()``).
-   Quarry's figure is timed to the moment ``drain()`` returned, after its last
-   completion was written, which is stricter than the others' last handler run.
+- **pgqueuer** (``PGQ_CONFIG``): the asyncpg driver, ``QueueManager.run()`` -- its
+  normal continuous worker loop -- with its default ``batch_size=10`` (its completions
+  are buffered and flushed in batches), an ``async`` no-op entrypoint; bulk enqueue is
+  ``Queries.enqueue`` with lists.
+- **procrastinate** (``PRO_CONFIG``): ``App.run_worker_async()`` (its worker, default
+  concurrency 1, listening for notifications) on its psycopg connector; bulk enqueue
+  is ``Task.batch_defer_async``.
+- **quarry**: the default worker that ``quarry worker`` runs (``Worker.run()``: one
+  task at a time, listening for ``NOTIFY``, the reaper on); **quarry_batch**: the
+  batched worker (``--batch 10``, ``runtime/queue/batch.py``); **quarry_sync**
+  (optional): the default worker waiting for the WAL flush on every write. Bulk
+  enqueue is ``TaskQueue.enqueue_many``.
 
-Quarry runs in up to three variants: ``quarry`` (the default worker: one statement per
-task, completing one and claiming the next), ``quarry_batch`` (``--batch``, default 10
-like pgqueuer's batch size: claims up to 10 per statement and records their
-completions in the statement that claims the next batch, ``runtime/queue/batch.py``)
-and ``quarry_sync`` (the default worker waiting for the WAL flush on every commit).
+Each round, for each W in ``--workers`` and each system (the order rotated per round):
 
-The end-to-end figure is ``N / (enqueue seconds + drain seconds)``.
+1. **bulk enqueue** -- N no-op tasks in chunks of 1,000, one call per chunk;
+2. **drain** -- W worker processes, started and connected beforehand, enter their
+   normal loop together and run the N queued tasks; timed from the first handler
+   start (so no system's loop start-up counts) to the last completion. Quarry's end
+   is the moment its last completion *write* returned; pgqueuer's and
+   procrastinate's end is their last handler run (their completion writes come
+   later, pgqueuer's buffered): this favours the peers;
+3. **end to end** -- the same W workers now idle in their loop (listening); a producer
+   enqueues N more in chunks of 100 (each system's bulk API) and the clock runs from
+   the first enqueue to the last completion (as in 2);
+4. at W=1 only, **latency** -- 50 single enqueues one after another, each timed from
+   the enqueue call to the handler starting in the worker (p50 / p99);
 
-    uv sync --group bench
+and once per round per system, **single enqueue**: ``--single`` tasks, one call (one
+transaction) each, with each system's ordinary single-task API on one connection.
+
+Tables: medians over rounds, ratios to each peer (median), and the worst round's
+ratio (each round paired with the same round of the peer).
+
     .venv/bin/python bench/queue_throughput.py [--tasks 3000] [--workers 1 2 4] [--repeat 3]
 
 Needs a Postgres superuser DSN in ``QUARRY_BENCH_PG`` (default
@@ -34,16 +47,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -52,7 +65,13 @@ ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5
 SYSTEMS = ("quarry", "quarry_batch", "pgqueuer", "procrastinate", "quarry_sync")
 DEFAULT_SYSTEMS = ["quarry", "quarry_batch", "pgqueuer", "procrastinate"]
 QUARRY_VARIANTS = ("quarry", "quarry_batch", "quarry_sync")
+PEERS = ("pgqueuer", "procrastinate")
 BATCH = [10]  # --batch, for quarry_batch
+BULK_CHUNK = 1000
+E2E_CHUNK = 100
+LATENCY_SAMPLES = 50
+PGQ_CONFIG = "asyncpg driver, QueueManager.run() continuous loop, batch_size=10 (default)"
+PRO_CONFIG = "psycopg connector, run_worker_async() (concurrency 1, listen_notify on)"
 
 
 def dsn_for(dbname: str) -> str:
@@ -75,229 +94,306 @@ def sa_url(dsn: str) -> str:
     return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
-# -- per-system setup, enqueue and drain ----------------------------------------------
+# -- producers (parent process) ---------------------------------------------------------
 
 
-# When this worker process last finished running a handler: the drain ends at the
-# latest of these across workers. (A worker's "queue is empty" exit can lag: pgqueuer's
-# drain mode takes seconds to notice, which is not work.)
-LAST_HANDLED = [0.0]
+class Producer:
+    """One system's enqueue side on one connection."""
+
+    def single(self, start: int, n: int) -> None:
+        raise NotImplementedError
+
+    def bulk(self, start: int, n: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
 
-def handled() -> None:
-    LAST_HANDLED[0] = time.time()
+class QuarryProducer(Producer):
+    def __init__(self, dsn: str) -> None:
+        from quarry.runtime.queue import open_queue
+        from quarry.store.db import create_state_engine
+        from quarry.store.queue.port import NewTask
+
+        self.new_task = NewTask
+        self.engine = create_state_engine(sa_url(dsn), pool_size=2)
+        self.queue = open_queue(self.engine)
+        self._pin = self.queue.pinned()  # one connection, as the others hold
+        self._pin.__enter__()
+
+    def single(self, start: int, n: int) -> None:
+        for i in range(start, start + n):
+            self.queue.enqueue("bench", "noop", {"i": i})
+
+    def bulk(self, start: int, n: int) -> None:
+        self.queue.enqueue_many(
+            [self.new_task("bench", "noop", {"i": i}) for i in range(start, start + n)]
+        )
+
+    def close(self) -> None:
+        self._pin.__exit__(None, None, None)
+        self.engine.dispose()
 
 
-def quarry_setup(dsn: str) -> None:
-    from quarry.store.db import create_state_engine
-    from quarry.store.migrate import migrate
+class PgqProducer(Producer):
+    def __init__(self, dsn: str) -> None:
+        import asyncpg
+        from pgqueuer import Queries
 
-    engine = create_state_engine(sa_url(dsn))
-    migrate(engine)
-    engine.dispose()
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(asyncpg.connect(dsn))
+        self.queries = Queries.from_asyncpg_connection(self.conn)
 
+    def single(self, start: int, n: int) -> None:
+        async def run() -> None:
+            for i in range(start, start + n):
+                await self.queries.enqueue("noop", str(i).encode())
 
-def quarry_enqueue(dsn: str, n: int) -> float:
-    from quarry.runtime.queue import open_queue
-    from quarry.store.db import create_state_engine
+        self.loop.run_until_complete(run())
 
-    engine = create_state_engine(sa_url(dsn))
-    queue = open_queue(engine)
-    with queue.pinned():  # one connection for the producer, as the others hold
-        started = time.perf_counter()
-        for i in range(n):
-            queue.enqueue("bench", "noop", {"i": i})
-        elapsed = time.perf_counter() - started
-    engine.dispose()
-    return elapsed
+    def bulk(self, start: int, n: int) -> None:
+        self.loop.run_until_complete(
+            self.queries.enqueue(
+                ["noop"] * n, [str(i).encode() for i in range(start, start + n)], [0] * n
+            )
+        )
 
-
-def quarry_worker(
-    dsn: str, ready: Callable[[], None], *, async_commit: bool = True, batch: int = 1
-) -> int:
-    from quarry.runtime.queue import open_queue
-    from quarry.runtime.queue.batch import make_worker
-    from quarry.store.db import create_state_engine
-
-    engine = create_state_engine(sa_url(dsn), pool_size=2)
-    worker = make_worker(
-        open_queue(engine),
-        lambda task: None,
-        batch_size=batch,
-        listen=False,
-        reap_interval=None,
-        async_commit=async_commit,
-    )
-    with engine.connect():
-        pass  # connect before the start signal, like the others
-    ready()
-    succeeded = worker.drain().succeeded
-    handled()  # after the last completion was written, not after the last handler
-    return succeeded
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
 
 
-def quarry_batch_worker(dsn: str, ready: Callable[[], None]) -> int:
-    """Quarry's batched worker: up to BATCH tasks per claim, completions buffered."""
-    return quarry_worker(dsn, ready, batch=BATCH[0])
+class ProProducer(Producer):
+    def __init__(self, dsn: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.app: Any = _procrastinate_app(dsn)
+        self.loop.run_until_complete(self.app.open_async())
+        self.task = self.app.tasks["noop"]
+
+    def single(self, start: int, n: int) -> None:
+        async def run() -> None:
+            for i in range(start, start + n):
+                await self.task.defer_async(i=i)
+
+        self.loop.run_until_complete(run())
+
+    def bulk(self, start: int, n: int) -> None:
+        self.loop.run_until_complete(
+            self.task.batch_defer_async(*({"i": i} for i in range(start, start + n)))
+        )
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.app.close_async())
+        self.loop.close()
 
 
-def pgqueuer_setup(dsn: str) -> None:
-    from pgqueuer import Queries
-
-    async def main() -> None:
-        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-        await Queries.from_psycopg_connection(conn).install()
-        await conn.close()
-
-    asyncio.run(main())
+def producer_for(system: str, dsn: str) -> Producer:
+    if system in QUARRY_VARIANTS:
+        return QuarryProducer(dsn)
+    return PgqProducer(dsn) if system == "pgqueuer" else ProProducer(dsn)
 
 
-def pgqueuer_enqueue(dsn: str, n: int) -> float:
-    from pgqueuer import Queries
+def _procrastinate_app(dsn: str) -> Any:
+    import logging
 
-    async def main() -> float:
-        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-        queries = Queries.from_psycopg_connection(conn)
-        started = time.perf_counter()
-        for i in range(n):
-            await queries.enqueue("noop", str(i).encode())
-        elapsed = time.perf_counter() - started
-        await conn.close()
-        return elapsed
-
-    return asyncio.run(main())
-
-
-def pgqueuer_worker(dsn: str, ready: Callable[[], None]) -> int:
-    from pgqueuer import Queries, QueueManager
-    from pgqueuer.models import Job
-    from pgqueuer.types import QueueExecutionMode
-
-    count = 0
-
-    async def main() -> None:
-        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-        qm = QueueManager(Queries.from_psycopg_connection(conn))
-
-        @qm.entrypoint("noop")
-        async def noop(job: Job) -> None:
-            nonlocal count
-            count += 1
-            handled()
-
-        await asyncio.get_running_loop().run_in_executor(None, ready)
-        await qm.run(mode=QueueExecutionMode.drain)
-        await conn.close()
-
-    asyncio.run(main())
-    return count
-
-
-def _procrastinate_app(dsn: str) -> object:
     import procrastinate
+
+    logging.getLogger("procrastinate").setLevel(logging.ERROR)
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
 
     @app.task(name="noop")
     def noop(i: int) -> None:
-        handled()
+        Trace.handled()
 
     return app
 
 
-def procrastinate_setup(dsn: str) -> None:
-    async def main() -> None:
-        app = _procrastinate_app(dsn)
-        async with app.open_async():  # type: ignore[attr-defined]
-            await app.schema_manager.apply_schema_async()  # type: ignore[attr-defined]
+def setup(system: str, dsn: str) -> None:
+    if system in QUARRY_VARIANTS:
+        from quarry.store.db import create_state_engine
+        from quarry.store.migrate import migrate
 
-    asyncio.run(main())
+        engine = create_state_engine(sa_url(dsn))
+        migrate(engine)
+        engine.dispose()
+    elif system == "pgqueuer":
+        import asyncpg
+        from pgqueuer import Queries
 
+        async def install() -> None:
+            conn = await asyncpg.connect(dsn)
+            await Queries.from_asyncpg_connection(conn).install()
+            await conn.close()
 
-def procrastinate_enqueue(dsn: str, n: int) -> float:
-    async def main() -> float:
-        app = _procrastinate_app(dsn)
-        async with app.open_async():  # type: ignore[attr-defined]
-            task = app.tasks["noop"]  # type: ignore[attr-defined]
-            started = time.perf_counter()
-            for i in range(n):
-                await task.defer_async(i=i)
-            return time.perf_counter() - started
+        asyncio.run(install())
+    else:
 
-    return asyncio.run(main())
+        async def apply() -> None:
+            app = _procrastinate_app(dsn)
+            async with app.open_async():
+                await app.schema_manager.apply_schema_async()
 
-
-def procrastinate_worker(dsn: str, ready: Callable[[], None]) -> int:
-    async def main() -> None:
-        app = _procrastinate_app(dsn)
-        async with app.open_async():  # type: ignore[attr-defined]
-            await asyncio.get_running_loop().run_in_executor(None, ready)
-            await app.run_worker_async(wait=False, install_signal_handlers=False)  # type: ignore[attr-defined]
-
-    asyncio.run(main())
-    return -1  # procrastinate does not report a count; checked in the database
+        asyncio.run(apply())
 
 
-def quarry_sync_worker(dsn: str, ready: Callable[[], None]) -> int:
-    """Quarry with every claim and completion waiting for its WAL flush."""
-    return quarry_worker(dsn, ready, async_commit=False)
-
-
-SETUP = {
-    "quarry": quarry_setup,
-    "quarry_batch": quarry_setup,
-    "quarry_sync": quarry_setup,
-    "pgqueuer": pgqueuer_setup,
-    "procrastinate": procrastinate_setup,
-}
-ENQUEUE = {
-    "quarry": quarry_enqueue,
-    "quarry_batch": quarry_enqueue,
-    "quarry_sync": quarry_enqueue,
-    "pgqueuer": pgqueuer_enqueue,
-    "procrastinate": procrastinate_enqueue,
-}
-WORKER: dict[str, Callable[[str, Callable[[], None]], int]] = {
-    "quarry": quarry_worker,
-    "quarry_batch": quarry_batch_worker,
-    "quarry_sync": quarry_sync_worker,
-    "pgqueuer": pgqueuer_worker,
-    "procrastinate": procrastinate_worker,
-}
-REMAINING = {
-    "quarry": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
-    "quarry_batch": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
-    "quarry_sync": "SELECT count(*) FROM tasks WHERE state <> 'succeeded'",
-    "pgqueuer": "SELECT count(*) FROM pgqueuer",
-    "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
-}
-DONE = {
+DONE_SQL = {
     "quarry": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
-    "quarry_batch": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
-    "quarry_sync": "SELECT count(*) FROM tasks WHERE state = 'succeeded'",
     "pgqueuer": "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'",
     "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
 }
 
 
-def scalar(dsn: str, sql: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
-        assert row is not None
-        return int(row[0])
+def done_sql(system: str) -> str:
+    return DONE_SQL["quarry" if system in QUARRY_VARIANTS else system]
 
 
-# -- child process: one worker ---------------------------------------------------------
+# -- child process: one worker in its normal loop ------------------------------------
+
+
+class Trace:
+    """What the child reports: when it last finished a task, and (when tracing) when
+    each handler started."""
+
+    first = 0.0
+    last = 0.0
+    count = 0
+    tracing = False
+    lock = threading.Lock()
+
+    @classmethod
+    def started(cls) -> float:
+        now = time.time()
+        if not cls.first:
+            cls.first = now
+        if cls.tracing:
+            print(f"H {now:.6f}", flush=True)
+        return now
+
+    @classmethod
+    def handled(cls) -> None:
+        now = cls.started()
+        with cls.lock:
+            cls.last = now
+            cls.count += 1
+
+
+def quarry_child(dsn: str, gate: threading.Event, stop: threading.Event, variant: str) -> None:
+    from quarry.runtime.queue import open_queue
+    from quarry.runtime.queue.batch import make_worker
+    from quarry.store.db import create_state_engine
+
+    engine = create_state_engine(sa_url(dsn), pool_size=2)
+    queue = open_queue(engine)
+
+    # The end of a task is the return of the write that recorded it, not the handler.
+    def recorded(method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            with Trace.lock:
+                Trace.last = time.time()
+            return result
+
+        return wrapper
+
+    for name in ("complete", "complete_and_claim", "complete_many", "complete_many_and_claim"):
+        setattr(queue, name, recorded(getattr(queue, name)))
+
+    def handler(task: Any) -> None:
+        Trace.started()
+
+    worker = make_worker(
+        queue,
+        handler,
+        batch_size=BATCH[0] if variant == "quarry_batch" else 1,
+        async_commit=variant != "quarry_sync",
+    )
+
+    def ready() -> None:  # listening and connected: wait for the start signal
+        print("READY", flush=True)
+        gate.wait()
+
+    thread = threading.Thread(target=worker.run, kwargs={"on_ready": ready}, daemon=True)
+    thread.start()
+    stop.wait()
+    worker.request_stop()
+    thread.join(30)
+    engine.dispose()
+
+
+def pgqueuer_child(dsn: str, gate: threading.Event, stop: threading.Event) -> None:
+    import asyncpg
+    from pgqueuer import Queries, QueueManager
+    from pgqueuer.models import Job
+
+    async def main() -> None:
+        conn = await asyncpg.connect(dsn)
+        qm = QueueManager(Queries.from_asyncpg_connection(conn))
+
+        @qm.entrypoint("noop")
+        async def noop(job: Job) -> None:
+            Trace.handled()
+
+        loop = asyncio.get_running_loop()
+        print("READY", flush=True)
+        await loop.run_in_executor(None, gate.wait)
+        threading.Thread(
+            target=lambda: (stop.wait(), loop.call_soon_threadsafe(qm.shutdown.set)),
+            daemon=True,
+        ).start()
+        await qm.run()
+        await conn.close()
+
+    asyncio.run(main())
+
+
+def procrastinate_child(dsn: str, gate: threading.Event, stop: threading.Event) -> None:
+    async def main() -> None:
+        app = _procrastinate_app(dsn)
+        async with app.open_async():
+            loop = asyncio.get_running_loop()
+            print("READY", flush=True)
+            await loop.run_in_executor(None, gate.wait)
+            worker = asyncio.ensure_future(app.run_worker_async(install_signal_handlers=False))
+            threading.Thread(
+                target=lambda: (stop.wait(), loop.call_soon_threadsafe(worker.cancel)),
+                daemon=True,
+            ).start()
+            with suppress(asyncio.CancelledError):
+                await worker
+
+    asyncio.run(main())
 
 
 def child(system: str, dsn: str) -> None:
-    def ready() -> None:
-        print("READY", flush=True)
-        if sys.stdin.readline().strip() != "GO":
-            raise SystemExit("no start signal")
+    """Commands on stdin: GO (enter the loop), MARK (print ``LAST <t> <n>``), TRACE
+    (print ``H <t>`` as each handler starts), STOP."""
+    gate, stop = threading.Event(), threading.Event()
 
-    WORKER[system](dsn, ready)
-    print(f"DONE {LAST_HANDLED[0]:.6f}", flush=True)
+    def commands() -> None:
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == "GO":
+                gate.set()
+            elif cmd == "MARK":
+                with Trace.lock:
+                    print(f"LAST {Trace.last:.6f} {Trace.first:.6f}", flush=True)
+            elif cmd == "TRACE":
+                Trace.tracing = True
+            elif cmd == "STOP":
+                break
+        gate.set()
+        stop.set()
+
+    threading.Thread(target=commands, daemon=True).start()
+    if system in QUARRY_VARIANTS:
+        quarry_child(dsn, gate, stop, system)
+    elif system == "pgqueuer":
+        pgqueuer_child(dsn, gate, stop)
+    else:
+        procrastinate_child(dsn, gate, stop)
+    print("STOPPED", flush=True)
 
 
 # -- parent ------------------------------------------------------------------------------
@@ -308,12 +404,14 @@ class Measurement:
     system: str
     workers: int
     tasks: int
-    enqueue_s: float
+    bulk_s: float
     drain_s: float
+    e2e_s: float
+    latencies: list[float] = field(default_factory=list)
 
     @property
-    def enqueue_rate(self) -> float:
-        return self.tasks / self.enqueue_s
+    def bulk_rate(self) -> float:
+        return self.tasks / self.bulk_s
 
     @property
     def drain_rate(self) -> float:
@@ -321,42 +419,65 @@ class Measurement:
 
     @property
     def e2e_rate(self) -> float:
-        return self.tasks / (self.enqueue_s + self.drain_s)
+        return self.tasks / self.e2e_s
 
 
-def drain(system: str, dsn: str, workers: int) -> float:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--child", system, "--dsn", dsn, "--batch", str(BATCH[0])],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(workers)
-    ]
-    try:
-        for p in procs:
-            assert p.stdout is not None
-            line = p.stdout.readline().strip()
+class Fleet:
+    def __init__(self, system: str, dsn: str, workers: int) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    system,
+                    "--dsn",
+                    dsn,
+                    "--batch",
+                    str(BATCH[0]),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(workers)
+        ]
+        for p in self.procs:
+            line = self._line(p)
             if line != "READY":
                 raise RuntimeError(f"{system} worker did not start: {line!r}")
-        started = time.time()
-        for p in procs:
+
+    @staticmethod
+    def _line(p: subprocess.Popen[str]) -> str:
+        assert p.stdout is not None
+        return p.stdout.readline().strip()
+
+    def send(self, cmd: str, procs: list[subprocess.Popen[str]] | None = None) -> None:
+        for p in procs or self.procs:
             assert p.stdin is not None
-            p.stdin.write("GO\n")
+            p.stdin.write(cmd + "\n")
             p.stdin.flush()
-        ends = []
-        for p in procs:
-            assert p.stdout is not None
-            out = p.stdout.read().strip().splitlines()
-            done = [line for line in out if line.startswith("DONE ")]
-            if p.wait(120) != 0 or not done:
-                raise RuntimeError(f"{system} worker failed: {out[-5:]}")
-            ends.append(float(done[-1].split()[1]))
-        return max(ends) - started
-    finally:
-        for p in procs:
-            if p.poll() is None:
+
+    def marks(self) -> tuple[float, float]:
+        """The first handler start and the last task end over the fleet (wall clock)."""
+        self.send("MARK")
+        ends, starts = [], []
+        for p in self.procs:
+            line = self._line(p)
+            while line.startswith("H "):
+                line = self._line(p)
+            ends.append(float(line.split()[1]))
+            if float(line.split()[2]):
+                starts.append(float(line.split()[2]))
+        return min(starts), max(ends)
+
+    def close(self) -> None:
+        with suppress(BrokenPipeError, OSError):
+            self.send("STOP")
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
             for stream in (p.stdin, p.stdout):
@@ -364,169 +485,156 @@ def drain(system: str, dsn: str, workers: int) -> float:
                     stream.close()
 
 
-def measure(system: str, workers: int, tasks: int) -> Measurement:
+def wait_done(dsn: str, sql: str, target: int, timeout: float = 300.0) -> None:
+    """Poll (every 20 ms, off the clock: the times come from the workers) until
+    ``target`` tasks are recorded as done."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+            if row is not None and int(row[0]) >= target:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{row[0] if row else 0} of {target} done after {timeout}s")
+            time.sleep(0.02)
+
+
+def measure(system: str, workers: int, tasks: int, latency: bool) -> Measurement:
     with scratch_database() as dsn:
-        SETUP[system](dsn)
-        enqueue_s = ENQUEUE[system](dsn, tasks)
-        drain_s = drain(system, dsn, workers)
-        remaining = scalar(dsn, REMAINING[system])
-        done = scalar(dsn, DONE[system])
-        if remaining or done != tasks:
-            raise RuntimeError(f"{system}: {done} done, {remaining} left of {tasks}")
-    return Measurement(system, workers, tasks, enqueue_s, drain_s)
+        setup(system, dsn)
+        producer = producer_for(system, dsn)
+        try:
+            began = time.perf_counter()
+            for start in range(0, tasks, BULK_CHUNK):
+                producer.bulk(start, min(BULK_CHUNK, tasks - start))
+            bulk_s = time.perf_counter() - began
+            fleet = Fleet(system, dsn, workers)
+            try:
+                fleet.send("GO")
+                wait_done(dsn, done_sql(system), tasks)
+                first, last = fleet.marks()
+                drain_s = last - first
+                time.sleep(0.5)  # let every worker settle into its idle wait
+                started = time.time()
+                for start in range(tasks, 2 * tasks, E2E_CHUNK):
+                    producer.bulk(start, min(E2E_CHUNK, 2 * tasks - start))
+                wait_done(dsn, done_sql(system), 2 * tasks)
+                e2e_s = fleet.marks()[1] - started
+                latencies: list[float] = []
+                if latency:
+                    fleet.send("TRACE")
+                    p = fleet.procs[0]
+                    for i in range(LATENCY_SAMPLES):
+                        t0 = time.time()
+                        producer.single(2 * tasks + i, 1)
+                        line = fleet._line(p)
+                        latencies.append(float(line.split()[1]) - t0)
+                        time.sleep(0.005)
+            finally:
+                fleet.close()
+        finally:
+            producer.close()
+    return Measurement(system, workers, tasks, bulk_s, drain_s, e2e_s, latencies)
 
 
-def median_of(results: list[Measurement]) -> Measurement:
-    """The run with the median drain time (its own enqueue time kept alongside)."""
-    ordered = sorted(results, key=lambda m: m.drain_s)
-    mid = ordered[len(ordered) // 2]
-    enqueue_s = statistics.median(m.enqueue_s for m in results)
-    return Measurement(mid.system, mid.workers, mid.tasks, enqueue_s, mid.drain_s)
+def single_enqueue(system: str, n: int) -> float:
+    with scratch_database() as dsn:
+        setup(system, dsn)
+        producer = producer_for(system, dsn)
+        try:
+            began = time.perf_counter()
+            producer.single(0, n)
+            return n / (time.perf_counter() - began)
+        finally:
+            producer.close()
 
 
-def table(results: list[Measurement], workers: list[int], systems: list[str]) -> str:
-    by = {(m.system, m.workers): m for m in results}
-    lines = []
-    header = "| system | enqueue/s | " + " | ".join(f"drain/s W={w} | e2e/s W={w}" for w in workers)
-    lines.append(header + " |")
-    lines.append("|" + "---|" * (2 + 2 * len(workers)))
-    for s in systems:
-        enq = statistics.median(by[(s, w)].enqueue_rate for w in workers)
-        cells = [s, f"{enq:,.0f}"]
-        for w in workers:
-            m = by[(s, w)]
-            cells += [f"{m.drain_rate:,.0f}", f"{m.e2e_rate:,.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    for mine, other in ratio_pairs(systems):
-        q_enq = statistics.median(by[(mine, w)].enqueue_rate for w in workers)
-        o_enq = statistics.median(by[(other, w)].enqueue_rate for w in workers)
-        cells = [f"{mine} / {other}", f"{q_enq / o_enq:.2f}x"]
-        for w in workers:
-            q, o = by[(mine, w)], by[(other, w)]
-            cells += [f"{q.drain_rate / o.drain_rate:.2f}x", f"{q.e2e_rate / o.e2e_rate:.2f}x"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def ratio_pairs(systems: list[str]) -> list[tuple[str, str]]:
-    mine = [s for s in systems if s in ("quarry", "quarry_batch")]
-    return [(m, o) for m in mine for o in systems if o not in QUARRY_VARIANTS]
+    mine = [s for s in systems if s in QUARRY_VARIANTS]
+    return [(m, o) for m in mine for o in systems if o in PEERS]
 
 
-def worst_table(
-    runs: dict[tuple[str, int], list[Measurement]], workers: list[int], systems: list[str]
-) -> str:
-    """The lowest ratio over the rounds, each round's figures paired with the same
-    round's (the systems of one round and one W run back to back)."""
-    lines = [
-        "| worst round | enqueue | "
+def report(
+    runs: dict[tuple[str, int], list[Measurement]],
+    singles: dict[str, list[float]],
+    workers: list[int],
+    systems: list[str],
+) -> None:
+    med = statistics.median
+    head = "| system | enqueue/s single | enqueue/s bulk | " + " | ".join(
+        f"drain/s W={w} | e2e/s W={w}" for w in workers
+    )
+    print(head + " | latency p50 / p99 ms (W=1) |")
+    print("|" + "---|" * (4 + 2 * len(workers)))
+
+    def bulk(s: str) -> float:
+        return med(m.bulk_rate for w in workers for m in runs[(s, w)])
+
+    def lat(s: str) -> list[float]:
+        return [x for w in workers for m in runs[(s, w)] for x in m.latencies]
+
+    for s in systems:
+        cells = [s, f"{med(singles[s]):,.0f}", f"{bulk(s):,.0f}"]
+        for w in workers:
+            cells += [
+                f"{med(m.drain_rate for m in runs[(s, w)]):,.0f}",
+                f"{med(m.e2e_rate for m in runs[(s, w)]):,.0f}",
+            ]
+        ls = lat(s)
+        cells.append(f"{pct(ls, 0.5) * 1000:.1f} / {pct(ls, 0.99) * 1000:.1f}" if ls else "-")
+        print("| " + " | ".join(cells) + " |")
+    for mine, other in ratio_pairs(systems):
+        cells = [
+            f"{mine} / {other}",
+            f"{med(singles[mine]) / med(singles[other]):.2f}x",
+            f"{bulk(mine) / bulk(other):.2f}x",
+        ]
+        for w in workers:
+            q, o = runs[(mine, w)], runs[(other, w)]
+            cells += [
+                f"{med(m.drain_rate for m in q) / med(m.drain_rate for m in o):.2f}x",
+                f"{med(m.e2e_rate for m in q) / med(m.e2e_rate for m in o):.2f}x",
+            ]
+        lq, lo = lat(mine), lat(other)
+        cells.append(f"{pct(lo, 0.99) / pct(lq, 0.99):.2f}x (p99)" if lq and lo else "-")
+        print("| " + " | ".join(cells) + " |")
+    if len(next(iter(runs.values()))) < 2:
+        return
+    print()
+    print(
+        "| worst round | enqueue single | enqueue bulk | "
         + " | ".join(f"drain W={w} | e2e W={w}" for w in workers)
-        + " |",
-        "|" + "---|" * (2 + 2 * len(workers)),
-    ]
+        + " |"
+    )
+    print("|" + "---|" * (3 + 2 * len(workers)))
     for mine, other in ratio_pairs(systems):
         pairs = {w: list(zip(runs[(mine, w)], runs[(other, w)], strict=True)) for w in workers}
-        enq = min(q.enqueue_rate / o.enqueue_rate for w in workers for q, o in pairs[w])
-        cells = [f"{mine} / {other}", f"{enq:.2f}x"]
+        single = min(a / b for a, b in zip(singles[mine], singles[other], strict=True))
+        blk = min(q.bulk_rate / o.bulk_rate for w in workers for q, o in pairs[w])
+        cells = [f"{mine} / {other}", f"{single:.2f}x", f"{blk:.2f}x"]
         for w in workers:
             cells += [
                 f"{min(q.drain_rate / o.drain_rate for q, o in pairs[w]):.2f}x",
                 f"{min(q.e2e_rate / o.e2e_rate for q, o in pairs[w]):.2f}x",
             ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# -- enqueue, interleaved --------------------------------------------------------------
-
-
-def interleaved_enqueue(tasks: int, chunk: int, systems: list[str]) -> None:
-    """Enqueue into every system's own database in alternating chunks of ``chunk``
-    tasks, timing each system's chunks only: under a load that changes from second to
-    second every system sees the same moments, so the ratio is stable where separate
-    runs are not. Same calls as the enqueue phase above (one transaction per task)."""
-    import pgqueuer
-
-    from quarry.runtime.queue import open_queue
-    from quarry.store.db import create_state_engine
-
-    loop = asyncio.new_event_loop()
-    elapsed = dict.fromkeys(systems, 0.0)
-    with contextlib.ExitStack() as stack:
-        steps: dict[str, Callable[[int], None]] = {}
-        for s in systems:
-            dsn = stack.enter_context(scratch_database())
-            SETUP[s](dsn)
-            if s.startswith("quarry"):
-                engine = create_state_engine(sa_url(dsn), pool_size=2)
-                stack.callback(engine.dispose)
-                queue = open_queue(engine)
-                stack.enter_context(queue.pinned())
-
-                def quarry_step(start: int, queue: Any = queue) -> None:
-                    for i in range(start, start + chunk):
-                        queue.enqueue("bench", "noop", {"i": i})
-
-                steps[s] = quarry_step
-            elif s == "pgqueuer":
-                conn = loop.run_until_complete(
-                    psycopg.AsyncConnection.connect(dsn, autocommit=True)
-                )
-                stack.callback(lambda c=conn: loop.run_until_complete(c.close()))
-                queries = pgqueuer.Queries.from_psycopg_connection(conn)
-
-                async def pgq(start: int, queries: Any = queries) -> None:
-                    for i in range(start, start + chunk):
-                        await queries.enqueue("noop", str(i).encode())
-
-                steps[s] = lambda start, f=pgq: loop.run_until_complete(f(start))
-            else:
-                app: Any = _procrastinate_app(dsn)
-                loop.run_until_complete(app.open_async())
-                stack.callback(lambda a=app: loop.run_until_complete(a.close_async()))
-
-                async def pro(start: int, app: Any = app) -> None:
-                    task = app.tasks["noop"]
-                    for i in range(start, start + chunk):
-                        await task.defer_async(i=i)
-
-                steps[s] = lambda start, f=pro: loop.run_until_complete(f(start))
-        for n, start in enumerate(range(0, tasks - chunk + 1, chunk)):
-            order = systems[n % len(systems) :] + systems[: n % len(systems)]
-            for s in order:
-                began = time.perf_counter()
-                steps[s](start)
-                elapsed[s] += time.perf_counter() - began
-    loop.close()
-    done = (tasks // chunk) * chunk
-    print(
-        f"{done} enqueues per system, interleaved in chunks of {chunk}; "
-        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end"
-    )
-    print("| system | enqueue/s |\n|---|---|")
-    for s in systems:
-        print(f"| {s} | {done / elapsed[s]:,.0f} |")
-    for s in systems:
-        for o in systems:
-            if s.startswith("quarry") and not o.startswith("quarry"):
-                print(f"| {s} / {o} | {elapsed[o] / elapsed[s]:.2f}x |")
+        print("| " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--single", type=int, default=1000, help="tasks per single-enqueue run")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=SYSTEMS)
     parser.add_argument(
         "--batch", type=int, default=10, help="quarry_batch's batch size (pgqueuer's is 10)"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the median")
-    parser.add_argument(
-        "--interleaved-enqueue",
-        type=int,
-        metavar="CHUNK",
-        help="only measure enqueueing, the systems taking turns in chunks of CHUNK tasks",
-    )
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians and worst")
     parser.add_argument("--child", choices=SYSTEMS)
     parser.add_argument("--dsn")
     args = parser.parse_args()
@@ -534,34 +642,39 @@ def main() -> None:
     if args.child:
         child(args.child, args.dsn)
         return
-    if args.interleaved_enqueue:
-        # One Quarry variant is enough: they share the enqueue path.
-        others = [s for s in args.systems if s not in QUARRY_VARIANTS]
-        interleaved_enqueue(args.tasks, args.interleaved_enqueue, ["quarry", *others])
-        return
+    print(f"pgqueuer: {PGQ_CONFIG}")
+    print(f"procrastinate: {PRO_CONFIG}")
+    print(f"quarry_batch: --batch {args.batch}", flush=True)
     runs: dict[tuple[str, int], list[Measurement]] = {}
+    singles: dict[str, list[float]] = {}
     for r in range(args.repeat):
+        order = args.systems[r % len(args.systems) :] + args.systems[: r % len(args.systems)]
+        for s in order:
+            rate = single_enqueue(s, args.single)
+            singles.setdefault(s, []).append(rate)
+            print(f"run {r + 1} {s:>13}: single enqueue {rate:7,.0f}/s", flush=True)
         for w in args.workers:
-            # Rotate the order so no system always runs first (or last) in a round.
-            order = args.systems[r % len(args.systems) :] + args.systems[: r % len(args.systems)]
             for s in order:
-                m = measure(s, w, args.tasks)
+                m = measure(s, w, args.tasks, latency=w == 1)
                 runs.setdefault((s, w), []).append(m)
+                lat = (
+                    f"  latency p50 {pct(m.latencies, 0.5) * 1000:.1f} ms"
+                    f" p99 {pct(m.latencies, 0.99) * 1000:.1f} ms"
+                    if m.latencies
+                    else ""
+                )
                 print(
-                    f"run {r + 1} {s:>13} W={w}: enqueue {m.enqueue_rate:7,.0f}/s"
-                    f"  drain {m.drain_rate:7,.0f}/s  end-to-end {m.e2e_rate:7,.0f}/s",
+                    f"run {r + 1} {s:>13} W={w}: bulk enqueue {m.bulk_rate:7,.0f}/s"
+                    f"  drain {m.drain_rate:7,.0f}/s  end-to-end {m.e2e_rate:7,.0f}/s{lat}",
                     flush=True,
                 )
-    results = [median_of(v) for v in runs.values()]
     print()
     print(
-        f"{args.tasks} no-op tasks per measurement, median of {args.repeat} runs; "
-        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end"
+        f"{args.tasks} no-op tasks per drain and per end-to-end, {args.single} per single "
+        f"enqueue; medians of {args.repeat} rounds; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
     )
-    print(table(results, args.workers, args.systems))
-    if args.repeat > 1:
-        print()
-        print(worst_table(runs, args.workers, args.systems))
+    report(runs, singles, args.workers, args.systems)
 
 
 if __name__ == "__main__":
