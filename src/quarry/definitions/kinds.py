@@ -50,13 +50,19 @@ _SUFFIX_KINDS: tuple[tuple[str, Kind], ...] = tuple(
 _CONFIG_NAMES = frozenset(f"config{ext}" for ext in _EXTENSIONS)
 
 
+# Every suffix is ".<kind>.<extension>": looked up by the last two dotted parts.
+_BY_SUFFIX = {suffix: kind for suffix, kind in reversed(_SUFFIX_KINDS)}
+assert all(suffix.count(".") == 2 for suffix in _BY_SUFFIX)
+
+
 def _suffix_of(relpath: str) -> tuple[str, Kind] | None:
-    basename = relpath.rsplit("/", 1)[-1]
-    for suffix, kind in _SUFFIX_KINDS:
-        # A bare ".view.yml" has no name to be known by, so it is not a definition.
-        if basename.endswith(suffix) and len(basename) > len(suffix):
-            return suffix, kind
-    return None
+    parts = relpath.rsplit("/", 1)[-1].rsplit(".", 2)
+    # A bare ".view.yml" has no name to be known by, so it is not a definition.
+    if len(parts) != 3 or not parts[0]:
+        return None
+    suffix = f".{parts[1]}.{parts[2]}"
+    kind = _BY_SUFFIX.get(suffix)
+    return None if kind is None else (suffix, kind)
 
 
 def classify_path(relpath: str) -> Kind | None:

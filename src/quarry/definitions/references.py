@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import posixpath
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -143,9 +144,12 @@ def normalize_path(target: str, base_dir: str = "") -> str:
     return posixpath.normpath(joined)
 
 
+_DYNAMIC = re.compile(r"[*?\[]|\{\{|\{%")
+
+
 def is_dynamic(target: str) -> bool:
     """Glob patterns and Jinja templates cannot be checked before run time."""
-    return any(c in target for c in "*?[") or "{{" in target or "{%" in target
+    return _DYNAMIC.search(target) is not None
 
 
 # Extraction yields (kind, target, loc) with loc as a pydantic-style path, so the
