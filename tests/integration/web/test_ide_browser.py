@@ -92,10 +92,14 @@ def ide(browser: Browser, quarry: Quarry) -> Iterator[tuple[Page, Watched]]:
     expect(page).to_have_url(re.compile(re.escape(f"{quarry.url}/ide/{WORKSPACE}") + r"(\?|$)"))
     expect(page.locator("body")).to_have_attribute("data-editor", "ready")
     expect(page.locator("#ide-path")).not_to_have_text("No file open")  # the first file
+    # Saves, commits and git reads each run a Factory call (git processes among them)
+    # on this shared 2-core machine: wait longer than Playwright's 5 s for each.
+    expect.set_options(timeout=20_000)
     try:
         yield page, watched
         assert watched.problems == []
     finally:
+        expect.set_options(timeout=5_000)
         context.close()
 
 

@@ -490,8 +490,14 @@ function wireGit() {
   });
   $("git-switch").addEventListener("click", function () {
     var branch = $("git-branches").value;
+    if (current.path && text() !== current.saved) {
+      fail(new Error("Save your edits to " + current.path + " (or undo them) before switching branches."));
+      return;
+    }
     gitAction("/switch", { branch: branch }, function (d) { return "Switched to " + d.branch + "."; })
-      .then(function () { if (current.path) { current.saved = text(); return open(current.path); } });
+      .then(function () {
+        if (current.path && filesList.indexOf(current.path) >= 0) return open(current.path);
+      });
   });
   $("git-create").addEventListener("click", function () {
     var name = $("git-new-branch").value.trim();
