@@ -307,6 +307,9 @@ function open(path, line) {
     return Promise.resolve();
   }
   return api(fileUrl(path)).then(function (r) {
+    if ((r.headers.get("content-type") || "").indexOf("text/") !== 0) {
+      throw new Error(path + " is not a text file; it is not opened in the editor.");
+    }
     current = { path: path, hash: r.headers.get("X-Quarry-Content-Hash"), saved: r.data };
     setText(r.data);
     $("ide-path").textContent = path;
