@@ -302,6 +302,7 @@ function dirtyChanged() {
 }
 
 function open(path, line) {
+  if (!view) return editorReady.then(function () { return open(path, line); });
   if (current.path && current.path !== path && text() !== current.saved &&
       !window.confirm("Discard the unsaved changes to " + current.path + "?")) {
     return Promise.resolve();
@@ -382,6 +383,7 @@ function runThis() {
   if (kind !== "workflow" && kind !== "app") return;
   var first = text() !== current.saved ? save() : Promise.resolve();
   first.then(function () {
+    if (text() !== current.saved) return null; // the save did not go through (a conflict)
     say("Starting a draft run of " + current.path + "…");
     return api(cfg.draftRunsUrl, { method: "POST", body: { kind: kind, name: current.path } });
   }).then(function (r) {
@@ -530,7 +532,8 @@ window.addEventListener("beforeunload", function (ev) {
   if (current.path && text() !== current.saved) ev.preventDefault();
 });
 
-Promise.all([loadEditor(), refreshGit(), loadTree()]).then(function () {
+var editorReady = loadEditor();
+Promise.all([editorReady, refreshGit(), loadTree()]).then(function () {
   watchCompile();
   var first = cfg.file || filesList.find(function (p) { return p === "config.yml"; }) || filesList[0];
   if (first) return open(first);
