@@ -31,8 +31,22 @@ This machine is small and shared: the generator, Postgres and every fleet proces
 compete for the same cores, so the figures are a floor and the *ratios* and the
 *shape* (which resource saturates first) are what transfer to a real deployment.
 
+Two more scenarios, each on its own (``--scenario``):
+
+* ``workspaces``: one Factory process (``quarry serve --role ide``) on its own
+  Postgres database; workspaces registered (clone + compile, ``--concurrency`` at a
+  time) up to each step of ``--workspaces``; per step registrations/min, a burst of
+  20 recompiles (compiles/min), the workspace list's latency, the Factory's RSS, the
+  clone cache on disk and the state database's size; at the end the Factory's
+  restart time (its start-up pass over every workspace);
+* ``agents``: ``--turns`` one-tool agent turns at once in one process against the
+  scripted model server (``tests/support/model_server.py``, ``--model-ms`` per call):
+  turns/s, turn p50/p99 and RSS per step.
+
     .venv/bin/python bench/fleet_capacity.py --quick     # smoke: ~1 minute
     .venv/bin/python bench/fleet_capacity.py             # the full run (~10 minutes)
+    .venv/bin/python bench/fleet_capacity.py --scenario workspaces --workspaces 100,300,1000,2000
+    .venv/bin/python bench/fleet_capacity.py --scenario agents --turns 25,50,100,200
 """
 
 from __future__ import annotations
@@ -58,6 +72,7 @@ from typing import Any
 import httpx
 import psycopg
 
+BENCH_DIR = Path(__file__).resolve().parent
 ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 WS = "/api/v1/workspaces/shop"
 PING = (
@@ -631,6 +646,306 @@ async def main_async(args: argparse.Namespace) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# -- workspaces on one Factory (--scenario workspaces) ------------------------------
+def _seed_origin(root: Path, defs: int) -> Path:
+    """A bare git origin of a generated workspace of ``defs`` definitions."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from _workspace_gen import generate_workspace
+
+    seed, origin = root / "seed", root / "origin.git"
+    generate_workspace(seed, defs)
+    git = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "seed"]):
+        subprocess.run([*git, *args], cwd=seed, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    subprocess.run([*git, "push", "-q", str(origin), "main"], cwd=seed, check=True)
+    return origin
+
+
+def _du_kib(path: Path) -> int:
+    done = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True)
+    return int(done.stdout.split()[0]) if done.returncode == 0 and done.stdout else 0
+
+
+class FactoryProcess:
+    """One Factory (``quarry serve --role ide``) on its own Postgres database."""
+
+    def __init__(self, root: Path) -> None:
+        from quarry.store import tokens as tokq
+        from quarry.store.db import create_state_engine
+        from quarry.store.migrate import migrate
+        from quarry.store.workspaces import ensure_tenant
+
+        self.root = root
+        self.database = f"quarry_capacity_ws_{os.getpid()}"
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+        self.dsn = re.sub(r"/[^/]*$", f"/{self.database}", ADMIN_DSN)
+        engine = create_state_engine(self.dsn)
+        migrate(engine)
+        with engine.begin() as conn:
+            ensure_tenant(conn, "local")
+            _row, self.token = tokq.create_token(conn, "local", "admin", "capacity bench")
+        engine.dispose()
+        self.workspaces_dir = root / "clones"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 600) -> float:
+        """Start it; seconds until ``/readyz`` answers 200 (the start-up pass included)."""
+        port = _free_port()
+        env = {
+            **os.environ,
+            "QUARRY_DATABASE_URL": self.dsn,
+            "QUARRY_BLOB_URL": (self.root / "blobs").as_uri(),
+            "QUARRY_DATA_DIR": str(self.root / "data"),
+            "QUARRY_WORKSPACES_DIR": str(self.workspaces_dir),
+            "QUARRY_GIT_ALLOW_LOCAL_ORIGINS": "1",
+            "QUARRY_COMPILE_DEBOUNCE_SECONDS": "0",
+            "QUARRY_INPROCESS_WORKERS": "off",
+            "QUARRY_SKIP_MIGRATIONS": "1",
+            "QUARRY_LOG_LEVEL": "WARNING",
+        }
+        log = (self.root / "factory.log").open("ab")
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "quarry",
+                "serve",
+                "--role",
+                "ide",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Factory exited; see {self.root / 'factory.log'}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass  # not listening yet
+            time.sleep(0.1)
+        raise RuntimeError("the Factory never became ready")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+async def _timed_calls(
+    calls: list[Callable[[], Awaitable[httpx.Response]]], concurrency: int
+) -> tuple[float, list[float], int]:
+    """(wall seconds, latency of each call, failures), ``concurrency`` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(call: Callable[[], Awaitable[httpx.Response]]) -> None:
+        nonlocal failures
+        async with gate:
+            started = time.perf_counter()
+            try:
+                got = await call()
+                if got.status_code >= 300:
+                    failures += 1
+            except httpx.HTTPError:
+                failures += 1
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in calls))
+    return time.perf_counter() - started, latencies, failures
+
+
+async def workspaces_scan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Register workspaces (clone + compile each) up to each step of ``--workspaces``;
+    at each step: registrations/min, recompiles/min in a burst (the compile path under
+    concurrency), the workspace list's latency, Factory RSS, clone cache and state
+    database size; at the last step the Factory's restart time (its start-up pass)."""
+    root = Path(tempfile.mkdtemp(prefix="quarry-capacity-ws-"))
+    factory = FactoryProcess(root)
+    rows: list[dict[str, Any]] = []
+    try:
+        origin = _seed_origin(root, args.defs)
+        factory.start()
+        headers = {"Authorization": f"Bearer {factory.token}"}
+        have = 0
+        async with httpx.AsyncClient(
+            base_url=factory.url, timeout=600, trust_env=False, headers=headers
+        ) as client:
+            for target in (int(x) for x in args.workspaces.split(",")):
+                names = [f"ws{i:05d}" for i in range(have, target)]
+
+                def register(name: str) -> Callable[[], Awaitable[httpx.Response]]:
+                    body = {"name": name, "origin": str(origin)}
+                    return lambda: client.post("/api/v1/workspaces", json=body)
+
+                wall, lat, failed = await _timed_calls(
+                    [register(n) for n in names], args.concurrency
+                )
+                have = target
+                burst = [f"ws{i:05d}" for i in range(0, target, max(1, target // 20))][:20]
+
+                def recompile(name: str) -> Callable[[], Awaitable[httpx.Response]]:
+                    return lambda: client.post(f"/api/v1/workspaces/{name}/compile")
+
+                c_wall, c_lat, c_failed = await _timed_calls(
+                    [recompile(n) for n in burst], args.concurrency
+                )
+                listing = []
+                for _ in range(5):
+                    started = time.perf_counter()
+                    got = await client.get("/api/v1/workspaces")
+                    listing.append(time.perf_counter() - started)
+                    assert got.status_code == 200, got.text[:200]
+                with psycopg.connect(factory.dsn) as conn:
+                    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+                db_kib = int(row[0]) // 1024 if row else 0
+                assert factory.process is not None
+                rows.append(
+                    {
+                        "workspaces": target,
+                        "registered": len(names),
+                        "register_per_min": 60 * len(names) / wall if names else 0.0,
+                        "register_p50": statistics.median(lat) if lat else 0.0,
+                        "register_p99": _pct(lat, 0.99) if lat else 0.0,
+                        "failed": failed + c_failed,
+                        "compiles_per_min": 60 * len(burst) / c_wall,
+                        "compile_p50": statistics.median(c_lat),
+                        "list_p50": statistics.median(listing),
+                        "rss_mib": _rss_kib(factory.process.pid) / 1024,
+                        "clones_mib": _du_kib(factory.workspaces_dir) / 1024,
+                        "db_mib": db_kib / 1024,
+                    }
+                )
+                print(f"  {rows[-1]}", file=sys.stderr)
+        factory.stop()
+        restart = factory.start()
+        assert factory.process is not None
+        rows[-1]["restart_s"] = restart
+        rows[-1]["rss_after_restart_mib"] = _rss_kib(factory.process.pid) / 1024
+    finally:
+        factory.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def report_workspaces(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(
+        f"\n## Workspaces on one Factory ({args.defs} definitions each, "
+        f"{args.concurrency} requests at a time)\n"
+    )
+    print(
+        "| workspaces | registered (clone + compile) /min | p50 / p99 | recompiles/min "
+        "(burst of 20) | recompile p50 | list p50 | Factory RSS MiB | clone cache MiB "
+        "| state DB MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['workspaces']} | {r['register_per_min']:.0f} | {_ms(r['register_p50'])} / "
+            f"{_ms(r['register_p99'])} | {r['compiles_per_min']:.0f} | {_ms(r['compile_p50'])} "
+            f"| {_ms(r['list_p50'])} | {r['rss_mib']:.0f} | {r['clones_mib']:.1f} "
+            f"| {r['db_mib']:.1f} |"
+        )
+    last = rows[-1]
+    print(
+        f"\nFactory restart with {last['workspaces']} workspaces: ready in "
+        f"{last['restart_s']:.1f} s, RSS {last['rss_after_restart_mib']:.0f} MiB; "
+        f"failures: {sum(r['failed'] for r in rows)}"
+    )
+    if len(rows) >= 2:
+        a, b = rows[0], rows[-1]
+        n = b["workspaces"] - a["workspaces"]
+        per = {k: (b[k] - a[k]) / n for k in ("rss_mib", "clones_mib", "db_mib")}
+        at = {k: a[k] + per[k] * (10000 - a["workspaces"]) for k in per}
+        print(
+            "per added workspace: "
+            + ", ".join(f"{k} {v * 1024:.1f} KiB" for k, v in per.items())
+            + f"; extrapolated to 10,000: RSS {at['rss_mib']:.0f} MiB, clones "
+            f"{at['clones_mib']:.0f} MiB, state DB {at['db_mib']:.0f} MiB"
+        )
+
+
+# -- agent turns in one process (--scenario agents) ---------------------------------
+async def agent_turns(args: argparse.Namespace) -> list[dict[str, float]]:
+    """Concurrent one-tool agent turns on one event loop (what one worker process runs
+    with ``agent_turn_slots``), each turn two calls to the scripted model server with
+    a fixed delay: achieved turns/s and p50/p99 turn time per concurrency step."""
+    sys.path.insert(0, str(BENCH_DIR))
+    sys.path.insert(0, str(BENCH_DIR.parent))
+    from tests.support.model_server import ModelServer
+
+    import agent_bench as ab
+
+    rows: list[dict[str, float]] = []
+    delay = args.model_ms / 1000
+    with tempfile.TemporaryDirectory() as tmp, ModelServer() as server:
+        os.environ[ab.KEY] = "sk-bench"
+        svc, source, cache = ab.workspace(Path(tmp), server)
+        try:
+            for step, n in enumerate(int(x) for x in args.turns.split(",")):
+                tag = f"s{step}t"
+                ab.script_one_tool_turns(server, n, delay, tag)
+                started = time.perf_counter()
+                walls = await asyncio.gather(
+                    *(ab.quarry_turn(source, cache, f"{tag} {k}?") for k in range(n))
+                )
+                wall = time.perf_counter() - started
+                times = [w for w, _model in walls]
+                rows.append(
+                    {
+                        "turns": n,
+                        "wall": wall,
+                        "per_s": n / wall,
+                        "p50": statistics.median(times),
+                        "p99": _pct(times, 0.99),
+                        "floor": 2 * delay,
+                        "rss_mib": _rss_kib(os.getpid()) / 1024,
+                    }
+                )
+                print(f"  {rows[-1]}", file=sys.stderr)
+        finally:
+            svc.close()
+    return rows
+
+
+def report_agents(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
+    print(
+        f"\n## Agent turns at once in one process (model {args.model_ms:g} ms per call, "
+        "2 calls + 1 DuckDB query per turn; floor = 2 model calls)\n"
+    )
+    print("| turns at once | wall s | turns/s | turn p50 | turn p99 | p50 / floor | RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['turns']:.0f} | {r['wall']:.2f} | {r['per_s']:.1f} | {_ms(r['p50'])} | "
+            f"{_ms(r['p99'])} | {r['p50'] / r['floor']:.2f} | {r['rss_mib']:.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hello-server", type=int, help=argparse.SUPPRESS)
@@ -642,9 +957,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backlogs", default="200,1000")
     parser.add_argument("--followers", default="50,200")
+    parser.add_argument(
+        "--scenario",
+        choices=["fleet", "workspaces", "agents"],
+        default="fleet",
+        help="fleet: the process fleet's rates (default); workspaces: workspaces on one "
+        "Factory; agents: agent turns at once in one process",
+    )
+    parser.add_argument("--workspaces", default="100,300,1000", help="workspace steps")
+    parser.add_argument("--defs", type=int, default=10, help="definitions per workspace")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests at a time")
+    parser.add_argument("--turns", default="50,100,200,400", help="agent turns at once")
+    parser.add_argument("--model-ms", type=float, default=500, help="model delay per call")
     args = parser.parse_args()
     if args.hello_server:
         hello_server(args.hello_server)
+        return
+    if args.scenario == "workspaces":
+        if args.quick:
+            args.workspaces = "20,50"
+        report_workspaces(asyncio.run(workspaces_scan(args)), args)
+        return
+    if args.scenario == "agents":
+        if args.quick:
+            args.turns = "10,20"
+        report_agents(asyncio.run(agent_turns(args)), args)
         return
     if args.quick:
         args.rates, args.duration, args.rounds = "20,80", 2.0, 1
