@@ -346,10 +346,11 @@ def test_workspace_text_with_markup_shows_as_text(
     expect(_editor(page)).to_contain_text("<script>window.__xss = 1</script>")
     assert page.evaluate("window.__xss") is None
     assert page.locator("#ide-problems img, #git-diff-text script, .cm-content img").count() == 0
-    # Leave the workspace compiling for the other tests.
-    with httpx.Client(
-        base_url=quarry.url, headers={"Authorization": f"Bearer {quarry.token}"}
-    ) as c:
-        url = f"/api/v1/workspaces/{WORKSPACE}/files/{path}"
-        gone = c.delete(url, params={"expected_hash": c.get(url).headers["X-Quarry-Content-Hash"]})
-        assert gone.status_code == 200, gone.text
+    page.get_by_role("button", name=f"Diff of {path}").click()
+    expect(page.locator("#git-diff-text")).to_have_attribute("aria-label", f"Diff of {path}")
+    # Delete it (leaving the workspace compiling for the other tests).
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete file").click()
+    expect(page.locator("#ide-notice")).to_contain_text(f"Deleted {path}")
+    expect(page.locator(f'button.file[data-path="{path}"]')).to_have_count(0)
+    assert not (quarry.root / path).exists()

@@ -315,6 +315,7 @@ function open(path, line) {
     setText(r.data);
     $("ide-path").textContent = path;
     $("ide-conflict").hidden = true;
+    if ($("ide-delete")) $("ide-delete").disabled = false;
     var run = $("ide-run");
     var kind = kindOf(path);
     if (run) {
@@ -428,7 +429,13 @@ function refreshGit() {
       label.setAttribute("for", box.id);
       var code = f.worktree !== " " ? f.worktree : f.index;
       label.textContent = f.path + " (" + (CODES[code] || code) + ")";
-      li.append(box, label);
+      var diff = document.createElement("button");
+      diff.type = "button";
+      diff.className = "link-like";
+      diff.textContent = "diff";
+      diff.setAttribute("aria-label", "Diff of " + f.path);
+      diff.addEventListener("click", function () { showDiff(f.path); });
+      li.append(box, label, diff);
       list.appendChild(li);
     });
   });
@@ -471,14 +478,36 @@ function compileText(c) {
   return "; compiled" + (c.promoted ? " and live" : "");
 }
 
+function showDiff(path) {
+  var pre = $("git-diff-text");
+  var url = cfg.gitUrl + "/diff" + (path ? "?path=" + encodeURIComponent(path) : "");
+  return api(url).then(function (r) {
+    pre.textContent = r.data || "No differences.";
+    pre.setAttribute("aria-label", path ? "Diff of " + path : "Diff");
+    pre.hidden = false;
+  }, fail);
+}
+
+function deleteFile() {
+  var path = current.path;
+  if (!path || !window.confirm("Delete " + path + "? (Until you commit, git can bring it back.)")) return;
+  api(fileUrl(path) + "?expected_hash=" + encodeURIComponent(current.hash || ""), { method: "DELETE" })
+    .then(function () {
+      current = { path: null, hash: null, saved: "" };
+      setText("");
+      $("ide-path").textContent = "No file open";
+      $("ide-delete").disabled = true;
+      dirtyChanged();
+      ok("Deleted " + path + "; compiling…");
+      return Promise.all([loadTree(), refreshGit()]);
+    }, function (err) {
+      if (err.status === 409) fail(new Error(path + " changed since you opened it; open it again first."));
+      else fail(err);
+    });
+}
+
 function wireGit() {
-  $("git-diff").addEventListener("click", function () {
-    var pre = $("git-diff-text");
-    api(cfg.gitUrl + "/diff").then(function (r) {
-      pre.textContent = r.data || "No differences.";
-      pre.hidden = false;
-    }, fail);
-  });
+  $("git-diff").addEventListener("click", function () { showDiff(null); });
   var form = $("git-commit");
   if (!form) return;
   form.addEventListener("submit", function (ev) {
@@ -525,6 +554,8 @@ function wireGit() {
 
 var saveButton = $("ide-save");
 if (saveButton) saveButton.addEventListener("click", function () { save(); });
+var deleteButton = $("ide-delete");
+if (deleteButton) deleteButton.addEventListener("click", deleteFile);
 var runButton = $("ide-run");
 if (runButton) runButton.addEventListener("click", runThis);
 wireGit();
