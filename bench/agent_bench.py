@@ -280,9 +280,10 @@ def worker_rounds(args: argparse.Namespace, server: ModelServer, plain_wall: flo
     """Thread turns through the queue and one real worker, state in Postgres."""
     import psycopg
 
-    from quarry.agents.threads import create_thread, post_message
+    from quarry.agents.threads import create_thread, post_message, reply_status
     from quarry.core.settings import Role
     from quarry.node.services import build_run_worker
+    from quarry.store import runs as rq
     from quarry.store import threads as tq
 
     n = args.concurrent
@@ -300,6 +301,7 @@ def worker_rounds(args: argparse.Namespace, server: ModelServer, plain_wall: flo
                 blob_url=(root / "blobs").as_uri(),
                 data_dir=root / "data",
                 role=Role.WORKER,
+                secret_env_allow={"*": [KEY]},
             )
             svc = build_services(settings)
             shop = bench_workspace(root, server)
@@ -323,15 +325,21 @@ def worker_rounds(args: argparse.Namespace, server: ModelServer, plain_wall: flo
                     while True:
                         with svc.engine.connect() as conn:
                             left = sum(
-                                tq.get_reply_of_run(conn, r).status == tq.PENDING for r in runs
+                                reply_status(tq.get_reply_of_run(conn, r)) in ("queued", "running")
+                                for r in runs
                             )
                         if not left:
                             break
                         time.sleep(0.05)
                     walls.append(time.perf_counter() - started)
                     with svc.engine.connect() as conn:
-                        statuses = {tq.get_reply_of_run(conn, r).status for r in runs}
-                    assert statuses == {"answered"}, statuses
+                        replies = [tq.get_reply_of_run(conn, r) for r in runs]
+                        failed = [
+                            rq.get_run_by_id(conn, m.run_id).error
+                            for m in replies
+                            if m.status != "answered" and m.run_id
+                        ]
+                    assert not failed, failed[:3]
             finally:
                 worker.request_stop()
                 runner.join(30)

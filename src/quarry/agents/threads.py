@@ -439,6 +439,15 @@ def execute_turn(
     if question is None:
         raise QuarryError(f"reply {reply.id} of thread {thread.id} has no question")
     events = _TurnEvents(on_event)
+
+    def on_turn_event(event: dict[str, Any]) -> None:
+        events(event)
+        if event.get("type") == "model_response" and not event.get("replayed"):
+            # Journaled just before: count it now, so the tenant's tokens per day see
+            # this turn while it runs (a resumed turn replays it: not counted again).
+            used = (int(event.get("input_tokens", 0)), int(event.get("output_tokens", 0)))
+            journal.writer.write(lambda conn: tq.add_reply_tokens(conn, reply.id, *used))
+
     # Warm connections of an earlier turn of this revision, not the run's own: opening
     # a sandboxed DuckDB per turn would be most of a turn's CPU (quarry.agents.pool).
     with (
@@ -459,7 +468,7 @@ def execute_turn(
                     thread.agent,
                     question.content,
                     history=history_before(messages, reply),
-                    on_event=events,
+                    on_event=on_turn_event,
                     stream=True,
                     statement_guard=guard,
                     journal=StepTurnJournal(journal, TURN_STEP),

@@ -31,6 +31,7 @@ from sqlalchemy import (
     and_,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -276,8 +277,24 @@ def turns_in_flight(conn: Connection, tenant_id: str, up_to: int) -> int:
     return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
 
 
+def add_reply_tokens(
+    conn: Connection, message_id: str, input_tokens: int, output_tokens: int
+) -> None:
+    """Count a model response of a turn in progress on its pending reply (the ceiling
+    of tokens per day sees running turns); ``finish_reply`` sets the turn's totals."""
+    conn.execute(
+        update(agent_messages)
+        .where(agent_messages.c.id == message_id, agent_messages.c.status == PENDING)
+        .values(
+            input_tokens=agent_messages.c.input_tokens + input_tokens,
+            output_tokens=agent_messages.c.output_tokens + output_tokens,
+        )
+    )
+
+
 def tokens_since(conn: Connection, tenant_id: str, since: datetime) -> int:
-    """Input plus output tokens of the tenant's replies finished since ``since``."""
+    """Input plus output tokens of the tenant's replies finished since ``since``, and
+    of those still pending (running, or failed mid-way) created since then."""
     total = conn.execute(
         select(
             func.coalesce(
@@ -285,7 +302,13 @@ def tokens_since(conn: Connection, tenant_id: str, since: datetime) -> int:
             )
         ).where(
             agent_messages.c.tenant_id == tenant_id,
-            agent_messages.c.finished_at >= since,
+            or_(
+                agent_messages.c.finished_at >= since,
+                and_(
+                    agent_messages.c.finished_at.is_(None),
+                    agent_messages.c.created_at >= since,
+                ),
+            ),
         )
     ).scalar_one()
     return int(total)

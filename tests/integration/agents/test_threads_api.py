@@ -247,6 +247,28 @@ def test_tokens_past_the_daily_ceiling_are_refused_with_429(api: Api, server: Mo
     assert len(server.requests) == 1
 
 
+def test_tokens_of_a_running_turn_count_against_the_daily_ceiling(
+    api: Api, server: ModelServer
+) -> None:
+    client, _svc = api(agent_max_tokens_per_day=10)
+    server.add(
+        tool_reply("execute_sql", match="first", sql="SELECT 42 AS answer"),
+        Reply(text="late", match="answer\n42", delay=60),
+    )
+    first = client.post(f"{WS}/agents/agents/duck/threads", json={"message": "first"})
+    assert first.status_code == 201, first.text
+    wait_until(lambda: len(server.requests) == 2, 30, "the second model call")
+    # The first response (11 + 7 tokens) was journaled and counted; the turn runs on.
+    other = client.post(f"{WS}/agents/agents/duck/threads", json={})
+    thread_id = other.json()["thread"]["id"]
+    refused = client.post(f"{WS}/threads/{thread_id}/messages", json={"content": "second"})
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["details"] == {"limit": "tokens_per_day", "ceiling": 10, "used": 18}
+    client.post(f"{WS}/threads/{first.json()['thread']['id']}/cancel")
+    assert follow(client, first.json()["events_url"])[-1][2]["status"] == "cancelled"
+    assert len(server.requests) == 2
+
+
 def test_bad_requests_change_nothing(api: Api) -> None:
     client, svc = api()
     missing = client.post(f"{WS}/agents/agents/nobody/threads", json={"message": "hi"})
