@@ -262,7 +262,7 @@ class Settings(BaseSettings):
         256,
         ge=1,
         description="Agent thread turns one worker runs at once (they wait on models); a "
-        "workflow run is still run alone (docs/agents.md, 'On the fleet').",
+        "workflow run is still run alone (docs/agents.md, 'Many turns on one worker').",
     )
     agent_max_tokens_per_day: int = Field(
         0,
