@@ -75,7 +75,6 @@ def create_app(node: Node | Services) -> FastAPI:
     # One typed node (``quarry.api.deps.node``); the other names are its parts, kept
     # for the routes and tests that read them.
     app.state.node = node
-    app.state.services = svc  # web/ide.py only; others: runtime.services.services_of
     app.state.run_events = node.run_events
     app.state.scale_to_zero = node.scale_to_zero
     install_error_handlers(app)

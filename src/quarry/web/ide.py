@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.definitions.models import agent, agentic, app, monitor, schedule, semantic, workflow
 from quarry.definitions.models.config import WorkspaceConfig
+from quarry.runtime.services import services_of
 from quarry.store import factory_tables as ft
 from quarry.store.workspaces import WorkspaceRow
 from quarry.web.apps import request_tenant
@@ -115,7 +116,7 @@ def schemas_json() -> bytes:
 
 
 def _workspaces(request: Request) -> list[WorkspaceRow]:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     rows: list[WorkspaceRow] = svc.catalog.list_workspaces(request_tenant(request))
     return rows
 
@@ -141,7 +142,7 @@ def ide_csp(nonce: str) -> str:
 
 
 def _page(request: Request, workspace: str) -> HTMLResponse:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     ws = svc.catalog.workspace(request_tenant(request), workspace, fresh=True)  # 404 if not ours
     base = f"/api/v1/workspaces/{quote(ws.name)}"
     nonce = secrets.token_urlsafe(18)
@@ -187,7 +188,7 @@ async def ide_page(request: Request, workspace: str) -> HTMLResponse:
 
 
 def _statuses(request: Request, workspace: str) -> dict[str, Any]:
-    svc = request.app.state.services
+    svc = services_of(request.app.state)
     ws = svc.catalog.workspace(request_tenant(request), workspace, fresh=True)
     with svc.engine.connect() as conn:
         rows = ft.statuses(conn, ws.id)
