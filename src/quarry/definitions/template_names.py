@@ -184,10 +184,13 @@ def _templates(root: Node) -> Iterator[ScalarNode]:
 
 def _where(node: ScalarNode, name: str, lines: list[str]) -> tuple[int, int]:
     """The line (and column, when found on it) where ``name`` is written."""
-    word = re.compile(r"(?<![\w.])" + re.escape(name.partition(".")[0]) + r"(?!\w)")
-    line = node.start_mark.line + 1
     text = node.value
+    word = re.compile(r"(?<![\w.])" + re.escape(name) + r"(?!\w)")
     found = word.search(text)
+    if found is None:  # written another way (``controls['x']``): where its root is
+        word = re.compile(r"(?<![\w.])" + re.escape(name.partition(".")[0]) + r"(?!\w)")
+        found = word.search(text)
+    line = node.start_mark.line + 1
     if found is not None:
         if node.style in ("|", ">"):
             line += 1 + text.count("\n", 0, found.start())
