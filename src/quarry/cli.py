@@ -132,20 +132,11 @@ def compile_cmd(
                 soft_wrap=True,
             )
             return
-        from quarry.factory.local import compile_local
+        from quarry.factory.local import compile_folder
         from quarry.node.services import build_services
 
         svc = build_services(settings)
-        result = compile_local(
-            svc.engine,
-            svc.store,
-            settings.tenant,
-            root,
-            name,
-            data_dir=svc.paths.data_dir,
-            strict=strict,
-            limits=limits,
-        )
+        result = compile_folder(svc, settings, root, name, strict=strict)
     except QuarryError as exc:
         raise _fail(exc) from exc
     _print_problems(result.problems)
@@ -176,19 +167,10 @@ def _compile_served_folder(svc: Services, settings: Settings, root: Path, name: 
     revision (if any) stays live, and the watcher recompiles once the file is saved
     fixed. Refusing to start sent people back to the terminal to find a typo with no
     page to look at; ``quarry compile`` stays the strict, exit-1 gate for CI."""
-    from quarry.factory.isolation import CompileLimits
-    from quarry.factory.local import compile_local, register_local
+    from quarry.factory.local import compile_folder, register_local
 
     try:
-        result = compile_local(
-            svc.engine,
-            svc.store,
-            settings.tenant,
-            root,
-            name,
-            data_dir=svc.paths.data_dir,
-            limits=CompileLimits.from_settings(settings),
-        )
+        result = compile_folder(svc, settings, root, name)
     except CompileFailed as exc:
         _print_problems(exc.problems)
         workspace = register_local(svc.engine, settings.tenant, root, name)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from quarry.core.settings import Settings
 from quarry.factory.compiler import CompileResult, compile_workspace
 from quarry.factory.isolation import CompileLimits
 from quarry.factory.statcache import cache_path
+from quarry.runtime.services import Services
 from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
 from quarry.store.workspaces import WorkspaceRow, list_workspaces, register_workspace
@@ -66,6 +68,23 @@ def compile_local(
     cache = cache_path(state, workspace.id)
     return compile_workspace(
         engine, store, workspace, path, stat_cache=cache, strict=strict, limits=limits
+    )
+
+
+def compile_folder(
+    svc: Services, settings: Settings, path: Path, name: str | None = None, *, strict: bool = False
+) -> CompileResult:
+    """:func:`compile_local` as every CLI command calls it: the process's services, its
+    tenant, its data folder and the compile limits of its settings."""
+    return compile_local(
+        svc.engine,
+        svc.store,
+        settings.tenant,
+        path,
+        name,
+        data_dir=svc.paths.data_dir,
+        strict=strict,
+        limits=CompileLimits.from_settings(settings),
     )
 
 
