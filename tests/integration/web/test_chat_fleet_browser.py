@@ -16,12 +16,12 @@ import yaml
 from playwright.sync_api import expect
 
 from quarry.demo import create_demo_workspace
+from tests.integration.web.fleet import editor_token, web_fleet
 from tests.integration.web.pages import axe_violations, chromium, watch
 from tests.integration.web.test_chat_browser import AGENT, SQL
-from tests.integration.web.test_pages_fleet_browser import _token
 from tests.support.model_server import ModelServer, text_reply, tool_reply
-from tests.support.processes import ServerProcess, start_quarry, wait_healthy
-from tests.support.services import S3Server, free_port
+from tests.support.processes import ServerProcess
+from tests.support.services import S3Server
 
 pytestmark = pytest.mark.slow
 TURN_TIMEOUT_MS = 120_000
@@ -37,13 +37,6 @@ def model() -> Iterator[ModelServer]:
 def replica(
     s3_server: S3Server, pg_database: str, tmp_path: Path, model: ModelServer
 ) -> Iterator[ServerProcess]:
-    env = {
-        **s3_server.env,
-        "QUARRY_DATABASE_URL": pg_database,
-        "QUARRY_BLOB_URL": f"s3://{s3_server.create_bucket()}/quarry",
-        "QUARRY_REVISION_CACHE_TTL": "0.2",
-        "QUARRY_AUTH": "tokens",
-    }
     root = create_demo_workspace(tmp_path / "shop")
     config = yaml.safe_load((root / "config.yml").read_text())
     config["models"] = [
@@ -58,34 +51,12 @@ def replica(
     ]
     (root / "config.yml").write_text(yaml.safe_dump(config))
     (root / "agents" / "helper.agent.yml").write_text(AGENT)
-    port = free_port()
-    factory = start_quarry(
-        ["serve", str(root), "--role", "ide", "--name", "shop"],
-        {
-            **env,
-            "QUARRY_DATA_DIR": str(tmp_path / "factory"),
-            "LOCAL_OPENAI_KEY": "sk-test",
-            "QUARRY_SECRET_ENV_ALLOW": json.dumps({"local": ["LOCAL_*"]}),
-        },
-        tmp_path / "factory.log",
-        port=port,
-    )
-    serve = start_quarry(
-        ["serve", "--role", "serve"],
-        {
-            **env,
-            "QUARRY_DATA_DIR": str(tmp_path / "serve"),
-            "QUARRY_IDE_UPSTREAM": f"http://127.0.0.1:{port}",
-        },
-        tmp_path / "serve.log",
-    )
-    try:
-        wait_healthy(factory, timeout=120)
-        wait_healthy(serve, timeout=120)
+    factory_env = {
+        "LOCAL_OPENAI_KEY": "sk-test",
+        "QUARRY_SECRET_ENV_ALLOW": json.dumps({"local": ["LOCAL_*"]}),
+    }
+    with web_fleet(s3_server, pg_database, tmp_path, root, factory_env) as serve:
         yield serve
-    finally:
-        serve.stop()
-        factory.stop()
 
 
 def test_chat_through_a_serve_replica(
@@ -95,7 +66,7 @@ def test_chat_through_a_serve_replica(
         tool_reply("execute_sql", match="orders per region", sql=SQL),
         text_reply("North has the most orders.", match="[4 rows]"),
     )
-    token = _token(pg_database)
+    token = editor_token(pg_database)
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
