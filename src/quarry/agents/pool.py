@@ -173,4 +173,3 @@ _POOL = ConnectionsPool()
 def turn_connections() -> ConnectionsPool:
     """The process's pool (worker threads of one process share it)."""
     return _POOL
-
