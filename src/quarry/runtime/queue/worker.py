@@ -60,7 +60,7 @@ Handler = Callable[[Task], object]
 # A worker whose last task was short claims up to this many tasks with its next
 # completion (docs/queue.md "Prefetch"); tasks it holds but has not started go back to
 # the queue as soon as the running handler has taken longer than PREFETCH_HOLD.
-DEFAULT_PREFETCH = 8
+DEFAULT_PREFETCH = 32
 PREFETCH_HOLD = 0.05
 
 
@@ -189,10 +189,11 @@ class Worker:
         self._next_queue = 0
         self._nudge: threading.Event | None = None
         # Tasks claimed in the statement that completed the last one, not started yet.
-        # Held at most prefetch * prefetch_hold seconds in all: kept well inside the
-        # lease, else no prefetch (no heartbeat extends them while they wait).
+        # Held at most prefetch * prefetch_hold seconds in all: capped at a sixth of
+        # the lease (no heartbeat extends them while they wait).
         self.prefetch_hold = prefetch_hold
-        self.prefetch = prefetch if prefetch * prefetch_hold <= lease_seconds / 6 else 1
+        fits = int(lease_seconds / 6 / prefetch_hold) if prefetch_hold > 0 else prefetch
+        self.prefetch = max(1, min(prefetch, fits))
         self._ahead: deque[Task] = deque()
         # Whether the last handler finished within prefetch_hold (then prefetch).
         self._short = False
