@@ -13,13 +13,13 @@ paths; motif and saved-query steps are well formed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from quarry.definitions.semantic_rules import topic_rule_problems, view_rule_problems
 from quarry.semantic.errors import SemanticError, SemanticProblem
 from quarry.semantic.expressions import references
-from quarry.semantic.model import count_join_paths
+from quarry.semantic.model import Edge, _edges_of
 from quarry.semantic.query import SemanticQuery
 from quarry.semantic.saved_params import coerce, referenced, substitute
 
@@ -179,11 +179,20 @@ def _member_in_topic(
 def _ambiguities(
     model: SemanticModel, kind: str, name: str | None, views: list[str]
 ) -> Iterator[SemanticProblem]:
-    """One breadth-first search per view counts the shortest paths to every other."""
+    """One breadth-first search per view counts the shortest paths to every other.
+
+    Within a topic the search walks only the joins between the topic's views, made
+    for them alone (:func:`_edges_within`): views sharing one entity join pairwise
+    across the whole model (200 such views: 200 edges each), and a topic of two of
+    them needs two. The paths counted, so the ties found, are the same as a search
+    over the model's edges kept to the topic; the message of a tie comes from
+    :meth:`SemanticModel.join_path`, as at query time.
+    """
     allowed = frozenset(views) if name is not None else None
+    edges_from = model.edges_from if allowed is None else _edges_within(model, allowed)
     reported: set[frozenset[str]] = set()
     for source in views:
-        for target in _tied_targets(model, source, allowed):
+        for target in _tied_targets(edges_from, source):
             pair = frozenset((source, target))
             if pair in reported:
                 continue
@@ -194,6 +203,51 @@ def _ambiguities(
                 yield SemanticProblem(kind, name or source, "views", exc.message)
 
 
-def _tied_targets(model: SemanticModel, source: str, allowed: frozenset[str] | None) -> list[str]:
-    _, ways, _ = count_join_paths(model, source, allowed)
+def _edges_within(model: SemanticModel, allowed: frozenset[str]) -> Callable[[str], list[Edge]]:
+    """The join edges between ``allowed`` views: the model's own rule
+    (:func:`~quarry.semantic.model._edges_of`) over the entity sides kept to those
+    views, so each is an edge of the model (same multiplicity) whose target is in
+    ``allowed``, and no such edge is missing."""
+    entities = {e.name for v in allowed if v in model.views for e in model.views[v].entities}
+    primaries = {
+        n: [side for side in model._primaries[n] if side[0] in allowed]
+        for n in entities
+        if n in model._primaries
+    }
+    foreigns = {
+        n: [side for side in model._foreigns[n] if side[0] in allowed]
+        for n in entities
+        if n in model._foreigns
+    }
+    made: dict[str, list[Edge]] = {}
+
+    def edges_from(view: str) -> list[Edge]:
+        found = made.get(view)
+        if found is None:
+            found = made[view] = _edges_of(
+                model.views.get(view), primaries, foreigns, model._entity_order
+            )
+        return found
+
+    return edges_from
+
+
+def _tied_targets(edges_from: Callable[[str], list[Edge]], source: str) -> list[str]:
+    """Views reached from ``source`` by more than one shortest path (breadth-first,
+    counting paths as :func:`~quarry.semantic.model.count_join_paths` does)."""
+    depth = {source: 0}
+    ways = {source: 1}
+    frontier = [source]
+    while frontier:
+        following: list[str] = []
+        for view in frontier:
+            for edge in edges_from(view):
+                nxt = edge.target
+                if nxt not in depth:
+                    depth[nxt] = depth[view] + 1
+                    ways[nxt] = ways[view]
+                    following.append(nxt)
+                elif depth[nxt] == depth[view] + 1:
+                    ways[nxt] += ways[view]
+        frontier = following
     return sorted(v for v, n in ways.items() if n > 1)
