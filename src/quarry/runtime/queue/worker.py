@@ -40,8 +40,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import psycopg
-
 from quarry.core.identity import node_name
 from quarry.runtime.queue.health import LOOPS, LoopHealth
 from quarry.runtime.queue.reaper import Reaper
@@ -123,6 +121,10 @@ class Notifier:
         self._thread.start()
 
     def _run(self) -> None:
+        # Here, not at the top: a local ``quarry run`` builds workers' modules but never
+        # listens, and psycopg is 70 ms of its start-up (issue #20, start-up).
+        import psycopg
+
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as conn:
