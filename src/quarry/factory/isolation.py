@@ -392,36 +392,42 @@ class Parser:
     def __init__(self, limits: CompileLimits) -> None:
         self.limits = limits
         self._process: CompileProcess | None = None
-        self._ready: dict[tuple[str, str], Outcome] = {}
+        # prefetched outcomes by (path, bytes): a dict lookup compares the bytes
+        # (their hash is cached on the object), no digest needed for it
+        self._ready: dict[tuple[str, bytes], Outcome] = {}
         if limits.isolation == "process":
             self._process = POOL.take(limits)
 
     def parse_definition(self, path: str, data: bytes) -> ParsedFile:
         """Like :func:`quarry.definitions.parse.parse_definition`: the parsed file,
         or ``CompileFailed`` with its problems."""
-        digest = sha256_hex(data)
-        outcome = self._ready.pop((path, digest), None)
+        outcome = self._ready.pop((path, data), None)
         if outcome is None:
-            outcome = dict(self._parse_many([(path, data, digest)]))[path]
+            outcome = dict(self._parse_many([(path, data)]))[path]
         if isinstance(outcome, list):
             raise CompileFailed(problems=sorted(set(outcome)))
         return outcome
 
     def prefetch(self, files: Iterable[tuple[str, bytes]]) -> None:
-        items = [(path, data, sha256_hex(data)) for path, data in files]
-        digests = {path: digest for path, _, digest in items}
+        items = list(files)
+        contents = dict(items)
         for path, outcome in self._parse_many(items):
-            self._ready[(path, digests[path])] = outcome
+            self._ready[(path, contents[path])] = outcome
 
-    def _parse_many(self, files: list[tuple[str, bytes, str]]) -> Iterator[tuple[str, Outcome]]:
+    def _parse_many(self, files: list[tuple[str, bytes]]) -> Iterator[tuple[str, Outcome]]:
         """``(path, outcome)`` for each file."""
+        if self.limits.isolation == "inline":
+            # Failures are remembered only from the compile process, under limits
+            # that say isolation="process": none is ever found for these limits.
+            for path, data in files:
+                yield path, parse_inline(path, data, self.limits)
+            return
         pending: list[tuple[str, bytes, str]] = []
-        for path, data, digest in files:
+        for path, data in files:
+            digest = sha256_hex(data)
             remembered = REMEMBERED_FAILURES.get(digest, self.limits)
             if remembered is not None:
                 yield path, [Problem(path, 1, 1, remembered)]
-            elif self.limits.isolation == "inline":
-                yield path, parse_inline(path, data, self.limits)
             else:
                 pending.append((path, data, digest))
         while pending:
