@@ -15,8 +15,9 @@ same SQL on DuckDB directly, and cached-hit throughput across two serve replicas
   local-folder object store; two ``quarry serve --role serve`` processes on it
   (tokens required, as in a fleet). ``direct`` runs the SQL the API runs (from
   ``?sql_only=1``, asked with the row cap the API adds, ``LIMIT max_rows + 1``) with
-  its parameters on one reused DuckDB connection to the same file, a cursor per
-  statement and Arrow out, as the connector does; it has no HTTP and no conversion
+  its parameters on one reused DuckDB cursor of a connection to the same file and
+  Arrow out, as the connector does (it reuses the cursor of a read-only
+  statement); it has no HTTP and no conversion
   to Python values (``direct+rows`` adds ``to_pylist()``, what a Python caller
   needing rows pays; shown for reference, the goal is against ``direct``).
   ``api cold`` posts the query with a filter value never asked before (a cache miss:
@@ -377,6 +378,7 @@ def api_vs_direct(args: argparse.Namespace) -> None:
         one = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=120)
         two = http.client.HTTPConnection("127.0.0.1", ports[1], timeout=120)
         direct = duckdb.connect(str(root / "data" / "shop.duckdb"), read_only=True)
+        reused = direct.cursor()
 
         def sql_of(body: dict[str, Any]) -> tuple[str, list[Any]]:
             # the SQL the API runs: its row cap is a LIMIT of one row more
@@ -389,10 +391,9 @@ def api_vs_direct(args: argparse.Namespace) -> None:
         def run_direct(body: dict[str, Any]) -> tuple[float, float, int]:
             sql, params = sql_of(body)
             started = time.perf_counter()
-            # exactly the connector's calls: a cursor, sql() with the values, Arrow out
-            cursor = direct.cursor()
-            table = cursor.sql(sql, params=params or None).to_arrow_table()
-            cursor.close()
+            # exactly the connector's calls: its pooled cursor, sql() with the values,
+            # Arrow out
+            table = reused.sql(sql, params=params or None).to_arrow_table()
             arrow = time.perf_counter() - started
             table.to_pylist()
             return arrow, time.perf_counter() - started, table.num_rows
@@ -477,6 +478,7 @@ def api_vs_direct(args: argparse.Namespace) -> None:
             f"cached hits, {args.clients} clients over 2 replicas, {args.duration:.0f}s: "
             f"{total / args.duration:,.0f} requests/s"
         )
+        reused.close()
         direct.close()
     finally:
         for p in processes:

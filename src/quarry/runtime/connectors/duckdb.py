@@ -1,7 +1,13 @@
 """DuckDB: a dataset folder queried by file name, or a database file, sandboxed.
 
-One in-memory database per database of a run; each statement runs on its own
-cursor, so concurrent loop iterations never share a DuckDB connection object.
+One in-memory database per database of a run; a statement runs on a cursor (a
+DuckDB connection) no other statement is using, so concurrent loop iterations never
+share one. A cursor that ran a single read-only statement (``SELECT``, ``WITH`` or
+``FROM`` first, no ``;`` but a trailing one, no ``setseed``) goes back to a small
+pool for the next statement (a new cursor and its ``USE`` cost ~0.1 ms, a reused
+one nothing); any other statement, a failed or an interrupted one, closes its cursor,
+so what a statement may leave on its connection (a transaction, temporary objects,
+prepared statements, variables, ``USE``) never reaches the next one.
 
 Every database is sandboxed before workspace SQL runs (``docs/security.md``): file
 access only inside the run's private snapshot of its dataset folder, no extension
@@ -33,6 +39,10 @@ from quarry.runtime.connectors.policy import ConnectorPolicy
 _DATA_GLOB = re.compile(
     r"^[\w./*?=\-]+\.(csv|tsv|txt|parquet|json|jsonl|ndjson)(\.gz|\.zst)?$", re.IGNORECASE
 )
+# A statement that leaves nothing on its connection: one query, read-only first word.
+_READ_FIRST = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
+_SESSION_STATE = re.compile(r"setseed", re.IGNORECASE)  # a SELECT that sets a session value
+_POOLED = 8  # idle cursors kept per database
 _SANDBOX_REFUSAL = "file system operations are disabled by configuration"
 _SANDBOX_HINT = (
     " (workspace SQL may read only the files of its dataset folder, named by their path "
@@ -124,40 +134,72 @@ class DuckDbConnector(Connector):
             ) from exc
         self._lock = threading.Lock()
         self._running: set[duckdb.DuckDBPyConnection] = set()
+        self._idle: list[duckdb.DuckDBPyConnection] = []  # cursors ready for a statement
+        self._interrupted: set[duckdb.DuckDBPyConnection] = set()
+        self._closed = False
 
     def query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda i: f"${i + 1}")
         if self._folder is not None:
             text = anchor_dataset_paths(text, self._folder)
+        reusable = leaves_no_state(text)
         with self._lock:
-            cursor = self._db.cursor()
+            cursor = self._idle.pop() if reusable and self._idle else None
+            fresh = cursor is None
+            if cursor is None:
+                cursor = self._db.cursor()
             self._running.add(cursor)
+        keep = False
         try:
-            if self._use is not None:
+            if fresh and self._use is not None:
                 cursor.execute(self._use)
             relation = cursor.sql(text, params=params or None)
-            if relation is None:
-                return pa.table({})
-            return relation.to_arrow_table()
+            table = pa.table({}) if relation is None else relation.to_arrow_table()
+            keep = reusable
+            return table
         except duckdb.Error as exc:
             raise ConnectorError(_explain(str(exc).strip()), database=self.name) from exc
         finally:
             with self._lock:
                 self._running.discard(cursor)
-            cursor.close()
+                if cursor in self._interrupted:
+                    self._interrupted.discard(cursor)
+                    keep = False
+                keep = keep and not self._closed and len(self._idle) < _POOLED
+                if keep:
+                    self._idle.append(cursor)
+            if not keep:
+                cursor.close()
 
     def interrupt(self) -> None:
         """Stop the statements running on this database (for cancel and timeouts).
 
         Each statement has its own cursor, which the database's ``interrupt()`` does
         not reach: every running cursor is interrupted (under the lock, so never one
-        already closed)."""
+        already closed or back in the pool) and is closed, not pooled, once its
+        statement returns."""
         with self._lock:
             for cursor in self._running:
                 cursor.interrupt()
+                self._interrupted.add(cursor)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for cursor in idle:
+            cursor.close()
         self._db.close()
+
+
+def leaves_no_state(text: str) -> bool:
+    """Whether ``text`` is one statement that cannot leave anything on its DuckDB
+    connection for the next statement (see the module's docstring). Conservative: a
+    ``;`` inside a string literal or a leading comment just means a fresh cursor."""
+    body = text.rstrip().rstrip(";")
+    return (
+        ";" not in body and _READ_FIRST.match(body) is not None and not _SESSION_STATE.search(body)
+    )
 
 
 def _explain(message: str) -> str:
