@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from quarry.agents.threads import create_thread, post_message
@@ -18,7 +17,6 @@ from quarry.store import threads as tq
 from tests.fleet.agents.test_durable_threads import SQL, _worker, _workspace
 from tests.support.model_server import Call, ModelServer, Reply
 from tests.support.processes import wait_until
-from tests.support.services import PG_ADMIN_DSN
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +24,9 @@ TURNS = 24
 
 
 def test_one_worker_runs_many_turns_at_once(
-    pg_database: str, empty_pg_database: str, tmp_path: Path
+    pg_database: str, notes_warehouse: str, tmp_path: Path
 ) -> None:
-    warehouse = empty_pg_database.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}", autocommit=True) as c:
-        c.execute("CREATE TABLE notes (region text)")
-        c.execute("INSERT INTO notes VALUES ('north'), ('north'), ('south')")
+    warehouse = notes_warehouse
     with ModelServer() as server:
         for k in range(TURNS):
             server.add(

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import yaml
 from sqlalchemy import select
@@ -27,7 +26,6 @@ from quarry.node.services import build_services
 from quarry.store.run_tables import run_steps
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
 from tests.support.processes import start_quarry, wait_healthy, wait_until
-from tests.support.services import PG_ADMIN_DSN
 
 pytestmark = pytest.mark.slow
 
@@ -96,12 +94,9 @@ def _follow(url: str, path: str, into: list[tuple[str, dict[str, Any]]]) -> None
 
 
 def test_a_thread_turn_resumes_on_another_worker_and_the_replica_stream_goes_on(
-    pg_database: str, empty_pg_database: str, tmp_path: Path
+    pg_database: str, notes_warehouse: str, tmp_path: Path
 ) -> None:
-    warehouse = empty_pg_database.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}", autocommit=True) as c:
-        c.execute("CREATE TABLE notes (region text)")
-        c.execute("INSERT INTO notes VALUES ('north'), ('north'), ('south')")
+    warehouse = notes_warehouse
     with ModelServer() as server:
         server.add(
             tool_reply("execute_sql", match="notes per region", sql=SQL),

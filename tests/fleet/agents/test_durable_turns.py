@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 from sqlalchemy import select
@@ -23,7 +22,6 @@ from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.run_tables import run_events, run_steps, runs
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
 from tests.support.processes import wait_until
-from tests.support.services import PG_ADMIN_DSN
 
 pytestmark = pytest.mark.slow
 
@@ -79,12 +77,9 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_a_turn_resumes_on_another_worker_without_repeating_calls(
-    pg_database: str, empty_pg_database: str, tmp_path: Path
+    pg_database: str, notes_warehouse: str, tmp_path: Path
 ) -> None:
-    warehouse = empty_pg_database.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}", autocommit=True) as c:
-        c.execute("CREATE TABLE notes (region text)")
-        c.execute("INSERT INTO notes VALUES ('north'), ('north'), ('south')")
+    warehouse = notes_warehouse
     with ModelServer() as server:
         server.add(
             tool_reply("execute_sql", match="notes per region", sql=SQL),
