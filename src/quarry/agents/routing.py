@@ -6,11 +6,17 @@ model picks the one that answers the question.
   -> ``agents_sales_agent``), descriptions the route's own ``description``;
 * ``synthesize_results: true`` (the default): the model reads the route's output and
   answers; ``false``: the first route's output is the answer, as it came;
-* ``route_fallback``: a route asked with the question when the model called no route.
+* ``route_fallback``: a route asked with the question when the model called no route;
+* a ``.sql`` file is a route as in Oxy: an ``execute_sql`` tool whose SQL is the
+  file's, fixed (the tool takes no arguments, so the model cannot change the query),
+  described by the file's text, on the database its ``oxy:`` header names
+  (``/* oxy: {database: local, embed: ...} */`` at the top of the file: what Oxy's
+  retrieval index records for the file as ``sql::<database>``). A file without a
+  database in its header, or naming a database ``config.yml`` does not have, is not
+  offered and is named so (Oxy logs it and skips the route). The SQL runs read-only
+  like the model's own.
 
-Not built: narrowing many routes by embedding similarity (every route is offered)
-and ``.sql`` files as routes (Oxy binds them to a database through its retrieval
-index); such routes are named as not offered.
+Not built: narrowing many routes by embedding similarity (every route is offered).
 """
 
 from __future__ import annotations
@@ -20,17 +26,21 @@ import json
 import re
 from typing import Any
 
+import yaml
+
+from quarry.agents.providers.base import ToolSpec
 from quarry.agents.tools.agent import AskAgent
-from quarry.agents.tools.base import AgentTool
+from quarry.agents.tools.base import AgentTool, ToolOutcome
 from quarry.agents.tools.readonly import SqlLimits
 from quarry.agents.tools.semantic import SemanticQueryExecutor
-from quarry.agents.tools.sql import StatementGuard
+from quarry.agents.tools.sql import ExecuteSql, StatementGuard
 from quarry.agents.tools.toolbox import Toolbox
 from quarry.agents.tools.workflow import RunWorkflow
 from quarry.core.errors import NotFound
 from quarry.definitions.kinds import Kind, classify_path, definition_name
 from quarry.definitions.models.agent import AgentTool as AgentToolConfig
 from quarry.definitions.models.agent import (
+    ExecuteSqlTool,
     RoutingAgentConfig,
     SemanticQueryTool,
     WorkflowTool,
@@ -45,8 +55,9 @@ DEFAULT_INSTRUCTIONS = (
 
 
 def function_name(path: str) -> str:
-    """``agents/sales.agent.yml`` -> ``agents_sales_agent`` (a valid function name)."""
-    stem = re.sub(r"\.(yml|yaml)$", "", path)
+    """``agents/sales.agent.yml`` -> ``agents_sales_agent``, ``queries/top.sql`` ->
+    ``queries_top`` (a valid function name: the path without its last extension)."""
+    stem = re.sub(r"\.(yml|yaml|sql)$", "", path)
     return re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:64]
 
 
@@ -74,6 +85,70 @@ def route_paths(source: RevisionSource, routes: list[str]) -> list[str]:
     return found
 
 
+# Oxy's header: a block comment opening the file, YAML with an ``oxy:`` mapping.
+_HEADER = re.compile(r"^\s*/\*(.*?)\*/", re.S)
+NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+class RouteNotOffered(Exception):
+    """A route that resolves to no tool; ``str()`` says why."""
+
+
+def sql_file_database(text: str) -> str | None:
+    """The database an SQL file's ``oxy:`` header names, or None."""
+    match = _HEADER.match(text)
+    if match is None:
+        return None
+    try:
+        header = yaml.safe_load(match.group(1).replace("\n*", "\n"))
+    except yaml.YAMLError:
+        return None
+    oxy = header.get("oxy") if isinstance(header, dict) else None
+    database = oxy.get("database") if isinstance(oxy, dict) else None
+    return database if isinstance(database, str) and database else None
+
+
+class SqlRoute(ExecuteSql):
+    """``execute_sql`` with the file's SQL fixed: the model's arguments are ignored."""
+
+    def __init__(
+        self,
+        path: str,
+        sql: str,
+        config: ExecuteSqlTool,
+        connections: Connections,
+        limits: SqlLimits,
+        guard: StatementGuard | None,
+    ) -> None:
+        super().__init__(config, connections, limits, guard)
+        self.path = path
+        self.sql = sql
+        self.spec = ToolSpec(self.spec.name, self.spec.description, NO_PARAMETERS)
+
+    async def call(self, arguments: dict[str, Any]) -> ToolOutcome:
+        outcome = await super().call({"sql": self.sql})
+        return ToolOutcome(outcome.content, {**outcome.detail, "sql_file": self.path})
+
+
+def _sql_route(
+    source: RevisionSource,
+    path: str,
+    connections: Connections,
+    limits: SqlLimits,
+    guard: StatementGuard | None,
+) -> SqlRoute:
+    text = source.file_bytes(path).decode("utf-8", "replace")
+    database = sql_file_database(text)
+    if database is None:
+        raise RouteNotOffered("its oxy: header names no database")
+    if not any(db.name == database for db in source.config.databases):
+        raise RouteNotOffered(f"its database {database!r} is not in config.yml")
+    config = ExecuteSqlTool(
+        type="execute_sql", name=function_name(path), description=text, database=database
+    )
+    return SqlRoute(path, text, config, connections, limits, guard)
+
+
 def _route_tool(
     source: RevisionSource,
     path: str,
@@ -81,6 +156,8 @@ def _route_tool(
     limits: SqlLimits,
     guard: StatementGuard | None,
 ) -> AgentTool | None:
+    if path.endswith(".sql"):
+        return _sql_route(source, path, connections, limits, guard)
     kind = classify_path(path)
     name = function_name(path)
     if kind is Kind.AGENT:
@@ -114,6 +191,9 @@ def routing_toolbox(
     for path in route_paths(source, agent.routes):
         try:
             tool = _route_tool(source, path, connections, limits, guard)
+        except RouteNotOffered as exc:
+            box.not_offered.append(f"{path} (route: {exc})")
+            continue
         except NotFound:
             tool = None
         if tool is None:
@@ -142,6 +222,11 @@ def fallback_tool(
     path = normalise_path(agent.route_fallback)
     try:
         return _route_tool(source, path, connections, limits or SqlLimits(), guard)
+    except RouteNotOffered as exc:
+        raise NotFound(
+            f"route_fallback {agent.route_fallback!r} cannot be offered: {exc}",
+            route=agent.route_fallback,
+        ) from None
     except NotFound:
         raise NotFound(
             f"route_fallback {agent.route_fallback!r} is not in the revision",
