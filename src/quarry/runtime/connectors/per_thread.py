@@ -26,16 +26,10 @@ class PerThreadConnections(Generic[C]):
     ``alive`` says the one it has was closed."""
 
     def __init__(
-        self,
-        open_: Callable[[], C],
-        *,
-        alive: Callable[[C], bool] = lambda _conn: True,
-        release: Callable[[C], None] | None = None,
+        self, open_: Callable[[], C], *, alive: Callable[[C], bool] = lambda _conn: True
     ) -> None:
         self._open = open_
         self._alive = alive
-        # What close_all does with each connection (a pool keeps it); default: close.
-        self._release = release
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[C] = []
@@ -59,10 +53,7 @@ class PerThreadConnections(Generic[C]):
         self._local = threading.local()
         for conn in conns:
             with contextlib.suppress(*_kinds(suppress)):
-                if self._release is not None:
-                    self._release(conn)
-                else:
-                    conn.close()
+                conn.close()
 
 
 def _kinds(

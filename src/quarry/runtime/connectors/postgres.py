@@ -1,9 +1,7 @@
 """Postgres through psycopg 3: values always travel as bound parameters.
 
 Each thread gets its own connection (loops may run iterations concurrently),
-opened lazily; at the connector's close each goes back to the process's idle pool
-(``pool.py``, reset with ``DISCARD ALL``) for the next run with the same values.
-Connections are in autocommit mode:
+opened lazily and closed with the connector. Connections are in autocommit mode:
 a finished step's writes are durable before its checkpoint is written.
 """
 
@@ -23,7 +21,6 @@ from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host, check_identity
 from quarry.runtime.connectors.per_thread import PerThreadConnections
 from quarry.runtime.connectors.policy import ConnectorPolicy
-from quarry.runtime.connectors.pool import IdlePool, pool_key
 from quarry.runtime.connectors.settings import connection_info as connection_info
 from quarry.runtime.connectors.support import Redact, WarehouseConnector, unique_names
 from quarry.store.identity import cluster_identity
@@ -74,9 +71,8 @@ class PostgresConnector(WarehouseConnector):
     def _setup(self) -> None:
         self._target: CheckedTarget | None = None
         self._connections: PerThreadConnections[psycopg.Connection[Any]] = PerThreadConnections(
-            self._open, alive=lambda conn: not conn.closed, release=self._release
+            self._open, alive=lambda conn: not conn.closed
         )
-        self._key: str | None = None
         self._running: set[psycopg.Connection[Any]] = set()
 
     def _checked_conninfo(self) -> dict[str, Any]:
@@ -99,10 +95,6 @@ class PostgresConnector(WarehouseConnector):
 
     def _open(self) -> psycopg.Connection[Any]:
         info = self._checked_conninfo()
-        self._key = pool_key(self.dialect, info)
-        reused = _reuse(self._key)
-        if reused is not None:
-            return reused
         try:
             conn = psycopg.connect(autocommit=True, **info)
         except psycopg.Error as exc:
@@ -169,41 +161,8 @@ class PostgresConnector(WarehouseConnector):
             with contextlib.suppress(psycopg.Error):
                 conn.cancel_safe(timeout=5.0)
 
-    def _release(self, conn: psycopg.Connection[Any]) -> None:
-        """End of the run: keep the connection for the next run with the same values
-        when it resets to a fresh session (``DISCARD ALL``, outside a transaction)."""
-        idle = psycopg.pq.TransactionStatus.IDLE
-        if conn.closed or self._key is None or conn.info.transaction_status != idle:
-            conn.close()
-            return
-        try:
-            conn.execute("DISCARD ALL")
-        except psycopg.Error:
-            conn.close()
-            return
-        IDLE.give(self._key, conn)
-
     def close(self) -> None:
         self._connections.close_all(())
-
-
-def _close(conn: psycopg.Connection[Any]) -> None:
-    conn.close()
-
-
-IDLE: IdlePool[psycopg.Connection[Any]] = IdlePool(_close)
-"""Postgres connections kept between runs of this process (``pool.py``)."""
-
-
-def _reuse(key: str) -> psycopg.Connection[Any] | None:
-    """An idle connection of ``key`` that still answers, or None."""
-    while (conn := IDLE.take(key)) is not None:
-        try:
-            conn.execute("SELECT 1")
-            return conn
-        except psycopg.Error:
-            conn.close()
-    return None
 
 
 def _server_identity(conn: psycopg.Connection[Any]) -> str | None:
