@@ -31,10 +31,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from pydantic import AliasChoices, BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
+from quarry.catalog.compile_status import compile_status
 from quarry.definitions.models import agent, agentic, app, monitor, schedule, semantic, workflow
 from quarry.definitions.models.config import WorkspaceConfig
 from quarry.runtime.services import services_of
-from quarry.store import factory_tables as ft
 from quarry.store.workspaces import WorkspaceRow
 from quarry.web.apps import request_tenant
 from quarry.web.assets import asset_url
@@ -189,15 +189,7 @@ async def ide_page(request: Request, workspace: str) -> HTMLResponse:
 
 def _statuses(request: Request, workspace: str) -> dict[str, Any]:
     svc = services_of(request.app.state)
-    ws = svc.catalog.workspace(request_tenant(request), workspace, fresh=True)
-    with svc.engine.connect() as conn:
-        rows = ft.statuses(conn, ws.id)
-    return {
-        "workspace": ws.name,
-        "default_branch": ws.default_branch,
-        "current_revision_id": ws.current_revision_id,
-        "branches": [r.to_json() for r in rows],
-    }
+    return compile_status(svc.catalog, svc.engine, request_tenant(request), workspace)
 
 
 @router.get("/ide/{workspace}/compile/events")

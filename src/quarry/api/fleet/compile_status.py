@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import services, tenant_id
-from quarry.store import factory_tables as ft
+from quarry.catalog.compile_status import compile_status as compile_status_of
 
 router = APIRouter(tags=["workspaces"])
 
@@ -22,16 +22,4 @@ router = APIRouter(tags=["workspaces"])
 async def compile_status(request: Request, workspace: str) -> dict[str, Any]:
     svc = services(request)
     tenant = tenant_id(request)
-
-    def load() -> dict[str, Any]:
-        ws = svc.catalog.workspace(tenant, workspace, fresh=True)
-        with svc.engine.connect() as conn:
-            rows = ft.statuses(conn, ws.id)
-        return {
-            "workspace": ws.name,
-            "default_branch": ws.default_branch,
-            "current_revision_id": ws.current_revision_id,
-            "branches": [r.to_json() for r in rows],
-        }
-
-    return await run_in_threadpool(load)
+    return await run_in_threadpool(compile_status_of, svc.catalog, svc.engine, tenant, workspace)
