@@ -17,6 +17,7 @@ model picks the one that answers the question.
   like the model's own.
 
 Not built: narrowing many routes by embedding similarity (every route is offered).
+The header check is shared with the compiler (``quarry.definitions.sql_routes``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import fnmatch
 import json
 import re
 from typing import Any
-
-import yaml
 
 from quarry.agents.providers.base import ToolSpec
 from quarry.agents.tools.agent import AskAgent
@@ -45,6 +44,7 @@ from quarry.definitions.models.agent import (
     SemanticQueryTool,
     WorkflowTool,
 )
+from quarry.definitions.sql_routes import route_header_problem, sql_file_database
 from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.source import RevisionSource, normalise_path
 
@@ -85,27 +85,11 @@ def route_paths(source: RevisionSource, routes: list[str]) -> list[str]:
     return found
 
 
-# Oxy's header: a block comment opening the file, YAML with an ``oxy:`` mapping.
-_HEADER = re.compile(r"^\s*/\*(.*?)\*/", re.S)
 NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 class RouteNotOffered(Exception):
     """A route that resolves to no tool; ``str()`` says why."""
-
-
-def sql_file_database(text: str) -> str | None:
-    """The database an SQL file's ``oxy:`` header names, or None."""
-    match = _HEADER.match(text)
-    if match is None:
-        return None
-    try:
-        header = yaml.safe_load(match.group(1).replace("\n*", "\n"))
-    except yaml.YAMLError:
-        return None
-    oxy = header.get("oxy") if isinstance(header, dict) else None
-    database = oxy.get("database") if isinstance(oxy, dict) else None
-    return database if isinstance(database, str) and database else None
 
 
 class SqlRoute(ExecuteSql):
@@ -138,11 +122,11 @@ def _sql_route(
     guard: StatementGuard | None,
 ) -> SqlRoute:
     text = source.file_bytes(path).decode("utf-8", "replace")
+    why = route_header_problem(text, [db.name for db in source.config.databases])
+    if why is not None:
+        raise RouteNotOffered(why)
     database = sql_file_database(text)
-    if database is None:
-        raise RouteNotOffered("its oxy: header names no database")
-    if not any(db.name == database for db in source.config.databases):
-        raise RouteNotOffered(f"its database {database!r} is not in config.yml")
+    assert database is not None
     config = ExecuteSqlTool(
         type="execute_sql", name=function_name(path), description=text, database=database
     )
@@ -192,12 +176,12 @@ def routing_toolbox(
         try:
             tool = _route_tool(source, path, connections, limits, guard)
         except RouteNotOffered as exc:
-            box.not_offered.append(f"{path} (route: {exc})")
+            box.routes_left_out.append(f"{path}: {exc}")
             continue
         except NotFound:
             tool = None
         if tool is None:
-            box.not_offered.append(f"{path} (route)")
+            box.routes_left_out.append(f"{path}: not an agent, workflow, topic or .sql file")
             continue
         name = tool.spec.name
         suffix = 1

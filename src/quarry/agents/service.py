@@ -100,6 +100,14 @@ async def ask_agent(
                 "model: " + ", ".join(toolbox.not_offered),
             }
         )
+    if toolbox.routes_left_out:
+        sink(
+            {
+                "type": "warning",
+                "message": "routes left out, offered to no model: "
+                + "; ".join(toolbox.routes_left_out),
+            }
+        )
     provider = make_provider(
         source.config,
         agent.model,

@@ -29,6 +29,7 @@ from quarry.core.metrics import COMPILE_DURATION
 from quarry.definitions.config_salvage import ConfigFacts, facts_of, salvage
 from quarry.definitions.kinds import Kind, unread_kind, workflow_names
 from quarry.definitions.references import Ref, ReferenceIndex, check_references
+from quarry.definitions.sql_routes import routing_routes, sql_route_problems
 from quarry.definitions.template_names import template_name_problems
 from quarry.definitions.yaml_nodes import load_document
 from quarry.factory import prior, statcache
@@ -67,6 +68,8 @@ class Analysis:
     base_blobs: set[str] | None = None
     # what the files parsed by this analysis hold that is ignored, as Oxy ignores it
     warnings: list[Problem] = field(default_factory=list)
+    # source hash -> the tasks' own positions JSON of the workflows and apps parsed
+    new_positions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,6 +169,7 @@ def _analyze(
     # path -> stored refs JSON (or file targets, from the cache) of an unchanged file
     reused_info: dict[str, str | list[str]] = {}
     new_bodies: dict[str, tuple[str, str]] = {}
+    new_positions: dict[str, str] = {}
     parsed = reused = 0
     known_rows = priors.rows
     parser.prefetch(_changed(tree, known_rows))  # one batch to the compile process
@@ -179,7 +183,7 @@ def _analyze(
             reused += 1
             continue
         try:
-            row, refs, found_warnings = _parse(tree, f, new_bodies, parser)
+            row, refs, found_warnings = _parse(tree, f, new_bodies, parser, new_positions)
         except CompileFailed as failed:
             problems.extend(failed.problems)
             continue
@@ -212,7 +216,7 @@ def _analyze(
         refs_by_path.update(stored)
         for path in missing:  # the cache knew a definition the database does not
             refs_by_path[path] = _parse(
-                tree, next(f for f in tree.files if f.path == path), new_bodies, parser
+                tree, next(f for f in tree.files if f.path == path), new_bodies, parser, new_positions
             )[1]
         reused_info = {}
     rows = _name_workflows(rows)
@@ -234,6 +238,7 @@ def _analyze(
         checkable = [r for r in refs if r.kind not in unchecked]
         problems.extend(check_references(path, checkable, index))
         targets[path] = prior.targets_of(refs)
+    problems.extend(_sql_route_warnings(tree, rows, new_bodies, facts.databases))
     if strict:
         problems = [p.as_error() for p in problems]
     warnings = sorted({p for p in problems if p.severity == WARNING})
@@ -256,6 +261,7 @@ def _analyze(
         tree=tree,
         definitions=rows,
         new_bodies=new_bodies,
+        new_positions=new_positions,
         git=read_git_info(root),
         parsed=parsed,
         reused=reused,
@@ -289,13 +295,21 @@ def _changed(tree: Tree, known_rows: Container[tuple[str, str]]) -> Iterator[tup
 
 
 def _parse(
-    tree: Tree, f: SourceFile, new_bodies: dict[str, tuple[str, str]], parser: Parser
+    tree: Tree,
+    f: SourceFile,
+    new_bodies: dict[str, tuple[str, str]],
+    parser: Parser,
+    new_positions: dict[str, str],
 ) -> tuple[rq.DefinitionRow, list[Ref], list[Problem]]:
-    """Parse one definition file; its body and refs JSON go into ``new_bodies``."""
+    """Parse one definition file; its body and refs JSON go into ``new_bodies``, its
+    tasks' positions (by source hash: they move with the bytes, not the body) into
+    ``new_positions``."""
     definition = parser.parse_definition(f.path, tree.content(f))
     body, refs_json = definition.body_json, definition.refs_json
     content_hash = sha256_hex(f"{definition.kind}\n{body}".encode())
     new_bodies[content_hash] = (body, refs_json)
+    if definition.positions_json:
+        new_positions[f.source_hash] = definition.positions_json
     row = rq.DefinitionRow(
         kind=definition.kind.value,
         name=definition.name,
@@ -322,6 +336,34 @@ def _config_facts(root: Path, problems: list[Problem], parser: Parser, limit: in
         problems.extend(failed.problems)
         return salvage(config_path, config_bytes)
     return facts_of(definition.model)  # type: ignore[arg-type]
+
+
+def _sql_route_warnings(
+    tree: Tree,
+    rows: list[rq.DefinitionRow],
+    new_bodies: dict[str, tuple[str, str]],
+    databases: set[str] | None,
+) -> list[Problem]:
+    """Routing agents parsed in this compile that route to ``.sql`` files whose
+    ``oxy:`` header names no usable database: a warning at each such file (a turn
+    leaves the route out, issue #17)."""
+    agents = []
+    for row in rows:
+        if row.kind == Kind.AGENT and row.content_hash in new_bodies:
+            routes = routing_routes(new_bodies[row.content_hash][0])
+            if routes:
+                agents.append((row.path, routes))
+    if not agents:
+        return []
+    files = {f.path: f for f in tree.files}
+
+    def read(path: str) -> str | None:
+        try:
+            return tree.content(files[path]).decode("utf-8", "replace")
+        except CompileFailed:
+            return None
+
+    return sql_route_problems(agents, files, read, databases)
 
 
 def _unread_files(paths: set[str]) -> list[Problem]:
@@ -438,6 +480,7 @@ def publish(
         rq.insert_bodies(
             conn, {h: analysis.new_bodies[h] for h in rq.missing_bodies(conn, analysis.new_bodies)}
         )
+        rq.insert_task_positions(conn, analysis.new_positions)
         rq.insert_revision(conn, new)
     if not promote or expected == analysis.revision_id:
         return False, len(uploaded)

@@ -76,6 +76,7 @@ def test_the_sql_route_runs_the_files_query_whatever_the_model_asks(
     warnings = [e["message"] for e in events if e["type"] == "warning"]
     assert any("queries/no_database.sql" in w and "names no database" in w for w in warnings)
     assert any("'warehouse' is not in config.yml" in w for w in warnings)
+    assert all(w.startswith("routes left out") for w in warnings if "queries/" in w)
     # the model read the file's rows: four regions with their counts
     result_text = server.requests[1].last
     assert result_text.splitlines()[0] == "region,orders"
@@ -113,3 +114,26 @@ def test_a_route_to_a_missing_sql_file_is_a_compile_problem(
     with pytest.raises(CompileFailed) as failed:
         compile_local(services.engine, services.store, "local", root, "shop")
     assert "file 'queries/missing.sql' does not exist" in str(failed.value)
+
+
+def test_a_sql_route_without_a_usable_database_is_a_compile_warning(
+    services: Services, tmp_path: Path
+) -> None:
+    from quarry.demo import create_demo_workspace
+
+    root = create_demo_workspace(tmp_path / "shop")
+    for path, text in {**_files(), "queries/no_header.sql": "SELECT 1\n"}.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    (root / "agents" / "router.agent.yml").write_text(
+        _router(["queries/*.sql"]).replace("gpt", "openai-4o-mini")
+    )
+    result = compile_local(services.engine, services.store, "local", root, "shop")
+    warned = {p.path: p.message for p in result.problems if p.is_warning}
+    assert "queries/regions.sql" not in warned
+    assert "names no database" in warned["queries/no_database.sql"]
+    assert "'warehouse' is not in config.yml" in warned["queries/unknown_database.sql"]
+    assert "does not open with an oxy: header" in warned["queries/no_header.sql"]
+    for message in (warned[p] for p in warned if p.startswith("queries/")):
+        assert message.startswith("this SQL file is a route of agents/router.agent.yml")
+        assert "not supported yet" not in message

@@ -33,6 +33,9 @@ class Toolbox:
     tools: dict[str, AgentTool] = field(default_factory=dict)
     not_offered: list[str] = field(default_factory=list)
     """Tools of the agent Quarry does not run yet, as ``"name (type)"``: no model sees them."""
+    routes_left_out: list[str] = field(default_factory=list)
+    """Routes of a routing agent that cannot be offered, as ``"path: why"`` (a ``.sql``
+    file whose ``oxy:`` header names no known database, a file of no route kind)."""
 
 
 def build_toolbox(
