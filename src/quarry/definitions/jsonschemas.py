@@ -9,10 +9,10 @@ turns a typo like ``type: strng`` into a positioned error instead of a run failu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import SchemaError, ValidationError
+if TYPE_CHECKING:  # jsonschema (~55 ms) is imported by the checks that build a validator
+    from jsonschema.exceptions import ValidationError
 
 # The JSON types of a plain ``{type: ..., default: ...}`` schema, checked without
 # building a validator (most variables are written so, the shorthand included).
@@ -38,6 +38,9 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
 
 
 def _full_check(schema: Mapping[str, Any]) -> str | None:
+    from jsonschema import Draft7Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft7Validator.check_schema(schema)
     except SchemaError as exc:
@@ -52,6 +55,8 @@ def _full_check(schema: Mapping[str, Any]) -> str | None:
 
 def value_problem(schema: Mapping[str, Any], value: Any) -> str | None:
     """Why ``value`` does not satisfy ``schema`` (the most relevant error), or None."""
+    from jsonschema import Draft7Validator
+
     validator = Draft7Validator(schema)
     error: ValidationError | None = None
     for found in validator.iter_errors(value):

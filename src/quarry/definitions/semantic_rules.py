@@ -15,9 +15,6 @@ import functools
 import re
 from collections.abc import Iterator
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError
 from yaml.nodes import Node
 
 from quarry.core.errors import Problem
@@ -47,7 +44,15 @@ def template_free(text: str) -> str:
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_KEYWORDS = frozenset(sqlglot.tokens.Tokenizer.KEYWORDS)
+
+
+@functools.cache
+def _keywords() -> frozenset[str]:
+    """sqlglot (~90 ms to import) is loaded by the first view checked, not by every
+    process that imports the definitions (``quarry run`` of a workflow never needs it)."""
+    import sqlglot
+
+    return frozenset(sqlglot.tokens.Tokenizer.KEYWORDS)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -62,9 +67,13 @@ def sql_error(text: str, *, query: bool = False) -> str | None:
     if (
         not query
         and _IDENTIFIER.fullmatch(plain)
-        and not any(part.upper() in _KEYWORDS for part in plain.split("."))
+        and not any(part.upper() in _keywords() for part in plain.split("."))
     ):
         return None
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
     errors: dict[str, str] = {}
     for dialect in _TRY_ORDER:
         try:

@@ -24,13 +24,10 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from quarry.definitions.models.common import TaskExport
 from quarry.runtime.engine.context import RunContext, Scope
 from quarry.runtime.engine.errors import ExportFailed
-from quarry.runtime.engine.export_docx import table_docx, text_docx
 from quarry.runtime.engine.results import MapOutput, Output, TableOutput, TextOutput
 from quarry.runtime.engine.templating import TemplateProblem, render_text
 from quarry.runtime.engine.views import markdown_table
@@ -40,11 +37,17 @@ FORMATS = ("csv", "parquet", "json", "txt", "sql", "docx")
 
 
 def encode_table(table: pa.Table, fmt: str) -> bytes:
+    # The writers are imported by the format that needs them: python-docx (lxml) costs
+    # ~80 ms and parquet ~12 ms on every `quarry run`, which mostly exports nothing.
     if fmt == "csv":
+        import pyarrow.csv as pa_csv
+
         sink = io.BytesIO()
         pa_csv.write_csv(table, sink)
         return sink.getvalue()
     if fmt == "parquet":
+        import pyarrow.parquet as pq
+
         sink = io.BytesIO()
         pq.write_table(table, sink)
         return sink.getvalue()
@@ -53,6 +56,8 @@ def encode_table(table: pa.Table, fmt: str) -> bytes:
     if fmt == "txt":
         return markdown_table(table).encode()
     if fmt == "docx":
+        from quarry.runtime.engine.export_docx import table_docx
+
         return table_docx(table)
     raise ValueError(f"a table cannot be exported as {fmt!r}")
 
@@ -74,6 +79,8 @@ def encode_output(output: Output, fmt: str, *, sql: str | None = None) -> bytes:
         if fmt == "json":
             return json.dumps(output.text, ensure_ascii=False).encode()
         if fmt == "docx":
+            from quarry.runtime.engine.export_docx import text_docx
+
             return text_docx(output.text)
         raise ExportFailed(f"a text output cannot be exported as {fmt!r}; use txt, json or docx")
     raise ExportFailed("this step's output cannot be exported (export its tasks instead)")
