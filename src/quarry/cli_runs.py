@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from quarry.cli_output import make_console
 from quarry.core.errors import BadRequest, CompileFailed, NotFound, QuarryError
@@ -66,7 +67,9 @@ def _progress(event: dict[str, Any]) -> None:
         console.print(f"[cyan]↺[/cyan] {step} {task} (replayed from checkpoint)")
     elif kind == RunEvent.STEP_FAILED:
         message = (event.get("error") or {}).get("message", "")
-        console.print(f"[red]✗[/red] {step} {task}: {message}", markup=True, highlight=False)
+        source = event.get("source")  # the file:line of the task (its own line)
+        at = f" (at {escape(str(source))})" if source else ""
+        console.print(f"[red]✗[/red] {step} {task}: {message}{at}", markup=True, highlight=False)
 
 
 def run_locally(

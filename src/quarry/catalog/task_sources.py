@@ -1,15 +1,20 @@
 """Where each task of a workflow or app is written: ``path:line`` by step key.
 
 A run's steps are keyed by their position (``tasks.2.iter.3.tasks.0``, see
-``quarry.runtime.engine.runner``). The compiler stores the positions of every
-reference a definition makes (``tasks.0.database`` at line 6, ``tasks.0.sql_file``
-at line 7 — ``quarry.definitions.references``), so a task's line is the first line
-of a reference inside it: the database, the SQL file, the topic, the agent... A task
-without any reference (a formatter) is located by its file alone.
+``quarry.runtime.engine.runner``). The compiler stores each task's own position —
+the line where the task's mapping starts in its file, nested tasks of loops and
+conditionals included (``quarry.definitions.task_positions``) — by the file's source
+hash, so every task has a line, a formatter's too.
+
+A revision compiled before those positions were stored falls back to what it does
+have: the positions of the references a task makes (its database, SQL file,
+topic...), the task's line being the first of them; a task without any is then
+located by its file alone.
 
 Iterations of a loop share the loop's tasks (``.iter.N`` is dropped) and a
 sub-workflow's steps point at the ``workflow`` task that calls it. Used by the run
-page (a step's error shows the file:line of its task).
+page, ``GET /api/v1/runs/{id}`` and the ``step.failed`` event (a failed step names
+the file:line of its task).
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ import re
 from typing import Any
 
 from quarry.core.errors import NotFound
+from quarry.definitions.task_positions import positions_from_json
 from quarry.store import revisions as rq
 from quarry.store.db import Engine
 from quarry.store.workspaces import WorkspaceRow
 
 _ITER = re.compile(r"\.iter\.\d+")
 _KINDS = ("workflow", "app")
+# A reference's field as the model names it -> the runner's step key.
+_CONDITION = re.compile(r"\.conditions\.(\d+)\.tasks\.")
+_ELSE = re.compile(r"\.else\.(\d+)")
 
 
 def canonical_step(key: str) -> str:
@@ -35,7 +44,7 @@ def canonical_step(key: str) -> str:
 
 
 class TaskSources:
-    """The file of a definition and the first line of each task that has a reference."""
+    """The file of a definition and the line of each of its tasks."""
 
     def __init__(self, path: str, lines: dict[str, int]) -> None:
         self.path = path
@@ -55,14 +64,28 @@ class TaskSources:
 
 
 def _task_keys(field: str) -> list[str]:
-    """Every task a reference's field lies in: ``tasks.1.if.0.tasks.2.database`` is in
-    ``tasks.1`` and in ``tasks.1.if.0.tasks.2``."""
+    """Every task a reference's field lies in, as step keys:
+    ``tasks.1.conditions.0.tasks.2.database`` is in ``tasks.1`` and in
+    ``tasks.1.if.0.tasks.2``."""
+    field = _ELSE.sub(r".else.tasks.\1", _CONDITION.sub(r".if.\1.tasks.", field))
     parts = field.split(".")
     keys = []
     for index in range(len(parts) - 1):
         if parts[index] == "tasks" and parts[index + 1].isdigit():
             keys.append(".".join(parts[: index + 2]))
     return keys
+
+
+def _reference_lines(refs_json: str) -> dict[str, int]:
+    """The older fallback: each task's first reference line."""
+    lines: dict[str, int] = {}
+    for ref in json.loads(refs_json or "[]"):
+        line = ref.get("line")
+        if not isinstance(line, int):
+            continue
+        for key in _task_keys(str(ref.get("field", ""))):
+            lines[key] = min(line, lines.get(key, line))
+    return lines
 
 
 def task_sources(
@@ -72,21 +95,16 @@ def task_sources(
     another kind, or when the revision no longer has it."""
     if kind not in _KINDS:
         return None
-    try:
+    try:  # the catalog resolves a workflow named by its file path
         doc = json.loads(catalog.definition(ws, revision_id, kind, name).body)
     except NotFound:
         return None
-    path = str(doc["path"])
     with engine.connect() as conn:
-        rows = rq.definitions_with_refs(conn, ws.id, revision_id)
-    lines: dict[str, int] = {}
-    for row, refs in rows:
-        if row.path != path or row.kind != kind:
-            continue
-        for ref in json.loads(refs or "[]"):
-            line = ref.get("line")
-            if not isinstance(line, int):
-                continue
-            for key in _task_keys(str(ref.get("field", ""))):
-                lines[key] = min(line, lines.get(key, line))
-    return TaskSources(path, lines)
+        places = rq.definition_task_places(conn, ws.id, revision_id, kind, str(doc["name"]))
+    if places is None:
+        return None
+    if places.positions is not None:
+        lines = {key: at[0] for key, at in positions_from_json(places.positions).items()}
+    else:
+        lines = _reference_lines(places.refs)
+    return TaskSources(places.path, lines)

@@ -7,7 +7,7 @@ sides never disagree about what a definition means.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -33,6 +33,7 @@ from quarry.definitions.models.semantic import (
 )
 from quarry.definitions.models.workflow import WorkflowConfig
 from quarry.definitions.references import Ref
+from quarry.definitions.task_positions import TaskPositions, task_positions
 from quarry.definitions.yaml_nodes import (
     DEFAULT_LIMITS,
     YamlLimits,
@@ -82,6 +83,9 @@ class ParsedDefinition:
     refs: tuple[Ref, ...]
     # What the file holds that is ignored, as Oxy ignores it (severity "warning").
     warnings: tuple[Problem, ...] = ()
+    # Where each task of a workflow or app starts, by step key (empty for the other
+    # kinds): what a failed step's ``file:line`` names (quarry.definitions.task_positions).
+    tasks: TaskPositions = field(default_factory=dict)
 
 
 def parse_definition(
@@ -130,6 +134,7 @@ def parse_definition(
         body=_body(model),
         refs=tuple(refs),
         warnings=tuple(warnings),
+        tasks=task_positions(document.root, model),
     )
 
 

@@ -74,6 +74,7 @@ def main() -> None:
     from quarry.core.errors import CompileFailed
     from quarry.core.hashing import canonical_json
     from quarry.definitions.parse import YamlLimits, parse_definition
+    from quarry.definitions.task_positions import positions_json
 
     yaml_limits = YamlLimits(
         max_depth=int(limits["yaml_max_depth"]),
@@ -88,7 +89,8 @@ def main() -> None:
             refs = canonical_json([r.to_json() for r in parsed.refs]).decode("utf-8")
             warnings = [w.__dict__ for w in getattr(parsed, "warnings", ())]
             ok = {"kind": parsed.kind.value, "name": parsed.name, "body": body, "refs": refs}
-            message: dict[str, Any] = {"ok": {**ok, "warnings": warnings}}
+            positions = positions_json(parsed.tasks)
+            message: dict[str, Any] = {"ok": {**ok, "warnings": warnings, "positions": positions}}
         except CompileFailed as failed:
             message = {"problems": [p.__dict__ for p in failed.problems]}
         except MemoryError:

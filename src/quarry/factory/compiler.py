@@ -216,7 +216,11 @@ def _analyze(
         refs_by_path.update(stored)
         for path in missing:  # the cache knew a definition the database does not
             refs_by_path[path] = _parse(
-                tree, next(f for f in tree.files if f.path == path), new_bodies, parser, new_positions
+                tree,
+                next(f for f in tree.files if f.path == path),
+                new_bodies,
+                parser,
+                new_positions,
             )[1]
         reused_info = {}
     rows = _name_workflows(rows)

@@ -42,6 +42,7 @@ from quarry.core.metrics import REGISTRY
 from quarry.definitions.kinds import Kind
 from quarry.definitions.parse import YamlLimits, load_model, parse_definition
 from quarry.definitions.references import Ref
+from quarry.definitions.task_positions import positions_json
 from quarry.factory.files import Limits
 
 log = logging.getLogger(__name__)
@@ -110,13 +111,16 @@ class ParsedFile:
     refs_json: str
     refs: tuple[Ref, ...]
     warnings: tuple[Problem, ...] = ()
+    # the tasks' own positions as stored (quarry.definitions.task_positions), "" if none
+    positions_json: str = ""
 
     @classmethod
     def from_reply(cls, path: str, data: dict[str, Any]) -> ParsedFile:
         refs = tuple(Ref.from_json(r) for r in json.loads(data["refs"]))
         warnings = tuple(Problem(**w) for w in data.get("warnings", ()))
         kind, name = Kind(data["kind"]), str(data["name"])
-        return cls(kind, name, path, data["body"], data["refs"], refs, warnings)
+        positions = str(data.get("positions", ""))
+        return cls(kind, name, path, data["body"], data["refs"], refs, warnings, positions)
 
     @property
     def body(self) -> dict[str, Any]:
@@ -141,7 +145,8 @@ def parse_inline(path: str, data: bytes, limits: CompileLimits) -> Outcome:
     body = canonical_json(parsed.body).decode("utf-8")
     refs = canonical_json([r.to_json() for r in parsed.refs]).decode("utf-8")
     warnings = tuple(getattr(parsed, "warnings", ()))
-    return ParsedFile(parsed.kind, parsed.name, path, body, refs, parsed.refs, warnings)
+    positions = positions_json(parsed.tasks)
+    return ParsedFile(parsed.kind, parsed.name, path, body, refs, parsed.refs, warnings, positions)
 
 
 class _Remembered:

@@ -11,7 +11,14 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Connection, Select, Table, and_, insert, select
 
 from quarry.store.db import insert_ignoring_duplicates
-from quarry.store.tables import blobs, definition_bodies, definitions, revision_files, revisions
+from quarry.store.tables import (
+    blobs,
+    definition_bodies,
+    definitions,
+    revision_files,
+    revisions,
+    task_positions,
+)
 
 
 class DefinitionRow(NamedTuple):
@@ -111,6 +118,44 @@ def insert_bodies(conn: Connection, bodies: dict[str, tuple[str, str]]) -> None:
         definition_bodies,
         [{"content_hash": h, "body": b, "refs": r} for h, (b, r) in bodies.items()],
     )
+
+
+def insert_task_positions(conn: Connection, positions: dict[str, str]) -> None:
+    """``positions`` maps a file's source hash to its tasks' positions JSON; a hash
+    already stored (the same bytes compiled before, anywhere) is left as it is."""
+    insert_ignoring_duplicates(
+        conn,
+        task_positions,
+        [{"source_hash": h, "positions": p} for h, p in positions.items()],
+    )
+
+
+class TaskPlaces(NamedTuple):
+    """A definition's file, its tasks' own positions (None when the revision was
+    compiled before they were stored) and its refs JSON (the older fallback)."""
+
+    path: str
+    positions: str | None
+    refs: str
+
+
+def definition_task_places(
+    conn: Connection, workspace_id: str, revision_id: str, kind: str, name: str
+) -> TaskPlaces | None:
+    """Where a workflow's or app's tasks are written, in one query; None when the
+    revision has no such definition."""
+    query = (
+        select(definitions.c.path, task_positions.c.positions, definition_bodies.c.refs)
+        .join(definition_bodies, definition_bodies.c.content_hash == definitions.c.content_hash)
+        .outerjoin(task_positions, task_positions.c.source_hash == definitions.c.source_hash)
+        .where(
+            _in_revision(definitions, workspace_id, revision_id),
+            definitions.c.kind == kind,
+            definitions.c.name == name,
+        )
+    )
+    r = conn.execute(query).first()
+    return None if r is None else TaskPlaces(r[0], r[1], r[2])
 
 
 def insert_revision(conn: Connection, new: NewRevision) -> bool:

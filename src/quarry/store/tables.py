@@ -89,6 +89,17 @@ definition_bodies = Table(
     Column("refs", Text, nullable=False),
 )
 
+# Where each task of a workflow or app starts in its file ({"tasks.0": [line,
+# column], ...}, quarry.definitions.task_positions), by the file's source hash:
+# positions depend on the file's bytes, not on its body (a comment line moves every
+# task below it and changes no body), so they are not kept with the body.
+task_positions = Table(
+    "task_positions",
+    metadata,
+    Column("source_hash", HASH, primary_key=True),
+    Column("positions", Text, nullable=False),
+)
+
 definitions = Table(
     "definitions",
     metadata,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from quarry.catalog.reader import Catalog
+from quarry.catalog.task_sources import TaskSources, task_sources
 from quarry.core.errors import BadRequest, QuarryError
 from quarry.core.hashing import canonical_json
 from quarry.core.logs import request_context
@@ -250,6 +251,22 @@ class RunExecutor:
         )
         writer.store_artifact("app_data", run.target_name, "json", key, canonical_json(document))
 
+    def _task_sources(self, run: RunRow, workspace: wq.WorkspaceRow) -> TaskSources | None:
+        """Where the run's tasks are written, for a failed step's ``source``; None when
+        unknown (a failure to find out never changes how the run ends)."""
+        try:
+            return task_sources(
+                self.engine,
+                self.catalog,
+                workspace,
+                run.revision_id,
+                run.target_kind,
+                run.target_name,
+            )
+        except Exception:
+            log.exception("run %s: the task positions could not be read", run.id)
+            return None
+
     def _cancel_requested(self, task: Task) -> bool:
         current = self.queue.get(task.id)
         return current is not None and current.cancel_requested
@@ -269,6 +286,8 @@ class RunExecutor:
         journal = DurableJournal(writer)
         connections = Connections(source, self.cache)
 
+        sources: list[TaskSources | None] = []  # looked up at the first failed step
+
         def on_event(event: dict[str, Any]) -> None:
             # Step rows are the journal's (the engine calls it); the run-level
             # notices are the writer's, once, with the run's state (events.py).
@@ -276,6 +295,12 @@ class RunExecutor:
             if kind is None:
                 return
             stored = {"type": kind, **event}
+            if kind == RunEvent.STEP_FAILED:
+                if not sources:
+                    sources.append(self._task_sources(run, workspace))
+                at = sources[0].of(str(event.get("step", ""))) if sources[0] else None
+                if at is not None:
+                    stored["source"] = at  # the file:line of the task, its own line
             writer.event(stored)
             if self.listener is not None:
                 self.listener(stored)
