@@ -4,6 +4,7 @@ recorded under its own lease; a task that is not light runs alone."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -72,10 +73,128 @@ def test_a_task_that_is_not_light_runs_alone(queue: TaskQueue) -> None:
     light = [queue.enqueue("acme", "t", {"light": True}).id for _ in range(3)]
     with running(worker):
         wait_for(lambda: state_of(queue, heavy) == "running", what="the heavy task")
-        # While it runs the worker claims nothing: the light tasks stay queued until
+        # While it runs the worker holds nothing else (the light tasks its group claim
+        # took with it went back at once) and claims nothing: they stay queued until
         # it is released (then all run).
-        assert worker.stats.claimed == 1
+        wait_for(lambda: worker.stats.claimed - worker.stats.released == 1, what="release")
         assert all(state_of(queue, i) == "queued" for i in light)
         release.set()
         wait_for(lambda: all(state_of(queue, i) == "succeeded" for i in light), what="light")
     assert state_of(queue, heavy) == "succeeded"
+
+
+# -- prefetch: a group of tasks per claiming statement ------------------------------
+
+
+def _tokens(queue: TaskQueue, ids: list[int]) -> set[str | None]:
+    return {t.lease_token for t in (queue.get(i) for i in ids) if t is not None}
+
+
+def test_light_tasks_are_claimed_as_a_group_in_one_statement(pg_queue: TaskQueue) -> None:
+    ids = [pg_queue.enqueue("acme", "t", {"light": True}).id for _ in range(6)]
+    together = threading.Barrier(6, timeout=20)
+
+    def handler(task: Task) -> object:
+        together.wait()
+        return None
+
+    worker = ConcurrentWorker(pg_queue, handler, slots=8, light=_light, listen=False)
+    worker.drain()
+    assert (worker.stats.claimed, worker.stats.succeeded, worker.peak) == (6, 6, 6)
+    # One lease token per claiming statement: all six came from one round trip.
+    assert len(_tokens(pg_queue, ids)) == 1
+    assert all(state_of(pg_queue, i) == "succeeded" for i in ids)
+
+
+def test_a_group_claim_takes_no_more_than_the_free_slots(pg_queue: TaskQueue) -> None:
+    ids = [pg_queue.enqueue("acme", "t", {"light": True}).id for _ in range(7)]
+    worker = ConcurrentWorker(pg_queue, lambda t: None, slots=3, light=_light, listen=False)
+    worker.drain()
+    assert worker.stats.succeeded == 7 and worker.peak <= 3
+    assert worker.stats.released == 0  # nothing claimed beyond what could start
+    assert all(state_of(pg_queue, i) == "succeeded" for i in ids)
+
+
+def test_tasks_claimed_behind_one_that_runs_alone_go_back_at_once(queue: TaskQueue) -> None:
+    release = threading.Event()
+
+    def handler(task: Task) -> object:
+        if not task.payload.get("light"):
+            assert release.wait(20)
+        return None
+
+    first = queue.enqueue("acme", "t", {"light": True}).id
+    heavy = queue.enqueue("acme", "t", {"light": False}).id
+    behind = [queue.enqueue("acme", "t", {"light": True}).id for _ in range(2)]
+    worker = ConcurrentWorker(
+        queue, handler, slots=8, light=_light, reap_interval=None, poll_interval=0.05
+    )
+    with running(worker):
+        wait_for(lambda: state_of(queue, heavy) == "running", what="the heavy task")
+        # All four came in one claim; the two behind the heavy one were released, not
+        # held: queued again, their attempt not counted, free for another worker.
+        wait_for(lambda: worker.stats.released == 2, what="the release")
+        assert worker.stats.claimed == 4
+        for i in behind:
+            task = queue.get(i)
+            assert task is not None and (task.state, task.attempts) == ("queued", 0)
+        wait_for(lambda: state_of(queue, first) == "succeeded", what="the first light task")
+        release.set()
+        wait_for(lambda: all(state_of(queue, i) == "succeeded" for i in [heavy, *behind]))
+    for i in behind:
+        task = queue.get(i)
+        assert task is not None and task.attempts == 1
+
+
+def test_a_stop_between_the_claim_and_the_start_releases_the_rest(queue: TaskQueue) -> None:
+    ids = [queue.enqueue("acme", "t", {"light": True}).id for _ in range(4)]
+    worker: ConcurrentWorker
+
+    def light(task: Task) -> bool:
+        worker.request_stop()  # after the group was claimed, before the rest start
+        return True
+
+    worker = ConcurrentWorker(queue, lambda t: None, slots=8, light=light, listen=False)
+    worker.drain()
+    assert worker.stats.claimed == 4 and worker.stats.released == 3
+    assert state_of(queue, ids[0]) == "succeeded"
+    for i in ids[1:]:
+        task = queue.get(i)
+        assert task is not None and (task.state, task.attempts) == ("queued", 0)
+
+
+def test_the_leases_of_a_claimed_group_are_kept_by_heartbeats(queue: TaskQueue) -> None:
+    lease = 1.5
+    release = threading.Event()
+
+    def handler(task: Task) -> object:
+        assert release.wait(30)
+        return None
+
+    ids = [queue.enqueue("acme", "t", {"light": True}).id for _ in range(4)]
+    worker = ConcurrentWorker(
+        queue, handler, slots=8, light=_light, reap_interval=None, lease_seconds=lease
+    )
+    assert worker.prefetch >= 4
+    with running(worker):
+        wait_for(lambda: all(state_of(queue, i) == "running" for i in ids), what="all running")
+        first = {i: queue.get(i) for i in ids}
+        expiries = [t.lease_expires_at for t in first.values() if t is not None]
+        assert len(expiries) == 4 and all(e is not None for e in expiries)
+        claimed_until = max(e for e in expiries if e is not None)
+
+        def past_the_first_lease() -> bool:
+            return datetime.now(UTC) > claimed_until + timedelta(seconds=0.3)
+
+        wait_for(past_the_first_lease, what="the claim's lease to run out")
+        # Heartbeats extended every lease of the group: the reaper finds nothing.
+        assert [r.id for r in queue.reap_expired() if r.id in ids] == []
+        for i in ids:
+            task = queue.get(i)
+            assert task is not None and task.state == "running"
+            assert task.lease_token == first[i].lease_token  # type: ignore[union-attr]
+            assert task.lease_expires_at is not None and task.lease_expires_at > claimed_until
+        release.set()
+        wait_for(lambda: all(state_of(queue, i) == "succeeded" for i in ids), what="all done")
+    assert worker.stats.lease_lost == 0
+    assert all(t.attempts == 1 for t in (queue.get(i) for i in ids) if t is not None)

@@ -18,6 +18,15 @@ workers could take. What stays as in :class:`Worker`:
   handler finishes, with the same retries, fencing and stats;
 - ``request_stop()``: no new claims; the tasks in flight may finish within
   ``shutdown_grace``; those still running then are released back to the queue.
+
+Prefetch (docs/queue.md "Prefetch"): while the tasks it starts are light, the worker
+claims up to ``min(free slots, prefetch)`` tasks per statement -- the fair group claim
+of :meth:`Worker.claim_group`, each task under its own lease -- and starts them all at
+once, so none waits unheartbeated. A claimed task that may not start (one behind a
+task that is not light, or any after a stop was requested) is released at once
+(``release_many``: attempt not counted). After a task that is not light the next claim
+takes one task again, until a light one is seen: a worker whose queue holds workflow
+runs does not claim and release a group for each.
 """
 
 from __future__ import annotations
@@ -95,6 +104,8 @@ class ConcurrentWorker(Worker):
         self._held: dict[int, _Held] = {}
         self._finished: stdqueue.SimpleQueue[int] = stdqueue.SimpleQueue()
         self._next_beat = 0.0
+        # Whether the next claim may take a group (the last task started was light).
+        self._grouping = True
         self.peak = 0
         """The most tasks this worker has run at once."""
 
@@ -147,21 +158,42 @@ class ConcurrentWorker(Worker):
         self.execute(task)
         return True
 
+    def _may_start(self) -> bool:
+        return not self._stop.is_set() and all(h.light for h in self._held.values())
+
     def _fill(self) -> bool:
-        """Claim while there is room and everything held is light; True if it did."""
+        """Claim while there is room and everything held is light, a group per
+        statement (see "Prefetch" above); True if it claimed anything."""
         claimed = False
-        while (
-            not self._stop.is_set()
-            and len(self._held) < self.slots
-            and all(h.light for h in self._held.values())
-        ):
-            task = self._claim()
-            if task is None:
+        while self._may_start() and len(self._held) < self.slots:
+            room = self.slots - len(self._held)
+            tasks = self._claim_some(min(room, self.prefetch) if self._grouping else 1)
+            if not tasks:
                 break
-            self.stats.claimed += 1
+            self.stats.claimed += len(tasks)
             claimed = True
-            self._start(task)
+            for i, task in enumerate(tasks):
+                if not self._may_start():
+                    # Behind a task that runs alone, or stopping: let others run them.
+                    self.stats.released += self.release_unstarted(tasks[i:])
+                    break
+                self._start(task)
         return claimed
+
+    def _claim_some(self, limit: int) -> list[Task]:
+        """Up to ``limit`` tasks in one statement; a failed claim returns none and
+        sets ``_retry_delay`` (as :meth:`Worker._claim`)."""
+        if limit <= 1:
+            task = self._claim()
+            return [] if task is None else [task]
+        try:
+            tasks = self.claim_group(limit)
+        except Exception as exc:
+            self._retry_delay = self.health.failed("claim", exc)
+            return []
+        self._retry_delay = None
+        self.health.succeeded()
+        return tasks
 
     def _start(self, task: Task) -> None:
         try:
@@ -169,6 +201,7 @@ class ConcurrentWorker(Worker):
         except Exception:
             log.exception("worker %s: cannot tell whether task %d is light", self.owner, task.id)
             light = False
+        self._grouping = light
         held = _Held(task, light)
         if not self._held:
             self._next_beat = time.monotonic() + self.lease_seconds / 3

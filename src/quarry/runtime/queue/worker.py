@@ -292,19 +292,26 @@ class Worker:
         if len(ahead) == 1:
             self._settle_safely(ahead[0], self.queue.release, "released")
             return
+        self.release_unstarted(ahead)
+
+    def release_unstarted(self, tasks: Sequence[Task]) -> int:
+        """Give claimed tasks that never started back to the queue in one statement
+        (``release_many``: queued, attempt not counted); how many were released. If
+        the write fails their leases expire and the reaper re-queues them."""
         try:
-            released = self.queue.release_many(ahead)
+            released = self.queue.release_many(tasks)
         except Exception:
             log.exception(
                 "worker %s: could not release %d prefetched tasks; their leases will "
                 "expire and they will run then",
                 self.owner,
-                len(ahead),
+                len(tasks),
             )
-            return
-        for task in ahead:
+            return 0
+        for task in tasks:
             if task.id not in released:
                 self._lost(task, "release")
+        return len(released)
 
     def claim_next(self) -> Task | None:
         if self._ahead:
@@ -316,6 +323,21 @@ class Worker:
                 self._next_queue = (self._next_queue + i + 1) % len(self.queues)
                 return task
         return None
+
+    def claim_group(self, limit: int) -> list[Task]:
+        """Claim up to ``limit`` tasks in one statement: the fair group claim that
+        prefetch and the batched worker use (``complete_many_and_claim``, nothing to
+        complete), from the next of our queues that has work (one statement per queue
+        tried, in turn). Each task gets its own lease, fenced on its own."""
+        for i in range(len(self.queues)):
+            name = self.queues[(self._next_queue + i) % len(self.queues)]
+            _, tasks = self.queue.complete_many_and_claim(
+                [], self.owner, queue=name, lease_seconds=self.lease_seconds, limit=limit
+            )
+            if tasks:
+                self._next_queue = (self._next_queue + i + 1) % len(self.queues)
+                return tasks
+        return []
 
     def run_one(self) -> bool:
         """Claim and execute one task; False when nothing was eligible (or the claim
