@@ -134,7 +134,7 @@ class Round:
             time.sleep(0.002)
         q_draft = time.perf_counter() - started
         q_status = timed(lambda: client.get(f"{WS}/git/status").raise_for_status())
-        body = {"message": f"edit {generation}"}
+        body = {"message": f"edit {generation}", "all": True}  # stage and commit
         q_commit = timed(lambda: client.post(f"{WS}/git/commit", json=body).raise_for_status())
         assert (self.clone / rel).read_text() == content
         return {

@@ -33,6 +33,7 @@ from quarry.factory.gitrunner import (
     GitTimeout,
     Identity,
 )
+from quarry.factory.paths import check_relpath, confine
 
 __all__ = ["GitError", "GitFailed", "GitRunner", "GitTimeout", "Identity", "WorkingCopyGit"]
 
@@ -118,17 +119,49 @@ class WorkingCopyGit:
             entries.append(entry)
         return branch, head, entries
 
+    def changes(self) -> dict[str, Any]:
+        """The status as two lists, as the IDE shows it: ``staged`` (index against the
+        last commit: what a commit records) and ``unstaged`` (working copy against the
+        index, untracked files included). A file edited again after staging is in both.
+        Each entry: ``path``, ``code`` (``M`` modified, ``A`` added, ``D`` deleted, ``R``
+        renamed, ``?`` untracked, ``U`` conflicted) and ``from`` for a rename."""
+        branch, head, files = self.snapshot()
+        staged: list[dict[str, str]] = []
+        unstaged: list[dict[str, str]] = []
+        for entry in files:
+            index, worktree = entry["index"], entry["worktree"]
+            if index not in (" ", "?"):
+                item = {"path": entry["path"], "code": index}
+                if "from" in entry:
+                    item["from"] = entry["from"]
+                staged.append(item)
+            if worktree != " ":
+                unstaged.append({"path": entry["path"], "code": worktree})
+        return {
+            "branch": branch,
+            "head": head,
+            "clean": not files,
+            "files": files,
+            "staged": staged,
+            "unstaged": unstaged,
+        }
+
     def porcelain(self) -> str:
         return self._git("status", "--porcelain=v1", "--untracked-files=all").stdout
 
-    def diff(self, path: str | None = None, *, staged: bool = False) -> str:
-        spec = ["--", path] if path else []
-        if self.head() is None:
-            return self._git("diff", "--cached", *spec).stdout
-        base = ["diff", "--cached", "HEAD"] if staged else ["diff", "HEAD"]
-        text = self._git(*base, *spec).stdout
+    def diff(self, path: str | None = None, *, staged: bool | None = None) -> str:
+        """A unified diff. ``staged=None``: the working copy against the last commit
+        (everything a commit of all changes would record); ``True``: the staged set
+        (index against the last commit); ``False``: what is not staged yet (working
+        copy against the index). Untracked files are shown as new unless ``staged``."""
+        spec = ["--", ":(literal)" + path] if path else []
         if staged:
-            return text
+            return self._git("diff", "--cached", *self._head_arg(), *spec).stdout
+        if staged is None:
+            base = self.head() or self._empty_tree()
+            text = self._git("diff", base, *spec).stdout
+        else:
+            text = self._git("diff", *spec).stdout
         untracked = self._git(
             "ls-files", "--others", "--exclude-standard", "-z", *spec
         ).stdout.split("\0")
@@ -136,6 +169,10 @@ class WorkingCopyGit:
             done = self._git("diff", "--no-index", "--", "/dev/null", rel, check=False)
             text += done.stdout
         return text
+
+    def _empty_tree(self) -> str:
+        """The empty tree's id (what the first commit is compared with)."""
+        return self._git("hash-object", "-t", "tree", "--stdin", input_text="").stdout.strip()
 
     def log(self, limit: int, ref: str | None = None) -> list[dict[str, str]]:
         if self.head() is None and ref is None:
@@ -171,23 +208,107 @@ class WorkingCopyGit:
         return rows
 
     # -- changing -------------------------------------------------------------------
-    def commit(self, message: str, identity: Identity, paths: list[str] | None = None) -> str:
+    def commit(
+        self,
+        message: str,
+        identity: Identity,
+        paths: list[str] | None = None,
+        *,
+        everything: bool = False,
+    ) -> str:
+        """Commit the staged set (the index), as ``git commit`` does.
+
+        ``paths`` (the API before there was a stage route): stage those paths and commit
+        only them (``git commit --only``), whatever else is staged stays staged.
+        ``everything``: stage every change first (the old default, ``git add -A``).
+        """
         if not message.strip():
             raise BadRequest("a commit needs a message", parameter="message")
-        # never Quarry's own files: local mode's state folder, a crashed write's leftover
-        added = self._git("add", "-A", "--", *(paths or ["."]), *NEVER_COMMITTED, check=False)
-        if added.returncode != 0:
-            raise BadRequest(
-                f"cannot stage {paths or '.'}: {self.runner.scrub(added.stderr.strip())}",
-                parameter="paths",
-            )
-        staged = self._git("diff", "--cached", "--quiet", check=False)
+        if paths and everything:
+            raise BadRequest('name "paths" or send "all": true, not both', parameter="all")
+        only: list[str] = []
+        if everything:
+            # never Quarry's own files: local mode's state folder, a crashed write's leftover
+            added = self._git("add", "-A", "--", ".", *NEVER_COMMITTED, check=False)
+            if added.returncode != 0:
+                raise GitFailed(f"cannot stage the changes: {self._clean(added.stderr)}")
+        elif paths:
+            only = self._specs(paths)
+            self._add(paths, only)
+        against = self._head_arg()
+        staged = self._git("diff", "--cached", "--quiet", *against, "--", *only, check=False)
         if staged.returncode == 0:
-            raise GitError("nothing to commit: the working copy matches the last commit")
-        self._git("commit", "-q", "--no-verify", "-m", message, identity=identity)
+            if paths:
+                raise GitError(f"nothing to commit: {', '.join(paths)} match the last commit")
+            if everything or not self.snapshot()[2]:
+                raise GitError("nothing to commit: the working copy matches the last commit")
+            raise GitError(
+                "nothing is staged to commit: stage the changes first "
+                '(POST .../git/stage), or name them in "paths", or send "all": true'
+            )
+        extra = ["--only", "--", *only] if only else []
+        self._git("commit", "-q", "--no-verify", "-m", message, *extra, identity=identity)
         head = self.head()
         assert head is not None
         return head
+
+    def _head_arg(self) -> list[str]:
+        return ["HEAD"] if self.head() is not None else []
+
+    def stage(self, paths: list[str]) -> None:
+        """Put the working copy's version of ``paths`` in the index (``git add -A``):
+        new, changed and deleted files alike; a folder stages what changed under it.
+        All or nothing: one path that matches nothing refuses the whole request."""
+        self._add(paths, self._specs(paths))
+
+    def _add(self, paths: list[str], specs: list[str]) -> None:
+        done = self._git("add", "-A", "--", *specs, *NEVER_COMMITTED, check=False)
+        if done.returncode != 0:
+            raise self._path_refused("stage", paths, specs, done.stderr)
+
+    def unstage(self, paths: list[str]) -> None:
+        """Take ``paths`` out of the staged set: the index gets the last commit's
+        version back (``git restore --staged``); the working copy is not touched, so
+        nothing typed is lost. All or nothing, like :meth:`stage`."""
+        specs = self._specs(paths)
+        if self.head() is None:  # no commit yet: unstaging is forgetting the new files
+            done = self._git("rm", "--cached", "-r", "-q", "--", *specs, check=False)
+        else:
+            done = self._git("restore", "--staged", "--", *specs, check=False)
+        if done.returncode != 0:
+            raise self._path_refused("unstage", paths, specs, done.stderr)
+
+    def _specs(self, paths: list[str]) -> list[str]:
+        """Literal pathspecs of paths confined to the working copy (``..``, absolute
+        paths, ``.git`` and symbolic links are a 400 naming the path): a ``*`` or a
+        leading ``:`` in a name means that character, not a pattern or git magic."""
+        if not paths:
+            raise BadRequest("name at least one path", parameter="paths")
+        specs = []
+        for path in paths:
+            rel = check_relpath(path)
+            confine(self.root, rel)
+            specs.append(":(literal)" + rel)
+        return specs
+
+    def _clean(self, stderr: str) -> str:
+        return self.runner.scrub(stderr.replace(":(literal)", "").strip())
+
+    def _path_refused(
+        self, verb: str, paths: list[str], specs: list[str], stderr: str
+    ) -> BadRequest:
+        for path, spec in zip(paths, specs, strict=True):
+            if f"'{spec}'" in stderr:
+                what = "no file or change" if verb == "stage" else "nothing staged or tracked"
+                return BadRequest(
+                    f"cannot {verb} {path!r}: {what} at that path in the workspace; "
+                    "nothing was changed",
+                    parameter="paths",
+                    path=path,
+                )
+        return BadRequest(
+            f"cannot {verb} {', '.join(paths)}: {self._clean(stderr)}", parameter="paths"
+        )
 
     def create_branch(self, name: str, start: str | None = None) -> None:
         check_branch_name(name)

@@ -75,7 +75,9 @@ def test_wiped_clone_cache_is_recloned_to_the_same_revision(
             "expected_hash": got.headers["x-quarry-content-hash"],
         }
         assert client.put(f"{WS}/files/{view}", json=body).status_code == 200
-        commit = client.post(f"{WS}/git/commit", json={"message": "pushed edit"}).json()
+        commit = client.post(
+            f"{WS}/git/commit", json={"message": "pushed edit", "all": True}
+        ).json()
         assert commit["compile"]["current"], commit
         assert client.post(f"{WS}/git/push").status_code == 200
         revision = commit["compile"]["revision_id"]

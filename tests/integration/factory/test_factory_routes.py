@@ -27,6 +27,8 @@ IDE = [
     ("DELETE", "/api/v1/workspaces/shop/files/a.yml"),
     ("POST", "/api/v1/workspaces/shop/move"),
     ("GET", "/api/v1/workspaces/shop/git/status"),
+    ("POST", "/api/v1/workspaces/shop/git/stage"),
+    ("POST", "/api/v1/workspaces/shop/git/unstage"),
     ("DELETE", "/api/v1/workspaces/shop/git/branches/feature/x"),
     ("POST", "/api/v1/workspaces/shop/git/push"),
     ("POST", "/api/v1/workspaces/shop/draft-runs"),
@@ -64,6 +66,9 @@ def test_classification_of_factory_routes(tmp_path: Path) -> None:
     registered = {(r.path, declared_class(r)) for r in registered_routes(app)}
     assert ("/api/v1/workspaces/{workspace}/files/{path:path}", RouteClass.IDE_ONLY) in registered
     assert ("/api/v1/workspaces/{workspace}/compile/status", RouteClass.FLEET_OK) in registered
+    for route in ("stage", "unstage"):
+        path = f"/api/v1/workspaces/{{workspace}}/git/{route}"
+        assert (path, RouteClass.IDE_ONLY) in registered, path
     svc.close()
 
 

@@ -1,5 +1,5 @@
-"""IdeOnly: the git API of a working copy — status, diff, log, commit, branches,
-pull (fast-forward only) and push.
+"""IdeOnly: the git API of a working copy — status, stage and unstage, diff, log,
+commit, branches, pull (fast-forward only) and push.
 
 A refused operation (diverged pull, rejected push, nothing to commit, a switch that
 would overwrite edits) is a 409 with a message saying what to do, and it leaves the
@@ -25,13 +25,32 @@ from quarry.factory.service import Factory
 from quarry.store.workspaces import WorkspaceRow
 
 router = APIRouter(prefix="/api/v1/workspaces/{workspace}/git", tags=["ide: git"])
+MAX_PATHS = 10_000  # paths per stage/unstage/commit request
 
 
 class CommitBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(min_length=1, max_length=10000)
-    paths: list[str] | None = Field(None, description="Commit only these paths (default: all).")
+    paths: list[str] | None = Field(
+        None,
+        max_length=MAX_PATHS,
+        description="Stage these paths and commit only them (other staged changes stay "
+        "staged). Default: commit what is staged.",
+    )
+    everything: bool = Field(
+        False, alias="all", description="Stage every change first, then commit (git add -A)."
+    )
+
+
+class PathsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(
+        min_length=1,
+        max_length=MAX_PATHS,
+        description="Workspace-relative files or folders (a folder: everything under it).",
+    )
 
 
 class BranchBody(BaseModel):
@@ -77,19 +96,50 @@ async def _in_thread(request: Request, workspace: str, role: AccessRole, fn: Any
     return await run_in_threadpool(run)
 
 
+def _status_json(ws: WorkspaceRow, changes: dict[str, Any]) -> dict[str, Any]:
+    return {"default_branch": ws.default_branch, **changes}
+
+
 @router.get("/status")
 async def status(request: Request, workspace: str) -> dict[str, Any]:
+    """Branch, head, and the changes: ``files`` (each with its ``index`` and
+    ``worktree`` code) and the same split as ``staged`` and ``unstaged``."""
+
     def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
-        branch, head, files = fac.git(ws).snapshot()
-        return {
-            "branch": branch,
-            "head": head,
-            "default_branch": ws.default_branch,
-            "clean": not files,
-            "files": files,
-        }
+        return _status_json(ws, fac.git(ws).changes())
 
     result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.VIEWER, run)
+    return result
+
+
+@router.post("/stage")
+async def stage(request: Request, workspace: str, body: PathsBody) -> dict[str, Any]:
+    """Stage paths (``git add -A``: new, changed and deleted files); the answer is the
+    new status. Every path is checked before anything is staged: one outside the
+    workspace, through a symbolic link or matching nothing is a 400 naming it."""
+
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            wc = fac.git(ws)
+            wc.stage(body.paths)
+            return _status_json(ws, wc.changes())
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result
+
+
+@router.post("/unstage")
+async def unstage(request: Request, workspace: str, body: PathsBody) -> dict[str, Any]:
+    """Unstage paths (``git restore --staged``): the files keep their edits, which
+    show as unstaged changes again; the answer is the new status."""
+
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            wc = fac.git(ws)
+            wc.unstage(body.paths)
+            return _status_json(ws, wc.changes())
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
     return result
 
 
@@ -98,9 +148,11 @@ async def diff(
     request: Request,
     workspace: str,
     path: Annotated[str | None, Query()] = None,
-    staged: bool = False,
+    staged: bool | None = None,
 ) -> Response:
-    """The unified diff of the working copy against HEAD (untracked files included)."""
+    """A unified diff: without ``staged``, the working copy against HEAD (untracked
+    files included); ``staged=true`` what is staged (index against HEAD);
+    ``staged=false`` what is not staged yet (working copy against the index)."""
     rel = check_relpath(path) if path else None
 
     def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> str:
@@ -126,12 +178,16 @@ async def log(
 
 @router.post("/commit")
 async def commit(request: Request, workspace: str, body: CommitBody) -> dict[str, Any]:
+    """Commit what is staged, as the caller. ``paths`` (kept from before the stage
+    route): stage those and commit only them; ``all``: stage every change first.
+    Nothing to commit is a 409 saying how to stage."""
     paths = [check_relpath(p) for p in body.paths] if body.paths else None
 
     def run(fac: Factory, ws: WorkspaceRow, who: Any) -> dict[str, Any]:
         with fac.lock(ws):
             wc = fac.git(ws)
-            sha = wc.commit(body.message, Identity(who.name, who.email), paths)
+            identity = Identity(who.name, who.email)
+            sha = wc.commit(body.message, identity, paths, everything=body.everything)
             branch = wc.branch()
             return {"commit": sha, "branch": branch, "compile": _compile_json(fac, ws)}
 
