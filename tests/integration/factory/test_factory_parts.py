@@ -221,7 +221,9 @@ def test_commit_never_includes_quarry_state_or_partial_writes(tmp_path: Path) ->
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / ".x.yml.0123.quarry-tmp").write_text("partial")
     wc = WorkingCopyGit(tmp_path, GitRunner())
-    wc.commit("first", Identity("Ann", "ann@example.com"))
+    wc.stage(["sub"])  # a folder holding only a partial write: nothing to stage
+    assert wc.changes()["staged"] == []
+    wc.commit("first", Identity("Ann", "ann@example.com"), everything=True)
     committed = git(tmp_path, "ls-tree", "-r", "--name-only", "HEAD").split()
     assert committed == ["config.yml"]
     assert git(tmp_path, "log", "-1", "--format=%an <%ae>") == "Ann <ann@example.com>"
