@@ -34,7 +34,6 @@ from quarry.definitions.parse import load_model
 from quarry.definitions.yaml_nodes import YamlLimits, load_document, locate, position
 from quarry.factory.isolation import Parser
 from quarry.factory.scan import Tree
-from quarry.semantic import SemanticModel
 from quarry.store.revisions import DefinitionRow
 
 _SEMANTIC = (Kind.VIEW.value, Kind.TOPIC.value, Kind.MOTIF.value, Kind.QUERY.value)
@@ -137,6 +136,9 @@ def semantic_problems(
             paths[("query", parsed.name)] = row.path
     if not views and not topics and not motifs and not saved:
         return []
+    # The semantic compiler (sqlglot, ~0.1-0.2 s to import) only for workspaces with views.
+    from quarry.semantic import SemanticModel
+
     model = SemanticModel.from_definitions(views, topics, motifs=motifs, saved_queries=saved)
     found = model.validate(databases, file_rules=False)
     problems = []

@@ -13,8 +13,6 @@ from typing import Any
 from sqlalchemy import Connection as Connection
 from sqlalchemy import Engine as Engine
 from sqlalchemy import Table, create_engine, event, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 
@@ -68,7 +66,13 @@ def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict[s
     compiles); returns how many were new."""
     if not rows:
         return 0
-    dialect_insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    # The dialect's module is imported here: a SQLite-backed process (quarry run, local
+    # serve) never loads SQLAlchemy's PostgreSQL dialect (~50 ms).
+    dialect_insert: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     # rowcount is unreliable for executemany (psycopg reports -1): count what
     # RETURNING hands back, which is exactly the rows that were new.
     key = next(iter(table.primary_key.columns))

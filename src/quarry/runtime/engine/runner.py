@@ -303,6 +303,14 @@ def _unsupported(ctx: RunContext, task: Any, scope: Scope, key: str) -> StepResu
     return unsupported.run(ctx, task, scope, key)
 
 
+def _semantic_query(ctx: RunContext, task: Any, scope: Scope, key: str) -> StepResult:
+    """Imported by the first semantic_query step: the semantic compiler (sqlglot) is
+    ~0.15 s that a run of SQL steps does not pay."""
+    from quarry.runtime.engine.tasks import semantic_query
+
+    return semantic_query.run(ctx, task, scope, key)
+
+
 @functools.cache
 def _handlers() -> dict[str, Handler]:
     from quarry.runtime.engine.tasks import (
@@ -310,7 +318,6 @@ def _handlers() -> dict[str, Handler]:
         execute_sql,
         formatter,
         loop,
-        semantic_query,
         unsupported,
         workflow,
     )
@@ -321,7 +328,7 @@ def _handlers() -> dict[str, Handler]:
         "loop_sequential": loop.run,
         "conditional": conditional.run,
         "workflow": workflow.run,
-        "semantic_query": semantic_query.run,
+        "semantic_query": _semantic_query,
         "agent": unsupported.run,
         # Parsed (Oxy's integrations and LLM charts) but not run by Quarry yet; any
         # other type (an unknown one included) is answered by ``_unsupported`` too.
