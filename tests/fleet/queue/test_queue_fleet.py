@@ -26,8 +26,11 @@ def _scalar(engine: Engine, sql: str) -> int:
         return int(conn.execute(text(sql)).scalar_one())
 
 
-# The default worker, and the batched one (claims 10 per statement, buffers completions).
-MODES = pytest.mark.parametrize("mode", [[], ["--batch", "10"]], ids=["single", "batch"])
+# The default worker, the batched one (claims 10 per statement, buffers completions),
+# and quarry worker's concurrent one (claims a group per statement, runs it at once).
+MODES = pytest.mark.parametrize(
+    "mode", [[], ["--batch", "10"], ["--slots", "4"]], ids=["single", "batch", "slots"]
+)
 
 
 @MODES
@@ -157,11 +160,22 @@ def test_a_paused_worker_cannot_complete_or_checkpoint_a_taken_over_task(
     engine.dispose()
 
 
-def test_a_killed_batch_worker_s_buffered_success_is_rerun_never_lost(
-    fleet: Fleet, tmp_path: Path
+# The batched worker buffers the quick task's success (an hour's flush interval); the
+# concurrent worker (quarry worker's, --slots) records it at once.
+KILLED = pytest.mark.parametrize(
+    ("mode", "buffered"),
+    [(["--batch", "10", "--flush-interval", "3600"], True), (["--slots", "4"], False)],
+    ids=["batch", "slots"],
+)
+
+
+@KILLED
+def test_a_killed_worker_s_claimed_group_is_rerun_never_lost(
+    fleet: Fleet, tmp_path: Path, mode: list[str], buffered: bool
 ) -> None:
-    """The one thing a buffered completion can cost: a task that had finished runs
-    again after its worker dies before recording it. Nothing is lost."""
+    """Both tasks are claimed in one statement. SIGKILL the worker while one is
+    blocked: a second worker reaps it and runs it again; a success the dead worker
+    had only buffered (batch) runs again too -- a re-run, never a loss."""
     engine = create_state_engine(fleet.database_url)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE queue_runs (task_id BIGINT, owner TEXT)"))
@@ -173,10 +187,7 @@ def test_a_killed_batch_worker_s_buffered_success_is_rerun_never_lost(
         "victim",
         "--handler",
         f"{HANDLERS}:record_or_block",
-        "--batch",
-        "10",
-        "--flush-interval",
-        "3600",
+        *mode,
         "--lease",
         "1.0",
         "--reap-interval",
@@ -195,11 +206,18 @@ def test_a_killed_batch_worker_s_buffered_success_is_rerun_never_lost(
             rows = conn.execute(text("SELECT task_id, owner FROM queue_runs ORDER BY owner"))
             return [(int(r[0]), str(r[1])) for r in rows]
 
-    # Both tasks were claimed in one batch; the first finished (its success is only
-    # buffered, the flush interval being an hour), the second is blocked.
+    # Both tasks were claimed in one statement (one lease token); the first finished
+    # (batch: its success only buffered, the flush interval being an hour; slots:
+    # recorded), the second is blocked.
     wait_for(lambda: len(runs()) == 2, timeout=30, what="both tasks to start")
     assert sorted(runs()) == [(quick, "victim"), (blocking, "victim")]
-    assert [state(i) for i in (quick, blocking)] == ["running", "running"]
+    held = [queue.get(i) for i in (quick, blocking)]
+    assert len({t.lease_token for t in held if t is not None}) == 1
+    if buffered:
+        assert [state(i) for i in (quick, blocking)] == ["running", "running"]
+    else:
+        wait_for(lambda: state(quick) == "succeeded", timeout=30, what="the quick task")
+        assert state(blocking) == "running"
     victim.process.kill()
     victim.process.wait(10)
 
@@ -208,8 +226,7 @@ def test_a_killed_batch_worker_s_buffered_success_is_rerun_never_lost(
         "taker",
         "--handler",
         f"{HANDLERS}:record_or_block",
-        "--batch",
-        "10",
+        *mode[:2],  # the same kind of worker, without the hour-long flush interval
         "--poll",
         "0.1",
         "--reap-interval",
@@ -222,12 +239,16 @@ def test_a_killed_batch_worker_s_buffered_success_is_rerun_never_lost(
 
     wait_for(finished, timeout=40, what="the taker to re-run both")
     taker.stop()
-    for task_id in (quick, blocking):
+    rerun = (quick, blocking) if buffered else (blocking,)
+    for task_id in rerun:
         task = queue.get(task_id)
         assert task is not None
         assert (task.state, task.attempts, task.lease_owner) == ("succeeded", 2, "taker")
-    # The finished task ran again (once per holder); nothing was lost.
-    assert sorted(runs()) == sorted(
-        [(quick, "victim"), (quick, "taker"), (blocking, "victim"), (blocking, "taker")]
-    )
+    # A task whose success was buffered ran again (once per holder); nothing was lost.
+    expected = [(quick, "victim"), (blocking, "victim"), *((i, "taker") for i in rerun)]
+    assert sorted(runs()) == sorted(expected)
+    if not buffered:
+        task = queue.get(quick)
+        assert task is not None
+        assert (task.state, task.attempts, task.lease_owner) == ("succeeded", 1, "victim")
     engine.dispose()

@@ -16,15 +16,22 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from quarry.runtime.queue.batch import DEFAULT_FLUSH_INTERVAL, make_worker
-from quarry.runtime.queue.worker import Handler, default_owner
+from quarry.runtime.queue.concurrent import ConcurrentWorker
+from quarry.runtime.queue.worker import Handler, Worker, default_owner
 from quarry.store.db import create_state_engine
 from quarry.store.queue.port import Task, open_queue
 
 
 def noop(task: Task) -> object:
     return None
+
+
+def _light(task: Task) -> bool:
+    """With ``--slots``, every task may run beside others."""
+    return True
 
 
 def load_handler(spec: str) -> Handler:
@@ -65,30 +72,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_FLUSH_INTERVAL,
         help="with --batch: record a finished task's success within this many seconds",
     )
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=1,
+        help="run up to N tasks at once, every task light (the ConcurrentWorker of "
+        "quarry worker; it claims a group per statement); not with --batch",
+    )
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("--database-url or QUARRY_DATABASE_URL is required")
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    if args.slots < 1:
+        parser.error("--slots must be at least 1")
+    if args.slots > 1 and args.batch > 1:
+        parser.error("--slots and --batch are different workers; give one of them")
     logging.basicConfig(level=args.log_level, stream=sys.stderr)
     engine = create_state_engine(args.database_url, pool_size=2)
     kwargs = {"fair": False} if args.unfair and engine.dialect.name == "postgresql" else {}
     queue = open_queue(engine, **kwargs)
     owner = args.owner or default_owner()
-    worker = make_worker(
-        queue,
-        load_handler(args.handler),
-        batch_size=args.batch,
-        flush_interval=args.flush_interval,
-        queues=args.queues or ["default"],
-        owner=owner,
-        lease_seconds=args.lease,
-        poll_interval=args.poll,
-        shutdown_grace=args.shutdown_grace,
-        reap_interval=args.reap_interval or None,
-        async_commit=not args.sync_commit,
-    )
+    common: dict[str, Any] = {
+        "queues": args.queues or ["default"],
+        "owner": owner,
+        "lease_seconds": args.lease,
+        "poll_interval": args.poll,
+        "shutdown_grace": args.shutdown_grace,
+        "reap_interval": args.reap_interval or None,
+        "async_commit": not args.sync_commit,
+    }
+    handler = load_handler(args.handler)
+    worker: Worker
+    if args.slots > 1:
+        worker = ConcurrentWorker(queue, handler, slots=args.slots, light=_light, **common)
+    else:
+        worker = make_worker(
+            queue,
+            handler,
+            batch_size=args.batch,
+            flush_interval=args.flush_interval,
+            **common,
+        )
     worker.install_signal_handlers()
 
     def ready() -> None:
