@@ -1,8 +1,9 @@
 """A failed step's error shows the file:line of its task, in Chromium (Playwright)
 against a real ``quarry serve`` on SQLite: beside the error in the steps table, in
 the run's summary and in the live event log; the runs API gives it as the step's
-``source``. The line comes from the positions the
-compiler stored for the task's references (``quarry.catalog.task_sources``)."""
+``source``. The line is the task's own — where its mapping starts in the file, as
+the compiler stored it (``quarry.definitions.task_positions``) — not the line of a
+reference inside it (``quarry.catalog.task_sources``)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from tests.support.processes import quarry_process
 
 pytestmark = pytest.mark.slow
 RUN_TIMEOUT_MS = 90_000
-# The second task fails; its reference (database) is on line 11 of the file.
+# The second task fails; it starts on line 7, its reference (database) is on line 11.
 LOCATED = """\
 description: A failing step somewhere in the middle
 tasks:
@@ -39,7 +40,7 @@ tasks:
 
   - name: missing
     type: execute_sql
-    # the next line is the task's first reference
+    # the task's first reference is three lines below; its own line is 7
 
     database: local
     sql_query: SELECT * FROM no_such_table
@@ -64,7 +65,7 @@ def test_canonical_step_keys() -> None:
 
 def test_a_failed_step_shows_the_file_and_line_of_its_task(quarry: Quarry, tmp_path: Path) -> None:
     shots = screenshot_dir(tmp_path)
-    where = "workflows/located.workflow.yml:11"
+    where = "workflows/located.workflow.yml:7"
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
