@@ -135,6 +135,7 @@ def test_locally(
     from rich.table import Table
 
     from quarry.agents.evals import TestResult, junit_xml, run_agent_tests, run_workflow_tests
+    from quarry.agents.test_files import run_test_file
     from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
     from quarry.node.services import build_services
@@ -171,6 +172,7 @@ def test_locally(
 
         agents = listed("agent")
         workflows = listed("workflow")
+        test_files, results = _test_files(root, prefix)
         connections = Connections(source, BlobCache(svc.paths.cache_dir))
         try:
             for found in agents:
@@ -193,6 +195,16 @@ def test_locally(
                         lambda line: console.print(f"[dim]{line}[/dim]"),
                     )
                 )
+            for test_file in test_files:
+                results += asyncio.run(
+                    run_test_file(
+                        source,
+                        connections,
+                        test_file,
+                        threshold,
+                        lambda line: console.print(f"[dim]{line}[/dim]"),
+                    )
+                )
         finally:
             connections.close()
     finally:
@@ -200,6 +212,7 @@ def test_locally(
     table = Table("agent test", "runs", "score", "result")
     for r in results:
         shown = "skipped" if r.score is None else ("pass" if r.passed else "FAIL")
+        shown = "ERROR" if "error" in r.detail else shown
         table.add_row(r.name, str(r.runs), "-" if r.score is None else f"{r.score:.2f}", shown)
     make_console().print(table)
     if json_out is not None:
@@ -210,6 +223,35 @@ def test_locally(
     if not results:
         console.print("no agent tests found")
     return 1 if any(not r.passed for r in results) else 0
+
+
+def _test_files(root: Path, prefix: str | None) -> tuple[list[Any], list[Any]]:
+    """Oxy's ``*.test.yml`` files of the working copy (those under ``prefix``, or
+    testing an agent under it), parsed; a file that does not parse is a failed
+    result carrying its ``file:line`` problems (an error, not a silent skip)."""
+    from quarry.agents.evals import TestResult
+    from quarry.agents.test_files import find_test_files, parse_test_file
+    from quarry.core.errors import CompileFailed
+
+    def under(path: str) -> bool:
+        return not prefix or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+    parsed = []
+    failed: list[TestResult] = []
+    for path in find_test_files(root):
+        try:
+            test = parse_test_file(path, (root / path).read_bytes(), lambda p: (root / p).is_file())
+        except CompileFailed as exc:
+            if under(path):
+                message = "; ".join(str(p) for p in exc.problems)
+                failed.append(
+                    TestResult(path, path, "test_file", None, 0, False, {"error": message})
+                )
+                console.print(message, markup=False, soft_wrap=True)
+            continue
+        if under(path) or under(test.target):
+            parsed.append(test)
+    return parsed, failed
 
 
 def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
@@ -230,9 +272,9 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         ] = None,
         junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     ) -> None:
-        """Run the agents' tests (consistency and test cases) and the workflows'
-        consistency tests, scored by a judge model; exit 1 when one scores under
-        --min-score."""
+        """Run the agents' tests (consistency and test cases), Oxy's *.test.yml
+        files and the workflows' consistency tests, scored by a judge model; exit 1
+        when one scores under --min-score."""
         root = (workspace or Path.cwd()).resolve()
         settings = settings_for(root)
         try:

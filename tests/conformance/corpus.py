@@ -62,8 +62,6 @@ FULL_WARNINGS = [
     "semantics/orders.view.yml:17:5: warning: unknown field 'hidden' is ignored (as Oxy "
     "ignores it)",
     "semantics/sales.topic.yml:5:1: warning: unknown field 'owner' is ignored (as Oxy ignores it)",
-    "tests/sales.test.yml:1:1: warning: an Oxy test file (.test.yml): Quarry does not "
-    "read these yet; not compiled",
     "workflows/nightly.automation.yml:5:5: warning: unknown field 'colour' is ignored "
     "(as Oxy ignores it)",
     "workflows/tasks.workflow.yml:41:16: warning: 'sql_query' is ignored: Oxy runs "

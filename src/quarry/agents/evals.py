@@ -19,7 +19,7 @@ threshold the caller gives.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from quarry.agents.consistency import (
 from quarry.agents.providers.base import ModelNotConfigured
 from quarry.agents.providers.configured import make_provider
 from quarry.agents.service import ask_agent, load_agent
-from quarry.definitions.models.evals import CaseEval, ConsistencyEval
+from quarry.definitions.models.evals import CaseEval, ConsistencyEval, EvalCase
 from quarry.runtime.connectors.registry import Connections
 from quarry.runtime.engine.templating import render_text
 from quarry.runtime.source import RevisionSource
@@ -63,6 +63,27 @@ class TestResult:
         }
 
 
+async def _turns(
+    source: RevisionSource,
+    connections: Connections,
+    agent: str,
+    prompt: str,
+    n: int,
+    concurrency: int,
+) -> list[tuple[str, set[str]]]:
+    """``n`` answers to ``prompt`` (empty when a turn ended without one), each with
+    the names of the tools its turn called."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one() -> tuple[str, set[str]]:
+        async with gate:
+            result = await ask_agent(source, connections, agent, prompt, stream=False)
+            called = {call.name for m in result.messages for call in m.tool_calls}
+            return (result.answer if result.status == "answered" else "", called)
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
 async def _answers(
     source: RevisionSource,
     connections: Connections,
@@ -71,14 +92,72 @@ async def _answers(
     n: int,
     concurrency: int,
 ) -> list[str]:
-    gate = asyncio.Semaphore(max(1, concurrency))
+    turns = await _turns(source, connections, agent, prompt, n, concurrency)
+    return [answer for answer, _ in turns]
 
-    async def one() -> str:
-        async with gate:
-            result = await ask_agent(source, connections, agent, prompt, stream=False)
-            return result.answer if result.status == "answered" else ""
 
-    return list(await asyncio.gather(*(one() for _ in range(n))))
+async def run_cases(
+    source: RevisionSource,
+    connections: Connections,
+    agent_ref: str,
+    label: str,
+    cases: Sequence[EvalCase],
+    *,
+    runs: int,
+    concurrency: int,
+    judge_model: str | None,
+    threshold: float,
+    progress: Progress,
+    kind: str = "test_case",
+) -> list[TestResult]:
+    """Each case asked ``runs`` times; its score is the share of answers the judge
+    finds consistent with ``expected`` — and, when the case names a ``tool``, whose
+    turn called that tool (a deterministic check Oxy's schema has and does not run
+    yet)."""
+    agent = load_agent(source, agent_ref)
+    provider = make_provider(source.config, judge_model or agent.model, connections.secrets)
+    judge = judge_with(provider)
+    results: list[TestResult] = []
+    try:
+        for case_index, case in enumerate(cases):
+            name = f"{label} case {case.name or case_index}"
+            progress(f"{name}: asking {max(1, runs)} times")
+            turns = await _turns(
+                source, connections, agent_ref, case.prompt, max(1, runs), concurrency
+            )
+            good = 0
+            without_tool = 0
+            for answer, called in turns:
+                if case.tool is not None and case.tool not in called:
+                    without_tool += 1
+                    continue
+                text = render_text(
+                    CONSISTENCY_PROMPT,
+                    {
+                        "task_description": case.prompt,
+                        "submission_1": case.expected,
+                        "submission_2": answer,
+                    },
+                )
+                good += consistent(await judge(text))
+            score = good / len(turns)
+            detail: dict[str, Any] = {
+                "answers": [answer for answer, _ in turns],
+                "expected": case.expected,
+            }
+            if case.tags:
+                detail["tags"] = list(case.tags)
+            if case.tool is not None:
+                detail["tool"] = case.tool
+                detail["runs_without_tool"] = without_tool
+            results.append(
+                TestResult(
+                    agent_ref, name, kind, round(score, 4), len(turns), score >= threshold, detail
+                )
+            )
+    finally:
+        await provider.close()
+    return results
 
 
 def _pairwise(judge: Callable[[str], Awaitable[str]]) -> Judge:
@@ -123,42 +202,18 @@ async def run_agent_tests(
                 )
             )
         elif isinstance(test, CaseEval):
-            model = test.judge_model or agent.model
-            provider = make_provider(source.config, model, connections.secrets)
-            judge = judge_with(provider)
-            try:
-                for case_index, case in enumerate(test.cases):
-                    label = f"{name} case {case.name or case_index}"
-                    progress(f"{label}: asking {test.runs} times")
-                    runs = max(1, test.runs)
-                    answers = await _answers(
-                        source, connections, agent_ref, case.prompt, runs, test.concurrency
-                    )
-                    good = 0
-                    for answer in answers:
-                        text = render_text(
-                            CONSISTENCY_PROMPT,
-                            {
-                                "task_description": case.prompt,
-                                "submission_1": case.expected,
-                                "submission_2": answer,
-                            },
-                        )
-                        good += consistent(await judge(text))
-                    score = good / len(answers)
-                    results.append(
-                        TestResult(
-                            agent_ref,
-                            label,
-                            test.type,
-                            round(score, 4),
-                            runs,
-                            score >= threshold,
-                            {"answers": answers, "expected": case.expected},
-                        )
-                    )
-            finally:
-                await provider.close()
+            results += await run_cases(
+                source,
+                connections,
+                agent_ref,
+                name,
+                test.cases,
+                runs=test.runs,
+                concurrency=test.concurrency,
+                judge_model=test.judge_model,
+                threshold=threshold,
+                progress=progress,
+            )
         else:
             results.append(
                 TestResult(agent_ref, name, test.type, None, 0, True, {"skipped": "not run yet"})
@@ -169,14 +224,19 @@ async def run_agent_tests(
 def junit_xml(results: list[TestResult], threshold: float) -> str:
     from xml.sax.saxutils import escape, quoteattr
 
-    failures = sum(1 for r in results if not r.passed)
+    failures = sum(1 for r in results if not r.passed and "error" not in r.detail)
+    errors = sum(1 for r in results if "error" in r.detail)
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuite name="quarry agent tests" tests="{len(results)}" failures="{failures}">',
+        f'<testsuite name="quarry agent tests" tests="{len(results)}" failures="{failures}" '
+        f'errors="{errors}">',
     ]
     for r in results:
         head = f"  <testcase classname={quoteattr(r.agent)} name={quoteattr(r.name)}"
-        if r.score is None:
+        if "error" in r.detail:
+            message = quoteattr(str(r.detail["error"]))
+            lines.append(f"{head}><error message={message}/></testcase>")
+        elif r.score is None:
             lines.append(f"{head}><skipped/></testcase>")
         elif r.passed:
             lines.append(f"{head}/>")

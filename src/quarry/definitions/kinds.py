@@ -94,11 +94,10 @@ def definition_name(relpath: str, kind: Kind) -> str:
 
 
 # Oxy file kinds Quarry does not read yet, by how their path ends (or begins).
+# (Oxy's test files, ``*.test.yml``, are read by ``quarry test``: quarry.agents.test_files.)
 _UNREAD_SUFFIXES = (
     (".aw.yml", "an Oxy agentic workflow (.aw.yml)"),
     (".aw.yaml", "an Oxy agentic workflow (.aw.yml)"),
-    (".test.yml", "an Oxy test file (.test.yml)"),
-    (".test.yaml", "an Oxy test file (.test.yml)"),
 )
 # Folders whose files Oxy reads as one thing: reported once per folder.
 _UNREAD_FOLDERS = (

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from tests.integration.agents.conftest import Workspace, agent_file
-from tests.support.model_server import ModelServer, text_reply
+from tests.support.model_server import ModelServer, text_reply, tool_reply
 
 
 def quarry_test(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
@@ -110,3 +110,51 @@ def test_quarry_test_runs_a_procedures_consistency_test(
     assert only["outputs"][0] == only["outputs"][1] and only["outputs"][0].startswith("There are")
     judged = server.requests[-1]
     assert judged.body["model"] == "gpt-4o-mini" and "[Submission 2]: There are" in judged.last
+
+
+def test_quarry_test_runs_oxy_test_files(
+    make_workspace: Callable[..., Workspace], server: ModelServer, tmp_path: Path
+) -> None:
+    test_file = {
+        "name": "regions",
+        "settings": {"runs": 2, "concurrency": 1},
+        "cases": [
+            {
+                "name": "top",
+                "prompt": "Biggest region?",
+                "expected": "North",
+                "tool": "execute_sql",
+            }
+        ],
+    }
+    ws = make_workspace(
+        {"duck": agent_file("local")},
+        files={
+            # no target: Oxy infers the sibling agents/duck.agent.yml
+            "agents/duck.agent.test.yml": yaml.safe_dump(test_file, sort_keys=False),
+            "agents/typo.agent.test.yml": "cases:\n  - prompt: a\n    expected: b\n    runz: 2\n",
+        },
+    )
+    server.add(
+        # run 1 queries, then answers; run 2 answers without calling the tool
+        tool_reply("execute_sql", match="Biggest region?", sql="SELECT 'zz' AS marker"),
+        text_reply("North is the biggest.", match="zz"),
+        text_reply("North is the biggest.", match="Biggest region?"),
+        text_reply("Answer: A", match="[Submission 2]: North is"),
+    )
+    out_json, out_xml = tmp_path / "r.json", tmp_path / "r.xml"
+    done = quarry_test(ws, "agents", "--json", str(out_json), "--junit", str(out_xml))
+    assert done.returncode == 1, done.stdout + done.stderr
+    # the file Oxy refuses is an error at its line, the other ran
+    assert "agents/typo.agent.test.yml:4:5:" in done.stderr and "runz" in done.stderr
+    assert "ERROR" in done.stdout
+    tests = {t["name"]: t for t in json.loads(out_json.read_text())["tests"]}
+    ran = tests["agents/duck.agent.test.yml (regions) case top"]
+    assert ran["agent"] == "agents/duck.agent.yml" and ran["type"] == "test_file"
+    # one answer judged consistent, the other did not call execute_sql: 1 of 2
+    assert ran["score"] == 0.5 and ran["runs"] == 2 and ran["runs_without_tool"] == 1
+    judged = [r for r in server.requests if "[Submission 2]" in r.last]
+    assert len(judged) == 1
+    assert "runz" in tests["agents/typo.agent.test.yml"]["error"]
+    xml = out_xml.read_text()
+    assert 'tests="2" failures="1" errors="1"' in xml and "<error message=" in xml
