@@ -691,11 +691,13 @@ class FactoryProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
-    def start(self, timeout: float = 600) -> float:
-        """Start it; seconds until ``/readyz`` answers 200 (the start-up pass included)."""
+    def start(self, timeout: float = 600, src: str | None = None) -> float:
+        """Start it (from the Quarry sources under ``src`` when given, e.g. an older
+        commit's ``git archive``); seconds until ``/readyz`` answers 200."""
         port = _free_port()
         env = {
             **os.environ,
+            **({"PYTHONPATH": src} if src else {}),
             "QUARRY_DATABASE_URL": self.dsn,
             "QUARRY_BLOB_URL": (self.root / "blobs").as_uri(),
             "QUARRY_DATA_DIR": str(self.root / "data"),
@@ -708,6 +710,8 @@ class FactoryProcess:
         }
         log = (self.root / "factory.log").open("ab")
         started = time.monotonic()
+        self.started_wall = time.time()
+        self.started = started
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -729,7 +733,8 @@ class FactoryProcess:
         self.url = f"http://127.0.0.1:{port}"
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the Factory exited; see {self.root / 'factory.log'}")
+                tail = (self.root / "factory.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the Factory exited:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return time.monotonic() - started
@@ -889,6 +894,174 @@ def report_workspaces(rows: list[dict[str, Any]], args: argparse.Namespace) -> N
         )
 
 
+# -- Factory restart with many workspaces (--scenario restart) -----------------------
+def _seed_workspaces(factory: FactoryProcess, origin: Path, count: int) -> float:
+    """Register ``count`` git workspaces straight in the state database and clone each
+    working copy with the Factory's own clone (4 at a time): what ``count`` API
+    registrations leave behind, minus their compiles (the first start does those)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from quarry.factory import git as fgit
+    from quarry.factory.workspaces import clone_path, register_origin
+    from quarry.store.db import create_state_engine
+
+    started = time.perf_counter()
+    engine = create_state_engine(factory.dsn)
+    runner = fgit.GitRunner(timeout=120, credentials={})
+    try:
+        rows = [
+            register_origin(
+                engine, "local", f"ws{i:05d}", str(origin), branch=None, allow_local=True
+            )
+            for i in range(count)
+        ]
+        with ThreadPoolExecutor(4) as pool:
+            list(
+                pool.map(
+                    lambda ws: fgit.clone(
+                        runner, ws.source, clone_path(factory.workspaces_dir, ws), "main"
+                    ),
+                    rows,
+                )
+            )
+    finally:
+        engine.dispose()
+    return time.perf_counter() - started
+
+
+def _metric(url: str, name: str) -> float | None:
+    """One unlabelled figure of the Factory's ``/metrics`` (None when it has none)."""
+    try:
+        got = httpx.get(f"{url}/metrics", timeout=5)
+    except httpx.HTTPError:
+        return None
+    for line in got.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def _finished_since(dsn: str, since: float) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM compile_status WHERE state NOT IN ('pending', 'compiling') "
+            "AND finished_at >= to_timestamp(%s)",
+            (since,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _interrupt(factory: FactoryProcess, names: list[str], wipe: list[str]) -> None:
+    """What a stop in the middle of edits leaves: ``names``' compiles pending (an
+    edit's debounced compile not run yet), ``wipe``'s working copies gone."""
+    with psycopg.connect(factory.dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE compile_status SET state = 'pending', requested_at = now() "
+            "WHERE workspace_id IN (SELECT id FROM workspaces WHERE name = ANY(%s))",
+            (names,),
+        )
+    for name in wipe:
+        shutil.rmtree(factory.workspaces_dir / "local" / name, ignore_errors=True)
+
+
+def _timed_restart(
+    factory: FactoryProcess, src: str | None, expected: int, probe: str, timeout: float
+) -> dict[str, float]:
+    """Start the Factory; seconds to ``/readyz`` 200, to the first IDE file listing and
+    git status of ``probe`` (a workspace the start-up pass needs nothing for), and to
+    the end of the pass (``expected`` compiles finished since the start)."""
+    load0 = os.getloadavg()[0]
+    ready = factory.start(timeout=timeout, src=src)
+    headers = {"Authorization": f"Bearer {factory.token}"}
+    out: dict[str, float] = {"ready_s": ready, "load_start": load0}
+    with httpx.Client(base_url=factory.url, headers=headers, timeout=timeout) as client:
+        for key, path in (("files_s", "files"), ("git_s", "git/status")):
+            got = client.get(f"/api/v1/workspaces/{probe}/{path}")
+            assert got.status_code == 200, got.text[:300]
+            out[key] = time.monotonic() - factory.started
+        # the same two again: an IDE request's latency while the pass runs (or not)
+        started = time.perf_counter()
+        assert client.get(f"/api/v1/workspaces/{probe}/git/status").status_code == 200
+        out["git_again_ms"] = (time.perf_counter() - started) * 1000
+    while time.monotonic() - factory.started < timeout:
+        if _finished_since(factory.dsn, factory.started_wall) >= expected:
+            break
+        time.sleep(0.2)
+    out["pass_s"] = time.monotonic() - factory.started
+    out["compiled"] = _finished_since(factory.dsn, factory.started_wall)
+    assert factory.process is not None
+    out["rss_mib"] = _rss_kib(factory.process.pid) / 1024
+    out["load_end"] = os.getloadavg()[0]
+    return out
+
+
+def restart_scan(args: argparse.Namespace) -> dict[str, Any]:
+    """Seed ``--workspaces`` (the last step) registered and cloned git workspaces, let
+    a first start compile them all (the cold pass), then restart ``--rounds`` times,
+    each time with ``--interrupted`` compiles left pending and ``--wiped`` working
+    copies deleted; with ``--compare-src`` each round restarts an older Quarry too
+    (its every-workspace start-up pass) from those sources, alternating."""
+    count = int(args.workspaces.split(",")[-1])
+    root = Path(tempfile.mkdtemp(prefix="quarry-capacity-restart-"))
+    factory = FactoryProcess(root)
+    out: dict[str, Any] = {"workspaces": count, "rounds": []}
+    try:
+        origin = _seed_origin(root, args.defs)
+        out["seed_s"] = _seed_workspaces(factory, origin, count)
+        print(f"  seeded {count} in {out['seed_s']:.0f} s", file=sys.stderr)
+        factory.start(timeout=args.restart_timeout)
+        while time.monotonic() - factory.started < args.restart_timeout:
+            if _finished_since(factory.dsn, factory.started_wall) >= count:
+                break
+            time.sleep(1)
+        out["cold_pass_s"] = time.monotonic() - factory.started
+        out["cold_compiled"] = _finished_since(factory.dsn, factory.started_wall)
+        print(f"  cold pass {out['cold_pass_s']:.0f} s", file=sys.stderr)
+        factory.stop()
+        names = [f"ws{i:05d}" for i in range(count)]
+        probe = names[-1]
+        interrupted = names[: args.interrupted]
+        wiped = names[args.interrupted : args.interrupted + args.wiped]
+        variants: list[tuple[str, str | None, int]] = [("now", None, len(interrupted) + len(wiped))]
+        if args.compare_src:
+            variants.insert(0, ("before", args.compare_src, count))
+        for n in range(args.rounds):
+            for label, src, expected in variants:
+                _interrupt(factory, interrupted, wiped)
+                row: dict[str, Any] = {"label": label, "round": n + 1, "expected": expected}
+                row.update(_timed_restart(factory, src, expected, probe, args.restart_timeout))
+                out["rounds"].append(row)
+                print(f"  {row}", file=sys.stderr)
+                factory.stop()
+    finally:
+        factory.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def report_restart(out: dict[str, Any], args: argparse.Namespace) -> None:
+    print(
+        f"\n## Factory restart with {out['workspaces']} workspaces ({args.defs} definitions "
+        f"each; {args.interrupted} interrupted compiles, {args.wiped} wiped working copies)\n"
+    )
+    print(
+        f"seeded (register + clone) in {out['seed_s']:.0f} s; first start compiled "
+        f"{out['cold_compiled']} workspaces in {out['cold_pass_s']:.0f} s\n"
+    )
+    print(
+        "| code | round | /readyz | first IDE files | first git status | git status again "
+        "| pass done | compiled by the pass | RSS MiB | load 1-min start / end |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in out["rounds"]:
+        print(
+            f"| {r['label']} | {r['round']} | {r['ready_s']:.1f} s | {r['files_s']:.1f} s "
+            f"| {r['git_s']:.1f} s | {r['git_again_ms']:.0f} ms | {r['pass_s']:.1f} s "
+            f"| {r['compiled']:.0f} / {r['expected']} | {r['rss_mib']:.0f} "
+            f"| {r['load_start']:.1f} / {r['load_end']:.1f} |"
+        )
+
+
 # -- agent turns in one process (--scenario agents) ---------------------------------
 async def agent_turns(args: argparse.Namespace) -> list[dict[str, float]]:
     """Concurrent one-tool agent turns on one event loop (what one worker process runs
@@ -959,14 +1132,23 @@ def main() -> None:
     parser.add_argument("--followers", default="50,200")
     parser.add_argument(
         "--scenario",
-        choices=["fleet", "workspaces", "agents"],
+        choices=["fleet", "workspaces", "restart", "agents"],
         default="fleet",
         help="fleet: the process fleet's rates (default); workspaces: workspaces on one "
-        "Factory; agents: agent turns at once in one process",
+        "Factory; restart: a Factory restart with the last --workspaces step; agents: agent "
+        "turns at once in one process",
     )
     parser.add_argument("--workspaces", default="100,300,1000", help="workspace steps")
     parser.add_argument("--defs", type=int, default=10, help="definitions per workspace")
     parser.add_argument("--concurrency", type=int, default=4, help="requests at a time")
+    parser.add_argument("--interrupted", type=int, default=20, help="restart: pending compiles")
+    parser.add_argument("--wiped", type=int, default=5, help="restart: deleted working copies")
+    parser.add_argument(
+        "--compare-src",
+        help="restart: also restart Quarry from these sources (e.g. an older commit's "
+        "git archive of src/) each round, for a before/after",
+    )
+    parser.add_argument("--restart-timeout", type=float, default=3600)
     parser.add_argument("--turns", default="50,100,200,400", help="agent turns at once")
     parser.add_argument("--model-ms", type=float, default=500, help="model delay per call")
     args = parser.parse_args()
@@ -977,6 +1159,11 @@ def main() -> None:
         if args.quick:
             args.workspaces = "20,50"
         report_workspaces(asyncio.run(workspaces_scan(args)), args)
+        return
+    if args.scenario == "restart":
+        if args.quick:
+            args.workspaces, args.interrupted, args.wiped, args.rounds = "30", 3, 2, 1
+        report_restart(restart_scan(args), args)
         return
     if args.scenario == "agents":
         if args.quick:

@@ -60,6 +60,12 @@ QUEUE_RECONNECTS = Counter(
     "(a restarted server, a terminated backend).",
     registry=REGISTRY,
 )
+FACTORY_START_REMAINING = Gauge(
+    "quarry_factory_start_remaining",
+    "Workspaces the Factory's start-up pass has still to clone or compile (0 once it is "
+    "done): only interrupted compiles and missing working copies, not every workspace.",
+    registry=REGISTRY,
+)
 
 # Children that exist from the start, so a dashboard sees zeros rather than gaps.
 for _outcome in ("hit", "miss"):

@@ -1,8 +1,9 @@
 """The Factory as one object: working copies, their locks, compiles and draft runs.
 
 Built once by the ide/all node (``quarry.node.roles``) and started with it:
-at start every cloud workspace is cloned if its working copy is missing and compiled,
-so a Factory with a wiped disk comes back serving the same revisions.
+at start a cloud workspace whose working copy is missing is cloned and compiled (so a
+Factory with a wiped disk comes back serving the same revisions), and so is one whose
+last compile a stop interrupted; every other workspace is left alone (``start``).
 
 Every mutation of a working copy — a file write, a git command, a compile — runs
 under that working copy's lock. One Factory per deployment (the platform guarantees
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from quarry.catalog.reader import Catalog
 from quarry.core.errors import CompileFailed, NotFound, Problem, QuarryError
 from quarry.core.holds import Holds, HoldToken
+from quarry.core.metrics import FACTORY_START_REMAINING
 from quarry.factory import files, git
 from quarry.factory import workspaces as fw
 from quarry.factory.autocompile import AutoCompiler, promotion_for, status_branch
@@ -76,33 +79,72 @@ class Factory:
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
-        """Clone what is missing and compile every cloud workspace — on a background
-        thread, under a keep-alive hold: reads never need a working copy (they read
-        revisions), and one slow or unreachable origin must not keep the Factory's
-        other workspaces (or its health check) waiting. IDE requests that arrive
-        first clone on demand, under the same per-workspace lock. ``ready`` is set
-        when the pass is done; a workspace that fails is logged and skipped."""
-        with self.engine.connect() as conn:
-            names = ft.git_workspaces(conn)
+        """Resume what a stop interrupted, on a background thread under a keep-alive
+        hold; the process is ready at once (``/readyz`` never waits for it).
+
+        The pass is bounded by what needs work, not by the workspace count (a restart
+        with 2,000 workspaces compiled every one of them, ~16 ms each at best, while
+        IDE requests shared the CPU with it: docs/capacity.md). It compiles only
+
+        * workspaces whose last compile did not finish (``compile_status`` missing,
+          ``pending`` or ``compiling``: an edit's debounced compile or a registration
+          the stop cut short), found by one query;
+        * workspaces whose working copy is missing (a new or wiped volume: one
+          ``stat`` each), cloned again and compiled, so a wiped Factory serves the
+          same revisions without waiting for each editor's first request.
+
+        Every other workspace is left alone: its revisions are in the database and its
+        working copy on disk, unchanged since its last finished compile. An IDE request
+        that arrives first clones on demand, under the same per-workspace lock. A
+        workspace that fails is logged and skipped; ``ready`` is set when the pass is
+        done."""
         token = self.holds.acquire("factory start")
         self.auto.start()
         thread = threading.Thread(
-            target=self._start_all, args=(names, token), name="quarry-factory-start", daemon=True
+            target=self._start_all, args=(token,), name="quarry-factory-start", daemon=True
         )
         thread.start()
 
-    def _start_all(self, names: list[tuple[str, str]], token: HoldToken) -> None:
+    def start_todo(self) -> list[tuple[str, str]]:
+        """(tenant, name) of what the start-up pass works on, interrupted compiles first."""
+        with self.engine.connect() as conn:
+            resume = ft.workspaces_to_resume(conn)
+            every = ft.git_workspaces(conn)
+        todo = dict.fromkeys(resume)
+        for tenant, name in every:
+            if (tenant, name) not in todo and not fw.has_working_copy(
+                self.workspaces_dir, tenant, name
+            ):
+                todo[(tenant, name)] = None
+        return list(todo)
+
+    def _start_all(self, token: HoldToken) -> None:
+        started = time.monotonic()
+        names: list[tuple[str, str]] = []
         try:
+            names = self.start_todo()
+            FACTORY_START_REMAINING.set(len(names))
             for tenant, name in names:
                 try:
                     self.compile_now(self.workspace(tenant, name))
+                except NotFound:
+                    pass  # unregistered meanwhile
                 except QuarryError as exc:
                     log.error("start-up compile of %s/%s failed: %s", tenant, name, exc.message)
                 except Exception:
                     log.exception("start-up compile of %s/%s failed", tenant, name)
+                FACTORY_START_REMAINING.dec()
+        except Exception:
+            log.exception("the Factory's start-up pass failed")
         finally:
+            FACTORY_START_REMAINING.set(0)
             self.holds.release(token)
             self.ready.set()
+            log.info(
+                "start-up pass: %d workspace(s) resumed or re-cloned in %.1f s",
+                len(names),
+                time.monotonic() - started,
+            )
 
     def stop(self) -> None:
         self.auto.stop()

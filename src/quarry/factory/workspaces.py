@@ -108,9 +108,19 @@ def unregister(engine: Engine, workspace: WorkspaceRow, workspaces_dir: Path | N
 
 
 def clone_path(workspaces_dir: Path, workspace: WorkspaceRow) -> Path:
-    check_name(workspace.tenant_id, "tenant")
-    check_name(workspace.name)
-    return workspaces_dir.resolve() / workspace.tenant_id / workspace.name
+    return clone_dir(workspaces_dir, workspace.tenant_id, workspace.name)
+
+
+def clone_dir(workspaces_dir: Path, tenant_id: str, name: str) -> Path:
+    check_name(tenant_id, "tenant")
+    check_name(name)
+    return workspaces_dir.resolve() / tenant_id / name
+
+
+def has_working_copy(workspaces_dir: Path, tenant_id: str, name: str) -> bool:
+    """Whether the clone of a cloud workspace is on this disk: one ``stat``, which is
+    all the Factory's start-up pass spends on a workspace that needs nothing."""
+    return (clone_dir(workspaces_dir, tenant_id, name) / ".git").is_dir()
 
 
 def ensure_clone(

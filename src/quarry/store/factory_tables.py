@@ -208,6 +208,33 @@ def git_workspaces(conn: Connection) -> list[tuple[str, str]]:
     return [(r.tenant_id, r.name) for r in rows]
 
 
+def workspaces_to_resume(conn: Connection) -> list[tuple[str, str]]:
+    """(tenant_id, name) of the git workspaces whose last compile did not finish: no
+    ``compile_status`` row at all (registered, never compiled: the Factory stopped in
+    between) or a row still ``pending``/``compiling`` (an edit's debounced compile, or
+    a compile, that a stop interrupted). The Factory's start-up pass compiles only
+    these, so a restart costs one query, not one compile per workspace."""
+    unfinished = (
+        select(compile_status.c.workspace_id)
+        .where(
+            compile_status.c.workspace_id == workspaces.c.id,
+            compile_status.c.state.in_(("pending", "compiling")),
+        )
+        .exists()
+    )
+    anything = (
+        select(compile_status.c.workspace_id)
+        .where(compile_status.c.workspace_id == workspaces.c.id)
+        .exists()
+    )
+    rows = conn.execute(
+        select(workspaces.c.tenant_id, workspaces.c.name)
+        .where(workspaces.c.source_kind == "git", unfinished | ~anything)
+        .order_by(workspaces.c.tenant_id, workspaces.c.name)
+    )
+    return [(r.tenant_id, r.name) for r in rows]
+
+
 def set_default_branch(conn: Connection, workspace_id: str, branch: str) -> None:
     conn.execute(
         update(workspaces)
