@@ -303,6 +303,18 @@ class Settings(BaseSettings):
         False,
         description="Tests only: let warehouses be the state database's own cluster.",
     )
+    warehouse_pool_size: int = Field(
+        8,
+        ge=0,
+        description="Postgres/Redshift/Airhouse connections per set of connection values "
+        "a process keeps open between runs (and at most opens at once); 0: no pooling.",
+    )
+    warehouse_pool_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a run waits for a pooled warehouse connection when all are "
+        "in use before failing with an error naming the database.",
+    )
     tenant_sql_isolation: Literal["process", "inline"] | None = Field(
         None,
         description="process: run tenant SQL in a child process with no secrets in its "

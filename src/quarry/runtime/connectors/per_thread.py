@@ -43,15 +43,37 @@ class PerThreadConnections(Generic[C]):
                 self._all.append(conn)
         return conn
 
+    def owns(self, conn: C) -> bool:
+        """Whether ``conn`` is still one of these (not taken by ``take_all``/``remove``)."""
+        with self._lock:
+            return any(c is conn for c in self._all)
+
+    def remove(self, conn: C) -> bool:
+        """Forget ``conn`` (this thread's next ``get()`` opens another); the caller
+        disposes of it. False if it was no longer here."""
+        with self._lock:
+            kept = [c for c in self._all if c is not conn]
+            found = len(kept) != len(self._all)
+            self._all = kept
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        return found
+
+    def take_all(self) -> list[C]:
+        """Every connection opened so far, forgotten here (the next ``get()`` of any
+        thread opens a new one): for a caller that disposes of each its own way (a
+        pool keeps some)."""
+        with self._lock:
+            conns, self._all = self._all, []
+        self._local = threading.local()
+        return conns
+
     def close_all(
         self, suppress: type[BaseException] | tuple[type[BaseException], ...] = Exception
     ) -> None:
         """Close every connection opened so far (errors of the kinds in ``suppress``
         ignored; ``()`` ignores none); the next ``get()`` of any thread opens a new one."""
-        with self._lock:
-            conns, self._all = self._all, []
-        self._local = threading.local()
-        for conn in conns:
+        for conn in self.take_all():
             with contextlib.suppress(*_kinds(suppress)):
                 conn.close()
 

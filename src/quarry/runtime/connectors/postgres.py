@@ -1,8 +1,17 @@
 """Postgres through psycopg 3: values always travel as bound parameters.
 
 Each thread gets its own connection (loops may run iterations concurrently),
-opened lazily and closed with the connector. Connections are in autocommit mode:
-a finished step's writes are durable before its checkpoint is written.
+taken lazily from the process's pool (``pool.py``) and given back when the connector
+closes (the run ends): reset with ``DISCARD ALL`` first, or closed when it errored,
+was cancelled, is still running or inside a transaction. Connections are in
+autocommit mode: a finished step's writes are durable before its checkpoint is
+written.
+
+psycopg's automatic prepared statements are off (``prepare_threshold=None``): the
+driver remembers what it prepared per connection and does not always see that
+``DISCARD ALL`` dropped it, so a reused connection would run ``EXECUTE _pg3_0`` on a
+session without it (``prepared statement "_pg3_0" does not exist``: what made the
+first pooling attempt, 5327d4a, fail runs in the fleet's database-restart test).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host, check_identity
 from quarry.runtime.connectors.per_thread import PerThreadConnections
 from quarry.runtime.connectors.policy import ConnectorPolicy
+from quarry.runtime.connectors.pool import ConnectionPool, pool_key
 from quarry.runtime.connectors.settings import connection_info as connection_info
 from quarry.runtime.connectors.support import Redact, WarehouseConnector, unique_names
 from quarry.store.identity import cluster_identity
@@ -74,6 +84,13 @@ class PostgresConnector(WarehouseConnector):
             self._open, alive=lambda conn: not conn.closed
         )
         self._running: set[psycopg.Connection[Any]] = set()
+        self._key: str | None = None  # of the pool; None: pooling off
+
+    @property
+    def pool_key(self) -> str | None:
+        """The pool key its connections are kept under (None: none opened yet, or
+        pooling off): for tests and metrics, a digest only."""
+        return self._key
 
     def _checked_conninfo(self) -> dict[str, Any]:
         if self._target is None:
@@ -94,9 +111,24 @@ class PostgresConnector(WarehouseConnector):
         return info
 
     def _open(self) -> psycopg.Connection[Any]:
+        """This thread's connection: from the pool when pooling is on (a new one is
+        opened here, in this thread, when none is idle)."""
         info = self._checked_conninfo()
+        size = self._policy.warehouse_pool_size
+        if size <= 0:
+            return self._connect(info)
+        self._key = pool_key(self.dialect, info)
+        return POOL.acquire(
+            self._key,
+            lambda: self._connect(info),
+            size=size,
+            timeout=self._policy.warehouse_pool_timeout,
+            database=self.name,
+        )
+
+    def _connect(self, info: Mapping[str, Any]) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(autocommit=True, **info)
+            conn = psycopg.connect(autocommit=True, prepare_threshold=None, **info)
         except psycopg.Error as exc:
             message = self._redact(str(exc).strip())
             raise ConnectorError(
@@ -120,37 +152,76 @@ class PostgresConnector(WarehouseConnector):
         runs the three statements)."""
         millis = max(1, int(seconds * 1000))
         begin = f"BEGIN READ ONLY; SET LOCAL statement_timeout = {millis}; "
-        try:
-            return self._query(BoundSql(begin + sql.text, sql.params, sql.token))
-        finally:
-            with contextlib.suppress(ConnectorError):  # a broken connection has no transaction
-                self._query(BoundSql("ROLLBACK"))
+        # A failed statement's connection is closed (``_query``): no transaction left.
+        result = self._query(BoundSql(begin + sql.text, sql.params, sql.token))
+        self._query(BoundSql("ROLLBACK"))
+        return result
 
     def _query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "%s", escape_percent=True)
-        conn = self._connections.get()
-        with conn.cursor() as cur:
-            try:
-                with self._lock:
-                    self._running.add(conn)
-                try:
-                    cur.execute(text.encode(), params or None)
-                    while cur.nextset():  # several statements (a task opted in): the last
-                        continue
-                finally:
-                    with self._lock:
-                        self._running.discard(conn)
-            except psycopg.Error as exc:
+        conn = self._checkout()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(text.encode(), params or None)
+                while cur.nextset():  # several statements (a task opted in): the last
+                    continue
+                if cur.description is None:
+                    return pa.table({})
+                rows = cur.fetchall()
+                names = [col.name for col in cur.description]
+                types = [col.type_code for col in cur.description]
+        except BaseException as exc:
+            # Failed, cancelled or interrupted: whatever state the session is in (an
+            # aborted transaction, a half-read result) must not reach a later
+            # statement or run, so the connection is closed, not kept.
+            self._discard(conn)
+            if isinstance(exc, psycopg.Error):
                 message = self._redact(str(exc).strip())
                 raise ConnectorError(message, database=self.name) from exc
-            if cur.description is None:
-                return pa.table({})
-            rows = cur.fetchall()
-            names = [col.name for col in cur.description]
-            columns = [[row[i] for row in rows] for i in range(len(names))]
-            types = [col.type_code for col in cur.description]
-            arrays = [_array(values, oid) for values, oid in zip(columns, types, strict=True)]
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(conn)
+        columns = [[row[i] for row in rows] for i in range(len(names))]
+        arrays = [_array(values, oid) for values, oid in zip(columns, types, strict=True)]
         return pa.Table.from_arrays(arrays, names=unique_names(names))
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        """This thread's connection, marked running, unless ``close`` took it
+        meanwhile (then a new one): a connection given back to the pool is never used
+        by a statement of this connector again."""
+        while True:
+            conn = self._connections.get()
+            with self._lock:
+                if self._connections.owns(conn):
+                    self._running.add(conn)
+                    return conn
+
+    def _discard(self, conn: psycopg.Connection[Any]) -> None:
+        """Close ``conn`` now (its pool place freed), unless ``close`` already took it."""
+        with self._lock:
+            mine = self._connections.remove(conn)
+        if mine:
+            self._give_back(conn, reusable=False)
+
+    def _give_back(self, conn: psycopg.Connection[Any], *, reusable: bool) -> None:
+        """Back to the pool, reset to a fresh session (``DISCARD ALL``: settings,
+        temporary tables, prepared statements, advisory locks, ``LISTEN``s), when
+        ``reusable`` and outside any transaction; else closed. A server that refuses
+        ``DISCARD ALL`` (Redshift, Airhouse may) gets its connections closed."""
+        if self._key is None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            return
+        idle = psycopg.pq.TransactionStatus.IDLE
+        if reusable and not conn.closed and conn.info.transaction_status == idle:
+            try:
+                conn.execute("DISCARD ALL")
+            except psycopg.Error:
+                reusable = False
+        else:
+            reusable = False
+        POOL.release(self._key, conn, reusable=reusable)
 
     def interrupt(self) -> None:
         """Send the server a cancel request for each statement running now."""
@@ -162,7 +233,30 @@ class PostgresConnector(WarehouseConnector):
                 conn.cancel_safe(timeout=5.0)
 
     def close(self) -> None:
-        self._connections.close_all(())
+        """End of the run: each connection back to the pool, except those running a
+        statement now (an interrupt from another thread): those are closed."""
+        with self._lock:
+            conns = self._connections.take_all()
+            running = set(self._running)
+        for conn in conns:
+            self._give_back(conn, reusable=conn not in running)
+
+
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """Checkout check of an idle pooled connection: one round trip (an empty query,
+    as psycopg_pool's ``check_connection``), which fails on a terminated backend or a
+    restarted server."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    conn.execute("")
+
+
+def _close(conn: psycopg.Connection[Any]) -> None:
+    conn.close()
+
+
+POOL: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(check=_check, close=_close)
+"""Postgres-wire connections kept between runs of this process (``pool.py``)."""
 
 
 def _server_identity(conn: psycopg.Connection[Any]) -> str | None:

@@ -1,0 +1,198 @@
+"""Warehouse connections kept open between runs of a long-lived process (a
+``quarry worker``, a Factory running tenant SQL inline), so a run does not pay a new
+login per database.
+
+Why not ``psycopg_pool``: its pools open connections in background threads, so a
+wrong password or an unreachable host reaches the caller only as a timeout after the
+whole wait instead of the driver's error naming the database, and every pool (one
+per set of connection values: per tenant warehouse) runs four threads of its own.
+Here a connection is opened in the thread that needs it (errors and the server
+identity check are the connector's, as without pooling), and no thread is started.
+
+Rules, per key (a digest of everything a connection was opened with: address, user,
+password, database, options; never logged):
+
+- at most ``size`` connections are open at once, idle or in use; a checkout beyond
+  that waits up to ``timeout`` seconds for one to come back, then fails with an
+  error naming the database and the setting (``QUARRY_WAREHOUSE_POOL_SIZE``);
+- a connection given back is reset first by the connector (``reset``); one that
+  fails to reset, or that the connector says is not reusable (it errored, was
+  cancelled, is inside a transaction), is closed instead;
+- an idle connection is kept ``idle_seconds`` at most and checked (``check``, one
+  round trip) when taken: a dead one (its backend terminated, the server restarted)
+  is closed and the next is tried, or a new one opened;
+- a process that forks drops what it inherited without closing it (the sockets are
+  the parent's); ``close_all`` (at exit) closes every idle connection.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from quarry.runtime.connectors.base import ConnectorError
+
+C = TypeVar("C")
+
+IDLE_SECONDS = 60.0
+
+
+def pool_key(kind: str, values: Mapping[str, Any]) -> str:
+    """A digest of everything a connection was opened with (values include secrets,
+    which is why only the digest is kept)."""
+    text = repr((kind, sorted((str(k), repr(v)) for k, v in values.items())))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class _Slot(Generic[C]):
+    """One key's connections: the idle ones (newest last) and how many are open."""
+
+    idle: list[tuple[float, C]] = field(default_factory=list)
+    open: int = 0
+
+
+class ConnectionPool(Generic[C]):
+    """Thread-safe; see the module docstring. ``check`` raises when a connection is
+    not usable; ``close`` never should (its errors are ignored)."""
+
+    def __init__(
+        self,
+        *,
+        check: Callable[[C], None],
+        close: Callable[[C], None],
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        self._check = check
+        self._close = close
+        self.idle_seconds = idle_seconds
+        self._cond = threading.Condition()
+        self._slots: dict[str, _Slot[C]] = {}
+        self._pid = os.getpid()
+        _POOLS.add(self)
+
+    def acquire(
+        self, key: str, open_: Callable[[], C], *, size: int, timeout: float, database: str
+    ) -> C:
+        """An idle connection of ``key`` that passes ``check``, else a new one from
+        ``open_`` (in this thread, its errors raised as they are) when fewer than
+        ``size`` are open; else wait for one to come back, up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            taken: C | None = None
+            with self._cond:
+                slot = self._slot(key)
+                expired = self._expire_locked()
+                while not slot.idle and slot.open >= size:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ConnectorError(
+                            f"database {database!r}: all {size} pooled connections of this "
+                            f"process are in use; none came back within {timeout:g} s "
+                            "(QUARRY_WAREHOUSE_POOL_SIZE, QUARRY_WAREHOUSE_POOL_TIMEOUT_SECONDS)",
+                            database=database,
+                        )
+                    self._cond.wait(remaining)
+                    slot = self._slot(key)
+                if slot.idle:
+                    _since, taken = slot.idle.pop()
+                else:
+                    slot.open += 1
+            for conn in expired:  # closing talks to the server: not under the lock
+                self._quietly_close(conn)
+            if taken is None:
+                try:
+                    return open_()
+                except BaseException:
+                    self._forget(key)
+                    raise
+            try:
+                self._check(taken)
+            except Exception:
+                self._quietly_close(taken)
+                self._forget(key)
+                continue  # the next idle one, or a new one
+            except BaseException:
+                self._quietly_close(taken)
+                self._forget(key)
+                raise
+            return taken
+
+    def release(self, key: str, conn: C, *, reusable: bool) -> None:
+        """Give back a connection taken with :meth:`acquire` (already reset by the
+        caller when ``reusable``); a connection that is not reusable is closed."""
+        if reusable:
+            with self._cond:
+                if self._pid == os.getpid():
+                    self._slot(key).idle.append((time.monotonic(), conn))
+                    self._cond.notify()
+                    return
+        self._quietly_close(conn)
+        self._forget(key)
+
+    def stats(self, key: str) -> tuple[int, int]:
+        """(idle, open) connections of ``key``: for tests and metrics."""
+        with self._cond:
+            slot = self._slot(key)
+            return len(slot.idle), slot.open
+
+    def close_all(self) -> None:
+        """Close every idle connection (those in use are closed when given back)."""
+        with self._cond:
+            self._slot("")  # a forked child forgets the parent's sockets, closes none
+            idle = [conn for slot in self._slots.values() for _since, conn in slot.idle]
+            for slot in self._slots.values():
+                slot.open -= len(slot.idle)
+                slot.idle = []
+            self._cond.notify_all()
+        for conn in idle:
+            self._quietly_close(conn)
+
+    def _slot(self, key: str) -> _Slot[C]:
+        if self._pid != os.getpid():
+            # A forked child: the connections are the parent's sockets; forget them.
+            self._slots = {}
+            self._pid = os.getpid()
+        return self._slots.setdefault(key, _Slot())
+
+    def _expire_locked(self) -> list[C]:
+        """Take out the connections idle for longer than ``idle_seconds``, of every key
+        (so a warehouse used once does not keep its sessions for the process's life),
+        for the caller to close."""
+        cutoff = time.monotonic() - self.idle_seconds
+        expired: list[C] = []
+        for slot in self._slots.values():
+            while slot.idle and slot.idle[0][0] < cutoff:
+                expired.append(slot.idle.pop(0)[1])
+                slot.open -= 1
+        if expired:
+            self._cond.notify_all()
+        return expired
+
+    def _forget(self, key: str) -> None:
+        with self._cond:
+            slot = self._slot(key)
+            slot.open = max(0, slot.open - 1)
+            self._cond.notify()
+
+    def _quietly_close(self, conn: C) -> None:
+        with contextlib.suppress(Exception):
+            self._close(conn)
+
+
+_POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_pools() -> None:
+    """Process exit (a worker's shutdown): end every idle server session cleanly."""
+    for pool in list(_POOLS):
+        pool.close_all()
