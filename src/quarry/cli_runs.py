@@ -77,8 +77,13 @@ def run_locally(
 ) -> int:
     """Run here; ``mode``: ``human`` (progress, then the outputs), ``json`` or ``quiet``
     (see :mod:`quarry.cli_run_output`)."""
+    from quarry.factory.isolation import CompileLimits, prewarm
+
+    limits = CompileLimits.from_settings(settings)
+    # The compile process starts first: its interpreter start and imports (~0.5 s) overlap
+    # this process's own imports and the state database's, instead of following them.
+    prewarm(limits)
     from quarry.definitions.kinds import Kind
-    from quarry.factory.isolation import CompileLimits
     from quarry.factory.local import compile_local
     from quarry.node.services import build_services
     from quarry.runtime.runs.executor import RunExecutor, RunLimits
@@ -94,7 +99,7 @@ def run_locally(
             settings.tenant,
             root,
             data_dir=settings.data_dir,
-            limits=CompileLimits.from_settings(settings),
+            limits=limits,
         )
     except CompileFailed as failed:
         result, revision = _compile_for_target(svc, settings, root, target, failed)
@@ -236,9 +241,17 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             int | None,
             typer.Option(help="Serve /healthz, /readyz and /metrics here (QUARRY_WORKER_PORT)."),
         ] = None,
+        batch: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                help="Claim up to N runs per statement and record their successes together, "
+                "for queues of short runs (QUARRY_WORKER_BATCH; docs/queue.md).",
+            ),
+        ] = None,
     ) -> None:
         """Drain the run queue (role worker; needs a shared PostgreSQL database)."""
-        settings = settings_for(None, role=Role.WORKER, worker_port=port)
+        settings = settings_for(None, role=Role.WORKER, worker_port=port, worker_batch=batch)
         try:
             run_worker(settings)
         except QuarryError as exc:
