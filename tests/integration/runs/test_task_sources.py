@@ -1,5 +1,6 @@
 """A failed step names its task's own ``file:line`` (issue #18) in the ``step.failed``
-event and in ``GET /api/v1/runs/{id}``, over a real socket, on SQLite and Postgres:
+event and in ``GET /api/v1/runs/{id}``, over a real socket, on SQLite and Postgres,
+and in ``quarry run``'s progress (the CLI as a process):
 the line where the task is written — a formatter nested in a loop included, which
 names nothing the old fallback (its first reference's line) could use.
 
@@ -9,6 +10,9 @@ the tasks moves them in the next revision although the compiled body is the same
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,3 +114,19 @@ def test_the_line_follows_the_file_not_the_body(
     assert _failed_events(client, run_id)["tasks.1.iter.0.tasks.1"]["source"] == f"{PATH}:15"
     steps = {s["step_key"]: s for s in client.get(f"/api/v1/runs/{run_id}").json()["steps"]}
     assert steps["tasks.1.iter.0.tasks.1"]["source"] == f"{PATH}:15"
+
+
+def test_quarry_run_prints_where_the_failed_task_is(tmp_path: Path) -> None:
+    root = create_demo_workspace(tmp_path / "shop")
+    (root / PATH).write_text(WHERE)
+    done = subprocess.run(
+        [sys.executable, "-m", "quarry", "run", PATH],
+        env={**os.environ, "QUARRY_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=root,
+    )
+    assert done.returncode == 1, done.stderr
+    failed = [line for line in done.stderr.splitlines() if "broken" in line and "✗" in line]
+    assert failed and failed[0].endswith(f"(at {PATH}:13)"), done.stderr
