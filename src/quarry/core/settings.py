@@ -199,6 +199,13 @@ class Settings(BaseSettings):
     worker_shutdown_grace: float = Field(
         15.0, ge=0, description="Seconds a stopping worker lets its current step finish."
     )
+    worker_batch: int = Field(
+        1,
+        ge=1,
+        description="Run workers claim up to N tasks per statement and record their "
+        "successes together, one task at a time (short runs only; docs/queue.md, "
+        "'Batched workers'); 1: the default worker.",
+    )
     queue_unready_after_seconds: float = Field(
         30.0,
         gt=0,

@@ -19,6 +19,7 @@ from quarry.core.topology import derive_topology
 from quarry.node.paths import state_paths
 from quarry.runtime.connectors.policy import ConnectorPolicy, install_policy
 from quarry.runtime.queue import Task, open_queue
+from quarry.runtime.queue.batch import BatchWorker
 from quarry.runtime.queue.caps import queued_cap
 from quarry.runtime.queue.concurrent import ConcurrentWorker
 from quarry.runtime.queue.reaper import on_task_ended
@@ -72,8 +73,9 @@ def build_services(settings: Settings) -> Services:
 
 def build_run_worker(svc: Services) -> Worker:
     """The queue worker that executes runs, configured from the settings tree. On the
-    Factory (roles ide and all) it drains under keep-alive holds; elsewhere it runs up
-    to ``agent_turn_slots`` agent turns at once (a workflow run alone, as before)."""
+    Factory (roles ide and all) it drains under keep-alive holds; elsewhere, with
+    ``worker_batch`` above 1, the batched worker; else it runs up to
+    ``agent_turn_slots`` agent turns at once (a workflow run alone, as before)."""
     holds = svc.holds if svc.topology.serves_ide_routes else None
     worker = build_worker(
         svc,
@@ -82,7 +84,18 @@ def build_run_worker(svc: Services) -> Worker:
         holds=holds,
         limits=RunLimits.from_settings(svc.settings),
     )
-    if holds is not None or svc.settings.agent_turn_slots <= 1:
+    if holds is not None:
+        return worker
+    if svc.settings.worker_batch > 1:
+        # Opt-in, for short runs (docs/queue.md "Batched workers"): one at a time.
+        return BatchWorker(
+            svc.queue,
+            worker.handler,
+            batch_size=svc.settings.worker_batch,
+            lease_seconds=svc.settings.worker_lease_seconds,
+            shutdown_grace=svc.settings.worker_shutdown_grace,
+        )
+    if svc.settings.agent_turn_slots <= 1:
         return worker
     return ConcurrentWorker(
         svc.queue,

@@ -173,15 +173,23 @@ KILLED = pytest.mark.parametrize(
 def test_a_killed_worker_s_claimed_group_is_rerun_never_lost(
     fleet: Fleet, tmp_path: Path, mode: list[str], buffered: bool
 ) -> None:
-    """Both tasks are claimed in one statement. SIGKILL the worker while one is
-    blocked: a second worker reaps it and runs it again; a success the dead worker
-    had only buffered (batch) runs again too -- a re-run, never a loss."""
+    """Tasks claimed as a group in one statement. SIGKILL the worker while one is
+    blocked: a second worker reaps the group's unfinished tasks and runs them again
+    (attempt 2); a success the dead worker had only buffered (batch) runs again too --
+    a re-run, never a loss.
+
+    batch: quick, blocking and waiting are one batch; quick finished (its success
+    buffered, the flush interval being an hour), blocking is blocked, waiting was
+    claimed but never started. slots: quick is claimed alone (nothing known to be
+    light yet) and recorded at once; blocking and waiting are the next group, both
+    running and blocked."""
     engine = create_state_engine(fleet.database_url)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE queue_runs (task_id BIGINT, owner TEXT)"))
     queue = open_queue(engine)
     quick = queue.enqueue("acme", "record_or_block", {"block": False}).id
     blocking = queue.enqueue("acme", "record_or_block", {"block": True}).id
+    waiting = queue.enqueue("acme", "record_or_block", {"block": True}).id
     gate = tmp_path / "gate"
     victim = fleet.start(
         "victim",
@@ -206,18 +214,15 @@ def test_a_killed_worker_s_claimed_group_is_rerun_never_lost(
             rows = conn.execute(text("SELECT task_id, owner FROM queue_runs ORDER BY owner"))
             return [(int(r[0]), str(r[1])) for r in rows]
 
-    # Both tasks were claimed in one statement (one lease token); the first finished
-    # (batch: its success only buffered, the flush interval being an hour; slots:
-    # recorded), the second is blocked.
-    wait_for(lambda: len(runs()) == 2, timeout=30, what="both tasks to start")
-    assert sorted(runs()) == [(quick, "victim"), (blocking, "victim")]
-    held = [queue.get(i) for i in (quick, blocking)]
-    assert len({t.lease_token for t in held if t is not None}) == 1
-    if buffered:
-        assert [state(i) for i in (quick, blocking)] == ["running", "running"]
-    else:
+    started = [quick, blocking] if buffered else [quick, blocking, waiting]
+    group = [quick, blocking, waiting] if buffered else [blocking, waiting]
+    wait_for(lambda: len(runs()) == len(started), timeout=30, what="the tasks to start")
+    assert sorted(runs()) == sorted((i, "victim") for i in started)
+    held = [queue.get(i) for i in group]
+    assert len({t.lease_token for t in held if t is not None}) == 1  # one statement
+    if not buffered:
         wait_for(lambda: state(quick) == "succeeded", timeout=30, what="the quick task")
-        assert state(blocking) == "running"
+    assert [state(i) for i in group] == ["running"] * len(group)
     victim.process.kill()
     victim.process.wait(10)
 
@@ -235,17 +240,16 @@ def test_a_killed_worker_s_claimed_group_is_rerun_never_lost(
     )
 
     def finished() -> bool:
-        return all(state(i) == "succeeded" for i in (quick, blocking))
+        return all(state(i) == "succeeded" for i in (quick, blocking, waiting))
 
-    wait_for(finished, timeout=40, what="the taker to re-run both")
+    wait_for(finished, timeout=40, what="the taker to re-run the group")
     taker.stop()
-    rerun = (quick, blocking) if buffered else (blocking,)
-    for task_id in rerun:
+    for task_id in group:
         task = queue.get(task_id)
         assert task is not None
         assert (task.state, task.attempts, task.lease_owner) == ("succeeded", 2, "taker")
     # A task whose success was buffered ran again (once per holder); nothing was lost.
-    expected = [(quick, "victim"), (blocking, "victim"), *((i, "taker") for i in rerun)]
+    expected = [*((i, "victim") for i in started), *((i, "taker") for i in group)]
     assert sorted(runs()) == sorted(expected)
     if not buffered:
         task = queue.get(quick)

@@ -101,8 +101,9 @@ def test_light_tasks_are_claimed_as_a_group_in_one_statement(pg_queue: TaskQueue
     worker = ConcurrentWorker(pg_queue, handler, slots=8, light=_light, listen=False)
     worker.drain()
     assert (worker.stats.claimed, worker.stats.succeeded, worker.peak) == (6, 6, 6)
-    # One lease token per claiming statement: all six came from one round trip.
-    assert len(_tokens(pg_queue, ids)) == 1
+    # One lease token per claiming statement: the first task alone (nothing known to be
+    # light yet), then the other five in one round trip.
+    assert len(_tokens(pg_queue, ids)) == 2 and len(_tokens(pg_queue, ids[1:])) == 1
     assert all(state_of(pg_queue, i) == "succeeded" for i in ids)
 
 
@@ -131,8 +132,8 @@ def test_tasks_claimed_behind_one_that_runs_alone_go_back_at_once(queue: TaskQue
     )
     with running(worker):
         wait_for(lambda: state_of(queue, heavy) == "running", what="the heavy task")
-        # All four came in one claim; the two behind the heavy one were released, not
-        # held: queued again, their attempt not counted, free for another worker.
+        # The first alone, the other three in one claim; the two behind the heavy one
+        # were released, not held: queued again, attempt not counted, free for others.
         wait_for(lambda: worker.stats.released == 2, what="the release")
         assert worker.stats.claimed == 4
         for i in behind:
@@ -147,18 +148,21 @@ def test_tasks_claimed_behind_one_that_runs_alone_go_back_at_once(queue: TaskQue
 
 
 def test_a_stop_between_the_claim_and_the_start_releases_the_rest(queue: TaskQueue) -> None:
-    ids = [queue.enqueue("acme", "t", {"light": True}).id for _ in range(4)]
+    ids = [queue.enqueue("acme", "t", {"light": True}).id for _ in range(5)]
     worker: ConcurrentWorker
+    seen: list[int] = []
 
     def light(task: Task) -> bool:
-        worker.request_stop()  # after the group was claimed, before the rest start
+        seen.append(task.id)
+        if len(seen) == 2:  # the first of the group (the first task is claimed alone)
+            worker.request_stop()  # after the group was claimed, before the rest start
         return True
 
     worker = ConcurrentWorker(queue, lambda t: None, slots=8, light=light, listen=False)
     worker.drain()
-    assert worker.stats.claimed == 4 and worker.stats.released == 3
-    assert state_of(queue, ids[0]) == "succeeded"
-    for i in ids[1:]:
+    assert worker.stats.claimed == 5 and worker.stats.released == 3
+    assert [state_of(queue, i) for i in ids[:2]] == ["succeeded", "succeeded"]
+    for i in ids[2:]:
         task = queue.get(i)
         assert task is not None and (task.state, task.attempts) == ("queued", 0)
 

@@ -24,9 +24,9 @@ claims up to ``min(free slots, prefetch)`` tasks per statement -- the fair group
 of :meth:`Worker.claim_group`, each task under its own lease -- and starts them all at
 once, so none waits unheartbeated. A claimed task that may not start (one behind a
 task that is not light, or any after a stop was requested) is released at once
-(``release_many``: attempt not counted). After a task that is not light the next claim
-takes one task again, until a light one is seen: a worker whose queue holds workflow
-runs does not claim and release a group for each.
+(``release_many``: attempt not counted). The first claim, and every claim after a
+task that is not light, takes one task, until a light one is seen: a worker whose
+queue holds workflow runs does not claim and release a group for each.
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ class ConcurrentWorker(Worker):
         self._held: dict[int, _Held] = {}
         self._finished: stdqueue.SimpleQueue[int] = stdqueue.SimpleQueue()
         self._next_beat = 0.0
-        # Whether the next claim may take a group (the last task started was light).
-        self._grouping = True
+        # Whether the next claim may take a group: the last task started was light
+        # (not at first, so a worker on a queue of workflow runs never claims a group).
+        self._grouping = False
         self.peak = 0
         """The most tasks this worker has run at once."""
 
