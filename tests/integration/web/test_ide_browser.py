@@ -3,8 +3,10 @@ with tokens required, its workspace a git repository: open a file, break it and 
 the problem inline (the editor's schema check at once, the Factory's compile problem
 at its file:line over the live compile status), fix it, save, commit, and see the
 dashboard change; a save conflict showing both versions; "Run this" making a draft
-run; the page with the keyboard alone; axe-core with no serious violation; no CSP
-violation or script error. Screenshots are kept (``pages.screenshot_dir``)."""
+run; staging (Stage all, Unstage one, commit the staged set only; staging and
+unstaging with the keyboard); the page with the keyboard alone; axe-core with no
+serious violation; no CSP violation or script error. Screenshots are kept
+(``pages.screenshot_dir``)."""
 
 from __future__ import annotations
 
@@ -103,6 +105,22 @@ def ide(browser: Browser, quarry: Quarry) -> Iterator[tuple[Page, Watched]]:
         context.close()
 
 
+def _git_out(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _put(quarry: Quarry, path: str, content: str) -> None:
+    """Save a file through the file API, as another editor would."""
+    bearer = {"Authorization": f"Bearer {quarry.token}"}
+    with httpx.Client(base_url=quarry.url, headers=bearer, timeout=30) as c:
+        url = f"/api/v1/workspaces/{WORKSPACE}/files/{path}"
+        got = c.get(url)
+        expected = got.headers["X-Quarry-Content-Hash"] if got.status_code == 200 else None
+        put = c.put(url, json={"content": content, "expected_hash": expected})
+        assert put.status_code == 200, put.text
+
+
 def _editor(page: Page) -> Locator:
     return page.locator(".cm-content")
 
@@ -161,17 +179,50 @@ def test_break_a_file_see_it_inline_fix_save_commit_and_the_dashboard_changes(
     expect(page.locator("#ide-problem-count")).to_have_text("0")
     assert "(edited in the IDE)" in (quarry.root / APP).read_text()
 
-    # Commit what changed.
-    change = page.locator("#git-changes label", has_text=APP)
-    expect(change).to_contain_text("modified")
+    # Stage, unstage, commit the staged set. Another change is saved beside it (a
+    # note, through the API): it is staged with Stage all, then unstaged again.
+    note = "docs/staging_note.md"
+    _put(quarry, note, "# Not part of the retitle\n")
+    staged, changes = page.locator("#git-staged"), page.locator("#git-changes")
+    page.reload()  # the note was written behind the page's back: read the status again
+    expect(page.locator("body")).to_have_attribute("data-editor", "ready")
+    expect(changes.locator("li", has_text=APP)).to_contain_text("modified")
+    expect(changes.locator("li", has_text=note)).to_contain_text("new")
+    expect(staged).to_contain_text("Nothing staged.")
+    page.get_by_role("button", name="Stage all", exact=True).click()
+    expect(staged.locator("li", has_text=APP)).to_contain_text("modified")
+    expect(staged.locator("li", has_text=note)).to_contain_text("added")
+    expect(changes).to_contain_text("No changes.")
+    expect(page.locator("#git-staged-count")).to_have_text("2")
+    page.get_by_role("button", name=f"Staged diff: {APP}", exact=True).click()
+    expect(page.locator("#git-diff-text")).to_contain_text("+title: Sales overview (edited")
+    page.get_by_role("button", name=f"Unstage {note}", exact=True).click()
+    expect(page.locator("#ide-notice")).to_contain_text(f"Unstaged {note}.")
+    expect(changes.locator("li", has_text=note)).to_contain_text("new")
+    expect(staged.locator("li")).to_have_count(1)
+    assert _git_out(quarry.root, "diff", "--cached", "--name-only") == APP
+    assert axe_violations(page) == []
+    page.screenshot(path=str(shots / "ide.png"))
     page.get_by_label("Commit message").fill("Retitle the sales dashboard")
     page.get_by_role("button", name="Commit").click()
     expect(page.locator("#ide-notice")).to_contain_text("Committed", timeout=COMPILE_TIMEOUT_MS)
     expect(page.locator("#git-log")).to_contain_text("Retitle the sales dashboard")
-    expect(page.locator("#git-changes")).to_contain_text("No changes.")
+    expect(staged).to_contain_text("Nothing staged.")
+    expect(changes.locator("li")).to_have_count(1)  # the note, still not committed
+    expect(changes.locator("li", has_text=note)).to_contain_text("new")
+    assert _git_out(quarry.root, "show", "--name-only", "--format=", "HEAD") == APP
+    # Nothing staged: Commit says how, and commits nothing.
+    page.get_by_label("Commit message").fill("Nothing staged")
+    page.get_by_role("button", name="Commit").click()
+    expect(page.locator("#ide-error")).to_contain_text("Nothing is staged")
+    page.get_by_role("button", name=f"Diff of {note}", exact=True).click()
+    expect(page.locator("#git-diff-text")).to_contain_text("+# Not part of the retitle")
+    (quarry.root / note).unlink()  # leave the working copy as the other tests expect
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-editor", "ready")
+    expect(changes).to_contain_text("No changes.")
     page.get_by_role("button", name="Show diff").click()
     expect(page.locator("#git-diff-text")).to_have_text("No differences.")
-    page.screenshot(path=str(shots / "ide.png"))
 
     # The dashboard shows the new title.
     page.goto(quarry.url + f"/workspaces/{WORKSPACE}/apps/sales_overview")
@@ -225,7 +276,7 @@ def test_run_this_makes_a_draft_run_and_links_to_it(
     expect(page.locator("h1")).to_contain_text("region_report")
 
 
-def test_the_ide_with_the_keyboard_alone(ide: tuple[Page, Watched]) -> None:
+def test_the_ide_with_the_keyboard_alone(ide: tuple[Page, Watched], quarry: Quarry) -> None:
     page, _ = ide
     page.locator("body").focus()
 
@@ -244,11 +295,25 @@ def test_the_ide_with_the_keyboard_alone(ide: tuple[Page, Watched]) -> None:
     tab_to("#ide-save")  # Tab leaves the editor: no keyboard trap
     page.keyboard.press("Enter")
     expect(page.locator("#ide-notice")).to_contain_text("Saved config.yml")
+    stage = '#git-changes button[aria-label="Stage config.yml"]'
+    expect(page.locator(stage)).to_be_visible()
+    tab_to(stage)
+    page.keyboard.press("Enter")
+    expect(page.locator("#git-staged li", has_text="config.yml")).to_be_visible()
+    # the keyboard is not dropped to the top of the page when the lists change
+    assert page.evaluate("!!document.activeElement.closest('.ide-git')")
+    tab_to('#git-staged button[aria-label="Unstage config.yml"]')
+    page.keyboard.press("Space")
+    expect(page.locator("#git-changes li", has_text="config.yml")).to_be_visible()
+    tab_to(stage)
+    page.keyboard.press("Enter")
+    expect(page.locator("#git-staged li", has_text="config.yml")).to_be_visible()
     tab_to("#git-message")
     page.keyboard.type("Keyboard commit")
     tab_to("#git-commit button[type=submit]")
     page.keyboard.press("Enter")
     expect(page.locator("#ide-notice")).to_contain_text("Committed", timeout=COMPILE_TIMEOUT_MS)
+    assert _git_out(quarry.root, "show", "--name-only", "--format=", "HEAD") == "config.yml"
 
 
 def test_schema_completion_offers_the_keys_of_the_format(ide: tuple[Page, Watched]) -> None:
@@ -307,10 +372,9 @@ def test_branches_switch_pull_and_push(
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#ide-notice")).to_contain_text("Saved")
     page.get_by_label("Commit message").fill("Edit the page from elsewhere")
-    # Stage only this file (untick anything else left changed by other tests).
-    for box in page.locator("#git-changes input[type=checkbox]").all():
-        if box.get_attribute("value") != "docs/from_origin.md":
-            box.uncheck()
+    # Stage only this file (other tests left other files changed).
+    page.get_by_role("button", name="Stage docs/from_origin.md", exact=True).click()
+    expect(page.locator("#git-staged li")).to_have_count(1)
     page.get_by_role("button", name="Commit").click()
     expect(page.locator("#ide-notice")).to_contain_text("Committed", timeout=COMPILE_TIMEOUT_MS)
     page.get_by_role("button", name="Push").click()

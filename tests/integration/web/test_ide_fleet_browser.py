@@ -78,6 +78,8 @@ def test_the_ide_through_a_serve_replica(
         page.keyboard.type(" through the fleet")
         page.keyboard.press("Control+s")
         expect(status).to_have_attribute("data-state", "succeeded", timeout=TIMEOUT_MS)
+        page.get_by_role("button", name=f"Stage {APP}", exact=True).click()
+        expect(page.locator("#git-staged")).to_contain_text(APP)
         page.get_by_label("Commit message").fill("Retitle through the fleet")
         page.get_by_role("button", name="Commit").click()
         expect(page.locator("#ide-notice")).to_contain_text("Committed", timeout=TIMEOUT_MS)

@@ -1,7 +1,7 @@
 // The IDE page: file tree, CodeMirror editor (loaded lazily from the vendored bundle),
 // compile problems inline (live over SSE), save with the expected hash (a conflict
-// shows both versions), git (changes to stage, diff, commit, branches, switch, pull,
-// push) and "Run this" for a workflow or an app (a draft run). Everything goes through
+// shows both versions), git (Staged and Changes lists with stage and unstage buttons,
+// diffs, commit of the staged set, branches, switch, pull, push) and "Run this" for a workflow or an app (a draft run). Everything goes through
 // the Factory's file and git API; workspace text is only ever inserted as text.
 import { follow } from "./sse.js";
 import { completer, kindOf, validate } from "./ide_schema.js";
@@ -402,43 +402,89 @@ function runThis() {
 
 // --- git -----------------------------------------------------------------------------------
 
-var CODES = { M: "modified", A: "added", D: "deleted", R: "renamed", "?": "new", U: "conflict" };
+var CODES = { M: "modified", A: "added", D: "deleted", R: "renamed", C: "copied", T: "type changed", "?": "new", U: "conflict" };
+var changes = { staged: [], unstaged: [] }; // the last status, as the two lists show it
+var gitBusy = false;
+
+// One list (Staged or Changes): each file with its change, a Stage or Unstage button
+// (editors only) and a diff button for that side.
+function renderChanges(listId, entries, staged) {
+  var list = $(listId);
+  list.replaceChildren();
+  if (!entries.length) {
+    var none = document.createElement("li");
+    none.className = "muted";
+    none.textContent = staged ? "Nothing staged." : "No changes.";
+    list.appendChild(none);
+  }
+  entries.forEach(function (f) {
+    var li = document.createElement("li");
+    li.setAttribute("data-path", f.path);
+    var name = document.createElement("span");
+    name.className = "change-path";
+    name.textContent = (f.from ? f.from + " → " : "") + f.path;
+    var code = document.createElement("span");
+    code.className = "muted";
+    code.textContent = "(" + (CODES[f.code] || f.code) + ")";
+    li.append(name, code);
+    if (cfg.canEdit) {
+      var act = document.createElement("button");
+      act.type = "button";
+      act.className = staged ? "git-unstage" : "git-stage";
+      act.textContent = staged ? "Unstage" : "Stage";
+      act.setAttribute("aria-label", (staged ? "Unstage " : "Stage ") + f.path);
+      act.addEventListener("click", function () {
+        stageOrUnstage(staged ? "/unstage" : "/stage", f.from ? [f.path, f.from] : [f.path], act);
+      });
+      li.appendChild(act);
+    }
+    var diff = document.createElement("button");
+    diff.type = "button";
+    diff.className = "link-like";
+    diff.textContent = "diff";
+    diff.setAttribute("aria-label", (staged ? "Staged diff: " : "Diff of ") + f.path);
+    diff.addEventListener("click", function () { showDiff(f.path, staged); });
+    li.appendChild(diff);
+    list.appendChild(li);
+  });
+}
+
+function showStatus(s) {
+  gitBranch = s.branch;
+  $("ide-branch").textContent = s.branch || "(detached)";
+  changes = { staged: s.staged || [], unstaged: s.unstaged || [] };
+  renderChanges("git-staged", changes.staged, true);
+  renderChanges("git-changes", changes.unstaged, false);
+  $("git-staged-count").textContent = String(changes.staged.length);
+  $("git-changes-count").textContent = String(changes.unstaged.length);
+  if ($("git-stage-all")) $("git-stage-all").disabled = !changes.unstaged.length;
+  if ($("git-unstage-all")) $("git-unstage-all").disabled = !changes.staged.length;
+}
+
+// Stage or unstage, render the status the answer carries, and keep the keyboard
+// where it was: the button now in the clicked one's place, else the list's last,
+// else the other list's first, else the commit message (after Stage all: the message).
+function stageOrUnstage(route, paths, button) {
+  if (gitBusy) return Promise.resolve();
+  gitBusy = true;
+  var list = button.closest("ul");
+  var selector = route === "/stage" ? "button.git-stage" : "button.git-unstage";
+  var index = list ? Array.prototype.indexOf.call(list.querySelectorAll(selector), button) : -1;
+  var had = document.activeElement === button;
+  return api(cfg.gitUrl + route, { method: "POST", body: { paths: paths } }).then(function (r) {
+    showStatus(r.data);
+    var what = paths.length > 2 ? paths.length + " files" : paths.join(", ");
+    ok((route === "/stage" ? "Staged " : "Unstaged ") + what + ".");
+    if (!had) return;
+    var same = list ? list.querySelectorAll(selector) : [];
+    var other = document.querySelector(route === "/stage" ? "#git-staged button.git-unstage" : "#git-changes button.git-stage");
+    var next = list ? same[Math.min(index, same.length - 1)] || other : route === "/stage" ? null : other;
+    (next || $("git-message")).focus();
+  }, fail).then(function () { gitBusy = false; });
+}
 
 function refreshGit() {
-  var status = api(cfg.gitUrl + "/status").then(function (r) {
-    var s = r.data;
-    gitBranch = s.branch;
-    $("ide-branch").textContent = s.branch || "(detached)";
-    var list = $("git-changes");
-    list.replaceChildren();
-    if (!s.files.length) {
-      var li0 = document.createElement("li");
-      li0.className = "muted";
-      li0.textContent = "No changes.";
-      list.appendChild(li0);
-    }
-    s.files.forEach(function (f, i) {
-      var li = document.createElement("li");
-      var box = document.createElement("input");
-      box.type = "checkbox";
-      box.checked = true;
-      box.id = "stage-" + i;
-      box.value = f.path;
-      box.disabled = !cfg.canEdit;
-      var label = document.createElement("label");
-      label.setAttribute("for", box.id);
-      var code = f.worktree !== " " ? f.worktree : f.index;
-      label.textContent = f.path + " (" + (CODES[code] || code) + ")";
-      var diff = document.createElement("button");
-      diff.type = "button";
-      diff.className = "link-like";
-      diff.textContent = "diff";
-      diff.setAttribute("aria-label", "Diff of " + f.path);
-      diff.addEventListener("click", function () { showDiff(f.path); });
-      li.append(box, label, diff);
-      list.appendChild(li);
-    });
-  });
+  var status = api(cfg.gitUrl + "/status").then(function (r) { showStatus(r.data); });
   var branches = api(cfg.gitUrl + "/branches").then(function (r) {
     var select = $("git-branches");
     select.replaceChildren();
@@ -478,12 +524,15 @@ function compileText(c) {
   return "; compiled" + (c.promoted ? " and live" : "");
 }
 
-function showDiff(path) {
+// The diff of one file's staged or unstaged side, or (no path) of every change.
+function showDiff(path, staged) {
   var pre = $("git-diff-text");
-  var url = cfg.gitUrl + "/diff" + (path ? "?path=" + encodeURIComponent(path) : "");
+  var query = [];
+  if (path) query.push("path=" + encodeURIComponent(path), "staged=" + (staged ? "true" : "false"));
+  var url = cfg.gitUrl + "/diff" + (query.length ? "?" + query.join("&") : "");
   return api(url).then(function (r) {
     pre.textContent = r.data || "No differences.";
-    pre.setAttribute("aria-label", path ? "Diff of " + path : "Diff");
+    pre.setAttribute("aria-label", path ? (staged ? "Staged diff of " : "Diff of ") + path : "Diff");
     pre.hidden = false;
   }, fail);
 }
@@ -507,20 +556,28 @@ function deleteFile() {
 }
 
 function wireGit() {
-  $("git-diff").addEventListener("click", function () { showDiff(null); });
+  $("git-diff").addEventListener("click", function () { showDiff(null, false); });
   var form = $("git-commit");
   if (!form) return;
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
-    var boxes = Array.prototype.slice.call(document.querySelectorAll("#git-changes input[type=checkbox]"));
-    var staged = boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; });
-    if (!staged.length) { fail(new Error("Tick at least one changed file to commit.")); return; }
-    var body = { message: $("git-message").value };
-    if (staged.length !== boxes.length) body.paths = staged;
-    gitAction("/commit", body, function (d) {
+    if (!changes.staged.length) {
+      fail(new Error("Nothing is staged: stage the changes to commit (Stage beside a file, or Stage all)."));
+      return;
+    }
+    gitAction("/commit", { message: $("git-message").value }, function (d) {
       $("git-message").value = "";
       return "Committed " + String(d.commit).slice(0, 7) + " on " + d.branch + compileText(d.compile) + ".";
     });
+  });
+  $("git-stage-all").addEventListener("click", function () {
+    var paths = changes.unstaged.map(function (f) { return f.path; });
+    if (paths.length) stageOrUnstage("/stage", paths, $("git-stage-all"));
+  });
+  $("git-unstage-all").addEventListener("click", function () {
+    var paths = [];
+    changes.staged.forEach(function (f) { paths.push(f.path); if (f.from) paths.push(f.from); });
+    if (paths.length) stageOrUnstage("/unstage", paths, $("git-unstage-all"));
   });
   $("git-switch").addEventListener("click", function () {
     var branch = $("git-branches").value;
