@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.table import Table
@@ -57,6 +58,20 @@ def _remote(
             message = got.text
         raise RemoteError(f"{url} answered {got.status_code}: {message}")
     return got.json() if got.content else None
+
+
+def _remote_workspaces(url: str, token: str | None) -> list[dict[str, Any]]:
+    """Every workspace of the remote list, following its ``next_cursor`` page by page
+    (the list answers at most a page per request)."""
+    rows: list[dict[str, Any]] = []
+    path = "/api/v1/workspaces?limit=1000"
+    while True:
+        page = _remote(url, token, "GET", path)
+        rows.extend(page["workspaces"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return rows
+        path = f"/api/v1/workspaces?limit=1000&cursor={quote(cursor)}"
 
 
 def _print_workspaces(rows: list[dict[str, Any]]) -> None:
@@ -117,7 +132,7 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         """List the workspaces of the tenant (the token's, or QUARRY_TENANT locally)."""
         try:
             if url is not None:
-                _print_workspaces(_remote(url, token, "GET", "/api/v1/workspaces")["workspaces"])
+                _print_workspaces(_remote_workspaces(url, token))
                 return
             from quarry.node.services import build_services
 

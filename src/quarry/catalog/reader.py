@@ -89,9 +89,12 @@ class Catalog:
         with self._lock:
             self._workspaces.pop((tenant_id, name), None)
 
-    def list_workspaces(self, tenant_id: str) -> list[WorkspaceRow]:
+    def list_workspaces(
+        self, tenant_id: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[WorkspaceRow]:
+        """All of the tenant's workspaces, or a keyset page (``wq.list_workspaces``)."""
         with self.engine.connect() as conn:
-            return wq.list_workspaces(conn, tenant_id)
+            return wq.list_workspaces(conn, tenant_id, limit=limit, after=after)
 
     def resolve(self, workspace: WorkspaceRow, pinned: str | None) -> str:
         """The revision a request reads: the pinned one (which must exist) or current."""

@@ -94,10 +94,21 @@ def get_workspace_by_id(conn: Connection, workspace_id: str) -> WorkspaceRow:
     return _row(row)
 
 
-def list_workspaces(conn: Connection, tenant_id: str) -> list[WorkspaceRow]:
-    rows = conn.execute(
-        select(workspaces).where(workspaces.c.tenant_id == tenant_id).order_by(workspaces.c.name)
-    )
+def list_workspaces(
+    conn: Connection, tenant_id: str, *, limit: int | None = None, after: str | None = None
+) -> list[WorkspaceRow]:
+    """The tenant's workspaces by name; a keyset page when ``limit`` is given: the
+    first ``limit`` whose name sorts after ``after``. Names are unique per tenant and
+    ``>`` and ``ORDER BY`` use the same collation, so consecutive pages never repeat
+    or skip a workspace, even while others are registered or removed between them
+    (the ``(tenant_id, name)`` unique index serves the range scan)."""
+    query = select(workspaces).where(workspaces.c.tenant_id == tenant_id)
+    if after is not None:
+        query = query.where(workspaces.c.name > after)
+    query = query.order_by(workspaces.c.name)
+    if limit is not None:
+        query = query.limit(limit)
+    rows = conn.execute(query)
     return [_row(r) for r in rows]
 
 

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.api.deps import services, tenant_id
 from quarry.api.fastpath import document_headers
+from quarry.api.fleet.cursors import decode_name_cursor, encode_name_cursor
 from quarry.catalog.reader import Document
 from quarry.store.workspaces import WorkspaceRow
 
@@ -65,11 +66,43 @@ def _workspace_json(ws: WorkspaceRow) -> dict[str, Any]:
     }
 
 
+LIST_LIMIT_DEFAULT = 500
+LIST_LIMIT_MAX = 1000
+
+
 @router.get("")
-async def list_workspaces(request: Request) -> dict[str, Any]:
+async def list_workspaces(
+    request: Request,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=LIST_LIMIT_MAX,
+            description=f"Workspaces per page (default {LIST_LIMIT_DEFAULT}, at most "
+            f"{LIST_LIMIT_MAX}).",
+        ),
+    ] = LIST_LIMIT_DEFAULT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=1000, description="The `next_cursor` of the previous page."),
+    ] = None,
+) -> dict[str, Any]:
+    """The tenant's workspaces by name, a keyset page at a time: ``next_cursor`` is
+    set when more follow (pass it as ``?cursor=``) and ``null`` on the last page. A
+    client that ignores it sees the first ``LIST_LIMIT_DEFAULT`` workspaces, i.e.
+    every workspace of a tenant with no more than that (docs/api.md)."""
     catalog = services(request).catalog
-    rows = await run_in_threadpool(catalog.list_workspaces, tenant_id(request))
-    return {"workspaces": [_workspace_json(ws) for ws in rows]}
+    after = decode_name_cursor(cursor) if cursor is not None else None
+    tenant = tenant_id(request)
+    rows = await run_in_threadpool(
+        lambda: catalog.list_workspaces(tenant, limit=limit + 1, after=after)
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "workspaces": [_workspace_json(ws) for ws in rows],
+        "next_cursor": encode_name_cursor(rows[-1].name) if more else None,
+    }
 
 
 @router.get("/{workspace}")

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from quarry.api.auth import SAFE_METHODS, is_public, required_role
 from quarry.api.deps import AccessRole
+from quarry.api.fleet.cursors import encode_name_cursor
 from quarry.api.route_audit import RegisteredRoute, registered_routes
 from quarry.store.queue_tables import tasks
 from quarry.store.run_tables import runs
@@ -236,6 +237,14 @@ def test_the_tokens_are_good_for_their_own_tenant(deployment: Deployment) -> Non
     with deployment.client("globex:viewer") as other:
         names = [w["name"] for w in other.get("/api/v1/workspaces").json()["workspaces"]]
         assert ACME_WS not in names and names
+        # page by page, from a cursor placed before acme's name: still only globex's
+        paged: list[str] = []
+        cursor: str | None = encode_name_cursor("a")
+        while cursor is not None:
+            page = other.get("/api/v1/workspaces", params={"limit": 1, "cursor": cursor}).json()
+            paged += [w["name"] for w in page["workspaces"]]
+            cursor = page["next_cursor"]
+        assert paged == [n for n in names if n > "a"] and ACME_WS not in paged
         # the same query on globex's own workspace works, on acme's it is not found
         body = {"topic": "sales", "measures": ["orders.revenue"]}
         mine = other.post(f"/api/v1/workspaces/{GLOBEX_WS}/semantic/query?sql_only=1", json=body)
