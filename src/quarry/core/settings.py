@@ -313,14 +313,20 @@ class Settings(BaseSettings):
     warehouse_pool_size: int = Field(
         8,
         ge=0,
-        description="Postgres/Redshift/Airhouse connections per set of connection values "
-        "a process keeps open between runs (and at most opens at once); 0: no pooling.",
+        description="Idle Postgres/Redshift/Airhouse connections a process keeps between "
+        "runs per set of connection values; 0: no pooling.",
+    )
+    warehouse_pool_max_open: int = Field(
+        0,
+        ge=0,
+        description="Connections per set of connection values a process may have open "
+        "at once (idle or in use); past it a run waits. 0: no limit.",
     )
     warehouse_pool_timeout_seconds: float = Field(
         30.0,
         gt=0,
-        description="How long a run waits for a pooled warehouse connection when all are "
-        "in use before failing with an error naming the database.",
+        description="How long a run waits for a warehouse connection when "
+        "QUARRY_WAREHOUSE_POOL_MAX_OPEN are in use before failing naming the database.",
     )
     tenant_sql_isolation: Literal["process", "inline"] | None = Field(
         None,

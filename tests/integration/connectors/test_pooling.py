@@ -185,19 +185,29 @@ def test_an_open_transaction_is_not_kept(pg_database: str) -> None:
         again.close()
 
 
-def test_a_full_pool_waits_then_names_the_database(pg_database: str) -> None:
-    policy = dataclasses.replace(LOCAL, warehouse_pool_size=1, warehouse_pool_timeout=0.2)
+def test_at_max_open_a_run_waits_then_fails_naming_the_database(pg_database: str) -> None:
+    policy = dataclasses.replace(LOCAL, warehouse_pool_max_open=1, warehouse_pool_timeout=0.2)
     holder = _open(pg_database, policy)
     assert _one(holder, "SELECT 1") == 1  # holds the only connection until it closes
     waiting = _open(pg_database, policy)
     try:
-        with pytest.raises(ConnectorError, match=r"database 'wh': all 1 pooled connections"):
+        with pytest.raises(ConnectorError, match=r"database 'wh': all 1 connections"):
             waiting.query(BoundSql("SELECT 1"))
         holder.close()
         assert _one(waiting, "SELECT 2") == 2  # the one given back
     finally:
         waiting.close()
         holder.close()
+
+
+def test_without_max_open_runs_never_wait_and_only_size_are_kept(pg_database: str) -> None:
+    policy = dataclasses.replace(LOCAL, warehouse_pool_size=2)
+    runs = [_open(pg_database, policy) for _ in range(4)]
+    pids = {_one(run, "SELECT pg_backend_pid()") for run in runs}  # four at once
+    assert len(pids) == 4
+    for run in runs:
+        run.close()
+    assert _stats(runs[0]) == (2, 2)  # two kept idle, two closed
 
 
 def test_pool_size_zero_closes_at_the_end_of_the_run(pg_database: str) -> None:

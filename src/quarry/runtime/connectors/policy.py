@@ -45,6 +45,7 @@ class ConnectorPolicy:
     warehouse_allow_state_cluster: bool = False
     # Warehouse connections kept between runs (pool.py): per set of connection values.
     warehouse_pool_size: int = 8
+    warehouse_pool_max_open: int = 0
     warehouse_pool_timeout: float = 30.0
     # Tenant id (or "*" for every tenant) -> environment variable names or globs.
     secret_env_allow: dict[str, tuple[str, ...]] | None = None
@@ -97,6 +98,7 @@ class ConnectorPolicy:
             warehouse_allow_loopback=(not fleet) if loopback is None else loopback,
             warehouse_allow_state_cluster=settings.warehouse_allow_state_cluster,
             warehouse_pool_size=settings.warehouse_pool_size,
+            warehouse_pool_max_open=settings.warehouse_pool_max_open,
             warehouse_pool_timeout=settings.warehouse_pool_timeout_seconds,
             secret_env_allow=None if allow is None else {k: tuple(v) for k, v in allow.items()},
             state_cluster=state,

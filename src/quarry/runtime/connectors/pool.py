@@ -12,9 +12,14 @@ identity check are the connector's, as without pooling), and no thread is starte
 Rules, per key (a digest of everything a connection was opened with: address, user,
 password, database, options; never logged):
 
-- at most ``size`` connections are open at once, idle or in use; a checkout beyond
-  that waits up to ``timeout`` seconds for one to come back, then fails with an
-  error naming the database and the setting (``QUARRY_WAREHOUSE_POOL_SIZE``);
+- at most ``keep`` idle connections are kept (``QUARRY_WAREHOUSE_POOL_SIZE``); one
+  given back beyond that is closed;
+- when ``max_open`` is set (``QUARRY_WAREHOUSE_POOL_MAX_OPEN``), at most that many
+  are open at once, idle or in use; a checkout beyond waits up to ``timeout``
+  seconds for one to come back, then fails with an error naming the database and
+  the settings. Unset (0), opening is not limited, as without a pool: runs that hold
+  their connections for their whole length (agent turns sharing one set of
+  connections among hundreds of threads) would otherwise wait on each other;
 - a connection given back is reset first by the connector (``reset``); one that
   fails to reset, or that the connector says is not reusable (it errored, was
   cancelled, is inside a transaction), is closed instead;
@@ -80,24 +85,32 @@ class ConnectionPool(Generic[C]):
         _POOLS.add(self)
 
     def acquire(
-        self, key: str, open_: Callable[[], C], *, size: int, timeout: float, database: str
+        self,
+        key: str,
+        open_: Callable[[], C],
+        *,
+        max_open: int,
+        timeout: float,
+        database: str,
     ) -> C:
         """An idle connection of ``key`` that passes ``check``, else a new one from
-        ``open_`` (in this thread, its errors raised as they are) when fewer than
-        ``size`` are open; else wait for one to come back, up to ``timeout``."""
+        ``open_`` (in this thread, its errors raised as they are) when ``max_open`` is
+        0 or more than the open ones; else wait for one to come back, up to
+        ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             taken: C | None = None
             with self._cond:
                 slot = self._slot(key)
                 expired = self._expire_locked()
-                while not slot.idle and slot.open >= size:
+                while not slot.idle and 0 < max_open <= slot.open:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise ConnectorError(
-                            f"database {database!r}: all {size} pooled connections of this "
-                            f"process are in use; none came back within {timeout:g} s "
-                            "(QUARRY_WAREHOUSE_POOL_SIZE, QUARRY_WAREHOUSE_POOL_TIMEOUT_SECONDS)",
+                            f"database {database!r}: all {max_open} connections this process "
+                            f"may open are in use; none came back within {timeout:g} s "
+                            "(QUARRY_WAREHOUSE_POOL_MAX_OPEN, "
+                            "QUARRY_WAREHOUSE_POOL_TIMEOUT_SECONDS)",
                             database=database,
                         )
                     self._cond.wait(remaining)
@@ -126,13 +139,15 @@ class ConnectionPool(Generic[C]):
                 raise
             return taken
 
-    def release(self, key: str, conn: C, *, reusable: bool) -> None:
+    def release(self, key: str, conn: C, *, reusable: bool, keep: int) -> None:
         """Give back a connection taken with :meth:`acquire` (already reset by the
-        caller when ``reusable``); a connection that is not reusable is closed."""
+        caller when ``reusable``); one that is not reusable, or beyond ``keep`` idle
+        ones, is closed."""
         if reusable:
             with self._cond:
-                if self._pid == os.getpid():
-                    self._slot(key).idle.append((time.monotonic(), conn))
+                slot = self._slot(key)
+                if self._pid == os.getpid() and len(slot.idle) < keep:
+                    slot.idle.append((time.monotonic(), conn))
                     self._cond.notify()
                     return
         self._quietly_close(conn)

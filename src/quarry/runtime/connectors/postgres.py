@@ -114,14 +114,13 @@ class PostgresConnector(WarehouseConnector):
         """This thread's connection: from the pool when pooling is on (a new one is
         opened here, in this thread, when none is idle)."""
         info = self._checked_conninfo()
-        size = self._policy.warehouse_pool_size
-        if size <= 0:
+        if self._policy.warehouse_pool_size <= 0:
             return self._connect(info)
         self._key = pool_key(self.dialect, info)
         return POOL.acquire(
             self._key,
             lambda: self._connect(info),
-            size=size,
+            max_open=self._policy.warehouse_pool_max_open,
             timeout=self._policy.warehouse_pool_timeout,
             database=self.name,
         )
@@ -221,7 +220,7 @@ class PostgresConnector(WarehouseConnector):
                 reusable = False
         else:
             reusable = False
-        POOL.release(self._key, conn, reusable=reusable)
+        POOL.release(self._key, conn, reusable=reusable, keep=self._policy.warehouse_pool_size)
 
     def interrupt(self) -> None:
         """Send the server a cancel request for each statement running now."""
