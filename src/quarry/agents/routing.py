@@ -16,17 +16,24 @@ model picks the one that answers the question.
   offered and is named so (Oxy logs it and skips the route). The SQL runs read-only
   like the model's own.
 
-Not built: narrowing many routes by embedding similarity (every route is offered).
-The header check is shared with the compiler (``quarry.definitions.sql_routes``).
+With more routes than ``top_k`` (default 4, as Oxy), only the ``top_k`` most similar
+to the question are offered (:func:`narrow_routes`; embeddings from
+:mod:`quarry.agents.embeddings`, the routes' vectors cached per revision). The
+header check is shared with the compiler (``quarry.definitions.sql_routes``).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import math
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
+from quarry.agents.embeddings import Embedder, make_embedder
 from quarry.agents.providers.base import ToolSpec
 from quarry.agents.tools.agent import AskAgent
 from quarry.agents.tools.base import AgentTool, ToolOutcome
@@ -44,8 +51,9 @@ from quarry.definitions.models.agent import (
     SemanticQueryTool,
     WorkflowTool,
 )
-from quarry.definitions.sql_routes import route_header_problem, sql_file_database
+from quarry.definitions.sql_routes import route_header_problem, sql_file_database, sql_file_embed
 from quarry.runtime.connectors.registry import Connections
+from quarry.runtime.connectors.secrets import SecretResolver
 from quarry.runtime.source import RevisionSource, normalise_path
 
 DEFAULT_INSTRUCTIONS = (
@@ -191,7 +199,83 @@ def routing_toolbox(
         if name != tool.spec.name:
             tool.spec = type(tool.spec)(name, tool.spec.description, tool.spec.parameters)
         box.tools[name] = tool
+        box.documents[name] = _document(path, tool)
     return box
+
+
+def _document(path: str, tool: AgentTool) -> str:
+    """What a route is found by: an SQL file's ``embed:`` (else its text), another
+    route's description (else its path, as words)."""
+    if isinstance(tool, SqlRoute):
+        return sql_file_embed(tool.sql) or tool.sql
+    return tool.spec.description or re.sub(r"[/_.-]+", " ", function_name(path))
+
+
+DEFAULT_TOP_K = 4  # Oxy's default top_k
+_vectors: OrderedDict[tuple[Any, ...], list[float]] = OrderedDict()
+_vectors_lock = threading.Lock()
+_KEPT_VECTORS = 10_000
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+async def _route_vectors(
+    source: RevisionSource, embedder: Embedder, documents: dict[str, str]
+) -> dict[str, list[float]]:
+    """The routes' vectors, embedded once per (revision, embedder, text) in this
+    process: a question costs one embedding, not one per route."""
+    prefix = (source.workspace.id, source.revision_id, *embedder.identity)
+    keys = {
+        name: (*prefix, hashlib.sha256(text.encode()).hexdigest())
+        for name, text in documents.items()
+    }
+    found: dict[str, list[float]] = {}
+    with _vectors_lock:
+        for name, key in keys.items():
+            vector = _vectors.get(key)
+            if vector is not None:
+                _vectors.move_to_end(key)
+                found[name] = vector
+    missing = [name for name in documents if name not in found]
+    if missing:
+        vectors = await embedder.embed([documents[name] for name in missing])
+        with _vectors_lock:
+            for name, vector in zip(missing, vectors, strict=True):
+                found[name] = _vectors[keys[name]] = vector
+            while len(_vectors) > _KEPT_VECTORS:
+                _vectors.popitem(last=False)
+    return found
+
+
+async def narrow_routes(
+    source: RevisionSource,
+    agent: RoutingAgentConfig,
+    box: Toolbox,
+    question: str,
+    secrets: SecretResolver,
+) -> list[str]:
+    """Keep the ``top_k`` routes (default 4, as Oxy) most similar to the question, most
+    similar first, as Oxy's route retrieval does; the names kept. With no more routes
+    than that, every route is kept and nothing is embedded (the same set)."""
+    top_k = max(1, agent.top_k if agent.top_k is not None else DEFAULT_TOP_K)
+    if len(box.tools) <= top_k:
+        return list(box.tools)
+    embedder = make_embedder(
+        source.config, agent.embed_model, agent.model, secrets, dimensions=agent.n_dims
+    )
+    try:
+        vectors = await _route_vectors(source, embedder, box.documents)
+        (wanted,) = await embedder.embed([question])
+    finally:
+        await embedder.close()
+    ranked = sorted(box.tools, key=lambda name: _cosine(wanted, vectors[name]), reverse=True)
+    kept = ranked[:top_k]
+    box.tools = {name: box.tools[name] for name in kept}
+    return kept
 
 
 def fallback_tool(

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from quarry.agents.embeddings import EmbeddingFailed
 from quarry.agents.loop import (
     EventSink,
     StopCheck,
@@ -21,11 +22,17 @@ from quarry.agents.providers.base import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     Message,
+    ModelNotConfigured,
     ProviderError,
     ToolCall,
 )
 from quarry.agents.providers.configured import make_provider
-from quarry.agents.routing import DEFAULT_INSTRUCTIONS, fallback_tool, routing_toolbox
+from quarry.agents.routing import (
+    DEFAULT_INSTRUCTIONS,
+    fallback_tool,
+    narrow_routes,
+    routing_toolbox,
+)
 from quarry.agents.tools.base import AgentTool, ToolFailed
 from quarry.agents.tools.readonly import SqlLimits
 from quarry.agents.tools.sql import StatementGuard
@@ -108,6 +115,19 @@ async def ask_agent(
                 + "; ".join(toolbox.routes_left_out),
             }
         )
+    if isinstance(agent, RoutingAgentConfig):
+        routes = len(toolbox.tools)
+        try:
+            await narrow_routes(source, agent, toolbox, prompt, connections.secrets)
+        except (EmbeddingFailed, ModelNotConfigured) as exc:
+            message = connections.secrets.redact(exc.message)
+            sink(
+                {
+                    "type": "warning",
+                    "message": f"the routes could not be narrowed by embedding similarity "
+                    f"({message}): all {routes} routes are offered",
+                }
+            )
     provider = make_provider(
         source.config,
         agent.model,

@@ -112,3 +112,13 @@ def routing_routes(body_json: str) -> list[str] | None:
     if not isinstance(body, dict) or body.get("type") != "routing":
         return None
     return [str(route) for route in body.get("routes") or []]
+
+
+def sql_file_embed(text: str) -> str | None:
+    """The text an SQL file's ``oxy:`` header gives to embed (``embed:``, a string or a
+    list of them), or None."""
+    oxy, _ = _header(text)
+    embed = oxy.get("embed") if isinstance(oxy, dict) else None
+    if isinstance(embed, list):
+        embed = "\n".join(str(item) for item in embed)
+    return embed.strip() or None if isinstance(embed, str) else None

@@ -5,7 +5,8 @@ The documents are the revision's files matching ``src`` (globs), one document pe
 file. They are embedded once per (revision, sources, model) in this process through
 the OpenAI embeddings API (``embed_model``, default ``text-embedding-3-small``, at
 ``api_url`` with the key of ``key_var``, default ``OPENAI_API_KEY``, or ``api_key``;
-any OpenAI-compatible server works), the query at each call; the ``top_k`` (default
+any OpenAI-compatible server works; ``embed_model: wordllama``: the local model shipped
+in its wheel, :mod:`quarry.agents.embeddings`), the query at each call; the ``top_k`` (default
 4) most similar by cosine are the result, each headed by its path.
 """
 
@@ -15,8 +16,10 @@ import fnmatch
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from quarry.agents.embeddings import LOCAL_MODEL, LocalEmbedder
 from quarry.agents.providers.base import ToolSpec, shared_tls
 from quarry.agents.providers.configured import resolve_secret
 from quarry.agents.tools.base import ToolFailed, ToolOutcome
@@ -40,6 +43,13 @@ PARAMETERS: dict[str, Any] = {
 }
 
 Index = list[tuple[str, str, list[float]]]
+Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+
+
+async def _local_embed(texts: list[str]) -> list[list[float]]:
+    return await LocalEmbedder().embed(texts)
+
+
 _indexes: OrderedDict[tuple[Any, ...], Index] = OrderedDict()
 _lock = threading.Lock()
 _KEPT = 32
@@ -95,7 +105,7 @@ class Retrieval:
             raise ToolFailed(f"the embeddings could not be computed: {exc}") from None
         return [item.embedding for item in sorted(answer.data, key=lambda d: d.index)]
 
-    async def _index(self, client: openai.AsyncOpenAI) -> Index:
+    async def _index(self, embed: Embed) -> Index:
         source = self.connections.source
         key = (
             source.workspace.id,
@@ -109,7 +119,7 @@ class Retrieval:
         if found is not None:
             return found
         documents = self._documents()
-        vectors = await self._embed(client, [text for _, text in documents]) if documents else []
+        vectors = await embed([text for _, text in documents]) if documents else []
         index = [(p, t, v) for (p, t), v in zip(documents, vectors, strict=True)]
         with _lock:
             _indexes[key] = index
@@ -121,14 +131,24 @@ class Retrieval:
         query = arguments.get("query")
         if not isinstance(query, str) or not query.strip():
             raise ToolFailed("the arguments must hold 'query': what to look for, as a string")
-        client = self._client()
-        try:
-            index = await self._index(client)
+        if self.model == LOCAL_MODEL:  # shipped in the wheel: nothing to reach
+            index = await self._index(_local_embed)
             if not index:
                 return ToolOutcome("No documents match the tool's src.", {"documents": []})
-            (wanted,) = await self._embed(client, [query])
-        finally:
-            await client.close()
+            (wanted,) = await _local_embed([query])
+        else:
+            client = self._client()
+
+            async def embed(texts: list[str]) -> list[list[float]]:
+                return await self._embed(client, texts)
+
+            try:
+                index = await self._index(embed)
+                if not index:
+                    return ToolOutcome("No documents match the tool's src.", {"documents": []})
+                (wanted,) = await embed([query])
+            finally:
+                await client.close()
         ranked = sorted(index, key=lambda item: _cosine(wanted, item[2]), reverse=True)
         top = ranked[: self.config.top_k or DEFAULT_TOP_K]
         text = "\n\n".join(f"-- {path}\n{body}" for path, body, _ in top)

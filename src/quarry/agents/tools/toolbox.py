@@ -36,6 +36,9 @@ class Toolbox:
     routes_left_out: list[str] = field(default_factory=list)
     """Routes of a routing agent that cannot be offered, as ``"path: why"`` (a ``.sql``
     file whose ``oxy:`` header names no known database, a file of no route kind)."""
+    documents: dict[str, str] = field(default_factory=dict)
+    """A routing agent's routes by tool name: the text their similarity to the
+    question is measured on (the route's description, an SQL file's ``embed:``)."""
 
 
 def build_toolbox(
