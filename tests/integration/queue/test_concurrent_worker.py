@@ -202,3 +202,52 @@ def test_the_leases_of_a_claimed_group_are_kept_by_heartbeats(queue: TaskQueue) 
         wait_for(lambda: all(state_of(queue, i) == "succeeded" for i in ids), what="all done")
     assert worker.stats.lease_lost == 0
     assert all(t.attempts == 1 for t in (queue.get(i) for i in ids) if t is not None)
+
+
+class _CountingQueue:
+    """Counts ``complete`` and ``complete_many`` statements of a queue (delegates)."""
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self.inner = queue
+        self.complete_many_sizes: list[int] = []
+        self.completes = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def complete_many(self, done: list[tuple[Task, object]]) -> set[int]:
+        self.complete_many_sizes.append(len(done))
+        return self.inner.complete_many(done)
+
+    def complete(self, task: Task, result: object = None) -> None:
+        self.completes += 1
+        self.inner.complete(task, result)
+
+
+def test_successes_found_together_are_recorded_in_one_fenced_statement(
+    queue: TaskQueue,
+) -> None:
+    ids = [queue.enqueue("acme", "t", {"light": True, "n": n}).id for n in range(4)]
+    counting = _CountingQueue(queue)
+    worker = ConcurrentWorker(
+        counting,  # type: ignore[arg-type]
+        lambda t: {"n": t.payload["n"]},
+        slots=8,
+        light=_light,
+        listen=False,
+    )
+    tasks = worker.claim_group(4)
+    assert sorted(t.id for t in tasks) == ids
+    for task in tasks:
+        worker._start(task)
+    # Every handler has returned before the loop looks: one statement records them,
+    # each fenced by its own lease -- the one released meanwhile is refused alone.
+    wait_for(lambda: worker._finished.qsize() == 4, what="the handlers")
+    queue.release(tasks[0])
+    worker._settle_finished()
+    assert (counting.complete_many_sizes, counting.completes) == ([4], 0)
+    assert (worker.stats.succeeded, worker.stats.lease_lost) == (3, 1)
+    assert state_of(queue, ids[0]) == "queued"
+    for n, i in enumerate(ids[1:], start=1):
+        row = queue.get(i)
+        assert row is not None and (row.state, row.result) == ("succeeded", {"n": n})

@@ -221,15 +221,45 @@ class ConcurrentWorker(Worker):
         self._pool.submit(target)
 
     def _settle_finished(self) -> None:
+        """Record what finished since the last look: the successes of several tasks
+        in one statement (``complete_many``, each row fenced by its own lease token),
+        the rest one by one as :class:`Worker` records them."""
+        finished: list[_Held] = []
         while True:
             try:
                 task_id = self._finished.get_nowait()
             except stdqueue.Empty:
-                return
+                break
             held = self._held.pop(task_id, None)
             if held is None or (held.task.stop_event.is_set() and not held.cancel_requested):
                 continue  # released at shutdown or lost: nothing to record
+            finished.append(held)
+        successes = [h for h in finished if "error" not in h.outcome]
+        if len(successes) > 1 and self._complete_together(successes):
+            finished = [h for h in finished if "error" in h.outcome]
+        for held in finished:
             self._settle(held.task, held.outcome, held.cancel_requested)
+
+    def _complete_together(self, done: list[_Held]) -> bool:
+        """One statement for several successes; False if it failed as a whole (then
+        nothing was written, and each is recorded on its own, with retries)."""
+        try:
+            completed = self.queue.complete_many([(h.task, h.outcome.get("result")) for h in done])
+        except Exception:
+            log.warning(
+                "worker %s: recording %d successes together failed; recording each",
+                self.owner,
+                len(done),
+                exc_info=True,
+            )
+            return False
+        self.health.succeeded()
+        for held in done:
+            if held.task.id in completed:
+                self.stats.succeeded += 1
+            else:
+                self._lost(held.task, "complete")
+        return True
 
     def _beat_due(self) -> None:
         if not self._held or time.monotonic() < self._next_beat:
