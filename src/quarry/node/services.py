@@ -10,6 +10,7 @@ commands, tests) gets its :class:`~quarry.runtime.services.Services` from
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from quarry.agents.tasks import install as install_agent_tasks
 from quarry.catalog.reader import Catalog
@@ -19,19 +20,17 @@ from quarry.core.topology import derive_topology
 from quarry.node.paths import state_paths
 from quarry.runtime.connectors.policy import ConnectorPolicy, install_policy
 from quarry.runtime.queue import Task, open_queue
-from quarry.runtime.queue.batch import BatchWorker
 from quarry.runtime.queue.caps import queued_cap
-from quarry.runtime.queue.concurrent import ConcurrentWorker
 from quarry.runtime.queue.reaper import on_task_ended
-from quarry.runtime.queue.worker import Worker
-from quarry.runtime.runs.executor import RunLimits
 from quarry.runtime.runs.service import end_abandoned_runs
-from quarry.runtime.runs.workers import build_worker
 from quarry.runtime.services import Services, StatePaths
 from quarry.store.db import create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
 from quarry.store.objects import open_object_store
 from quarry.store.runs import run_kind
+
+if TYPE_CHECKING:
+    from quarry.runtime.queue.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,15 @@ def build_run_worker(svc: Services) -> Worker:
     """The queue worker that executes runs, configured from the settings tree. On the
     Factory (roles ide and all) it drains under keep-alive holds; elsewhere, with
     ``worker_batch`` above 1, the batched worker; else it runs up to
-    ``agent_turn_slots`` agent turns at once (a workflow run alone, as before)."""
+    ``agent_turn_slots`` agent turns at once (a workflow run alone, as before).
+
+    The worker classes are imported here: ``quarry run`` and the operator commands
+    build services but never a queue worker."""
+    from quarry.runtime.queue.batch import BatchWorker
+    from quarry.runtime.queue.concurrent import ConcurrentWorker
+    from quarry.runtime.runs.executor import RunLimits
+    from quarry.runtime.runs.workers import build_worker
+
     holds = svc.holds if svc.topology.serves_ide_routes else None
     worker = build_worker(
         svc,
