@@ -1,12 +1,12 @@
 """A batched worker: claim up to N tasks per statement, buffer their completions.
 
 For many short tasks the per-task round trip is the cost, not the work. This worker
-(opt-in: ``make_worker(..., batch_size=N)``, or ``--batch N`` of
-``python -m quarry.runtime.queue.main``; ``quarry worker`` runs workflow runs, which
-are long, and does not batch) claims up to ``batch_size`` tasks in one fair
-``FOR UPDATE SKIP LOCKED`` statement, runs them one after another, and records their
-successes in one statement -- folded into the claim of the next batch, so a drained
-batch costs one round trip in all.
+(opt-in: ``make_worker(..., batch_size=N)``, ``--batch N`` of
+``python -m quarry.runtime.queue.main``, or ``quarry worker --batch N`` /
+``QUARRY_WORKER_BATCH`` for a run queue of short runs) claims up to ``batch_size``
+tasks in one fair ``FOR UPDATE SKIP LOCKED`` statement, runs them one after another,
+and records their successes in one statement -- folded into the claim of the next
+batch, so a drained batch costs one round trip in all.
 
 What does not change:
 

@@ -1,7 +1,9 @@
 """A small worker process: ``python -m quarry.runtime.queue.main --handler mod:func``.
 
-The fleet tests and benchmarks start these; ``quarry worker`` (the CLI) will wrap the
-same :class:`~quarry.runtime.queue.worker.Worker` with the workflow engine's handler.
+The fleet tests and benchmarks start these: the default worker, the batched one
+(``--batch N``) or ``quarry worker``'s concurrent one (``--slots N``, every task
+light), with any handler; ``quarry worker`` runs the same classes with the run
+executor's handler (``quarry.node.services.build_run_worker``).
 It prints ``READY <owner>`` on stdout once it listens for wake-ups, and on SIGTERM
 stops gracefully and prints ``STOPPED <owner> <stats as JSON>``.
 """
