@@ -19,7 +19,9 @@ from quarry.runtime.connectors import postgres
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.kinds import open_connector
 from quarry.runtime.connectors.policy import ConnectorPolicy
+from quarry.runtime.connectors.pool import ConnectionPool
 from tests.integration.connectors.test_conformance import LOCAL
+from tests.support.processes import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -220,6 +222,25 @@ def test_pool_size_zero_closes_at_the_end_of_the_run(pg_database: str) -> None:
         assert _one(second, "SELECT pg_backend_pid()") != pid
     finally:
         second.close()
+
+
+def test_idle_connections_expire_without_another_checkout(pg_database: str) -> None:
+    """A worker that goes quiet does not keep its sessions on the warehouse: the
+    reaper closes them after ``idle_seconds`` though nothing is taken any more."""
+    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        check=postgres._check, close=postgres._close, idle_seconds=0.3
+    )
+    conn = pool.acquire("k", lambda: _admin(pg_database), max_open=0, timeout=1.0, database="wh")
+    pid = conn.info.backend_pid
+    pool.release("k", conn, reusable=True, keep=4)
+    assert pool.stats("k") == (1, 1)
+    wait_until(lambda: pool.stats("k") == (0, 0), 10, "the idle connection to expire")
+    wait_until(lambda: conn.closed, 10, "the expired connection to be closed")
+    with _admin(pg_database) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+    assert row == (0,)
 
 
 def _stats(db: Connector) -> tuple[int, int]:

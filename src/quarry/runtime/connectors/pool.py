@@ -7,7 +7,8 @@ wrong password or an unreachable host reaches the caller only as a timeout after
 whole wait instead of the driver's error naming the database, and every pool (one
 per set of connection values: per tenant warehouse) runs four threads of its own.
 Here a connection is opened in the thread that needs it (errors and the server
-identity check are the connector's, as without pooling), and no thread is started.
+identity check are the connector's, as without pooling); one daemon thread of the
+whole process closes expired idle connections, and only while some are idle.
 
 Rules, per key (a digest of everything a connection was opened with: address, user,
 password, database, options; never logged):
@@ -82,6 +83,8 @@ class ConnectionPool(Generic[C]):
         self._cond = threading.Condition()
         self._slots: dict[str, _Slot[C]] = {}
         self._pid = os.getpid()
+        self._reaper: threading.Thread | None = None
+        self._tick = threading.Event()  # never set: the reaper's interval
         _POOLS.add(self)
 
     def acquire(
@@ -149,9 +152,38 @@ class ConnectionPool(Generic[C]):
                 if self._pid == os.getpid() and len(slot.idle) < keep:
                     slot.idle.append((time.monotonic(), conn))
                     self._cond.notify()
+                    self._start_reaper_locked()
                     return
         self._quietly_close(conn)
         self._forget(key)
+
+    def _start_reaper_locked(self) -> None:
+        """Expiry must not wait for the next checkout: a worker that goes quiet would
+        keep its idle sessions on the warehouse for ever."""
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(
+                target=self._reap, name="quarry-warehouse-pool-reaper", daemon=True
+            )
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        """Every half ``idle_seconds``, close the expired idle connections; end when
+        none is idle (the next ``release`` starts another)."""
+        while True:
+            # Its own event, not the condition: a notify meant for a waiting checkout
+            # must not be taken by the reaper.
+            self._tick.wait(self.idle_seconds / 2)
+            with self._cond:
+                expired = self._expire_locked()
+                if not any(slot.idle for slot in self._slots.values()):
+                    self._reaper = None
+                    done = True
+                else:
+                    done = False
+            for conn in expired:
+                self._quietly_close(conn)
+            if done:
+                return
 
     def stats(self, key: str) -> tuple[int, int]:
         """(idle, open) connections of ``key``: for tests and metrics."""
