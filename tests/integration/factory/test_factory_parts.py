@@ -227,3 +227,28 @@ def test_commit_never_includes_quarry_state_or_partial_writes(tmp_path: Path) ->
     committed = git(tmp_path, "ls-tree", "-r", "--name-only", "HEAD").split()
     assert committed == ["config.yml"]
     assert git(tmp_path, "log", "-1", "--format=%an <%ae>") == "Ann <ann@example.com>"
+
+
+def test_staging_before_the_first_commit(tmp_path: Path) -> None:
+    """A repository with no commit yet: unstaging forgets the new file (there is no
+    HEAD to restore from), the diffs compare with the empty tree, and the first commit
+    records only what is staged."""
+    from quarry.factory.git import Identity, WorkingCopyGit
+    from tests.integration.factory.gitrepos import git
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.yml").write_text("a: 1\n")
+    (tmp_path / "b.yml").write_text("b: 2\n")
+    wc = WorkingCopyGit(tmp_path, GitRunner())
+    assert "+a: 1" in wc.diff(None) and "+b: 2" in wc.diff(None)
+    wc.stage(["a.yml", "b.yml"])
+    wc.unstage(["b.yml"])
+    changes = wc.changes()
+    assert changes["staged"] == [{"path": "a.yml", "code": "A"}]
+    assert changes["unstaged"] == [{"path": "b.yml", "code": "?"}]
+    staged, unstaged = wc.diff(None, staged=True), wc.diff(None, staged=False)
+    assert "+a: 1" in staged and "b.yml" not in staged
+    assert "+b: 2" in unstaged and "a.yml" not in unstaged
+    wc.commit("first", Identity("Ann", "ann@example.com"))
+    assert git(tmp_path, "ls-tree", "-r", "--name-only", "HEAD") == "a.yml"
+    assert wc.changes()["unstaged"] == [{"path": "b.yml", "code": "?"}]
