@@ -18,12 +18,12 @@ import json
 from collections.abc import Sequence
 
 from pydantic import BaseModel
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from quarry.definitions.models.app import AppConfig
 from quarry.definitions.models.tasks import ConditionalTask, LoopSequentialTask, Task
 from quarry.definitions.models.workflow import WorkflowConfig
-from quarry.definitions.yaml_nodes import locate, position
+from quarry.definitions.yaml_nodes import find_key
 
 # step key -> (line, column), both 1-based
 TaskPositions = dict[str, tuple[int, int]]
@@ -31,24 +31,23 @@ TaskPositions = dict[str, tuple[int, int]]
 
 def task_positions(root: Node, model: BaseModel) -> TaskPositions:
     """The position of every task, nested ones included, of a workflow or app
-    (empty for the other kinds)."""
-    if not isinstance(model, (WorkflowConfig, AppConfig)):
+    (empty for the other kinds). Runs for every workflow and app a compile parses,
+    so it indexes the node tree directly (a task is ``sequence.value[i]``) and looks
+    keys up through the mapping's cached key index."""
+    if not isinstance(model, (WorkflowConfig, AppConfig)) or not isinstance(root, MappingNode):
         return {}
     found: TaskPositions = {}
-    tasks_node = locate(root, ("tasks",))
-    if tasks_node.path == ("tasks",):
-        _walk(tasks_node.node, model.tasks, "tasks", found)
+    _nested(root, "tasks", model.tasks, "tasks", found)
     return found
 
 
 def positions_json(positions: TaskPositions) -> str:
-    """What the compiler stores: ``{"tasks.0": [line, column], ...}``, keys sorted
-    (equal files store equal text); ``""`` when there is nothing to store."""
+    """What the compiler stores: ``{"tasks.0":[line,column],...}`` in the file's
+    order (the same bytes store the same text); ``""`` when there is nothing to
+    store. Step keys are dotted names and numbers only, so they need no escaping."""
     if not positions:
         return ""
-    return json.dumps(
-        {key: list(at) for key, at in positions.items()}, sort_keys=True, separators=(",", ":")
-    )
+    return "{" + ",".join(f'"{key}":[{at[0]},{at[1]}]' for key, at in positions.items()) + "}"
 
 
 def positions_from_json(text: str) -> TaskPositions:
@@ -62,27 +61,30 @@ def positions_from_json(text: str) -> TaskPositions:
     return found
 
 
-def _walk(node: Node, tasks: Sequence[Task], key: str, found: TaskPositions) -> None:
-    """``node`` is the sequence ``tasks`` were validated from; ``key`` its step prefix."""
-    for index, task in enumerate(tasks):
-        here = locate(node, (index,))
-        if here.path != (index,):
-            continue  # not where the model says (cannot happen for a validated file)
+def _nested(parent: Node, name: str, tasks: Sequence[Task], key: str, found: TaskPositions) -> None:
+    """The tasks under ``parent``'s key ``name`` (a list validated into ``tasks``)."""
+    if not tasks or not isinstance(parent, MappingNode):
+        return
+    pair = find_key(parent, name)
+    if pair is None or not isinstance(pair[1], SequenceNode):
+        return  # not where the model says (cannot happen for a validated file)
+    items = pair[1].value
+    for index, task in enumerate(tasks[: len(items)]):
+        node = items[index]
+        mark = node.start_mark
         task_key = f"{key}.{index}"
-        found[task_key] = position(here.node)
+        found[task_key] = (mark.line + 1, mark.column + 1)
         if isinstance(task, LoopSequentialTask):
-            _nested(here.node, ("tasks",), task.tasks, f"{task_key}.tasks", found)
+            _nested(node, "tasks", task.tasks, f"{task_key}.tasks", found)
         elif isinstance(task, ConditionalTask):
-            for j, condition in enumerate(task.conditions):
-                loc = ("conditions", j, "tasks")
-                _nested(here.node, loc, condition.tasks, f"{task_key}.if.{j}.tasks", found)
-            if task.else_ is not None:
-                _nested(here.node, ("else",), task.else_, f"{task_key}.else.tasks", found)
+            _conditions(node, task, task_key, found)
 
 
-def _nested(
-    parent: Node, loc: tuple[str | int, ...], tasks: Sequence[Task], key: str, found: TaskPositions
-) -> None:
-    located = locate(parent, loc)
-    if located.path == loc:
-        _walk(located.node, tasks, key, found)
+def _conditions(node: Node, task: ConditionalTask, key: str, found: TaskPositions) -> None:
+    pair = find_key(node, "conditions") if isinstance(node, MappingNode) else None
+    if pair is not None and isinstance(pair[1], SequenceNode):
+        branches = pair[1].value
+        for j, condition in enumerate(task.conditions[: len(branches)]):
+            _nested(branches[j], "tasks", condition.tasks, f"{key}.if.{j}.tasks", found)
+    if task.else_ is not None:
+        _nested(node, "else", task.else_, f"{key}.else.tasks", found)
