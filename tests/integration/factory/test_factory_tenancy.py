@@ -51,8 +51,10 @@ def test_file_and_git_routes_are_scoped_and_role_checked(
                 ("GET", f"{ws}/compile/status"),
                 ("DELETE", ws),
             ]:
-                body = {"content": "x", "expected_hash": None} if method == "PUT" else None
-                if path.endswith("commit"):
+                body: dict[str, object] | None = None
+                if method == "PUT":
+                    body = {"content": "x", "expected_hash": None}
+                elif path.endswith("commit"):
                     body = {"message": "m"}
                 elif path.endswith("stage"):
                     body = {"paths": [VIEW]}
