@@ -20,6 +20,7 @@ from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.kinds import open_connector
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.connectors.pool import ConnectionPool
+from quarry.store.identity import cluster_identity
 from tests.integration.connectors.test_conformance import LOCAL
 from tests.support.processes import wait_until
 
@@ -222,6 +223,29 @@ def test_pool_size_zero_closes_at_the_end_of_the_run(pg_database: str) -> None:
         assert _one(second, "SELECT pg_backend_pid()") != pid
     finally:
         second.close()
+
+
+def test_a_connection_is_not_handed_to_a_policy_that_refuses_its_server(
+    pg_database: str,
+) -> None:
+    """The server identity check runs when a connection opens: a connection to the
+    state cluster opened where that was allowed (tests) must not serve a policy that
+    refuses it."""
+    with _admin(pg_database) as admin, admin.cursor() as cur:
+        identity = cluster_identity(cur)
+    allowing = dataclasses.replace(
+        LOCAL, state_cluster=identity, warehouse_allow_state_cluster=True
+    )
+    first = _open(pg_database, allowing)
+    assert _one(first, "SELECT 1") == 1
+    first.close()
+    assert _stats(first) == (1, 1)
+    refusing = _open(pg_database, dataclasses.replace(LOCAL, state_cluster=identity))
+    try:
+        with pytest.raises(ConnectorError, match="state"):
+            refusing.query(BoundSql("SELECT 1"))
+    finally:
+        refusing.close()
 
 
 def test_idle_connections_expire_without_another_checkout(pg_database: str) -> None:

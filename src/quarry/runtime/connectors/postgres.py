@@ -116,7 +116,10 @@ class PostgresConnector(WarehouseConnector):
         info = self._checked_conninfo()
         if self._policy.warehouse_pool_size <= 0:
             return self._connect(info)
-        self._key = pool_key(self.dialect, info)
+        # The identity check runs when a connection is opened: a connection opened
+        # under a policy that allowed its server is not handed to one that would not.
+        checked = (self._policy.state_cluster, self._policy.warehouse_allow_state_cluster)
+        self._key = pool_key(self.dialect, {**info, "quarry_identity_policy": checked})
         return POOL.acquire(
             self._key,
             lambda: self._connect(info),
