@@ -141,11 +141,13 @@ def test_a_viewer_sees_no_button_it_cannot_use(deployment: Deployment) -> None:
         assert "Cancel run" not in run and "Retry" not in run
         ide = viewer.get(f"/ide/{ACME_WS}").text  # reads the files, saves and commits nothing
         assert 'id="ide-save"' not in ide and 'id="git-commit"' not in ide
+        assert 'id="git-stage-all"' not in ide and 'id="git-unstage-all"' not in ide
         assert '"canEdit": false' in ide
     with _signed_in(deployment, "acme:editor") as editor:
         assert "Start run" in editor.get("/runs").text
         ide = editor.get(f"/ide/{ACME_WS}").text
         assert 'id="ide-save"' in ide and 'id="git-commit"' in ide
+        assert 'id="git-stage-all"' in ide and 'id="git-unstage-all"' in ide
         page = editor.get(f"/runs/{deployment.acme_run}").text
         assert "Cancel run" in page or "Retry" in page
 
