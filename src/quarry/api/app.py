@@ -19,7 +19,16 @@ from quarry.api.auth import Authenticator, AuthMiddleware, decide_open
 from quarry.api.browser import BrowserErrorPages, install_offline_docs
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath, scope_tenant
-from quarry.api.fleet import apps, compile_status, health, mcp, metrics, runs, threads, workspaces
+from quarry.api.fleet import (
+    apps,
+    compile_status,
+    health,
+    mcp_mount,
+    metrics,
+    runs,
+    threads,
+    workspaces,
+)
 from quarry.api.fleet import schedules as fleet_schedules
 from quarry.api.fleet import semantic as fleet_semantic
 from quarry.api.fleet.keepalive import ScaleToZeroMiddleware
@@ -89,7 +98,7 @@ def create_app(node: Node | Services) -> FastAPI:
     app.include_router(apps.router)
     app.include_router(fleet_semantic.router)
     app.include_router(threads.router)
-    app.include_router(mcp.router)  # /mcp/: the MCP server (docs/agents.md)
+    app.include_router(mcp_mount.router)  # /mcp/: the MCP server (docs/agents.md)
     app.include_router(app_pages.router)
     app.include_router(web_pages.router)  # sign-in, runs, schedules, explore
     app_pages.mount_static(app)
@@ -111,6 +120,7 @@ def create_app(node: Node | Services) -> FastAPI:
     app.include_router(metrics.router)
     # Middleware, innermost first: fast path < admission < authentication < request id.
     app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=scope_tenant)
+    app.add_middleware(fleet_semantic.SemanticQueryFastPath)  # POST .../semantic/query
     settings = svc.settings
     admission = Admission(
         Limits(

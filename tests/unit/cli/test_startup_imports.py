@@ -73,6 +73,25 @@ NOT_FOR_A_SQL_RUN = (
     "uvicorn",
 )
 
+# Never needed to build the web application (``quarry serve`` before it answers): the
+# MCP SDK is imported in the background once it serves (quarry.api.fleet.mcp_mount).
+NOT_FOR_THE_WEB_APP = (
+    "alembic",
+    "anthropic",
+    "clickhouse_connect",
+    "docx",
+    "google.cloud.bigquery",
+    "google.genai",
+    "jsonschema",
+    "lxml",
+    "mcp",
+    "openai",
+    "playwright",
+    "pymysql",
+    "quarry.api.fleet.mcp",
+    "snowflake",
+)
+
 _DUMP = textwrap.dedent(
     """
     import atexit, json, sys
@@ -152,3 +171,15 @@ def test_a_sql_run_imports_no_server_sdk_or_other_driver(tmp_path: Path) -> None
     modules = _modules_after(f"import sys\n{run}", args, env, root)
     assert "duckdb" in modules and "quarry.runtime.engine.tasks.execute_sql" in modules
     assert _loaded(modules, NOT_FOR_A_SQL_RUN) == []
+
+
+def test_the_web_app_imports_no_sdk_or_other_driver(tmp_path: Path) -> None:
+    modules = _modules_after("import quarry.api.app\n", [], _env(tmp_path), tmp_path)
+    assert "quarry.api.app" in modules and "fastapi" in modules
+    assert _loaded(modules, NOT_FOR_THE_WEB_APP) == []
+
+
+def test_the_mcp_mount_puts_the_app_where_the_mcp_server_reads_it() -> None:
+    from quarry.api.fleet import mcp, mcp_mount
+
+    assert mcp_mount.APP_KEY == mcp.APP_KEY
