@@ -154,6 +154,6 @@ def test_the_local_model_loads_and_embeds_with_no_network() -> None:
 
     def cosine(a: list[float], b: list[float]) -> float:
         dot = sum(x * y for x, y in zip(a, b, strict=True))
-        return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+        return float(dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5))
 
     assert cosine(vectors[1], vectors[0]) > cosine(vectors[1], vectors[2]) + 0.2
