@@ -39,6 +39,13 @@ Two more scenarios, each on its own (``--scenario``):
   20 recompiles (compiles/min), the workspace list's latency, the Factory's RSS, the
   clone cache on disk and the state database's size; at the end the Factory's
   restart time (its start-up pass over every workspace);
+* ``restart``: one Factory with the last ``--workspaces`` step of git workspaces
+  (registered and cloned straight, then compiled by a first start: the cold pass);
+  then ``--rounds`` restarts, each with ``--interrupted`` compiles left pending and
+  ``--wiped`` working copies deleted: seconds to ``/readyz``, to the first IDE file
+  listing and git status, to the end of the start-up pass, and what it compiled;
+  beside it the same restart of a one-workspace Factory (what any start costs) and,
+  with ``--compare-src``, an older Quarry's restart from those sources;
 * ``agents``: ``--turns`` one-tool agent turns at once in one process against the
   scripted model server (``tests/support/model_server.py``, ``--model-ms`` per call):
   turns/s, turn p50/p99 and RSS per step.
@@ -47,6 +54,8 @@ Two more scenarios, each on its own (``--scenario``):
     .venv/bin/python bench/fleet_capacity.py             # the full run (~10 minutes)
     .venv/bin/python bench/fleet_capacity.py --scenario workspaces --workspaces 100,300,1000,2000
     .venv/bin/python bench/fleet_capacity.py --scenario agents --turns 25,50,100,200
+    .venv/bin/python bench/fleet_capacity.py --scenario restart --workspaces 2000 \
+        --rounds 2 --compare-src /tmp/old/src   # git archive <commit> src | tar -x -C /tmp/old
 """
 
 from __future__ import annotations
@@ -670,14 +679,14 @@ def _du_kib(path: Path) -> int:
 class FactoryProcess:
     """One Factory (``quarry serve --role ide``) on its own Postgres database."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, suffix: str = "") -> None:
         from quarry.store import tokens as tokq
         from quarry.store.db import create_state_engine
         from quarry.store.migrate import migrate
         from quarry.store.workspaces import ensure_tenant
 
         self.root = root
-        self.database = f"quarry_capacity_ws_{os.getpid()}"
+        self.database = f"quarry_capacity_ws_{os.getpid()}{suffix}"
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.database}"')
         self.dsn = re.sub(r"/[^/]*$", f"/{self.database}", ADMIN_DSN)
@@ -1025,6 +1034,23 @@ def restart_scan(args: argparse.Namespace) -> dict[str, Any]:
         variants: list[tuple[str, str | None, int]] = [("now", None, len(interrupted) + len(wiped))]
         if args.compare_src:
             variants.insert(0, ("before", args.compare_src, count))
+        # the same start on an empty database: what a start costs with no workspace
+        (root / "empty").mkdir()
+        empty = FactoryProcess(root / "empty", suffix="_empty")
+        try:
+            _seed_workspaces(empty, origin, 1)
+            empty.start(timeout=args.restart_timeout)
+            empty.stop()
+            for n in range(args.rounds):
+                _interrupt(empty, [], [])
+                base: dict[str, Any] = {"label": "now, 1 workspace", "round": n + 1}
+                base["expected"] = 0
+                base.update(_timed_restart(empty, None, 0, "ws00000", args.restart_timeout))
+                out["rounds"].append(base)
+                print(f"  {base}", file=sys.stderr)
+                empty.stop()
+        finally:
+            empty.close()
         for n in range(args.rounds):
             for label, src, expected in variants:
                 _interrupt(factory, interrupted, wiped)
