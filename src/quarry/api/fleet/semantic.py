@@ -8,22 +8,34 @@ cached per (revision, query, tenant, row-filter principal) for
 ``semantic_cache_ttl`` seconds with a strong ``ETag`` (``304`` on
 ``If-None-Match``). Querying only reads, so a viewer token may ``POST`` here
 (``quarry.api.auth.READ_ONLY_POSTS``).
+
+``POST .../semantic/query`` is answered by :class:`SemanticQueryFastPath`, a raw
+ASGI layer inside authentication and admission, with the same function as the
+FastAPI route (which stays for the OpenAPI document and for query strings the fast
+path leaves to FastAPI's validation): on this route FastAPI's route matching and
+parameter solving cost more than everything but the warehouse.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import hashlib
+import inspect
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from quarry.api.deps import Principal, principal, services
+from quarry.api.deps import PRINCIPAL_KEY, Principal, principal, services
 from quarry.core.errors import BadRequest, QuarryError
 from quarry.core.metrics import SEMANTIC_QUERIES
 from quarry.runtime.apps.values import json_value
@@ -61,6 +73,8 @@ def semantic_service(request: Request) -> SemanticService:
             svc.store,
             cache_dir=svc.paths.cache_dir,
             ttl=svc.settings.semantic_cache_ttl,
+            # as many as admission lets in at once (a query is an expensive request)
+            threads=svc.settings.admission_expensive_max,
         )
         request.app.state.semantic = found
     assert isinstance(found, SemanticService)
@@ -239,10 +253,17 @@ async def semantic_query(
     JSON shape is accepted too), or ``{"saved_query": name, "step": name}`` for a
     saved query of the revision. Answers rows, or with ``?sql_only=1`` the SQL and
     its bound parameters."""
+    return await answer_query(request, workspace, revision, sql_only, format)
+
+
+async def answer_query(
+    request: Request, workspace: str, revision: str | None, sql_only: bool, fmt_param: str | None
+) -> Response:
+    """The query route's answer, for the FastAPI route and the fast path alike."""
     svc = services(request)
     who = principal(request)
     ws, rev = await _target(request, workspace, revision)
-    fmt = choose_format(format, request.headers.get("accept"))
+    fmt = choose_format(fmt_param, request.headers.get("accept"))
     raw = await _raw_body(request, svc.settings.semantic_max_body)
     sem = semantic_service(request)
     attributes = principal_attributes(who)
@@ -288,9 +309,119 @@ async def semantic_query(
                 sem.results.publish(key, result)
             raise
 
-    result, hit, key, data = await run_in_threadpool(answer)
+    result, hit, key, data = await _answer_off_loop(sem, answer)
     SEMANTIC_QUERIES.labels("hit" if hit else "miss").inc()
     sem.remember_key(request_key, key)
     # A computed answer goes to the shared store once this response is sent.
     publish = None if hit else (lambda: sem.results.publish(key, result))
     return _answer(request, result, data, fmt, hit, rev, ttl, publish)
+
+
+async def _answer_off_loop(
+    sem: SemanticService, answer: Callable[[], tuple[CachedResult, bool, str, bytes]]
+) -> tuple[CachedResult, bool, str, bytes]:
+    """``answer()`` on the semantic service's threads (one hop there and back; a
+    plain executor hop costs about half of ``run_in_threadpool``'s). Should the
+    request be cancelled while it runs, an answer it computes is still written to
+    the shared store, as its response would have done."""
+    context = contextvars.copy_context()  # the request id of the logs
+    future = sem.threads.submit(context.run, answer)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(lambda done: _publish_abandoned(sem, done))
+        raise
+
+
+def _publish_abandoned(
+    sem: SemanticService, done: concurrent.futures.Future[tuple[CachedResult, bool, str, bytes]]
+) -> None:
+    if done.cancelled() or done.exception() is not None:
+        return
+    result, hit, key, _data = done.result()
+    if not hit:
+        sem.results.publish(key, result)
+
+
+# -- the fast path -------------------------------------------------------------------
+
+_QUERY_ROUTE = re.compile(r"^/api/v1/workspaces/(?P<ws>[^/]+)/semantic/query$")
+_REVISION = re.compile(r"^[0-9a-f]{8,64}$")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def fast_params(query_string: bytes) -> tuple[str | None, bool, str | None] | None:
+    """(revision, sql_only, format) of a query string the FastAPI route would accept
+    with these values; None for anything else (a bad or repeated parameter, an
+    unknown one, an empty value), which the fast path leaves to the route, so its
+    validation and errors stay FastAPI's."""
+    if not query_string:
+        return None, False, None
+    seen: dict[str, str] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in seen or not value or name not in ("revision", "sql_only", "format"):
+            return None
+        seen[name] = value
+    revision = seen.get("revision")
+    if revision is not None and not _REVISION.match(revision):
+        return None
+    flag = seen.get("sql_only", "0").lower()
+    if flag not in _TRUE and flag not in _FALSE:
+        return None
+    return revision, flag in _TRUE, seen.get("format")
+
+
+class SemanticQueryFastPath:
+    """``POST /api/v1/workspaces/{ws}/semantic/query`` without FastAPI's routing and
+    parameter solving: :func:`answer_query`, the route's own function, called
+    directly. Installed inside authentication and admission (``quarry.api.app``),
+    so it sees only admitted requests, with their principal; a request without
+    one, or with a query string :func:`fast_params` does not take, goes on to the
+    application and its route. An error is answered by the application's own
+    exception handler for it, as the route's would be."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _QUERY_ROUTE.match(scope["path"])
+            if match is not None and isinstance(scope.get(PRINCIPAL_KEY), Principal):
+                params = fast_params(scope.get("query_string", b""))
+                if params is not None:
+                    await self._answer(scope, receive, send, match["ws"], *params)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        workspace: str,
+        revision: str | None,
+        sql_only: bool,
+        fmt: str | None,
+    ) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await answer_query(request, workspace, revision, sql_only, fmt)
+        except Exception as exc:
+            handler = _exception_handler(scope, exc)
+            if handler is None:
+                raise  # as from the route: the server's error middleware answers 500
+            made = handler(request, exc)
+            response = await made if inspect.isawaitable(made) else made
+        await response(scope, receive, send)
+
+
+def _exception_handler(scope: Scope, exc: Exception) -> Callable[..., Any] | None:
+    """The handler the application registered for ``exc``'s class or its nearest
+    base (``quarry.api.errors``), as Starlette looks it up."""
+    handlers = getattr(scope.get("app"), "exception_handlers", {})
+    for kind in type(exc).__mro__:
+        found = handlers.get(kind)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    return None

@@ -62,9 +62,13 @@ def _column_json(column: pa.ChunkedArray) -> list[Any]:
         return _decimals(column)
     if pa.types.is_date(kind):
         return list(pc.cast(column, pa.string()).to_pylist())
-    if pa.types.is_timestamp(kind) and kind.tz is None and _whole_seconds(column):
-        text = pc.cast(pc.cast(column, pa.timestamp("s")), pa.string())  # "2024-01-31 05:30:00"
-        return list(pc.replace_substring(text, " ", "T", max_replacements=1).to_pylist())
+    if pa.types.is_timestamp(kind) and kind.tz is None:
+        found = _naive_timestamps(column)
+        if found is not None:
+            return found
+        if _whole_seconds(column):
+            text = pc.cast(pc.cast(column, pa.timestamp("s")), pa.string())  # "2024-01-31 05:30:00"
+            return list(pc.replace_substring(text, " ", "T", max_replacements=1).to_pylist())
     values: list[Any] = column.to_pylist()
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_string(kind):
         return values
@@ -73,6 +77,46 @@ def _column_json(column: pa.ChunkedArray) -> list[Any]:
     if pa.types.is_floating(kind):
         return [v if v is None or math.isfinite(v) else None for v in values]
     return [json_value(v) for v in values]
+
+
+_ZONELESS_UNITS = frozenset({"s", "ms", "us"})
+
+
+def _naive_timestamps(column: pa.ChunkedArray) -> list[Any] | None:
+    """``json_value`` of each value of a zone-less timestamp in seconds, milli- or
+    microseconds (``isoformat`` of the ``datetime`` Arrow makes of it), from Arrow's
+    text of it (``2024-01-31 05:30:07.005000``), each distinct text fixed up once: an
+    answer grouped by month repeats a few dozen values. None for nanoseconds and
+    for a year Arrow does not print with four digits (the caller converts as
+    before)."""
+    if _unit(column.type) not in _ZONELESS_UNITS:
+        return None
+    fixed: dict[str, str] = {}
+    out: list[Any] = []
+    for text in pc.cast(column, pa.string()).to_pylist():
+        if text is None:
+            out.append(None)
+            continue
+        iso = fixed.get(text)
+        if iso is None:
+            iso = _isoformat(text)
+            if iso is None:
+                return None
+            fixed[text] = iso
+        out.append(iso)
+    return out
+
+
+def _isoformat(text: str) -> str | None:
+    """``YYYY-MM-DD HH:MM:SS[.fff[fff]]`` as ``datetime.isoformat`` writes it: a ``T``,
+    and the fraction as six digits, or none when it is zero."""
+    if len(text) < 19 or text[4] != "-" or text[10] != " " or not text[:4].isdigit():
+        return None
+    fraction = text[20:].rstrip("0")
+    if len(text) > 19 and (text[19] != "." or not text[20:].isdigit() or len(text) > 26):
+        return None
+    head = text[:10] + "T" + text[11:19]
+    return head + "." + fraction.ljust(6, "0") if fraction else head
 
 
 def _whole_seconds(column: pa.ChunkedArray) -> bool:
@@ -111,7 +155,9 @@ def _decimals(column: pa.ChunkedArray) -> list[Any]:
 def table_rows(table: pa.Table) -> list[dict[str, object]]:
     names = table.column_names
     columns = [_column_json(column) for column in table.columns]
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    # Every converted column has exactly num_rows values: zip without strict (a
+    # quarter of this function's time on a 100-row answer).
+    return [dict(zip(names, values)) for values in zip(*columns)]  # noqa: B905
 
 
 def encode(table: pa.Table, fmt: str) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -141,6 +142,7 @@ class SemanticService:
         cache_dir: Path,
         ttl: float,
         revisions_open: int = 8,
+        threads: int = 32,
     ) -> None:
         self.catalog = catalog
         self.models = SemanticModels(catalog)
@@ -151,6 +153,9 @@ class SemanticService:
         self._lock = threading.Lock()
         self._known: LruCache[tuple[Any, ...], tuple[str, date]] = LruCache(4096)
         self.executions = 0  # statements run on a warehouse by this process
+        # Where the HTTP layer runs answers (a blocking warehouse call each); its own
+        # pool, not the event loop's default one (admission bounds what reaches it).
+        self.threads = ThreadPoolExecutor(threads, thread_name_prefix="semantic")
 
     def known_key(self, request: tuple[Any, ...]) -> str | None:
         """The result key an identical earlier request (same revision, body bytes and
@@ -251,5 +256,6 @@ class SemanticService:
         return result, hit, key
 
     def close(self) -> None:
+        self.threads.shutdown(wait=True)
         self._connections.close()
         self.results.close()
