@@ -121,7 +121,6 @@ def create_app(node: Node | Services) -> FastAPI:
     # Middleware, innermost first: fast path < admission < authentication < request id.
     app.add_middleware(DefinitionFastPath, catalog=svc.catalog, tenant_of=scope_tenant)
     app.add_middleware(fleet_semantic.SemanticQueryFastPath)  # POST .../semantic/query
-    app.add_middleware(fleet_semantic.SemanticQueryFastPath)  # POST .../semantic/query
     settings = svc.settings
     admission = Admission(
         Limits(
