@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from decimal import Decimal
 
 import pyarrow as pa
@@ -93,3 +94,26 @@ def test_arrow_converted_columns_equal_per_value_conversion() -> None:
 def test_an_empty_answer_has_no_rows() -> None:
     table = pa.table({"a": pa.array([], pa.int64())})
     assert table_rows(table) == []
+
+
+def test_zoneless_timestamps_equal_per_value_conversion() -> None:
+    """Timestamps in s, ms and us without a zone are converted from Arrow's text,
+    each distinct value once: years 1 to 9999, fractions of every length, nulls,
+    several chunks, many repeats (an answer by month)."""
+    rnd = random.Random(16)
+    for unit, step in (("s", 1_000_000), ("ms", 1_000), ("us", 1)):
+        values: list[dt.datetime | None] = []
+        for _ in range(3000):
+            year = rnd.choice([1, 2, 999, 1000, 1969, 1970, 2024, 9999, rnd.randint(1, 9999)])
+            micro = rnd.choice([0, 0, 1, 5_000, 100_000, 999_999, rnd.randint(0, 999_999)])
+            moment = dt.datetime(
+                year, rnd.randint(1, 12), rnd.randint(1, 28), rnd.randint(0, 23),
+                rnd.randint(0, 59), rnd.randint(0, 59), micro // step * step,
+            )  # fmt: skip
+            values.append(None if rnd.random() < 0.05 else moment)
+        values += [dt.datetime(2024, 1, 1)] * 50
+        kind = pa.timestamp(unit)
+        column = pa.chunked_array([pa.array(values[:1000], kind), pa.array(values[1000:], kind)])
+        table = pa.table({"at": column})
+        slow = [{"at": json_value(v)} for v in column.to_pylist()]
+        assert table_rows(table) == slow, unit
