@@ -46,6 +46,8 @@ Two more scenarios, each on its own (``--scenario``):
   listing and git status, to the end of the start-up pass, and what it compiled;
   beside it the same restart of a one-workspace Factory (what any start costs) and,
   with ``--compare-src``, an older Quarry's restart from those sources;
+* ``start-pass``: the start-up pass's per-workspace part (its queries, one ``stat``
+  each) with the last ``--workspaces`` step inserted straight, e.g. 10,000;
 * ``agents``: ``--turns`` one-tool agent turns at once in one process against the
   scripted model server (``tests/support/model_server.py``, ``--model-ms`` per call):
   turns/s, turn p50/p99 and RSS per step.
@@ -1088,6 +1090,76 @@ def report_restart(out: dict[str, Any], args: argparse.Namespace) -> None:
         )
 
 
+def start_pass_scan(args: argparse.Namespace) -> list[dict[str, float]]:
+    """The start-up pass's per-workspace part at a size too big to seed for real
+    (``--workspaces``' last step, e.g. 10,000): rows inserted straight, every compile
+    finished, every working copy present as an empty ``.git`` folder; then what
+    ``Factory.start_todo`` does — its two queries and one ``stat`` per workspace."""
+    from sqlalchemy import insert
+
+    from quarry.core.clock import utcnow
+    from quarry.factory import workspaces as fw
+    from quarry.store import factory_tables as ft
+    from quarry.store.tables import workspaces as ws_table
+
+    count = int(args.workspaces.split(",")[-1])
+    root = Path(tempfile.mkdtemp(prefix="quarry-capacity-pass-"))
+    factory = FactoryProcess(root, suffix="_pass")
+    from quarry.store.db import create_state_engine
+
+    engine = create_state_engine(factory.dsn)
+    rows: list[dict[str, float]] = []
+    try:
+        now = utcnow()
+        with engine.begin() as conn:
+            conn.execute(
+                insert(ws_table),
+                [
+                    {
+                        "id": f"w{i:08d}",
+                        "tenant_id": "local",
+                        "name": f"ws{i:05d}",
+                        "source_kind": "git",
+                        "source": "https://example.invalid/x.git",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(count)
+                ],
+            )
+            for i in range(count):
+                ft.mark_finished(
+                    conn, f"w{i:08d}", "main", revision_id=None, promoted=False, draft=False,
+                    git_commit=None,
+                )  # fmt: skip
+        for i in range(count):
+            (factory.workspaces_dir / "local" / f"ws{i:05d}" / ".git").mkdir(parents=True)
+        for _ in range(args.rounds):
+            load = os.getloadavg()[0]
+            started = time.perf_counter()
+            with engine.connect() as conn:
+                resume = ft.workspaces_to_resume(conn)
+                every = ft.git_workspaces(conn)
+            queried = time.perf_counter()
+            missing = [n for t, n in every if not fw.has_working_copy(factory.workspaces_dir, t, n)]
+            done = time.perf_counter()
+            assert not resume and not missing and len(every) == count
+            rows.append(
+                {"queries_ms": (queried - started) * 1000, "stats_ms": (done - queried) * 1000}
+            )
+            rows[-1]["load"] = load
+            print(f"  {rows[-1]}", file=sys.stderr)
+    finally:
+        engine.dispose()
+        factory.close()
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"\n## The start-up pass's own cost with {count} workspaces (nothing to do)\n")
+    print("| round | queries | one stat per workspace | load 1-min |\n|---|---|---|---|")
+    for i, r in enumerate(rows, 1):
+        print(f"| {i} | {r['queries_ms']:.0f} ms | {r['stats_ms']:.0f} ms | {r['load']:.1f} |")
+    return rows
+
+
 # -- agent turns in one process (--scenario agents) ---------------------------------
 async def agent_turns(args: argparse.Namespace) -> list[dict[str, float]]:
     """Concurrent one-tool agent turns on one event loop (what one worker process runs
@@ -1158,7 +1230,7 @@ def main() -> None:
     parser.add_argument("--followers", default="50,200")
     parser.add_argument(
         "--scenario",
-        choices=["fleet", "workspaces", "restart", "agents"],
+        choices=["fleet", "workspaces", "restart", "start-pass", "agents"],
         default="fleet",
         help="fleet: the process fleet's rates (default); workspaces: workspaces on one "
         "Factory; restart: a Factory restart with the last --workspaces step; agents: agent "
@@ -1190,6 +1262,11 @@ def main() -> None:
         if args.quick:
             args.workspaces, args.interrupted, args.wiped, args.rounds = "30", 3, 2, 1
         report_restart(restart_scan(args), args)
+        return
+    if args.scenario == "start-pass":
+        if args.quick:
+            args.workspaces, args.rounds = "500", 1
+        start_pass_scan(args)
         return
     if args.scenario == "agents":
         if args.quick:
