@@ -23,7 +23,12 @@ seconds (user + system of the process and its children, e.g. the compile process
 multiple of the ceiling's median. The load average is printed before and after: on
 a shared machine compare the CPU column too.
 
-    .venv/bin/python bench/startup_bench.py [--rounds 11]
+    .venv/bin/python bench/startup_bench.py [--rounds 11] [--before DIR]
+
+``--before DIR``: also time ``quarry run`` and ``quarry serve`` from another source tree
+(``git archive COMMIT src | tar -x -C DIR``, then ``python -m compileall -q DIR/src``),
+put first on ``PYTHONPATH``, with its own state directory: before/after in the same
+rounds.
 
 Goals (issue #20): ``quarry run`` <= 0.5 s, ``quarry serve`` ready <= 1 s. Bytecode
 must be installed (``scripts/bootstrap`` runs ``uv sync --compile-bytecode`` and
@@ -150,6 +155,7 @@ def _load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--before", type=Path, help="a source tree with src/quarry to compare")
     options = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="quarry-startup-"))
@@ -163,7 +169,7 @@ def main() -> None:
     rows = [
         Row(
             "ceiling: python + duckdb select 42",
-            lambda: _timed([PYTHON, "-c", *ceiling], env, root),
+            lambda: _timed([PYTHON, "-c", ceiling], env, root),
         ),
         Row("quarry --help", lambda: _timed([QUARRY, "--help"], env, root)),
         Row(
@@ -177,6 +183,20 @@ def main() -> None:
             lambda: (_time_to_ready([str(root)], env, root, log), None),
         ),
     ]
+    if options.before is not None:
+        other = _workspace(scratch / "before")
+        before = {**env, "QUARRY_DATA_DIR": str(scratch / "before-state")}
+        before["PYTHONPATH"] = str((options.before / "src").resolve())
+        rows += [
+            Row(
+                "BEFORE quarry run",
+                lambda: _timed([QUARRY, "run", "workflows/answer.workflow.yml"], before, other),
+            ),
+            Row(
+                "BEFORE quarry serve: ready",
+                lambda: (_time_to_ready([], before, other, log), None),
+            ),
+        ]
     print(f"load average before: {_load()}")
     for row in rows:  # warm-up: migrations, file cache
         row.measure()
