@@ -262,7 +262,9 @@ class WorkingCopyGit:
         self._add(paths, self._specs(paths))
 
     def _add(self, paths: list[str], specs: list[str]) -> None:
-        done = self._git("add", "-A", "--", *specs, *NEVER_COMMITTED, check=False)
+        done = self._git(
+            "add", "-A", *self._from_stdin(), input_text=_nul(*specs, *NEVER_COMMITTED), check=False
+        )
         if done.returncode != 0:
             raise self._path_refused("stage", paths, specs, done.stderr)
 
@@ -272,11 +274,27 @@ class WorkingCopyGit:
         nothing typed is lost. All or nothing, like :meth:`stage`."""
         specs = self._specs(paths)
         if self.head() is None:  # no commit yet: unstaging is forgetting the new files
-            done = self._git("rm", "--cached", "-r", "-q", "--", *specs, check=False)
+            done = self._git(
+                "rm",
+                "--cached",
+                "-r",
+                "-q",
+                *self._from_stdin(),
+                input_text=_nul(*specs),
+                check=False,
+            )
         else:
-            done = self._git("restore", "--staged", "--", *specs, check=False)
+            done = self._git(
+                "restore", "--staged", *self._from_stdin(), input_text=_nul(*specs), check=False
+            )
         if done.returncode != 0:
             raise self._path_refused("unstage", paths, specs, done.stderr)
+
+    @staticmethod
+    def _from_stdin() -> list[str]:
+        """Pathspecs on stdin, NUL-separated: thousands of paths (Stage all in a big
+        workspace) would not fit in a command line."""
+        return ["--pathspec-from-file=-", "--pathspec-file-nul"]
 
     def _specs(self, paths: list[str]) -> list[str]:
         """Literal pathspecs of paths confined to the working copy (``..``, absolute
@@ -402,6 +420,10 @@ class WorkingCopyGit:
         head = self.head()
         assert head is not None
         return head
+
+
+def _nul(*specs: str) -> str:
+    return "".join(spec + "\0" for spec in specs)
 
 
 def clone(runner: GitRunner, url: str, dest: Path, branch: str | None = None) -> None:

@@ -252,3 +252,28 @@ def test_staging_before_the_first_commit(tmp_path: Path) -> None:
     wc.commit("first", Identity("Ann", "ann@example.com"))
     assert git(tmp_path, "ls-tree", "-r", "--name-only", "HEAD") == "a.yml"
     assert wc.changes()["unstaged"] == [{"path": "b.yml", "code": "?"}]
+
+
+@pytest.mark.slow
+def test_staging_more_paths_than_a_command_line_holds(tmp_path: Path) -> None:
+    """Stage all in a big workspace: 10,000 paths of 200+ bytes (over 2 MB, more than
+    Linux lets a command line carry) reach git on stdin, staged and unstaged at once."""
+    import os
+
+    from quarry.factory.git import WorkingCopyGit
+    from tests.integration.factory.gitrepos import git
+
+    git(tmp_path, "init", "-q", "-b", "main")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    paths = []
+    for i in range(10_000):
+        name = f"{i:05d}_" + "x" * 200 + ".csv"
+        (folder / name).write_text(str(i))
+        paths.append(f"data/{name}")
+    assert sum(len(p) + 12 for p in paths) > os.sysconf("SC_ARG_MAX")
+    wc = WorkingCopyGit(tmp_path, GitRunner())
+    wc.stage(paths)
+    assert len(git(tmp_path, "diff", "--cached", "--name-only").splitlines()) == 10_000
+    wc.unstage(paths)
+    assert git(tmp_path, "diff", "--cached", "--name-only") == ""

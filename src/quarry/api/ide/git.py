@@ -25,7 +25,8 @@ from quarry.factory.service import Factory
 from quarry.store.workspaces import WorkspaceRow
 
 router = APIRouter(prefix="/api/v1/workspaces/{workspace}/git", tags=["ide: git"])
-MAX_PATHS = 10_000  # paths per stage/unstage/commit request
+MAX_PATHS = 10_000  # paths per stage/unstage request (git reads them on stdin)
+MAX_COMMIT_PATHS = 1_000  # commit's paths go on git's command line
 
 
 class CommitBody(BaseModel):
@@ -34,7 +35,7 @@ class CommitBody(BaseModel):
     message: str = Field(min_length=1, max_length=10000)
     paths: list[str] | None = Field(
         None,
-        max_length=MAX_PATHS,
+        max_length=MAX_COMMIT_PATHS,
         description="Stage these paths and commit only them (other staged changes stay "
         "staged). Default: commit what is staged.",
     )
