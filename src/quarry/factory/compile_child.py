@@ -74,7 +74,10 @@ def main() -> None:
     from quarry.core.errors import CompileFailed
     from quarry.core.hashing import canonical_json
     from quarry.definitions.parse import YamlLimits, parse_definition
+    from quarry.definitions.semantic_rules import warm
     from quarry.definitions.task_positions import positions_json
+
+    warm()  # before "ready": a file's time limit must not pay for the SQL parser's import
 
     yaml_limits = YamlLimits(
         max_depth=int(limits["yaml_max_depth"]),
