@@ -25,7 +25,12 @@ same SQL on DuckDB directly, and cached-hit throughput across two serve replicas
   response); ``api hit`` posts one query again and again (answered from the
   replica's cache). Requests alternate with the direct runs, one connection each,
   in ``--rounds`` rounds: the ratio of the p50s per round, its median and the
-  worst round.
+  worst round; and the API's cost over the direct run of the same request (each
+  pair run back to back), p50 in ms, which moves less than a ratio when other
+  work shares the machine. The load average before and after is printed: on a
+  shared machine every figure is inflated, the ratio most for small queries. The
+  replicas run uvicorn as ``quarry serve`` does (``loop``/``http`` auto: uvloop
+  and httptools, both installed).
 * **throughput**: ``--clients`` client processes post the cached query for
   ``--duration`` seconds, spread over both replicas; requests per second in total.
 
@@ -410,6 +415,8 @@ def api_vs_direct(args: argparse.Namespace) -> None:
         }
         per_round = max(1, args.samples // args.rounds)
         ratios: list[float] = []
+        overheads: list[float] = []  # api cold - direct, per pair of the same request
+        load_before = os.getloadavg()
         for r in range(args.rounds):
             direct_round: list[float] = []
             api_round: list[float] = []
@@ -422,6 +429,7 @@ def api_vs_direct(args: argparse.Namespace) -> None:
                 assert status == 200 and got["x-quarry-cache"] == "miss", (status, payload[:200])
                 assert len(json.loads(payload)["rows"]) == rows
                 api_round.append(elapsed)
+                overheads.append(elapsed - direct_round[-1])
             samples["direct"] += direct_round
             samples["api cold"] += api_round
             ratios.append(statistics.median(api_round) / statistics.median(direct_round))
@@ -447,6 +455,12 @@ def api_vs_direct(args: argparse.Namespace) -> None:
                 f"{statistics.fmean(values) * 1e3:>10.3f}"
             )
         cold_ratio = statistics.median(ratios)
+        load_after = os.getloadavg()
+        print(
+            f"api cold - direct, per pair: p25 {percentile(overheads, 0.25) * 1e3:.3f} ms, "
+            f"p50 {percentile(overheads, 0.5) * 1e3:.3f} ms; load average "
+            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after ({os.cpu_count()} cores)"
+        )
         print(
             f"api cold / direct, ratio of p50s per round ({args.rounds} rounds of {per_round}): "
             + ", ".join(f"{x:.2f}x" for x in ratios)
