@@ -48,6 +48,8 @@ Two more scenarios, each on its own (``--scenario``):
   with ``--compare-src``, an older Quarry's restart from those sources;
 * ``start-pass``: the start-up pass's per-workspace part (its queries, one ``stat``
   each) with the last ``--workspaces`` step inserted straight, e.g. 10,000;
+* ``schedules``: one ``quarry driver`` with ``--schedules`` schedules firing every
+  second (each step on its own database): fires, misses, duplicates, delay p50/p99;
 * ``agents``: ``--turns`` one-tool agent turns at once in one process against the
   scripted model server (``tests/support/model_server.py``, ``--model-ms`` per call):
   turns/s, turn p50/p99 and RSS per step.
@@ -1160,6 +1162,77 @@ def start_pass_scan(args: argparse.Namespace) -> list[dict[str, float]]:
     return rows
 
 
+# -- schedules per driver tick (--scenario schedules) --------------------------------
+def schedule_scan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One ``quarry driver`` on its own database per step, with N schedules firing every
+    second (``bench/schedule_bench.py``'s workspace and accounting, one node instead of
+    three, no APScheduler): per step the fires expected in a ``--duration`` window,
+    fired, duplicates, misses and the delay (run created - due time) p50/p99. The knee
+    is the largest N fired with no miss and a p99 under one tick."""
+    from datetime import UTC, datetime, timedelta
+
+    sys.path.insert(0, str(BENCH_DIR))
+    import schedule_bench as sb
+
+    rows: list[dict[str, Any]] = []
+    for count in (int(x) for x in args.schedules.split(",")):
+        with sb.scratch_database() as dsn, tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            svc, ws = sb.quarry_setup(dsn, count, root)
+            (root / "driver").mkdir()
+            env = {
+                "QUARRY_DATABASE_URL": sb.sa_url(dsn),
+                "QUARRY_BLOB_URL": (root / "blobs").as_uri(),
+                "QUARRY_DATA_DIR": str(root / "driver"),
+                "QUARRY_SCHEDULE_TICK_SECONDS": "1",
+                "QUARRY_LOG_LEVEL": "WARNING",
+                "QUARRY_QUEUE_MAX_QUEUED_PER_TENANT": "0",  # nothing drains the runs
+            }
+            log = root / "driver.log"
+            proc = sb.spawn([sys.executable, "-m", "quarry", "driver"], env, log)
+            try:
+
+                def ready(proc: subprocess.Popen[bytes] = proc, log: Path = log) -> bool:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"the driver exited:\n{log.read_text()}")
+                    return " ready (tick " in log.read_text(errors="replace")
+
+                sb.wait_for(ready, 180, "the driver to start")
+                sb.quarry_compile(svc, ws, count)
+                start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+                end = start + timedelta(seconds=int(args.duration))
+                load = os.getloadavg()[0]
+                sb.wait_for(
+                    lambda end=end: datetime.now(UTC) > end + timedelta(seconds=5),
+                    args.duration + 120,
+                    "the window to pass",
+                )
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            got = sb.quarry_results(svc, count, start, end)
+            svc.close()
+        got.update(schedules=count, load=load, load_end=os.getloadavg()[0])
+        rows.append(got)
+        print(f"  {got}", file=sys.stderr)
+    print(f"\n## Schedules on one driver (every second, tick 1 s, {args.duration:g} s window)\n")
+    print(
+        "| schedules | fires expected | fired | duplicates | not fired by window + 5 s "
+        "| delay p50 ms | delay p99 ms | load start / end |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['schedules']} | {r['expected']} | {r['fired']} | {r['duplicates']} "
+            f"| {r['misses']} | {_ms(r['p50'])} | {_ms(r['p99'])} "
+            f"| {r['load']:.1f} / {r['load_end']:.1f} |"
+        )
+    return rows
+
+
 # -- agent turns in one process (--scenario agents) ---------------------------------
 async def agent_turns(args: argparse.Namespace) -> list[dict[str, float]]:
     """Concurrent one-tool agent turns on one event loop (what one worker process runs
@@ -1230,7 +1303,7 @@ def main() -> None:
     parser.add_argument("--followers", default="50,200")
     parser.add_argument(
         "--scenario",
-        choices=["fleet", "workspaces", "restart", "start-pass", "agents"],
+        choices=["fleet", "workspaces", "restart", "start-pass", "schedules", "agents"],
         default="fleet",
         help="fleet: the process fleet's rates (default); workspaces: workspaces on one "
         "Factory; restart: a Factory restart with the last --workspaces step; agents: agent "
@@ -1247,6 +1320,7 @@ def main() -> None:
         "git archive of src/) each round, for a before/after",
     )
     parser.add_argument("--restart-timeout", type=float, default=3600)
+    parser.add_argument("--schedules", default="50,200,500", help="schedules: steps")
     parser.add_argument("--turns", default="50,100,200,400", help="agent turns at once")
     parser.add_argument("--model-ms", type=float, default=500, help="model delay per call")
     args = parser.parse_args()
@@ -1262,6 +1336,11 @@ def main() -> None:
         if args.quick:
             args.workspaces, args.interrupted, args.wiped, args.rounds = "30", 3, 2, 1
         report_restart(restart_scan(args), args)
+        return
+    if args.scenario == "schedules":
+        if args.quick:
+            args.schedules, args.duration = "20", 5
+        schedule_scan(args)
         return
     if args.scenario == "start-pass":
         if args.quick:
