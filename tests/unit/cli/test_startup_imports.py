@@ -183,3 +183,18 @@ def test_the_mcp_mount_puts_the_app_where_the_mcp_server_reads_it() -> None:
     from quarry.api.fleet import mcp, mcp_mount
 
     assert mcp_mount.APP_KEY == mcp.APP_KEY
+
+
+def test_an_mcp_server_that_cannot_start_answers_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from quarry.api.fleet import mcp_mount
+
+    monkeypatch.setattr(mcp_mount, "SERVER_MODULE", "quarry.api.fleet.no_such_module")
+    app = FastAPI()
+    app.include_router(mcp_mount.router)
+    with TestClient(app) as client:
+        answer = client.post("/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert answer.status_code == 503
+        assert answer.json() == {"detail": "the MCP server is unavailable"}

@@ -24,6 +24,9 @@ from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
+SERVER_MODULE = "quarry.api.fleet.mcp"
+"""The module that builds the MCP server (imported in the background)."""
+
 APP_KEY = "quarry.app"
 """Where Quarry's application is kept in the scope (``quarry.api.fleet.mcp.APP_KEY``,
 the same key: inside the MCP app, ``scope["app"]`` is the MCP app itself)."""
@@ -40,7 +43,7 @@ class _McpServer:
     async def run(self, app: FastAPI) -> None:
         async with contextlib.AsyncExitStack() as stack:
             try:
-                module = await asyncio.to_thread(importlib.import_module, "quarry.api.fleet.mcp")
+                module = await asyncio.to_thread(importlib.import_module, SERVER_MODULE)
                 # builds the server, sets app.state.mcp_app, runs its session manager
                 await stack.enter_async_context(module._lifespan(app))
             except Exception:
