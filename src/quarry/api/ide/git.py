@@ -10,6 +10,7 @@ that went); a branch switch requests a debounced compile (a draft on a branch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -19,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from quarry.api.deps import AccessRole, principal
 from quarry.api.ide.common import factory, require, workspace_of
 from quarry.core.errors import CompileFailed
-from quarry.factory.git import Identity
+from quarry.factory.git import Identity, WorkingCopyGit
 from quarry.factory.paths import check_relpath
 from quarry.factory.service import Factory
 from quarry.store.workspaces import WorkspaceRow
@@ -101,6 +102,25 @@ def _status_json(ws: WorkspaceRow, changes: dict[str, Any]) -> dict[str, Any]:
     return {"default_branch": ws.default_branch, **changes}
 
 
+async def _change_index(
+    request: Request,
+    workspace: str,
+    change: Callable[[WorkingCopyGit, list[str]], None],
+    paths: list[str],
+) -> dict[str, Any]:
+    """Stage and unstage differ only in the git operation: both run it under the
+    workspace lock (an editor's right) and answer with the status it leaves."""
+
+    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
+        with fac.lock(ws):
+            wc = fac.git(ws)
+            change(wc, paths)
+            return _status_json(ws, wc.changes())
+
+    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
+    return result
+
+
 @router.get("/status")
 async def status(request: Request, workspace: str) -> dict[str, Any]:
     """Branch, head, and the changes: ``files`` (each with its ``index`` and
@@ -119,14 +139,7 @@ async def stage(request: Request, workspace: str, body: PathsBody) -> dict[str, 
     new status. Every path is checked before anything is staged: one outside the
     workspace, through a symbolic link or matching nothing is a 400 naming it."""
 
-    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
-        with fac.lock(ws):
-            wc = fac.git(ws)
-            wc.stage(body.paths)
-            return _status_json(ws, wc.changes())
-
-    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
-    return result
+    return await _change_index(request, workspace, WorkingCopyGit.stage, body.paths)
 
 
 @router.post("/unstage")
@@ -134,14 +147,7 @@ async def unstage(request: Request, workspace: str, body: PathsBody) -> dict[str
     """Unstage paths (``git restore --staged``): the files keep their edits, which
     show as unstaged changes again; the answer is the new status."""
 
-    def run(fac: Factory, ws: WorkspaceRow, _who: Any) -> dict[str, Any]:
-        with fac.lock(ws):
-            wc = fac.git(ws)
-            wc.unstage(body.paths)
-            return _status_json(ws, wc.changes())
-
-    result: dict[str, Any] = await _in_thread(request, workspace, AccessRole.EDITOR, run)
-    return result
+    return await _change_index(request, workspace, WorkingCopyGit.unstage, body.paths)
 
 
 @router.get("/diff")
