@@ -15,9 +15,10 @@ from quarry import cli_agents, cli_fleet, cli_init, cli_runs, cli_semantic, cli_
 from quarry.cli_output import make_console
 from quarry.core.errors import CompileFailed, ConfigurationError, Problem, QuarryError
 from quarry.core.logs import configure_logging, set_verbose
-from quarry.core.settings import Role, Settings, load_settings
+from quarry.core.roles import Role
 
 if TYPE_CHECKING:
+    from quarry.core.settings import Settings
     from quarry.runtime.services import Services
 
 app = typer.Typer(
@@ -46,6 +47,8 @@ def _global_options(
 
 
 def _settings(workspace: Path | None, **overrides: object) -> Settings:
+    # pydantic-settings is imported by the commands that load settings, not by --help.
+    from quarry.core.settings import load_settings
     from quarry.runtime.engine.templating import set_default_strict, set_limits
 
     settings = load_settings(**overrides)

@@ -14,13 +14,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from quarry.cli_output import make_console
 from quarry.core.errors import QuarryError
-from quarry.core.settings import Settings
+
+if TYPE_CHECKING:
+    from quarry.core.settings import Settings
 
 console = make_console(stderr=True, highlight=False)
 

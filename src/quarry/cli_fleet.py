@@ -11,7 +11,6 @@ import typer
 from quarry.cli_output import make_console
 from quarry.core.errors import ConfigurationError
 from quarry.core.logs import configure_logging
-from quarry.core.settings import load_settings
 
 console = make_console(stderr=True)
 out = make_console()
@@ -55,6 +54,7 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         """Start 1 Factory + N serve replicas + M workers as separate processes against
         one PostgreSQL and one object store, behind a round-robin front door on --port;
         Ctrl-C stops them all."""
+        from quarry.core.settings import load_settings
         from quarry.fleet.launcher import FleetPlan, run_fleet
         from quarry.store.db import is_sqlite
 

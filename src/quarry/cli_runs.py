@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from quarry.cli_output import make_console
 from quarry.core.errors import BadRequest, CompileFailed, NotFound, QuarryError
-from quarry.core.settings import Role, Settings
+from quarry.core.roles import Role
+
+if TYPE_CHECKING:
+    from quarry.core.settings import Settings
 
 console = make_console(stderr=True)
 out = make_console()

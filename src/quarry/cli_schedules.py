@@ -17,7 +17,7 @@ from rich.table import Table
 
 from quarry.cli_output import make_console
 from quarry.core.errors import QuarryError
-from quarry.core.settings import Role
+from quarry.core.roles import Role
 
 console = make_console(stderr=True)
 out = make_console()

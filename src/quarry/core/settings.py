@@ -6,20 +6,13 @@ CLI (or a test) and the resulting object travels through constructors.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class Role(StrEnum):
-    IDE = "ide"
-    SERVE = "serve"
-    WORKER = "worker"
-    ALL = "all"
-
+from quarry.core.roles import Role as Role  # defined apart for the CLI; imported from here too
 
 OnOff = Literal["on", "off"]
 

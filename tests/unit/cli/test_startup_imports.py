@@ -38,6 +38,7 @@ NOT_FOR_THE_ENTRY_POINT = (
     "prometheus_client",
     "psycopg",
     "pyarrow",
+    "pydantic_settings",
     "pymysql",
     "snowflake",
     "sqlalchemy",
