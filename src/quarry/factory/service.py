@@ -28,7 +28,7 @@ from quarry.core.metrics import FACTORY_START_REMAINING
 from quarry.factory import files, git
 from quarry.factory import workspaces as fw
 from quarry.factory.autocompile import AutoCompiler, promotion_for, status_branch
-from quarry.factory.compiler import CompileResult, compile_workspace
+from quarry.factory.compiler import COMPILER_VERSION, CompileResult, compile_workspace
 from quarry.factory.gitinfo import read_git_info
 from quarry.factory.isolation import CompileLimits
 from quarry.factory.partial import compile_for_run, draft_target
@@ -89,6 +89,8 @@ class Factory:
         * workspaces whose last compile did not finish (``compile_status`` missing,
           ``pending`` or ``compiling``: an edit's debounced compile or a registration
           the stop cut short), found by one query;
+        * workspaces whose current revision an older compiler made
+          (``COMPILER_VERSION``), once after such an upgrade;
         * workspaces whose working copy is missing (a new or wiped volume: one
           ``stat`` each), cloned again and compiled, so a wiped Factory serves the
           same revisions without waiting for each editor's first request.
@@ -108,7 +110,7 @@ class Factory:
     def start_todo(self) -> list[tuple[str, str]]:
         """(tenant, name) of what the start-up pass works on, interrupted compiles first."""
         with self.engine.connect() as conn:
-            resume = ft.workspaces_to_resume(conn)
+            resume = ft.workspaces_to_resume(conn, COMPILER_VERSION)
             every = ft.git_workspaces(conn)
         todo = dict.fromkeys(resume)
         for tenant, name in every:

@@ -208,12 +208,16 @@ def git_workspaces(conn: Connection) -> list[tuple[str, str]]:
     return [(r.tenant_id, r.name) for r in rows]
 
 
-def workspaces_to_resume(conn: Connection) -> list[tuple[str, str]]:
+def workspaces_to_resume(
+    conn: Connection, compiler_version: str | None = None
+) -> list[tuple[str, str]]:
     """(tenant_id, name) of the git workspaces whose last compile did not finish: no
     ``compile_status`` row at all (registered, never compiled: the Factory stopped in
     between) or a row still ``pending``/``compiling`` (an edit's debounced compile, or
-    a compile, that a stop interrupted). The Factory's start-up pass compiles only
-    these, so a restart costs one query, not one compile per workspace."""
+    a compile, that a stop interrupted) — and, given ``compiler_version``, those whose
+    current revision another compiler version made (a release that changed what a
+    compile produces recompiles every workspace once). The Factory's start-up pass
+    compiles only these, so a restart costs one query, not one compile per workspace."""
     unfinished = (
         select(compile_status.c.workspace_id)
         .where(
@@ -227,9 +231,20 @@ def workspaces_to_resume(conn: Connection) -> list[tuple[str, str]]:
         .where(compile_status.c.workspace_id == workspaces.c.id)
         .exists()
     )
+    due = unfinished | ~anything
+    if compiler_version is not None:
+        due = due | (
+            select(revisions.c.revision_id)
+            .where(
+                revisions.c.workspace_id == workspaces.c.id,
+                revisions.c.revision_id == workspaces.c.current_revision_id,
+                revisions.c.compiler_version != compiler_version,
+            )
+            .exists()
+        )
     rows = conn.execute(
         select(workspaces.c.tenant_id, workspaces.c.name)
-        .where(workspaces.c.source_kind == "git", unfinished | ~anything)
+        .where(workspaces.c.source_kind == "git", due)
         .order_by(workspaces.c.tenant_id, workspaces.c.name)
     )
     return [(r.tenant_id, r.name) for r in rows]

@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from quarry.core.metrics import FACTORY_START_REMAINING
 from quarry.factory import workspaces as fw
+from quarry.factory.compiler import COMPILER_VERSION
 from quarry.factory.service import Factory
 from quarry.node.services import Services, build_services
 from quarry.store import factory_tables as ft
+from quarry.store.tables import revisions
 from quarry.store.workspaces import get_workspace
 from tests.conftest import Backend
 from tests.integration.factory.gitrepos import make_origin
@@ -90,6 +93,28 @@ def test_a_restart_resumes_interrupted_compiles_and_reclones_only(
     )
     with svc.engine.connect() as conn:
         assert ft.workspaces_to_resume(conn) == []
+
+    # A release whose compiler makes different revisions: delta's current revision is
+    # an older compiler's, so the next start compiles delta (and only delta) again.
+    with svc.engine.begin() as conn:
+        delta = get_workspace(conn, "local", "delta")
+        conn.execute(
+            update(revisions)
+            .where(
+                revisions.c.workspace_id == delta.id,
+                revisions.c.revision_id == delta.current_revision_id,
+            )
+            .values(compiler_version="0")
+        )
+        assert ft.workspaces_to_resume(conn) == []  # no version given: not asked
+        assert ft.workspaces_to_resume(conn, COMPILER_VERSION) == [("local", "delta")]
+    third = Factory(svc)
+    assert third.start_todo() == [("local", "delta")]
+    third.start()
+    assert third.ready.wait(120)
+    third.stop()
+    again = _finished(svc)
+    assert again["delta"] != after["delta"] and again["charlie"] == after["charlie"]
 
 
 def test_workspaces_to_resume_reads_every_state(svc: Services, tmp_path: Path) -> None:
