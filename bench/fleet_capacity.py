@@ -1101,6 +1101,7 @@ def start_pass_scan(args: argparse.Namespace) -> list[dict[str, float]]:
 
     from quarry.core.clock import utcnow
     from quarry.factory import workspaces as fw
+    from quarry.factory.compiler import COMPILER_VERSION
     from quarry.store import factory_tables as ft
     from quarry.store.tables import workspaces as ws_table
 
@@ -1140,7 +1141,7 @@ def start_pass_scan(args: argparse.Namespace) -> list[dict[str, float]]:
             load = os.getloadavg()[0]
             started = time.perf_counter()
             with engine.connect() as conn:
-                resume = ft.workspaces_to_resume(conn)
+                resume = ft.workspaces_to_resume(conn, COMPILER_VERSION)
                 every = ft.git_workspaces(conn)
             queried = time.perf_counter()
             missing = [n for t, n in every if not fw.has_working_copy(factory.workspaces_dir, t, n)]
