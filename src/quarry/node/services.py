@@ -27,7 +27,7 @@ from quarry.runtime.services import Services, StatePaths
 from quarry.store.db import create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
 from quarry.store.objects import open_object_store
-from quarry.store.runs import run_kind
+from quarry.store.runs import run_kinds
 
 if TYPE_CHECKING:
     from quarry.runtime.queue.worker import Worker
@@ -108,16 +108,24 @@ def build_run_worker(svc: Services) -> Worker:
         svc.queue,
         worker.handler,
         slots=svc.settings.agent_turn_slots,
-        light=lambda task: _is_agent_turn(svc, task),
+        lights=lambda tasks: _agent_turns(svc, tasks),
         lease_seconds=svc.settings.worker_lease_seconds,
         shutdown_grace=svc.settings.worker_shutdown_grace,
     )
 
 
-def _is_agent_turn(svc: Services, task: Task) -> bool:
-    """Whether the run of ``task`` is a thread turn (light: it waits on a model)."""
-    run_id = task.payload.get("run_id") if isinstance(task.payload, dict) else None
-    if run_id is None:
-        return False
+def _agent_turns(svc: Services, tasks: list[Task]) -> list[bool]:
+    """Whether the run of each of ``tasks`` is a thread turn (light: it waits on a
+    model), for a whole claimed group in one query."""
+    run_ids = [
+        str(task.payload["run_id"])
+        if isinstance(task.payload, dict) and task.payload.get("run_id") is not None
+        else None
+        for task in tasks
+    ]
+    wanted = [run_id for run_id in run_ids if run_id is not None]
+    if not wanted:
+        return [False] * len(tasks)
     with svc.engine.connect() as conn:
-        return run_kind(conn, str(run_id)) == "agent"
+        kinds = run_kinds(conn, wanted)
+    return [run_id is not None and kinds.get(run_id) == "agent" for run_id in run_ids]

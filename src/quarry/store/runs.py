@@ -91,11 +91,14 @@ def get_run(conn: Connection, tenant_id: str, run_id: str) -> RunRow:
     return _run(r)
 
 
-def run_kind(conn: Connection, run_id: str) -> str | None:
-    """The ``target_kind`` of a run (None when there is no such run): what a worker
-    checks after a claim to tell an agent turn from a workflow run."""
-    found = conn.execute(select(runs.c.target_kind).where(runs.c.id == run_id)).scalar()
-    return None if found is None else str(found)
+def run_kinds(conn: Connection, run_ids: list[str]) -> dict[str, str]:
+    """The ``target_kind`` of each of ``run_ids`` that exists, in one query: what a
+    worker checks after claiming a group (one query for the group, not one per task)
+    to tell agent turns from workflow runs."""
+    if not run_ids:
+        return {}
+    query = select(runs.c.id, runs.c.target_kind).where(runs.c.id.in_(set(run_ids)))
+    return {str(row.id): str(row.target_kind) for row in conn.execute(query)}
 
 
 def get_run_by_id(conn: Connection, run_id: str) -> RunRow:

@@ -251,3 +251,33 @@ def test_successes_found_together_are_recorded_in_one_fenced_statement(
     for n, i in enumerate(ids[1:], start=1):
         row = queue.get(i)
         assert row is not None and (row.state, row.result) == ("succeeded", {"n": n})
+
+
+def test_lights_tells_a_claimed_group_in_one_look(queue: TaskQueue) -> None:
+    """With ``lights`` (the run worker's form: one query for the group), the group
+    is asked about once, not once per task, and its answers are used in order: the
+    task told not light runs alone, those behind it go back to the queue."""
+    ids = [queue.enqueue("acme", "t", {"light": n != 2}).id for n in range(5)]
+    asked: list[list[int]] = []
+
+    def lights(tasks: list[Task]) -> list[bool]:
+        asked.append([t.id for t in tasks])
+        return [_light(t) for t in tasks]
+
+    worker = ConcurrentWorker(queue, lambda t: None, slots=8, lights=lights, listen=False)
+    worker.drain()
+    # The first task alone; then a group of four, of which the second (ids[2]) is
+    # not light: ids[3] and ids[4] are released and claimed again (alone, then as a
+    # group once a light one was seen).
+    assert asked[:2] == [ids[:1], ids[1:]]
+    assert worker.stats.released == 2
+    assert all(state_of(queue, i) == "succeeded" for i in ids)
+
+
+def test_give_exactly_one_of_light_and_lights(queue: TaskQueue) -> None:
+    with pytest.raises(ValueError, match="exactly one of light and lights"):
+        ConcurrentWorker(queue, lambda t: None, slots=2)
+    with pytest.raises(ValueError, match="exactly one of light and lights"):
+        ConcurrentWorker(
+            queue, lambda t: None, slots=2, light=_light, lights=lambda ts: [True] * len(ts)
+        )

@@ -5,7 +5,8 @@ waiting on a model, not on this machine.
 agent turn at a time, each waiting seconds on its model. This worker keeps up to
 ``slots`` tasks running, each handler on a thread of its own pool, and goes on
 claiming while they wait -- but only while every task it holds is *light*
-(``light(task)``, decided by the caller after the claim: the run's kind). A task that
+(``light(task)``, or ``lights(tasks)`` for a claimed group in one look, decided by
+the caller after the claim: the run's kind). A task that
 is not light (a workflow run) is run as :class:`Worker` runs it: the worker claims
 nothing more until it has finished, so a worker never hoards long runs that other
 workers could take. What stays as in :class:`Worker`:
@@ -92,14 +93,21 @@ class ConcurrentWorker(Worker):
         handler: Handler,
         *,
         slots: int,
-        light: Callable[[Task], bool],
+        light: Callable[[Task], bool] | None = None,
+        lights: Callable[[list[Task]], list[bool]] | None = None,
         **kwargs: Any,
     ) -> None:
+        """``light`` tells one task at a time, as each starts; ``lights`` a whole
+        claimed group at once (one database query for the group, not one per task),
+        the answers in the tasks' order. Give exactly one of them."""
         if slots < 1:
             raise ValueError(f"slots must be at least 1, not {slots}")
+        if (light is None) == (lights is None):
+            raise ValueError("give exactly one of light and lights")
         super().__init__(queue, handler, **kwargs)
         self.slots = slots
         self.light = light
+        self.lights = lights
         self._pool = _DaemonPool(slots)
         self._held: dict[int, _Held] = {}
         self._finished: stdqueue.SimpleQueue[int] = stdqueue.SimpleQueue()
@@ -173,13 +181,31 @@ class ConcurrentWorker(Worker):
                 break
             self.stats.claimed += len(tasks)
             claimed = True
+            group = self._group_lights(tasks)
             for i, task in enumerate(tasks):
                 if not self._may_start():
                     # Behind a task that runs alone, or stopping: let others run them.
                     self.stats.released += self.release_unstarted(tasks[i:])
                     break
-                self._start(task)
+                self._start(task, None if group is None else group[i])
         return claimed
+
+    def _group_lights(self, tasks: list[Task]) -> list[bool] | None:
+        """Whether each claimed task is light, in one look when ``lights`` was given
+        (None otherwise: each is told as it starts). A failure, or a wrong number of
+        answers, makes the whole group not light: the first task runs alone, the
+        rest go back to the queue."""
+        if self.lights is None:
+            return None
+        try:
+            group = self.lights(tasks)
+            if len(group) != len(tasks):
+                raise ValueError(f"{len(group)} answers for {len(tasks)} tasks")
+        except Exception:
+            ids = [t.id for t in tasks]
+            log.exception("worker %s: cannot tell whether tasks %s are light", self.owner, ids)
+            return [False] * len(tasks)
+        return group
 
     def _claim_some(self, limit: int) -> list[Task]:
         """Up to ``limit`` tasks in one statement; a failed claim returns none and
@@ -196,12 +222,16 @@ class ConcurrentWorker(Worker):
         self.health.succeeded()
         return tasks
 
-    def _start(self, task: Task) -> None:
-        try:
-            light = self.light(task)
-        except Exception:
-            log.exception("worker %s: cannot tell whether task %d is light", self.owner, task.id)
-            light = False
+    def _start(self, task: Task, light: bool | None = None) -> None:
+        if light is None:
+            assert self.light is not None  # without lights, _group_lights told nothing
+            try:
+                light = self.light(task)
+            except Exception:
+                log.exception(
+                    "worker %s: cannot tell whether task %d is light", self.owner, task.id
+                )
+                light = False
         self._grouping = light
         held = _Held(task, light)
         if not self._held:
