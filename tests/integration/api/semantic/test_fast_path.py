@@ -5,6 +5,8 @@ it), and really is the one answering."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from quarry.api.deps import PRINCIPAL_KEY, local_principal
-from quarry.api.fleet.semantic import SemanticQueryFastPath, fast_params
+from quarry.api.fleet.semantic import SemanticQueryFastPath, _answer_off_loop, fast_params
 from tests.integration.api.semantic.conftest import Shop
 from tests.integration.api.semantic.shop import REVENUE_BY_REGION_FOR_STATUS, hand_written, same
 
@@ -135,3 +137,40 @@ def test_the_fast_path_answers_without_the_application(shop: Shop) -> None:
 
     assert asyncio.run(ask()) == [200, 400, 299, 299, 299]
     assert reached == [f"POST {QUERY}?via=route", f"POST {QUERY}?", f"GET {QUERY}?"]
+
+
+def test_an_answer_whose_request_was_cancelled_is_still_published() -> None:
+    """The warehouse call goes on on its thread when the request is cancelled; what
+    it computes reaches the shared store, as the response would have sent it."""
+    release = threading.Event()
+    published: list[tuple[str, Any]] = []
+
+    class Results:
+        def publish(self, key: str, result: Any) -> None:
+            published.append((key, result))
+
+    class Service:
+        threads = ThreadPoolExecutor(1)
+        results = Results()
+
+    def answer() -> tuple[Any, bool, str, bytes]:
+        release.wait(30)
+        return "the result", False, "the key", b"{}"
+
+    async def cancel_while_running() -> None:
+        service: Any = Service()  # the two parts of a SemanticService it uses
+        task = asyncio.ensure_future(_answer_off_loop(service, answer))
+        await asyncio.sleep(0)  # submitted
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(cancel_while_running())
+        assert published == []
+        release.set()
+        Service.threads.shutdown(wait=True)  # the answer finished, callbacks ran
+        assert published == [("the key", "the result")]
+    finally:
+        release.set()
+        Service.threads.shutdown(wait=True)
