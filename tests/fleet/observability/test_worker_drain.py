@@ -22,6 +22,7 @@ from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.queue_tables import tasks
 from quarry.store.run_tables import run_steps, runs
 from tests.support.processes import wait_until
+from tests.support.warehouse import warehouse_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +30,12 @@ OVERHEAD = 5.0  # seconds a stopping worker may take beyond the grace (shared ma
 
 
 def _workspace(root: Path, warehouse_db: str, seconds: int) -> Path:
-    (root / "workflows").mkdir(parents=True)
-    (root / "config.yml").write_text(
-        "databases:\n"
-        "  - name: warehouse\n    type: postgres\n    host: 127.0.0.1\n    port: 5432\n"
-        f"    user: postgres\n    database: {warehouse_db}\n"
-        "models: []\n"
-    )
-    (root / "workflows" / "slow.workflow.yml").write_text(
+    slow = (
         "tasks:\n"
         "  - name: slow\n    type: execute_sql\n    database: warehouse\n"
         f"    sql_query: select pg_sleep({seconds}) is not null as slept\n"
     )
-    return root
+    return warehouse_workspace(root, warehouse_db, {"slow": slow})
 
 
 @pytest.mark.parametrize(("grace", "step_seconds"), [(30.0, 8), (1.0, 120)])

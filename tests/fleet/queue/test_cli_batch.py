@@ -20,6 +20,7 @@ from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.queue_tables import tasks
 from quarry.store.run_tables import runs
 from tests.support.processes import wait_until
+from tests.support.warehouse import warehouse_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -28,19 +29,12 @@ BATCH = 4
 
 
 def _workspace(root: Path, warehouse_db: str) -> Path:
-    (root / "workflows").mkdir(parents=True)
-    (root / "config.yml").write_text(
-        "databases:\n"
-        "  - name: warehouse\n    type: postgres\n    host: 127.0.0.1\n    port: 5432\n"
-        f"    user: postgres\n    database: {warehouse_db}\n"
-        "models: []\n"
-    )
-    (root / "workflows" / "quick.workflow.yml").write_text(
+    quick = (
         "tasks:\n"
         "  - name: quick\n    type: execute_sql\n    database: warehouse\n"
         "    sql_query: select 1 as one\n"
     )
-    return root
+    return warehouse_workspace(root, warehouse_db, {"quick": quick})
 
 
 def test_quarry_worker_batch_starts_and_drains(

@@ -38,6 +38,7 @@ from quarry.store.run_tables import run_steps, runs
 from tests.support.private_pg import PrivateCluster, private_cluster
 from tests.support.processes import wait_until
 from tests.support.services import PG_ADMIN_DSN, free_port
+from tests.support.warehouse import warehouse_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -113,18 +114,6 @@ def _warehouse(empty_pg_database: str) -> tuple[str, str]:
     return name, dsn
 
 
-def _workspace(root: Path, warehouse_db: str) -> Path:
-    (root / "workflows").mkdir(parents=True)
-    (root / "config.yml").write_text(
-        "databases:\n"
-        "  - name: warehouse\n    type: postgres\n    host: 127.0.0.1\n    port: 5432\n"
-        f"    user: postgres\n    database: {warehouse_db}\n"
-        "models: []\n"
-    )
-    (root / "workflows" / "effect.workflow.yml").write_text(WORKFLOW)
-    return root
-
-
 class Deployment:
     """Services on a state database, a compiled workspace, and run creation."""
 
@@ -148,7 +137,7 @@ class Deployment:
             self.svc.engine,
             self.svc.store,
             "local",
-            _workspace(tmp_path / "ws", warehouse_db),
+            warehouse_workspace(tmp_path / "ws", warehouse_db, {"effect": WORKFLOW}),
             "ws",
         )
         self.workspace = self.svc.catalog.workspace("local", "ws", fresh=True)

@@ -26,6 +26,7 @@ from quarry.store import runs as runq
 from quarry.store.run_tables import run_steps, runs
 from tests.support.processes import wait_until
 from tests.support.services import PG_ADMIN_DSN
+from tests.support.warehouse import warehouse_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -47,18 +48,6 @@ tasks:
 """
 
 
-def _workspace(root: Path, warehouse_db: str) -> Path:
-    (root / "workflows").mkdir(parents=True)
-    (root / "config.yml").write_text(
-        "databases:\n"
-        "  - name: warehouse\n    type: postgres\n    host: 127.0.0.1\n    port: 5432\n"
-        f"    user: postgres\n    database: {warehouse_db}\n"
-        "models: []\n"
-    )
-    (root / "workflows" / "durable.workflow.yml").write_text(WORKFLOW)
-    return root
-
-
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -76,7 +65,7 @@ def test_killed_worker_loses_nothing(
     warehouse_dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}"
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         conn.execute("create table side_effects (step text not null)")
-    root = _workspace(tmp_path / "ws", warehouse)
+    root = warehouse_workspace(tmp_path / "ws", warehouse, {"durable": WORKFLOW})
     env = {
         "QUARRY_DATABASE_URL": pg_database,
         "QUARRY_BLOB_URL": (tmp_path / "blobs").as_uri(),
@@ -184,7 +173,7 @@ def _started_run(
     warehouse_dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}"
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         conn.execute("create table side_effects (step text not null)")
-    root = _workspace(tmp_path / "ws", warehouse)
+    root = warehouse_workspace(tmp_path / "ws", warehouse, {"durable": WORKFLOW})
     env = {
         "QUARRY_DATABASE_URL": pg_database,
         "QUARRY_BLOB_URL": (tmp_path / "blobs").as_uri(),

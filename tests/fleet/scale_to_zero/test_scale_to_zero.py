@@ -26,6 +26,7 @@ from quarry.store.run_tables import run_steps, runs
 from tests.fleet.scale_to_zero.harness import ScalerHarness
 from tests.support.processes import serve_in_thread, wait_until
 from tests.support.services import PG_ADMIN_DSN, free_port
+from tests.support.warehouse import warehouse_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -114,16 +115,7 @@ def stack(pg_database: str, empty_pg_database: str, tmp_path: Path) -> Iterator[
     warehouse_dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}"
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         conn.execute("create table side_effects (step text not null)")
-    root = tmp_path / "ws"
-    (root / "workflows").mkdir(parents=True)
-    (root / "config.yml").write_text(
-        "databases:\n"
-        "  - name: warehouse\n    type: postgres\n    host: 127.0.0.1\n    port: 5432\n"
-        f"    user: postgres\n    database: {warehouse}\n"
-        "models: []\n"
-    )
-    (root / "workflows" / "long.workflow.yml").write_text(LONG)
-    (root / "workflows" / "durable.workflow.yml").write_text(DURABLE)
+    root = warehouse_workspace(tmp_path / "ws", warehouse, {"long": LONG, "durable": DURABLE})
     port = free_port()
     logs = tmp_path / "factory.log"
     holder: dict[str, str] = {}
