@@ -23,7 +23,7 @@ from quarry.runtime.runs.events import RunEvent
 from quarry.runtime.runs.service import RunRequest, cancel_run, create_run
 from quarry.runtime.services import Services
 from quarry.store import runs as runq
-from quarry.store.run_tables import run_steps, runs
+from quarry.store.run_tables import run_steps
 from tests.support.processes import wait_until
 from tests.support.services import PG_ADMIN_DSN
 from tests.support.warehouse import warehouse_workspace
@@ -61,76 +61,24 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 def test_killed_worker_loses_nothing(
     pg_database: str, empty_pg_database: str, tmp_path: Path
 ) -> None:
-    warehouse = empty_pg_database.rsplit("/", 1)[1]
-    warehouse_dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}"
-    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
-        conn.execute("create table side_effects (step text not null)")
-    root = warehouse_workspace(tmp_path / "ws", warehouse, {"durable": WORKFLOW})
-    env = {
-        "QUARRY_DATABASE_URL": pg_database,
-        "QUARRY_BLOB_URL": (tmp_path / "blobs").as_uri(),
-        "QUARRY_DATA_DIR": str(tmp_path / "data"),
-        "QUARRY_WORKER_LEASE_SECONDS": "2",
-    }
-    svc = build_services(
-        Settings(
-            database_url=pg_database,
-            blob_url=env["QUARRY_BLOB_URL"],
-            data_dir=tmp_path / "data",
-        )
-    )
-    compile_local(svc.engine, svc.store, "local", root, "ws")
-    workspace = svc.catalog.workspace("local", "ws", fresh=True)
-    run = create_run(
-        svc,
-        workspace,
-        RunRequest("workflow", "workflows/durable", {}),
-    )
+    svc, env, run_id = _started_run(pg_database, empty_pg_database, tmp_path, max_attempts=3)
 
     def step_state(key: str) -> str | None:
         with svc.engine.connect() as conn:
             return conn.execute(
                 select(run_steps.c.state).where(
-                    run_steps.c.run_id == run.id, run_steps.c.step_key == key
+                    run_steps.c.run_id == run_id, run_steps.c.step_key == key
                 )
             ).scalar_one_or_none()
 
-    def run_state() -> str:
-        with svc.engine.connect() as conn:
-            return str(conn.execute(select(runs.c.state).where(runs.c.id == run.id)).scalar_one())
-
-    def stream() -> list[tuple[str, str, int | None]]:
-        """(type, step, attempt) of every event of the run, in stream order."""
-        with svc.engine.connect() as conn:
-            return [
-                (e["type"], e.get("step", ""), e.get("attempt"))
-                for _, e in runq.events_after(conn, run.id, 0)
-            ]
-
-    first = _worker(env, tmp_path / "worker-a.log")
-    try:
-        # Killed once the slow step's event is written, so the stream below is exact.
-        wait_until(
-            lambda: (RunEvent.STEP_STARTED, "tasks.1", None) in stream(),
-            60,
-            "the slow step to start",
-        )
-        assert step_state("tasks.1") == "running"
-        assert step_state("tasks.0") == "succeeded"
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert run_state() == "running"
-
-    second = _worker(env, tmp_path / "worker-b.log")
-    try:
-        wait_until(lambda: run_state() in {"succeeded", "failed"}, 90, "the run to finish")
-    finally:
-        second.terminate()
-        second.wait(timeout=30)
-    assert run_state() == "succeeded", (tmp_path / "worker-b.log").read_text()
+    # Killed once the slow step's event is written, so the stream below is exact; a
+    # killed worker writes nothing more, so the states read after it are those it left.
+    _kill_in_slow_step(svc, env, run_id, tmp_path / "worker-a.log")
+    assert step_state("tasks.1") == "running"
+    assert step_state("tasks.0") == "succeeded"
+    log = tmp_path / "worker-b.log"
+    assert _reap_in_another_worker(svc, env, run_id, log) == "succeeded", log.read_text()
+    warehouse_dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + empty_pg_database.rsplit("/", 1)[1]
     with psycopg.connect(warehouse_dsn) as conn:
         counts = dict(
             conn.execute("select step, count(*) from side_effects group by step").fetchall()
@@ -140,7 +88,7 @@ def test_killed_worker_loses_nothing(
         attempts = dict(
             conn.execute(
                 select(run_steps.c.step_key, run_steps.c.attempt).where(
-                    run_steps.c.run_id == run.id
+                    run_steps.c.run_id == run_id
                 )
             ).all()
         )
@@ -148,7 +96,7 @@ def test_killed_worker_loses_nothing(
     assert attempts["tasks.2"] == 2
     # The stream shows the crash as one run.resumed (attempt 2) and the replay; each of
     # run.queued, run.started and the outcome is there once (docs/runs.md).
-    assert stream() == [
+    assert _events(svc, run_id) == [
         (RunEvent.QUEUED, "", None),
         (RunEvent.STARTED, "", 1),
         (RunEvent.STEP_STARTED, "tasks.0", None),
@@ -168,7 +116,8 @@ def test_killed_worker_loses_nothing(
 def _started_run(
     pg_database: str, empty_pg_database: str, tmp_path: Path, *, max_attempts: int
 ) -> tuple[Services, dict[str, str], str]:
-    """The durable workflow queued with ``max_attempts``: (services, worker env, run id)."""
+    """The durable workflow queued with ``max_attempts``: (services, worker env, run id).
+    Its side effects go to ``side_effects`` in ``empty_pg_database``."""
     warehouse = empty_pg_database.rsplit("/", 1)[1]
     warehouse_dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{warehouse}"
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
@@ -205,6 +154,8 @@ def _events(svc: Services, run_id: str) -> list[tuple[str, str, int | None]]:
 
 
 def _kill_in_slow_step(svc: Services, env: dict[str, str], run_id: str, log: Path) -> None:
+    """Start a worker and SIGKILL it once the slow step has started: a crash mid-run,
+    with the run's lease left behind."""
     worker = _worker(env, log)
     try:
         wait_until(
@@ -230,7 +181,7 @@ def _reap_in_another_worker(svc: Services, env: dict[str, str], run_id: str, log
     assert state() == "running"
     reaper = _worker(env, log)
     try:
-        wait_until(lambda: state() not in {"queued", "running"}, 60, "the run to end")
+        wait_until(lambda: state() not in {"queued", "running"}, 90, "the run to end")
     finally:
         reaper.terminate()
         reaper.wait(timeout=30)
