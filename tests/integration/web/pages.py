@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,23 +90,34 @@ def _token(env: dict[str, str], cwd: Path) -> str:
 
 
 @contextmanager
-def quarry_server(tmp: Path) -> Iterator[Quarry]:
-    """``quarry serve`` of the demo workspace (plus :data:`EXTRA_FILES`), tokens
-    required, its in-process worker running what the pages start."""
+def quarry_server(
+    tmp: Path,
+    *,
+    files: Mapping[str, str] = EXTRA_FILES,
+    env: Mapping[str, str] | None = None,
+    prepare: Callable[[Path], None] | None = None,
+) -> Iterator[Quarry]:
+    """``quarry serve`` of the demo workspace (plus ``files``, relative path -> text,
+    :data:`EXTRA_FILES` unless told otherwise, then ``prepare(root)`` for edits that
+    need the demo's own files), tokens required, ``env`` added to the process's
+    environment, its in-process worker running what the pages start."""
     root = create_demo_workspace(tmp / WORKSPACE)
-    for relpath, text in EXTRA_FILES.items():
+    for relpath, text in files.items():
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
         (root / relpath).write_text(text)
-    env = {
+    if prepare is not None:
+        prepare(root)
+    server_env = {
         "QUARRY_DATA_DIR": str(tmp / "data"),
         "QUARRY_AUTH": "tokens",
         "COLUMNS": "120",
         # a cancel reaches the worker at its next heartbeat (a third of the lease)
         "QUARRY_WORKER_LEASE_SECONDS": "3",
+        **(env or {}),
     }
     args = ["serve", str(root), "--name", WORKSPACE]
-    with quarry_process(args, env, tmp / "serve.log") as server:
-        yield Quarry(server, _token(env, tmp), root)
+    with quarry_process(args, server_env, tmp / "serve.log") as server:
+        yield Quarry(server, _token(server_env, tmp), root)
 
 
 @dataclass

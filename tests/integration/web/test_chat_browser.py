@@ -20,18 +20,16 @@ import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
-from quarry.demo import create_demo_workspace
 from tests.integration.web.pages import (
     WORKSPACE,
     Quarry,
-    _token,
     axe_violations,
     chromium,
+    quarry_server,
     screenshot_dir,
     watch,
 )
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
-from tests.support.processes import quarry_process
 
 pytestmark = pytest.mark.slow
 TURN_TIMEOUT_MS = 90_000  # a turn on this loaded 2-core machine
@@ -58,31 +56,27 @@ def model() -> Iterator[ModelServer]:
 
 @pytest.fixture(scope="module")
 def quarry(tmp_path_factory: pytest.TempPathFactory, model: ModelServer) -> Iterator[Quarry]:
-    tmp = tmp_path_factory.mktemp("chat")
-    root = create_demo_workspace(tmp / WORKSPACE)
-    config = yaml.safe_load((root / "config.yml").read_text())
-    config["models"] = [
-        {
-            "name": name,
-            "vendor": "openai",
-            "model_ref": "gpt-test",
-            "key_var": "TEST_OPENAI_KEY",
-            "api_url": model.openai_url,
-        }
-        for name in ("gpt", "openai-4o-mini")
-    ]
-    (root / "config.yml").write_text(yaml.safe_dump(config))
-    (root / "agents" / "helper.agent.yml").write_text(AGENT)
-    env = {
-        "QUARRY_DATA_DIR": str(tmp / "data"),
-        "QUARRY_AUTH": "tokens",
-        "TEST_OPENAI_KEY": "sk-test",
-        "COLUMNS": "120",
-        "QUARRY_WORKER_LEASE_SECONDS": "3",
-    }
-    args = ["serve", str(root), "--name", WORKSPACE]
-    with quarry_process(args, env, tmp / "serve.log") as server:
-        yield Quarry(server, _token(env, tmp), root)
+    def models_from_the_fake_server(root: Path) -> None:
+        config = yaml.safe_load((root / "config.yml").read_text())
+        config["models"] = [
+            {
+                "name": name,
+                "vendor": "openai",
+                "model_ref": "gpt-test",
+                "key_var": "TEST_OPENAI_KEY",
+                "api_url": model.openai_url,
+            }
+            for name in ("gpt", "openai-4o-mini")
+        ]
+        (root / "config.yml").write_text(yaml.safe_dump(config))
+
+    with quarry_server(
+        tmp_path_factory.mktemp("chat"),
+        files={"agents/helper.agent.yml": AGENT},
+        env={"TEST_OPENAI_KEY": "sk-test"},
+        prepare=models_from_the_fake_server,
+    ) as running:
+        yield running
 
 
 def _check(page: Page, shots: Path, name: str) -> None:

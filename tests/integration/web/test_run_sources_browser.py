@@ -16,17 +16,15 @@ import pytest
 from playwright.sync_api import expect
 
 from quarry.catalog.task_sources import canonical_step
-from quarry.demo import create_demo_workspace
 from tests.integration.web.pages import (
     WORKSPACE,
     Quarry,
-    _token,
     axe_violations,
     chromium,
+    quarry_server,
     screenshot_dir,
     watch,
 )
-from tests.support.processes import quarry_process
 
 pytestmark = pytest.mark.slow
 RUN_TIMEOUT_MS = 90_000
@@ -49,12 +47,9 @@ tasks:
 
 @pytest.fixture(scope="module")
 def quarry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quarry]:
-    tmp = tmp_path_factory.mktemp("sources")
-    root = create_demo_workspace(tmp / WORKSPACE)
-    (root / "workflows" / "located.workflow.yml").write_text(LOCATED)
-    env = {"QUARRY_DATA_DIR": str(tmp / "data"), "QUARRY_AUTH": "tokens", "COLUMNS": "120"}
-    with quarry_process(["serve", str(root), "--name", WORKSPACE], env, tmp / "serve.log") as s:
-        yield Quarry(s, _token(env, tmp), root)
+    located = {"workflows/located.workflow.yml": LOCATED}
+    with quarry_server(tmp_path_factory.mktemp("sources"), files=located) as running:
+        yield running
 
 
 def test_canonical_step_keys() -> None:
