@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -46,6 +45,7 @@ from tests.support.processes import (  # noqa: E402
     start_quarry,
     wait_healthy,
 )
+from tests.support.run_events import report_delay  # noqa: E402
 
 from queue_throughput import sa_url, scratch_database  # noqa: E402
 
@@ -130,22 +130,9 @@ def quarry_delays(dsn: str, runs: int, tmp: Path, *, in_process: bool) -> list[f
         exec_client = stack.enter_context(httpx.Client(base_url=exec_url, timeout=30))
         follow_client = stack.enter_context(httpx.Client(base_url=follow_url, timeout=30))
         for i in range(runs + 3):
-            run = exec_client.post(f"{WS}/runs", json={"name": "workflows/monthly_revenue"})
-            run_id = run.json()["id"]
-            received: datetime | None = None
-            with follow_client.stream("GET", f"/api/v1/runs/{run_id}/events") as stream:
-                for line in stream.iter_lines():
-                    if line in ("event: run.succeeded", "event: run.failed"):
-                        received = datetime.now(UTC)
-                        break
-            assert received is not None, "the stream ended without a terminal event"
-            finished = follow_client.get(f"/api/v1/runs/{run_id}").json()
-            assert finished["state"] == "succeeded", finished
-            finished_at = datetime.fromisoformat(finished["finished_at"])
-            if finished_at.tzinfo is None:
-                finished_at = finished_at.replace(tzinfo=UTC)
+            delay = report_delay(exec_client, follow_client, WS)
             if i >= 3:  # the first runs warm both replicas up
-                delays.append((received - finished_at).total_seconds())
+                delays.append(delay)
     return delays
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,6 +22,7 @@ from quarry.factory.local import compile_local
 from quarry.node.services import build_services
 from tests.conftest import Backend
 from tests.support.processes import serve_in_thread, wait_until
+from tests.support.run_events import report_delay
 from tests.support.services import PG_ADMIN_DSN
 
 WS = "/api/v1/workspaces/shop"
@@ -73,29 +73,11 @@ def replicas(backend: Backend, tmp_path: Path) -> Iterator[tuple[httpx.Client, h
         yield exec_client, follow_client
 
 
-def _report_delay(exec_client: httpx.Client, follow_client: httpx.Client) -> float:
-    """Seconds between the run's end (its finished_at) and its terminal event arriving."""
-    run = exec_client.post(f"{WS}/runs", json={"name": "workflows/monthly_revenue"}).json()
-    received: datetime | None = None
-    with follow_client.stream("GET", f"/api/v1/runs/{run['id']}/events") as stream:
-        for line in stream.iter_lines():
-            if line in ("event: run.succeeded", "event: run.failed"):
-                received = datetime.now(UTC)
-                break
-    assert received is not None, "the stream ended without a terminal event"
-    finished = follow_client.get(f"/api/v1/runs/{run['id']}").json()
-    assert finished["state"] == "succeeded", finished
-    finished_at = datetime.fromisoformat(finished["finished_at"])
-    if finished_at.tzinfo is None:
-        finished_at = finished_at.replace(tzinfo=UTC)
-    return (received - finished_at).total_seconds()
-
-
 def test_a_finished_run_is_reported_within_a_few_ms_on_any_replica(
     replicas: tuple[httpx.Client, httpx.Client],
 ) -> None:
     exec_client, follow_client = replicas
-    delays = [_report_delay(exec_client, follow_client) for _ in range(RUNS)]
+    delays = [report_delay(exec_client, follow_client, WS) for _ in range(RUNS)]
     assert max(delays) < PUSHED_BOUND_SECONDS, sorted(delays)
 
 
@@ -113,7 +95,7 @@ def test_push_survives_a_dropped_listen_connection(
     backend: Backend, replicas: tuple[httpx.Client, httpx.Client]
 ) -> None:
     exec_client, follow_client = replicas
-    _report_delay(exec_client, follow_client)  # the follower is listening now
+    report_delay(exec_client, follow_client, WS)  # the follower is listening now
     dbname = backend.database_url.rsplit("/", 1)[-1]
     wait_until(lambda: _listener_pid(dbname) is not None, 10, "the follower to LISTEN")
     first = _listener_pid(dbname)
@@ -126,5 +108,5 @@ def test_push_survives_a_dropped_listen_connection(
         return pid is not None and pid != first
 
     wait_until(relistening, 15, "the follower to LISTEN again")
-    delays = [_report_delay(exec_client, follow_client) for _ in range(5)]
+    delays = [report_delay(exec_client, follow_client, WS) for _ in range(5)]
     assert max(delays) < PUSHED_BOUND_SECONDS, sorted(delays)
