@@ -23,9 +23,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -156,6 +158,23 @@ class ModelServer:
     @property
     def openai_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def serve_models(self, root: Path, key_var: str) -> None:
+        """Point the models ``gpt`` and ``openai-4o-mini`` of the workspace at
+        ``root`` (the demo's agents use them) at this server, as OpenAI-compatible
+        ``gpt-test`` with the key from ``key_var``."""
+        config = yaml.safe_load((root / "config.yml").read_text())
+        config["models"] = [
+            {
+                "name": name,
+                "vendor": "openai",
+                "model_ref": "gpt-test",
+                "key_var": key_var,
+                "api_url": self.openai_url,
+            }
+            for name in ("gpt", "openai-4o-mini")
+        ]
+        (root / "config.yml").write_text(yaml.safe_dump(config))
 
     @property
     def anthropic_url(self) -> str:

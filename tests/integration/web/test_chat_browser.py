@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from playwright.sync_api import Page, expect
 
 from tests.integration.web.pages import (
@@ -56,25 +55,11 @@ def model() -> Iterator[ModelServer]:
 
 @pytest.fixture(scope="module")
 def quarry(tmp_path_factory: pytest.TempPathFactory, model: ModelServer) -> Iterator[Quarry]:
-    def models_from_the_fake_server(root: Path) -> None:
-        config = yaml.safe_load((root / "config.yml").read_text())
-        config["models"] = [
-            {
-                "name": name,
-                "vendor": "openai",
-                "model_ref": "gpt-test",
-                "key_var": "TEST_OPENAI_KEY",
-                "api_url": model.openai_url,
-            }
-            for name in ("gpt", "openai-4o-mini")
-        ]
-        (root / "config.yml").write_text(yaml.safe_dump(config))
-
     with quarry_server(
         tmp_path_factory.mktemp("chat"),
         files={"agents/helper.agent.yml": AGENT},
         env={"TEST_OPENAI_KEY": "sk-test"},
-        prepare=models_from_the_fake_server,
+        prepare=lambda root: model.serve_models(root, "TEST_OPENAI_KEY"),
     ) as running:
         yield running
 

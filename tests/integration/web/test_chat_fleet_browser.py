@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from playwright.sync_api import expect
 
 from quarry.demo import create_demo_workspace
@@ -38,18 +37,7 @@ def replica(
     s3_server: S3Server, pg_database: str, tmp_path: Path, model: ModelServer
 ) -> Iterator[ServerProcess]:
     root = create_demo_workspace(tmp_path / "shop")
-    config = yaml.safe_load((root / "config.yml").read_text())
-    config["models"] = [
-        {
-            "name": name,
-            "vendor": "openai",
-            "model_ref": "gpt-test",
-            "key_var": "LOCAL_OPENAI_KEY",
-            "api_url": model.openai_url,
-        }
-        for name in ("gpt", "openai-4o-mini")
-    ]
-    (root / "config.yml").write_text(yaml.safe_dump(config))
+    model.serve_models(root, "LOCAL_OPENAI_KEY")
     (root / "agents" / "helper.agent.yml").write_text(AGENT)
     factory_env = {
         "LOCAL_OPENAI_KEY": "sk-test",
