@@ -1,1 +1,2 @@
+/* oxy: {database: local} */
 select 1
