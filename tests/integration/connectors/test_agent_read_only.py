@@ -18,7 +18,7 @@ from quarry.agents.tools.base import ToolFailed
 from quarry.agents.tools.readonly import SqlLimits, read_only_query, run_read_only
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
 from quarry.runtime.connectors.kinds import open_connector
-from tests.integration.connectors.test_conformance import LOCAL, _postgres, mysql_database
+from tests.integration.connectors.test_conformance import LOCAL, mysql_database, postgres_connector
 from tests.support.bigquery_rest import BigQueryRest
 from tests.support.clickhouse_http import ClickHouseHttp
 from tests.support.snowflake_rest import SnowflakeRest
@@ -50,7 +50,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
         found = open_connector("duckdb", "wh", {"temp_dir": tmp_path}, policy=LOCAL)
         found.query(BoundSql("CREATE TABLE t AS SELECT 1 AS x"))
     elif kind == "postgres":
-        found = _postgres(request.getfixturevalue("pg_database"))
+        found = postgres_connector(request.getfixturevalue("pg_database"))
         found.query(BoundSql("CREATE TABLE t (x int); INSERT INTO t VALUES (1)"))
     elif kind == "mysql":
         name = request.getfixturevalue("mysql_database")

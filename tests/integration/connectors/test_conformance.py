@@ -64,15 +64,20 @@ EMPTY = {
 }
 
 
-def _postgres(pg_database: str) -> Connector:
+def postgres_connector(
+    pg_database: str, policy: ConnectorPolicy = LOCAL, **extra: str
+) -> Connector:
+    """The connector of a ``postgres`` database ``wh`` on the test database (``extra``:
+    more connection settings); the pooling tests open theirs through it too."""
     url = make_url(pg_database)
     info = {
         "host": url.host or "127.0.0.1",
         "port": str(url.port or 5432),
         "user": url.username or "postgres",
         "dbname": url.database or "",
+        **extra,
     }
-    return open_connector("postgres", "wh", {"settings": info}, policy=LOCAL)
+    return open_connector("postgres", "wh", {"settings": info}, policy=policy)
 
 
 @pytest.fixture
@@ -96,7 +101,7 @@ def connector(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
     if kind == "duckdb":
         found = open_connector("duckdb", "wh", {"temp_dir": tmp_path}, policy=LOCAL)
     elif kind == "postgres":
-        found = _postgres(request.getfixturevalue("pg_database"))
+        found = postgres_connector(request.getfixturevalue("pg_database"))
     elif kind == "mysql":
         name = request.getfixturevalue("mysql_database")
         settings = {"host": "127.0.0.1", "port": 3306, "user": "root", "database": name}
@@ -186,7 +191,7 @@ def test_interrupt_stops_a_long_statement(
     if kind == "duckdb":
         db = open_connector("duckdb", "wh", {"temp_dir": tmp_path}, policy=LOCAL)
     elif kind == "postgres":
-        db = _postgres(request.getfixturevalue("pg_database"))
+        db = postgres_connector(request.getfixturevalue("pg_database"))
     else:
         name = request.getfixturevalue("mysql_database")
         settings = {"host": "127.0.0.1", "port": 3306, "user": "root", "database": name}

@@ -17,11 +17,9 @@ from sqlalchemy.engine import make_url
 
 from quarry.runtime.connectors import postgres
 from quarry.runtime.connectors.base import BoundSql, Connector, ConnectorError
-from quarry.runtime.connectors.kinds import open_connector
-from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.connectors.pool import ConnectionPool
 from quarry.store.identity import cluster_identity
-from tests.integration.connectors.test_conformance import LOCAL
+from tests.integration.connectors.test_conformance import LOCAL, postgres_connector
 from tests.support.processes import wait_until
 
 
@@ -30,18 +28,6 @@ def empty_pool() -> Iterator[None]:
     postgres.POOL.close_all()
     yield
     postgres.POOL.close_all()
-
-
-def _open(pg_database: str, policy: ConnectorPolicy = LOCAL, **extra: str) -> Connector:
-    url = make_url(pg_database)
-    info = {
-        "host": url.host or "127.0.0.1",
-        "port": str(url.port or 5432),
-        "user": url.username or "postgres",
-        "dbname": url.database or "",
-        **extra,
-    }
-    return open_connector("postgres", "wh", {"settings": info}, policy=policy)
 
 
 def _one(db: Connector, sql: str, **extra: Any) -> object:
@@ -61,7 +47,7 @@ def _admin(pg_database: str) -> psycopg.Connection[Any]:
 
 
 def test_the_next_run_reuses_the_session_reset(pg_database: str) -> None:
-    first = _open(pg_database)
+    first = postgres_connector(pg_database)
     pid = _one(first, "SELECT pg_backend_pid()")
     first.query(BoundSql("CREATE TEMP TABLE leftover AS SELECT 1 AS x"))
     first.query(BoundSql("PREPARE mine AS SELECT 1"))
@@ -69,7 +55,7 @@ def test_the_next_run_reuses_the_session_reset(pg_database: str) -> None:
     first.query(BoundSql("SET default_transaction_read_only = on"))
     first.query(BoundSql("SET statement_timeout = 1"))
     first.close()
-    second = _open(pg_database)
+    second = postgres_connector(pg_database)
     try:
         assert _one(second, "SELECT pg_backend_pid()") == pid  # no new login
         assert _one(second, "SHOW search_path") == '"$user", public'
@@ -86,19 +72,19 @@ def test_a_statement_run_many_times_across_reused_sessions(pg_database: str) -> 
     """The failure of the first pooling attempt (5327d4a): psycopg prepared a
     statement run five times, ``DISCARD ALL`` dropped it on the server, and the next
     run's ``EXECUTE _pg3_0`` failed. Same connection, twelve runs, every one works."""
-    setup = _open(pg_database)
+    setup = postgres_connector(pg_database)
     setup.query(BoundSql("CREATE TABLE effects (at timestamptz NOT NULL)"))
     pid = _one(setup, "SELECT pg_backend_pid()")
     setup.close()
     for _ in range(12):
-        run = _open(pg_database)
+        run = postgres_connector(pg_database)
         try:
             insert = "INSERT INTO effects(at) VALUES (clock_timestamp()) RETURNING 1 AS one"
             assert _one(run, insert) == 1
             assert _one(run, "SELECT pg_backend_pid()") == pid
         finally:
             run.close()
-    check = _open(pg_database)
+    check = postgres_connector(pg_database)
     try:
         assert _one(check, "SELECT count(*) FROM effects") == 12
     finally:
@@ -106,10 +92,10 @@ def test_a_statement_run_many_times_across_reused_sessions(pg_database: str) -> 
 
 
 def test_read_only_and_timeout_do_not_leak_between_checkouts(pg_database: str) -> None:
-    setup = _open(pg_database)
+    setup = postgres_connector(pg_database)
     setup.query(BoundSql("CREATE TABLE notes (n int)"))
     setup.close()
-    agent = _open(pg_database)
+    agent = postgres_connector(pg_database)
     pid = _one(agent, "SELECT pg_backend_pid()")
     # An agent statement: BEGIN READ ONLY + SET LOCAL statement_timeout, rolled back.
     assert _one(agent, "SELECT count(*) FROM notes", read_only=0.5) == 0
@@ -118,7 +104,7 @@ def test_read_only_and_timeout_do_not_leak_between_checkouts(pg_database: str) -
     with pytest.raises(ConnectorError, match="statement timeout"):
         agent.query(BoundSql("SELECT pg_sleep(5)", extra={"read_only": 0.05}))
     agent.close()
-    workflow = _open(pg_database)
+    workflow = postgres_connector(pg_database)
     try:
         # Same session or not, a workflow's write and a slow statement both run.
         workflow.query(BoundSql("INSERT INTO notes VALUES (1)"))
@@ -133,14 +119,14 @@ def test_read_only_and_timeout_do_not_leak_between_checkouts(pg_database: str) -
 
 
 def test_a_backend_terminated_while_idle_is_replaced(pg_database: str) -> None:
-    first = _open(pg_database)
+    first = postgres_connector(pg_database)
     pid = _one(first, "SELECT pg_backend_pid()")
     first.close()
     key_idle, _open_count = _stats(first)
     assert key_idle == 1
     with _admin(pg_database) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    second = _open(pg_database)
+    second = postgres_connector(pg_database)
     try:
         assert _one(second, "SELECT 1") == 1  # the dead one was checked, dropped
         assert _one(second, "SELECT pg_backend_pid()") != pid
@@ -150,7 +136,7 @@ def test_a_backend_terminated_while_idle_is_replaced(pg_database: str) -> None:
 
 
 def test_a_backend_terminated_during_a_run_fails_one_statement_only(pg_database: str) -> None:
-    db = _open(pg_database)
+    db = postgres_connector(pg_database)
     try:
         pid = _one(db, "SELECT pg_backend_pid()")
         with _admin(pg_database) as admin:
@@ -164,10 +150,10 @@ def test_a_backend_terminated_during_a_run_fails_one_statement_only(pg_database:
 
 
 def test_other_values_get_their_own_connection(pg_database: str) -> None:
-    first = _open(pg_database)
+    first = postgres_connector(pg_database)
     pid = _one(first, "SELECT pg_backend_pid()")
     first.close()
-    other = _open(pg_database, application_name="other")
+    other = postgres_connector(pg_database, application_name="other")
     try:
         assert _one(other, "SELECT pg_backend_pid()") != pid
         assert _one(other, "SHOW application_name") == "other"
@@ -176,12 +162,12 @@ def test_other_values_get_their_own_connection(pg_database: str) -> None:
 
 
 def test_an_open_transaction_is_not_kept(pg_database: str) -> None:
-    db = _open(pg_database)
+    db = postgres_connector(pg_database)
     pid = _one(db, "SELECT pg_backend_pid()")
     db.query(BoundSql("BEGIN"))  # left open at the end of the run
     db.close()
     assert _stats(db) == (0, 0)
-    again = _open(pg_database)
+    again = postgres_connector(pg_database)
     try:
         assert _one(again, "SELECT pg_backend_pid()") != pid
     finally:
@@ -190,9 +176,9 @@ def test_an_open_transaction_is_not_kept(pg_database: str) -> None:
 
 def test_at_max_open_a_run_waits_then_fails_naming_the_database(pg_database: str) -> None:
     policy = dataclasses.replace(LOCAL, warehouse_pool_max_open=1, warehouse_pool_timeout=0.2)
-    holder = _open(pg_database, policy)
+    holder = postgres_connector(pg_database, policy)
     assert _one(holder, "SELECT 1") == 1  # holds the only connection until it closes
-    waiting = _open(pg_database, policy)
+    waiting = postgres_connector(pg_database, policy)
     try:
         with pytest.raises(ConnectorError, match=r"database 'wh': all 1 connections"):
             waiting.query(BoundSql("SELECT 1"))
@@ -205,7 +191,7 @@ def test_at_max_open_a_run_waits_then_fails_naming_the_database(pg_database: str
 
 def test_without_max_open_runs_never_wait_and_only_size_are_kept(pg_database: str) -> None:
     policy = dataclasses.replace(LOCAL, warehouse_pool_size=2)
-    runs = [_open(pg_database, policy) for _ in range(4)]
+    runs = [postgres_connector(pg_database, policy) for _ in range(4)]
     pids = {_one(run, "SELECT pg_backend_pid()") for run in runs}  # four at once
     assert len(pids) == 4
     for run in runs:
@@ -215,10 +201,10 @@ def test_without_max_open_runs_never_wait_and_only_size_are_kept(pg_database: st
 
 def test_pool_size_zero_closes_at_the_end_of_the_run(pg_database: str) -> None:
     policy = dataclasses.replace(LOCAL, warehouse_pool_size=0)
-    first = _open(pg_database, policy)
+    first = postgres_connector(pg_database, policy)
     pid = _one(first, "SELECT pg_backend_pid()")
     first.close()
-    second = _open(pg_database, policy)
+    second = postgres_connector(pg_database, policy)
     try:
         assert _one(second, "SELECT pg_backend_pid()") != pid
     finally:
@@ -236,11 +222,11 @@ def test_a_connection_is_not_handed_to_a_policy_that_refuses_its_server(
     allowing = dataclasses.replace(
         LOCAL, state_cluster=identity, warehouse_allow_state_cluster=True
     )
-    first = _open(pg_database, allowing)
+    first = postgres_connector(pg_database, allowing)
     assert _one(first, "SELECT 1") == 1
     first.close()
     assert _stats(first) == (1, 1)
-    refusing = _open(pg_database, dataclasses.replace(LOCAL, state_cluster=identity))
+    refusing = postgres_connector(pg_database, dataclasses.replace(LOCAL, state_cluster=identity))
     try:
         with pytest.raises(ConnectorError, match="state"):
             refusing.query(BoundSql("SELECT 1"))
