@@ -28,7 +28,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue as stdqueue
 import signal
 import threading
@@ -216,10 +218,29 @@ class Worker:
                 self._nudge.set()
 
     def install_signal_handlers(self) -> None:
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("worker %s: signal %d, stopping gracefully", self.owner, signum)
-            self.request_stop()
+        """SIGTERM and SIGINT stop the worker gracefully.
 
+        The handler only writes the signal's number to a pipe; a thread reading it
+        calls :meth:`request_stop`. A Python signal handler runs in the main thread
+        between two bytecodes, possibly while that thread holds the plain,
+        non-reentrant lock inside one of our ``threading.Event``s (``clear()`` and
+        ``wait()`` hold it): setting an Event right there deadlocked the worker for
+        good, now and then, with no line printed (found by the fleet tests)."""
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            # A full pipe already holds a stop request: nothing to add.
+            with contextlib.suppress(BlockingIOError):
+                os.write(write_fd, bytes([signum & 0xFF]))
+
+        def relay() -> None:
+            while True:
+                for signum in os.read(read_fd, 64):
+                    log.info("worker %s: signal %d, stopping gracefully", self.owner, signum)
+                    self.request_stop()
+
+        threading.Thread(target=relay, name="quarry-signals", daemon=True).start()
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
