@@ -127,6 +127,9 @@ class ModelServer:
         self.together_timeout = 60.0
         self._together: asyncio.Condition | None = None
         self._waiting = 0
+        self.embedding_errors: list[int] = []
+        """HTTP statuses the next embeddings requests answer with, one each, in order
+        (a provider's embeddings endpoint failing for a while)."""
         self.port = _free_port()
         app = Starlette(
             routes=[
@@ -290,6 +293,10 @@ class ModelServer:
             self.requests.append(
                 Seen("openai", body, dict(request.headers), time.monotonic(), "", request.url.path)
             )
+            status = self.embedding_errors.pop(0) if self.embedding_errors else 200
+        if status != 200:
+            problem = _error_body("openai", status, "scripted embeddings error")
+            return JSONResponse(problem, status_code=status)
         data = [
             {"object": "embedding", "index": i, "embedding": _bag_of_words(str(text))}
             for i, text in enumerate(inputs)

@@ -24,6 +24,7 @@ header check is shared with the compiler (``quarry.definitions.sql_routes``).
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import hashlib
 import json
@@ -33,8 +34,9 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from quarry.agents.embeddings import Embedder, make_embedder
-from quarry.agents.providers.base import ToolSpec
+from quarry.agents.embeddings import Embedder, EmbeddingFailed, make_embedder
+from quarry.agents.loop import TurnJournal
+from quarry.agents.providers.base import ModelNotConfigured, ToolSpec
 from quarry.agents.tools.agent import AskAgent
 from quarry.agents.tools.base import AgentTool, ToolOutcome
 from quarry.agents.tools.readonly import SqlLimits
@@ -251,19 +253,55 @@ async def _route_vectors(
     return found
 
 
+ROUTES_KEY = "routes"
+"""The turn journal's key of the routes a turn offered (``<step>.agent.routes``)."""
+
+
 async def narrow_routes(
     source: RevisionSource,
     agent: RoutingAgentConfig,
     box: Toolbox,
     question: str,
     secrets: SecretResolver,
+    journal: TurnJournal | None = None,
 ) -> list[str]:
     """Keep the ``top_k`` routes (default 4, as Oxy) most similar to the question, most
     similar first, as Oxy's route retrieval does; the names kept. With no more routes
-    than that, every route is kept and nothing is embedded (the same set)."""
+    than that, every route is kept and nothing is embedded (the same set).
+
+    The routes kept (or why none could be narrowed) are journaled like a model
+    response: a turn resumed on another worker offers the same routes, embedding
+    nothing, so the model calls it replays name tools that are still there."""
     top_k = max(1, agent.top_k if agent.top_k is not None else DEFAULT_TOP_K)
     if len(box.tools) <= top_k:
         return list(box.tools)
+    entry = None if journal is None else await asyncio.to_thread(journal.get, ROUTES_KEY)
+    if entry is not None:
+        box.tools = {name: box.tools[name] for name in entry["routes"] if name in box.tools}
+        if entry.get("error"):
+            raise EmbeddingFailed(str(entry["error"]))
+        return list(box.tools)
+    try:
+        kept = await _most_similar(source, agent, box, question, secrets, top_k)
+    except (EmbeddingFailed, ModelNotConfigured) as exc:
+        if journal is not None:
+            failed = {"routes": list(box.tools), "error": secrets.redact(exc.message)}
+            await asyncio.to_thread(journal.put, ROUTES_KEY, failed)
+        raise
+    if journal is not None:
+        await asyncio.to_thread(journal.put, ROUTES_KEY, {"routes": kept})
+    box.tools = {name: box.tools[name] for name in kept}
+    return kept
+
+
+async def _most_similar(
+    source: RevisionSource,
+    agent: RoutingAgentConfig,
+    box: Toolbox,
+    question: str,
+    secrets: SecretResolver,
+    top_k: int,
+) -> list[str]:
     embedder = make_embedder(
         source.config, agent.embed_model, agent.model, secrets, dimensions=agent.n_dims
     )
@@ -273,9 +311,7 @@ async def narrow_routes(
     finally:
         await embedder.close()
     ranked = sorted(box.tools, key=lambda name: _cosine(wanted, vectors[name]), reverse=True)
-    kept = ranked[:top_k]
-    box.tools = {name: box.tools[name] for name in kept}
-    return kept
+    return ranked[:top_k]
 
 
 def fallback_tool(

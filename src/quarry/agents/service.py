@@ -118,7 +118,7 @@ async def ask_agent(
     if isinstance(agent, RoutingAgentConfig):
         routes = len(toolbox.tools)
         try:
-            await narrow_routes(source, agent, toolbox, prompt, connections.secrets)
+            await narrow_routes(source, agent, toolbox, prompt, connections.secrets, journal)
         except (EmbeddingFailed, ModelNotConfigured) as exc:
             message = connections.secrets.redact(exc.message)
             sink(
