@@ -97,18 +97,7 @@ def workspace(root: Path, server: ModelServer) -> tuple[Any, RevisionSource, Blo
 def bench_workspace(root: Path, server: ModelServer) -> Path:
     """The demo workspace with the scripted models and a one-tool agent."""
     shop = create_demo_workspace(root / "shop")
-    config = yaml.safe_load((shop / "config.yml").read_text())
-    config["models"] = [
-        {
-            "name": m,
-            "vendor": "openai",
-            "model_ref": "gpt-bench",
-            "key_var": KEY,
-            "api_url": server.openai_url,
-        }
-        for m in ("openai-4o-mini", "gpt")
-    ]
-    (shop / "config.yml").write_text(yaml.safe_dump(config))
+    server.serve_models(shop, KEY)
     agent = {
         "model": "gpt",
         "system_instructions": "Answer with SQL on {{ databases.local.name }}.",

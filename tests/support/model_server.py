@@ -162,21 +162,64 @@ class ModelServer:
     def openai_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def serve_models(self, root: Path, key_var: str) -> None:
-        """Point the models ``gpt`` and ``openai-4o-mini`` of the workspace at
-        ``root`` (the demo's agents use them) at this server, as OpenAI-compatible
-        ``gpt-test`` with the key from ``key_var``."""
-        config = yaml.safe_load((root / "config.yml").read_text())
-        config["models"] = [
+    def model_entries(
+        self,
+        key_var: str,
+        *,
+        anthropic_key_var: str | None = None,
+        google_key_var: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """``config.yml`` ``models:`` entries served here: ``openai-4o-mini`` (the
+        demo's agents' model, ``model_ref`` ``gpt-4o-mini``) and ``gpt``
+        (``gpt-test``), OpenAI-compatible with the key from ``key_var``; with
+        ``anthropic_key_var`` also ``claude`` (``claude-test``, Anthropic Messages),
+        with ``google_key_var`` ``gemini`` (``gemini-test``, Gemini)."""
+        entries: list[dict[str, Any]] = [
             {
                 "name": name,
                 "vendor": "openai",
-                "model_ref": "gpt-test",
+                "model_ref": ref,
                 "key_var": key_var,
                 "api_url": self.openai_url,
             }
-            for name in ("gpt", "openai-4o-mini")
+            for name, ref in (("openai-4o-mini", "gpt-4o-mini"), ("gpt", "gpt-test"))
         ]
+        if anthropic_key_var is not None:
+            entries.append(
+                {
+                    "name": "claude",
+                    "vendor": "anthropic",
+                    "model_ref": "claude-test",
+                    "key_var": anthropic_key_var,
+                    "api_url": self.anthropic_url,
+                }
+            )
+        if google_key_var is not None:
+            entries.append(
+                {
+                    "name": "gemini",
+                    "vendor": "google",
+                    "model_ref": "gemini-test",
+                    "key_var": google_key_var,
+                    "api_url": self.google_url,
+                }
+            )
+        return entries
+
+    def serve_models(
+        self,
+        root: Path,
+        key_var: str,
+        *,
+        anthropic_key_var: str | None = None,
+        google_key_var: str | None = None,
+    ) -> None:
+        """Make the ``models:`` of the workspace at ``root`` this server's
+        (:meth:`model_entries`), the rest of its ``config.yml`` as it was."""
+        config = yaml.safe_load((root / "config.yml").read_text()) or {}
+        config["models"] = self.model_entries(
+            key_var, anthropic_key_var=anthropic_key_var, google_key_var=google_key_var
+        )
         (root / "config.yml").write_text(yaml.safe_dump(config))
 
     @property

@@ -14,7 +14,8 @@ from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
 from quarry.node.services import build_services
 from quarry.store import threads as tq
-from tests.fleet.agents.test_durable_threads import SQL, _worker, _workspace
+from tests.fleet.agents.conftest import notes_workspace, start_worker
+from tests.fleet.agents.test_durable_threads import SQL
 from tests.support.model_server import Call, ModelServer, Reply
 from tests.support.processes import wait_until
 
@@ -33,7 +34,7 @@ def test_one_worker_runs_many_turns_at_once(
                 Reply(calls=[Call("execute_sql", {"sql": SQL})], match=f"q{k}?", together=TURNS),
                 Reply(text="north 2, south 1", match="region,n"),
             )
-        root = _workspace(tmp_path / "ws", warehouse, server)
+        root = notes_workspace(tmp_path / "ws", warehouse, server)
         blob = (tmp_path / "blobs").as_uri()
         env = {
             "QUARRY_DATABASE_URL": pg_database,
@@ -49,7 +50,7 @@ def test_one_worker_runs_many_turns_at_once(
             thread = create_thread(svc.engine, svc.catalog, workspace, "agents/notes", "u")
             turn = post_message(svc.engine, svc.queue, svc.catalog, workspace, thread, f"q{k}?")
             replies.append(turn.run.id)
-        worker = _worker(env, tmp_path / "worker.log")
+        worker = start_worker(env, tmp_path / "worker.log")
         try:
 
             def answered() -> bool:

@@ -7,23 +7,20 @@ the answer."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from sqlalchemy import select
 
 from quarry.core.settings import Settings
 from quarry.factory.local import compile_local
 from quarry.node.services import build_services
 from quarry.store.run_tables import run_steps
+from tests.fleet.agents.conftest import notes_workspace, start_worker
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
 from tests.support.processes import start_quarry, wait_healthy, wait_until
 
@@ -31,49 +28,6 @@ pytestmark = pytest.mark.slow
 
 SQL = "SELECT region, count(*) AS n FROM notes GROUP BY region ORDER BY region"
 WS = "/api/v1/workspaces/ws"
-
-
-def _workspace(root: Path, warehouse: str, server: ModelServer) -> Path:
-    (root / "agents").mkdir(parents=True)
-    config = {
-        "databases": [
-            {
-                "name": "pg",
-                "type": "postgres",
-                "host": "127.0.0.1",
-                "port": "5432",
-                "user": "postgres",
-                "database": warehouse,
-            }
-        ],
-        "models": [
-            {
-                "name": "gpt",
-                "vendor": "openai",
-                "model_ref": "gpt-test",
-                "key_var": "TEST_OPENAI_KEY",
-                "api_url": server.openai_url,
-            }
-        ],
-    }
-    (root / "config.yml").write_text(yaml.safe_dump(config))
-    agent = {
-        "model": "gpt",
-        "system_instructions": "Answer with SQL.",
-        "tools": [{"type": "execute_sql", "database": "pg"}],
-    }
-    (root / "agents" / "notes.agent.yml").write_text(yaml.safe_dump(agent))
-    return root
-
-
-def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "quarry", "worker"],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _follow(url: str, path: str, into: list[tuple[str, dict[str, Any]]]) -> None:
@@ -103,7 +57,7 @@ def test_a_thread_turn_resumes_on_another_worker_and_the_replica_stream_goes_on(
             Reply(text="never delivered", match="region,n", delay=30),  # worker A dies here
             text_reply("north 2, south 1", match="region,n"),
         )
-        root = _workspace(tmp_path / "ws", warehouse, server)
+        root = notes_workspace(tmp_path / "ws", warehouse, server)
         env = {
             "QUARRY_DATABASE_URL": pg_database,
             "QUARRY_BLOB_URL": (tmp_path / "blobs").as_uri(),
@@ -121,7 +75,7 @@ def test_a_thread_turn_resumes_on_another_worker_and_the_replica_stream_goes_on(
         first = second = None
         try:
             wait_healthy(replica, timeout=120)
-            first = _worker(
+            first = start_worker(
                 {**env, "QUARRY_DATA_DIR": str(tmp_path / "a")}, tmp_path / "worker-a.log"
             )
             with httpx.Client(base_url=replica.url, timeout=60) as client:
@@ -139,7 +93,7 @@ def test_a_thread_turn_resumes_on_another_worker_and_the_replica_stream_goes_on(
                 wait_until(lambda: len(server.requests) >= 2, 90, "the second model call")
                 first.send_signal(signal.SIGKILL)
                 first.wait(timeout=10)
-                second = _worker(
+                second = start_worker(
                     {**env, "QUARRY_DATA_DIR": str(tmp_path / "b")}, tmp_path / "worker-b.log"
                 )
                 follower.join(timeout=150)

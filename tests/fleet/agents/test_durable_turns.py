@@ -5,14 +5,10 @@ finished, and the model is sent the same tool result again."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 from quarry.core.settings import Settings
@@ -20,6 +16,7 @@ from quarry.factory.local import compile_local
 from quarry.node.services import build_services
 from quarry.runtime.runs.service import RunRequest, create_run
 from quarry.store.run_tables import run_events, run_steps, runs
+from tests.fleet.agents.conftest import notes_workspace, start_worker
 from tests.support.model_server import ModelServer, Reply, text_reply, tool_reply
 from tests.support.processes import wait_until
 
@@ -29,51 +26,14 @@ SQL = "SELECT region, count(*) AS n FROM notes GROUP BY region ORDER BY region"
 
 
 def _workspace(root: Path, warehouse: str, server: ModelServer) -> Path:
-    (root / "workflows").mkdir(parents=True)
-    (root / "agents").mkdir()
-    config = {
-        "databases": [
-            {
-                "name": "pg",
-                "type": "postgres",
-                "host": "127.0.0.1",
-                "port": "5432",
-                "user": "postgres",
-                "database": warehouse,
-            }
-        ],
-        "models": [
-            {
-                "name": "gpt",
-                "vendor": "openai",
-                "model_ref": "gpt-test",
-                "key_var": "TEST_OPENAI_KEY",
-                "api_url": server.openai_url,
-            }
-        ],
-    }
-    (root / "config.yml").write_text(yaml.safe_dump(config))
-    agent = {
-        "model": "gpt",
-        "system_instructions": "Answer with SQL.",
-        "tools": [{"type": "execute_sql", "database": "pg"}],
-    }
-    (root / "agents" / "notes.agent.yml").write_text(yaml.safe_dump(agent))
+    """The notes workspace with a workflow whose one task asks the agent."""
+    notes_workspace(root, warehouse, server)
+    (root / "workflows").mkdir()
     (root / "workflows" / "ask.workflow.yml").write_text(
         "tasks:\n  - name: ask\n    type: agent\n    agent_ref: agents/notes.agent.yml\n"
         "    prompt: How many notes per region?\n"
     )
     return root
-
-
-def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "quarry", "worker"],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def test_a_turn_resumes_on_another_worker_without_repeating_calls(
@@ -115,7 +75,7 @@ def test_a_turn_resumes_on_another_worker_without_repeating_calls(
                     conn.execute(select(runs.c.state).where(runs.c.id == run.id)).scalar_one()
                 )
 
-        first = _worker(env, tmp_path / "worker-a.log")
+        first = start_worker(env, tmp_path / "worker-a.log")
         try:
             wait_until(lambda: len(server.requests) >= 2, 90, "the second model call")
             first.send_signal(signal.SIGKILL)
@@ -123,7 +83,7 @@ def test_a_turn_resumes_on_another_worker_without_repeating_calls(
         finally:
             if first.poll() is None:
                 first.kill()
-        second = _worker(env, tmp_path / "worker-b.log")
+        second = start_worker(env, tmp_path / "worker-b.log")
         try:
             wait_until(lambda: run_state() in {"succeeded", "failed"}, 120, "the run to finish")
         finally:

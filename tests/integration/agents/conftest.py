@@ -128,37 +128,13 @@ def make_workspace(
         files: dict[str, str] | None = None,
     ) -> Workspace:
         root = create_demo_workspace(tmp_path / "shop")
+        server.serve_models(
+            root,
+            "TEST_OPENAI_KEY",
+            anthropic_key_var="TEST_ANTHROPIC_KEY",
+            google_key_var="TEST_GOOGLE_KEY",
+        )
         config = yaml.safe_load((root / "config.yml").read_text())
-        config["models"] = [
-            {  # the demo analyst's model, served by the scripted server too
-                "name": "openai-4o-mini",
-                "vendor": "openai",
-                "model_ref": "gpt-4o-mini",
-                "key_var": "TEST_OPENAI_KEY",
-                "api_url": server.openai_url,
-            },
-            {
-                "name": "gpt",
-                "vendor": "openai",
-                "model_ref": "gpt-test",
-                "key_var": "TEST_OPENAI_KEY",
-                "api_url": server.openai_url,
-            },
-            {
-                "name": "claude",
-                "vendor": "anthropic",
-                "model_ref": "claude-test",
-                "key_var": "TEST_ANTHROPIC_KEY",
-                "api_url": server.anthropic_url,
-            },
-            {
-                "name": "gemini",
-                "vendor": "google",
-                "model_ref": "gemini-test",
-                "key_var": "TEST_GOOGLE_KEY",
-                "api_url": server.google_url,
-            },
-        ]
         if warehouse is not None:
             config["databases"].append(
                 {

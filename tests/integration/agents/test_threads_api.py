@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from quarry.api.app import create_app
 from quarry.demo import create_demo_workspace
@@ -44,24 +43,7 @@ def api(
             )
         )
         root = create_demo_workspace(tmp_path / "shop")
-        config = yaml.safe_load((root / "config.yml").read_text())
-        config["models"] = [
-            {  # the demo analyst's model
-                "name": "openai-4o-mini",
-                "vendor": "openai",
-                "model_ref": "gpt-4o-mini",
-                "key_var": "TEST_OPENAI_KEY",
-                "api_url": server.openai_url,
-            },
-            {
-                "name": "gpt",
-                "vendor": "openai",
-                "model_ref": "gpt-test",
-                "key_var": "TEST_OPENAI_KEY",
-                "api_url": server.openai_url,
-            },
-        ]
-        (root / "config.yml").write_text(yaml.safe_dump(config))
+        server.serve_models(root, "TEST_OPENAI_KEY")
         (root / "agents" / "duck.agent.yml").write_text(agent_file("local"))
         result = compile_local(svc.engine, svc.store, "local", root, "shop")
         assert not [p for p in result.problems if not p.is_warning], result.problems
