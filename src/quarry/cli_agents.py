@@ -172,6 +172,13 @@ def test_locally(
             found: list[dict[str, Any]] = json.loads(body)["definitions"]
             return [d for d in found if not prefix or d["path"].startswith(prefix)]
 
+        def read_file(path: str) -> bytes:
+            """A dataset of the working copy (inside it: ``..`` cannot leave it)."""
+            file = (root / path).resolve()
+            if not file.is_relative_to(root):
+                raise ValueError(f"{path!r} is outside the workspace")
+            return file.read_bytes()
+
         agents = listed("agent")
         workflows = listed("workflow")
         test_files, results = _test_files(root, prefix)
@@ -185,6 +192,7 @@ def test_locally(
                         found["path"],
                         threshold,
                         lambda line: console.print(f"[dim]{line}[/dim]"),
+                        read_file,
                     )
                 )
             for found in workflows:
@@ -195,6 +203,7 @@ def test_locally(
                         found["path"],
                         threshold,
                         lambda line: console.print(f"[dim]{line}[/dim]"),
+                        read_file,
                     )
                 )
             for test_file in test_files:
@@ -211,11 +220,12 @@ def test_locally(
             connections.close()
     finally:
         svc.close()
-    table = Table("agent test", "runs", "score", "result")
+    table = Table("agent test", "runs", "score", "SQL results", "result")
     for r in results:
         shown = "skipped" if r.score is None else ("pass" if r.passed else "FAIL")
         shown = "ERROR" if "error" in r.detail else shown
-        table.add_row(r.name, str(r.runs), "-" if r.score is None else f"{r.score:.2f}", shown)
+        sql = f"{r.detail['sql_equal']}/{r.runs} equal" if "sql_equal" in r.detail else ""
+        table.add_row(r.name, str(r.runs), "-" if r.score is None else f"{r.score:.2f}", sql, shown)
     make_console().print(table)
     if json_out is not None:
         body = {"threshold": threshold, "tests": [r.to_json() for r in results]}

@@ -1,7 +1,7 @@
 """``tests:`` blocks of workflows and agents.
 
-Quarry does not run evaluations yet; the models exist so that workspaces which
-carry tests compile unchanged, and so typos inside them are still caught.
+``quarry test`` runs them (``quarry.agents.evals``); typos inside them are caught
+at compile time.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ class EvalCase(Strict):
     name: str | None = None
     tags: list[str] = []
     tool: str | None = None
+    expected_sql: str | None = None
+    """Quarry's addition (Oxy has no such field): a query whose result the answer's
+    last successful ``execute_sql`` result must equal (``quarry.agents.evals_sql``)."""
 
 
 class _EvalBase(Lenient):
