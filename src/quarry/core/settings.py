@@ -27,6 +27,13 @@ class Settings(BaseSettings):
         None,
         description="SQLAlchemy URL of the state database; default: SQLite under data_dir.",
     )
+    database_read_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of a streaming read replica of the state database; "
+        "serve answers the run history and workspace listings from it (they may lag the "
+        "primary by the replica's replay lag; docs/capacity.md, 'Read replicas'). "
+        "Unset: every read goes to database_url.",
+    )
     database_pool_size: int = Field(
         10,
         ge=1,
@@ -335,7 +342,13 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "database_url", "blob_url", "ide_upstream", "self_url", "metrics_token", mode="before"
+        "database_url",
+        "database_read_url",
+        "blob_url",
+        "ide_upstream",
+        "self_url",
+        "metrics_token",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -24,7 +24,7 @@ from quarry.runtime.queue.caps import queued_cap
 from quarry.runtime.queue.reaper import on_task_ended
 from quarry.runtime.runs.service import end_abandoned_runs
 from quarry.runtime.services import Services, StatePaths
-from quarry.store.db import create_state_engine, is_sqlite
+from quarry.store.db import Engine, create_state_engine, is_sqlite
 from quarry.store.migrate import prepare_schema
 from quarry.store.objects import open_object_store
 from quarry.store.runs import run_kinds
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Services", "StatePaths", "build_run_worker", "build_services"]
+
+# Seconds a connection attempt to the read replica may take before the read falls
+# back to the primary.
+REPLICA_CONNECT_TIMEOUT = 2
 
 
 def build_services(settings: Settings) -> Services:
@@ -48,6 +52,7 @@ def build_services(settings: Settings) -> Services:
         )
     topology = derive_topology(settings)
     log.info("topology: %s", topology.describe())
+    replica = _replica_engine(settings)  # refuses a bad URL before anything is migrated
     engine = create_state_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
@@ -67,7 +72,37 @@ def build_services(settings: Settings) -> Services:
     install_agent_tasks()  # ``agent`` steps run through quarry.agents in this process
     # A run whose last worker died ends when the reaper fails (or cancels) its task.
     on_task_ended(end_abandoned_runs)
-    return Services(settings, topology, engine, store, catalog, queue, state_paths(settings))
+    return Services(
+        settings,
+        topology,
+        engine,
+        store,
+        catalog,
+        queue,
+        state_paths(settings),
+        replica_engine=replica,
+    )
+
+
+def _replica_engine(settings: Settings) -> Engine | None:
+    """The read replica's engine (``QUARRY_DATABASE_READ_URL``), or None. It is never
+    migrated (a streaming replica replays the primary's schema) and connects lazily,
+    so a process that never takes a lagging read never opens a connection to it."""
+    url = settings.database_read_url
+    if url is None:
+        return None
+    assert settings.database_url is not None
+    if is_sqlite(url) or is_sqlite(settings.database_url):
+        raise ConfigurationError(
+            "QUARRY_DATABASE_READ_URL names a PostgreSQL read replica of a PostgreSQL "
+            "QUARRY_DATABASE_URL; SQLite has no replicas"
+        )
+    return create_state_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        connect_timeout=REPLICA_CONNECT_TIMEOUT,
+    )
 
 
 def build_run_worker(svc: Services) -> Worker:

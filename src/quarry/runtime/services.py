@@ -14,6 +14,7 @@ of the ``(engine, queue, store, catalog)`` quartet, and never learn how it was b
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from quarry.core.holds import Holds
 from quarry.core.settings import Settings
 from quarry.core.topology import Topology
 from quarry.runtime.queue import TaskQueue
-from quarry.store.db import Engine
+from quarry.store.db import Connection, Engine, read_connection
 from quarry.store.objects import ObjectStore
 
 
@@ -50,9 +51,21 @@ class Services:
     # Keep-alive holds (docs/scale-to-zero.md): work that outlives a request — a
     # compile, a run, the drain loop — takes one with ``svc.holds.hold("compile")``.
     holds: Holds = field(default_factory=Holds)
+    # A streaming read replica of ``engine`` (QUARRY_DATABASE_READ_URL), or None.
+    replica_engine: Engine | None = None
+
+    def replica_read(self) -> AbstractContextManager[Connection]:
+        """A connection for a read that may lag the primary by the replica's replay
+        lag: the replica when one is configured (and reachable), else the primary.
+        Only listings a caller polls take it (docs/capacity.md, 'Read replicas'); a
+        read of what the caller just wrote, the queue and the tokens stay on
+        ``engine``."""
+        return read_connection(self.replica_engine, self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.replica_engine is not None:
+            self.replica_engine.dispose()
 
 
 def services_of(app_state: Any) -> Services:

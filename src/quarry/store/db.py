@@ -7,6 +7,10 @@ SQLAlchemy (an import-linter contract forbids it: every query lives in ``store``
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,9 @@ from sqlalchemy import Connection as Connection
 from sqlalchemy import Engine as Engine
 from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -38,11 +45,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_state_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int | None = None
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    connect_timeout: int | None = None,
 ) -> Engine:
     """The engine of the state database. For Postgres, ``pool_size`` connections kept
     open and ``max_overflow`` (default: as many again) opened past it in a burst
-    (``QUARRY_DATABASE_POOL_SIZE`` / ``_MAX_OVERFLOW``; docs/capacity.md)."""
+    (``QUARRY_DATABASE_POOL_SIZE`` / ``_MAX_OVERFLOW``; docs/capacity.md);
+    ``connect_timeout`` bounds a connection attempt in seconds (the read replica's, so
+    a replica that is away costs a request that long, not the driver's default)."""
     url = normalise_url(url)
     if is_sqlite(url):
         database = make_url(url).database
@@ -52,7 +65,41 @@ def create_state_engine(
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     overflow = pool_size if max_overflow is None else max_overflow
-    return create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_pre_ping=True)
+    connect_args = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=overflow,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+_FALLBACK_WARN_EVERY = 60.0
+_last_fallback_warning = [0.0]
+
+
+@contextmanager
+def read_connection(replica: Engine | None, primary: Engine) -> Iterator[Connection]:
+    """A connection for reads that may lag the primary (``QUARRY_DATABASE_READ_URL``):
+    the replica's, or the primary's when there is no replica or it cannot be reached.
+    Falling back keeps listings answering while a replica restarts; a warning says so
+    (at most once a minute). Only connecting falls back: an error of the read itself
+    is the caller's, as on the primary."""
+    if replica is not None:
+        try:
+            conn = replica.connect()
+        except OperationalError as exc:
+            now = time.monotonic()
+            if now - _last_fallback_warning[0] > _FALLBACK_WARN_EVERY:
+                _last_fallback_warning[0] = now
+                log.warning("read replica unreachable, reading from the primary: %s", exc)
+        else:
+            with conn:
+                yield conn
+            return
+    with primary.connect() as conn:
+        yield conn
 
 
 def ping(engine: Engine) -> None:

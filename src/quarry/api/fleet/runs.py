@@ -171,7 +171,9 @@ async def list_runs(
     before = decode_cursor(cursor) if cursor else None
 
     def page() -> list[RunRow]:
-        with svc.engine.connect() as conn:
+        # History, polled: may lag by the read replica's replay lag (a client that
+        # just created a run reads it by id, on the primary).
+        with svc.replica_read() as conn:
             return runq.list_runs(conn, tenant, ws.id, limit=limit, before=before)
 
     rows = await run_in_threadpool(page)

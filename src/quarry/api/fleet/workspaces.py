@@ -17,6 +17,7 @@ from quarry.api.deps import services, tenant_id
 from quarry.api.fastpath import document_headers
 from quarry.api.fleet.cursors import decode_name_cursor, encode_name_cursor
 from quarry.catalog.reader import Document
+from quarry.store import workspaces as wq
 from quarry.store.workspaces import WorkspaceRow
 
 router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
@@ -91,12 +92,17 @@ async def list_workspaces(
     set when more follow (pass it as ``?cursor=``) and ``null`` on the last page. A
     client that ignores it sees the first ``LIST_LIMIT_DEFAULT`` workspaces, i.e.
     every workspace of a tenant with no more than that (docs/api.md)."""
-    catalog = services(request).catalog
+    svc = services(request)
     after = decode_name_cursor(cursor) if cursor is not None else None
     tenant = tenant_id(request)
-    rows = await run_in_threadpool(
-        lambda: catalog.list_workspaces(tenant, limit=limit + 1, after=after)
-    )
+
+    def page() -> list[WorkspaceRow]:
+        # A listing, polled: may lag by the read replica's replay lag
+        # (QUARRY_DATABASE_READ_URL); GET /{workspace} reads the primary.
+        with svc.replica_read() as conn:
+            return wq.list_workspaces(conn, tenant, limit=limit + 1, after=after)
+
+    rows = await run_in_threadpool(page)
     more = len(rows) > limit
     rows = rows[:limit]
     return {
