@@ -83,9 +83,12 @@ def run_locally(
     from quarry.factory.isolation import CompileLimits, prewarm
 
     limits = CompileLimits.from_settings(settings)
-    # The compile process starts first: its interpreter start and imports (~0.5 s) overlap
-    # this process's own imports and the state database's, instead of following them.
-    prewarm(limits)
+    # A compile process starts first when a file will need parsing: its interpreter
+    # start and imports (~0.5 s) overlap this process's own imports and the state
+    # database's, instead of following them. An unchanged workspace (the stat cache
+    # holds every parse) needs none.
+    if _parse_needed(settings, root):
+        prewarm(limits)
     from quarry.definitions.kinds import Kind
     from quarry.factory.local import compile_local
     from quarry.node.services import build_services
@@ -146,6 +149,15 @@ def run_locally(
     elif code:
         console.print(f"[red]failed:[/red] {final.error}", highlight=False)
     return code
+
+
+def _parse_needed(settings: Settings, root: Path) -> bool:
+    """Whether compiling ``root`` will likely parse a file (see
+    :func:`quarry.factory.statcache.parse_needed`); the data folder as
+    :func:`quarry.factory.local.compile_local` has it."""
+    from quarry.factory.statcache import parse_needed
+
+    return parse_needed((settings.data_dir or root / ".quarry").resolve(), root)
 
 
 def _compile_for_target(

@@ -47,7 +47,7 @@ from quarry.store.workspaces import WorkspaceRow
 log = logging.getLogger(__name__)
 
 COMPILER_VERSION = "1"
-CONFIG_FILES = ("config.yml", "config.yaml")
+CONFIG_FILES = statcache.CONFIG_FILES
 
 # What an earlier revision already knows of a file, keyed by (path, source hash).
 Known = prior.Known
@@ -153,8 +153,8 @@ def _analyze(
     template_names: bool = False,
 ) -> Analysis:
     problems: list[Problem] = []
-    facts = _config_facts(root, problems, parser, limits.file_bytes)
     cache = statcache.load(stat_cache, root)
+    facts = _config_facts(root, problems, parser, limits.file_bytes, cache)
     tree = scan_tree(root, facts.dataset_dirs, cache, limits.file_caps)
     problems.extend(tree.problems)
     cached = cache.revision_facts(known_revision) if cache is not None else None
@@ -324,22 +324,47 @@ def _parse(
     return row, list(definition.refs), list(definition.warnings)
 
 
-def _config_facts(root: Path, problems: list[Problem], parser: Parser, limit: int) -> ConfigFacts:
+def _config_facts(
+    root: Path,
+    problems: list[Problem],
+    parser: Parser,
+    limit: int,
+    cache: statcache.StatCache | None = None,
+) -> ConfigFacts:
     """Read config.yml first (other files are checked against it). Its problems go
     to ``problems`` and the analysis goes on with what could be read of it; the
     loop over the files parses it again (or reuses it) like any definition, and the
-    repeated problems are merged."""
+    repeated problems are merged.
+
+    The facts of a config.yml that parsed are kept in the stat cache by the sha256 of
+    its bytes; the same bytes are not parsed again (so an unchanged workspace needs
+    no compile process)."""
     try:
         config_path, config_bytes = _read_config(root, limit)
     except CompileFailed as failed:
         problems.extend(failed.problems)
         return ConfigFacts(databases=None, models=None, dataset_dirs=[])
+    digest = sha256_hex(config_bytes)
+    known = cache.config_facts(config_path, digest) if cache is not None else None
+    if known is not None:
+        return ConfigFacts(
+            databases=set(known["databases"]),
+            models=set(known["models"]),
+            dataset_dirs=list(known["dataset_dirs"]),
+        )
     try:
         definition = parser.parse_definition(config_path, config_bytes)
     except CompileFailed as failed:
         problems.extend(failed.problems)
         return salvage(config_path, config_bytes)
-    return facts_of(definition.model)  # type: ignore[arg-type]
+    facts = facts_of(definition.model)  # type: ignore[arg-type]
+    if cache is not None and facts.databases is not None and facts.models is not None:
+        cache.remember_config(
+            statcache.config_record(
+                config_path, digest, facts.databases, facts.models, facts.dataset_dirs
+            )
+        )
+    return facts
 
 
 def _sql_route_warnings(

@@ -345,7 +345,8 @@ class _Pool:
         self._idle: dict[CompileLimits, list[CompileProcess]] = {}
         self._lock = threading.Lock()
 
-    def take(self, limits: CompileLimits) -> CompileProcess:
+    def take_idle(self, limits: CompileLimits) -> CompileProcess | None:
+        """An idle (or prewarmed) process for ``limits``, or None: none is started."""
         with self._lock:
             idle = self._idle.get(limits, [])
             while idle:
@@ -353,7 +354,7 @@ class _Pool:
                 if process.alive:
                     return process
                 process.close()
-        return CompileProcess(limits)
+        return None
 
     def give_back(self, process: CompileProcess) -> None:
         if not process.alive:
@@ -387,8 +388,10 @@ def prewarm(limits: CompileLimits) -> None:
 class Parser:
     """Parses the definition files of one compile, under ``limits``.
 
-    Made at the start of a compile: with process isolation the compile process is
-    taken (or started) then, so its start overlaps the reading of the working copy.
+    Made at the start of a compile: with process isolation an idle (or prewarmed,
+    :func:`prewarm`) compile process is taken then; none is started until a file
+    needs parsing, so a compile that reuses every parse (an unchanged workspace,
+    config.yml's facts from the stat cache) starts no process.
     :meth:`prefetch` sends the files a compile will parse in one batch (replies
     stream back while requests are still being written); :meth:`parse_definition`
     then answers from that batch, or asks the process for one file.
@@ -401,7 +404,7 @@ class Parser:
         # (their hash is cached on the object), no digest needed for it
         self._ready: dict[tuple[str, bytes], Outcome] = {}
         if limits.isolation == "process":
-            self._process = POOL.take(limits)
+            self._process = POOL.take_idle(limits)
 
     def parse_definition(self, path: str, data: bytes) -> ParsedFile:
         """Like :func:`quarry.definitions.parse.parse_definition`: the parsed file,

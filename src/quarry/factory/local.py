@@ -8,7 +8,7 @@ from pathlib import Path
 from quarry.core.settings import Settings
 from quarry.factory.compiler import CompileResult, compile_workspace
 from quarry.factory.isolation import CompileLimits
-from quarry.factory.statcache import cache_path
+from quarry.factory.statcache import cache_path, remember_root
 from quarry.runtime.services import Services
 from quarry.store.db import Engine
 from quarry.store.objects import ObjectStore
@@ -66,6 +66,7 @@ def compile_local(
     state = (data_dir or path.resolve() / ".quarry").resolve()
     ignore_local_state(path, state)
     cache = cache_path(state, workspace.id)
+    remember_root(state, path, workspace.id)
     return compile_workspace(
         engine, store, workspace, path, stat_cache=cache, strict=strict, limits=limits
     )

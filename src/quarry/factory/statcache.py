@@ -23,6 +23,12 @@ hashes are kept apart from the stat hashes, so a damaged stat hash still differs
 from what the revision holds and the file is read (and re-hashed). A failed analysis
 saves the stat entries and no revision.
 
+It also keeps what config.yml says (its databases, models and data folders, the
+facts every other file is checked against), keyed by the sha256 of its bytes: a
+compile whose config.yml is unchanged does not parse it again, and a compile with
+nothing else to parse then needs no compile process at all (``quarry run`` of an
+unchanged workspace starts none).
+
 The file is JSON in columns (one list per field rather than one list per file): that
 is about half the encoding and decoding work of a list per entry, and the compile
 reads and writes it once each. It is written atomically (a temporary file, then
@@ -32,6 +38,7 @@ best effort.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 RACY_NS = 2_000_000_000
+CONFIG_FILES = ("config.yml", "config.yaml")  # the first present is the workspace's
 VERSION = 2
 
 # (size, mtime_ns, inode, ctime_ns)
@@ -53,6 +61,61 @@ def stat_key(st: os.stat_result) -> StatKey:
 
 def cache_path(data_dir: Path, workspace_id: str) -> Path:
     return data_dir / "statcache" / f"{workspace_id}.json"
+
+
+def _root_pointer(data_dir: Path, root: Path) -> Path:
+    name = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:32]
+    return data_dir / "statcache" / "roots" / name
+
+
+def remember_root(data_dir: Path, root: Path, workspace_id: str) -> None:
+    """Note which workspace's cache describes the folder ``root`` (local mode), so
+    :func:`parse_needed` finds it before the state database is opened. Best effort."""
+    pointer = _root_pointer(data_dir, root)
+    try:
+        if pointer.is_file() and pointer.read_text() == workspace_id:
+            return
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
+        tmp.write_text(workspace_id)
+        os.replace(tmp, pointer)
+    except OSError:
+        pass
+
+
+def parse_needed(data_dir: Path, root: Path) -> bool:
+    """Whether compiling the folder ``root`` will likely parse a file, decided from
+    its stat cache alone (no database, no heavy import): True unless the cache holds
+    config.yml's facts for its present bytes and every definition file of the last
+    revision it saw is unchanged (same stat, or same sha256). ``quarry run`` starts
+    a compile process ahead only when this says one is needed. A definition file
+    added since is not noticed: the compile then starts its process when it meets it.
+    """
+    try:
+        workspace_id = _root_pointer(data_dir, root).read_text()
+        cache = load(cache_path(data_dir, workspace_id), root.resolve())
+        assert cache is not None
+        revision = cache.revision
+        if cache.config is None or revision is None:
+            return True
+        config = next(
+            (n for n in CONFIG_FILES if (root / n).is_file() and not (root / n).is_symlink()),
+            None,
+        )
+        if config is None:
+            return True
+        digest = hashlib.sha256((root / config).read_bytes()).hexdigest()
+        if cache.config_facts(config, digest) is None:
+            return True
+        for path, source in zip(revision["paths"], revision["sources"], strict=True):
+            file = root / path
+            if cache.lookup(path, stat_key(os.stat(file, follow_symlinks=False))) == source:
+                continue
+            if hashlib.sha256(file.read_bytes()).hexdigest() != source:
+                return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    return False
 
 
 @dataclass
@@ -69,6 +132,8 @@ class StatCache:
     # what this run saw (path -> (stat key, sha256)), saved by ``save``
     seen: dict[str, tuple[StatKey, str]] = field(default_factory=dict)
     seen_revision: dict[str, Any] | None = None
+    # config.yml's facts (``config_record`` layout), as loaded, then as this run saw them
+    config: dict[str, Any] | None = None
     dirty: bool = False
 
     @property
@@ -106,6 +171,19 @@ class StatCache:
             self.dirty = True
         self.seen_revision = facts
 
+    def config_facts(self, path: str, digest: str) -> dict[str, Any] | None:
+        """The stored facts of config file ``path`` when its bytes hash to ``digest``."""
+        record = self.config
+        if record is None or record.get("path") != path or record.get("source") != digest:
+            return None
+        return record
+
+    def remember_config(self, record: dict[str, Any]) -> None:
+        """Keep config.yml's facts (:func:`config_record`) from a successful parse."""
+        if record != self.config:
+            self.config = record
+            self.dirty = True
+
     def save(self, path: Path) -> None:
         if not self.dirty and self.seen.keys() == self.keys.keys():
             return
@@ -120,6 +198,7 @@ class StatCache:
             "stats": list(chain.from_iterable(k for k, _ in entries)),
             "hashes": [h for _, h in entries],
             "revision": self.seen_revision,
+            "config": self.config,
         }
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -133,6 +212,31 @@ class StatCache:
 def only_strings(values: Any) -> bool:
     """A list whose items are all ``str`` (checked without a Python-level loop)."""
     return isinstance(values, list) and set(map(type, values)) <= {str}
+
+
+def config_record(
+    path: str, digest: str, databases: set[str], models: set[str], dataset_dirs: list[str]
+) -> dict[str, Any]:
+    """What the cache keeps of a config file that parsed: its path, the sha256 of its
+    bytes and the names and folders it defines."""
+    return {
+        "path": path,
+        "source": digest,
+        "databases": sorted(databases),
+        "models": sorted(models),
+        "dataset_dirs": list(dataset_dirs),
+    }
+
+
+def _config(record: Any) -> dict[str, Any] | None:
+    """A loaded config record, or None when absent or malformed."""
+    if not isinstance(record, dict):
+        return None
+    texts = (record.get("path"), record.get("source"))
+    lists = (record.get("databases"), record.get("models"), record.get("dataset_dirs"))
+    if not all(isinstance(t, str) for t in texts) or not all(only_strings(v) for v in lists):
+        return None
+    return record
 
 
 def load(path: Path | None, root: Path) -> StatCache | None:
@@ -164,6 +268,7 @@ def load(path: Path | None, root: Path) -> StatCache | None:
         cache.written_ns = written_ns
         cache.checked_revision, cache.checked_fingerprint = checked_revision, checked_fingerprint
         cache.revision = revision
+        cache.config = _config(data.get("config"))
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return StatCache(root=str(root))
     return cache
