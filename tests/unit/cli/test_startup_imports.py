@@ -69,6 +69,7 @@ NOT_FOR_A_SQL_RUN = (
     "quarry.api",
     "quarry.semantic",
     "snowflake",
+    "sqlalchemy.dialects.postgresql",
     "sqlglot",
     "starlette",
     "uvicorn",
