@@ -43,6 +43,7 @@ from quarry.fleet.proxy import IdeUpstream
 from quarry.fleet.scale_to_zero import ScaleToZero
 from quarry.fleet.worker_http import WorkerHttp
 from quarry.node.components import Blocking, Component, OnLoop, OnThread, RunWorkers
+from quarry.runtime.connectors.pool import close_all_pools
 from quarry.runtime.runs.follow import RunEventHub
 from quarry.runtime.services import Services
 from quarry.scheduling.node import SchedulingNode
@@ -109,6 +110,9 @@ class Node:
             except BaseException as exc:
                 log.exception("stopping %s failed", part.name)
                 failure = failure or exc
+        # No run of this node holds a warehouse connection any more: end the idle
+        # pooled sessions now (a later checkout would open new ones), not at exit only.
+        await asyncio.to_thread(close_all_pools)
         if failure is not None:
             raise failure
 

@@ -8,17 +8,37 @@ several statements per call are off; the session time zone is UTC, so a
 ``TIMESTAMP`` is an instant (Arrow ``timestamp[us, UTC]``) and a ``DATETIME`` a
 wall-clock time (no zone).
 
-``interrupt()`` opens a second connection and sends ``KILL QUERY`` for each running
-statement (the MySQL way to cancel one).
+Connections are kept between runs of a long-lived process (``pool.py``, the pool the
+Postgres connector uses too). One is pooled only if it comes back a fresh session:
+at the end of a run it is sent ``COM_RESET_CONNECTION`` (MySQL 5.7.3+, MariaDB
+10.2.4+), which rolls back a transaction and drops session variables, user
+variables, temporary tables, prepared statements, table, named and global read
+locks and ``HANDLER``s; the session set-up a new connection gets is then sent again
+(``SET NAMES``, UTC, autocommit). Two things survive the reset on MariaDB (10.11
+here): the current database (``USE``) and role (``SET ROLE``); they are compared
+with what the connection had when it was opened, and a connection where either
+changed is closed. So is one whose server refuses the reset, whose statement
+failed, was interrupted (``KILL QUERY`` may arrive after the statement it was meant
+for, so the connection it targeted never serves another run) or is still running.
+PyMySQL has no public call for the reset; it is sent as ``ping()`` sends
+``COM_PING`` (its ``_execute_command`` and ``_read_ok_packet``). PyMySQL keeps no
+per-connection cache of prepared statements (values are bound client-side), so
+nothing on the driver side can go out of step with the reset server session (what
+broke the first Postgres pooling attempt).
+
+``interrupt()`` opens a second connection (never a pooled one) and sends
+``KILL QUERY`` for each running statement (the MySQL way to cancel one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import socket
+import weakref
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pymysql
@@ -28,9 +48,24 @@ from pymysql.constants import FIELD_TYPE, FLAG
 from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host
 from quarry.runtime.connectors.per_thread import PerThreadConnections
+from quarry.runtime.connectors.policy import ConnectorPolicy
+from quarry.runtime.connectors.pool import ConnectionPool, pool_key
 from quarry.runtime.connectors.support import WarehouseConnector, unique_names
 
 CONNECT_TIMEOUT_SECONDS = 10
+
+# The command byte of COM_RESET_CONNECTION (PyMySQL's constants call 0x1F COM_END).
+COM_RESET_CONNECTION = 0x1F
+
+# What a session is given when opened (PyMySQL also sends SET NAMES first), sent
+# again after a reset: the reset puts back the server's global defaults.
+_TIME_ZONE = "SET time_zone = '+00:00'"
+_AFTER_RESET = "SET NAMES {charset}, time_zone = '+00:00', autocommit = 1"
+# What survives COM_RESET_CONNECTION (MariaDB): compared before a connection is kept.
+_SURVIVORS = "SELECT DATABASE(), CURRENT_ROLE()"
+
+# The stubs make it generic in its cursor class; at run time it is not subscriptable.
+Connection: TypeAlias = "pymysql.connections.Connection[Any]"
 
 # Column type codes -> Arrow types, so an empty result still has typed columns.
 _TYPES: Mapping[int, pa.DataType] = {
@@ -68,10 +103,19 @@ class MysqlConnector(WarehouseConnector):
 
     def _setup(self) -> None:
         self._target: CheckedTarget | None = None
-        self._connections: PerThreadConnections[pymysql.connections.Connection[Any]] = (
-            PerThreadConnections(self._open, alive=lambda conn: bool(conn.open))
+        self._connections: PerThreadConnections[Connection] = PerThreadConnections(
+            self._open, alive=lambda conn: bool(conn.open)
         )
-        self._running: dict[int, pymysql.connections.Connection[Any]] = {}
+        self._running: set[Connection] = set()
+        # Sent KILL QUERY: closed at the end, never pooled (see the module docstring).
+        self._interrupted: set[Connection] = set()
+        self._key: str | None = None  # of the pool; None: pooling off
+
+    @property
+    def pool_key(self) -> str | None:
+        """The pool key its connections are kept under (None: none opened yet, or
+        pooling off): for tests and metrics, a digest only."""
+        return self._key
 
     def _connect_args(self) -> dict[str, Any]:
         port = int(self._settings.get("port") or 3306)
@@ -88,7 +132,7 @@ class MysqlConnector(WarehouseConnector):
             "autocommit": True,
             "local_infile": False,
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "init_command": "SET time_zone = '+00:00'",
+            "init_command": _TIME_ZONE,
             # Cursor values as sent (no Python conversion of DECIMAL to float).
             "cursorclass": pymysql.cursors.Cursor,
         }
@@ -98,45 +142,66 @@ class MysqlConnector(WarehouseConnector):
             args["host"] = host or "localhost"
         return args
 
-    def _open(self) -> pymysql.connections.Connection[Any]:
+    def _open(self) -> Connection:
+        """This thread's connection: from the pool when pooling is on (a new one is
+        opened here, in this thread, when none is idle). The host guard has run for
+        this connector before the pool is asked (``_connect_args``)."""
         args = self._connect_args()
+        if self._policy.warehouse_pool_size <= 0:
+            return self._connect(args)
+        # The key has the policy's guard settings too: a connection opened under one
+        # policy is never handed to a connector opened under another.
+        self._key = pool_key(self.dialect, {**args, "quarry_policy": _guard_settings(self._policy)})
+        return POOL.acquire(
+            self._key,
+            lambda: self._connect(args, pooled=True),
+            max_open=self._policy.warehouse_pool_max_open,
+            timeout=self._policy.warehouse_pool_timeout,
+            database=self.name,
+        )
+
+    def _connect(self, args: Mapping[str, Any], *, pooled: bool = False) -> Connection:
         try:
-            return pymysql.connect(**args)
+            conn = pymysql.connect(**args)
         except pymysql.MySQLError as exc:
             raise ConnectorError(
                 f"cannot connect to database {self.name!r}: {self._message(exc)}",
                 database=self.name,
             ) from None
+        if pooled:
+            try:
+                _OPENED[conn] = _survivors(conn)
+            except BaseException:
+                _close(conn)
+                raise
+        return conn
 
     def query(self, sql: BoundSql) -> pa.Table:
-        if sql.read_only is None:
-            return self._query(sql)
-        # A read-only transaction on this thread's connection: a write inside it fails
-        # (MySQL and MariaDB error 1792); the timeout is the caller's KILL QUERY.
-        self._query(BoundSql("START TRANSACTION READ ONLY"))
-        try:
-            return self._query(BoundSql(sql.text, sql.params, sql.token))
-        finally:
-            with contextlib.suppress(ConnectorError):  # a broken connection has no transaction
-                self._query(BoundSql("ROLLBACK"))
-
-    def _query(self, sql: BoundSql) -> pa.Table:
         text, params = sql.to_driver(lambda _i: "%s", escape_percent=True)
-        conn = self._connections.get()
-        with conn.cursor() as cur:
-            thread_id = int(conn.thread_id())  # type: ignore[no-untyped-call]
-            with self._lock:
-                self._running[thread_id] = conn
-            try:
-                cur.execute(text, params or None)
-                description = cur.description
-                rows = cur.fetchall() if description is not None else ()
-                unsigned = _unsigned_columns(cur)
-            except pymysql.MySQLError as exc:
+        conn = self._checkout()
+        try:
+            if sql.read_only is None:
+                description, rows, unsigned = _run(conn, text, params)
+            else:
+                # A read-only transaction on this connection: a write inside it fails
+                # (MySQL and MariaDB error 1792); the timeout is the caller's KILL
+                # QUERY. The three statements on one connection, so a ``close`` from
+                # another thread cannot move the statement out of the transaction.
+                _run(conn, "START TRANSACTION READ ONLY", None)
+                description, rows, unsigned = _run(conn, text, params)
+                _run(conn, "ROLLBACK", None)
+        except BaseException as exc:
+            # Failed, killed or interrupted: whatever the session holds (a transaction,
+            # a half-read result, a pending kill) must not reach a later statement or
+            # run, so the connection is closed (a failed read-only statement's
+            # transaction with it).
+            self._discard(conn)
+            if isinstance(exc, pymysql.MySQLError):
                 raise ConnectorError(self._message(exc), database=self.name) from exc
-            finally:
-                with self._lock:
-                    self._running.pop(thread_id, None)
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(conn)
         if description is None:
             return pa.table({})
         names = [str(col[0]) for col in description]
@@ -145,6 +210,41 @@ class MysqlConnector(WarehouseConnector):
             for i, col in enumerate(description)
         ]
         return pa.Table.from_arrays(arrays, names=unique_names(names))
+
+    def _checkout(self) -> Connection:
+        """This thread's connection, marked running, unless ``close`` took it
+        meanwhile (then a new one): a connection given back to the pool is never used
+        by a statement of this connector again."""
+        while True:
+            conn = self._connections.get()
+            with self._lock:
+                if self._connections.owns(conn):
+                    self._running.add(conn)
+                    return conn
+
+    def _discard(self, conn: Connection) -> None:
+        """Close ``conn`` now (its pool place freed), unless ``close`` already took it."""
+        with self._lock:
+            mine = self._connections.remove(conn)
+        if mine:
+            self._give_back(conn, reusable=False)
+
+    def _give_back(self, conn: Connection, *, reusable: bool) -> None:
+        """Back to the pool reset to a fresh session when ``reusable`` and never sent
+        a ``KILL QUERY``; else closed (see the module docstring)."""
+        with self._lock:
+            if conn in self._interrupted:
+                self._interrupted.discard(conn)
+                reusable = False
+        if self._key is None:
+            _close(conn)
+            return
+        if reusable:
+            try:
+                reusable = _reset(conn)
+            except Exception:  # a refused reset, a dead server, a changed driver
+                reusable = False
+        POOL.release(self._key, conn, reusable=reusable, keep=self._policy.warehouse_pool_size)
 
     def _message(self, exc: BaseException) -> str:
         args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
@@ -155,21 +255,114 @@ class MysqlConnector(WarehouseConnector):
         """``KILL QUERY`` each running statement, from a connection of its own."""
         with self._lock:
             running = list(self._running)
-        if not running:
+            self._interrupted.update(running)
+        self._kill(running, "KILL QUERY")
+
+    def _kill(self, conns: list[Connection], kill: str) -> None:
+        """Send ``kill`` (``KILL QUERY``, ``KILL CONNECTION``) for each of ``conns`` from
+        a new connection, not a pooled one (one more checkout could wait on
+        ``MAX_OPEN``); errors ignored (the statement or session ended already, or the
+        server is unreachable: nothing to stop there)."""
+        if not conns:
             return
+        thread_ids = [int(conn.thread_id()) for conn in conns]  # type: ignore[no-untyped-call]
         with contextlib.suppress(pymysql.MySQLError, ConnectorError):
-            killer = self._open()
+            killer = self._connect(self._connect_args())
             try:
                 with killer.cursor() as cur:
-                    for thread_id in running:
-                        # An error: the statement ended already; nothing to stop.
+                    for thread_id in thread_ids:
                         with contextlib.suppress(pymysql.MySQLError):
-                            cur.execute("KILL QUERY %s", (thread_id,))
+                            cur.execute(f"{kill} %s", (thread_id,))
             finally:
-                killer.close()
+                _close(killer)
 
     def close(self) -> None:
-        self._connections.close_all(pymysql.MySQLError)
+        """End of the run: each connection back to the pool, except those running a
+        statement now (a close from another thread): those sessions are ended on the
+        server (``KILL CONNECTION``) and their sockets shut, so neither the server's
+        work nor this call waits for the statement to finish (closing a PyMySQL
+        connection waits for the thread reading from it)."""
+        with self._lock:
+            conns = self._connections.take_all()
+            running = [conn for conn in conns if conn in self._running]
+        self._kill(running, "KILL CONNECTION")
+        for conn in running:
+            sock = getattr(conn, "_sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        for conn in conns:
+            self._give_back(conn, reusable=conn not in running)
+
+
+def _run(
+    conn: Connection, text: str, params: Any
+) -> tuple[Any, tuple[tuple[Any, ...], ...], set[int]]:
+    """One statement: its description (None: no result set), rows, unsigned columns."""
+    with conn.cursor() as cur:
+        cur.execute(text, params or None)
+        description = cur.description
+        rows = cur.fetchall() if description is not None else ()
+        return description, tuple(rows), _unsigned_columns(cur)
+
+
+def _guard_settings(policy: ConnectorPolicy) -> tuple[Any, ...]:
+    """What a connection was allowed under (the guard's inputs), part of its pool key."""
+    return (
+        policy.fleet,
+        policy.warehouse_allow_loopback,
+        policy.warehouse_allow,
+        policy.warehouse_deny,
+        policy.state_cluster,
+        policy.warehouse_allow_state_cluster,
+    )
+
+
+# A pooled connection -> its current database and role when opened (None: the server
+# could not say, so the connection is never kept).
+_OPENED: weakref.WeakKeyDictionary[Connection, tuple[Any, ...] | None] = weakref.WeakKeyDictionary()
+
+
+def _survivors(conn: Connection) -> tuple[Any, ...] | None:
+    """The session state ``COM_RESET_CONNECTION`` leaves as it is (None: a server
+    without ``CURRENT_ROLE()``, MySQL before 8.0)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_SURVIVORS)
+            row = cur.fetchone()
+    except pymysql.MySQLError:
+        return None
+    return None if row is None else tuple(row)
+
+
+def _reset(conn: Connection) -> bool:
+    """Make ``conn`` a fresh session (three round trips); False when it cannot be
+    (then it is closed, not pooled). Raises on a connection or server error."""
+    opened = _OPENED.get(conn)
+    if opened is None or not conn.open:
+        return False
+    raw: Any = conn  # PyMySQL's own command plumbing, as its ping() uses it
+    raw._execute_command(COM_RESET_CONNECTION, b"")
+    raw._read_ok_packet()
+    with conn.cursor() as cur:
+        cur.execute(_AFTER_RESET.format(charset=conn.charset))
+    return _survivors(conn) == opened
+
+
+def _check(conn: Connection) -> None:
+    """Checkout check of an idle pooled connection: one round trip (``COM_PING``,
+    never reconnecting: a new session must go through the connector's guard), which
+    fails on a killed connection or a restarted server."""
+    conn.ping(reconnect=False)
+
+
+def _close(conn: Connection) -> None:
+    with contextlib.suppress(pymysql.MySQLError):
+        conn.close()
+
+
+POOL: ConnectionPool[Connection] = ConnectionPool(check=_check, close=_close)
+"""MySQL and MariaDB connections kept between runs of this process (``pool.py``)."""
 
 
 def _unsigned_columns(cur: Any) -> set[int]:

@@ -1,6 +1,8 @@
 """Warehouse connections kept open between runs of a long-lived process (a
 ``quarry worker``, a Factory running tenant SQL inline), so a run does not pay a new
-login per database.
+login per database. One pool per driver: ``postgres.POOL`` (Postgres, Redshift,
+Airhouse) and ``mysql.POOL`` (MySQL, MariaDB); each connector resets a connection to
+a fresh session before giving it back, or has it closed.
 
 Why not ``psycopg_pool``: its pools open connections in background threads, so a
 wrong password or an unreachable host reaches the caller only as a timeout after the
@@ -28,7 +30,8 @@ password, database, options; never logged):
   round trip) when taken: a dead one (its backend terminated, the server restarted)
   is closed and the next is tried, or a new one opened;
 - a process that forks drops what it inherited without closing it (the sockets are
-  the parent's); ``close_all`` (at exit) closes every idle connection.
+  the parent's); ``close_all_pools`` (at exit, and when a node stops) closes every
+  idle connection.
 """
 
 from __future__ import annotations
@@ -238,8 +241,12 @@ class ConnectionPool(Generic[C]):
 _POOLS: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
 
 
-@atexit.register
-def _close_pools() -> None:
-    """Process exit (a worker's shutdown): end every idle server session cleanly."""
+def close_all_pools() -> None:
+    """End every idle server session of every pool (Postgres-wire, MySQL) cleanly: at
+    process exit, and when a node stops (``quarry.node.node``) so a worker's shutdown
+    does not depend on interpreter exit."""
     for pool in list(_POOLS):
         pool.close_all()
+
+
+atexit.register(close_all_pools)
