@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -130,10 +131,12 @@ def test_locally(
     threshold: float,
     json_out: Path | None,
     junit_out: Path | None,
+    compare: CompareOptions | None,
 ) -> int:
     """Run the ``tests:`` of the working copy's agents (all, or those under
     ``target``); a table on stdout, JSON and JUnit XML where asked; 1 when a test
-    scores under ``threshold``."""
+    scores under ``threshold``. The results are stored under the working copy's git
+    commit and branch, and compared with another branch's when asked."""
     from rich.table import Table
 
     from quarry.agents.evals import TestResult, junit_xml, run_agent_tests, run_workflow_tests
@@ -182,6 +185,8 @@ def test_locally(
         agents = listed("agent")
         workflows = listed("workflow")
         test_files, results = _test_files(root, prefix)
+        if compare is not None and compare.only:
+            agents, workflows, test_files, results = [], [], [], []
         connections = Connections(source, BlobCache(svc.paths.cache_dir))
         try:
             for found in agents:
@@ -218,8 +223,14 @@ def test_locally(
                 )
         finally:
             connections.close()
+        regressions = _record_and_compare(
+            svc.engine, settings.tenant, workspace.id, compiled.revision_id, root, threshold,
+            results, compare,
+        )  # fmt: skip
     finally:
         svc.close()
+    if compare is not None and compare.only:
+        return 1 if regressions and compare.fail_on_regression else 0
     table = Table("agent test", "runs", "score", "SQL results", "result")
     for r in results:
         shown = "skipped" if r.score is None else ("pass" if r.passed else "FAIL")
@@ -234,7 +245,85 @@ def test_locally(
         junit_out.write_text(junit_xml(results, threshold))
     if not results:
         console.print("no agent tests found")
+    if regressions and compare is not None and compare.fail_on_regression:
+        return 1
     return 1 if any(not r.passed for r in results) else 0
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    base: str | None = None
+    """Compare the branch's results with this branch's (None: no comparison)."""
+    branch: str | None = None
+    """Record and compare under this branch name (default: git's current branch)."""
+    only: bool = False
+    """Compare the stored results, run nothing."""
+    fail_on_regression: bool = False
+    json_out: Path | None = None
+
+
+def _record_and_compare(
+    engine: Any,
+    tenant: str,
+    workspace_id: str,
+    revision_id: str,
+    root: Path,
+    threshold: float,
+    results: list[Any],
+    compare: CompareOptions | None,
+) -> int:
+    """Store this run's results (keyed by workspace, git commit and branch) and print
+    the comparison asked for; the number of regressions."""
+    from rich.table import Table
+
+    from quarry.agents.eval_compare import compare_branches, comparison_json
+    from quarry.factory.gitinfo import read_git_info
+    from quarry.store.eval_results import EvalResultRow, record_run
+
+    git = read_git_info(root)
+    branch = (compare.branch if compare else None) or git.branch
+    if results:
+        rows = [EvalResultRow(r.name, r.agent, r.kind, r.score, r.passed, r.runs) for r in results]
+        with engine.begin() as conn:
+            record_run(
+                conn,
+                tenant_id=tenant,
+                workspace_id=workspace_id,
+                revision_id=revision_id,
+                git_commit=git.commit,
+                branch=branch,
+                dirty=git.dirty,
+                threshold=threshold,
+                results=rows,
+            )
+    if compare is None or compare.base is None:
+        return 0
+    if branch is None:
+        raise BadParameter("--compare: the working copy is on no git branch; name it with --branch")
+    deltas = compare_branches(engine, tenant, workspace_id, branch, compare.base)
+    table = Table(f"test ({branch} vs {compare.base})", "base", "branch", "delta", "")
+    for d in deltas:
+        shown = {"regressed": "REGRESSED", "improved": "improved"}.get(d.status, d.status)
+        table.add_row(
+            d.test,
+            "-" if d.base is None or d.base.score is None else f"{d.base.score:.2f}",
+            "-" if d.branch is None or d.branch.score is None else f"{d.branch.score:.2f}",
+            "" if d.delta is None else f"{d.delta:+.2f}",
+            shown,
+        )
+    make_console().print(table)
+    regressions = sum(d.regression for d in deltas)
+    if compare.json_out is not None:
+        body = comparison_json(branch, compare.base, deltas)
+        compare.json_out.write_text(json.dumps(body, indent=2) + "\n")
+    if regressions:
+        console.print(f"[red]{regressions} regression(s) against {compare.base}[/red]")
+    return regressions
+
+
+class BadParameter(QuarryError):
+    status_code = 400
+    code = "bad_parameter"
 
 
 def _test_files(root: Path, prefix: str | None) -> tuple[list[Any], list[Any]]:
@@ -283,6 +372,28 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
             Path | None, typer.Option("--json", help="Write the results as JSON here.")
         ] = None,
         junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+        compare: Annotated[
+            str | None,
+            typer.Option(
+                "--compare",
+                help="Compare this branch's results with this branch's (e.g. main).",
+            ),
+        ] = None,
+        branch: Annotated[
+            str | None,
+            typer.Option(help="Record the results under this branch (default: git's)."),
+        ] = None,
+        compare_only: Annotated[
+            bool,
+            typer.Option("--compare-only", help="With --compare: run nothing, compare stored."),
+        ] = False,
+        fail_on_regression: Annotated[
+            bool,
+            typer.Option("--fail-on-regression", help="Exit 1 when --compare finds a regression."),
+        ] = False,
+        compare_json: Annotated[
+            Path | None, typer.Option("--compare-json", help="Write the comparison as JSON.")
+        ] = None,
     ) -> None:
         """Run the agents' tests (consistency and test cases), Oxy's *.test.yml
         files and the workflows' consistency tests, scored by a judge model; exit 1
@@ -290,7 +401,12 @@ def register(app: typer.Typer, settings_for: Any, fail: Any) -> None:
         root = (workspace or Path.cwd()).resolve()
         settings = settings_for(root)
         try:
-            code = test_locally(settings, root, path, min_score, json_out, junit)
+            options = CompareOptions(
+                compare, branch, compare_only, fail_on_regression, compare_json
+            )
+            if compare_only and compare is None:
+                raise BadParameter("--compare-only needs --compare BRANCH")
+            code = test_locally(settings, root, path, min_score, json_out, junit, options)
         except QuarryError as exc:
             raise fail(exc) from exc
         raise typer.Exit(code)

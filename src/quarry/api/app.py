@@ -20,6 +20,7 @@ from quarry.api.browser import BrowserErrorPages, install_offline_docs
 from quarry.api.errors import install_error_handlers
 from quarry.api.fastpath import DefinitionFastPath, scope_tenant
 from quarry.api.fleet import (
+    agent_tests,
     apps,
     compile_status,
     health,
@@ -98,6 +99,7 @@ def create_app(node: Node | Services) -> FastAPI:
     app.include_router(apps.router)
     app.include_router(fleet_semantic.router)
     app.include_router(threads.router)
+    app.include_router(agent_tests.router)  # quarry test results by branch
     app.include_router(mcp_mount.router)  # /mcp/: the MCP server (docs/agents.md)
     app.include_router(app_pages.router)
     app.include_router(web_pages.router)  # sign-in, runs, schedules, explore
