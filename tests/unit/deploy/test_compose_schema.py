@@ -2,7 +2,7 @@
 
 No compose tool runs on these machines (no docker, no podman compose), so the file
 cannot be started here; what can be checked offline is the schema.
-``deploy/schemas/compose-spec.schema.json`` is the Compose Specification's
+``deploy/schemas/compose/compose_spec.json`` is the Compose Specification's
 ``compose_spec.json`` as shipped in the ``docker-compose`` 1.29.2 package on PyPI
 (``compose/config/compose_spec.json``, May 2021, Apache-2.0), copied unchanged. It
 predates one key this file uses: the top-level project ``name`` (added to the spec
@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-SCHEMA = json.loads((REPO / "deploy" / "schemas" / "compose-spec.schema.json").read_text())
+SCHEMA = json.loads((REPO / "deploy" / "schemas" / "compose" / "compose_spec.json").read_text())
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
