@@ -175,6 +175,51 @@ def test_a_sql_run_imports_no_server_sdk_or_other_driver(tmp_path: Path) -> None
     assert _loaded(modules, NOT_FOR_A_SQL_RUN) == []
 
 
+# Built on first use (``defer_build``), not at import: a SQL run needs the config and
+# workflow models, not the agents', apps', semantic layer's or monitors'.
+_BUILT_MODELS = """
+from quarry.definitions.models.common import Lenient, Strict
+
+def _all(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all(sub)
+
+_models = set(_all(Strict)) | set(_all(Lenient))
+_built = sorted(m.__module__ + "." + m.__qualname__ for m in _models
+                if m.__dict__.get("__pydantic_complete__"))
+print("BUILT", json.dumps(_built), len(_models))
+"""
+
+
+@pytest.mark.slow
+def test_a_sql_run_builds_only_the_models_it_validates(tmp_path: Path) -> None:
+    root = _one_step_workspace(tmp_path / "ws")
+    env = _env(tmp_path)
+    run = (
+        "import sys\nfrom quarry.cli import main\n"
+        "sys.argv = ['quarry', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    )
+    args = ["run", "workflows/answer.workflow.yml", "--quiet"]
+    _modules_after(run, args, env, root)  # creates the state database
+    done = subprocess.run(
+        [sys.executable, "-c", _DUMP + run + _BUILT_MODELS, str(tmp_path / "m.json"), *args],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("BUILT "))
+    built, total = line.removeprefix("BUILT ").rsplit(" ", 1)
+    names = json.loads(built)
+    assert int(total) > 100 and 0 < len(names) < 20, names
+    assert not [n for n in names if n.startswith("quarry.definitions.models.agent.")]
+
+
 def test_the_web_app_imports_no_sdk_or_other_driver(tmp_path: Path) -> None:
     modules = _modules_after("import quarry.api.app\n", [], _env(tmp_path), tmp_path)
     assert "quarry.api.app" in modules and "fastapi" in modules

@@ -65,6 +65,11 @@ class _Model(BaseModel):
             notes.setdefault(id(self), (self, []))[1].append((loc, message))
 
 
+# Both bases defer building their validators to first use (``defer_build``): the
+# ~130 models cost ~0.3-0.8 s to build at import, and a process uses few of them
+# (``quarry run`` of a SQL step: ~5; issue #20, tests/unit/cli/test_startup_imports).
+
+
 class Strict(_Model):
     """A mapping Oxy reads with ``deny_unknown_fields``: an unknown key is an error.
 
@@ -72,7 +77,7 @@ class Strict(_Model):
     key must never be silently ignored.
     """
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, defer_build=True)
 
 
 class Lenient(_Model):
@@ -83,7 +88,7 @@ class Lenient(_Model):
     are kept in ``model_extra`` only until the parser has reported them.
     """
 
-    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, defer_build=True)
 
 
 def _scalar(value: Any) -> Any:
