@@ -17,10 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from quarry.agents.eval_compare import compare_branches, comparison_json
 from quarry.api.deps import principal, services
+from quarry.core.errors import BadRequest
 
 router = APIRouter(prefix="/api/v1/workspaces", tags=["agents"])
 
-BranchParam = Annotated[str, Query(min_length=1, max_length=255, description="The branch.")]
+BranchParam = Annotated[
+    str | None, Query(min_length=1, max_length=255, description="The branch (required).")
+]
 BaseParam = Annotated[
     str | None,
     Query(min_length=1, max_length=255, description="Compared with (default: the default)."),
@@ -29,13 +32,17 @@ BaseParam = Annotated[
 
 @router.get("/{workspace}/tests/compare")
 async def compare_tests(
-    request: Request, workspace: str, branch: BranchParam, base: BaseParam = None
+    request: Request, workspace: str, branch: BranchParam = None, base: BaseParam = None
 ) -> dict[str, Any]:
+    """``branch`` is checked after the workspace is found: another tenant's request
+    is a 404 whatever it asks."""
     svc = services(request)
     who = principal(request)
 
     def answer() -> dict[str, Any]:
         ws = svc.catalog.workspace(who.tenant_id, workspace)
+        if branch is None:
+            raise BadRequest("the query parameter 'branch' is required", parameter="branch")
         against = base or ws.default_branch or "main"
         deltas = compare_branches(svc.engine, who.tenant_id, ws.id, branch, against)
         return {"workspace": workspace, **comparison_json(branch, against, deltas)}
