@@ -5,6 +5,8 @@ DuckDB cannot beat (``python -c "import duckdb; duckdb.sql('select 42')"``).
 Rows, each a fresh process per round, rounds interleaved (round 1 runs every row, then
 round 2...) so that a burst of load on the machine hits all rows alike:
 
+* ``floor``: ``python -c pass`` and ``python -c "import quarry"``, what the machine's
+  load makes of an interpreter start in the same rounds;
 * ``ceiling``: the interpreter plus DuckDB answering ``select 42``;
 * ``quarry --help``: the entry point alone (parse the command line, print, exit);
 * ``quarry run``: ``quarry run workflows/answer.workflow.yml`` in a scratch workspace
@@ -178,6 +180,11 @@ def main() -> None:
     ceiling = "import duckdb; duckdb.sql('select 42').fetchall()"
 
     rows = [
+        Row("floor: python -c pass", lambda: _timed([PYTHON, "-c", "pass"], env, root)),
+        Row(
+            "floor: python -c 'import quarry'",
+            lambda: _timed([PYTHON, "-c", "import quarry"], env, root),
+        ),
         Row(
             "ceiling: python + duckdb select 42",
             lambda: _timed([PYTHON, "-c", ceiling], env, root),
@@ -218,7 +225,7 @@ def main() -> None:
             if cpu is not None:
                 row.cpus.append(cpu)
     print(f"load average after:  {_load()}")
-    base = statistics.median(rows[0].walls)
+    base = statistics.median(rows[2].walls)  # the ceiling
     print(f"\n{options.rounds} rounds, fresh process each; seconds\n")
     header = f"{'':38} {'median':>7} {'worst':>7} {'CPU':>6} {'x ceiling':>9} {'goal':>6}"
     print(header)
