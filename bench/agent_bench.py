@@ -268,12 +268,14 @@ async def concurrency(
 def worker_rounds(args: argparse.Namespace, server: ModelServer, plain_wall: float) -> None:
     """Thread turns through the queue and one real worker, state in Postgres."""
     import psycopg
+    from sqlalchemy import func, select
 
-    from quarry.agents.threads import create_thread, post_message, reply_status
+    from quarry.agents.threads import create_thread, post_message
     from quarry.core.settings import Role
     from quarry.node.services import build_run_worker
     from quarry.store import runs as rq
     from quarry.store import threads as tq
+    from quarry.store.run_tables import runs as run_rows
 
     n = args.concurrent
     name = f"quarry_agent_bench_{os.getpid()}"
@@ -315,12 +317,14 @@ def worker_rounds(args: argparse.Namespace, server: ModelServer, plain_wall: flo
                     runner = threading.Thread(target=worker.run, daemon=True)
                     started = time.perf_counter()
                     runner.start()
-                    while True:
+                    while True:  # one query a look: not 200 competing with the worker
                         with svc.engine.connect() as conn:
-                            left = sum(
-                                reply_status(tq.get_reply_of_run(conn, r)) in ("queued", "running")
-                                for r in runs
-                            )
+                            left = conn.execute(
+                                select(func.count())
+                                .select_from(run_rows)
+                                .where(run_rows.c.id.in_(runs))
+                                .where(run_rows.c.state.in_(("queued", "running")))
+                            ).scalar_one()
                         if not left:
                             break
                         time.sleep(0.05)
