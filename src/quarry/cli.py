@@ -124,7 +124,8 @@ def compile_cmd(
     root = (path or Path.cwd()).resolve()
     settings = _settings(root)
     limits = CompileLimits.from_settings(settings)  # the compile process, as the Factory's
-    prewarm(limits)  # it starts while the services do
+    if check or cli_runs.parse_needed_for(settings, root):
+        prewarm(limits)  # it starts while the services do (none for an unchanged folder)
     try:
         if check:
             analysis = analyze(root, strict=strict, limits=limits, template_names=True)

@@ -87,7 +87,7 @@ def run_locally(
     # start and imports (~0.5 s) overlap this process's own imports and the state
     # database's, instead of following them. An unchanged workspace (the stat cache
     # holds every parse) needs none.
-    if _parse_needed(settings, root):
+    if parse_needed_for(settings, root):
         prewarm(limits)
     from quarry.definitions.kinds import Kind
     from quarry.factory.local import compile_local
@@ -151,7 +151,7 @@ def run_locally(
     return code
 
 
-def _parse_needed(settings: Settings, root: Path) -> bool:
+def parse_needed_for(settings: Settings, root: Path) -> bool:
     """Whether compiling ``root`` will likely parse a file (see
     :func:`quarry.factory.statcache.parse_needed`); the data folder as
     :func:`quarry.factory.local.compile_local` has it."""
