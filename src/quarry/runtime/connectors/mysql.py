@@ -47,7 +47,7 @@ from pymysql.constants import FIELD_TYPE, FLAG
 
 from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host
-from quarry.runtime.connectors.per_thread import PerThreadConnections
+from quarry.runtime.connectors.per_thread import PerThreadConnections, checkout_running
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.connectors.pool import ConnectionPool, pool_key
 from quarry.runtime.connectors.support import WarehouseConnector, unique_names
@@ -212,15 +212,8 @@ class MysqlConnector(WarehouseConnector):
         return pa.Table.from_arrays(arrays, names=unique_names(names))
 
     def _checkout(self) -> Connection:
-        """This thread's connection, marked running, unless ``close`` took it
-        meanwhile (then a new one): a connection given back to the pool is never used
-        by a statement of this connector again."""
-        while True:
-            conn = self._connections.get()
-            with self._lock:
-                if self._connections.owns(conn):
-                    self._running.add(conn)
-                    return conn
+        """This thread's connection, marked running (``per_thread.checkout_running``)."""
+        return checkout_running(self._connections, self._lock, self._running)
 
     def _discard(self, conn: Connection) -> None:
         """Close ``conn`` now (its pool place freed), unless ``close`` already took it."""

@@ -82,3 +82,18 @@ def _kinds(
     suppress: type[BaseException] | tuple[type[BaseException], ...],
 ) -> tuple[type[BaseException], ...]:
     return suppress if isinstance(suppress, tuple) else (suppress,)
+
+
+def checkout_running(
+    connections: PerThreadConnections[C], lock: threading.Lock, running: set[C]
+) -> C:
+    """This thread's connection from ``connections``, added to ``running`` under
+    ``lock``, unless a ``close`` (which takes every connection under the same lock)
+    took it meanwhile: then a new one. A connection given back to a pool is thus never
+    used by a later statement of the connector that gave it back."""
+    while True:
+        conn = connections.get()
+        with lock:
+            if connections.owns(conn):
+                running.add(conn)
+                return conn

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from quarry.runtime.connectors.base import BoundSql, ConnectorError
 from quarry.runtime.connectors.guard import CheckedTarget, check_host, check_identity
-from quarry.runtime.connectors.per_thread import PerThreadConnections
+from quarry.runtime.connectors.per_thread import PerThreadConnections, checkout_running
 from quarry.runtime.connectors.policy import ConnectorPolicy
 from quarry.runtime.connectors.pool import ConnectionPool, pool_key
 from quarry.runtime.connectors.settings import connection_info as connection_info
@@ -189,15 +189,8 @@ class PostgresConnector(WarehouseConnector):
         return pa.Table.from_arrays(arrays, names=unique_names(names))
 
     def _checkout(self) -> psycopg.Connection[Any]:
-        """This thread's connection, marked running, unless ``close`` took it
-        meanwhile (then a new one): a connection given back to the pool is never used
-        by a statement of this connector again."""
-        while True:
-            conn = self._connections.get()
-            with self._lock:
-                if self._connections.owns(conn):
-                    self._running.add(conn)
-                    return conn
+        """This thread's connection, marked running (``per_thread.checkout_running``)."""
+        return checkout_running(self._connections, self._lock, self._running)
 
     def _discard(self, conn: psycopg.Connection[Any]) -> None:
         """Close ``conn`` now (its pool place freed), unless ``close`` already took it."""
