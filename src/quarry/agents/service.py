@@ -3,6 +3,7 @@ instructions and loop, used by the CLI (``quarry ask``) and ``agent`` tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -157,29 +158,57 @@ async def ask_agent(
     finally:
         await provider.close()
     if fallback is not None and result.tool_calls == 0:
-        return await _fall_back(fallback, prompt, result, sink)
+        return await _fall_back(fallback, prompt, result, sink, journal)
     return result
 
 
+FALLBACK_KEY = "fallback"
+"""The turn journal's key of the ``route_fallback`` answer (``<step>.agent.fallback``)."""
+
+
 async def _fall_back(
-    fallback: AgentTool, prompt: str, routed: TurnResult, sink: EventSink
+    fallback: AgentTool,
+    prompt: str,
+    routed: TurnResult,
+    sink: EventSink,
+    journal: TurnJournal | None = None,
 ) -> TurnResult:
-    """A routing agent's model called no route: ``route_fallback`` answers instead."""
-    call_id = f"fallback_{uuid.uuid4().hex[:12]}"
-    arguments = json.dumps({"prompt": prompt})
+    """A routing agent's model called no route: ``route_fallback`` answers instead.
+
+    Its answer is journaled like a tool result: a turn resumed after its worker died
+    once the fallback had answered replays that answer, so a fallback agent or
+    workflow (model calls, SQL) is not run a second time."""
     name = fallback.spec.name
-    sink({"type": "tool_call", "id": call_id, "name": name, "arguments": arguments})
-    try:
-        outcome = await fallback.call({"prompt": prompt})
-    except ToolFailed as exc:
-        sink({"type": "tool_result", "id": call_id, "name": name, "error": str(exc)})
-        raise AgentNotRunnable(f"route_fallback {name!r} failed: {exc}") from None
-    sink({"type": "tool_result", "id": call_id, "name": name, "content": outcome.content})
+    arguments = json.dumps({"prompt": prompt})
+    entry = None if journal is None else await asyncio.to_thread(journal.get, FALLBACK_KEY)
+    if entry is not None:
+        call_id, content = str(entry["id"]), str(entry["content"])
+        sink(
+            {
+                "type": "tool_result",
+                "id": call_id,
+                "name": name,
+                "content": content,
+                "replayed": True,
+            }
+        )
+    else:
+        call_id = f"fallback_{uuid.uuid4().hex[:12]}"
+        sink({"type": "tool_call", "id": call_id, "name": name, "arguments": arguments})
+        try:
+            outcome = await fallback.call({"prompt": prompt})
+        except ToolFailed as exc:
+            sink({"type": "tool_result", "id": call_id, "name": name, "error": str(exc)})
+            raise AgentNotRunnable(f"route_fallback {name!r} failed: {exc}") from None
+        content = outcome.content
+        if journal is not None:
+            await asyncio.to_thread(journal.put, FALLBACK_KEY, {"id": call_id, "content": content})
+        sink({"type": "tool_result", "id": call_id, "name": name, "content": content})
     call = ToolCall(call_id, name, arguments)
     messages = [
         *routed.messages[:1],
         Message("assistant", "", (call,)),
-        Message("tool", outcome.content, tool_call_id=call_id),
-        Message("assistant", outcome.content),
+        Message("tool", content, tool_call_id=call_id),
+        Message("assistant", content),
     ]
-    return TurnResult("answered", outcome.content, messages, routed.model_calls, 1, routed.usage)
+    return TurnResult("answered", content, messages, routed.model_calls, 1, routed.usage)

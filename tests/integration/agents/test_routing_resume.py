@@ -12,7 +12,7 @@ import yaml
 
 from quarry.runtime.connectors import Connections
 from quarry.runtime.engine import MemoryJournal, StepFailed, TextOutput, run_workflow
-from tests.integration.agents.conftest import Workspace
+from tests.integration.agents.conftest import Workspace, agent_file
 from tests.support.model_server import ModelServer, Reply, text_reply
 
 EMBEDS = {
@@ -102,3 +102,29 @@ def test_routes_that_could_not_be_narrowed_stay_unnarrowed_on_resume(
     first, second = _offered(server)
     assert len(first) == 6 and first == second
     assert _embeddings(server) == 1
+
+
+def test_a_resumed_turn_replays_the_fallback_answer(
+    make_workspace: Callable[..., Workspace], server: ModelServer
+) -> None:
+    # The router calls no route, so route_fallback (an agent: one model call) answers.
+    # The step's own result is then lost (its worker died before writing it): the
+    # step run again replays the router's call and the fallback's answer from the
+    # journal, asking the model nothing and embedding nothing.
+    agents = {
+        "router": _router(top_k=2, route_fallback="agents/duck.agent.yml"),
+        "duck": agent_file("local"),
+    }
+    ws = make_workspace(agents, files=_files())
+    server.add(text_reply("I cannot route that."), text_reply("Four regions."))
+    journal = MemoryJournal()
+    first = _run(ws, journal)
+    assert first.outputs["ask"] == TextOutput("Four regions.")
+    chats, embeddings = len(_offered(server)), _embeddings(server)
+    assert chats == 2
+    assert "tasks.0.agent.fallback" in journal.entries
+    del journal.entries["tasks.0"]
+
+    second = _run(ws, journal)
+    assert second.outputs["ask"] == TextOutput("Four regions.")
+    assert len(_offered(server)) == chats and _embeddings(server) == embeddings
