@@ -223,7 +223,7 @@ def test_locally(
                 )
         finally:
             connections.close()
-        regressions = _record_and_compare(
+        regressions, provenance = _record_and_compare(
             svc.engine, settings.tenant, workspace.id, compiled.revision_id, root, threshold,
             results, compare,
         )  # fmt: skip
@@ -239,7 +239,7 @@ def test_locally(
         table.add_row(r.name, str(r.runs), "-" if r.score is None else f"{r.score:.2f}", sql, shown)
     make_console().print(table)
     if json_out is not None:
-        body = {"threshold": threshold, "tests": [r.to_json() for r in results]}
+        body = {**provenance, "threshold": threshold, "tests": [r.to_json() for r in results]}
         json_out.write_text(json.dumps(body, indent=2) + "\n")
     if junit_out is not None:
         junit_out.write_text(junit_xml(results, threshold))
@@ -271,9 +271,10 @@ def _record_and_compare(
     threshold: float,
     results: list[Any],
     compare: CompareOptions | None,
-) -> int:
+) -> tuple[int, dict[str, Any]]:
     """Store this run's results (keyed by workspace, git commit and branch) and print
-    the comparison asked for; the number of regressions."""
+    the comparison asked for; the number of regressions, and what the results were
+    recorded under (revision, commit, branch, dirty) for ``--json``."""
     from rich.table import Table
 
     from quarry.agents.eval_compare import compare_branches, comparison_json
@@ -296,8 +297,14 @@ def _record_and_compare(
                 threshold=threshold,
                 results=rows,
             )
+    provenance = {
+        "revision": revision_id,
+        "commit": git.commit,
+        "branch": branch,
+        "dirty": git.dirty,
+    }
     if compare is None or compare.base is None:
-        return 0
+        return 0, provenance
     if branch is None:
         raise BadParameter("--compare: the working copy is on no git branch; name it with --branch")
     deltas = compare_branches(engine, tenant, workspace_id, branch, compare.base)
@@ -318,7 +325,7 @@ def _record_and_compare(
         compare.json_out.write_text(json.dumps(body, indent=2) + "\n")
     if regressions:
         console.print(f"[red]{regressions} regression(s) against {compare.base}[/red]")
-    return regressions
+    return regressions, provenance
 
 
 class BadParameter(QuarryError):

@@ -69,6 +69,9 @@ def test_quarry_test_scores_consistency_and_cases(
     report = json.loads(out_json.read_text())
     scores = [(t["type"], t["score"], t["passed"]) for t in report["tests"]]
     assert scores == [("consistency", 1.0, True), ("test_case", 0.5, False)]
+    # what the results were recorded under: the compiled revision (no git here)
+    assert len(report["revision"]) >= 32 and report["threshold"] == 0.8
+    assert report["commit"] is None and report["branch"] is None
     xml = out_xml.read_text()
     assert 'tests="2" failures="1"' in xml and "under the threshold 0.8" in xml
 
