@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from quarry.runtime.queue import Task, TaskQueue
+import pytest
+
+from quarry.runtime.queue import Task, TaskQueue, open_queue
+from quarry.runtime.queue.concurrent import ConcurrentWorker
 from quarry.runtime.queue.worker import PermanentFailure, TaskCancelled, Worker
+from quarry.store.db import create_state_engine
 from tests.integration.queue.helpers import wait_for
 
 
@@ -138,6 +143,70 @@ def test_cancellation_reaches_a_running_handler(queue: TaskQueue) -> None:
         assert queue.cancel(task_id) == "running"
         wait_for(lambda: state_of(queue, task_id) == "cancelled", what="cancelled")
     assert worker.stats.cancelled == 1
+
+
+def _concurrent(queue: TaskQueue, handler: Callable[[Task], object]) -> Worker:
+    return ConcurrentWorker(
+        queue, handler, slots=4, light=lambda _t: True, lease_seconds=30.0, poll_interval=0.05,
+        reap_interval=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["worker", "concurrent"])
+def test_a_cancel_is_seen_at_once_not_at_the_next_heartbeat(queue: TaskQueue, kind: str) -> None:
+    # A 30 s lease heartbeats every 10 s: the cancel must not wait for that beat.
+    # The queue object that cancels is the worker's (local mode, in-process workers).
+    started = threading.Event()
+
+    def handler(task: Task) -> object:
+        started.set()
+        if task.stop_event.wait(20):
+            raise TaskCancelled("asked to stop")
+        return "finished"
+
+    # (SQLite has no NOTIFY for new tasks: the worker polls for them every 50 ms.)
+    if kind == "worker":
+        worker = make_worker(queue, handler, poll_interval=0.05)
+    else:
+        worker = _concurrent(queue, handler)
+    with running(worker):
+        task_id = queue.enqueue("acme", "cancellable").id
+        assert started.wait(20)
+        asked = time.monotonic()
+        assert queue.cancel(task_id) == "running"
+        wait_for(lambda: state_of(queue, task_id) == "cancelled", 5.0, "cancelled")
+        assert time.monotonic() - asked < 5.0
+    assert worker.stats.cancelled == 1
+
+
+@pytest.mark.parametrize("kind", ["worker", "concurrent"])
+def test_a_cancel_from_another_process_is_heard_over_notify(
+    pg_queue: TaskQueue, pg_database: str, kind: str
+) -> None:
+    # Another process's queue (its own engine) cancels: the worker hears the NOTIFY.
+    started = threading.Event()
+
+    def handler(task: Task) -> object:
+        started.set()
+        if task.stop_event.wait(20):
+            raise TaskCancelled("asked to stop")
+        return "finished"
+
+    other_engine = create_state_engine(pg_database)
+    other = open_queue(other_engine)
+    try:
+        if kind == "worker":
+            worker = make_worker(pg_queue, handler)
+        else:
+            worker = _concurrent(pg_queue, handler)
+        with running(worker):
+            task_id = other.enqueue("acme", "cancellable").id
+            assert started.wait(20)
+            assert other.cancel(task_id) == "running"
+            wait_for(lambda: state_of(other, task_id) == "cancelled", 5.0, "cancelled")
+        assert worker.stats.cancelled == 1
+    finally:
+        other_engine.dispose()
 
 
 def test_graceful_stop_releases_an_unfinished_task(queue: TaskQueue) -> None:

@@ -291,8 +291,12 @@ class ConcurrentWorker(Worker):
                 self._lost(held.task, "complete")
         return True
 
+    def _holds(self, task_id: int) -> bool:
+        return task_id in self._held
+
     def _beat_due(self) -> None:
-        if not self._held or time.monotonic() < self._next_beat:
+        hinted = self._take_cancel_hints()
+        if not self._held or (time.monotonic() < self._next_beat and not hinted):
             return
         interval = self.lease_seconds / 3
         running = [h.task for h in self._held.values()]

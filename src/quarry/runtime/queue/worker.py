@@ -46,6 +46,7 @@ from quarry.core.identity import node_name
 from quarry.runtime.queue.health import LOOPS, LoopHealth
 from quarry.runtime.queue.reaper import Reaper
 from quarry.store.queue.port import (
+    CANCEL_CHANNEL,
     DEFAULT_QUEUE,
     NOTIFY_CHANNEL,
     LeaseLost,
@@ -109,12 +110,20 @@ class _Runner:
 
 
 class Notifier:
-    """LISTEN on a dedicated autocommit connection; sets ``wake`` for our queues."""
+    """LISTEN on a dedicated autocommit connection; sets ``wake`` for our queues, and
+    passes the id of a running task whose cancel was asked to ``on_cancel``."""
 
-    def __init__(self, conninfo: str, queues: Sequence[str], wake: threading.Event) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        queues: Sequence[str],
+        wake: threading.Event,
+        on_cancel: Callable[[int], None] | None = None,
+    ) -> None:
         self.conninfo = conninfo
         self.queues = frozenset(queues)
         self.wake = wake
+        self.on_cancel = on_cancel
         self.ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="quarry-listen", daemon=True)
@@ -131,11 +140,16 @@ class Notifier:
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if self.on_cancel is not None:
+                        conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     self.ready.set()
                     self.wake.set()  # anything enqueued while we were not listening
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            if note.payload in self.queues:
+                            if note.channel == CANCEL_CHANNEL:
+                                if self.on_cancel is not None and note.payload.isdigit():
+                                    self.on_cancel(int(note.payload))
+                            elif note.payload in self.queues:
                                 self.wake.set()
                             if self._stop.is_set():
                                 break
@@ -188,7 +202,16 @@ class Worker:
         self._wake = threading.Event()
         self._stop_deadline: float | None = None
         conninfo = conninfo_for(queue) if listen else None
-        self.notifier = Notifier(conninfo, self.queues, self._wake) if conninfo else None
+        self.notifier = (
+            Notifier(conninfo, self.queues, self._wake, on_cancel=self.cancel_signalled)
+            if conninfo
+            else None
+        )
+        # Running tasks of ours whose cancel was announced (a NOTIFY, or this process's
+        # queue object): heartbeat them now, not at the next beat (docs/runs.md).
+        self._cancel_hints: set[int] = set()
+        self._hints_lock = threading.Lock()
+        self._running_id: int | None = None
         self.reaper = Reaper(queue, interval=reap_interval) if reap_interval else None
         self._next_queue = 0
         self._nudge: threading.Event | None = None
@@ -216,6 +239,26 @@ class Worker:
             self._wake.set()
             if self._nudge is not None:
                 self._nudge.set()
+
+    def cancel_signalled(self, task_id: int) -> None:
+        """A cancel of task ``task_id`` was announced: if it is one of ours, look at
+        once (the heartbeat reports it and sets the task's stop event). Any thread."""
+        if not self._holds(task_id):
+            return
+        with self._hints_lock:
+            self._cancel_hints.add(task_id)
+        self._wake.set()
+        nudge = self._nudge
+        if nudge is not None:
+            nudge.set()
+
+    def _holds(self, task_id: int) -> bool:
+        return self._running_id == task_id
+
+    def _take_cancel_hints(self) -> set[int]:
+        with self._hints_lock:
+            hints, self._cancel_hints = self._cancel_hints, set()
+        return hints
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop the worker gracefully.
@@ -262,6 +305,7 @@ class Worker:
 
     def run(self, *, on_ready: Callable[[], None] | None = None) -> WorkerStats:
         LOOPS.register(self.health)
+        self.queue.add_cancel_listener(self.cancel_signalled)
         self.start_background()
         try:
             self.wait_ready()
@@ -272,6 +316,7 @@ class Worker:
                 self.release_held()
         finally:
             LOOPS.unregister(self.health)
+            self.queue.remove_cancel_listener(self.cancel_signalled)
             if self.notifier is not None:
                 self.notifier.stop()
             if self.reaper is not None:
@@ -400,6 +445,7 @@ class Worker:
                 nudge.set()
 
         began = time.monotonic()
+        self._running_id = task.id
         self._runner.submit(target)
         interval = self.lease_seconds / 3
         next_beat = self._first_beat(interval)
@@ -420,6 +466,8 @@ class Worker:
             if done.is_set():
                 break
             now = time.monotonic()
+            if task.id in self._take_cancel_hints():
+                next_beat = now  # its cancel was announced: the heartbeat confirms it
             self._chores(now)
             if self._ahead and now >= hold_until:
                 # A long task: what we prefetched would wait behind it; let others run it.
@@ -447,6 +495,7 @@ class Worker:
                 self.health.succeeded()
                 if cancel_requested:
                     task.stop_event.set()
+        self._running_id = None
         self._short = time.monotonic() - began <= self.prefetch_hold
         self._settle(task, outcome, cancel_requested)
 

@@ -199,13 +199,20 @@ UPDATE tasks SET
 WHERE id = :id AND lease_token = :token AND state = 'running'
 RETURNING id
 
--- cancel: cancel a queued task at once; ask a running one to stop
-UPDATE tasks SET
-    state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-    finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
-    cancel_requested = true
-WHERE id = :id AND state IN ('queued', 'running')
-RETURNING state
+-- cancel: cancel a queued task at once; ask a running one to stop (announced on
+-- quarry_task_cancel at commit, so its worker heartbeats now, not at its next beat)
+WITH asked AS (
+    UPDATE tasks SET
+        state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+        finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
+        cancel_requested = true
+    WHERE id = :id AND state IN ('queued', 'running')
+    RETURNING id, state
+)
+SELECT state,
+    CASE WHEN state = 'running'
+        THEN pg_notify('quarry_task_cancel', id::text) END AS announced
+FROM asked
 
 -- fence: lock the task row if and only if this lease still holds it
 SELECT 1 FROM tasks

@@ -11,10 +11,11 @@ lost its lease can never overwrite the work of the one that took over.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,8 +25,12 @@ from sqlalchemy import Connection, Engine, Row
 
 from quarry.core.errors import Conflict
 
+log = logging.getLogger(__name__)
 DEFAULT_QUEUE = "default"
 NOTIFY_CHANNEL = "quarry_tasks"
+CANCEL_CHANNEL = "quarry_task_cancel"
+"""Postgres channel a cancel of a running task is announced on (payload: the task id),
+so the worker holding it heartbeats at once instead of at its next beat."""
 
 
 class LeaseLost(Conflict):
@@ -194,6 +199,28 @@ class TaskQueue(ABC):
         self.engine = engine
         self.retry = retry or RetryPolicy()
         self.enqueue_guard = enqueue_guard
+        self._cancel_listeners: list[Callable[[int], None]] = []
+
+    def add_cancel_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(task_id)`` when this queue object asks a running task to
+        stop: a worker in the same process (local mode, in-process workers) looks at
+        once rather than at its next heartbeat. Other processes hear it through
+        :data:`CANCEL_CHANNEL` (Postgres)."""
+        self._cancel_listeners.append(listener)
+
+    def remove_cancel_listener(self, listener: Callable[[int], None]) -> None:
+        if listener in self._cancel_listeners:
+            self._cancel_listeners.remove(listener)
+
+    def _cancel_announced(self, task_id: int, state: str | None) -> None:
+        """After :meth:`cancel`: tell this process's listeners of a running task."""
+        if state != "running":
+            return
+        for listener in list(self._cancel_listeners):
+            try:
+                listener(task_id)
+            except Exception:
+                log.warning("a cancel listener failed", exc_info=True)
 
     @contextmanager
     def pinned(self, *, async_commit: bool = False) -> Iterator[None]:

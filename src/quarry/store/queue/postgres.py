@@ -386,7 +386,9 @@ class PostgresQueue(TaskQueue):
 
     def cancel(self, task_id: int) -> str | None:
         row = self._one("cancel", {"id": task_id}, durable=True)
-        return None if row is None else str(row["state"])
+        state = None if row is None else str(row["state"])
+        self._cancel_announced(task_id, state)
+        return state
 
     def reap_expired(self, *, limit: int = 100) -> list[Reaped]:
         rows = self._rows(

@@ -173,7 +173,9 @@ class SqliteQueue(TaskQueue):
     def cancel(self, task_id: int) -> str | None:
         with self._immediate() as conn:
             row = conn.execute(q("cancel"), {"id": task_id, "now": utcnow()}).first()
-        return None if row is None else str(row.state)
+        state = None if row is None else str(row.state)
+        self._cancel_announced(task_id, state)
+        return state
 
     def reap_expired(self, *, limit: int = 100) -> list[Reaped]:
         reaped: list[Reaped] = []
