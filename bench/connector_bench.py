@@ -8,8 +8,9 @@ decimal) is read whole, ``--repeat`` times, through
   psycopg / PyMySQL ``fetchall()`` then ``pa.Table.from_pylist``-free column arrays);
 - Quarry's connector (``Connector.query``), which also types every column.
 
-Prints the median rows/s of each and the ratio (the issue's goal: Quarry >= 90 % of
-the raw driver). Creates and drops its own database on each server.
+Each round reads once through each, back to back, the order alternating. Prints the
+median rows/s of each, the median of the rounds' ratios and the worst round's (the
+issue's goal: Quarry >= 90 % of the raw driver). Creates and drops its own database on each server.
 
     .venv/bin/python bench/connector_bench.py --rows 1000000 --repeat 5
 """
@@ -17,34 +18,55 @@ the raw driver). Creates and drops its own database on each server.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 
-def timed(fn: Callable[[], pa.Table], repeat: int, rows: int) -> float:
-    """The median rows/s of ``repeat`` runs (after one warm-up run)."""
-    fn()
-    speeds = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        table = fn()
-        speeds.append(rows / (time.perf_counter() - started))
-        assert table.num_rows == rows
-    return statistics.median(speeds)
+@dataclass(frozen=True)
+class Paired:
+    raw: float
+    """Median rows/s of the raw driver."""
+    ours: float
+    """Median rows/s through Quarry's connector."""
+    ratios: list[float]
+    """Quarry / raw of each round (the two reads of a round run back to back)."""
+
+
+def paired(
+    raw: Callable[[], pa.Table], ours: Callable[[], pa.Table], repeat: int, rows: int
+) -> Paired:
+    """``repeat`` rounds after one warm-up of each; in each round the raw driver and
+    Quarry read back to back, who goes first alternating, so a burst of load on the
+    machine hits both alike."""
+    raw()
+    ours()
+    raw_speeds: list[float] = []
+    our_speeds: list[float] = []
+    for round_ in range(repeat):
+        order = [(raw, raw_speeds), (ours, our_speeds)]
+        for fn, speeds in order if round_ % 2 == 0 else reversed(order):
+            started = time.perf_counter()
+            table = fn()
+            speeds.append(rows / (time.perf_counter() - started))
+            assert table.num_rows == rows
+    ratios = [o / r for o, r in zip(our_speeds, raw_speeds, strict=True)]
+    return Paired(statistics.median(raw_speeds), statistics.median(our_speeds), ratios)
 
 
 def columns(rows: list[tuple[Any, ...]], width: int) -> list[pa.Array]:
     return [pa.array([row[i] for row in rows]) for i in range(width)]
 
 
-def duckdb_case(n: int, repeat: int) -> tuple[float, float]:
+def duckdb_case(n: int, repeat: int) -> Paired:
     import duckdb
 
     from quarry.runtime.connectors.base import BoundSql
@@ -69,15 +91,19 @@ def duckdb_case(n: int, repeat: int) -> tuple[float, float]:
             read_only=True,
         )
         try:
-            raw_speed = timed(lambda: raw.sql("SELECT * FROM t").to_arrow_table(), repeat, n)
-            ours = timed(lambda: connector.query(BoundSql("SELECT * FROM t")), repeat, n)
+            result = paired(
+                lambda: raw.sql("SELECT * FROM t").to_arrow_table(),
+                lambda: connector.query(BoundSql("SELECT * FROM t")),
+                repeat,
+                n,
+            )
         finally:
             connector.close()
             raw.close()
-    return raw_speed, ours
+    return result
 
 
-def postgres_case(n: int, repeat: int) -> tuple[float, float]:
+def postgres_case(n: int, repeat: int) -> Paired:
     import psycopg
 
     from quarry.runtime.connectors.base import BoundSql
@@ -111,18 +137,19 @@ def postgres_case(n: int, repeat: int) -> tuple[float, float]:
             return pa.Table.from_arrays(columns(rows, 5), names=["id", "f", "s", "ts", "d"])
 
         try:
-            raw_speed = timed(raw_fetch, repeat, n)
-            ours = timed(lambda: connector.query(BoundSql("SELECT * FROM t")), repeat, n)
+            result = paired(
+                raw_fetch, lambda: connector.query(BoundSql("SELECT * FROM t")), repeat, n
+            )
         finally:
             connector.close()
             raw.close()
     finally:
         with psycopg.connect(**admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    return raw_speed, ours
+    return result
 
 
-def mysql_case(n: int, repeat: int) -> tuple[float, float]:
+def mysql_case(n: int, repeat: int) -> Paired:
     import pymysql
 
     from quarry.runtime.connectors.base import BoundSql
@@ -160,8 +187,9 @@ def mysql_case(n: int, repeat: int) -> tuple[float, float]:
             return pa.Table.from_arrays(columns(list(rows), 5), names=["id", "f", "s", "ts", "d"])
 
         try:
-            raw_speed = timed(raw_fetch, repeat, n)
-            ours = timed(lambda: connector.query(BoundSql("SELECT * FROM t")), repeat, n)
+            result = paired(
+                raw_fetch, lambda: connector.query(BoundSql("SELECT * FROM t")), repeat, n
+            )
         finally:
             connector.close()
             raw.close()
@@ -169,7 +197,7 @@ def mysql_case(n: int, repeat: int) -> tuple[float, float]:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
-    return raw_speed, ours
+    return result
 
 
 def main() -> None:
@@ -179,12 +207,20 @@ def main() -> None:
     parser.add_argument("--only", choices=["duckdb", "postgres", "mysql"], action="append")
     args = parser.parse_args()
     cases = {"duckdb": duckdb_case, "postgres": postgres_case, "mysql": mysql_case}
-    print(f"{'database':10} {'raw rows/s':>14} {'quarry rows/s':>14} {'ratio':>7}")
+    print(f"load average {os.getloadavg()[0]:.2f}, {args.rows:,} rows, {args.repeat} rounds")
+    print(
+        f"{'database':10} {'raw rows/s':>14} {'quarry rows/s':>14} "
+        f"{'ratio (median round)':>21} {'worst round':>12}"
+    )
     for name, case in cases.items():
         if args.only and name not in args.only:
             continue
-        raw_speed, ours = case(args.rows, args.repeat)
-        print(f"{name:10} {raw_speed:14,.0f} {ours:14,.0f} {ours / raw_speed:7.0%}")
+        result = case(args.rows, args.repeat)
+        print(
+            f"{name:10} {result.raw:14,.0f} {result.ours:14,.0f} "
+            f"{statistics.median(result.ratios):21.0%} {min(result.ratios):12.0%}"
+        )
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
