@@ -10,9 +10,12 @@ a fresh database per measurement:
 - **procrastinate** (``PRO_CONFIG``): ``App.run_worker_async()`` (its worker, default
   concurrency 1, listening for notifications) on its psycopg connector; bulk enqueue
   is ``Task.batch_defer_async``.
-- **quarry**: the default worker that ``quarry worker`` runs (``Worker.run()``: one
+- **quarry**: ``Worker`` (what ``quarry worker`` runs with ``QUARRY_AGENT_TURN_SLOTS=1``; ``Worker.run()``: one
   task at a time, listening for ``NOTIFY``, the reaper on); **quarry_batch**: the
-  batched worker (``--batch 10``, ``runtime/queue/batch.py``); **quarry_sync**
+  batched worker (``--batch 10``, ``runtime/queue/batch.py``); **quarry_slots**: the
+  concurrent worker ``quarry worker`` runs by default (``ConcurrentWorker``, 256
+  slots) with every task light, as it runs agent turns (workflow runs are not light:
+  it runs those one at a time, claiming one per statement); **quarry_sync**
   (optional): the default worker waiting for the WAL flush on every write. Bulk
   enqueue is ``TaskQueue.enqueue_many``.
 
@@ -62,9 +65,9 @@ from typing import Any
 import psycopg
 
 ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-SYSTEMS = ("quarry", "quarry_batch", "pgqueuer", "procrastinate", "quarry_sync")
+SYSTEMS = ("quarry", "quarry_batch", "quarry_slots", "pgqueuer", "procrastinate", "quarry_sync")
 DEFAULT_SYSTEMS = ["quarry", "quarry_batch", "pgqueuer", "procrastinate"]
-QUARRY_VARIANTS = ("quarry", "quarry_batch", "quarry_sync")
+QUARRY_VARIANTS = ("quarry", "quarry_batch", "quarry_slots", "quarry_sync")
 PEERS = ("pgqueuer", "procrastinate")
 BATCH = [10]  # --batch, for quarry_batch
 BULK_CHUNK = 1000
@@ -303,12 +306,23 @@ def quarry_child(dsn: str, gate: threading.Event, stop: threading.Event, variant
     def handler(task: Any) -> None:
         Trace.started()
 
-    worker = make_worker(
-        queue,
-        handler,
-        batch_size=BATCH[0] if variant == "quarry_batch" else 1,
-        async_commit=variant != "quarry_sync",
-    )
+    worker: Any
+    if variant == "quarry_slots":
+        from quarry.runtime.queue.concurrent import ConcurrentWorker
+
+        # What `quarry worker` runs by default (QUARRY_AGENT_TURN_SLOTS=256): light
+        # tasks (agent turns there; every no-op here) run side by side, claimed a
+        # group per statement, their successes written several per statement.
+        worker = ConcurrentWorker(
+            queue, handler, slots=256, light=lambda _task: True, async_commit=True
+        )
+    else:
+        worker = make_worker(
+            queue,
+            handler,
+            batch_size=BATCH[0] if variant == "quarry_batch" else 1,
+            async_commit=variant != "quarry_sync",
+        )
 
     def ready() -> None:  # listening and connected: wait for the start signal
         print("READY", flush=True)

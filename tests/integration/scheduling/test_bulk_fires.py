@@ -41,4 +41,4 @@ def test_a_tick_queues_its_fires_in_one_statement(ws: Workspace, svc: Services) 
     if svc.engine.dialect.name == "postgresql":
         task_inserts = [s for s in seen if "INSERT INTO tasks" in s]
         assert len(task_inserts) == 1, task_inserts
-        assert "jsonb_to_recordset" in task_inserts[0]
+        assert "json_to_recordset" in task_inserts[0]

@@ -36,7 +36,7 @@ SELECT inserted.id, pg_notify('quarry_tasks', :queue) AS notified FROM inserted
 -- (:rows is a JSON array; ids are drawn in that order), and wake each queue's
 -- listeners once. A duplicate dedupe key inserts nothing for that row.
 WITH input AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS r(
         ord int, tenant_id text, queue text, kind text, payload text, priority int,
         max_attempts int, delay float8, dedupe_key text
     )

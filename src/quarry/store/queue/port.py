@@ -180,8 +180,14 @@ def new_token() -> str:
     return str(uuid.uuid4())
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
+
+
 def dump_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    """Compact, key-sorted JSON. One encoder for the process: ``json.dumps`` with
+    options builds a new one per call, which was a third of a bulk enqueue's Python
+    time (one call per task)."""
+    return _ENCODER.encode(value)
 
 
 class TaskQueue(ABC):

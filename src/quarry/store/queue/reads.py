@@ -1,7 +1,7 @@
 """Read-only looks at the ``tasks`` table that are no backend operation.
 
 Dialect-neutral SQLAlchemy Core (the backends' own statements are named SQL, one file
-per dialect, because they differ: ``SKIP LOCKED`` claims, ``jsonb_to_recordset``
+per dialect, because they differ: ``SKIP LOCKED`` claims, ``json_to_recordset``
 bulk enqueue). None of these claims, locks or writes anything.
 """
 
