@@ -127,7 +127,9 @@ def test_heartbeats_keep_a_long_task_alive(queue: TaskQueue) -> None:
     assert worker.stats.lease_lost == 0
 
 
-def test_cancellation_reaches_a_running_handler(queue: TaskQueue) -> None:
+def cancellable() -> tuple[threading.Event, Callable[[Task], object]]:
+    """A handler that runs until its task is asked to stop, and the event it sets
+    when it starts."""
     started = threading.Event()
 
     def handler(task: Task) -> object:
@@ -136,6 +138,11 @@ def test_cancellation_reaches_a_running_handler(queue: TaskQueue) -> None:
             raise TaskCancelled("asked to stop")
         return "finished"
 
+    return started, handler
+
+
+def test_cancellation_reaches_a_running_handler(queue: TaskQueue) -> None:
+    started, handler = cancellable()
     worker = make_worker(queue, handler, lease_seconds=0.3, poll_interval=0.05)
     with running(worker):
         task_id = queue.enqueue("acme", "cancellable").id
@@ -156,14 +163,7 @@ def _concurrent(queue: TaskQueue, handler: Callable[[Task], object]) -> Worker:
 def test_a_cancel_is_seen_at_once_not_at_the_next_heartbeat(queue: TaskQueue, kind: str) -> None:
     # A 30 s lease heartbeats every 10 s: the cancel must not wait for that beat.
     # The queue object that cancels is the worker's (local mode, in-process workers).
-    started = threading.Event()
-
-    def handler(task: Task) -> object:
-        started.set()
-        if task.stop_event.wait(20):
-            raise TaskCancelled("asked to stop")
-        return "finished"
-
+    started, handler = cancellable()
     # (SQLite has no NOTIFY for new tasks: the worker polls for them every 50 ms.)
     if kind == "worker":
         worker = make_worker(queue, handler, poll_interval=0.05)
@@ -184,14 +184,7 @@ def test_a_cancel_from_another_process_is_heard_over_notify(
     pg_queue: TaskQueue, pg_database: str, kind: str
 ) -> None:
     # Another process's queue (its own engine) cancels: the worker hears the NOTIFY.
-    started = threading.Event()
-
-    def handler(task: Task) -> object:
-        started.set()
-        if task.stop_event.wait(20):
-            raise TaskCancelled("asked to stop")
-        return "finished"
-
+    started, handler = cancellable()
     other_engine = create_state_engine(pg_database)
     other = open_queue(other_engine)
     try:
