@@ -10,8 +10,9 @@ a fresh database per measurement:
 - **procrastinate** (``PRO_CONFIG``): ``App.run_worker_async()`` (its worker, default
   concurrency 1, listening for notifications) on its psycopg connector; bulk enqueue
   is ``Task.batch_defer_async``.
-- **quarry**: ``Worker`` (what ``quarry worker`` runs with ``QUARRY_AGENT_TURN_SLOTS=1``; ``Worker.run()``: one
-  task at a time, listening for ``NOTIFY``, the reaper on); **quarry_batch**: the
+- **quarry**: ``Worker`` (what ``quarry worker`` runs with
+  ``QUARRY_AGENT_TURN_SLOTS=1``; ``Worker.run()``: one task at a time, listening
+  for ``NOTIFY``, the reaper on); **quarry_batch**: the
   batched worker (``--batch 10``, ``runtime/queue/batch.py``); **quarry_slots**: the
   concurrent worker ``quarry worker`` runs by default (``ConcurrentWorker``, 256
   slots) with every task light, as it runs agent turns (workflow runs are not light:
