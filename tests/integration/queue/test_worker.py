@@ -6,10 +6,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
 from quarry.runtime.queue import Task, TaskQueue, open_queue
+from quarry.runtime.queue.batch import BatchWorker
 from quarry.runtime.queue.concurrent import ConcurrentWorker
 from quarry.runtime.queue.worker import PermanentFailure, TaskCancelled, Worker
 from quarry.store.db import create_state_engine
@@ -152,23 +154,23 @@ def test_cancellation_reaches_a_running_handler(queue: TaskQueue) -> None:
     assert worker.stats.cancelled == 1
 
 
-def _concurrent(queue: TaskQueue, handler: Callable[[Task], object]) -> Worker:
-    return ConcurrentWorker(
-        queue, handler, slots=4, light=lambda _t: True, lease_seconds=30.0, poll_interval=0.05,
-        reap_interval=None,
-    )  # fmt: skip
+def _cancel_worker(kind: str, queue: TaskQueue, handler: Callable[[Task], object]) -> Worker:
+    """A worker of each shape with a 30 s lease (a heartbeat every 10 s), polling for
+    new tasks every 50 ms (SQLite has no NOTIFY for them)."""
+    timing: dict[str, Any] = {"lease_seconds": 30.0, "poll_interval": 0.05, "reap_interval": None}
+    if kind == "concurrent":
+        return ConcurrentWorker(queue, handler, slots=4, light=lambda _t: True, **timing)
+    if kind == "batch":
+        return BatchWorker(queue, handler, batch_size=10, **timing)
+    return Worker(queue, handler, **timing)
 
 
-@pytest.mark.parametrize("kind", ["worker", "concurrent"])
+@pytest.mark.parametrize("kind", ["worker", "concurrent", "batch"])
 def test_a_cancel_is_seen_at_once_not_at_the_next_heartbeat(queue: TaskQueue, kind: str) -> None:
     # A 30 s lease heartbeats every 10 s: the cancel must not wait for that beat.
     # The queue object that cancels is the worker's (local mode, in-process workers).
     started, handler = cancellable()
-    # (SQLite has no NOTIFY for new tasks: the worker polls for them every 50 ms.)
-    if kind == "worker":
-        worker = make_worker(queue, handler, poll_interval=0.05)
-    else:
-        worker = _concurrent(queue, handler)
+    worker = _cancel_worker(kind, queue, handler)
     with running(worker):
         task_id = queue.enqueue("acme", "cancellable").id
         assert started.wait(20)
@@ -179,7 +181,7 @@ def test_a_cancel_is_seen_at_once_not_at_the_next_heartbeat(queue: TaskQueue, ki
     assert worker.stats.cancelled == 1
 
 
-@pytest.mark.parametrize("kind", ["worker", "concurrent"])
+@pytest.mark.parametrize("kind", ["worker", "concurrent", "batch"])
 def test_a_cancel_from_another_process_is_heard_over_notify(
     pg_queue: TaskQueue, pg_database: str, kind: str
 ) -> None:
@@ -188,10 +190,7 @@ def test_a_cancel_from_another_process_is_heard_over_notify(
     other_engine = create_state_engine(pg_database)
     other = open_queue(other_engine)
     try:
-        if kind == "worker":
-            worker = make_worker(pg_queue, handler)
-        else:
-            worker = _concurrent(pg_queue, handler)
+        worker = _cancel_worker(kind, pg_queue, handler)
         with running(worker):
             task_id = other.enqueue("acme", "cancellable").id
             assert started.wait(20)
