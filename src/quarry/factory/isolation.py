@@ -17,6 +17,7 @@ changed file, not an interpreter start; a one-shot ``quarry compile`` starts one
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -376,6 +377,9 @@ class _Pool:
 
 
 POOL = _Pool()
+# Idle processes end with the interpreter, not after it: left to the garbage collector
+# at exit, each was a "subprocess is still running" warning and two unclosed pipes.
+atexit.register(POOL.close_all)
 
 
 def prewarm(limits: CompileLimits) -> None:
