@@ -15,8 +15,9 @@ a fresh database per measurement:
   for ``NOTIFY``, the reaper on); **quarry_batch**: the
   batched worker (``--batch 10``, ``runtime/queue/batch.py``); **quarry_slots**: the
   concurrent worker ``quarry worker`` runs by default (``ConcurrentWorker``, 256
-  slots) with every task light, as it runs agent turns (workflow runs are not light:
-  it runs those one at a time, claiming one per statement); **quarry_sync**
+  slots) with every task light, as it runs agent turns; **quarry_runs**: the same
+  worker with no task light, as it runs workflow runs (one at a time, one claim per
+  statement); **quarry_sync**
   (optional): the default worker waiting for the WAL flush on every write. Bulk
   enqueue is ``TaskQueue.enqueue_many``.
 
@@ -66,9 +67,17 @@ from typing import Any
 import psycopg
 
 ADMIN_DSN = os.environ.get("QUARRY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-SYSTEMS = ("quarry", "quarry_batch", "quarry_slots", "pgqueuer", "procrastinate", "quarry_sync")
+SYSTEMS = (
+    "quarry",
+    "quarry_batch",
+    "quarry_slots",
+    "quarry_runs",
+    "pgqueuer",
+    "procrastinate",
+    "quarry_sync",
+)
 DEFAULT_SYSTEMS = ["quarry", "quarry_batch", "pgqueuer", "procrastinate"]
-QUARRY_VARIANTS = ("quarry", "quarry_batch", "quarry_slots", "quarry_sync")
+QUARRY_VARIANTS = ("quarry", "quarry_batch", "quarry_slots", "quarry_runs", "quarry_sync")
 PEERS = ("pgqueuer", "procrastinate")
 BATCH = [10]  # --batch, for quarry_batch
 BULK_CHUNK = 1000
@@ -308,14 +317,17 @@ def quarry_child(dsn: str, gate: threading.Event, stop: threading.Event, variant
         Trace.started()
 
     worker: Any
-    if variant == "quarry_slots":
+    if variant in ("quarry_slots", "quarry_runs"):
         from quarry.runtime.queue.concurrent import ConcurrentWorker
 
         # What `quarry worker` runs by default (QUARRY_AGENT_TURN_SLOTS=256): light
-        # tasks (agent turns there; every no-op here) run side by side, claimed a
-        # group per statement, their successes written several per statement.
+        # tasks (agent turns there; every no-op for quarry_slots) run side by side,
+        # claimed a group per statement, their successes written several per
+        # statement; tasks that are not light (workflow runs; every no-op for
+        # quarry_runs) run one at a time.
+        light = variant == "quarry_slots"
         worker = ConcurrentWorker(
-            queue, handler, slots=256, light=lambda _task: True, async_commit=True
+            queue, handler, slots=256, light=lambda _task: light, async_commit=True
         )
     else:
         worker = make_worker(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -205,12 +206,14 @@ def test_the_leases_of_a_claimed_group_are_kept_by_heartbeats(queue: TaskQueue) 
 
 
 class _CountingQueue:
-    """Counts ``complete`` and ``complete_many`` statements of a queue (delegates)."""
+    """Counts ``complete``, ``complete_many`` and ``complete_and_claim`` statements of
+    a queue (delegates)."""
 
     def __init__(self, queue: TaskQueue) -> None:
         self.inner = queue
         self.complete_many_sizes: list[int] = []
         self.completes = 0
+        self.completes_and_claims = 0
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
@@ -222,6 +225,41 @@ class _CountingQueue:
     def complete(self, task: Task, result: object = None) -> None:
         self.completes += 1
         self.inner.complete(task, result)
+
+    def complete_and_claim(self, task: Task, result: object, owner: str, **kw: Any) -> Any:
+        self.completes_and_claims += 1
+        return self.inner.complete_and_claim(task, result, owner, **kw)
+
+
+def test_tasks_that_are_not_light_complete_and_claim_in_one_statement(
+    queue: TaskQueue,
+) -> None:
+    """Workflow runs (not light) run one after another; each is completed in the
+    statement that claims the next, as :class:`Worker` does, not in one of its own."""
+    ids = [queue.enqueue("acme", "t", {"light": False, "n": n}).id for n in range(5)]
+    counting = _CountingQueue(queue)
+    running_now: list[int] = []
+    most = [0]
+
+    def handler(task: Task) -> object:
+        running_now.append(task.id)
+        most[0] = max(most[0], len(running_now))
+        running_now.remove(task.id)
+        return {"n": task.payload["n"]}
+
+    worker = ConcurrentWorker(
+        counting,  # type: ignore[arg-type]
+        handler,
+        slots=8,
+        light=_light,
+        listen=False,
+    )
+    worker.drain()
+    assert (counting.completes_and_claims, counting.completes) == (5, 0)
+    assert worker.stats.succeeded == 5 and worker.stats.claimed == 5 and most[0] == 1
+    for n, i in enumerate(ids):
+        row = queue.get(i)
+        assert row is not None and (row.state, row.result) == ("succeeded", {"n": n})
 
 
 def test_successes_found_together_are_recorded_in_one_fenced_statement(

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quarry.runtime.queue.worker import Handler, Worker
-from quarry.store.queue.port import Task, TaskQueue
+from quarry.store.queue.port import LeaseLost, Task, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,9 @@ class ConcurrentWorker(Worker):
         self._pool = _DaemonPool(slots)
         self._held: dict[int, _Held] = {}
         self._finished: stdqueue.SimpleQueue[int] = stdqueue.SimpleQueue()
+        # Claimed in the statement that completed the last task held (``_complete``).
+        self._handed: list[Task] = []
+        self._folding = False  # settling in the loop (not ``run_one``): may claim
         self._next_beat = 0.0
         # Whether the next claim may take a group: the last task started was light
         # (not at first, so a worker on a queue of workflow runs never claims a group).
@@ -267,8 +270,13 @@ class ConcurrentWorker(Worker):
         successes = [h for h in finished if "error" not in h.outcome]
         if len(successes) > 1 and self._complete_together(successes):
             finished = [h for h in finished if "error" in h.outcome]
-        for held in finished:
-            self._settle(held.task, held.outcome, held.cancel_requested)
+        self._folding = True
+        try:
+            for held in finished:
+                self._settle(held.task, held.outcome, held.cancel_requested)
+        finally:
+            self._folding = False
+        self._start_handed()
 
     def _complete_together(self, done: list[_Held]) -> bool:
         """One statement for several successes; False if it failed as a whole (then
@@ -326,7 +334,35 @@ class ConcurrentWorker(Worker):
         self._held.clear()
 
     def _complete(self, task: Task, result: Any, *, retrying: bool = False) -> None:
-        """Record success alone (no next task claimed in the same statement: the
-        loop claims when there is room)."""
-        self.queue.complete(task, result)
+        """Record success. When it leaves the worker holding nothing (a workflow run,
+        run alone, or the last light task), complete it and claim the next task in
+        one statement, as :class:`Worker` does, and start that task at once: one
+        statement per task where there were two. Otherwise (others still running,
+        stopping, or a retry after a failed write) complete it alone; the loop
+        claims when there is room."""
+        if self.stopping or retrying or self._held or not self._folding:
+            self.queue.complete(task, result)
+            self.stats.succeeded += 1
+            return
+        name = self.queues[self._next_queue % len(self.queues)]
+        self._next_queue = (self._next_queue + 1) % len(self.queues)
+        completed, following = self.queue.complete_and_claim(
+            task, result, self.owner, queue=name, lease_seconds=self.lease_seconds
+        )
+        if following is not None:
+            self.stats.claimed += 1
+            self._handed.append(following)
+        if not completed:
+            raise LeaseLost(f"task {task.id}: lease lost; complete refused", task_id=task.id)
         self.stats.succeeded += 1
+
+    def _start_handed(self) -> None:
+        """Start the tasks claimed with a completion (or release them if they may not
+        start now: a stop was requested)."""
+        while self._handed:
+            task = self._handed.pop(0)
+            if not self._may_start():
+                self.stats.released += self.release_unstarted([task])
+                continue
+            group = self._group_lights([task])
+            self._start(task, None if group is None else group[0])
