@@ -205,3 +205,17 @@ def test_a_kick_holds_before_anything_looks() -> None:
     assert next(steps) is IDLE
     assert seen == [1, 1]  # claim and double-check, both under the hold
     assert holds.count == 0
+
+
+def test_a_stopping_drain_lets_go_of_kicks_no_pass_took() -> None:
+    """A kick that lands while the worker is stopping is never served: the drain
+    loop, closed, gives its hold back (it was left taken, keeping a Factory from
+    scaling to zero after a stop, and failing the node's stop test now and then)."""
+    holds = Holds()
+    drain = Drain(holds, lambda: False, Pending.nothing)
+    steps = drain.steps()
+    assert next(steps) is IDLE and holds.count == 0
+    drain.kick("scale-to-zero")
+    assert holds.count == 1
+    steps.close()  # what a stopping worker's loop does, before the next pass
+    assert holds.count == 0

@@ -119,6 +119,9 @@ class Drain:
         finally:
             self._release(held)
             held.clear()
+            # Kicks no pass took (they landed while the worker was stopping): no pass
+            # will serve them now, so their holds go too.
+            self._release(self._take_kicks())
 
     def _pass(self, held: list[HoldToken]) -> Iterator[Step]:
         while True:
