@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quarry.runtime.queue.worker import Handler, Worker
-from quarry.store.queue.port import LeaseLost, Task, TaskQueue
+from quarry.store.queue.port import Task, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -344,17 +344,7 @@ class ConcurrentWorker(Worker):
             self.queue.complete(task, result)
             self.stats.succeeded += 1
             return
-        name = self.queues[self._next_queue % len(self.queues)]
-        self._next_queue = (self._next_queue + 1) % len(self.queues)
-        completed, following = self.queue.complete_and_claim(
-            task, result, self.owner, queue=name, lease_seconds=self.lease_seconds
-        )
-        if following is not None:
-            self.stats.claimed += 1
-            self._handed.append(following)
-        if not completed:
-            raise LeaseLost(f"task {task.id}: lease lost; complete refused", task_id=task.id)
-        self.stats.succeeded += 1
+        self._complete_claiming(task, result, 1, self._handed)
 
     def _start_handed(self) -> None:
         """Start the tasks claimed with a completion (or release them if they may not

@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -594,11 +594,20 @@ class Worker:
             self.queue.complete(task, result)
             self.stats.succeeded += 1
             return
-        # From the next of our queues in turn; a stop requested meanwhile releases the
-        # prefetched tasks at once.
+        # A stop requested meanwhile releases the prefetched tasks at once.
+        self._complete_claiming(task, result, self.prefetch if self._short else 1, self._ahead)
+        if self.stopping:
+            self._release_ahead()
+
+    def _complete_claiming(
+        self, task: Task, result: Any, limit: int, into: MutableSequence[Task]
+    ) -> None:
+        """Complete ``task`` and claim up to ``limit`` tasks from the next of our
+        queues in turn, in one statement; the claimed go to ``into`` (kept even when
+        the completion was refused: they are ours) and then :class:`LeaseLost` is
+        raised if it was."""
         name = self.queues[self._next_queue % len(self.queues)]
         self._next_queue = (self._next_queue + 1) % len(self.queues)
-        limit = self.prefetch if self._short else 1
         if limit == 1:
             completed, following = self.queue.complete_and_claim(
                 task, result, self.owner, queue=name, lease_seconds=self.lease_seconds
@@ -613,13 +622,11 @@ class Worker:
                 limit=limit,
             )
             completed = task.id in ids
-        self._ahead.extend(claimed)
+        into.extend(claimed)
         self.stats.claimed += len(claimed)
         if not completed:
             raise LeaseLost(f"task {task.id}: lease lost; complete refused", task_id=task.id)
         self.stats.succeeded += 1
-        if self.stopping:
-            self._release_ahead()
 
     def _settle_safely(self, task: Task, op: Callable[[Task], None], what: str) -> None:
         try:
