@@ -302,6 +302,9 @@ class ConcurrentWorker(Worker):
     def _holds(self, task_id: int) -> bool:
         return task_id in self._held
 
+    def _wake_for_cancel(self) -> None:
+        self._wake.set()  # the loop heartbeats every held task (``_beat_due``)
+
     def _beat_due(self) -> None:
         hinted = self._take_cancel_hints()
         if not self._held or (time.monotonic() < self._next_beat and not hinted):

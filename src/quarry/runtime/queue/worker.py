@@ -247,13 +247,18 @@ class Worker:
             return
         with self._hints_lock:
             self._cancel_hints.add(task_id)
-        self._wake.set()
-        nudge = self._nudge
-        if nudge is not None:
-            nudge.set()
+        self._wake_for_cancel()
 
     def _holds(self, task_id: int) -> bool:
         return self._running_id == task_id
+
+    def _wake_for_cancel(self) -> None:
+        """End the wait of the loop that heartbeats the running task: ``execute``'s
+        nudge (not the idle wake-up, which a draining worker would read afterwards
+        as a NOTIFY and kick a pass for)."""
+        nudge = self._nudge
+        if nudge is not None:
+            nudge.set()
 
     def _take_cancel_hints(self) -> set[int]:
         with self._hints_lock:
